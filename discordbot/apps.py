@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DiscordbotConfig(AppConfig):
+    name = "discordbot"
+    verbose_name = "Discord bot"

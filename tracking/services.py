@@ -1,0 +1,247 @@
+"""Writes: admission, lifecycle transitions and refunds.
+
+Every function is keyword-only and typed. The database owns the rules (legal transitions,
+derived timestamps, the event history); these functions pass values through one statement
+each and translate the database's refusals into ``tracking.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import psycopg.errors
+from django.conf import settings
+from django.db import IntegrityError, connection
+
+from tracking.errors import InvalidInput, InvalidTransition, RequestNotFound
+from tracking.models import AspectRatio, PersonGeneration, Resolution, Source, Status
+from tracking.text import storable_text
+
+# Failures caused by the request itself; everything else failed on our side and is refunded.
+USER_CAUSED_ERROR_CODES = frozenset({"content_filtered", "invalid_request"})
+
+
+@dataclass(frozen=True)
+class VideoParameters:
+    prompt: str
+    duration_seconds: int = 4
+    aspect_ratio: str = AspectRatio.LANDSCAPE
+    resolution: str = Resolution.HD
+    generate_audio: bool = True
+    negative_prompt: str | None = None
+    seed: int | None = None
+    person_generation: str = PersonGeneration.ALLOW_ADULT
+    model: str | None = None  # None: settings.VEO_MODEL
+
+
+@dataclass(frozen=True)
+class Admission:
+    request_id: int
+    admitted: bool
+    duplicate: bool
+    status: str
+    reason_code: str | None
+    reason: str | None
+    used: int
+    limit: int
+    remaining: int
+    reset_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    request_id: int
+    status: str
+    changed: bool  # False: the request already had that status (a no-op)
+
+
+def clean_parameters(params: VideoParameters) -> VideoParameters:
+    """Validate and normalise parameters; raise InvalidInput with a specific message."""
+    prompt = " ".join(storable_text("prompt", params.prompt).split())
+    low, high = settings.VEO_PROMPT_MIN_LENGTH, settings.VEO_PROMPT_MAX_LENGTH
+    if not low <= len(prompt) <= high:
+        raise InvalidInput("prompt", f"prompt must be {low}-{high} characters (got {len(prompt)})")
+    negative = params.negative_prompt
+    if negative is not None:
+        negative = " ".join(storable_text("negative_prompt", negative).split()) or None
+        if negative and len(negative) > high:
+            raise InvalidInput("negative_prompt", f"negative_prompt must be at most {high} characters (got {len(negative)})")
+    _choice("duration_seconds", params.duration_seconds, (4, 6, 8))
+    _choice("aspect_ratio", params.aspect_ratio, AspectRatio.values)
+    _choice("resolution", params.resolution, Resolution.values)
+    _choice("person_generation", params.person_generation, PersonGeneration.values)
+    if not isinstance(params.generate_audio, bool):
+        raise InvalidInput("generate_audio", "generate_audio must be true or false")
+    if params.seed is not None and (isinstance(params.seed, bool) or not 0 <= params.seed <= 4_294_967_295):
+        raise InvalidInput("seed", "seed must be a whole number from 0 to 4294967295")
+    model = storable_text("model", params.model or settings.VEO_MODEL)
+    return replace(params, prompt=prompt, negative_prompt=negative, model=model)
+
+
+def _choice(field: str, value, allowed) -> None:
+    if isinstance(value, bool) or value not in allowed:
+        options = ", ".join(str(option) for option in allowed)
+        raise InvalidInput(field, f"{field} must be one of {options} (got {value!r})")
+
+
+def _snowflake(field: str, value: int | None, *, required: bool) -> None:
+    if value is None and not required:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise InvalidInput(field, f"{field} must be a positive 64-bit Discord id (got {value!r})")
+
+
+def admit_request(
+    *,
+    interaction_id: int,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    params: VideoParameters,
+    source: str = Source.DISCORD,
+) -> Admission:
+    """Admit or refuse a request in one database round trip (see admit_video_request in SQL)."""
+    _snowflake("interaction_id", interaction_id, required=True)
+    _snowflake("user_id", user_id, required=True)
+    _snowflake("guild_id", guild_id, required=False)
+    _snowflake("channel_id", channel_id, required=False)
+    _choice("source", source, Source.values)
+    clean = clean_parameters(params)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining, reset_at"
+            " FROM admit_video_request(%s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [interaction_id, user_id, guild_id, channel_id, clean.prompt, clean.negative_prompt,
+             clean.duration_seconds, clean.aspect_ratio, clean.resolution, clean.generate_audio,
+             clean.person_generation, clean.seed, clean.model, source, settings.VEO_QUOTA_LIMIT,
+             settings.VEO_QUOTA_WINDOW, settings.VEO_QUOTA_MAX_IN_FLIGHT],
+        )
+        return Admission(*cursor.fetchone())
+
+
+# -- lifecycle ------------------------------------------------------------------------
+
+# One statement: stamp who and why for the event trigger, then move the row. The status
+# guard makes a repeat of the same transition match nothing (a no-op, not an error).
+_TRANSITION_SQL = """
+WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true) AS actor,
+                    set_config('veobot.reason', %(reason)s, true) AS reason)
+UPDATE video_requests SET
+    status = %(status)s,
+    operation_name = COALESCE(%(operation_name)s, operation_name),
+    output_uris = COALESCE(%(output_uris)s, output_uris),
+    public_urls = COALESCE(%(public_urls)s, public_urls),
+    output_size_bytes = COALESCE(%(output_size_bytes)s, output_size_bytes),
+    safety_filtered_count = COALESCE(%(safety_filtered_count)s, safety_filtered_count),
+    safety_filtered_reasons = COALESCE(%(safety_filtered_reasons)s, safety_filtered_reasons),
+    error_code = COALESCE(%(error_code)s, error_code),
+    error_message = COALESCE(%(error_message)s, error_message),
+    counts_toward_quota = counts_toward_quota AND NOT %(refund)s
+FROM who
+WHERE id = %(id)s AND status <> %(status)s
+RETURNING video_requests.status
+"""
+
+
+def _transition(request_id: int, status: str, *, actor: str, reason: str | None = None, refund: bool = False,
+                **fields) -> Transition:
+    values = dict.fromkeys(("operation_name", "output_uris", "public_urls", "output_size_bytes",
+                            "safety_filtered_count", "safety_filtered_reasons", "error_code", "error_message"))
+    values.update(fields)
+    for name in ("error_message", "operation_name"):
+        if values[name] is not None:
+            values[name] = storable_text(name, values[name])[:4000]
+    values.update(id=request_id, status=status, actor=actor, reason=reason or "", refund=refund)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_TRANSITION_SQL, values)
+            if cursor.fetchone():
+                return Transition(request_id, str(status), changed=True)
+            cursor.execute("SELECT status FROM video_requests WHERE id = %s", [request_id])
+            row = cursor.fetchone()
+    except IntegrityError as error:
+        raise _refusal(error) from None
+    if row is None:
+        raise RequestNotFound(f"video request {request_id} does not exist")
+    return Transition(request_id, row[0], changed=False)
+
+
+def _refusal(error: IntegrityError) -> Exception:
+    cause = error.__cause__
+    if isinstance(cause, psycopg.errors.CheckViolation):
+        return InvalidTransition(cause.diag.message_primary or str(cause))
+    return error
+
+
+def mark_generating(*, request_id: int, operation_name: str, actor: str = "worker") -> Transition:
+    return _transition(request_id, Status.GENERATING, actor=actor, operation_name=operation_name)
+
+
+def mark_completed(
+    *,
+    request_id: int,
+    output_uris: Sequence[str],
+    public_urls: Sequence[str] = (),
+    output_size_bytes: int | None = None,
+    actor: str = "worker",
+) -> Transition:
+    return _transition(request_id, Status.COMPLETED, actor=actor, output_uris=list(output_uris),
+                       public_urls=list(public_urls), output_size_bytes=output_size_bytes)
+
+
+def mark_failed(
+    *,
+    request_id: int,
+    error_code: str,
+    error_message: str,
+    refund: bool | None = None,
+    safety_filtered_count: int | None = None,
+    safety_filtered_reasons: Sequence[str] | None = None,
+    actor: str = "worker",
+) -> Transition:
+    """Fail a request. By default failures on our side are refunded; user-caused ones
+    (content_filtered, invalid_request) count, unless VEO_REFUND_CONTENT_FILTERED says otherwise."""
+    if refund is None:
+        refund = error_code not in USER_CAUSED_ERROR_CODES or (
+            error_code == "content_filtered" and settings.VEO_REFUND_CONTENT_FILTERED)
+    return _transition(request_id, Status.FAILED, actor=actor, refund=refund, error_code=error_code,
+                       error_message=error_message, safety_filtered_count=safety_filtered_count,
+                       safety_filtered_reasons=list(safety_filtered_reasons) if safety_filtered_reasons else None)
+
+
+def mark_timeout(*, request_id: int, error_message: str, error_code: str = "timeout",
+                 actor: str = "worker") -> Transition:
+    """A deadline passed on our side: always refunded."""
+    return _transition(request_id, Status.TIMEOUT, actor=actor, refund=True, error_code=error_code,
+                       error_message=error_message)
+
+
+def cancel(*, request_id: int, actor: str, reason: str) -> Transition:
+    """Cancel a pending or generating request; the user gets the slot back."""
+    return _transition(request_id, Status.CANCELLED, actor=actor, reason=reason, refund=True,
+                       error_code="cancelled", error_message=f"cancelled by {actor}: {reason}")
+
+
+_REFUND_SQL = """
+WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true), set_config('veobot.reason', %(reason)s, true))
+UPDATE video_requests SET counts_toward_quota = false
+FROM who
+WHERE id = %(id)s AND counts_toward_quota
+RETURNING id
+"""
+
+
+def refund(*, request_id: int, actor: str, reason: str) -> bool:
+    """Give the request's quota slot back. True if refunded now, False if it never counted
+    or was already refunded (a refund is never counted twice)."""
+    reason = storable_text("reason", reason)
+    with connection.cursor() as cursor:
+        cursor.execute(_REFUND_SQL, {"id": request_id, "actor": actor, "reason": reason})
+        if cursor.fetchone():
+            return True
+        cursor.execute("SELECT 1 FROM video_requests WHERE id = %s", [request_id])
+        if cursor.fetchone() is None:
+            raise RequestNotFound(f"video request {request_id} does not exist")
+    return False

@@ -1,0 +1,96 @@
+"""Reading settings from the environment with errors that name the variable.
+
+Every failure raises ``ConfigError`` whose message is one line starting with the
+variable's name; ``manage.py`` prints that line and exits instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import environ
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong. The message names the variable."""
+
+
+env = environ.Env()
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def is_set(name: str) -> bool:
+    return name in env.ENVIRON
+
+
+def get_str(name: str, default: str | None = None) -> str:
+    value = env.ENVIRON.get(name, default)
+    if value is None:
+        raise ConfigError(f"{name} is required but not set (see .env.example)")
+    return value
+
+
+def get_bool(name: str, default: bool) -> bool:
+    if not is_set(name):
+        return default
+    raw = env.ENVIRON[name].strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false (got {env.ENVIRON[name]!r})")
+
+
+def get_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    if not is_set(name):
+        return default
+    raw = env.ENVIRON[name].strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number between {minimum} and {maximum} (got {raw!r})") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum} (got {value})")
+    return value
+
+
+def get_list(name: str, default: list[str]) -> list[str]:
+    if not is_set(name):
+        return default
+    return [item.strip() for item in env.ENVIRON[name].split(",") if item.strip()]
+
+
+def get_int_set(name: str) -> frozenset[int]:
+    ids = set()
+    for item in get_list(name, []):
+        if not item.isdigit():
+            raise ConfigError(f"{name} must be a comma-separated list of numeric ids (got {item!r})")
+        ids.add(int(item))
+    return frozenset(ids)
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '24h', '7d' -> timedelta. Raises ValueError otherwise."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(text)
+    amount, unit = match.groups()
+    return timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+
+
+def get_duration(name: str, default: str, *, minimum: timedelta, maximum: timedelta) -> timedelta:
+    raw = env.ENVIRON.get(name, default)
+    try:
+        value = parse_duration(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a duration like 90s, 15m, 24h or 7d (got {raw!r})") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum} (got {raw!r})")
+    return value

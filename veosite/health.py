@@ -1,0 +1,25 @@
+"""/healthz: 200 with the database round-trip time, or 503 "degraded" with the reason."""
+
+from __future__ import annotations
+
+import time
+
+from django.db import connection
+from django.http import JsonResponse
+
+
+def database_latency_ms() -> float:
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def healthz(request):
+    try:
+        latency = database_latency_ms()
+    except Exception as error:  # any failure to reach the database is "degraded"
+        reason = f"database unreachable: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        return JsonResponse({"status": "degraded", "reason": reason.rstrip(": ")}, status=503)
+    return JsonResponse({"status": "ok", "database": {"latency_ms": latency}})

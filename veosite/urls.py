@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import path
+
+from veosite.health import healthz
+
+admin.site.site_header = "veobot moderation"
+admin.site.site_title = "veobot"
+admin.site.index_title = "Requests, quotas and bans"
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]
