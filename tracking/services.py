@@ -8,12 +8,13 @@ each and translate the database's refusals into ``tracking.errors``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg.errors
 from django.conf import settings
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 
 from tracking.errors import InvalidInput, InvalidTransition, RequestNotFound
 from tracking.models import AspectRatio, PersonGeneration, Resolution, Source, Status
@@ -155,7 +156,7 @@ def _transition(request_id: int, status: str, *, actor: str, reason: str | None 
             values[name] = storable_text(name, values[name])[:4000]
     values.update(id=request_id, status=status, actor=actor, reason=reason or "", refund=refund)
     try:
-        with connection.cursor() as cursor:
+        with _own_statement(), connection.cursor() as cursor:
             cursor.execute(_TRANSITION_SQL, values)
             if cursor.fetchone():
                 return Transition(request_id, str(status), changed=True)
@@ -166,6 +167,12 @@ def _transition(request_id: int, status: str, *, actor: str, reason: str | None 
     if row is None:
         raise RequestNotFound(f"video request {request_id} does not exist")
     return Transition(request_id, row[0], changed=False)
+
+
+def _own_statement():
+    """A refused statement must not poison a caller's transaction: inside one, wrap it in a
+    savepoint; in autocommit (the normal case) it is already its own transaction."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def _refusal(error: IntegrityError) -> Exception:

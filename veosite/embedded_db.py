@@ -52,3 +52,32 @@ def bin_dir() -> Path | None:
     except ImportError:
         return None
     return Path(POSTGRES_BIN_PATH)
+
+
+def stop(base_dir: Path) -> bool:
+    """Stop the embedded server if it is running. Returns True if it was."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver._commands import pg_ctl
+        from pgserver.utils import PostmasterInfo
+
+    pgdata = data_dir(base_dir)
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    # As root, pgserver runs the server as its own 'pgserver' user; pg_ctl must match.
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)
+    return True
+
+
+if __name__ == "__main__":
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    if sys.argv[1:] == ["stop"]:
+        print("embedded PostgreSQL stopped" if stop(root) else "embedded PostgreSQL was not running")
+    elif sys.argv[1:] == ["start"]:
+        print(f"embedded PostgreSQL running, socket in {settings_dict(root)['HOST']}")
+    else:
+        sys.exit("usage: python -m veosite.embedded_db start|stop")

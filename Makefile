@@ -1,0 +1,43 @@
+# veobot: `make run` starts everything locally, `make test` runs the whole suite.
+# Only Python 3.11+ is needed: dependencies go into .venv, and without DATABASE_URL an
+# embedded PostgreSQL (from the pgserver wheel) is started with its data under .data/.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test db-stop bench-admission clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("veobot needs Python 3.11 or newer (found %s); set PYTHON=python3.11" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# First run: a local .env with a fresh SECRET_KEY, from the documented example.
+.env:
+	@$(PYTHON) -c 'import secrets, re, pathlib; text = pathlib.Path(".env.example").read_text(); pathlib.Path(".env").write_text(re.sub(r"(?m)^SECRET_KEY=.*$$", "SECRET_KEY=" + secrets.token_urlsafe(50), text))'
+	@echo "created .env from .env.example with a new SECRET_KEY (edit it to configure veobot)"
+
+run: $(STAMP) .env
+	$(PY) manage.py migrate_sql
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ensure_admin
+	@echo "admin panel: http://127.0.0.1:8000/admin/   health: http://127.0.0.1:8000/healthz"
+	$(PY) manage.py runserver --noreload --insecure 127.0.0.1:8000
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+db-stop: $(STAMP)
+	$(PY) -m veosite.embedded_db stop
+
+bench-admission: $(STAMP)
+	$(PY) bench/admission.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,71 @@
+"""Admissions from many real connections at once: threads here, processes via spawn.
+
+Each admission uses its own psycopg connection (its own server backend), so the only
+thing serialising them is what the database does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from itertools import count
+
+import psycopg
+
+ADMIT = ("SELECT admitted FROM admit_video_request(%s, %s, NULL, NULL, 'a red fox in snow', NULL, 4::smallint,"
+         " '16:9', '720p', true, 'allow_adult', NULL, 'veo-test', 'discord', %s, interval '24 hours', 0)")
+
+
+def conninfo(db: dict) -> dict:
+    return {"host": db.get("HOST") or None, "port": db.get("PORT") or None, "user": db.get("USER") or None,
+            "password": db.get("PASSWORD") or None, "dbname": db["NAME"]}
+
+
+def _admit_many(info: dict, user_id: int, interaction_ids: list[int], limit: int, start, results: list) -> None:
+    connections = [psycopg.connect(**info, autocommit=True) for _ in interaction_ids]
+    try:
+        start.wait()  # every process is connected
+        together = threading.Barrier(len(connections))  # every thread fires at once
+
+        def admit_one(connection: psycopg.Connection, interaction_id: int) -> None:
+            together.wait()
+            results.append(connection.execute(ADMIT, [interaction_id, user_id, limit]).fetchone()[0])
+
+        threads = [threading.Thread(target=admit_one, args=pair) for pair in zip(connections, interaction_ids)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def admit_from_threads(db: dict, *, user_id: int, attempts: int, limit: int, first_interaction: int) -> list[bool]:
+    results: list[bool] = []
+    start = threading.Barrier(1)
+    _admit_many(conninfo(db), user_id, list(range(first_interaction, first_interaction + attempts)), limit, start, results)
+    return results
+
+
+def _process_main(info, user_id, interaction_ids, limit, start, queue) -> None:
+    results: list[bool] = []
+    _admit_many(info, user_id, interaction_ids, limit, start, results)
+    queue.put(results)
+
+
+def admit_from_processes(db: dict, *, user_id: int, processes: int, per_process: int, limit: int,
+                         first_interaction: int) -> list[bool]:
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(processes)
+    queue = context.Queue()
+    ids = count(first_interaction)
+    workers = [context.Process(target=_process_main, args=(
+        conninfo(db), user_id, [next(ids) for _ in range(per_process)], limit, start, queue))
+        for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    results = [admitted for _ in workers for admitted in queue.get(timeout=120)]
+    for worker in workers:
+        worker.join(timeout=30)
+    return results
