@@ -124,6 +124,11 @@ VEO_PROMPT_MIN_LENGTH = config.get_int("VEO_PROMPT_MIN_LENGTH", 5, minimum=1, ma
 VEO_PROMPT_MAX_LENGTH = config.get_int("VEO_PROMPT_MAX_LENGTH", 600, minimum=VEO_PROMPT_MIN_LENGTH, maximum=4000)
 VEO_MODEL = config.get_str("VEO_MODEL", "veo-3.1-generate-001")
 
+# --- Outputs ---------------------------------------------------------------------------
+# Local video files live here (never a public directory; the admin streams them to staff).
+# output_uris holds "file:<path relative to this folder>" or "gs://bucket/object".
+VEO_MEDIA_ROOT = Path(config.get_str("VEO_MEDIA_ROOT", str(DATA_DIR / "media")))
+
 # --- Web ------------------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
