@@ -209,3 +209,19 @@ class SchemaMigration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version:04d}_{self.name}"
+
+
+class VeoStartSlot(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    request = models.ForeignKey(VideoRequest, on_delete=models.DO_NOTHING, db_column="request_id",
+                                related_name="start_slots")
+    worker = models.TextField()
+    granted_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        managed = False
+        db_table = "veo_start_slots"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"start of #{self.request_id} by {self.worker}"

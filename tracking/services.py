@@ -10,18 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg.errors
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from tracking.errors import InvalidInput, InvalidTransition, RequestNotFound
-from tracking.models import AspectRatio, PersonGeneration, Resolution, Source, Status
+from tracking.models import AspectRatio, DeliveryMethod, PersonGeneration, Resolution, Source, Status, VideoRequest
 from tracking.text import storable_text
 
 # Failures caused by the request itself; everything else failed on our side and is refunded.
-USER_CAUSED_ERROR_CODES = frozenset({"content_filtered", "invalid_request"})
+USER_CAUSED_ERROR_CODES = frozenset({"content_filtered"})
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def clean_parameters(params: VideoParameters) -> VideoParameters:
         raise InvalidInput("generate_audio", "generate_audio must be true or false")
     if params.seed is not None and (isinstance(params.seed, bool) or not 0 <= params.seed <= 4_294_967_295):
         raise InvalidInput("seed", "seed must be a whole number from 0 to 4294967295")
-    model = storable_text("model", params.model or settings.VEO_MODEL)
+    model = storable_text("model", params.model or settings.VEO_RECORDED_MODEL)
     return replace(params, prompt=prompt, negative_prompt=negative, model=model)
 
 
@@ -141,20 +141,22 @@ UPDATE video_requests SET
     error_message = COALESCE(%(error_message)s, error_message),
     counts_toward_quota = counts_toward_quota AND NOT %(refund)s
 FROM who
-WHERE id = %(id)s AND status <> %(status)s
+WHERE id = %(id)s AND status <> %(status)s AND (%(worker)s::text IS NULL OR claimed_by = %(worker)s)
 RETURNING video_requests.status
 """
 
 
 def _transition(request_id: int, status: str, *, actor: str, reason: str | None = None, refund: bool = False,
-                **fields) -> Transition:
+                worker: str | None = None, **fields) -> Transition:
+    """Move a request to ``status``. With ``worker``, only while that worker holds the lease:
+    a worker that lost its lease gets ``changed=False`` and the current status back."""
     values = dict.fromkeys(("operation_name", "output_uris", "public_urls", "output_size_bytes",
                             "safety_filtered_count", "safety_filtered_reasons", "error_code", "error_message"))
     values.update(fields)
     for name in ("error_message", "operation_name"):
         if values[name] is not None:
             values[name] = storable_text(name, values[name])[:4000]
-    values.update(id=request_id, status=status, actor=actor, reason=reason or "", refund=refund)
+    values.update(id=request_id, status=status, actor=actor, reason=reason or "", refund=refund, worker=worker)
     try:
         with _own_statement(), connection.cursor() as cursor:
             cursor.execute(_TRANSITION_SQL, values)
@@ -182,8 +184,9 @@ def _refusal(error: IntegrityError) -> Exception:
     return error
 
 
-def mark_generating(*, request_id: int, operation_name: str, actor: str = "worker") -> Transition:
-    return _transition(request_id, Status.GENERATING, actor=actor, operation_name=operation_name)
+def mark_generating(*, request_id: int, operation_name: str, worker: str | None = None,
+                    actor: str = "worker") -> Transition:
+    return _transition(request_id, Status.GENERATING, actor=actor, worker=worker, operation_name=operation_name)
 
 
 def mark_completed(
@@ -192,9 +195,10 @@ def mark_completed(
     output_uris: Sequence[str],
     public_urls: Sequence[str] = (),
     output_size_bytes: int | None = None,
+    worker: str | None = None,
     actor: str = "worker",
 ) -> Transition:
-    return _transition(request_id, Status.COMPLETED, actor=actor, output_uris=list(output_uris),
+    return _transition(request_id, Status.COMPLETED, actor=actor, worker=worker, output_uris=list(output_uris),
                        public_urls=list(public_urls), output_size_bytes=output_size_bytes)
 
 
@@ -206,6 +210,7 @@ def mark_failed(
     refund: bool | None = None,
     safety_filtered_count: int | None = None,
     safety_filtered_reasons: Sequence[str] | None = None,
+    worker: str | None = None,
     actor: str = "worker",
 ) -> Transition:
     """Fail a request. By default failures on our side are refunded; user-caused ones
@@ -213,15 +218,15 @@ def mark_failed(
     if refund is None:
         refund = error_code not in USER_CAUSED_ERROR_CODES or (
             error_code == "content_filtered" and settings.VEO_REFUND_CONTENT_FILTERED)
-    return _transition(request_id, Status.FAILED, actor=actor, refund=refund, error_code=error_code,
+    return _transition(request_id, Status.FAILED, actor=actor, worker=worker, refund=refund, error_code=error_code,
                        error_message=error_message, safety_filtered_count=safety_filtered_count,
                        safety_filtered_reasons=list(safety_filtered_reasons) if safety_filtered_reasons else None)
 
 
 def mark_timeout(*, request_id: int, error_message: str, error_code: str = "timeout",
-                 actor: str = "worker") -> Transition:
+                 worker: str | None = None, actor: str = "worker") -> Transition:
     """A deadline passed on our side: always refunded."""
-    return _transition(request_id, Status.TIMEOUT, actor=actor, refund=True, error_code=error_code,
+    return _transition(request_id, Status.TIMEOUT, actor=actor, worker=worker, refund=True, error_code=error_code,
                        error_message=error_message)
 
 
@@ -252,3 +257,51 @@ def refund(*, request_id: int, actor: str, reason: str) -> bool:
         if cursor.fetchone() is None:
             raise RequestNotFound(f"video request {request_id} does not exist")
     return False
+
+
+# -- the worker's queue -------------------------------------------------------------------
+
+
+def claim_next(*, worker: str, lease: timedelta, sources: Sequence[str], max_concurrent: int,
+               max_starts_per_minute: int) -> VideoRequest | None:
+    """Claim the next piece of work (deliver > resume > start within the global caps).
+
+    The returned row carries the lease; what to do follows from its status: pending ->
+    start, generating -> resume polling its operation, finished -> deliver."""
+    rows = list(VideoRequest.objects.raw(
+        "SELECT * FROM claim_video_request(%s, %s, %s, %s, %s)",
+        [worker, lease, list(sources), max_concurrent, max_starts_per_minute]))
+    return rows[0] if rows else None
+
+
+def renew_lease(*, request_id: int, worker: str, lease: timedelta) -> bool:
+    """Extend the lease; False means another worker took the request over."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE video_requests SET lease_expires_at = clock_timestamp() + %s"
+                       " WHERE id = %s AND claimed_by = %s RETURNING id", [lease, request_id, worker])
+        return cursor.fetchone() is not None
+
+
+def release(*, request_id: int, worker: str, reason: str, retry_at: datetime | None = None) -> bool:
+    """Hand the request back so any worker can claim it (pending ones not before retry_at)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT release_video_request(%s, %s, COALESCE(%s, clock_timestamp()), %s)",
+                       [request_id, worker, retry_at, reason])
+        return cursor.fetchone()[0]
+
+
+def record_delivery(*, request_id: int, worker: str | None, method: str, message_id: int | None = None,
+                    error: str | None = None) -> bool:
+    """Record how the outcome reached the user (or that it could not) and free the lease.
+    Idempotent: a request is delivered once; later calls return False."""
+    _choice("method", method, DeliveryMethod.values)
+    if error is not None:
+        error = storable_text("delivery_error", error)[:1000]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE video_requests SET delivered_at = clock_timestamp(), delivery_method = %s,"
+            " discord_message_id = COALESCE(%s, discord_message_id), delivery_error = %s,"
+            " claimed_by = NULL, lease_expires_at = NULL"
+            " WHERE id = %s AND delivered_at IS NULL AND (%s::text IS NULL OR claimed_by = %s) RETURNING id",
+            [method, message_id, error, request_id, worker, worker])
+        return cursor.fetchone() is not None

@@ -124,6 +124,65 @@ VEO_PROMPT_MIN_LENGTH = config.get_int("VEO_PROMPT_MIN_LENGTH", 5, minimum=1, ma
 VEO_PROMPT_MAX_LENGTH = config.get_int("VEO_PROMPT_MAX_LENGTH", 600, minimum=VEO_PROMPT_MIN_LENGTH, maximum=4000)
 VEO_MODEL = config.get_str("VEO_MODEL", "veo-3.1-generate-001")
 
+# --- Veo backend ---------------------------------------------------------------------------
+# vertex: GOOGLE_CLOUD_PROJECT + GOOGLE_CLOUD_LOCATION with Application Default Credentials
+# (or GOOGLE_APPLICATION_CREDENTIALS); express: VEO_API_KEY; offline: the bundled sample
+# video, no Google account. Default: vertex if a project is set, else express if a key is
+# set, else offline.
+GOOGLE_CLOUD_PROJECT = config.get_str("GOOGLE_CLOUD_PROJECT", "")
+GOOGLE_CLOUD_LOCATION = config.get_str("GOOGLE_CLOUD_LOCATION", "us-central1")
+VEO_API_KEY = config.get_str("VEO_API_KEY", "")
+VEO_BACKEND = config.get_str(
+    "VEO_BACKEND", "vertex" if GOOGLE_CLOUD_PROJECT else "express" if VEO_API_KEY else "offline")
+if VEO_BACKEND not in ("vertex", "express", "offline"):
+    raise ConfigError(f"VEO_BACKEND must be vertex, express or offline (got {VEO_BACKEND!r})")
+if VEO_BACKEND == "vertex" and not GOOGLE_CLOUD_PROJECT:
+    raise ConfigError("GOOGLE_CLOUD_PROJECT is required when VEO_BACKEND=vertex")
+if VEO_BACKEND == "express" and not VEO_API_KEY:
+    raise ConfigError("VEO_API_KEY is required when VEO_BACKEND=express")
+# Recorded on every request, so sample videos can never pass for real ones.
+VEO_RECORDED_MODEL = "offline-sample" if VEO_BACKEND == "offline" else VEO_MODEL
+# Overrides the Vertex endpoint (tests point it at a local fake).
+VEO_API_BASE_URL = config.get_str("VEO_API_BASE_URL", "")
+# gs://bucket/prefix for outputs; empty: Veo returns the bytes and they are kept under VEO_MEDIA_ROOT.
+VEO_OUTPUT_GCS_URI = config.get_str("VEO_OUTPUT_GCS_URI", "")
+if VEO_OUTPUT_GCS_URI and not VEO_OUTPUT_GCS_URI.startswith("gs://"):
+    raise ConfigError(f"VEO_OUTPUT_GCS_URI must start with gs:// (got {VEO_OUTPUT_GCS_URI!r})")
+# Link GCS outputs as https://storage.googleapis.com/... (the bucket must allow public reads).
+VEO_GCS_PUBLIC_URLS = config.get_bool("VEO_GCS_PUBLIC_URLS", False)
+VEO_PERSON_GENERATION = config.get_str("VEO_PERSON_GENERATION", "allow_adult")
+if VEO_PERSON_GENERATION not in ("dont_allow", "allow_adult", "allow_all"):
+    raise ConfigError(f"VEO_PERSON_GENERATION must be dont_allow, allow_adult or allow_all (got {VEO_PERSON_GENERATION!r})")
+# Per HTTP call to Veo: timeout, and retries of 5xx answers (429 is never retried by the
+# client: the request goes back to the queue and the start-rate cap applies).
+VEO_HTTP_TIMEOUT: timedelta = config.get_duration("VEO_HTTP_TIMEOUT", "30s", minimum=timedelta(seconds=1),
+                                                  maximum=timedelta(minutes=5))
+VEO_HTTP_RETRIES = config.get_int("VEO_HTTP_RETRIES", 3, minimum=1, maximum=10)
+# Whole generation, from the operation start; Veo can take more than 5 minutes.
+VEO_GENERATION_TIMEOUT: timedelta = config.get_duration("VEO_GENERATION_TIMEOUT", "10m", minimum=timedelta(seconds=5),
+                                                        maximum=timedelta(hours=2))
+# Poll backoff: starts at VEO_POLL_INITIAL, x1.5 each time, capped at VEO_POLL_MAX.
+VEO_POLL_INITIAL: timedelta = config.get_duration("VEO_POLL_INITIAL", "1s", minimum=timedelta(seconds=0),
+                                                  maximum=timedelta(minutes=1))
+VEO_POLL_MAX: timedelta = config.get_duration("VEO_POLL_MAX", "10s", minimum=VEO_POLL_INITIAL,
+                                              maximum=timedelta(minutes=5))
+# How long the offline backend pretends to generate.
+VEO_OFFLINE_SECONDS = config.get_int("VEO_OFFLINE_SECONDS", 3, minimum=0, maximum=600)
+
+# --- Worker ----------------------------------------------------------------------------------
+# Generations in progress at once, across every worker (enforced through the database).
+VEO_MAX_CONCURRENT = config.get_int("VEO_MAX_CONCURRENT", 4, minimum=1, maximum=1000)
+# Veo operation starts per minute, across every worker (Vertex's default quota is about 10).
+VEO_MAX_STARTS_PER_MINUTE = config.get_int("VEO_MAX_STARTS_PER_MINUTE", 10, minimum=1, maximum=10_000)
+# A worker's claim on a request; renewed while it works, recovered by others when it dies.
+VEO_LEASE: timedelta = config.get_duration("VEO_LEASE", "60s", minimum=timedelta(seconds=1),
+                                           maximum=timedelta(hours=1))
+# Requests one worker process handles at once (polling is cheap; starts are capped globally).
+VEO_WORKER_SLOTS = config.get_int("VEO_WORKER_SLOTS", 8, minimum=1, maximum=1000)
+# How often an idle worker looks for new work.
+VEO_WORKER_IDLE_POLL: timedelta = config.get_duration("VEO_WORKER_IDLE_POLL", "1s", minimum=timedelta(seconds=0),
+                                                      maximum=timedelta(minutes=1))
+
 # --- Outputs ---------------------------------------------------------------------------
 # Local video files live here (never a public directory; the admin streams them to staff).
 # output_uris holds "file:<path relative to this folder>" or "gs://bucket/object".

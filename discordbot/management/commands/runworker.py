@@ -1,0 +1,19 @@
+"""manage.py runworker: a generation worker without the Discord gateway."""
+
+from django.core.management.base import BaseCommand
+
+from discordbot.delivery import CliDelivery
+from discordbot.runtime import run_until_signalled
+from discordbot.veo import configured_backend
+from discordbot.worker import Worker
+
+
+class Command(BaseCommand):
+    help = "Claim queued video requests from PostgreSQL and run them through Veo until SIGTERM/SIGINT."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--slots", type=int, help="requests handled at once by this process (VEO_WORKER_SLOTS)")
+
+    def handle(self, *args, slots: int | None, **options):
+        worker = Worker(backend=configured_backend(), deliveries={"cli": CliDelivery()}, slots=slots)
+        run_until_signalled(worker.run)

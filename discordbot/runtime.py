@@ -1,0 +1,29 @@
+"""Running asyncio services from management commands: signals, logging of the backend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)``; SIGTERM or SIGINT sets ``stop`` so it can hand work back and exit."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _stopping, stop, signum)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+def _stopping(stop: asyncio.Event, signum: int) -> None:
+    if not stop.is_set():
+        log.info("%s received: finishing up and handing work back", signal.Signals(signum).name)
+    stop.set()

@@ -1,0 +1,89 @@
+"""Where generated videos live: local files under VEO_MEDIA_ROOT, or Veo's GCS objects.
+
+URIs stored on the request are ``file:<path relative to VEO_MEDIA_ROOT>`` or
+``gs://bucket/object``. Local files are never served from a public directory; the admin
+streams them to staff, the bot attaches them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote
+
+from django.conf import settings
+
+FILE_SCHEME = "file:"
+GCS_SCHEME = "gs://"
+
+
+class StorageError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredVideo:
+    uri: str
+    public_url: str | None
+    size_bytes: int | None
+    mime_type: str = "video/mp4"
+
+
+class LocalStorage:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def save(self, *, request_id: int, data: bytes, mime_type: str = "video/mp4") -> StoredVideo:
+        """Write atomically (temp file, fsync, rename): a crash never leaves half a video."""
+        relative = PurePosixPath(f"{request_id // 1000:06d}") / f"{request_id}.mp4"
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return StoredVideo(uri=f"{FILE_SCHEME}{relative}", public_url=None, size_bytes=len(data), mime_type=mime_type)
+
+    def path(self, uri: str) -> Path:
+        """The local file behind a file: URI; refuses anything that escapes the media root."""
+        if not uri.startswith(FILE_SCHEME):
+            raise StorageError(f"not a local file URI: {uri!r}")
+        relative = PurePosixPath(uri.removeprefix(FILE_SCHEME))
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise StorageError(f"refusing a path outside the media folder: {uri!r}")
+        return self.root / relative
+
+    def remove(self, uri: str) -> bool:
+        try:
+            self.path(uri).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def gcs_public_url(uri: str) -> str:
+    bucket, _, name = uri.removeprefix(GCS_SCHEME).partition("/")
+    return f"https://storage.googleapis.com/{bucket}/{quote(name)}"
+
+
+def store_output(*, request_id: int, data: bytes | None, uri: str | None, mime_type: str,
+                 storage: LocalStorage) -> StoredVideo:
+    """Keep inline bytes as a local file; GCS objects Veo wrote stay where they are."""
+    if data is not None:
+        return storage.save(request_id=request_id, data=data, mime_type=mime_type)
+    if uri and uri.startswith(GCS_SCHEME):
+        public = gcs_public_url(uri) if settings.VEO_GCS_PUBLIC_URLS else None
+        return StoredVideo(uri=uri, public_url=public, size_bytes=None, mime_type=mime_type)
+    raise StorageError(f"Veo returned neither bytes nor a gs:// URI ({uri!r})")
+
+
+def local_storage() -> LocalStorage:
+    return LocalStorage(settings.VEO_MEDIA_ROOT)

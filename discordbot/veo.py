@@ -1,0 +1,247 @@
+"""Google Veo through the google-genai SDK, plus an offline backend with a bundled sample.
+
+A backend does two things: ``start`` a generation (returning the operation name, which
+the worker stores before anything else) and ``poll`` an operation by name — so polling
+resumes after a restart without ever submitting twice. Everything Veo can answer maps to
+an ``Outcome`` or to one of the ``VeoError`` subclasses below; the worker decides what
+each means for the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+import httpx2
+from django.conf import settings
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+log = logging.getLogger(__name__)
+
+SAMPLE_VIDEO = Path(__file__).resolve().parent / "assets" / "sample.mp4"
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """What Veo needs to know about one request."""
+
+    request_id: int
+    prompt: str
+    negative_prompt: str | None
+    duration_seconds: int
+    aspect_ratio: str
+    resolution: str
+    generate_audio: bool
+    seed: int | None
+    person_generation: str
+
+    @classmethod
+    def from_request(cls, request) -> VideoJob:
+        return cls(request.id, request.prompt, request.negative_prompt, request.duration_seconds,
+                   request.aspect_ratio, request.resolution, request.generate_audio, request.seed,
+                   request.person_generation)
+
+
+@dataclass(frozen=True)
+class GeneratedVideo:
+    mime_type: str
+    data: bytes | None = None  # inline bytes (no output bucket)
+    uri: str | None = None  # gs://... when Veo wrote to the output bucket
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished operation: videos, or an error, or a safety-filter refusal."""
+
+    videos: list[GeneratedVideo] = field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None
+    filtered_count: int = 0
+    filtered_reasons: list[str] = field(default_factory=list)
+
+
+class VeoError(Exception):
+    code = "backend_error"
+
+
+class RateLimited(VeoError):
+    """429 RESOURCE_EXHAUSTED: try again later; the request stays queued."""
+
+    code = "rate_limited"
+
+
+class Refused(VeoError):
+    """A 4xx other than 429: retrying the same call will not help."""
+
+    code = "backend_rejected"
+
+
+class Unavailable(VeoError):
+    """5xx after the client's retries, a network error or a per-call timeout."""
+
+    code = "backend_error"
+
+
+class OperationLost(VeoError):
+    """The operation name is unknown to Veo (404), e.g. expired while we were down."""
+
+    code = "operation_lost"
+
+
+class VeoBackend(Protocol):
+    label: str
+
+    async def start(self, job: VideoJob) -> str: ...
+
+    async def poll(self, operation_name: str) -> Outcome | None:
+        """The outcome once the operation is done, None while it runs."""
+
+
+# -- google-genai ---------------------------------------------------------------------------
+
+
+def _http_options() -> types.HttpOptions:
+    return types.HttpOptions(
+        base_url=settings.VEO_API_BASE_URL or None,
+        timeout=int(settings.VEO_HTTP_TIMEOUT.total_seconds() * 1000),
+        # The SDK retries nothing unless told to. 429 is left out on purpose: a rate-limited
+        # start goes back to the queue, where the shared start budget applies.
+        retry_options=types.HttpRetryOptions(attempts=settings.VEO_HTTP_RETRIES, initial_delay=1.0, max_delay=8.0,
+                                             http_status_codes=[500, 502, 503, 504]),
+    )
+
+
+def make_client(*, credentials=None) -> genai.Client:
+    """A client for the configured backend (vertex: project/location + ADC; express: API key)."""
+    if settings.VEO_BACKEND == "express":
+        return genai.Client(vertexai=True, api_key=settings.VEO_API_KEY, http_options=_http_options())
+    return genai.Client(vertexai=True, project=settings.GOOGLE_CLOUD_PROJECT,
+                        location=settings.GOOGLE_CLOUD_LOCATION, credentials=credentials,
+                        http_options=_http_options())
+
+
+# The SDK's async client talks through aiohttp when installed (discord.py brings it), its
+# sync client through httpx2.
+_NETWORK_ERRORS = (aiohttp.ClientError, ConnectionError, httpx2.TransportError)
+
+
+def _translate(error: Exception) -> VeoError:
+    """SDK and transport exceptions -> our categories. Messages never carry credentials."""
+    if isinstance(error, genai_errors.APIError):
+        detail = f"{error.code} {error.status or ''}: {error.message or ''}".strip()
+        if error.code == 429:
+            return RateLimited(detail)
+        if error.code == 404:
+            return OperationLost(detail)
+        if 400 <= error.code < 500:
+            return Refused(detail)
+        return Unavailable(detail)
+    if isinstance(error, (TimeoutError, httpx2.TimeoutException)):
+        return Unavailable(f"no answer from Veo within {settings.VEO_HTTP_TIMEOUT.total_seconds():g} s")
+    if isinstance(error, _NETWORK_ERRORS):
+        return Unavailable(f"network error talking to Veo: {type(error).__name__}")
+    raise error  # not a Veo or network failure: a bug, let it surface
+
+
+class GenaiBackend:
+    def __init__(self, client: genai.Client, *, model: str, output_gcs_uri: str = ""):
+        self.client = client
+        self.model = model
+        self.output_gcs_uri = output_gcs_uri.rstrip("/")
+        self.label = f"{settings.VEO_BACKEND}:{model}"
+
+    def _config(self, job: VideoJob) -> types.GenerateVideosConfig:
+        return types.GenerateVideosConfig(
+            number_of_videos=1,
+            duration_seconds=job.duration_seconds,
+            aspect_ratio=job.aspect_ratio,
+            resolution=job.resolution,
+            generate_audio=job.generate_audio,
+            negative_prompt=job.negative_prompt or None,
+            seed=job.seed,
+            person_generation=job.person_generation,
+            output_gcs_uri=f"{self.output_gcs_uri}/{job.request_id}/" if self.output_gcs_uri else None,
+        )
+
+    async def start(self, job: VideoJob) -> str:
+        try:
+            operation = await self.client.aio.models.generate_videos(
+                model=self.model, prompt=job.prompt, config=self._config(job))
+        except Exception as error:
+            raise _translate(error) from None
+        if not operation.name:
+            raise Unavailable("Veo accepted the request but returned no operation name")
+        return operation.name
+
+    async def poll(self, operation_name: str) -> Outcome | None:
+        try:
+            operation = await self.client.aio.operations.get(types.GenerateVideosOperation(name=operation_name))
+        except Exception as error:
+            raise _translate(error) from None
+        if not operation.done:
+            return None
+        return _outcome(operation)
+
+
+def _outcome(operation: types.GenerateVideosOperation) -> Outcome:
+    if operation.error:
+        error = operation.error
+        return Outcome(error_code="operation_failed",
+                       error_message=f"Veo reported an error: {error.get('message') or error}"[:2000])
+    response = operation.response or operation.result
+    videos = []
+    for generated in (response.generated_videos or []) if response else []:
+        video = generated.video
+        if video and (video.video_bytes or video.uri):
+            videos.append(GeneratedVideo(mime_type=video.mime_type or "video/mp4", data=video.video_bytes,
+                                         uri=video.uri))
+    if videos:
+        return Outcome(videos=videos)
+    filtered = (response.rai_media_filtered_count or 0) if response else 0
+    reasons = list((response.rai_media_filtered_reasons or []) if response else [])
+    if filtered or reasons:
+        return Outcome(error_code="content_filtered", filtered_count=filtered or len(reasons), filtered_reasons=reasons,
+                       error_message="Veo's safety filters blocked this video" + (f": {reasons[0]}" if reasons else ""))
+    return Outcome(error_code="operation_failed", error_message="Veo finished without a video or a reason")
+
+
+# -- offline ----------------------------------------------------------------------------------
+
+
+class OfflineBackend:
+    """No Google account: 'generates' the bundled sample after a short wait.
+
+    The operation name carries its start time, so polling resumes after a restart."""
+
+    label = "offline sample (no Veo credentials configured)"
+    PREFIX = "offline/"
+
+    def __init__(self, *, seconds: float, sample: Path = SAMPLE_VIDEO):
+        self.seconds = seconds
+        self.sample = sample
+
+    async def start(self, job: VideoJob) -> str:
+        log.info("offline backend: request %s will get the bundled SAMPLE video, not a real generation", job.request_id)
+        return f"{self.PREFIX}{job.request_id}/{time.time():.3f}/{uuid.uuid4().hex[:8]}"
+
+    async def poll(self, operation_name: str) -> Outcome | None:
+        try:
+            started = float(operation_name.removeprefix(self.PREFIX).split("/")[1])
+        except (IndexError, ValueError):
+            raise OperationLost(f"not an offline operation: {operation_name}") from None
+        if time.time() < started + self.seconds:
+            return None
+        return Outcome(videos=[GeneratedVideo(mime_type="video/mp4", data=self.sample.read_bytes())])
+
+
+def configured_backend() -> VeoBackend:
+    if settings.VEO_BACKEND == "offline":
+        return OfflineBackend(seconds=settings.VEO_OFFLINE_SECONDS)
+    return GenaiBackend(make_client(), model=settings.VEO_MODEL, output_gcs_uri=settings.VEO_OUTPUT_GCS_URI)

@@ -1,0 +1,281 @@
+"""The durable worker: claims requests from PostgreSQL, runs them through Veo, delivers them.
+
+One code path serves normal work and recovery. A claimed row says what is left to do:
+``pending`` -> start the operation (then follow it), ``generating`` -> resume polling the
+stored operation (never start twice), finished -> deliver. A worker that dies simply stops
+renewing its leases; whoever claims the row next carries on from where it stood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from discordbot import storage as storage_module
+from discordbot.delivery import Delivery
+from discordbot.veo import OperationLost, Outcome, RateLimited, Refused, Unavailable, VeoBackend, VideoJob
+from tracking import aio, services
+from tracking.models import Status, TERMINAL_STATUSES, VideoRequest
+
+log = logging.getLogger(__name__)
+
+START_ATTEMPTS = 3  # network failures before a start gives up (5xx are retried inside the client too)
+POLL_FAILURES = 5  # consecutive failed polls before the request is failed
+PROGRESS_EVERY = timedelta(seconds=10)  # Discord edits no more often than this
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def rate_limit_backoff(attempts: int) -> timedelta:
+    """5 s, 10 s, 20 s ... up to 5 min, with jitter so a storm does not come back in step."""
+    seconds = min(5 * 2 ** max(attempts - 1, 0), 300)
+    return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+class LeaseLost(Exception):
+    """Another worker owns the request now; stop touching it."""
+
+
+class Worker:
+    def __init__(self, *, backend: VeoBackend, deliveries: Mapping[str, Delivery],
+                 storage: storage_module.LocalStorage | None = None, name: str | None = None,
+                 slots: int | None = None):
+        self.backend = backend
+        self.deliveries = dict(deliveries)
+        self.storage = storage or storage_module.local_storage()
+        self.name = name or worker_name()
+        self.slots = slots or settings.VEO_WORKER_SLOTS
+        self.lease = settings.VEO_LEASE
+        self._database_down = False
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and handle work until ``stop`` is set; then hand back whatever is held."""
+        log.info("worker %s started: backend %s, %s slots, delivers %s", self.name, self.backend.label,
+                 self.slots, ", ".join(sorted(self.deliveries)))
+        free = asyncio.Semaphore(self.slots)
+        running: set[asyncio.Task] = set()
+        try:
+            while not stop.is_set():
+                await free.acquire()
+                claimed = None if stop.is_set() else await self._claim()
+                if claimed is None:
+                    free.release()
+                    await _sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds())
+                    continue
+                task = asyncio.create_task(self.handle(claimed), name=f"request-{claimed.id}")
+                running.add(task)
+                task.add_done_callback(lambda done: (running.discard(done), free.release()))
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            log.info("worker %s stopped", self.name)
+
+    async def _claim(self) -> VideoRequest | None:
+        try:
+            claimed = await aio.run(
+                services.claim_next, worker=self.name, lease=self.lease, sources=list(self.deliveries),
+                max_concurrent=settings.VEO_MAX_CONCURRENT,
+                max_starts_per_minute=settings.VEO_MAX_STARTS_PER_MINUTE)
+        except DatabaseError as error:
+            if not self._database_down:
+                log.warning("worker %s: database unreachable, not claiming work until it returns (%s)",
+                            self.name, type(error).__name__)
+            self._database_down = True
+            return None
+        if self._database_down:
+            log.info("worker %s: database reachable again", self.name)
+            self._database_down = False
+        return claimed
+
+    # -- one request ------------------------------------------------------------------------
+
+    async def handle(self, request: VideoRequest) -> None:
+        """Carry one claimed request as far as it goes: start, follow, deliver."""
+        me = asyncio.current_task()
+        keeper = asyncio.create_task(self._keep_lease(request.id, me))
+        try:
+            if request.status == Status.PENDING:
+                request = await self._start(request)
+            if request is not None and request.status == Status.GENERATING:
+                request = await self._follow(request)
+            if request is not None and request.status in TERMINAL_STATUSES:
+                await self._deliver(request)
+        except LeaseLost:
+            log.warning("request %s: lease lost to another worker; leaving it to them", request.id)
+        except asyncio.CancelledError:
+            if not keeper.done() or not keeper.result():
+                await asyncio.shield(self._release(request.id, "worker shutting down; another worker will resume it"))
+            raise
+        except Exception:
+            log.exception("request %s: unexpected error; releasing it for a retry", request.id)
+            await asyncio.shield(self._release(request.id, "unexpected worker error", delay=timedelta(seconds=30)))
+        finally:
+            keeper.cancel()
+
+    async def _keep_lease(self, request_id: int, owner: asyncio.Task) -> bool:
+        """Renew the lease every third of its length. Returns True (and stops the owner)
+        when the lease was lost."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                held = await aio.run(services.renew_lease, request_id=request_id, worker=self.name, lease=self.lease)
+            except DatabaseError:
+                continue  # keep working; the lease may still be valid when the database returns
+            if not held:
+                log.warning("request %s: lease lost; stopping work on it", request_id)
+                owner.cancel()
+                return True
+
+    async def _release(self, request_id: int, reason: str, *, delay: timedelta | None = None) -> None:
+        retry_at = timezone.now() + delay if delay else None
+        try:
+            await aio.run(services.release, request_id=request_id, worker=self.name, reason=reason, retry_at=retry_at)
+        except DatabaseError:
+            log.warning("request %s: could not release (database unreachable); the lease will expire", request_id)
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def _start(self, request: VideoRequest) -> VideoRequest | None:
+        begin = asyncio.ensure_future(self._begin(request))
+        try:
+            return await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            # Let a start in flight finish, so its operation name is stored and the next
+            # worker resumes that operation instead of creating a second one.
+            await asyncio.wait([begin])
+            raise
+
+    async def _begin(self, request: VideoRequest) -> VideoRequest | None:
+        try:
+            operation_name = await self.backend.start(VideoJob.from_request(request))
+        except RateLimited as error:
+            backoff = rate_limit_backoff(request.attempts)
+            log.info("request %s: Veo rate limit (%s); back in the queue for %.0f s", request.id, error,
+                     backoff.total_seconds())
+            await self._release(request.id, f"rate limited by Veo: {error}", delay=backoff)
+            return None
+        except Unavailable as error:
+            if request.attempts < START_ATTEMPTS:
+                log.warning("request %s: Veo unavailable on start (%s); retrying later", request.id, error)
+                await self._release(request.id, f"Veo unavailable: {error}", delay=timedelta(seconds=10))
+                return None
+            return await self._fail(request, error.code, f"Veo could not start the video: {error}")
+        except Refused as error:
+            return await self._fail(request, error.code, f"Veo refused the request: {error}")
+        moved = await aio.run(services.mark_generating, request_id=request.id, operation_name=operation_name,
+                              worker=self.name)
+        if moved.status != Status.GENERATING:
+            raise LeaseLost()
+        log.info("request %s: generating (operation %s)", request.id, operation_name)
+        request.status, request.operation_name, request.started_at = Status.GENERATING, operation_name, timezone.now()
+        return request
+
+    # -- follow -----------------------------------------------------------------------------
+
+    async def _follow(self, request: VideoRequest) -> VideoRequest:
+        """Poll the stored operation with backoff until it ends or the deadline passes."""
+        deadline = request.started_at + settings.VEO_GENERATION_TIMEOUT
+        delay = settings.VEO_POLL_INITIAL.total_seconds()
+        failures = 0
+        last_progress = timezone.now()
+        while True:
+            try:
+                outcome = await self.backend.poll(request.operation_name)
+                failures = 0
+            except OperationLost as error:
+                return await self._timeout(request, "operation_lost", f"Veo no longer knows this operation: {error}")
+            except (Unavailable, Refused, RateLimited) as error:
+                failures += 1
+                log.warning("request %s: poll failed (%s), %s in a row", request.id, error, failures)
+                if failures >= POLL_FAILURES:
+                    return await self._fail(request, "backend_error",
+                                            f"Veo stopped answering about this video: {error}")
+                outcome = None
+            if outcome is not None:
+                return await self._finish(request, outcome)
+            now = timezone.now()
+            if now >= deadline:
+                return await self._timeout(request, "timeout", "Veo did not finish within "
+                                           f"{settings.VEO_GENERATION_TIMEOUT.total_seconds() / 60:g} minutes")
+            if now - last_progress >= PROGRESS_EVERY:
+                last_progress = now
+                await self._progress(request, now)
+            await asyncio.sleep(min(delay, (deadline - now).total_seconds()))
+            delay = min(delay * 1.5, settings.VEO_POLL_MAX.total_seconds())
+
+    async def _progress(self, request: VideoRequest, now: datetime) -> None:
+        delivery = self.deliveries.get(request.source)
+        if delivery is None:
+            return
+        try:
+            await delivery.progress(request, state=request.status, elapsed=now - request.started_at)
+        except Exception:
+            log.warning("request %s: progress update failed", request.id, exc_info=True)
+
+    async def _finish(self, request: VideoRequest, outcome: Outcome) -> VideoRequest:
+        if not outcome.videos:
+            return await self._fail(request, outcome.error_code, outcome.error_message,
+                                    filtered_count=outcome.filtered_count, filtered_reasons=outcome.filtered_reasons)
+        video = outcome.videos[0]
+        stored = await asyncio.to_thread(storage_module.store_output, request_id=request.id, data=video.data,
+                                         uri=video.uri, mime_type=video.mime_type, storage=self.storage)
+        moved = await aio.run(services.mark_completed, request_id=request.id, output_uris=[stored.uri],
+                              public_urls=[stored.public_url] if stored.public_url else [],
+                              output_size_bytes=stored.size_bytes, worker=self.name)
+        return await self._after(request, moved.status, Status.COMPLETED, "completed")
+
+    async def _fail(self, request: VideoRequest, code: str, message: str, *, filtered_count: int = 0,
+                    filtered_reasons: list[str] | None = None) -> VideoRequest:
+        moved = await aio.run(services.mark_failed, request_id=request.id, error_code=code, error_message=message,
+                              safety_filtered_count=filtered_count or None,
+                              safety_filtered_reasons=filtered_reasons or None, worker=self.name)
+        return await self._after(request, moved.status, Status.FAILED, f"failed ({code}: {message})")
+
+    async def _timeout(self, request: VideoRequest, code: str, message: str) -> VideoRequest:
+        moved = await aio.run(services.mark_timeout, request_id=request.id, error_code=code, error_message=message,
+                              worker=self.name)
+        return await self._after(request, moved.status, Status.TIMEOUT, f"timed out ({code}: {message})")
+
+    async def _after(self, request: VideoRequest, status: str, expected: str, what: str) -> VideoRequest:
+        if status != expected:
+            raise LeaseLost()
+        log.info("request %s: %s", request.id, what)
+        return await aio.run(VideoRequest.objects.get, id=request.id)
+
+    # -- deliver ----------------------------------------------------------------------------
+
+    async def _deliver(self, request: VideoRequest) -> None:
+        delivery = self.deliveries.get(request.source)
+        if delivery is None:
+            # Finished here, delivered by a process that can reach this source.
+            await self._release(request.id, f"finished; awaiting a worker that delivers {request.source} requests")
+            return
+        receipt = await delivery.deliver(request)
+        recorded = await aio.run(services.record_delivery, request_id=request.id, worker=self.name,
+                                 method=receipt.method, message_id=receipt.message_id, error=receipt.error)
+        if not recorded:
+            raise LeaseLost()
+        log.info("request %s: delivered (%s)%s", request.id, receipt.method,
+                 f", with error: {receipt.error}" if receipt.error else "")
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass
