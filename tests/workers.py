@@ -1,0 +1,78 @@
+"""Running real workers for tests: in a background thread (own event loop) or as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.db import connection
+
+from discordbot.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def worker_thread(worker: Worker):
+    """Run ``worker`` until the block ends, then stop it the way SIGTERM would."""
+    ready = threading.Event()
+    state: dict = {}
+
+    def main() -> None:
+        async def run() -> None:
+            state["loop"], state["stop"] = asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await worker.run(state["stop"])
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=main, name=f"worker-{worker.name}", daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield worker
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(30)
+        assert not thread.is_alive(), "worker did not stop within 30 s"
+
+
+def wait_for(condition, *, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def database_url(db: dict) -> str:
+    """A DATABASE_URL for a child process that points at the test database."""
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or ""
+    if host.startswith("/"):
+        return f"postgresql://{user}{password}@/{db['NAME']}?host={host}"
+    return f"postgresql://{user}{password}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def start_worker_process(db: dict, log_path: Path, **env: str) -> subprocess.Popen:
+    """`manage.py runworker` as a real process on the test database."""
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    environment.update(SECRET_KEY="tests-only", DATABASE_URL=database_url(db), **env)
+    handle = open(log_path, "ab")
+    return subprocess.Popen([sys.executable, "manage.py", "runworker"], cwd=ROOT, env=environment,
+                            stdout=handle, stderr=subprocess.STDOUT)
+
+
+def truncate_requests() -> None:
+    """Workers claim whatever is queued, so worker tests start from an empty queue."""
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE video_requests CASCADE")
