@@ -1,0 +1,429 @@
+"""The fake Discord server, proven with the real discord.py 2.7 client: login over REST,
+interactions delivered as the gateway would, no database."""
+
+import asyncio
+import contextlib
+import io
+import json
+import urllib.error
+import urllib.request
+
+import discord
+import pytest
+from discord import app_commands
+from discord.app_commands import Choice
+
+from tests.fakes import discord_server as fake
+from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
+from tests.fakes.interactions import (
+    CHANNEL_ID, GUILD_ID, USER_ID, button_click, deliver, deliver_and_wait, slash_command, user,
+)
+
+OTHER_USER_ID = 1_180_000_000_000_000_999
+
+
+@pytest.fixture
+def server():
+    with FakeDiscordServer() as server, server.patch_discord():
+        yield server
+        assert server.internal_errors == []
+
+
+class Bot(discord.Client):
+    """A tiny bot whose commands keep each Interaction and what discord.py raised, for the tests."""
+
+    def __init__(self):
+        super().__init__(intents=discord.Intents.default())
+        self.tree = app_commands.CommandTree(self)
+        self.seen: dict[int, discord.Interaction] = {}
+        self.failures: dict[int, discord.HTTPException] = {}
+        self.values: tuple = ()
+        _add_commands(self.tree)
+
+
+@contextlib.asynccontextmanager
+async def capture(interaction: discord.Interaction):
+    interaction.client.seen[interaction.id] = interaction
+    try:
+        yield
+    except discord.HTTPException as error:
+        interaction.client.failures[interaction.id] = error
+
+
+def _add_commands(tree: app_commands.CommandTree) -> None:
+    @tree.command(description="Reply, then edit the reply to attach a video")
+    async def echo(interaction: discord.Interaction, text: str, video_bytes: int = 16):
+        async with capture(interaction):
+            await interaction.response.send_message(text)
+            video = discord.File(io.BytesIO(b"\0" * video_bytes), "video.mp4")
+            await interaction.edit_original_response(attachments=[video])
+
+    @tree.command(description="Defer, then send two followups")
+    async def slow(interaction: discord.Interaction, ephemeral: bool = False):
+        async with capture(interaction):
+            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+            await interaction.followup.send("first")
+            await interaction.followup.send("second")
+
+    @tree.command(description="Only defer")
+    async def generate(interaction: discord.Interaction):
+        async with capture(interaction):
+            await interaction.response.defer()
+
+    @tree.command(description="Refuse privately")
+    async def refuse(interaction: discord.Interaction):
+        async with capture(interaction):
+            await interaction.response.send_message("No.", ephemeral=True)
+
+    @tree.command(description="Every option type")
+    @app_commands.choices(model=[Choice(name="Fast", value="veo-fast"), Choice(name="Best", value="veo")])
+    async def options(interaction: discord.Interaction, prompt: str, seconds: int, audio: bool, ratio: float,
+                      model: Choice[str]):
+        async with capture(interaction):
+            interaction.client.values = (prompt, seconds, audio, ratio, model.value)
+            await interaction.response.send_message("ok")
+
+
+def run(scenario):
+    """Log a fresh Bot in against the fake (REST only, no gateway) and run `scenario(bot)`."""
+
+    async def main():
+        bot = Bot()
+        await bot.login(BOT_TOKEN)
+        try:
+            return await scenario(bot)
+        finally:
+            await bot.close()
+
+    return asyncio.run(main())
+
+
+def handle(server, payload) -> Bot:
+    """Deliver one interaction (registering it) to a fresh bot and wait for its command to finish."""
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        return bot
+
+    return run(scenario)
+
+
+def raw(server, method, path, body=None, *, bot_auth=False):
+    """A request discord.py would never make (it checks some rules itself): (status, JSON body)."""
+    headers = {"Content-Type": "application/json"}
+    if bot_auth:
+        headers["Authorization"] = f"Bot {BOT_TOKEN}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(server.base_url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def routes(server):
+    return [f"{r.method} {r.route}" for r in server.requests()]
+
+
+def test_login_needs_only_rest(server):
+    async def scenario(bot):
+        assert bot.user.id == server.application_id
+        assert bot.application_id == server.application_id
+
+    run(scenario)
+    assert routes(server) == ["GET /users/@me", "GET /oauth2/applications/@me"]
+
+
+def test_reply_then_edit_original_with_a_video(server):
+    payload = slash_command("echo", {"text": "a red fox", "video_bytes": 4096})
+    bot = handle(server, payload)
+
+    assert bot.failures == {}
+    interaction = server.interaction(payload["id"])
+    assert interaction.response_type == 4
+    assert interaction.acknowledged_after < fake.INTERACTION_DEADLINE
+    original = server.original_response(payload["id"])
+    assert original["content"] == "a red fox"
+    [video] = original["attachments"]
+    assert (video["filename"], video["size"], video["content_type"]) == ("video.mp4", 4096, "video/mp4")
+    assert server.attachment_data(video["id"]) == b"\0" * 4096
+    [edit] = server.requests("PATCH /webhooks/*/messages/@original")
+    assert [(u.field, u.filename, u.size) for u in edit.uploads] == [("files[0]", "video.mp4", 4096)]
+    assert server.messages_in(CHANNEL_ID) == [original]
+
+
+def test_first_followup_after_a_defer_replaces_the_thinking_message(server):
+    payload = slash_command("slow", {"ephemeral": True})
+    handle(server, payload)
+
+    original = server.original_response(payload["id"])
+    assert original["content"] == "first"
+    assert original["flags"] & fake.EPHEMERAL and not original["flags"] & fake.LOADING
+    assert [m["content"] for m in server.followups(payload["id"])] == ["second"]
+    assert len(server.requests("POST /webhooks/*")) == 2
+
+
+def test_second_acknowledgement_is_rejected_with_40060(server):
+    payload = slash_command("refuse")
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        assert bot.failures == {}
+        await deliver_and_wait(bot, payload, server=server)  # a duplicate INTERACTION_CREATE
+        return bot.failures[int(payload["id"])]
+
+    error = run(scenario)
+    assert (error.status, error.code) == (400, 40060)
+    status, body = raw(server, "POST", f"/interactions/{payload['id']}/{payload['token']}/callback",
+                       {"type": 4, "data": {"content": "again"}})
+    assert (status, body["code"]) == (400, 40060)
+
+
+def test_first_response_after_three_seconds_is_an_unknown_interaction(server):
+    payload = slash_command("refuse")
+    server.register_interaction(payload)
+    server.advance(fake.INTERACTION_DEADLINE + 0.5)
+
+    bot = handle(server, payload)
+    error = bot.failures[int(payload["id"])]
+    assert isinstance(error, discord.NotFound) and error.code == 10062
+    assert server.interaction(payload["id"]).response_type is None
+
+
+def test_attachment_over_the_interaction_limit_is_rejected_with_413(server):
+    payload = slash_command("echo", {"text": "here it comes", "video_bytes": 1025}, attachment_size_limit=1024)
+    bot = handle(server, payload)
+
+    assert bot.seen[int(payload["id"])].filesize_limit == 1024  # discord.py exposes the payload's limit
+    error = bot.failures[int(payload["id"])]
+    assert (error.status, error.code) == (413, 40005)
+    assert server.original_response(payload["id"])["attachments"] == []
+
+
+def test_channel_posts_allow_10_mib_per_file_by_default(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    limit = fake.DEFAULT_ATTACHMENT_SIZE_LIMIT
+
+    async def scenario(bot):
+        channel = bot.get_partial_messageable(CHANNEL_ID)
+        await channel.send(file=discord.File(io.BytesIO(b"\0" * limit), "exact.mp4"))
+        with pytest.raises(discord.HTTPException) as too_big:
+            await channel.send(file=discord.File(io.BytesIO(b"\0" * (limit + 1)), "over.mp4"))
+        return too_big.value
+
+    error = run(scenario)
+    assert (error.status, error.code) == (413, 40005)
+    assert [m["attachments"][0]["filename"] for m in server.messages_in(CHANNEL_ID)] == ["exact.mp4"]
+
+
+def test_expired_token_fails_and_the_bot_can_post_in_the_channel_instead(server):
+    payload = slash_command("generate")
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        interaction = bot.seen[int(payload["id"])]
+        server.advance(16 * 60)
+        with pytest.raises(discord.HTTPException) as edit:
+            await interaction.edit_original_response(content="done")
+        with pytest.raises(discord.HTTPException) as followup:
+            await interaction.followup.send("done")
+        only_requester = discord.AllowedMentions(everyone=False, roles=False, users=[interaction.user])
+        await interaction.channel.send(f"<@{USER_ID}> your video (cc <@{OTHER_USER_ID}>)",
+                                       allowed_mentions=only_requester)
+        return edit.value, followup.value
+
+    for error in run(scenario):
+        assert (error.status, error.code) == (401, 50027)
+    [thinking, post] = server.messages_in(CHANNEL_ID)
+    assert thinking["flags"] & fake.LOADING
+    assert post["allowed_mentions"]["parse"] == [] and post["allowed_mentions"]["users"] == [USER_ID]
+    assert [u["id"] for u in post["mentions"]] == [str(USER_ID)]
+
+
+def test_429_is_retried_after_retry_after(server):
+    server.rate_limit("PATCH /webhooks/*/messages/@original", retry_after=0.2)
+    server.rate_limit("POST /channels/*/messages", retry_after=0.2)
+    payload = slash_command("echo", {"text": "hi"})
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await bot.get_partial_messageable(CHANNEL_ID).send("also hi")
+
+    run(scenario)
+    for route in ("PATCH /webhooks/*/messages/@original", "POST /channels/*/messages"):
+        limited, retried = server.requests(route)
+        assert (limited.status, retried.status) == (429, 200)
+        assert limited.response == {"message": "You are being rate limited.", "retry_after": 0.2, "global": False}
+        assert retried.at - limited.at >= 0.2
+    assert server.original_response(payload["id"])["attachments"]
+
+
+def test_channel_errors_surface_as_forbidden_and_not_found(server):
+    denied, deleted, read_only = CHANNEL_ID + 1, CHANNEL_ID + 2, CHANNEL_ID + 3
+    server.add_channel(denied, guild_id=GUILD_ID)
+    server.add_channel(deleted, guild_id=GUILD_ID)
+    server.deny_channel(denied)
+    server.delete_channel(deleted)
+    server.register_interaction(slash_command("refuse", channel_id=read_only,
+                                              app_permissions=discord.Permissions(view_channel=True).value))
+
+    async def scenario(bot):
+        raised = []
+        for channel_id in (denied, deleted, read_only):
+            with pytest.raises(discord.HTTPException) as error:
+                await bot.get_partial_messageable(channel_id).send("hello")
+            raised.append(error.value)
+        with pytest.raises(discord.NotFound):
+            await bot.fetch_channel(deleted)
+        return raised
+
+    forbidden, not_found, no_send = run(scenario)
+    assert isinstance(forbidden, discord.Forbidden) and forbidden.code == 50013
+    assert isinstance(not_found, discord.NotFound) and not_found.code == 10003
+    assert isinstance(no_send, discord.Forbidden) and no_send.code == 50013
+
+
+def test_state_survives_a_new_client(server):
+    payload = slash_command("generate")
+    handle(server, payload)
+    original_id = server.interaction(payload["id"]).original_message_id
+
+    async def after_restart(bot):  # the token and message id would come from our database
+        webhook = discord.Webhook.partial(bot.application_id, payload["token"], client=bot)
+        await webhook.edit_message(original_id, content="your video")
+        assert (await webhook.fetch_message(original_id)).content == "your video"
+        channel = await bot.fetch_channel(CHANNEL_ID)
+        await channel.send("posted after restart")
+
+    run(after_restart)
+    assert [m["content"] for m in server.messages_in(CHANNEL_ID)] == ["your video", "posted after restart"]
+    assert not server.original_response(payload["id"])["flags"] & fake.LOADING
+
+
+def test_deleting_a_message(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+
+    async def scenario(bot):
+        message = await bot.get_partial_messageable(CHANNEL_ID).send("soon gone")
+        await message.delete()
+        with pytest.raises(discord.NotFound) as again:
+            await message.delete()
+        return message.id, again.value.code
+
+    message_id, code = run(scenario)
+    assert server.message(message_id) is None and code == 10008
+    assert [r.status for r in server.requests("DELETE /channels/*/messages/*")] == [204, 404]
+
+
+def test_content_and_embed_limits_are_enforced(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    huge = [discord.Embed(description="x" * 1500) for _ in range(5)]  # each fine, 7500 together
+
+    async def scenario(bot):
+        channel = bot.get_partial_messageable(CHANNEL_ID)
+        await channel.send("x" * fake.CONTENT_MAX)
+        raised = []
+        for kwargs in ({"content": "x" * (fake.CONTENT_MAX + 1)}, {"embed": discord.Embed(title="t" * 257)},
+                       {"embeds": huge}):
+            with pytest.raises(discord.HTTPException) as error:
+                await channel.send(**kwargs)
+            raised.append(error.value)
+        return raised
+
+    for error, where in zip(run(scenario), ("In content:", "In embeds.0.title:", "Embed size exceeds")):
+        assert (error.status, error.code) == (400, 50035) and where in error.text
+    status, body = raw(server, "POST", f"/channels/{CHANNEL_ID}/messages",
+                       {"embeds": [{"title": "t"}] * 11}, bot_auth=True)
+    assert (status, body["code"], list(body["errors"])) == (400, 50035, ["embeds"])
+    assert len(server.messages_in(CHANNEL_ID)) == 1
+
+
+def test_ephemeral_reply_in_a_dm_is_invisible_on_channel_routes(server):
+    payload = slash_command("refuse", guild_id=None)
+    bot = handle(server, payload)
+
+    interaction = bot.seen[int(payload["id"])]
+    assert interaction.guild is None and isinstance(interaction.channel, discord.DMChannel)
+    assert interaction.user.id == USER_ID
+    original = server.original_response(payload["id"])
+    assert original["flags"] & fake.EPHEMERAL
+    assert server.messages_in(payload["channel_id"], ephemeral=False) == []
+    status, body = raw(server, "DELETE", f"/channels/{payload['channel_id']}/messages/{original['id']}", bot_auth=True)
+    assert (status, body["code"]) == (404, 10008)
+
+
+def test_payloads_parse_as_discord_py_expects(server):
+    payload = slash_command(
+        "options",
+        {"prompt": "fox", "seconds": 8, "audio": True, "ratio": (2, discord.AppCommandOptionType.number),
+         "model": "veo-fast"},
+        author=user(USER_ID, "bob"), roles=(GUILD_ID + 5,), locale="de", attachment_size_limit=25 * 1024 * 1024,
+    )
+    bot = handle(server, payload)
+
+    assert bot.values == ("fox", 8, True, 2.0, "veo-fast")
+    interaction = bot.seen[int(payload["id"])]
+    assert interaction.filesize_limit == 25 * 1024 * 1024
+    assert interaction.app_permissions.attach_files and interaction.permissions.use_application_commands
+    assert isinstance(interaction.user, discord.Member) and interaction.user.name == "bob"
+    assert interaction.user.roles == []  # no gateway, so no Role objects: only the ids are known
+    assert list(interaction.user._roles) == [GUILD_ID + 5]
+    assert interaction.guild_id == GUILD_ID and interaction.channel.id == CHANNEL_ID
+    assert interaction.locale is discord.Locale.german and interaction.context.guild
+    assert interaction.is_guild_integration()
+    assert payload["id"] != slash_command("options")["id"]
+
+
+def test_deliver_returns_the_tasks_it_started(server):
+    payload = slash_command("refuse")
+
+    async def scenario(bot):
+        tasks = deliver(bot, payload, server=server)
+        assert tasks and server.interaction(payload["id"]).response_type is None
+        await asyncio.gather(*tasks)
+        assert server.interaction(payload["id"]).response_type == 4
+
+    run(scenario)
+
+
+def test_sync_overwrites_global_and_guild_commands(server):
+    async def scenario(bot):
+        synced = await bot.tree.sync()
+        bot.tree.copy_global_to(guild=discord.Object(GUILD_ID))
+        await bot.tree.sync(guild=discord.Object(GUILD_ID))
+        return synced
+
+    synced = run(scenario)
+    names = ["echo", "slow", "generate", "refuse", "options"]
+    assert [c["name"] for c in server.commands()] == names
+    assert [c.id for c in synced] == [int(c["id"]) for c in server.commands()]
+    assert [c["name"] for c in server.commands(GUILD_ID)] == names
+
+
+def test_webhook_rules_before_acknowledgement_and_unknown_routes(server):
+    payload = slash_command("generate")
+    server.register_interaction(payload)
+    webhook = f"/webhooks/{payload['application_id']}/{payload['token']}"
+
+    assert raw(server, "POST", webhook + "?wait=true", {"content": "early"})[1]["code"] == 10015
+    assert raw(server, "GET", webhook + "/messages/@original")[1]["code"] == 10008
+    status, body = raw(server, "GET", "/gateway/bot", bot_auth=True)
+    assert (status, body) == (404, {"message": "404: Not Found", "code": 0})
+    assert [r.path for r in server.unhandled_requests()] == ["/gateway/bot"]
+
+
+def test_component_callbacks_update_the_clicked_message(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    _, message = raw(server, "POST", f"/channels/{CHANNEL_ID}/messages", {"content": "pick one"}, bot_auth=True)
+    click = button_click(message, "retry")
+    server.register_interaction(click)
+    callback = f"/interactions/{click['id']}/{click['token']}/callback?with_response=true"
+
+    status, body = raw(server, "POST", callback, {"type": 7, "data": {"content": "retrying", "components": []}})
+    assert status == 200 and body["resource"]["message"]["id"] == message["id"]
+    assert server.message(message["id"])["content"] == "retrying"
+    command = slash_command("refuse")
+    server.register_interaction(command)
+    status, body = raw(server, "POST", f"/interactions/{command['id']}/{command['token']}/callback", {"type": 6})
+    assert (status, body["code"], list(body["errors"])) == (400, 50035, ["type"])
