@@ -173,7 +173,7 @@ class GenaiBackend:
     async def start(self, job: VideoJob) -> str:
         try:
             operation = await self.client.aio.models.generate_videos(
-                model=self.model, prompt=job.prompt, config=self._config(job))
+                model=self.model, source=types.GenerateVideosSource(prompt=job.prompt), config=self._config(job))
         except Exception as error:
             raise _translate(error) from None
         if not operation.name:

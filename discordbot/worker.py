@@ -38,9 +38,10 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def rate_limit_backoff(attempts: int) -> timedelta:
-    """5 s, 10 s, 20 s ... up to 5 min, with jitter so a storm does not come back in step."""
-    seconds = min(5 * 2 ** max(attempts - 1, 0), 300)
+def retry_backoff(attempts: int) -> timedelta:
+    """VEO_RETRY_BACKOFF doubled per attempt (5 s, 10 s, 20 s ...) up to 5 min, with jitter so
+    a storm of rate-limited requests does not come back in step."""
+    seconds = min(settings.VEO_RETRY_BACKOFF.total_seconds() * 2 ** max(attempts - 1, 0), 300)
     return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
 
 
@@ -164,7 +165,7 @@ class Worker:
         try:
             operation_name = await self.backend.start(VideoJob.from_request(request))
         except RateLimited as error:
-            backoff = rate_limit_backoff(request.attempts)
+            backoff = retry_backoff(request.attempts)
             log.info("request %s: Veo rate limit (%s); back in the queue for %.0f s", request.id, error,
                      backoff.total_seconds())
             await self._release(request.id, f"rate limited by Veo: {error}", delay=backoff)
@@ -172,7 +173,7 @@ class Worker:
         except Unavailable as error:
             if request.attempts < START_ATTEMPTS:
                 log.warning("request %s: Veo unavailable on start (%s); retrying later", request.id, error)
-                await self._release(request.id, f"Veo unavailable: {error}", delay=timedelta(seconds=10))
+                await self._release(request.id, f"Veo unavailable: {error}", delay=retry_backoff(request.attempts))
                 return None
             return await self._fail(request, error.code, f"Veo could not start the video: {error}")
         except Refused as error:

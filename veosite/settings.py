@@ -179,6 +179,9 @@ VEO_LEASE: timedelta = config.get_duration("VEO_LEASE", "60s", minimum=timedelta
                                            maximum=timedelta(hours=1))
 # Requests one worker process handles at once (polling is cheap; starts are capped globally).
 VEO_WORKER_SLOTS = config.get_int("VEO_WORKER_SLOTS", 8, minimum=1, maximum=1000)
+# First wait before a rate-limited (429) or failed start is retried; doubles per attempt, max 5 min.
+VEO_RETRY_BACKOFF: timedelta = config.get_duration("VEO_RETRY_BACKOFF", "5s", minimum=timedelta(seconds=0),
+                                                   maximum=timedelta(minutes=5))
 # How often an idle worker looks for new work.
 VEO_WORKER_IDLE_POLL: timedelta = config.get_duration("VEO_WORKER_IDLE_POLL", "1s", minimum=timedelta(seconds=0),
                                                       maximum=timedelta(minutes=1))
