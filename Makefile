@@ -28,6 +28,9 @@ run: $(STAMP) .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	@echo "admin panel: http://127.0.0.1:8000/admin/   health: http://127.0.0.1:8000/healthz"
+	@echo "starting a generation worker beside the admin panel (submit with: $(PY) manage.py veo \"a red fox in snow\" --user 1 --wait)"
+	@$(PY) manage.py runworker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) manage.py runserver --noreload --insecure 127.0.0.1:8000
 
 test: $(STAMP)
