@@ -102,59 +102,61 @@ async def handle_veo(bot: "VeoBot", interaction: discord.Interaction, params: Vi
     admitting = asyncio.ensure_future(bot.admitter.admit(
         interaction_id=interaction.id, user_id=interaction.user.id, guild_id=interaction.guild_id,
         channel_id=interaction.channel_id, params=clean))
-    deferred, lost = False, False
+    deferred, answer = False, None
     done, _ = await asyncio.wait({admitting}, timeout=DEFER_AFTER)
     if not done and owner:
-        deferred, lost = await _defer(interaction)
+        answer = await _defer(interaction)
+        deferred = answer == SENT
+        answer = None if deferred else answer
     try:
         decision = await admitting
     except Exception:
         log.exception("interaction %s: admission failed", interaction.id)
         if owner:
             bot.delivery.answered(interaction.id, ok=False)
-        if not lost:
+        if answer is None:
             await _apologise(interaction, deferred)
         return
 
     if decision.admitted and decision.degraded and not decision.duplicate:
         bot.runner.submit(decision.request)
-    step = "admitted" if decision.admitted else "refused"
-    if decision.duplicate:
-        step = "duplicate"
+    step = "duplicate" if decision.duplicate else "admitted" if decision.admitted else "refused"
     logs.step(log, step, request_id=decision.request.id, **who, reason=decision.reason_code,
               admit_ms=decision.admit_ms, degraded=decision.degraded or None,
               interaction_id=interaction.id, prompt=logs.preview(clean.prompt))
     if not owner:
         return
-    ok = False
-    if not lost and (not decision.duplicate or decision.request.status in (Status.PENDING, Status.GENERATING,
-                                                                         Status.REJECTED)):
-        ok = await _answer(bot, interaction, decision, deferred)
-    bot.delivery.answered(interaction.id, ok=ok and decision.admitted)
-    logs.step(log, "answered" if ok else "not_answered", request_id=decision.request.id, **who,
-              first_response_ms=(time.perf_counter() - received) * 1000, deferred=deferred or None,
+    if answer is None:
+        answer = await _answer(bot, interaction, decision, deferred)
+    # Answered here or by another instance (40060): either way the original reply exists and
+    # this process holds its token, so delivery may edit it. Otherwise it goes to the channel.
+    bot.delivery.answered(interaction.id, ok=decision.admitted and answer in (SENT, ELSEWHERE))
+    logs.step(log, "answered" if answer == SENT else f"not_answered ({answer})", request_id=decision.request.id,
+              **who, first_response_ms=(time.perf_counter() - received) * 1000, deferred=deferred or None,
               public=decision.admitted)
 
 
-async def _defer(interaction: discord.Interaction) -> tuple[bool, bool]:
-    """(deferred, lost): lost means another instance answered, or Discord forgot the interaction."""
+SENT, ELSEWHERE, FAILED = "sent", "answered elsewhere", "failed"
+
+
+async def _defer(interaction: discord.Interaction) -> str:
     try:
         await interaction.response.defer(thinking=True)  # public: an admission is the likely outcome
-        return True, False
+        return SENT
     except discord.HTTPException as error:
-        _log_lost(interaction, error)
-        return False, True
+        return _not_sent(interaction, error)
 
 
-def _log_lost(interaction: discord.Interaction, error: discord.HTTPException) -> None:
+def _not_sent(interaction: discord.Interaction, error: discord.HTTPException) -> str:
     if error.code == ALREADY_ACKNOWLEDGED:
         log.info("interaction %s was already answered (another instance, or a replay): leaving it",
                  interaction.id)
-    else:
-        log.warning("interaction %s: could not answer (%s %s)", interaction.id, error.status, error.code)
+        return ELSEWHERE
+    log.warning("interaction %s: could not answer (%s %s)", interaction.id, error.status, error.code)
+    return FAILED
 
 
-async def _answer(bot: "VeoBot", interaction: discord.Interaction, decision: Decision, deferred: bool) -> bool:
+async def _answer(bot: "VeoBot", interaction: discord.Interaction, decision: Decision, deferred: bool) -> str:
     none = discord.AllowedMentions.none()
     try:
         if not decision.admitted:
@@ -165,7 +167,7 @@ async def _answer(bot: "VeoBot", interaction: discord.Interaction, decision: Dec
                 await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
             else:
                 await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
-            return True
+            return SENT
         ahead = bot.runner.ahead if decision.degraded else decision.ahead
         embed = display.queued_embed(decision.request, ahead=ahead, median_ms=decision.median_ms,
                                      remaining=decision.remaining, limit=decision.limit, reset_at=decision.reset_at,
@@ -174,17 +176,16 @@ async def _answer(bot: "VeoBot", interaction: discord.Interaction, decision: Dec
             await interaction.edit_original_response(embed=embed, allowed_mentions=none)
         else:
             await interaction.response.send_message(embed=embed, allowed_mentions=none)
-        return True
+        return SENT
     except discord.HTTPException as error:
-        _log_lost(interaction, error)
-        return False
+        return _not_sent(interaction, error)
 
 
 async def _refuse_now(interaction: discord.Interaction, text: str) -> None:
     try:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
     except discord.HTTPException as error:
-        _log_lost(interaction, error)
+        _not_sent(interaction, error)
 
 
 async def _apologise(interaction: discord.Interaction, deferred: bool) -> None:
@@ -213,7 +214,7 @@ async def answer_privately(interaction: discord.Interaction, make: Callable[[], 
         await interaction.response.defer(ephemeral=True, thinking=True)
         await interaction.followup.send(await making, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
     except discord.HTTPException as error:
-        _log_lost(interaction, error)
+        _not_sent(interaction, error)
 
 
 async def quota_text(bot: "VeoBot", interaction: discord.Interaction) -> str:
