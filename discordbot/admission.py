@@ -14,7 +14,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from discordbot.degraded import DATABASE_DOWN, DatabaseHealth, LocalLimiter, journal_request
+from discordbot.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, LocalLimiter, journal_request
 from tracking import aio, selectors, services
 from tracking.models import Source, Status, VideoRequest
 from tracking.services import VideoParameters
@@ -48,8 +48,10 @@ def unsaved_request(*, request_id: int | None, interaction_id: int, user_id: int
 
 
 class Admitter:
-    def __init__(self, *, health: DatabaseHealth, limiter: LocalLimiter, record: Callable[[dict], Awaitable[None]]):
+    def __init__(self, *, health: DatabaseHealth, limiter: LocalLimiter, record: Callable[[dict], Awaitable[None]],
+                 runner: DirectRunner):
         self.health = health
+        self.runner = runner
         self.limiter = limiter
         self.record = record
         self._journaled: dict[int, Decision] = {}  # degraded admissions, for duplicate interactions
@@ -103,8 +105,12 @@ class Admitter:
         request = unsaved_request(request_id=None, interaction_id=interaction_id, user_id=user_id, guild_id=guild_id,
                                   channel_id=channel_id, params=params, status=status, created_at=created_at)
         request.error_code, request.error_message = local.reason_code, local.reason
+        if local.admitted:
+            self.runner.reserved.add(interaction_id)  # a replay must not take it for abandoned
         # Journaled (fsync'd) before anyone is told anything.
         await self.record({"kind": "request", "interaction_id": interaction_id, "request": journal_request(request)})
+        if local.admitted:
+            self.runner.submit(request)
         decision = Decision(request, local.admitted, False, local.reason_code, local.reason, local.limit,
                             local.remaining, local.reset_at, degraded=True)
         self._journaled[interaction_id] = decision

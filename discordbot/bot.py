@@ -19,7 +19,7 @@ from django.conf import settings
 
 from discordbot import commands
 from discordbot.admission import Admitter
-from discordbot.degraded import DatabaseHealth, DirectRunner, JournalReplayer, LocalLimiter
+from discordbot.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, JournalReplayer, LocalLimiter
 from discordbot.delivery import CliDelivery
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.journal import Journal
@@ -40,6 +40,26 @@ def point_at_api(base_url: str) -> None:
         discord.http.Route.BASE = base_url.rstrip("/")
 
 
+class BotWorker(Worker):
+    """The worker inside the bot shares the bot's view of the database: while the bot knows it
+    is unreachable, the worker does not try to claim, and a failed claim starts degraded mode."""
+
+    def __init__(self, *, health: DatabaseHealth, **kwargs):
+        super().__init__(**kwargs)
+        self.health = health
+
+    async def _claim(self):
+        if self.health.degraded:
+            return None
+        return await super()._claim()
+
+    def database_unreachable(self, error) -> None:
+        if isinstance(error, DATABASE_DOWN):
+            self.health.failed(error)
+        else:
+            super().database_unreachable(error)
+
+
 class VeoBot(discord.Client):
     def __init__(self, *, backend: VeoBackend | None = None, storage: LocalStorage | None = None,
                  run_worker: bool = True, worker_slots: int | None = None, worker_name: str | None = None):
@@ -57,9 +77,10 @@ class VeoBot(discord.Client):
         self.runner = DirectRunner(backend=self.backend, delivery=self.delivery, storage=self.storage,
                                    record=self.record, limiter=self.limiter)
         self.replayer = JournalReplayer(journal=self.journal, runner=self.runner, health=self.health)
-        self.admitter = Admitter(health=self.health, limiter=self.limiter, record=self.record)
-        self.worker = Worker(backend=self.backend, deliveries={"discord": self.delivery, "cli": CliDelivery()},
-                             storage=self.storage, slots=worker_slots, name=worker_name) if run_worker else None
+        self.admitter = Admitter(health=self.health, limiter=self.limiter, record=self.record, runner=self.runner)
+        self.worker = BotWorker(
+            health=self.health, backend=self.backend, deliveries={"discord": self.delivery, "cli": CliDelivery()},
+            storage=self.storage, slots=worker_slots, name=worker_name) if run_worker else None
         self._stop: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
         commands.register(self)
@@ -80,10 +101,16 @@ class VeoBot(discord.Client):
         """While degraded, probe; once the database answers, replay. Otherwise replay what
         finished here or was left behind by a stopped process."""
         interval = settings.DATABASE_PROBE_INTERVAL.total_seconds()
+        pool_closed = False
         while not self._stop.is_set():
             try:
                 if self.health.degraded:
+                    if not pool_closed:
+                        await asyncio.to_thread(self.health.reset_pool)
+                        pool_closed = True
                     if await asyncio.to_thread(self.health.probe):
+                        await asyncio.to_thread(self.health.reset_pool)
+                        pool_closed = False
                         self.health.recovered()
                         await self.replayer.replay()
                 else:

@@ -118,8 +118,6 @@ async def handle_veo(bot: "VeoBot", interaction: discord.Interaction, params: Vi
             await _apologise(interaction, deferred)
         return
 
-    if decision.admitted and decision.degraded and not decision.duplicate:
-        bot.runner.submit(decision.request)
     step = "duplicate" if decision.duplicate else "admitted" if decision.admitted else "refused"
     logs.step(log, step, request_id=decision.request.id, **who, reason=decision.reason_code,
               admit_ms=decision.admit_ms, degraded=decision.degraded or None,

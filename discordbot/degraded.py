@@ -74,11 +74,16 @@ class DatabaseHealth:
         except psycopg.Error:
             return False
 
+    @staticmethod
+    def reset_pool() -> None:
+        """Close the connection pool (blocking: run it in a thread). Entering an outage, this stops
+        its reconnect attempts; leaving one, it drops the dead connections. The next call opens a
+        new pool."""
+        connections["default"].close_pool()
+
     def recovered(self) -> None:
         outage = time.monotonic() - (self.down_since or time.monotonic())
         self.down_since = None
-        # Pooled connections from before the outage are dead; start the pool afresh.
-        connections["default"].close_pool()
         log.warning("database reachable again after %.0f s of degraded mode; replaying the journal", outage,
                     extra={"fields": {"event": "recovered", "status": "ok", "outage_s": round(outage, 1)}})
 
@@ -182,9 +187,14 @@ class DirectRunner:
         self.record = record
         self.limiter = limiter
         self.tasks: dict[int, asyncio.Task] = {}  # interaction id -> its run
+        self.reserved: set[int] = set()  # admitted, being journaled, about to run
         self._slots = asyncio.Semaphore(settings.VEO_WORKER_SLOTS)
 
+    def busy(self, interaction_id: int) -> bool:
+        return interaction_id in self.tasks or interaction_id in self.reserved
+
     def submit(self, request: VideoRequest) -> None:
+        self.reserved.discard(request.interaction_id)
         task = asyncio.create_task(self._run(request), name=f"direct-{request.interaction_id}")
         self.tasks[request.interaction_id] = task
         task.add_done_callback(lambda _: self.tasks.pop(request.interaction_id, None))
@@ -317,11 +327,12 @@ class JournalReplayer:
         requests = await asyncio.to_thread(journal_module.read, self.journal.path)
         written = 0
         for item in requests.values():
-            if item.interaction_id in self.replayed or not item.closed:
-                continue  # still running here: replayed once it is delivered
+            if item.interaction_id in self.replayed or self.runner.busy(item.interaction_id):
+                continue  # still running here: replayed when it ends
             written += await self._write(item)
             self.replayed.add(item.interaction_id)
-        if len(self.replayed) == len(requests) and not self.runner.tasks and self.journal.discard(lines=lines):
+        idle = not self.runner.tasks and not self.runner.reserved
+        if len(self.replayed) == len(requests) and idle and self.journal.discard(lines=lines):
             self.replayed.clear()
         return written
 

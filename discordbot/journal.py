@@ -38,11 +38,6 @@ class Journaled:
     request: dict
     steps: list[dict] = field(default_factory=list)
 
-    @property
-    def closed(self) -> bool:
-        """Nothing more will happen to it here: refused, or its outcome was delivered."""
-        return self.request.get("status") == "rejected" or any(s.get("delivered") for s in self.steps)
-
 
 class Journal:
     """This process's journal file, created on the first write."""
