@@ -76,8 +76,10 @@ class Admitter:
 
     async def _admit_in_database(self, *, interaction_id: int, user_id: int, guild_id: int | None,
                                  channel_id: int | None, params: VideoParameters) -> Decision:
-        answer = await aio.run(services.admit_request, interaction_id=interaction_id, user_id=user_id,
-                               guild_id=guild_id, channel_id=channel_id, params=params)
+        # One trip to the database thread pool for both statements: under a burst of /veo the
+        # pool's queue, not the statements, is what the user waits for.
+        answer, estimate = await aio.run(_admit_and_estimate, interaction_id=interaction_id, user_id=user_id,
+                                         guild_id=guild_id, channel_id=channel_id, params=params)
         self.limiter.remember(user_id=user_id, used=answer.used, limit=answer.limit, reset_at=answer.reset_at,
                               reason_code=answer.reason_code, reason=answer.reason)
         request = unsaved_request(request_id=answer.request_id, interaction_id=interaction_id, user_id=user_id,
@@ -85,13 +87,8 @@ class Admitter:
                                   created_at=timezone.now())
         decision = Decision(request, answer.admitted, answer.duplicate, answer.reason_code, answer.reason,
                             answer.limit, answer.remaining, answer.reset_at)
-        if answer.status == Status.PENDING:
-            try:
-                estimate = await aio.run(selectors.queue_estimate, request_id=answer.request_id,
-                                         duration_seconds=params.duration_seconds, resolution=params.resolution)
-                decision.ahead, decision.median_ms = estimate.ahead, estimate.median_generation_ms
-            except DATABASE_DOWN:
-                pass  # admitted all the same; the reply just has no estimate
+        if estimate is not None:
+            decision.ahead, decision.median_ms = estimate.ahead, estimate.median_generation_ms
         return decision
 
     async def _admit_locally(self, *, interaction_id: int, user_id: int, guild_id: int | None,
@@ -115,3 +112,16 @@ class Admitter:
                             local.remaining, local.reset_at, degraded=True)
         self._journaled[interaction_id] = decision
         return decision
+
+
+def _admit_and_estimate(*, interaction_id: int, user_id: int, guild_id: int | None, channel_id: int | None,
+                        params: VideoParameters) -> tuple[services.Admission, selectors.QueueEstimate | None]:
+    answer = services.admit_request(interaction_id=interaction_id, user_id=user_id, guild_id=guild_id,
+                                    channel_id=channel_id, params=params)
+    if answer.status != Status.PENDING:
+        return answer, None
+    try:
+        return answer, selectors.queue_estimate(request_id=answer.request_id, duration_seconds=params.duration_seconds,
+                                                resolution=params.resolution)
+    except DATABASE_DOWN:
+        return answer, None  # admitted all the same; the reply just has no estimate

@@ -28,8 +28,9 @@ class ScriptedVeo:
 
     label = "scripted test backend"
 
-    def __init__(self, *, seconds: float = 0.0):
+    def __init__(self, *, seconds: float = 0.0, video: bytes | None = None):
         self.seconds = seconds
+        self.video = video or SAMPLE_BYTES
         self.starts = 0
 
     async def start(self, job: VideoJob) -> str:
@@ -46,7 +47,7 @@ class ScriptedVeo:
             return None
         if kind == "fail":
             return Outcome(error_code="operation_failed", error_message="Veo reported an error: internal error")
-        return Outcome(videos=[GeneratedVideo(mime_type="video/mp4", data=SAMPLE_BYTES)])
+        return Outcome(videos=[GeneratedVideo(mime_type="video/mp4", data=self.video)])
 
 
 def new_bot(*, backend=None, **kwargs) -> VeoBot:

@@ -3,7 +3,7 @@
 Exactly what ``manage.py runbot`` runs (``discordbot.bot.serve``), except that the gateway is
 stdin: each line is an INTERACTION_CREATE payload, handed to discord.py the way the gateway
 would (tests/fakes/interactions.py). REST calls go to DISCORD_API_BASE_URL (the fake); Veo is
-``ScriptedVeo`` taking SCRIPTED_VEO_SECONDS per video. Tests use it to kill a bot for real.
+``ScriptedVeo`` taking SCRIPTED_VEO_SECONDS per video (of SCRIPTED_VEO_VIDEO_BYTES bytes, or the sample). Tests use it to kill a bot for real.
 """
 
 import asyncio
@@ -35,7 +35,10 @@ def main() -> None:
     from tests.bot_harness import ScriptedVeo
 
     point_at_api(settings.DISCORD_API_BASE_URL)
-    bot = VeoBot(backend=ScriptedVeo(seconds=float(os.environ.get("SCRIPTED_VEO_SECONDS", "0"))))
+    size = int(os.environ.get("SCRIPTED_VEO_VIDEO_BYTES", "0"))  # 0: the bundled sample
+    backend = ScriptedVeo(seconds=float(os.environ.get("SCRIPTED_VEO_SECONDS", "0")),
+                          video=(b"\0" * size) if size else None)
+    bot = VeoBot(backend=backend)
     run_until_signalled(lambda stop: serve(bot, settings.DISCORD_TOKEN, stop, gateway=stdin_gateway))
 
 
