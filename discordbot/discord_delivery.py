@@ -58,10 +58,16 @@ class DiscordDelivery:
 
     def expect(self, interaction: discord.Interaction) -> LiveReply:
         """Called before admission, so a delivery that races the first answer waits for it."""
+        self._forget_expired()
         reply = self.live.get(interaction.id)
         if reply is None:
             reply = self.live[interaction.id] = LiveReply(interaction)
         return reply
+
+    def _forget_expired(self) -> None:
+        # Requests delivered by another process never come back here: their tokens expire.
+        for interaction_id in [i for i, reply in self.live.items() if not reply.usable]:
+            del self.live[interaction_id]
 
     def answered(self, interaction_id: int, *, ok: bool) -> None:
         """Our reply is up (ok), or someone else's is / none could be sent: then forget it."""
