@@ -189,8 +189,8 @@ def test_slow_admission_defers_in_time_then_answers(server, db_settings):
 
         async def scenario(bot):
             tasks = deliver(bot, payload, server=server)
-            await asyncio.sleep(2.0)
-            assert server.interaction(payload["id"]).response_type == 5  # deferred within the 3 s
+            await eventually(lambda: server.interaction(payload["id"]).response_type == 5, what="the defer")
+            await asyncio.sleep(0.5)  # admission still blocked: the answer must wait for it
             await asyncio.to_thread(blocker.commit)
             await asyncio.gather(*tasks)
 
@@ -209,7 +209,7 @@ def test_refusal_after_a_slow_admission_stays_private(server, settings, db_setti
 
         async def scenario(bot):
             tasks = deliver(bot, payload, server=server)
-            await asyncio.sleep(2.0)
+            await eventually(lambda: server.interaction(payload["id"]).response_type == 5, what="the defer")
             await asyncio.to_thread(blocker.commit)
             await asyncio.gather(*tasks)
 
