@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test db-stop bench-admission clean
+.PHONY: install run test db-stop bench-admission bench-bot clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("veobot needs Python 3.11 or newer (found %s); set PYTHON=python3.11" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -28,9 +28,10 @@ run: $(STAMP) .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	@echo "admin panel: http://127.0.0.1:8000/admin/   health: http://127.0.0.1:8000/healthz"
-	@echo "starting a generation worker beside the admin panel (submit with: $(PY) manage.py veo \"a red fox in snow\" --user 1 --wait)"
-	@$(PY) manage.py runworker & worker=$$!; \
-	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	@# The bot (with its worker) runs beside the admin; without DISCORD_TOKEN, the worker alone,
+	@# and runbot says so. Stopping `make run` (Ctrl-C) stops both.
+	@$(PY) manage.py runbot --or-worker & bot=$$!; \
+	trap 'kill -TERM $$bot 2>/dev/null; wait $$bot' EXIT INT TERM; \
 	$(PY) manage.py runserver --noreload --insecure 127.0.0.1:8000
 
 test: $(STAMP)
@@ -41,6 +42,9 @@ db-stop: $(STAMP)
 
 bench-admission: $(STAMP)
 	$(PY) bench/admission.py
+
+bench-bot: $(STAMP)
+	$(PY) bench/bot_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -94,14 +94,18 @@ class Worker:
                 max_starts_per_minute=settings.VEO_MAX_STARTS_PER_MINUTE)
         except DatabaseError as error:
             if not self._database_down:
-                log.warning("worker %s: database unreachable, not claiming work until it returns (%s)",
-                            self.name, type(error).__name__)
+                self.database_unreachable(error)
             self._database_down = True
             return None
         if self._database_down:
             log.info("worker %s: database reachable again", self.name)
             self._database_down = False
         return claimed
+
+    def database_unreachable(self, error: DatabaseError) -> None:
+        """Once per outage (the bot overrides this to enter its degraded mode instead)."""
+        log.warning("worker %s: database unreachable, not claiming work until it returns (%s)",
+                    self.name, type(error).__name__)
 
     # -- one request ------------------------------------------------------------------------
 

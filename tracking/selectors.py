@@ -79,7 +79,7 @@ def user_history(*, user_id: int, status: str | None = None, before_id: int | No
 # -- analytics ------------------------------------------------------------------------
 
 
-def _fetch(query: str, params: list) -> list[tuple]:
+def _fetch(query: str, params: list | dict) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(query, params)
         return cursor.fetchall()
@@ -159,3 +159,34 @@ def top_prompts(*, since: datetime, until: datetime, limit: int = 10) -> list[Pr
         " GROUP BY lower(btrim(prompt)) ORDER BY count(*) DESC, min(prompt) LIMIT %s",
         [since, until, limit])
     return [PromptCount(*row) for row in rows]
+
+
+# -- the bot's queue estimate -------------------------------------------------------------
+
+POSITION_CAP = 1000  # "1000+ ahead" is as useful as an exact count, and stays cheap
+ETA_SAMPLE = 20  # recent completions the median is taken over
+
+
+@dataclass(frozen=True)
+class QueueEstimate:
+    ahead: int  # pending requests that will be claimed before this one (capped at POSITION_CAP)
+    median_generation_ms: int | None  # None: nothing comparable completed yet
+
+
+def queue_estimate(*, request_id: int, duration_seconds: int, resolution: str) -> QueueEstimate:
+    """Where a pending request stands, in one round trip: how many pending rows are ahead of it
+    (the queue's partial index, read at most POSITION_CAP entries deep), and the median
+    generation time of the latest ETA_SAMPLE completed requests with the same length and
+    resolution (video_requests_eta_idx, newest first)."""
+    (row,) = _fetch(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM video_requests ahead, video_requests me"
+        "         WHERE me.id = %(id)s AND ahead.status = 'pending'"
+        "           AND (ahead.available_at, ahead.id) < (me.available_at, me.id) LIMIT %(cap)s) AS a),"
+        " (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) FROM ("
+        "     SELECT duration_ms FROM video_requests"
+        "     WHERE status = 'completed' AND duration_seconds = %(duration)s AND resolution = %(resolution)s"
+        "     ORDER BY completed_at DESC LIMIT %(sample)s) AS recent)",
+        {"id": request_id, "cap": POSITION_CAP, "duration": duration_seconds, "resolution": resolution,
+         "sample": ETA_SAMPLE})
+    ahead, median = row
+    return QueueEstimate(ahead=ahead, median_generation_ms=round(median) if median is not None else None)

@@ -7,6 +7,7 @@ each and translate the database's refusals into ``tracking.errors``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -305,3 +306,17 @@ def record_delivery(*, request_id: int, worker: str | None, method: str, message
             " WHERE id = %s AND delivered_at IS NULL AND (%s::text IS NULL OR claimed_by = %s) RETURNING id",
             [method, message_id, error, request_id, worker, worker])
         return cursor.fetchone() is not None
+
+
+# -- replay of the bot's degraded-mode journal --------------------------------------------------
+
+
+def replay_journaled_request(*, request: dict, steps: Sequence[dict], actor: str) -> tuple[int, bool]:
+    """Write one request the bot journaled while the database was unreachable, with its original
+    timestamps and every transition (validated by the usual triggers), in one transaction.
+    Idempotent on the interaction id: returns (request id, False) if it is already there."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT request_id, inserted FROM replay_video_request(%s::jsonb, %s::jsonb, %s)",
+                       [json.dumps(request), json.dumps(list(steps)), actor])
+        request_id, inserted = cursor.fetchone()
+    return request_id, inserted

@@ -191,6 +191,41 @@ VEO_WORKER_IDLE_POLL: timedelta = config.get_duration("VEO_WORKER_IDLE_POLL", "1
 # output_uris holds "file:<path relative to this folder>" or "gs://bucket/object".
 VEO_MEDIA_ROOT = Path(config.get_str("VEO_MEDIA_ROOT", str(DATA_DIR / "media")))
 
+# --- Discord bot ----------------------------------------------------------------------------
+# The bot's token (Developer Portal > Bot). A secret: never logged, never shown in errors.
+# Empty: `make run` starts the worker without the Discord gateway and says so.
+DISCORD_TOKEN = config.get_str("DISCORD_TOKEN", "")
+# Optional cross-check: runbot refuses to start if the token belongs to another application.
+DISCORD_APPLICATION_ID = config.get_int("DISCORD_APPLICATION_ID", 0, minimum=0, maximum=2**63 - 1) or None
+# Overrides Discord's API base (tests and benchmarks point it at a local fake).
+DISCORD_API_BASE_URL = config.get_str("DISCORD_API_BASE_URL", "")
+# Channels where /veo may be used; empty: everywhere (with a list, DMs are refused too).
+ALLOWED_CHANNEL_IDS = config.get_int_set("ALLOWED_CHANNEL_IDS")
+# Defaults of the /veo options.
+VEO_DEFAULT_DURATION = config.get_int("VEO_DEFAULT_DURATION", 4, minimum=4, maximum=8)
+if VEO_DEFAULT_DURATION not in (4, 6, 8):
+    raise ConfigError(f"VEO_DEFAULT_DURATION must be 4, 6 or 8 (got {VEO_DEFAULT_DURATION})")
+VEO_DEFAULT_RESOLUTION = config.get_str("VEO_DEFAULT_RESOLUTION", "720p")
+if VEO_DEFAULT_RESOLUTION not in ("720p", "1080p"):
+    raise ConfigError(f"VEO_DEFAULT_RESOLUTION must be 720p or 1080p (got {VEO_DEFAULT_RESOLUTION!r})")
+VEO_DEFAULT_RATIO = config.get_str("VEO_DEFAULT_RATIO", "16:9")
+if VEO_DEFAULT_RATIO not in ("16:9", "9:16"):
+    raise ConfigError(f"VEO_DEFAULT_RATIO must be 16:9 or 9:16 (got {VEO_DEFAULT_RATIO!r})")
+VEO_DEFAULT_AUDIO = config.get_bool("VEO_DEFAULT_AUDIO", True)
+# Where VEO_MEDIA_ROOT is served publicly (e.g. https://cdn.example.com/veo/), so videos too
+# large to attach can be linked; empty: no public link for local files (the reply says so).
+VEO_PUBLIC_MEDIA_URL = config.get_str("VEO_PUBLIC_MEDIA_URL", "")
+if VEO_PUBLIC_MEDIA_URL and not VEO_PUBLIC_MEDIA_URL.startswith(("https://", "http://")):
+    raise ConfigError(f"VEO_PUBLIC_MEDIA_URL must be an http(s):// URL (got {VEO_PUBLIC_MEDIA_URL!r})")
+# Degraded mode: while PostgreSQL is unreachable, tracking writes go to fsync'd journals here
+# and are replayed into the database when it returns.
+VEO_JOURNAL_DIR = Path(config.get_str("VEO_JOURNAL_DIR", str(DATA_DIR / "journal")))
+# How often the bot checks whether an unreachable database is back.
+DATABASE_PROBE_INTERVAL: timedelta = config.get_duration("DATABASE_PROBE_INTERVAL", "2s", minimum=timedelta(seconds=1),
+                                                         maximum=timedelta(minutes=5))
+# One JSON object per log line instead of plain text.
+LOG_JSON = config.get_bool("LOG_JSON", False)
+
 # --- Web ------------------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -210,8 +245,13 @@ STATIC_ROOT = DATA_DIR / "static"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "discordbot.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_JSON else "plain"}},
     "root": {"handlers": ["console"], "level": config.get_str("LOG_LEVEL", "INFO").upper()},
-    "loggers": {"pgserver": {"level": "WARNING"}},
+    # discord.py's INFO lines (gateway sessions) are useful. discord.state warns at start-up that
+    # the guilds intent is off: the bot needs no intents (it keeps no guild cache) on purpose.
+    "loggers": {"pgserver": {"level": "WARNING"}, "discord": {"level": "INFO"}, "discord.state": {"level": "ERROR"}},
 }

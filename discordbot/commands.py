@@ -1,0 +1,250 @@
+"""/veo, /quota and /history.
+
+No ``from __future__ import annotations`` here: discord.py reads the parameter annotations
+(the prompt's Range is built from settings when the commands are registered).
+
+Discord gives 3 s for the first answer. /veo validates and admits first (milliseconds) and
+then answers: a refusal privately, an admission publicly. Only if admission is slow does it
+defer, publicly -- a deferred reply cannot become private later, so a refusal that arrives
+after a defer replaces the public placeholder with a private follow-up.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Optional
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice
+from django.conf import settings
+
+from discordbot import display, logs
+from discordbot.admission import Decision
+from discordbot.degraded import DATABASE_DOWN
+from tracking import aio, selectors, services
+from tracking.errors import InvalidInput
+from tracking.models import Status
+from tracking.services import VideoParameters
+
+if TYPE_CHECKING:
+    from discordbot.bot import VeoBot
+
+log = logging.getLogger(__name__)
+
+# Defer when the answer is not ready by then: the defer itself needs time to reach Discord.
+DEFER_AFTER = 1.5
+ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION = 40060, 10062
+
+
+def register(bot: "VeoBot") -> None:
+    tree = bot.tree
+    Prompt = app_commands.Range[str, settings.VEO_PROMPT_MIN_LENGTH, settings.VEO_PROMPT_MAX_LENGTH]
+    Negative = app_commands.Range[str, 1, settings.VEO_PROMPT_MAX_LENGTH]
+
+    @tree.command(name="veo", description="Generate a short video with Google Veo")
+    @app_commands.describe(
+        prompt="What the video should show",
+        length=f"Length in seconds (default {settings.VEO_DEFAULT_DURATION})",
+        ratio=f"Aspect ratio (default {settings.VEO_DEFAULT_RATIO})",
+        hd=f"1080p instead of 720p (default {'on' if settings.VEO_DEFAULT_RESOLUTION == '1080p' else 'off'})",
+        audio=f"Generate sound (default {'on' if settings.VEO_DEFAULT_AUDIO else 'off'})",
+        negative_prompt="What the video should not contain",
+    )
+    @app_commands.choices(
+        length=[Choice(name="4 seconds", value=4), Choice(name="6 seconds", value=6), Choice(name="8 seconds", value=8)],
+        ratio=[Choice(name="16:9 landscape", value="16:9"), Choice(name="9:16 portrait", value="9:16")],
+    )
+    async def veo(interaction: discord.Interaction, prompt: Prompt, length: Optional[Choice[int]] = None,
+                  ratio: Optional[Choice[str]] = None, hd: Optional[bool] = None, audio: Optional[bool] = None,
+                  negative_prompt: Optional[Negative] = None):
+        resolution = settings.VEO_DEFAULT_RESOLUTION if hd is None else ("1080p" if hd else "720p")
+        params = VideoParameters(
+            prompt=prompt, duration_seconds=length.value if length else settings.VEO_DEFAULT_DURATION,
+            aspect_ratio=ratio.value if ratio else settings.VEO_DEFAULT_RATIO, resolution=resolution,
+            generate_audio=settings.VEO_DEFAULT_AUDIO if audio is None else audio,
+            negative_prompt=negative_prompt, person_generation=settings.VEO_PERSON_GENERATION)
+        await handle_veo(bot, interaction, params)
+
+    @tree.command(name="quota", description="How many videos you have left, and when the next one frees up")
+    async def quota(interaction: discord.Interaction):
+        await answer_privately(interaction, lambda: quota_text(bot, interaction))
+
+    @tree.command(name="history", description="Your last 10 video requests")
+    async def history(interaction: discord.Interaction):
+        await answer_privately(interaction, lambda: history_text(bot, interaction))
+
+
+# -- /veo -------------------------------------------------------------------------------------------
+
+
+async def handle_veo(bot: "VeoBot", interaction: discord.Interaction, params: VideoParameters) -> None:
+    received = time.perf_counter()
+    who = {"user_id": interaction.user.id, "guild_id": interaction.guild_id}
+    allowed = settings.ALLOWED_CHANNEL_IDS
+    if allowed and interaction.channel_id not in allowed:
+        await _refuse_now(interaction, display.channel_not_allowed_text(allowed))
+        logs.step(log, "refused", request_id=None, **who, reason="channel_not_allowed",
+                  channel_id=interaction.channel_id)
+        return
+    try:
+        clean = services.clean_parameters(params)
+    except InvalidInput as error:
+        await _refuse_now(interaction, display.invalid_text(str(error)))
+        logs.step(log, "refused", request_id=None, **who, reason="invalid_input", field=error.field)
+        return
+
+    # A replay of an interaction this process is already handling: the first handler answers.
+    owner = interaction.id not in bot.delivery.live
+    if owner:
+        bot.delivery.expect(interaction)
+    admitting = asyncio.ensure_future(bot.admitter.admit(
+        interaction_id=interaction.id, user_id=interaction.user.id, guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id, params=clean))
+    deferred, answer = False, None
+    done, _ = await asyncio.wait({admitting}, timeout=DEFER_AFTER)
+    if not done and owner:
+        answer = await _defer(interaction)
+        deferred = answer == SENT
+        answer = None if deferred else answer
+    try:
+        decision = await admitting
+    except Exception:
+        log.exception("interaction %s: admission failed", interaction.id)
+        if owner:
+            bot.delivery.answered(interaction.id, ok=False)
+        if answer is None:
+            await _apologise(interaction, deferred)
+        return
+
+    step = "duplicate" if decision.duplicate else "admitted" if decision.admitted else "refused"
+    logs.step(log, step, request_id=decision.request.id, **who, reason=decision.reason_code,
+              admit_ms=decision.admit_ms, degraded=decision.degraded or None,
+              interaction_id=interaction.id, prompt=logs.preview(clean.prompt))
+    if not owner:
+        return
+    if answer is None:
+        answer = await _answer(bot, interaction, decision, deferred)
+    # Answered here or by another instance (40060): either way the original reply exists and
+    # this process holds its token, so delivery may edit it. Otherwise it goes to the channel.
+    bot.delivery.answered(interaction.id, ok=decision.admitted and answer in (SENT, ELSEWHERE))
+    logs.step(log, "answered" if answer == SENT else f"not_answered ({answer})", request_id=decision.request.id,
+              **who, first_response_ms=(time.perf_counter() - received) * 1000, deferred=deferred or None,
+              public=decision.admitted)
+
+
+SENT, ELSEWHERE, FAILED = "sent", "answered elsewhere", "failed"
+
+
+async def _defer(interaction: discord.Interaction) -> str:
+    try:
+        await interaction.response.defer(thinking=True)  # public: an admission is the likely outcome
+        return SENT
+    except discord.HTTPException as error:
+        return _not_sent(interaction, error)
+
+
+def _not_sent(interaction: discord.Interaction, error: discord.HTTPException) -> str:
+    if error.code == ALREADY_ACKNOWLEDGED:
+        log.info("interaction %s was already answered (another instance, or a replay): leaving it",
+                 interaction.id)
+        return ELSEWHERE
+    log.warning("interaction %s: could not answer (%s %s)", interaction.id, error.status, error.code)
+    return FAILED
+
+
+async def _answer(bot: "VeoBot", interaction: discord.Interaction, decision: Decision, deferred: bool) -> str:
+    none = discord.AllowedMentions.none()
+    try:
+        if not decision.admitted:
+            text = display.refusal_text(decision.reason_code, decision.reason, limit=decision.limit,
+                                        reset_at=decision.reset_at)
+            if deferred:
+                await interaction.delete_original_response()
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
+            else:
+                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
+            return SENT
+        ahead = bot.runner.ahead if decision.degraded else decision.ahead
+        embed = display.queued_embed(decision.request, ahead=ahead, median_ms=decision.median_ms,
+                                     remaining=decision.remaining, limit=decision.limit, reset_at=decision.reset_at,
+                                     degraded=decision.degraded)
+        if deferred:
+            await interaction.edit_original_response(embed=embed, allowed_mentions=none)
+        else:
+            await interaction.response.send_message(embed=embed, allowed_mentions=none)
+        return SENT
+    except discord.HTTPException as error:
+        return _not_sent(interaction, error)
+
+
+async def _refuse_now(interaction: discord.Interaction, text: str) -> None:
+    try:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+    except discord.HTTPException as error:
+        _not_sent(interaction, error)
+
+
+async def _apologise(interaction: discord.Interaction, deferred: bool) -> None:
+    text = "Something went wrong on our side; nothing was charged. Please try again in a minute."
+    try:
+        if deferred:
+            await interaction.edit_original_response(content=text)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException:
+        pass
+
+
+# -- /quota and /history ----------------------------------------------------------------------------
+
+
+async def answer_privately(interaction: discord.Interaction, make: Callable[[], Awaitable[str]]) -> None:
+    """Answer ephemerally; if the text takes long, defer (ephemerally) in time and follow up."""
+    making = asyncio.ensure_future(make())
+    done, _ = await asyncio.wait({making}, timeout=DEFER_AFTER)
+    try:
+        if done:
+            await interaction.response.send_message(await making, ephemeral=True,
+                                                    allowed_mentions=discord.AllowedMentions.none())
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await interaction.followup.send(await making, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+    except discord.HTTPException as error:
+        _not_sent(interaction, error)
+
+
+async def quota_text(bot: "VeoBot", interaction: discord.Interaction) -> str:
+    user_id, guild_id = interaction.user.id, interaction.guild_id
+    if not bot.health.degraded:
+        try:
+            status = await aio.run(selectors.quota_status, user_id=user_id, guild_id=guild_id)
+            return display.quota_text(used=status.used, limit=status.limit, window=status.window,
+                                      reset_at=status.reset_at, degraded=False)
+        except DATABASE_DOWN as error:
+            bot.health.failed(error)
+    local = bot.limiter.status(user_id=user_id)
+    return display.quota_text(used=local.used, limit=local.limit, window=settings.VEO_QUOTA_WINDOW,
+                              reset_at=local.reset_at, degraded=True)
+
+
+async def history_text(bot: "VeoBot", interaction: discord.Interaction) -> str:
+    if not bot.health.degraded:
+        try:
+            page = await aio.run(selectors.user_history, user_id=interaction.user.id, limit=10)
+        except DATABASE_DOWN as error:
+            bot.health.failed(error)
+        else:
+            links = {request.id: link for request in page.requests if (link := _link(request))}
+            return display.history_text(page.requests, links=links)
+    return "Your history is unavailable while the database is unreachable; your requests are still being kept."
+
+
+def _link(request) -> str | None:
+    """Where the outcome is: the Discord message it was delivered in, else a public video URL."""
+    if request.discord_message_id and request.channel_id:
+        return f"https://discord.com/channels/{request.guild_id or '@me'}/{request.channel_id}/{request.discord_message_id}"
+    if request.public_urls:
+        return request.public_urls[0]
+    return None

@@ -1,0 +1,218 @@
+"""Delivering to Discord: edit the original reply while its token lives, else post in the channel.
+
+The interaction (and its webhook token) exists only in the memory of the process that
+received it; the database stores the channel id, never the token. So after a restart, from
+another process, or once the 15 minute token is spent, the outcome is posted in the
+channel, mentioning only the requester. Videos are attached when they fit the limit the
+interaction reported (``attachment_size_limit``), streamed from the local file; otherwise
+linked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import discord
+from django.conf import settings
+
+from discordbot import display, logs
+from discordbot.delivery import Receipt
+from discordbot.storage import FILE_SCHEME, LocalStorage, StorageError
+from tracking.models import DeliveryMethod, Status, VideoRequest
+
+log = logging.getLogger(__name__)
+
+# Tokens last 15 minutes; stop using one a little earlier so an upload does not straddle it.
+TOKEN_USABLE_FOR = timedelta(minutes=14, seconds=30)
+# Every channel accepts at least this much per file; the real limit is only known from an interaction.
+CHANNEL_SIZE_LIMIT = 10 * 1024 * 1024
+# How long delivery waits for the first answer to go out (it may still be on its way).
+ACK_WAIT = 5.0
+EXPIRED_TOKEN, UNKNOWN_MESSAGE, ALREADY_ACKNOWLEDGED = 50027, 10008, 40060
+
+
+@dataclass
+class LiveReply:
+    """The original reply of an interaction this process answered."""
+
+    interaction: discord.Interaction
+    received: float = field(default_factory=time.monotonic)
+    answered: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def usable(self) -> bool:
+        return time.monotonic() - self.received < TOKEN_USABLE_FOR.total_seconds()
+
+
+class DiscordDelivery:
+    def __init__(self, client: discord.Client, *, storage: LocalStorage):
+        self.client = client
+        self.storage = storage
+        self.live: dict[int, LiveReply] = {}  # interaction id -> reply, this process only
+
+    # -- bookkeeping for /veo -------------------------------------------------------------------
+
+    def expect(self, interaction: discord.Interaction) -> LiveReply:
+        """Called before admission, so a delivery that races the first answer waits for it."""
+        self._forget_expired()
+        reply = self.live.get(interaction.id)
+        if reply is None:
+            reply = self.live[interaction.id] = LiveReply(interaction)
+        return reply
+
+    def _forget_expired(self) -> None:
+        # Requests delivered by another process never come back here: their tokens expire.
+        for interaction_id in [i for i, reply in self.live.items() if not reply.usable]:
+            del self.live[interaction_id]
+
+    def answered(self, interaction_id: int, *, ok: bool) -> None:
+        """Our reply is up (ok), or someone else's is / none could be sent: then forget it."""
+        reply = self.live.get(interaction_id)
+        if reply is None:
+            return
+        if not reply.answered.done():
+            reply.answered.set_result(ok)
+        if not ok:
+            self.live.pop(interaction_id, None)
+
+    async def _reply(self, request: VideoRequest) -> LiveReply | None:
+        reply = self.live.get(request.interaction_id)
+        if reply is None:
+            return None
+        try:
+            ok = await asyncio.wait_for(asyncio.shield(reply.answered), ACK_WAIT)
+        except asyncio.TimeoutError:
+            ok = False
+        return reply if ok and reply.usable else None
+
+    # -- the Delivery protocol -----------------------------------------------------------------
+
+    async def progress(self, request: VideoRequest, *, state: str, elapsed: timedelta) -> None:
+        reply = await self._reply(request)
+        if reply is None:
+            return  # nothing to edit; the outcome will be posted in the channel
+        try:
+            await reply.interaction.edit_original_response(
+                embed=display.progress_embed(request, state=state, elapsed=elapsed),
+                allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as error:
+            log.info("request %s: progress edit failed (%s %s)", request.id, error.status, error.code)
+            if error.code in (EXPIRED_TOKEN, UNKNOWN_MESSAGE):
+                self.live.pop(request.interaction_id, None)
+
+    async def deliver(self, request: VideoRequest) -> Receipt:
+        started = time.perf_counter()
+        reply = await self._reply(request)
+        receipt = None
+        if reply is not None:
+            receipt = await self._edit_original(request, reply)
+        self.live.pop(request.interaction_id, None)
+        if receipt is None:
+            receipt = await self._post_in_channel(request, resumed=reply is None)
+        logs.step(log, "delivered", request_id=request.id, user_id=request.user_id, guild_id=request.guild_id,
+                  method=receipt.method, status=request.status, error=receipt.error,
+                  deliver_ms=(time.perf_counter() - started) * 1000,
+                  generation_ms=_generation_ms(request),
+                  level=logging.WARNING if receipt.error else logging.INFO)
+        return receipt
+
+    # -- the two ways ----------------------------------------------------------------------------
+
+    async def _edit_original(self, request: VideoRequest, reply: LiveReply) -> Receipt | None:
+        limit = reply.interaction.filesize_limit
+        for attach in (True, False):  # a 413 despite the size check: fall back to a link
+            embed, files = self._outcome(request, limit=limit, attach=attach, footer=None)
+            try:
+                message = await reply.interaction.edit_original_response(
+                    content=None, embed=embed, attachments=files, allowed_mentions=discord.AllowedMentions.none())
+                return Receipt(method=DeliveryMethod.INTERACTION, message_id=message.id)
+            except discord.HTTPException as error:
+                if error.status == 413 and files:
+                    continue
+                # Expired token (401 50027), reply deleted (404 10008), anything else: the channel.
+                log.info("request %s: editing the reply failed (%s %s); posting in the channel instead",
+                         request.id, error.status, error.code)
+                return None
+            finally:
+                for file in files:
+                    file.close()
+        return None
+
+    async def _post_in_channel(self, request: VideoRequest, *, resumed: bool) -> Receipt:
+        if not request.channel_id:
+            return Receipt(method=DeliveryMethod.UNDELIVERABLE, error="no channel recorded for this request")
+        channel = self.client.get_partial_messageable(request.channel_id, guild_id=request.guild_id)
+        footer = "resumed after a restart" if resumed else "the original reply had expired"
+        requester = discord.Object(request.user_id)
+        for attach in (True, False):
+            embed, files = self._outcome(request, limit=CHANNEL_SIZE_LIMIT, attach=attach, footer=footer)
+            try:
+                message = await channel.send(
+                    content=f"<@{request.user_id}>", embed=embed, files=files,
+                    allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[requester]))
+                return Receipt(method=DeliveryMethod.CHANNEL, message_id=message.id)
+            except discord.Forbidden as error:
+                return Receipt(method=DeliveryMethod.UNDELIVERABLE,
+                               error=f"missing permissions in channel {request.channel_id} ({error.code} {error.text})")
+            except discord.NotFound as error:
+                return Receipt(method=DeliveryMethod.UNDELIVERABLE,
+                               error=f"channel {request.channel_id} not found ({error.code} {error.text})")
+            except discord.HTTPException as error:
+                if error.status == 413 and files:
+                    continue
+                raise  # 5xx or 429 after discord.py's retries: the worker releases it and tries again
+            finally:
+                for file in files:
+                    file.close()
+        raise AssertionError("unreachable")
+
+    # -- what to say -------------------------------------------------------------------------------
+
+    def _outcome(self, request: VideoRequest, *, limit: int, attach: bool,
+                 footer: str | None) -> tuple[discord.Embed, list[discord.File]]:
+        if request.status != Status.COMPLETED:
+            return display.failed_embed(request, footer=footer), []
+        size = request.output_size_bytes
+        path = self._local_file(request)
+        if attach and path is not None and size is not None and size <= limit:
+            # A path, not bytes: discord.py streams the open file into the upload.
+            file = discord.File(path, filename=f"veo-{request.id or request.interaction_id}.mp4")
+            return display.completed_embed(request, link=None, note=None, footer=footer), [file]
+        link = self._link(request)
+        if size is not None and size > limit:
+            where = "here is a link" if link else "ask a moderator for it"
+            note = f"The video ({display.size_mb(size)}) is over the {display.size_mb(limit)} upload limit, so {where}."
+        elif link:
+            note = None
+        else:
+            note = "The video could not be attached; ask a moderator for it."
+        return display.completed_embed(request, link=link, note=note, footer=footer), []
+
+    def _local_file(self, request: VideoRequest):
+        uri = request.output_uris[0] if request.output_uris else ""
+        if not uri.startswith(FILE_SCHEME):
+            return None
+        try:
+            path = self.storage.path(uri)
+        except StorageError:
+            return None
+        return path if path.is_file() else None
+
+    def _link(self, request: VideoRequest) -> str | None:
+        if request.public_urls:
+            return request.public_urls[0]
+        uri = request.output_uris[0] if request.output_uris else ""
+        if settings.VEO_PUBLIC_MEDIA_URL and uri.startswith(FILE_SCHEME):
+            return settings.VEO_PUBLIC_MEDIA_URL.rstrip("/") + "/" + uri.removeprefix(FILE_SCHEME)
+        return None
+
+
+def _generation_ms(request: VideoRequest) -> float | None:
+    # From the timestamps: duration_ms is generated by the database, absent on unsaved (degraded) rows.
+    if request.started_at and request.completed_at:
+        return (request.completed_at - request.started_at).total_seconds() * 1000
+    return None

@@ -1,0 +1,182 @@
+"""What the bot shows: embeds and messages, always within Discord's limits.
+
+Discord rejects a whole message (400 50035) when one part is too long, so every piece of
+user text passes through ``fit()`` and every embed through ``fit_embed()`` before sending.
+Mentions are never parsed from these texts: the client sends ``AllowedMentions.none()``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import discord
+from django.conf import settings
+from django.utils import timezone
+
+from tracking.models import Status, VideoRequest
+from tracking.selectors import humanize_duration
+
+# Discord's hard limits (characters).
+CONTENT_MAX = 2000
+TITLE_MAX = 256
+DESCRIPTION_MAX = 4096
+FIELD_NAME_MAX = 256
+FIELD_VALUE_MAX = 1024
+FOOTER_MAX = 2048
+EMBED_TOTAL_MAX = 6000
+PROMPT_SHOWN = 1000  # a long prompt is shortened for display; the request keeps all of it
+
+COLOURS = {
+    Status.PENDING: discord.Colour.blurple(),
+    Status.GENERATING: discord.Colour.gold(),
+    Status.COMPLETED: discord.Colour.green(),
+}
+FAILED_COLOUR = discord.Colour.red()
+
+
+def fit(text: str | None, limit: int) -> str:
+    """``text`` shortened to ``limit`` characters with an ellipsis; never empty (Discord refuses that)."""
+    text = text or "-"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fit_embed(embed: discord.Embed) -> discord.Embed:
+    """Shorten every part to its limit, then the description until the total fits 6000."""
+    if embed.title:
+        embed.title = fit(embed.title, TITLE_MAX)
+    if embed.description:
+        embed.description = fit(embed.description, DESCRIPTION_MAX)
+    for index, field in enumerate(embed.fields):
+        embed.set_field_at(index, name=fit(field.name, FIELD_NAME_MAX), value=fit(field.value, FIELD_VALUE_MAX),
+                           inline=field.inline)
+    if embed.footer.text:
+        embed.set_footer(text=fit(embed.footer.text, FOOTER_MAX))
+    excess = len(embed) - EMBED_TOTAL_MAX
+    if excess > 0 and embed.description:
+        embed.description = fit(embed.description, max(len(embed.description) - excess, 1))
+    return embed
+
+
+def settings_line(request: VideoRequest) -> str:
+    audio = "audio on" if request.generate_audio else "no audio"
+    return f"{request.duration_seconds} s · {request.aspect_ratio} · {request.resolution} · {audio}"
+
+
+def label(request: VideoRequest) -> str:
+    """How a request is named to users: its id, or (degraded mode) that it has none yet."""
+    return f"request #{request.id}" if request.id else "recorded once the database is back"
+
+
+def _base(request: VideoRequest, title: str, colour: discord.Colour) -> discord.Embed:
+    embed = discord.Embed(title=title, colour=colour, description=fit(request.prompt, PROMPT_SHOWN))
+    embed.add_field(name="Settings", value=settings_line(request), inline=False)
+    if request.negative_prompt:
+        embed.add_field(name="Avoid", value=fit(request.negative_prompt, FIELD_VALUE_MAX), inline=False)
+    return embed
+
+
+def quota_line(*, remaining: int, limit: int, reset_at: datetime | None, now: datetime | None = None) -> str:
+    line = f"{remaining} of {limit} left"
+    if reset_at is not None and (remaining == 0 or remaining < limit):
+        line += f" · next slot in {humanize_duration(reset_at - (now or timezone.now()))}"
+    return line
+
+
+def queued_embed(request: VideoRequest, *, ahead: int | None, median_ms: int | None, remaining: int, limit: int,
+                 reset_at: datetime | None, degraded: bool = False) -> discord.Embed:
+    embed = _base(request, "Queued", COLOURS[Status.PENDING])
+    if ahead is not None:
+        embed.add_field(name="Position", value="next up" if ahead == 0 else f"{ahead + 1} in queue")
+    if median_ms is not None:
+        # Requests ahead run VEO_MAX_CONCURRENT at a time, each about the median.
+        rounds = 1 + (ahead or 0) // settings.VEO_MAX_CONCURRENT
+        embed.add_field(name="ETA", value=f"~{humanize_duration(timedelta(milliseconds=median_ms * rounds))}")
+    embed.add_field(name="Quota", value=quota_line(remaining=remaining, limit=limit, reset_at=reset_at))
+    footer = label(request)
+    if degraded:
+        footer += " · database unreachable: running from the local journal"
+    embed.set_footer(text=footer)
+    return fit_embed(embed)
+
+
+def progress_embed(request: VideoRequest, *, state: str, elapsed: timedelta) -> discord.Embed:
+    title = "Generating…" if state == Status.GENERATING else "Queued"
+    embed = _base(request, title, COLOURS.get(state, COLOURS[Status.PENDING]))
+    embed.add_field(name="Elapsed", value=humanize_duration(elapsed))
+    embed.set_footer(text=label(request))
+    return fit_embed(embed)
+
+
+def size_mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def completed_embed(request: VideoRequest, *, link: str | None, note: str | None, footer: str | None) -> discord.Embed:
+    embed = _base(request, "Your video is ready", COLOURS[Status.COMPLETED])
+    if link:
+        embed.add_field(name="Video", value=fit(link, FIELD_VALUE_MAX), inline=False)
+    if note:
+        embed.add_field(name="Note", value=note, inline=False)
+    embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))
+    return fit_embed(embed)
+
+
+def failed_embed(request: VideoRequest, *, footer: str | None) -> discord.Embed:
+    title = {Status.TIMEOUT: "Generation timed out", Status.CANCELLED: "Cancelled"}.get(request.status,
+                                                                                          "Generation failed")
+    embed = _base(request, title, FAILED_COLOUR)
+    embed.add_field(name="Why", value=fit(request.error_message or request.error_code, 300), inline=False)
+    refunded = not request.counts_toward_quota
+    embed.add_field(name="Quota", value="refunded: this one does not count" if refunded
+                    else "this one still counts (the prompt was refused, not our failure)", inline=False)
+    embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))
+    return fit_embed(embed)
+
+
+# -- refusals (ephemeral, plain text) ---------------------------------------------------------------
+
+
+def refusal_text(reason_code: str | None, reason: str | None, *, limit: int, reset_at: datetime | None) -> str:
+    if reason_code == "quota_exceeded":
+        wait = humanize_duration(reset_at - timezone.now()) if reset_at else "a while"
+        text = f"You have used all {limit} of your videos for now. Next slot in {wait}."
+    elif reason_code == "banned":
+        text = f"You can't use /veo: {reason or 'banned'}."
+    elif reason_code == "too_many_in_flight":
+        text = f"{(reason or 'Too many of your videos are in progress').capitalize()}."
+    else:
+        text = f"Refused: {reason or reason_code}."
+    return fit(text + " Nothing was charged.", CONTENT_MAX)
+
+
+def invalid_text(message: str) -> str:
+    return fit(f"Can't queue that: {message}. Nothing was charged.", CONTENT_MAX)
+
+
+def channel_not_allowed_text(allowed: frozenset[int]) -> str:
+    shown = " ".join(f"<#{channel}>" for channel in sorted(allowed)[:5])  # channel links never ping
+    return fit(f"/veo is not enabled in this channel. Try {shown}. Nothing was charged.", CONTENT_MAX)
+
+
+def quota_text(*, used: int, limit: int, window: timedelta, reset_at: datetime | None, degraded: bool) -> str:
+    lines = [f"You have used {used} of {limit} videos in the last {humanize_duration(window)}."]
+    if reset_at is not None:
+        lines.append(f"Next slot frees in {humanize_duration(reset_at - timezone.now())}.")
+    elif used < limit:
+        lines.append("You can generate a video now.")
+    if degraded:
+        lines.append("(The database is unreachable: this is this bot process's own count.)")
+    return fit("\n".join(lines), CONTENT_MAX)
+
+
+def history_text(requests: list[VideoRequest], *, links: dict[int, str]) -> str:
+    if not requests:
+        return "You have no requests yet. Try /veo."
+    now = timezone.now()
+    lines = ["Your last requests:"]
+    for request in requests:
+        age = humanize_duration(now - request.created_at)
+        where = f" · {links[request.id]}" if request.id in links else ""
+        prompt = fit(" ".join(request.prompt.split()), 60)
+        lines.append(f"`#{request.id}` {request.status} · {age} ago · {discord.utils.escape_markdown(prompt)}{where}")
+    return fit("\n".join(lines), CONTENT_MAX)

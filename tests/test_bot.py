@@ -1,0 +1,368 @@
+"""The Discord bot end to end: the real discord.py client against the fake Discord server, the
+real worker and database, and a scripted Veo backend (tests/bot_harness.py)."""
+
+import asyncio
+from datetime import timedelta
+
+import discord
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from discordbot import worker as worker_module
+from tests.bot_harness import ScriptedVeo, eventually, new_bot, run_bot
+from tests.concurrency import conninfo
+from tests.factories import UserBanFactory, VideoRequestFactory
+from tests.fakes import discord_server as fake
+from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
+from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver, deliver_and_wait, slash_command
+from tests.workers import truncate_requests
+from tracking.models import VideoRequest, VideoRequestEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def bot_settings(settings, tmp_path):
+    truncate_requests()
+    with connection.cursor() as cursor:  # unmanaged tables: pytest-django does not flush them
+        cursor.execute("TRUNCATE user_bans, quota_policies")
+    settings.VEO_MEDIA_ROOT = tmp_path / "media"
+    settings.VEO_JOURNAL_DIR = tmp_path / "journal"
+    settings.VEO_POLL_INITIAL = timedelta(milliseconds=50)
+    settings.VEO_POLL_MAX = timedelta(milliseconds=200)
+    settings.VEO_WORKER_IDLE_POLL = timedelta(milliseconds=50)
+    settings.VEO_LEASE = timedelta(seconds=3)
+    settings.VEO_QUOTA_LIMIT = 5
+    settings.ALLOWED_CHANNEL_IDS = frozenset()
+    settings.VEO_PUBLIC_MEDIA_URL = ""
+
+
+@pytest.fixture
+def server():
+    with FakeDiscordServer() as server, server.patch_discord():
+        yield server
+        assert server.internal_errors == []
+
+
+def delivered(interaction_id):
+    return lambda: VideoRequest.objects.filter(interaction_id=interaction_id, delivered_at__isnull=False).first()
+
+
+def events(request_id):
+    return [(e.kind, e.to_status) for e in VideoRequestEvent.objects.filter(request_id=request_id).order_by("id")]
+
+
+def veo(prompt="a red fox running through fresh snow", **options):
+    return slash_command("veo", {"prompt": prompt, **options.pop("opts", {})}, **options)
+
+
+# -- the happy path ---------------------------------------------------------------------------------
+
+
+def test_happy_path_queued_embed_then_the_video_attached_and_the_database_complete(server):
+    payload = veo(opts={"length": 8, "ratio": "9:16", "hd": True, "audio": False, "negative_prompt": "rain"})
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        queued = server.original_response(payload["id"])
+        await eventually(delivered(int(payload["id"])), what="delivery")
+        return queued
+
+    queued = run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+
+    interaction = server.interaction(payload["id"])
+    assert interaction.response_type == 4 and interaction.acknowledged_after < 1  # answered, not deferred
+    [embed] = queued["embeds"]
+    assert embed["title"] == "Queued" and not queued["flags"] & fake.EPHEMERAL
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Settings"] == "8 s · 9:16 · 1080p · no audio" and fields["Avoid"] == "rain"
+    assert fields["Position"] == "next up" and fields["Quota"].startswith("4 of 5 left")
+    assert queued["allowed_mentions"] == {"parse": []}
+
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    final = server.original_response(payload["id"])
+    assert final["embeds"][0]["title"] == "Your video is ready"
+    [video] = final["attachments"]
+    assert video["content_type"] == "video/mp4" and video["size"] == row.output_size_bytes
+    assert server.attachment_data(video["id"])[4:8] == b"ftyp"
+    assert (row.status, row.delivery_method, row.discord_message_id) == ("completed", "interaction", int(final["id"]))
+    assert (row.duration_seconds, row.aspect_ratio, row.resolution, row.generate_audio, row.negative_prompt) == (
+        8, "9:16", "1080p", False, "rain")
+    assert (row.user_id, row.guild_id, row.channel_id) == (USER_ID, GUILD_ID, CHANNEL_ID)
+    assert row.created_at <= row.started_at <= row.completed_at <= row.delivered_at
+    assert events(row.id) == [("created", "pending"), ("status_changed", "generating"),
+                              ("status_changed", "completed"), ("delivered", None)]
+    assert len(server.messages_in(CHANNEL_ID)) == 1  # one message, edited in place
+
+
+def test_defaults_come_from_settings(server, settings):
+    settings.VEO_DEFAULT_DURATION, settings.VEO_DEFAULT_RESOLUTION = 6, "1080p"
+    settings.VEO_DEFAULT_RATIO, settings.VEO_DEFAULT_AUDIO = "9:16", False
+    payload = veo()
+    run_bot(lambda bot: deliver_and_wait(bot, payload, server=server), run_worker=False)
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert (row.duration_seconds, row.resolution, row.aspect_ratio, row.generate_audio) == (6, "1080p", "9:16", False)
+
+
+def test_progress_edits_the_reply_while_generating(server, monkeypatch):
+    monkeypatch.setattr(worker_module, "PROGRESS_EVERY", timedelta(milliseconds=300))
+    payload = veo()
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(lambda: server.original_response(payload["id"])["embeds"][0]["title"] == "Generating…",
+                         what="a progress edit")
+        return server.original_response(payload["id"])["embeds"][0]
+
+    progress = run_bot(scenario, backend=ScriptedVeo(seconds=2))
+    assert {f["name"] for f in progress["fields"]} >= {"Settings", "Elapsed"}
+
+
+def test_video_over_the_interactions_limit_is_linked_with_a_note(server, settings):
+    settings.VEO_PUBLIC_MEDIA_URL = "https://media.example.com/veo/"
+    payload = veo(attachment_size_limit=1024)
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario)
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    final = server.original_response(payload["id"])
+    assert final["attachments"] == [] and row.delivery_method == "interaction"
+    fields = {f["name"]: f["value"] for f in final["embeds"][0]["fields"]}
+    assert fields["Video"] == "https://media.example.com/veo/" + row.output_uris[0].removeprefix("file:")
+    assert "over the 0.0 MB upload limit, so here is a link" in fields["Note"]
+    assert not server.requests("PATCH /webhooks/*")[-1].uploads  # nothing uploaded at all
+
+
+# -- refusals: private, specific, free ------------------------------------------------------------
+
+
+def _refusal(server, payload, **kwargs) -> str:
+    run_bot(lambda bot: deliver_and_wait(bot, payload, server=server), run_worker=False, **kwargs)
+    reply = server.original_response(payload["id"])
+    assert reply["flags"] & fake.EPHEMERAL and reply["allowed_mentions"] == {"parse": []}
+    return reply["content"]
+
+
+def test_over_quota_is_refused_privately_with_the_reset_time(server, settings):
+    settings.VEO_QUOTA_LIMIT = 1
+    VideoRequestFactory(user_id=USER_ID, created_at=timezone.now() - timedelta(hours=21, minutes=45))
+    payload = veo()
+    text = _refusal(server, payload)
+    assert text == "You have used all 1 of your videos for now. Next slot in 2h 15m. Nothing was charged."
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert (row.status, row.error_code, row.counts_toward_quota) == ("rejected", "quota_exceeded", False)
+
+
+def test_banned_user_is_refused_privately(server):
+    UserBanFactory(user_id=USER_ID, reason="spamming the channel")
+    text = _refusal(server, veo())
+    assert text == "You can't use /veo: banned: spamming the channel (permanent). Nothing was charged."
+
+
+def test_channel_not_allowed_is_refused_without_a_row(server, settings):
+    settings.ALLOWED_CHANNEL_IDS = frozenset({CHANNEL_ID + 1})
+    text = _refusal(server, veo())
+    assert text == f"/veo is not enabled in this channel. Try <#{CHANNEL_ID + 1}>. Nothing was charged."
+    assert not VideoRequest.objects.exists()
+
+
+@pytest.mark.parametrize("prompt,expected", [
+    ("hi", "prompt must be 5-600 characters (got 2)"),
+    ("a fox\x00 in snow", "prompt contains a NUL character (U+0000) at position 6"),
+])
+def test_invalid_options_are_refused_without_a_row(server, prompt, expected):
+    text = _refusal(server, veo(prompt))
+    assert text.startswith("Can't queue that: " + expected) and text.endswith("Nothing was charged.")
+    assert not VideoRequest.objects.exists()
+
+
+def test_slow_admission_defers_in_time_then_answers(server, db_settings):
+    payload = veo()
+    # Hold the user's admission lock, as a burst of their own requests would.
+    with psycopg.connect(**conninfo(db_settings)) as blocker:
+        blocker.execute("SELECT pg_advisory_xact_lock(1986161410, hashint8(%s::bigint))", [USER_ID])
+
+        async def scenario(bot):
+            tasks = deliver(bot, payload, server=server)
+            await eventually(lambda: server.interaction(payload["id"]).response_type == 5, what="the defer")
+            await asyncio.sleep(0.5)  # admission still blocked: the answer must wait for it
+            await asyncio.to_thread(blocker.commit)
+            await asyncio.gather(*tasks)
+
+        run_bot(scenario, run_worker=False)
+    interaction = server.interaction(payload["id"])
+    assert interaction.acknowledged_after < fake.INTERACTION_DEADLINE
+    reply = server.original_response(payload["id"])
+    assert reply["embeds"][0]["title"] == "Queued" and not reply["flags"] & (fake.EPHEMERAL | fake.LOADING)
+
+
+def test_refusal_after_a_slow_admission_stays_private(server, settings, db_settings):
+    settings.VEO_QUOTA_LIMIT = 0
+    payload = veo()
+    with psycopg.connect(**conninfo(db_settings)) as blocker:
+        blocker.execute("SELECT pg_advisory_xact_lock(1986161410, hashint8(%s::bigint))", [USER_ID])
+
+        async def scenario(bot):
+            tasks = deliver(bot, payload, server=server)
+            await eventually(lambda: server.interaction(payload["id"]).response_type == 5, what="the defer")
+            await asyncio.to_thread(blocker.commit)
+            await asyncio.gather(*tasks)
+
+        run_bot(scenario, run_worker=False)
+    [message] = server.messages_in(CHANNEL_ID)  # the public placeholder is gone
+    assert message["flags"] & fake.EPHEMERAL and "You have used all 0" in message["content"]
+
+
+def test_user_text_never_pings_and_long_text_fits_discord(server, settings):
+    settings.VEO_PROMPT_MAX_LENGTH = 4000
+    prompt = ("@everyone <@123456789012345678> " + "a fox " * 700)[:4000]
+    payload = veo(prompt, opts={"negative_prompt": "<@&1234> " + "x" * 3000})
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario)
+    for message in server.messages_in(CHANNEL_ID):
+        assert message["mentions"] == [] and not message["mention_everyone"]
+    final = server.original_response(payload["id"])
+    assert final["embeds"][0]["description"].endswith("…") and final["attachments"]
+    assert VideoRequest.objects.get(interaction_id=payload["id"]).prompt == " ".join(prompt.split())
+
+
+# -- failures and delivery fallbacks --------------------------------------------------------------
+
+
+def test_veo_failure_says_so_and_refunds(server):
+    payload = veo("a red fox [fail] in snow")
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario)
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert (row.status, row.error_code, row.counts_toward_quota) == ("failed", "operation_failed", False)
+    assert ("refunded", None) in events(row.id)
+    embed = server.original_response(payload["id"])["embeds"][0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert embed["title"] == "Generation failed" and "internal error" in fields["Why"]
+    assert fields["Quota"] == "refunded: this one does not count"
+
+
+def test_slow_generation_past_the_token_lifetime_is_posted_in_the_channel(server):
+    payload = veo()
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        server.advance(16 * 60)  # the interaction token is now spent
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario, backend=ScriptedVeo(seconds=0.5))
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    queued, post = server.messages_in(CHANNEL_ID)
+    assert queued["embeds"][0]["title"] == "Queued"  # the expired reply is left as it was
+    assert (row.delivery_method, row.discord_message_id) == ("channel", int(post["id"]))
+    assert post["content"] == f"<@{USER_ID}>" and [u["id"] for u in post["mentions"]] == [str(USER_ID)]
+    assert post["allowed_mentions"] == {"parse": [], "users": [USER_ID]}
+    assert post["attachments"] and "expired" in post["embeds"][0]["footer"]["text"]
+
+
+@pytest.mark.parametrize("break_channel,error", [
+    (lambda server: server.deny_channel(CHANNEL_ID), "missing permissions in channel"),
+    (lambda server: server.delete_channel(CHANNEL_ID), "not found (10003"),
+])
+def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error):
+    payload = veo()
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        server.advance(16 * 60)
+        break_channel(server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
+        # the bot carries on: the next request in a good channel works
+        second = veo(channel_id=CHANNEL_ID + 7)
+        server.advance(-16 * 60)
+        await deliver_and_wait(bot, second, server=server)
+        await eventually(delivered(int(second["id"])), what="second delivery")
+
+    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert row.delivery_method == "undeliverable" and error in row.delivery_error
+    assert VideoRequestEvent.objects.filter(request_id=row.id, kind="delivered").count() == 1
+
+
+# -- duplicates -----------------------------------------------------------------------------------
+
+
+def test_duplicate_interaction_on_two_bot_instances_gives_one_request_and_one_answer(server):
+    payload = veo()
+
+    async def scenario(first):
+        second = new_bot(backend=ScriptedVeo(seconds=0.3))
+        await second.login(BOT_TOKEN)
+        try:
+            server.register_interaction(payload)
+            await asyncio.gather(*deliver(first, payload), *deliver(second, payload))
+            await eventually(delivered(int(payload["id"])), what="delivery")
+            await asyncio.sleep(0.3)  # room for a second delivery, if there were one
+        finally:
+            await second.close()
+
+    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    assert VideoRequest.objects.filter(interaction_id=payload["id"]).count() == 1
+    callbacks = server.requests("POST /interactions/*/callback")
+    assert sorted(r.status for r in callbacks) == [200, 400]  # the second got 40060 and gave up
+    assert len(server.messages_in(CHANNEL_ID)) == 1
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert VideoRequestEvent.objects.filter(request_id=row.id, kind="delivered").count() == 1
+
+
+def test_replayed_interaction_in_the_same_process_is_answered_once(server):
+    payload = veo()
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario)
+    assert VideoRequest.objects.filter(interaction_id=payload["id"]).count() == 1
+    assert len(server.requests("POST /interactions/*/callback")) == 1
+    assert len(server.messages_in(CHANNEL_ID)) == 1
+
+
+# -- /quota and /history ------------------------------------------------------------------------------
+
+
+def test_quota_shows_used_limit_and_next_slot(server, settings):
+    settings.VEO_QUOTA_LIMIT = 3
+    VideoRequestFactory(user_id=USER_ID, created_at=timezone.now() - timedelta(hours=21, minutes=45))
+    VideoRequestFactory(user_id=USER_ID, created_at=timezone.now() - timedelta(hours=1))
+    payload = slash_command("quota")
+    run_bot(lambda bot: deliver_and_wait(bot, payload, server=server), run_worker=False)
+    reply = server.original_response(payload["id"])
+    assert reply["flags"] & fake.EPHEMERAL
+    assert reply["content"] == "You have used 2 of 3 videos in the last 1d.\nNext slot frees in 2h 15m."
+
+
+def test_history_lists_the_last_ten_with_status_age_and_link(server):
+    now = timezone.now()
+    for minutes in reversed(range(12)):  # oldest first, as they would have been made
+        VideoRequestFactory(user_id=USER_ID, created_at=now - timedelta(minutes=minutes + 1),
+                            prompt=f"prompt number {minutes}", delivered_at=now, delivery_method="channel",
+                            discord_message_id=900 + minutes)
+    VideoRequestFactory(user_id=USER_ID + 1, prompt="someone else's")
+    payload = slash_command("history")
+    run_bot(lambda bot: deliver_and_wait(bot, payload, server=server), run_worker=False)
+    reply = server.original_response(payload["id"])
+    lines = reply["content"].splitlines()
+    assert reply["flags"] & fake.EPHEMERAL and lines[0] == "Your last requests:" and len(lines) == 11
+    assert "completed · 1m" in lines[1] and "ago · prompt number 0" in lines[1]
+    assert lines[1].endswith("https://discord.com/channels/2001/3001/900")  # the factory's guild and channel
+    assert "someone else's" not in reply["content"] and "prompt number 10" not in reply["content"]

@@ -1,0 +1,210 @@
+"""The bot as a real process (tests/bot_process.py): killed mid-generation and restarted, and
+PostgreSQL cut away mid-run (a TCP proxy the test controls) and brought back."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.fakes import discord_server as fake
+from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
+from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
+from tests.tcp_proxy import TcpProxy
+from tests.workers import ROOT, database_url, truncate_requests, wait_for
+from tracking.models import VideoRequest, VideoRequestEvent
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+class BotProcess:
+    def __init__(self, env: dict, log_path: Path):
+        self.log_path = log_path
+        environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        environment.update(env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bot_process"], cwd=ROOT, env=environment,
+                                     stdin=subprocess.PIPE, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+        wait_for(lambda: "bot ready" in self.log() or self.proc.poll() is not None, timeout=60, what="bot start")
+        assert self.proc.poll() is None, self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def send(self, server: FakeDiscordServer, payload: dict) -> None:
+        server.register_interaction(payload)  # Discord's 3 s clock starts now
+        self.proc.stdin.write(json.dumps(payload).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def server():
+    with FakeDiscordServer() as server:
+        yield server
+        assert server.internal_errors == []
+
+
+@pytest.fixture
+def bots(db_settings, tmp_path, server):
+    """Start bot processes on the test database (or given DATABASE_URL); all killed afterwards."""
+    truncate_requests()
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE user_bans, quota_policies")
+    started: list[BotProcess] = []
+
+    def start(name: str, *, seconds: float, database: str | None = None, **env) -> BotProcess:
+        bot = BotProcess({
+            "SECRET_KEY": "tests-only", "DATABASE_URL": database or database_url(db_settings),
+            "DISCORD_TOKEN": BOT_TOKEN, "DISCORD_API_BASE_URL": server.base_url,
+            "VEO_MEDIA_ROOT": str(tmp_path / "media"), "VEO_JOURNAL_DIR": str(tmp_path / "journal"),
+            "VEO_LEASE": "2s", "DATABASE_PROBE_INTERVAL": "1s", "VEO_QUOTA_LIMIT": "3",
+            "SCRIPTED_VEO_SECONDS": str(seconds), **env}, tmp_path / f"{name}.log")
+        started.append(bot)
+        return bot
+
+    yield start
+    for bot in started:
+        bot.cleanup()
+
+
+def veo(prompt="a red fox running through fresh snow"):
+    return slash_command("veo", {"prompt": prompt})
+
+
+def row(payload) -> VideoRequest | None:
+    return VideoRequest.objects.filter(interaction_id=payload["id"]).first()
+
+
+def lifecycle(request_id: int) -> list[tuple]:
+    return [(e.kind, e.to_status) for e in VideoRequestEvent.objects.filter(request_id=request_id).order_by("id")]
+
+
+def attached(server, payload) -> bool:
+    reply = server.original_response(payload["id"])
+    return bool(reply and reply["attachments"])
+
+
+def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server):
+    first = bots("first", seconds=6)
+    payload = veo()
+    first.send(server, payload)
+    wait_for(lambda: (r := row(payload)) and r.status == "generating", what="generating")
+    first.kill()  # SIGKILL: no lease handed back, nothing flushed
+
+    second = bots("second", seconds=6)
+    wait_for(lambda: (r := row(payload)) and r.delivered_at, timeout=60, what="delivery after restart")
+    time.sleep(1.5)  # room for a duplicate delivery, if there were one
+    assert second.stop() == 0
+
+    request = row(payload)
+    assert (request.status, request.delivery_method, request.attempts) == ("completed", "channel", 2)
+    assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
+                                     ("status_changed", "completed"), ("delivered", None)]
+    queued, post = server.messages_in(CHANNEL_ID)
+    assert queued["embeds"][0]["title"] == "Queued" and int(post["id"]) == request.discord_message_id
+    assert post["content"] == f"<@{USER_ID}>" and post["attachments"]
+    assert "resumed after a restart" in post["embeds"][0]["footer"]["text"]
+    assert "lease lost" not in second.log()
+
+
+def test_database_outage_degraded_answers_then_replay_with_nothing_missing(bots, server, db_settings, tmp_path):
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        via_proxy = (f"postgresql://{db_settings['USER'] or 'postgres'}"
+                     f"{':' + db_settings['PASSWORD'] if db_settings.get('PASSWORD') else ''}"
+                     f"@127.0.0.1:{proxy.port}/{db_settings['NAME']}")
+        bot = bots("bot", seconds=1, database=via_proxy)
+        before = veo("a calm lake before the outage")
+        bot.send(server, before)
+        wait_for(lambda: (r := row(before)) and r.delivered_at, what="delivery before the outage")
+
+        proxy.cut()
+        cut_at = time.time()
+        during = [veo(f"a red fox, take {n}") for n in range(2)]
+        bot.send(server, during[0])
+        wait_for(lambda: attached(server, during[0]), timeout=30, what="a video during the outage")
+        bot.send(server, during[1])
+        wait_for(lambda: attached(server, during[1]), timeout=30, what="a second video during the outage")
+        over = veo("one too many")
+        bot.send(server, over)
+        wait_for(lambda: server.original_response(over["id"]), what="the refusal")
+        quota = slash_command("quota")
+        bot.send(server, quota)
+        wait_for(lambda: server.original_response(quota["id"]), what="/quota")
+        assert all(row(p) is None for p in [*during, over])  # nothing reached the database
+        restored_at = time.time()
+        proxy.restore()
+
+        wait_for(lambda: all(row(p) for p in [*during, over]), timeout=30, what="the replay")
+        wait_for(lambda: not list((tmp_path / "journal").glob("*.jsonl")), what="the journal emptied")
+        assert bot.stop() == 0
+
+    # Answers during the outage: fast, specific, private refusal, video attached.
+    for payload in during:
+        assert server.interaction(payload["id"]).acknowledged_after < fake.INTERACTION_DEADLINE
+        reply = server.original_response(payload["id"])
+        assert reply["attachments"] and reply["embeds"][0]["title"] == "Your video is ready"
+    refusal = server.original_response(over["id"])
+    assert refusal["flags"] & fake.EPHEMERAL and "You have used all 3" in refusal["content"]
+    assert "database is unreachable" in server.original_response(quota["id"])["content"]
+
+    # Every request in the database with its full lifecycle and the original times.
+    for payload in during:
+        request = row(payload)
+        assert (request.status, request.delivery_method, request.counts_toward_quota) == (
+            "completed", "interaction", True)
+        assert cut_at <= request.created_at.timestamp() <= request.started_at.timestamp() \
+            <= request.completed_at.timestamp() <= request.delivered_at.timestamp() <= restored_at
+        assert request.output_size_bytes and request.duration_ms >= 900
+        assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
+                                         ("status_changed", "completed"), ("delivered", None)]
+        times = [e.at for e in VideoRequestEvent.objects.filter(request_id=request.id).order_by("id")]
+        assert times == sorted(times) and times[-1].timestamp() <= restored_at
+    refused = row(over)
+    assert (refused.status, refused.error_code, refused.counts_toward_quota) == ("rejected", "quota_exceeded", False)
+
+    log = bot.log()
+    assert log.count("DEGRADED: PostgreSQL is unreachable") == 1  # one warning per outage
+    assert log.count("database reachable again") == 1 and "Traceback" not in log
+
+
+def test_killed_during_the_outage_loses_nothing(bots, server, db_settings, tmp_path):
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        via_proxy = (f"postgresql://{db_settings['USER'] or 'postgres'}"
+                     f"{':' + db_settings['PASSWORD'] if db_settings.get('PASSWORD') else ''}"
+                     f"@127.0.0.1:{proxy.port}/{db_settings['NAME']}")
+        bot = bots("doomed", seconds=5, database=via_proxy)
+        proxy.cut()
+        payload = veo()
+        bot.send(server, payload)
+        wait_for(lambda: server.original_response(payload["id"]), timeout=30, what="the degraded answer")
+        wait_for(lambda: "generating" in bot.log(), what="generation under way")
+        bot.kill()
+        proxy.restore()
+
+        bots("successor", seconds=5)  # replays the dead process's journal, then resumes the operation
+        wait_for(lambda: (r := row(payload)) and r.delivered_at, timeout=60, what="delivery after the restart")
+    request = row(payload)
+    assert (request.status, request.delivery_method) == ("completed", "channel")
+    assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
+                                     ("status_changed", "completed"), ("delivered", None)]
+    assert not list((tmp_path / "journal").glob("*.jsonl"))
+    post = server.messages_in(CHANNEL_ID)[-1]
+    assert post["content"] == f"<@{USER_ID}>" and "resumed after a restart" in post["embeds"][0]["footer"]["text"]
