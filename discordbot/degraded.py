@@ -31,7 +31,7 @@ from discordbot import logs
 from discordbot.delivery import Delivery
 from discordbot.storage import LocalStorage, store_output
 from discordbot.veo import OperationLost, RateLimited, VeoBackend, VeoError, VideoJob
-from discordbot.worker import PROGRESS_EVERY, POLL_FAILURES, rate_limit_backoff
+from discordbot.worker import PROGRESS_EVERY, POLL_FAILURES, retry_backoff
 from tracking import aio, services
 from tracking.models import Status, VideoRequest
 
@@ -235,7 +235,7 @@ class DirectRunner:
                 operation = await self.backend.start(job)
                 break
             except RateLimited:
-                await asyncio.sleep(rate_limit_backoff(attempt).total_seconds())
+                await asyncio.sleep(retry_backoff(attempt).total_seconds())
             except VeoError as error:
                 return await self._end(request, Status.FAILED, error.code, f"Veo could not start the video: {error}")
         else:
