@@ -97,6 +97,34 @@ def test_happy_path_queued_embed_then_the_video_attached_and_the_database_comple
     assert len(server.messages_in(CHANNEL_ID)) == 1  # one message, edited in place
 
 
+def test_happy_path_through_the_real_veo_client_and_the_veo_fake(server, settings):
+    """Same path with google-genai itself talking HTTP to the local Veo fake."""
+    from google.oauth2.credentials import Credentials
+
+    from discordbot.veo import GenaiBackend, make_client
+    from tests.fakes.veo_server import FakeVeoServer, scenario
+
+    payload = veo("a lighthouse in a storm", opts={"length": 6, "negative_prompt": "people"})
+    with FakeVeoServer(default_scenario=scenario("multi_poll", polls=2)) as veo_fake:
+        settings.VEO_BACKEND, settings.GOOGLE_CLOUD_PROJECT, settings.VEO_API_BASE_URL = "vertex", "p", veo_fake.url
+        backend = GenaiBackend(make_client(credentials=Credentials(token="test")), model="veo-3.1-generate-001")
+
+        async def scenario_(bot):
+            await deliver_and_wait(bot, payload, server=server)
+            await eventually(delivered(int(payload["id"])), what="delivery")
+
+        run_bot(scenario_, backend=backend)
+        [create] = veo_fake.creates()
+        [operation] = veo_fake.operations
+
+    assert create.prompt == "a lighthouse in a storm"
+    assert (create.parameters["durationSeconds"], create.parameters["negativePrompt"]) == (6, "people")
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert (row.status, row.delivery_method, row.operation_name) == ("completed", "interaction", operation)
+    [video] = server.original_response(payload["id"])["attachments"]
+    assert video["size"] == row.output_size_bytes and server.attachment_data(video["id"])[4:8] == b"ftyp"
+
+
 def test_defaults_come_from_settings(server, settings):
     settings.VEO_DEFAULT_DURATION, settings.VEO_DEFAULT_RESOLUTION = 6, "1080p"
     settings.VEO_DEFAULT_RATIO, settings.VEO_DEFAULT_AUDIO = "9:16", False
