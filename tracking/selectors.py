@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
-from tracking.models import Status, VideoRequest
+from tracking.models import Status, UserBan, VideoRequest, VideoRequestEvent
 
 FAILURE_STATUSES = (Status.FAILED, Status.TIMEOUT)
 
@@ -159,3 +162,143 @@ def top_prompts(*, since: datetime, until: datetime, limit: int = 10) -> list[Pr
         " GROUP BY lower(btrim(prompt)) ORDER BY count(*) DESC, min(prompt) LIMIT %s",
         [since, until, limit])
     return [PromptCount(*row) for row in rows]
+
+
+# -- moderation panel -------------------------------------------------------------------
+
+
+def estimated_request_count() -> int:
+    """The planner's row estimate for video_requests (pg_class.reltuples, kept current by
+    autovacuum): what the unfiltered list shows as "about N" instead of a COUNT(*)."""
+    (row,) = _fetch("SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'video_requests'::regclass", [])
+    return row[0]
+
+
+def prompt_search(text: str) -> RawSQL:
+    """A filter condition: the prompt matches a web-search style query ("quoted phrase",
+    or, -word), written exactly like the GIN index expression so that the index is used."""
+    return RawSQL("to_tsvector('english'::regconfig, prompt) @@ websearch_to_tsquery('english'::regconfig, %s)",
+                  [text], output_field=BooleanField())
+
+
+def blocked_term_problem(*, kind: str, pattern: str) -> str | None:
+    """Why PostgreSQL would refuse this blocked term (invalid, pathological, matches
+    everything), or None: the same check the table's trigger runs on write."""
+    (row,) = _fetch("SELECT blocked_term_problem(%s, %s)", [kind, pattern])
+    return row[0]
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    day: date
+    by_status: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+def requests_per_day(*, since: datetime, until: datetime) -> list[DayCounts]:
+    """Requests created per UTC day and status in [since, until); days without requests included."""
+    rows = _fetch(
+        "SELECT (created_at AT TIME ZONE 'UTC')::date, status, count(*) FROM video_requests"
+        " WHERE created_at >= %s AND created_at < %s GROUP BY 1, 2", [since, until])
+    days: dict[date, dict[str, int]] = {}
+    day = since.astimezone(UTC).date()
+    while day <= (until - timedelta(microseconds=1)).astimezone(UTC).date():
+        days[day] = {status: 0 for status in Status.values}
+        day += timedelta(days=1)
+    for day, status, n in rows:
+        days.setdefault(day, {s: 0 for s in Status.values})[status] = n
+    return [DayCounts(day, counts) for day, counts in sorted(days.items())]
+
+
+def requests_per_hour_of_day(*, since: datetime, until: datetime) -> list[int]:
+    """Requests created in each UTC hour of the day (0-23) over the period: the busiest hours."""
+    rows = dict(_fetch(
+        "SELECT extract(hour FROM created_at AT TIME ZONE 'UTC')::int, count(*) FROM video_requests"
+        " WHERE created_at >= %s AND created_at < %s GROUP BY 1", [since, until]))
+    return [rows.get(hour, 0) for hour in range(24)]
+
+
+def safety_filter_rate(*, since: datetime, until: datetime) -> float | None:
+    """Share of generations started in the period that Veo's safety filter refused (in part or whole)."""
+    (row,) = _fetch(
+        "SELECT count(*) FILTER (WHERE safety_filtered_count > 0)::float8 / NULLIF(count(*), 0) FROM video_requests"
+        " WHERE created_at >= %s AND created_at < %s AND status IN ('completed', 'failed', 'timeout')",
+        [since, until])
+    return row[0]
+
+
+@dataclass(frozen=True)
+class UserStats:
+    user_id: int
+    requests: int
+    rejected: int
+    safety_filtered: int
+
+
+def top_users(*, since: datetime, until: datetime, limit: int = 10) -> list[UserStats]:
+    rows = _fetch(
+        "SELECT user_id, count(*), count(*) FILTER (WHERE status = 'rejected'),"
+        " count(*) FILTER (WHERE safety_filtered_count > 0)"
+        " FROM video_requests WHERE created_at >= %s AND created_at < %s"
+        " GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT %s", [since, until, limit])
+    return [UserStats(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    since: datetime
+    until: datetime
+    per_day: list[DayCounts]
+    totals: dict[str, int]
+    generation_time: Percentiles
+    failure_rate: float | None
+    safety_filter_rate: float | None
+    top_users: list[UserStats]
+    top_guilds: list[GuildStats]
+    per_hour: list[int]
+
+
+def dashboard(*, until: datetime, days: int = 7) -> Dashboard:
+    """Everything the dashboard shows, for the `days` days before `until`."""
+    since = until - timedelta(days=days)
+    totals = status_counts(since=since, until=until)
+    finished = totals[Status.COMPLETED] + sum(totals[s] for s in FAILURE_STATUSES)
+    return Dashboard(
+        since=since, until=until,
+        per_day=requests_per_day(since=since, until=until),
+        totals=totals,
+        generation_time=generation_time_percentiles(since=since, until=until),
+        # failure_rate() would count the statuses a second time; the totals are at hand.
+        failure_rate=sum(totals[s] for s in FAILURE_STATUSES) / finished if finished else None,
+        safety_filter_rate=safety_filter_rate(since=since, until=until),
+        top_users=top_users(since=since, until=until),
+        top_guilds=guild_stats(since=since, until=until, limit=10),
+        per_hour=requests_per_hour_of_day(since=since, until=until),
+    )
+
+
+@dataclass(frozen=True)
+class UserOverview:
+    user_id: int
+    quota: QuotaStatus
+    bans: list[UserBan]        # newest first, lifted and expired included
+    active_ban: UserBan | None
+    history: HistoryPage
+
+
+def user_overview(*, user_id: int, before_id: int | None = None, page_size: int = 25) -> UserOverview:
+    """The per-user page: quota as admission sees it, bans, and keyset-paged history."""
+    bans = list(UserBan.objects.filter(user_id=user_id).order_by("-created_at")[:50])
+    now = timezone.now()
+    active = next((ban for ban in bans if ban.lifted_at is None and (ban.expires_at is None or ban.expires_at > now)),
+                  None)
+    return UserOverview(user_id=user_id, quota=quota_status(user_id=user_id), bans=bans, active_ban=active,
+                        history=user_history(user_id=user_id, before_id=before_id, limit=page_size))
+
+
+def request_timeline(*, request_id: int, limit: int = 500) -> list[VideoRequestEvent]:
+    """A request's history, oldest first (video_request_events_request_idx)."""
+    return list(VideoRequestEvent.objects.filter(request_id=request_id).order_by("id")[:limit])
