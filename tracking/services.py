@@ -453,7 +453,12 @@ def save_blocked_term(*, term: BlockedTerm, actor: str) -> BlockedTerm:
         term.created_by = actor
     term.pattern = storable_text("pattern", term.pattern).strip()
     term.message = storable_text("message", term.message or "").strip()
-    term.save()
+    try:
+        with _own_statement():
+            term.save()
+    except IntegrityError as error:
+        diag = getattr(error.__cause__, "diag", None)
+        raise InvalidInput("pattern", getattr(diag, "message_primary", None) or "the term was refused") from None
     return term
 
 
