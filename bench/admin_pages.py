@@ -59,6 +59,9 @@ SELECT
                      'a coral reef', 'a cyberpunk city', 'a cozy bookstore'])[1 + (h / 128 %% 10)]
     || ', ' || (ARRAY['slow dolly-in shot', 'aerial drone shot', 'handheld close-up', 'wide shot',
                       'tracking shot', 'time-lapse'])[1 + (h / 1280 %% 6)]
+    -- Real prompts have a large vocabulary: a long tail of 30,000 words, a few common, most
+    -- rare (without it every word is frequent and the planner's statistics are unrealistic).
+    || ', with ' || (ARRAY['a', 'e', 'i', 'o', 'u'])[1 + (h / 7680 %% 5)] || 'v' || tail
     || CASE WHEN n %% 20000 = 7 THEN ', a kraken rising from the sea' ELSE '' END,
     CASE WHEN h %% 7 = 0 THEN 'blurry, low quality' END,
     (ARRAY[4, 6, 8, 8])[1 + (h / 7 %% 4)]::smallint,
@@ -88,7 +91,7 @@ SELECT
     review, CASE WHEN review <> 'unreviewed' THEN 'moderator' END,
     CASE WHEN review <> 'unreviewed' THEN created_at + interval '1 hour' END
 FROM (
-    SELECT n, h, created_at, user_id, guild_id, filtered,
+    SELECT n, h, created_at, user_id, guild_id, filtered, tail,
            CASE WHEN created_at > now() - interval '3 minutes' AND h %% 3 = 0 THEN 'pending'
                 WHEN created_at > now() - interval '3 minutes' AND h %% 3 = 1 THEN 'generating'
                 WHEN filtered THEN 'failed'
@@ -102,7 +105,8 @@ FROM (
                -- skewed: a few heavy users and guilds, a long tail
                1 + floor(%(users)s * power(random(), 3))::bigint AS user_id,
                CASE WHEN random() < 0.9 THEN 1 + floor(%(guilds)s * power(random(), 2))::bigint END AS guild_id,
-               random() < 0.015 AS filtered
+               random() < 0.015 AS filtered,
+               floor(30000 * power(random(), 3))::int AS tail
         FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS n
     ) AS g
 ) AS r
@@ -123,9 +127,9 @@ def server_conninfo() -> dict:
     return {"host": found["HOST"], "user": found["USER"]}
 
 
-def load(params: dict, dbname: str, rows: int, log=print) -> None:
+def load(params: dict, dbname: str, rows: int, *, reload: bool = False, log=print) -> None:
     with psycopg.connect(**params, dbname="postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
+        exists = not reload and conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
     if exists:
         with psycopg.connect(**params, dbname=dbname, autocommit=True) as conn:
             marker = conn.execute("SELECT to_regclass('bench_admin_dataset')").fetchone()[0]
@@ -172,22 +176,141 @@ def _migrate(params: dict, dbname: str, log) -> None:
             "HOST": params.get("host", ""), "PORT": params.get("port", "")}, log=log).migrate()
 
 
+def _setup_django(params: dict, dbname: str) -> None:
+    """Point Django at the benchmark database and add the baseline: a default ModelAdmin
+    (no options at all) on its own AdminSite, plus one with only search_fields = prompt
+    (what a default admin would do to search prompts: icontains)."""
+    from psycopg.conninfo import make_conninfo
+
+    dsn = make_conninfo("", **params, dbname=dbname)
+    host = params.get("host", "")
+    if host.startswith("/"):  # a socket directory travels as ?host= (see veosite.settings)
+        dsn = f"postgresql://{params.get('user', 'postgres')}@/{dbname}?host={host}"
+    os.environ["DATABASE_URL"] = dsn if dsn.startswith("postgresql://") else _url(params, dbname)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veosite.settings")
+    os.environ["ALLOWED_HOSTS"] = "testserver,localhost"
+    import django
+
+    django.setup()
+    import types
+
+    from django.contrib import admin
+    from django.test.utils import override_settings
+    from django.urls import path
+
+    from tracking.models import VideoRequest
+
+    # Django picks admin/<app>/<model>/*.html by name, which would give the baseline our
+    # templates; pointing it at the stock ones is the only setting it gets.
+    stock = {"change_list_template": "admin/change_list.html", "change_form_template": "admin/change_form.html"}
+    baseline = admin.AdminSite(name="baseline")
+    baseline.register(VideoRequest, type("Default", (admin.ModelAdmin,), stock))
+    searching = admin.AdminSite(name="baseline_search")
+    searching.register(VideoRequest, type("SearchOnly", (admin.ModelAdmin,), {**stock, "search_fields": ["prompt"]}))
+    urls = types.ModuleType("bench_admin_urls")
+    urls.urlpatterns = [path("admin/", admin.site.urls), path("baseline/", baseline.urls),
+                        path("baseline-search/", searching.urls)]
+    sys.modules["bench_admin_urls"] = urls
+    override_settings(ROOT_URLCONF="bench_admin_urls").enable()
+
+
+def _url(params: dict, dbname: str) -> str:
+    user, password = params.get("user", "postgres"), params.get("password", "")
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    return f"postgresql://{auth}{params.get('host', 'localhost')}:{params.get('port', '5432')}/{dbname}"
+
+
+def _time(client, url: str, repeat: int) -> dict:
+    client.get(url)  # warm-up: plans, caches, the connection
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(url)
+        if getattr(response, "streaming", False):
+            b"".join(response.streaming_content)
+        times.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            return {"url": url, "error": f"HTTP {response.status_code}"}
+    times.sort()
+    return {"url": url, "n": repeat, "p50_ms": round(statistics.median(times), 1),
+            "min_ms": round(times[0], 1), "max_ms": round(times[-1], 1)}
+
+
+def measure(params: dict, dbname: str, *, rows: int, repeat: int, baseline_repeat: int) -> dict:
+    _setup_django(params, dbname)
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    from tracking import services
+    from tracking.models import VideoRequest
+
+    call_command("migrate", verbosity=0)
+    users = get_user_model()
+    user = users.objects.filter(username="bench").first() or users.objects.create_superuser("bench", "", "bench-pw-1")
+    client = Client()
+    client.force_login(user)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version(), current_setting('shared_buffers'), current_setting('work_mem')")
+        version, shared_buffers, work_mem = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM video_requests")  # once, to report the real size
+        (actual_rows,) = cursor.fetchone()
+    # A request in the middle of the history, with a timeline to render.
+    detail = VideoRequest.objects.filter(status="completed", id__gte=rows // 2).order_by("id").only("id").first()
+    if not VideoRequest.objects.filter(id=detail.id, review_status="flagged").exists():
+        services.flag(request_ids=[detail.id], actor="bench", reason="benchmark timeline")
+    guild = 7  # one of the busiest guilds (the load skews towards low ids)
+
+    pages = [
+        ("unfiltered list", "/admin/tracking/videorequest/", "/baseline/tracking/videorequest/"),
+        ("filtered list: status=failed & 1080p", "/admin/tracking/videorequest/?status__exact=failed&resolution__exact=1080p",
+         "/baseline/tracking/videorequest/?status__exact=failed&resolution__exact=1080p"),
+        ("filtered list: review=flagged", "/admin/tracking/videorequest/?review_status__exact=flagged",
+         "/baseline/tracking/videorequest/?review_status__exact=flagged"),
+        ("filtered list: one guild", f"/admin/tracking/videorequest/?guild={guild}",
+         f"/baseline/tracking/videorequest/?guild_id__exact={guild}"),
+        ("filtered list: safety-filtered", "/admin/tracking/videorequest/?safety=yes",
+         "/baseline/tracking/videorequest/?safety_filtered_count__gt=0"),
+        ("search: rare word (kraken)", "/admin/tracking/videorequest/?q=kraken",
+         "/baseline-search/tracking/videorequest/?q=kraken"),
+        ("search: common word (lighthouse)", "/admin/tracking/videorequest/?q=lighthouse",
+         "/baseline-search/tracking/videorequest/?q=lighthouse"),
+        ("search: user id", "/admin/tracking/videorequest/?q=12345", None),
+        ("request detail", f"/admin/tracking/videorequest/{detail.id}/change/",
+         f"/baseline/tracking/videorequest/{detail.id}/change/"),
+        ("dashboard (7 days)", "/admin/tracking/videorequest/dashboard/", None),
+        ("dashboard (24 hours)", "/admin/tracking/videorequest/dashboard/?days=1", None),
+        ("user page", "/admin/tracking/videorequest/user/1/", None),
+    ]
+    results = []
+    for label, ours, base in pages:
+        entry = {"page": label, "ours": _time(client, ours, repeat)}
+        if base:
+            entry["baseline"] = _time(client, base, baseline_repeat)
+        print(json.dumps(entry), flush=True)
+        results.append(entry)
+    return {"rows": actual_rows, "postgres": version, "shared_buffers": shared_buffers, "work_mem": work_mem,
+            "repeat": repeat, "baseline_repeat": baseline_repeat, "pages": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--baseline-repeat", type=int, default=5,
+                        help="repeats for the default-admin baseline (its pages can take seconds each)")
     parser.add_argument("--load-only", action="store_true")
+    parser.add_argument("--reload", action="store_true", help="load afresh even if a matching database exists")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
     params = server_conninfo()
     dbname = f"veobot_bench_admin_{args.rows}"
-    load(params, dbname, args.rows)
+    load(params, dbname, args.rows, reload=args.reload)
     if args.load_only:
         return
-    from bench_admin_measure import measure  # noqa: PLC0415 (Django must be configured first)
-
-    results = measure(params, dbname, rows=args.rows, repeat=args.repeat)
+    results = measure(params, dbname, rows=args.rows, repeat=args.repeat, baseline_repeat=args.baseline_repeat)
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

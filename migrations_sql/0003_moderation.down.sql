@@ -102,6 +102,7 @@ ALTER TABLE video_request_events DROP CONSTRAINT video_request_events_kind_check
 ALTER TABLE video_request_events ADD CONSTRAINT video_request_events_kind_check CHECK (kind IN (
     'created', 'status_changed', 'refunded', 'review_changed', 'delivered', 'released', 'note')) NOT VALID;
 
+DROP INDEX IF EXISTS video_requests_stats_idx;
 DROP INDEX IF EXISTS video_requests_safety_created_idx;
 DROP INDEX IF EXISTS video_requests_review_created_idx;
 DROP INDEX IF EXISTS video_requests_status_created_idx;

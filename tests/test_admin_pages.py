@@ -6,6 +6,8 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from tests.factories import VideoRequestFactory
@@ -268,3 +270,16 @@ def test_quota_policy_and_ban_forms_report_constraint_violations(mod):
     response = mod.post("/admin/tracking/userban/add/", {"user_id": 5, "reason": "spam"})
     assert response.status_code == 302 and UserBan.objects.get().banned_by == "mod"
     assert not admit(user_id=5).admitted
+
+
+def test_a_search_that_runs_too_long_is_stopped_with_a_message(mod, monkeypatch):
+    from tracking.admin import requests as admin_requests
+
+    VideoRequestFactory(prompt="a fox")
+    # pg_sleep in the search condition stands in for a misjudged plan over millions of rows.
+    monkeypatch.setattr(admin_requests, "SEARCH_TIMEOUT_MS", 200)
+    monkeypatch.setattr(admin_requests.selectors, "prompt_search", lambda text: RawSQL(
+        "pg_sleep(0.5) IS NOT NULL AND prompt <> %s", [text], output_field=BooleanField()))
+    response = mod.get(LIST, {"q": "fox", "status__exact": "completed"}, follow=True)
+    assert response.status_code == 200 and "took longer than" in response.content.decode()
+    assert response.redirect_chain[-1][0] == f"{LIST}?status__exact=completed"

@@ -40,19 +40,19 @@ def make_row(action: str, media_root) -> VideoRequest:
                                discord_message_id=99 if status == "completed" else None)
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page_name", PAGES)
 @pytest.mark.parametrize("role", ["anonymous", "non_staff"])
-def test_anonymous_and_non_staff_reach_nothing(as_role, media_root, role, page):
+def test_anonymous_and_non_staff_reach_nothing(as_role, media_root, role, page_name):
     row = make_row("approve_requests", media_root)
-    response = as_role(role).get(PAGES[page].format(id=row.id))
+    response = as_role(role).get(PAGES[page_name].format(id=row.id))
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page_name", PAGES)
 @pytest.mark.parametrize("role", ["moderator", "superuser"])
-def test_moderators_and_superusers_read_every_page(as_role, media_root, role, page):
+def test_moderators_and_superusers_read_every_page(as_role, media_root, role, page_name):
     row = make_row("approve_requests", media_root)
-    response = as_role(role).get(PAGES[page].format(id=row.id))
+    response = as_role(role).get(PAGES[page_name].format(id=row.id))
     assert response.status_code == 200
 
 

@@ -132,11 +132,13 @@ def test_dashboard_and_user_overview_read_what_happened():
                         safety_filtered_count=1, safety_filtered_reasons=["Violence"], error_code="content_filtered")
     VideoRequestFactory(created_at=now - timedelta(days=3), user_id=6, guild_id=None, status="rejected")
     board = selectors.dashboard(until=now, days=7)
-    assert sum(day.total for day in board.per_day) == 3 and len(board.per_day) == 8
-    assert board.totals["completed"] == 1 and board.failure_rate == 0.5 and board.safety_filter_rate == 0.5
+    assert sum(day.total for day in board.activity.buckets) == 3 and len(board.activity.buckets) == 8
+    assert board.activity.totals["completed"] == 1 and board.failure_rate == 0.5 and board.safety_filter_rate == 0.5
     assert board.top_users[0].user_id == 5 and board.top_users[0].requests == 2
-    assert board.top_guilds[0].guild_id == 9 and sum(board.per_hour) == 3
+    assert board.top_guilds[0].guild_id == 9 and sum(board.activity.per_hour_of_day) == 3
     assert board.generation_time.count == 1
+    day = selectors.dashboard(until=now, days=1)
+    assert len(day.activity.buckets) in (24, 25) and sum(b.total for b in day.activity.buckets) == 2
     services.ban_user(user_id=5, reason="spam", actor="alice")
     overview = selectors.user_overview(user_id=5)
     assert overview.active_ban is not None and len(overview.history.requests) == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -189,8 +189,8 @@ def blocked_term_problem(*, kind: str, pattern: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class DayCounts:
-    day: date
+class BucketCounts:
+    start: datetime  # the hour or UTC day
     by_status: dict[str, int]
 
     @property
@@ -198,36 +198,47 @@ class DayCounts:
         return sum(self.by_status.values())
 
 
-def requests_per_day(*, since: datetime, until: datetime) -> list[DayCounts]:
-    """Requests created per UTC day and status in [since, until); days without requests included."""
+@dataclass(frozen=True)
+class Activity:
+    buckets: list[BucketCounts]  # every hour or day of the period, empty ones included
+    per_hour_of_day: list[int]   # 24 counts, UTC: the busiest hours
+    totals: dict[str, int]       # by status, every status present
+    safety_filtered: int         # generations (completed, failed, timeout) Veo's filter refused
+
+
+def activity(*, since: datetime, until: datetime, bucket: str = "day") -> Activity:
+    """Requests created in [since, until) per bucket ("hour" or "day", UTC) and status, per
+    hour of day, and safety-filtered: one pass over video_requests_stats_idx (index-only)."""
+    if bucket not in ("hour", "day"):
+        raise ValueError(f"bucket must be hour or day (got {bucket!r})")
     rows = _fetch(
-        "SELECT (created_at AT TIME ZONE 'UTC')::date, status, count(*) FROM video_requests"
-        " WHERE created_at >= %s AND created_at < %s GROUP BY 1, 2", [since, until])
-    days: dict[date, dict[str, int]] = {}
-    day = since.astimezone(UTC).date()
-    while day <= (until - timedelta(microseconds=1)).astimezone(UTC).date():
-        days[day] = {status: 0 for status in Status.values}
-        day += timedelta(days=1)
-    for day, status, n in rows:
-        days.setdefault(day, {s: 0 for s in Status.values})[status] = n
-    return [DayCounts(day, counts) for day, counts in sorted(days.items())]
-
-
-def requests_per_hour_of_day(*, since: datetime, until: datetime) -> list[int]:
-    """Requests created in each UTC hour of the day (0-23) over the period: the busiest hours."""
-    rows = dict(_fetch(
-        "SELECT extract(hour FROM created_at AT TIME ZONE 'UTC')::int, count(*) FROM video_requests"
-        " WHERE created_at >= %s AND created_at < %s GROUP BY 1", [since, until]))
-    return [rows.get(hour, 0) for hour in range(24)]
-
-
-def safety_filter_rate(*, since: datetime, until: datetime) -> float | None:
-    """Share of generations started in the period that Veo's safety filter refused (in part or whole)."""
-    (row,) = _fetch(
-        "SELECT count(*) FILTER (WHERE safety_filtered_count > 0)::float8 / NULLIF(count(*), 0) FROM video_requests"
-        " WHERE created_at >= %s AND created_at < %s AND status IN ('completed', 'failed', 'timeout')",
-        [since, until])
-    return row[0]
+        "SELECT GROUPING(b, status, h), b, status, h, count(*),"
+        "       count(*) FILTER (WHERE safety_filtered_count > 0 AND status IN ('completed', 'failed', 'timeout'))"
+        " FROM (SELECT date_trunc(%s, created_at AT TIME ZONE 'UTC') AS b, status,"
+        "              extract(hour FROM created_at AT TIME ZONE 'UTC')::int AS h, safety_filtered_count"
+        "       FROM video_requests WHERE created_at >= %s AND created_at < %s) AS r"
+        " GROUP BY GROUPING SETS ((b, status), (h))", [bucket, since, until])
+    step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
+    first = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    if bucket == "day":
+        first = first.replace(hour=0)
+    buckets: dict[datetime, dict[str, int]] = {}
+    moment = first
+    while moment < until.astimezone(UTC).replace(tzinfo=None):
+        buckets[moment] = {status: 0 for status in Status.values}
+        moment += step
+    per_hour = [0] * 24
+    totals = {status: 0 for status in Status.values}
+    safety = 0
+    for grouping, start, status, hour, n, filtered in rows:
+        if grouping == 0b001:  # (b, status)
+            buckets.setdefault(start, {s: 0 for s in Status.values})[status] = n
+            totals[status] += n
+            safety += filtered
+        else:  # (h)
+            per_hour[hour] = n
+    return Activity(buckets=[BucketCounts(start.replace(tzinfo=UTC), counts) for start, counts in sorted(buckets.items())],
+                    per_hour_of_day=per_hour, totals=totals, safety_filtered=safety)
 
 
 @dataclass(frozen=True)
@@ -251,32 +262,29 @@ def top_users(*, since: datetime, until: datetime, limit: int = 10) -> list[User
 class Dashboard:
     since: datetime
     until: datetime
-    per_day: list[DayCounts]
-    totals: dict[str, int]
+    activity: Activity
     generation_time: Percentiles
     failure_rate: float | None
     safety_filter_rate: float | None
     top_users: list[UserStats]
     top_guilds: list[GuildStats]
-    per_hour: list[int]
 
 
-def dashboard(*, until: datetime, days: int = 7) -> Dashboard:
-    """Everything the dashboard shows, for the `days` days before `until`."""
+def dashboard(*, until: datetime, days: int = 1) -> Dashboard:
+    """Everything the dashboard shows for the `days` days before `until`; hourly buckets
+    for a single day, daily ones otherwise."""
     since = until - timedelta(days=days)
-    totals = status_counts(since=since, until=until)
+    seen = activity(since=since, until=until, bucket="hour" if days == 1 else "day")
+    totals = seen.totals
     finished = totals[Status.COMPLETED] + sum(totals[s] for s in FAILURE_STATUSES)
     return Dashboard(
-        since=since, until=until,
-        per_day=requests_per_day(since=since, until=until),
-        totals=totals,
+        since=since, until=until, activity=seen,
         generation_time=generation_time_percentiles(since=since, until=until),
         # failure_rate() would count the statuses a second time; the totals are at hand.
         failure_rate=sum(totals[s] for s in FAILURE_STATUSES) / finished if finished else None,
-        safety_filter_rate=safety_filter_rate(since=since, until=until),
+        safety_filter_rate=seen.safety_filtered / finished if finished else None,
         top_users=top_users(since=since, until=until),
         top_guilds=guild_stats(since=since, until=until, limit=10),
-        per_hour=requests_per_hour_of_day(since=since, until=until),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracking.models import Status
-from tracking.selectors import DayCounts
+from tracking.selectors import BucketCounts
 
 STATUS_COLOURS = {
     Status.COMPLETED: "#2e7d32", Status.FAILED: "#c62828", Status.TIMEOUT: "#ef6c00", Status.CANCELLED: "#757575",
@@ -41,8 +41,8 @@ class Chart:
     max_value: int
 
 
-def stacked_days(days: list[DayCounts]) -> Chart:
-    """Requests per day, stacked by status."""
+def stacked(days: list[BucketCounts], *, hourly: bool) -> Chart:
+    """Requests per day (or hour), stacked by status."""
     peak = max((day.total for day in days), default=0) or 1
     plot = HEIGHT - TOP - BOTTOM
     slot = (WIDTH - LEFT) / max(len(days), 1)
@@ -57,9 +57,10 @@ def stacked_days(days: list[DayCounts]) -> Chart:
             h = plot * n / peak
             bottom -= h
             rects.append(Rect(round(x, 1), round(bottom, 1), round(slot * 0.8, 1), round(h, 1), colour,
-                              f"{day.day:%Y-%m-%d} {status}: {n:,}"))
+                              f"{day.start:%Y-%m-%d %H:00 UTC} {status}: {n:,}" if hourly
+                              else f"{day.start:%Y-%m-%d} {status}: {n:,}"))
         if i % every == 0:
-            labels.append(Label(round(x, 1), HEIGHT - BOTTOM + 15, f"{day.day:%m-%d}"))
+            labels.append(Label(round(x, 1), HEIGHT - BOTTOM + 15, f"{day.start:%H}h" if hourly else f"{day.start:%m-%d}"))
     return Chart(WIDTH, HEIGHT, rects, labels, peak)
 
 

@@ -8,7 +8,9 @@ from datetime import UTC
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
+from django.db import OperationalError, connection, transaction
 from django.db.models import Max, Min, Q
+from psycopg.errors import QueryCanceled
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -27,6 +29,7 @@ from tracking.models import ReviewStatus, VideoRequest
 # Bulk actions apply to at most this many requests ("select all" included).
 ACTION_LIMIT = 500
 SEARCH_MAX_LENGTH = 200
+SEARCH_TIMEOUT_MS = 5000
 
 FACT_FIELDS = ("id", "created_at", "status", "source", "user_id", "guild_id", "channel_id", "interaction_id",
                "prompt", "negative_prompt", "duration_seconds", "aspect_ratio", "resolution", "generate_audio",
@@ -136,6 +139,24 @@ class VideoRequestAdmin(admin.ModelAdmin):
                            obj.safety_filtered_count)
 
     def changelist_view(self, request, extra_context=None):
+        if not request.GET.get("q", "").strip():
+            return self._changelist(request, extra_context)
+        # A search whose words the planner misjudges could run for minutes: give it a few
+        # seconds, then say so instead of making the moderator wait.
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL statement_timeout = %s", [f"{SEARCH_TIMEOUT_MS}ms"])
+                return self._changelist(request, extra_context)
+        except OperationalError as error:
+            if not isinstance(error.__cause__, QueryCanceled):
+                raise
+        self.message_user(request, f"The search took longer than {SEARCH_TIMEOUT_MS // 1000} s and was stopped: add "
+                                   "a date range or filters, or more specific words.", messages.ERROR)
+        query = request.GET.copy()
+        query.pop("q")
+        return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
+
+    def _changelist(self, request, extra_context):
         response = super().changelist_view(request, extra_context)
         cl = (getattr(response, "context_data", None) or {}).get("cl")
         if cl is not None:
@@ -309,12 +330,14 @@ class VideoRequestAdmin(admin.ModelAdmin):
 
     def dashboard_view(self, request):
         self._require_view(request)
-        days = request.GET.get("days", "7")
-        days = int(days) if days in ("1", "7", "30") else 7
+        days = request.GET.get("days", "1")
+        days = int(days) if days in ("1", "7", "30") else 1
         data = selectors.dashboard(until=timezone.now(), days=days)
         context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Dashboard",
-                   "d": data, "days": days, "total": sum(data.totals.values()), "day_chart": charts.stacked_days(data.per_day),
-                   "hour_chart": charts.hours(data.per_hour), "colours": charts.STATUS_COLOURS.items(),
+                   "d": data, "days": days, "totals": data.activity.totals,
+                   "total": sum(data.activity.totals.values()),
+                   "day_chart": charts.stacked(data.activity.buckets, hourly=days == 1),
+                   "hour_chart": charts.hours(data.activity.per_hour_of_day), "colours": charts.STATUS_COLOURS.items(),
                    "changelist_url": reverse("admin:tracking_videorequest_changelist")}
         return TemplateResponse(request, "admin/tracking/dashboard.html", context)
 

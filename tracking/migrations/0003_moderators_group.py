@@ -5,7 +5,7 @@ anyway) or manage users. Superusers have every permission."""
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-GROUP = "Moderators"
+GROUP = "Moderators"  # frozen copy of tracking.roles, as migrations must not import app code
 PERMISSIONS = [
     ("videorequest", ("view", "change")),  # change = the moderation actions; facts stay read-only
     ("videorequestevent", ("view",)),

@@ -1,6 +1,7 @@
 """manage.py create_moderator NAME: a staff account in the Moderators group.
 
-The password is read from MODERATOR_PASSWORD, or asked for interactively, or (with
+It also (re)creates the Moderators group with its permissions if needed. The password is
+read from MODERATOR_PASSWORD, or asked for interactively, or (with
 --random) generated and printed once. Running it again for an existing account adds it to
 the group and leaves its password alone.
 """
@@ -9,12 +10,11 @@ import getpass
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-GROUP = "Moderators"
+from tracking.roles import ensure_moderators_group
 
 
 class Command(BaseCommand):
@@ -28,10 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args, username, email, random, **options):
         import os
 
-        try:
-            group = Group.objects.get(name=GROUP)
-        except Group.DoesNotExist:
-            raise CommandError("the Moderators group is missing: run manage.py migrate first") from None
+        group = ensure_moderators_group()
         users = get_user_model()
         user = users.objects.filter(username=username).first()
         shown = None
