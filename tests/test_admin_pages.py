@@ -283,3 +283,20 @@ def test_a_search_that_runs_too_long_is_stopped_with_a_message(mod, monkeypatch)
     response = mod.get(LIST, {"q": "fox", "status__exact": "completed"}, follow=True)
     assert response.status_code == 200 and "took longer than" in response.content.decode()
     assert response.redirect_chain[-1][0] == f"{LIST}?status__exact=completed"
+
+
+def test_the_request_page_form_changes_the_review_or_adds_a_note(mod, django_capture_on_commit_callbacks):
+    from tracking.models import VideoRequestEvent
+
+    row = VideoRequestFactory(discord_message_id=5)
+    url = f"{LIST}{row.id}/change/"
+    assert mod.post(url, {"review_status": "flagged", "review_note": "why not"}).status_code == 302
+    with django_capture_on_commit_callbacks(execute=True):
+        mod.post(url, {"review_status": "removed", "review_note": "gore"})
+    row.refresh_from_db()
+    assert row.review_status == "removed" and row.discord_actions.count() == 1
+    assert mod.post(url, {"review_note": "kept for the report"}).status_code == 302  # removed: only a note
+    kinds = list(VideoRequestEvent.objects.filter(request_id=row.id).values_list("kind", flat=True))
+    assert sorted(kinds) == ["note", "output_removed", "review_changed", "review_changed"]
+    response = mod.post(url, {"review_note": ""})
+    assert response.status_code == 200 and "This field is required" in response.content.decode()

@@ -199,7 +199,7 @@ class VideoRequestAdmin(admin.ModelAdmin):
         reason = form.cleaned_data["review_note"]
         review = form.cleaned_data.get("review_status", obj.review_status)
         try:
-            if review == ReviewStatus.REMOVED:
+            if "review_status" in form.changed_data and review == ReviewStatus.REMOVED:
                 services.remove_output(request_ids=[obj.id], actor=actor_of(request), reason=reason)
             elif "review_status" in form.changed_data:
                 REVIEW_SERVICES[review](request_ids=[obj.id], actor=actor_of(request), reason=reason)
