@@ -300,3 +300,18 @@ def test_the_request_page_form_changes_the_review_or_adds_a_note(mod, django_cap
     assert sorted(kinds) == ["note", "output_removed", "review_changed", "review_changed"]
     response = mod.post(url, {"review_note": ""})
     assert response.status_code == 200 and "This field is required" in response.content.decode()
+
+
+def test_search_results_page_without_counting(mod):
+    VideoRequestFactory.create_batch(3, prompt="a fox on ice")
+    from tracking.admin.requests import VideoRequestAdmin
+
+    VideoRequestAdmin.list_per_page, saved = 2, VideoRequestAdmin.list_per_page
+    try:
+        first = mod.get(LIST, {"q": "fox"})
+        second = mod.get(LIST, {"q": "fox", "p": 2})
+    finally:
+        VideoRequestAdmin.list_per_page = saved
+    assert len(listed(first)) == 2 and len(listed(second)) == 1 and not listed(first) & listed(second)
+    assert "matches 1–2, more on the next page" in first.content.decode()
+    assert "matches 3–3" in second.content.decode() and "older ›" not in second.content.decode()

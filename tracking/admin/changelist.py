@@ -1,9 +1,9 @@
 """A changelist that never counts the whole table.
 
-The unfiltered list shows the planner's estimate ("about N"); a filtered list or search
-counts at most COUNT_CAP + 1 matching rows, so paging reaches the newest COUNT_CAP
-matches and deeper history is reached by narrowing (dates, filters), never by OFFSET
-into millions of rows.
+The unfiltered list shows the planner's estimate ("about N"); a filtered list counts at
+most COUNT_CAP + 1 matching rows, so paging reaches the newest COUNT_CAP matches and
+deeper history is reached by narrowing (dates, filters), never by OFFSET into millions of
+rows. A search is not counted at all (see _search_results).
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class ModerationChangeList(ChangeList):
 
     def get_results(self, request):
         self.estimated_total = None
+        self.search_more = None
+        if self.query:
+            return self._search_results()
         known = None
         if not self.is_filtered:
             self.estimated_total = selectors.estimated_request_count()
@@ -64,6 +67,24 @@ class ModerationChangeList(ChangeList):
         except InvalidPage:
             raise IncorrectLookupParameters from None
         self.paginator = paginator
+
+
+    def _search_results(self) -> None:
+        """A search is not counted: counting matches means running the text match on every
+        candidate row. One row beyond the page tells whether there is a next page."""
+        offset = (self.page_num - 1) * self.list_per_page
+        rows = list(self.queryset[offset: offset + self.list_per_page + 1])
+        self.search_more = len(rows) > self.list_per_page
+        self.result_list = rows[: self.list_per_page]
+        self.paginator = BoundedPaginator(self.queryset, self.list_per_page, known_count=offset + len(rows))
+        self.result_count = offset + len(self.result_list)
+        self.search_first = offset + 1
+        self.count_capped = False
+        self.show_full_result_count = False
+        self.full_result_count = None
+        self.show_admin_actions = True
+        self.can_show_all = False
+        self.multi_page = self.page_num > 1 or self.search_more
 
 
 def hierarchy_choices(cl: ModerationChangeList, first: datetime | None, last: datetime | None) -> dict:
