@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -135,14 +135,17 @@ class GuildStats:
 
 
 def guild_stats(*, since: datetime, until: datetime, limit: int = 20) -> list[GuildStats]:
+    # Per (guild, user) first, then per guild: counting the users is then a hash aggregate,
+    # where count(DISTINCT user_id) would sort every row of the period.
     rows = _fetch(
-        "SELECT guild_id, count(*),"
-        " count(*) FILTER (WHERE status = 'completed'),"
-        " count(*) FILTER (WHERE status IN ('failed', 'timeout')),"
-        " count(*) FILTER (WHERE status = 'rejected'),"
-        " count(DISTINCT user_id)"
-        " FROM video_requests WHERE created_at >= %s AND created_at < %s"
-        " GROUP BY guild_id ORDER BY count(*) DESC, guild_id NULLS LAST LIMIT %s",
+        "SELECT guild_id, sum(n)::int, sum(completed)::int, sum(failed)::int, sum(rejected)::int, count(*)"
+        " FROM (SELECT guild_id, user_id, count(*) AS n,"
+        "              count(*) FILTER (WHERE status = 'completed') AS completed,"
+        "              count(*) FILTER (WHERE status IN ('failed', 'timeout')) AS failed,"
+        "              count(*) FILTER (WHERE status = 'rejected') AS rejected"
+        "       FROM video_requests WHERE created_at >= %s AND created_at < %s"
+        "       GROUP BY guild_id, user_id) AS per_user"
+        " GROUP BY guild_id ORDER BY sum(n) DESC, guild_id NULLS LAST LIMIT %s",
         [since, until, limit])
     return [GuildStats(*row) for row in rows]
 
@@ -199,25 +202,48 @@ class BucketCounts:
 
 
 @dataclass(frozen=True)
+class UserStats:
+    user_id: int
+    requests: int
+    rejected: int
+    safety_filtered: int
+
+
+@dataclass(frozen=True)
 class Activity:
     buckets: list[BucketCounts]  # every hour or day of the period, empty ones included
     per_hour_of_day: list[int]   # 24 counts, UTC: the busiest hours
     totals: dict[str, int]       # by status, every status present
     safety_filtered: int         # generations (completed, failed, timeout) Veo's filter refused
+    top_users: list[UserStats]   # most requests first
 
 
-def activity(*, since: datetime, until: datetime, bucket: str = "day") -> Activity:
+# One pass over video_requests_stats_idx (index-only). GROUPING() tells the sets apart (a
+# bit per column, 1 = not grouped by it), and a window keeps only the top users instead of
+# sending every user of the period to Python.
+_ACTIVITY_SQL = """
+SELECT g, b, status, h, user_id, n, rejected, filtered FROM (
+    SELECT GROUPING(b, status, h, user_id) AS g, b, status, h, user_id, count(*) AS n,
+           count(*) FILTER (WHERE status = 'rejected') AS rejected,
+           count(*) FILTER (WHERE safety_filtered_count > 0 AND status IN ('completed', 'failed', 'timeout'))
+               AS filtered,
+           row_number() OVER (PARTITION BY GROUPING(b, status, h, user_id) ORDER BY count(*) DESC, user_id) AS rank
+    FROM (SELECT date_trunc(%(bucket)s, created_at AT TIME ZONE 'UTC') AS b, status,
+                 extract(hour FROM created_at AT TIME ZONE 'UTC')::int AS h, user_id, safety_filtered_count
+          FROM video_requests WHERE created_at >= %(since)s AND created_at < %(until)s) AS r
+    GROUP BY GROUPING SETS ((b, status), (h), (user_id))
+) AS sets
+WHERE g <> %(user_set)s OR rank <= %(top)s
+"""
+_BUCKET_STATUS, _HOUR, _USER = 0b0011, 0b1101, 0b1110  # GROUPING(b, status, h, user_id): 1 = not grouped
+
+
+def activity(*, since: datetime, until: datetime, bucket: str = "day", top: int = 10) -> Activity:
     """Requests created in [since, until) per bucket ("hour" or "day", UTC) and status, per
-    hour of day, and safety-filtered: one pass over video_requests_stats_idx (index-only)."""
+    hour of day, safety-filtered, and the `top` users: one pass over the period."""
     if bucket not in ("hour", "day"):
         raise ValueError(f"bucket must be hour or day (got {bucket!r})")
-    rows = _fetch(
-        "SELECT GROUPING(b, status, h), b, status, h, count(*),"
-        "       count(*) FILTER (WHERE safety_filtered_count > 0 AND status IN ('completed', 'failed', 'timeout'))"
-        " FROM (SELECT date_trunc(%s, created_at AT TIME ZONE 'UTC') AS b, status,"
-        "              extract(hour FROM created_at AT TIME ZONE 'UTC')::int AS h, safety_filtered_count"
-        "       FROM video_requests WHERE created_at >= %s AND created_at < %s) AS r"
-        " GROUP BY GROUPING SETS ((b, status), (h))", [bucket, since, until])
+    rows = _fetch(_ACTIVITY_SQL, {"bucket": bucket, "since": since, "until": until, "user_set": _USER, "top": top})
     step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
     first = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
     if bucket == "day":
@@ -230,32 +256,19 @@ def activity(*, since: datetime, until: datetime, bucket: str = "day") -> Activi
     per_hour = [0] * 24
     totals = {status: 0 for status in Status.values}
     safety = 0
-    for grouping, start, status, hour, n, filtered in rows:
-        if grouping == 0b001:  # (b, status)
+    users = []
+    for grouping, start, status, hour, user_id, n, rejected, filtered in rows:
+        if grouping == _BUCKET_STATUS:
             buckets.setdefault(start, {s: 0 for s in Status.values})[status] = n
             totals[status] += n
             safety += filtered
-        else:  # (h)
+        elif grouping == _HOUR:
             per_hour[hour] = n
+        elif grouping == _USER:
+            users.append(UserStats(user_id, n, rejected, filtered))
+    users.sort(key=lambda u: (-u.requests, u.user_id))
     return Activity(buckets=[BucketCounts(start.replace(tzinfo=UTC), counts) for start, counts in sorted(buckets.items())],
-                    per_hour_of_day=per_hour, totals=totals, safety_filtered=safety)
-
-
-@dataclass(frozen=True)
-class UserStats:
-    user_id: int
-    requests: int
-    rejected: int
-    safety_filtered: int
-
-
-def top_users(*, since: datetime, until: datetime, limit: int = 10) -> list[UserStats]:
-    rows = _fetch(
-        "SELECT user_id, count(*), count(*) FILTER (WHERE status = 'rejected'),"
-        " count(*) FILTER (WHERE safety_filtered_count > 0)"
-        " FROM video_requests WHERE created_at >= %s AND created_at < %s"
-        " GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT %s", [since, until, limit])
-    return [UserStats(*row) for row in rows]
+                    per_hour_of_day=per_hour, totals=totals, safety_filtered=safety, top_users=users)
 
 
 @dataclass(frozen=True)
@@ -274,17 +287,22 @@ def dashboard(*, until: datetime, days: int = 1) -> Dashboard:
     """Everything the dashboard shows for the `days` days before `until`; hourly buckets
     for a single day, daily ones otherwise."""
     since = until - timedelta(days=days)
-    seen = activity(since=since, until=until, bucket="hour" if days == 1 else "day")
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Hash aggregates over a day of requests need more than the default 4 MB, or they
+        # sort on disk; for this transaction only.
+        cursor.execute("SET LOCAL work_mem = '32MB'")
+        seen = activity(since=since, until=until, bucket="hour" if days == 1 else "day")
+        generation_time = generation_time_percentiles(since=since, until=until)
+        guilds = guild_stats(since=since, until=until, limit=10)
     totals = seen.totals
     finished = totals[Status.COMPLETED] + sum(totals[s] for s in FAILURE_STATUSES)
     return Dashboard(
-        since=since, until=until, activity=seen,
-        generation_time=generation_time_percentiles(since=since, until=until),
+        since=since, until=until, activity=seen, generation_time=generation_time,
         # failure_rate() would count the statuses a second time; the totals are at hand.
         failure_rate=sum(totals[s] for s in FAILURE_STATUSES) / finished if finished else None,
         safety_filter_rate=seen.safety_filtered / finished if finished else None,
-        top_users=top_users(since=since, until=until),
-        top_guilds=guild_stats(since=since, until=until, limit=10),
+        top_users=seen.top_users,
+        top_guilds=guilds,
     )
 
 

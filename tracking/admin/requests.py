@@ -331,7 +331,7 @@ class VideoRequestAdmin(admin.ModelAdmin):
     def dashboard_view(self, request):
         self._require_view(request)
         days = request.GET.get("days", "1")
-        days = int(days) if days in ("1", "7", "30") else 1
+        days = int(days) if days in ("1", "7") else 1
         data = selectors.dashboard(until=timezone.now(), days=days)
         context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Dashboard",
                    "d": data, "days": days, "totals": data.activity.totals,
