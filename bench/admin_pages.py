@@ -236,7 +236,7 @@ def _time(client, url: str, repeat: int) -> dict:
             "min_ms": round(times[0], 1), "max_ms": round(times[-1], 1)}
 
 
-def measure(params: dict, dbname: str, *, rows: int, repeat: int, baseline_repeat: int) -> dict:
+def measure(params: dict, dbname: str, *, rows: int, repeat: int, baseline_repeat: int, only: str | None = None) -> dict:
     _setup_django(params, dbname)
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
@@ -291,9 +291,13 @@ def measure(params: dict, dbname: str, *, rows: int, repeat: int, baseline_repea
     ]
     results = []
     for label, ours, base, *few in pages:
+        if only and only not in label:
+            continue
+        load_average = os.getloadavg()[0]
         entry = {"page": label, "ours": _time(client, ours, baseline_repeat if few else repeat)}
         if base:
             entry["baseline"] = _time(client, base, baseline_repeat)
+        entry["load_average_1m"] = round(load_average, 2)
         print(json.dumps(entry), flush=True)
         results.append(entry)
     return {"rows": actual_rows, "postgres": version, "shared_buffers": shared_buffers, "work_mem": work_mem,
@@ -309,6 +313,7 @@ def main() -> None:
     parser.add_argument("--load-only", action="store_true")
     parser.add_argument("--reload", action="store_true", help="load afresh even if a matching database exists")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", help="measure only the pages whose label contains this text")
     args = parser.parse_args()
     os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
     params = server_conninfo()
@@ -316,7 +321,8 @@ def main() -> None:
     load(params, dbname, args.rows, reload=args.reload)
     if args.load_only:
         return
-    results = measure(params, dbname, rows=args.rows, repeat=args.repeat, baseline_repeat=args.baseline_repeat)
+    results = measure(params, dbname, rows=args.rows, repeat=args.repeat, baseline_repeat=args.baseline_repeat,
+                      only=args.only)
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

@@ -219,21 +219,22 @@ class Activity:
 
 
 # One pass over video_requests_stats_idx (index-only). GROUPING() tells the sets apart (a
-# bit per column, 1 = not grouped by it), and a window keeps only the top users instead of
-# sending every user of the period to Python.
+# bit per column, 1 = not grouped by it); a top-N over the materialised sets keeps only the
+# busiest users instead of sending every user of the period to Python.
 _ACTIVITY_SQL = """
-SELECT g, b, status, h, user_id, n, rejected, filtered FROM (
+WITH sets AS (
     SELECT GROUPING(b, status, h, user_id) AS g, b, status, h, user_id, count(*) AS n,
            count(*) FILTER (WHERE status = 'rejected') AS rejected,
            count(*) FILTER (WHERE safety_filtered_count > 0 AND status IN ('completed', 'failed', 'timeout'))
-               AS filtered,
-           row_number() OVER (PARTITION BY GROUPING(b, status, h, user_id) ORDER BY count(*) DESC, user_id) AS rank
+               AS filtered
     FROM (SELECT date_trunc(%(bucket)s, created_at AT TIME ZONE 'UTC') AS b, status,
                  extract(hour FROM created_at AT TIME ZONE 'UTC')::int AS h, user_id, safety_filtered_count
           FROM video_requests WHERE created_at >= %(since)s AND created_at < %(until)s) AS r
     GROUP BY GROUPING SETS ((b, status), (h), (user_id))
-) AS sets
-WHERE g <> %(user_set)s OR rank <= %(top)s
+)
+SELECT * FROM sets WHERE g <> %(user_set)s
+UNION ALL
+(SELECT * FROM sets WHERE g = %(user_set)s ORDER BY n DESC, user_id LIMIT %(top)s)
 """
 _BUCKET_STATUS, _HOUR, _USER = 0b0011, 0b1101, 0b1110  # GROUPING(b, status, h, user_id): 1 = not grouped
 
