@@ -135,9 +135,14 @@ def load(params: dict, dbname: str, rows: int, *, reload: bool = False, log=prin
             marker = conn.execute("SELECT to_regclass('bench_admin_dataset')").fetchone()[0]
             found = conn.execute("SELECT rows FROM bench_admin_dataset").fetchone() if marker else None
         if found and found[0] == rows:
-            log(f"{dbname}: reusing {rows:,} loaded rows")
-            _migrate(params, dbname, log)
-            return
+            from tracking.sql_migrations import MigrationError
+
+            try:
+                _migrate(params, dbname, log)
+                log(f"{dbname}: reusing {rows:,} loaded rows")
+                return
+            except MigrationError as error:  # e.g. a migration edited since the load
+                log(f"{dbname}: schema differs from migrations_sql/ ({error}); reloading")
     with psycopg.connect(**params, dbname="postgres", autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))

@@ -88,6 +88,9 @@ BEGIN
     IF char_length(p_pattern) > 200 THEN
         RETURN format('a regular expression must be at most 200 characters (got %s)', char_length(p_pattern));
     END IF;
+    IF p_pattern ~ '^(\*\*\*|\(\?[a-z]+\))' THEN
+        RETURN 'embedded options (***: or (?i) at the start) are not allowed: matching is always case-insensitive';
+    END IF;
     IF p_pattern ~ '\\[1-9]' THEN
         RETURN 'back-references (\1 ... \9) are not allowed: they can make matching take exponential time';
     END IF;
@@ -153,18 +156,32 @@ CREATE TRIGGER blocked_terms_validate
     FOR EACH ROW EXECUTE FUNCTION blocked_terms_validate();
 
 -- The refusal message for the first enabled term (global or this guild's) that the prompt
--- or negative prompt matches, or NULL. Case-insensitive.
+-- or negative prompt matches, or NULL. Case-insensitive. PostgreSQL caches only 32
+-- compiled regular expressions per session, so testing each term separately would
+-- recompile them on every admission once there are more; the terms are tested as one
+-- alternation (one cached regex per scope), and only a refused prompt looks for the term.
 CREATE FUNCTION blocked_term_refusal(p_guild_id bigint, p_prompt text, p_negative_prompt text) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT 'prompt refused: '
-           || CASE WHEN t.message <> '' THEN t.message
-                   WHEN t.kind = 'word' THEN format('"%s" is not allowed', t.pattern)
-                   ELSE 'it matches a blocked pattern' END
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_any text;
+BEGIN
+    SELECT string_agg('(?:' || t.match_pattern || ')', '|' ORDER BY t.id) INTO v_any
     FROM blocked_terms t
-    WHERE t.enabled AND (t.guild_id IS NULL OR t.guild_id = p_guild_id)
-      AND (p_prompt ~* t.match_pattern OR p_negative_prompt ~* t.match_pattern)
-    ORDER BY t.id
-    LIMIT 1
+    WHERE t.enabled AND (t.guild_id IS NULL OR t.guild_id = p_guild_id);
+    IF v_any IS NULL OR NOT (p_prompt ~* v_any OR COALESCE(p_negative_prompt, '') ~* v_any) THEN
+        RETURN NULL;
+    END IF;
+    RETURN (
+        SELECT 'prompt refused: '
+               || CASE WHEN t.message <> '' THEN t.message
+                       WHEN t.kind = 'word' THEN format('"%s" is not allowed', t.pattern)
+                       ELSE 'it matches a blocked pattern' END
+        FROM blocked_terms t
+        WHERE t.enabled AND (t.guild_id IS NULL OR t.guild_id = p_guild_id)
+          AND (p_prompt ~* t.match_pattern OR p_negative_prompt ~* t.match_pattern)
+        ORDER BY t.id
+        LIMIT 1);
+END;
 $$;
 
 -- ---------------------------------------------------------------------------

@@ -69,6 +69,8 @@ def test_bans_come_before_blocked_terms():
     (r"(a)\1", "back-references"),
     ("x*", "matches an empty prompt"),
     ("a" * 201, "at most 200 characters"),
+    ("(?i)nude", "embedded options"),
+    ("***:nude", "embedded options"),
 ])
 def test_bad_regexes_are_refused_by_the_database_with_a_clear_message(pattern, problem):
     assert problem in selectors.blocked_term_problem(kind="regex", pattern=pattern)
@@ -79,3 +81,12 @@ def test_bad_regexes_are_refused_by_the_database_with_a_clear_message(pattern, p
 
 def test_a_good_regex_has_no_problem():
     assert selectors.blocked_term_problem(kind="regex", pattern=r"\mnude\M|naked") is None
+
+
+def test_many_terms_are_checked_together_and_the_right_one_is_named():
+    for n in range(60):  # more than PostgreSQL's cache of 32 compiled expressions
+        block(f"forbidden{n}")
+    block(r"bad(thing|stuff)\d+", kind="regex", message="no bad things")
+    assert admit(prompt="a cat with forbidden42 written on it").reason == 'prompt refused: "forbidden42" is not allowed'
+    assert admit(prompt="a badthing7 on a table").reason == "prompt refused: no bad things"
+    assert admit(prompt="a forbidden fruit").admitted
