@@ -35,6 +35,7 @@ run: $(STAMP) .env
 	$(PY) manage.py runserver --noreload --insecure 127.0.0.1:8000
 
 test: $(STAMP)
+	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium not found, so the browser tests will be SKIPPED (apt-get install chromium; .ci/run does)"
 	$(PY) -m pytest
 
 db-stop: $(STAMP)

@@ -127,3 +127,20 @@ def test_psql_never_sees_the_password_on_its_command_line(db_settings):
 
     env = libpq_environment({**db_settings, "PASSWORD": "hunter2-secret"})
     assert env["PGPASSWORD"] == "hunter2-secret"
+
+
+def test_out_of_order_file_is_refused_but_rolling_back_gets_out(scratch_db, tmp_path):
+    directory = tmp_path / "migrations_sql"
+    shutil.copytree(MIGRATIONS_DIR, directory)
+    newest = max(f.version for f in discover(directory))
+    (directory / f"{newest + 2:04d}_later.sql").write_text("CREATE TABLE later_one (id int);\n")
+    (directory / f"{newest + 2:04d}_later.down.sql").write_text("DROP TABLE later_one;\n")
+    runner = Runner(scratch_db, directory, log=lambda line: None)
+    runner.migrate()
+    (directory / f"{newest + 1:04d}_merged_late.sql").write_text("CREATE TABLE merged_late (id int);\n")
+    (directory / f"{newest + 1:04d}_merged_late.down.sql").write_text("DROP TABLE merged_late;\n")
+    with pytest.raises(MigrationError, match=f"{newest + 1:04d} is pending but newer {newest + 2:04d}"):
+        runner.migrate()
+    assert runner.rollback(to_version=newest) == [f"{newest + 2:04d}_later"]
+    runner.migrate()
+    assert {"later_one", "merged_late"} <= _tables(scratch_db)

@@ -134,6 +134,8 @@ class EventKind(models.TextChoices):
     DELIVERED = "delivered"
     RELEASED = "released"
     NOTE = "note"
+    USER_BANNED = "user_banned"
+    OUTPUT_REMOVED = "output_removed"
 
 
 class VideoRequestEvent(models.Model):
@@ -194,6 +196,69 @@ class UserBan(models.Model):
 
     def __str__(self) -> str:
         return f"ban of {self.user_id}"
+
+
+class BlockedTermKind(models.TextChoices):
+    WORD = "word", "Word or phrase"
+    REGEX = "regex", "Regular expression"
+
+
+class BlockedTerm(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    guild_id = models.BigIntegerField(null=True, blank=True, help_text="Blank: blocked everywhere.")
+    kind = models.TextField(choices=BlockedTermKind.choices, db_default=BlockedTermKind.WORD,
+                            default=BlockedTermKind.WORD)
+    pattern = models.TextField(help_text="A word or phrase (matched whole, any case), or a PostgreSQL regular "
+                                         "expression (any case; at most 200 characters, no back-references).")
+    match_pattern = models.GeneratedField(
+        expression=models.expressions.RawSQL(
+            "CASE WHEN kind = 'word' THEN '(^|[^[:alnum:]_])' || regexp_replace(pattern, "
+            "'([.^$*+?()\\[\\]{}|\\\\-])', '\\\\\\1', 'g') || '($|[^[:alnum:]_])' ELSE pattern END", ()),
+        output_field=models.TextField(),
+        db_persist=True,
+    )
+    message = models.TextField(db_default="", default="", blank=True,
+                               help_text="Shown to the user after \"prompt refused: \" (blank: a standard message).")
+    enabled = models.BooleanField(db_default=True, default=True)
+    created_by = models.TextField(db_default="system")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        managed = False
+        db_table = "blocked_terms"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.pattern!r}"
+
+
+class DiscordActionKind(models.TextChoices):
+    DELETE_MESSAGE = "delete_message"
+
+
+class DiscordAction(models.Model):
+    """Outbox the bot consumes: the web process asks, the bot (which holds the token) acts."""
+
+    id = models.BigAutoField(primary_key=True)
+    request = models.ForeignKey(VideoRequest, on_delete=models.DO_NOTHING, related_name="discord_actions",
+                                db_column="request_id")
+    action = models.TextField(choices=DiscordActionKind.choices)
+    channel_id = models.BigIntegerField()
+    message_id = models.BigIntegerField()
+    requested_by = models.TextField()
+    reason = models.TextField()
+    created_at = models.DateTimeField(db_default=Now())
+    done_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.IntegerField(db_default=0)
+    last_error = models.TextField(null=True, blank=True)
+
+    class Meta:
+        managed = False
+        db_table = "discord_actions"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} for #{self.request_id}"
 
 
 class SchemaMigration(models.Model):

@@ -154,11 +154,15 @@ class Runner:
                 raise MigrationError(
                     f"{file.path.name} was edited after it was applied (checksum {record.checksum[:12]} recorded, "
                     f"{file.checksum[:12]} on disk); restore the applied version and put changes in a new migration")
+    def _verify_order(self, files: list[MigrationFile], applied: dict[int, AppliedMigration]) -> None:
+        """Applying an older file after a newer one could run changes out of order; rolling
+        back (the way out of this state) stays allowed."""
         pending = [f.version for f in files if f.version not in applied]
         if applied and pending and min(pending) < max(applied):
             raise MigrationError(
                 f"{min(pending):04d} is pending but newer {max(applied):04d} is already applied; "
-                "renumber the new file after the newest applied migration")
+                f"renumber the new file after the newest applied migration, or roll back to it first "
+                f"(migrate_sql --down --to {min(pending) - 1})")
 
     def status(self) -> list[MigrationState]:
         files = discover(self.directory)
@@ -187,6 +191,7 @@ class Runner:
             self._locked(conn)
             applied = self.applied(conn)
             self._verify(files, applied)
+            self._verify_order(files, applied)
             for file in files:
                 if file.version in applied:
                     continue

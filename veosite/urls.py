@@ -6,6 +6,7 @@ from veosite.health import healthz
 admin.site.site_header = "veobot moderation"
 admin.site.site_title = "veobot"
 admin.site.index_title = "Requests, quotas and bans"
+admin.site.index_template = "admin/veobot/index.html"  # adds the dashboard link
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

@@ -1,0 +1,15 @@
+"""The moderation panel: request facts are read-only, moderation goes through services."""
+
+from django.contrib import admin
+
+from tracking.admin.policies import (BlockedTermAdmin, DiscordActionAdmin, QuotaPolicyAdmin, SchemaMigrationAdmin,
+                                     UserBanAdmin)
+from tracking.admin.requests import VideoRequestAdmin
+from tracking.models import BlockedTerm, DiscordAction, QuotaPolicy, SchemaMigration, UserBan, VideoRequest
+
+admin.site.register(VideoRequest, VideoRequestAdmin)
+admin.site.register(UserBan, UserBanAdmin)
+admin.site.register(QuotaPolicy, QuotaPolicyAdmin)
+admin.site.register(BlockedTerm, BlockedTermAdmin)
+admin.site.register(DiscordAction, DiscordActionAdmin)
+admin.site.register(SchemaMigration, SchemaMigrationAdmin)

@@ -1,0 +1,125 @@
+"""Forms of the moderation panel: they collect and check input; services do the work."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.admin import helpers
+from django.db import IntegrityError, transaction
+
+from tracking import selectors
+from tracking.models import BlockedTerm, QuotaPolicy, UserBan, VideoRequest
+
+REASON_HELP = "Recorded with your name in the request's history and the admin log."
+
+
+class ReasonForm(forms.Form):
+    """The intermediate page of every moderation action."""
+
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=1000,
+                             help_text=REASON_HELP)
+
+
+class BanForm(ReasonForm):
+    SCOPES = [("everywhere", "Everywhere"), ("guild", "Only in the request's guild")]
+    scope = forms.ChoiceField(choices=SCOPES, initial="everywhere", widget=forms.RadioSelect)
+    expires_at = forms.DateTimeField(required=False, label="Expires at (UTC)",
+                                     help_text="YYYY-MM-DD HH:MM; leave empty for a permanent ban.",
+                                     widget=forms.DateTimeInput(attrs={"placeholder": "YYYY-MM-DD HH:MM"}))
+
+
+class ReviewForm(forms.ModelForm):
+    """The request page: only the review state and a reason are editable."""
+
+    class Meta:
+        model = VideoRequest
+        fields = ["review_status", "review_note"]
+        labels = {"review_note": "Reason"}
+        widgets = {"review_note": forms.Textarea(attrs={"rows": 2, "cols": 60})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "review_note" in self.fields:
+            self.fields["review_note"].required = True
+            self.fields["review_note"].help_text = REASON_HELP
+            self.initial["review_note"] = ""  # a new reason each time; earlier ones are in the timeline
+
+
+def action_form_context(form: forms.Form, queryset, action: str) -> dict:
+    return {"form": form, "requests": queryset, "action": action, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME}
+
+
+# Messages for the constraints a moderator can hit while editing policies, bans and terms.
+CONSTRAINT_MESSAGES = {
+    "quota_policies_has_scope": "Set a user id, a guild id, or both.",
+    "quota_policies_scope_key": "A policy for this user and guild already exists; edit that one.",
+    "quota_policies_window_check": "The window must be between 1 minute and 366 days.",
+    "quota_policies_limit_check": "The limit must be between 0 and 10000.",
+    "quota_policies_max_in_flight_check": "Max in flight must be between 1 and 1000 (or blank).",
+    "user_bans_reason_check": "A reason of 1 to 1000 characters is required.",
+    "user_bans_expiry_after_start": "The expiry must be later than the start of the ban.",
+    "blocked_terms_scope_key": "This term is already blocked in that scope.",
+    "blocked_terms_message_check": "The message must be at most 300 characters.",
+}
+
+
+class DatabaseCheckedForm(forms.ModelForm):
+    """Asks PostgreSQL, which owns the invariants, before the admin saves: the instance is
+    written in a savepoint that is always rolled back, and a refusal becomes a form error
+    instead of a server error."""
+
+    class _RolledBack(Exception):
+        pass
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.errors:
+            return
+        adding = self.instance._state.adding
+        try:
+            with transaction.atomic():
+                self.instance.save()
+                raise self._RolledBack
+        except self._RolledBack:
+            pass
+        except IntegrityError as error:
+            cause = error.__cause__
+            diag = getattr(cause, "diag", None)
+            name = getattr(diag, "constraint_name", None)
+            self.add_error(None, CONSTRAINT_MESSAGES.get(name) or getattr(diag, "message_primary", None)
+                           or "The database refused these values.")
+        finally:
+            if adding:
+                self.instance.pk = None
+                self.instance._state.adding = True
+
+
+class QuotaPolicyForm(DatabaseCheckedForm):
+    class Meta:
+        model = QuotaPolicy
+        fields = ["user_id", "guild_id", "quota_limit", "quota_window", "max_in_flight", "note"]
+
+
+class UserBanForm(DatabaseCheckedForm):
+    class Meta:
+        model = UserBan
+        fields = ["user_id", "guild_id", "reason", "expires_at"]
+
+    def _post_clean(self):
+        if not self.instance.banned_by:
+            self.instance.banned_by = "admin"  # replaced by the moderator's name on save
+        super()._post_clean()
+
+
+class BlockedTermForm(DatabaseCheckedForm):
+    class Meta:
+        model = BlockedTerm
+        fields = ["kind", "pattern", "guild_id", "message", "enabled"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("kind") and data.get("pattern"):
+            # The same check the table's trigger runs, so the message names the problem.
+            problem = selectors.blocked_term_problem(kind=data["kind"], pattern=data["pattern"].strip())
+            if problem:
+                self.add_error("pattern", problem)
+        return data

@@ -1,0 +1,108 @@
+"""Bans, quota policies, blocked terms, the Discord outbox and the migration log.
+
+Saving goes through services, which stamp the moderator's name; the forms ask the database
+(which owns the rules) before saving, so a refused value is a form error, not a crash.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html
+
+from tracking import services
+from tracking.admin.forms import BlockedTermForm, QuotaPolicyForm, UserBanForm
+
+
+def actor_of(request) -> str:
+    return request.user.get_username()
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class QuotaPolicyAdmin(admin.ModelAdmin):
+    form = QuotaPolicyForm
+    list_display = ("id", "user_id", "guild_id", "quota_limit", "quota_window", "max_in_flight", "note",
+                    "created_by", "updated_at")
+    search_fields = ("=user_id", "=guild_id")
+    readonly_fields = ("created_by", "created_at", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        services.save_quota_policy(policy=obj, actor=actor_of(request))
+
+
+class UserBanAdmin(admin.ModelAdmin):
+    form = UserBanForm
+    list_display = ("id", "user_link", "guild_id", "reason", "banned_by", "created_at", "expires_at", "state")
+    list_filter = (("lifted_at", admin.EmptyFieldListFilter),)
+    search_fields = ("=user_id", "=guild_id")
+    readonly_fields = ("banned_by", "created_at", "lifted_at", "lifted_by")
+    actions = ["lift_bans"]
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        return {key: value for key, value in initial.items() if key in ("user_id", "guild_id")}
+
+    def get_readonly_fields(self, request, obj=None):
+        # A ban's subject is fixed once made; lift it and make another instead.
+        return self.readonly_fields + (("user_id", "guild_id") if obj else ())
+
+    @admin.display(description="user")
+    def user_link(self, obj):
+        from django.urls import reverse
+
+        return format_html('<a href="{}">{}</a>', reverse("admin:tracking_videorequest_user", args=[obj.user_id]),
+                           obj.user_id)
+
+    @admin.display(description="state")
+    def state(self, obj) -> str:
+        if obj.lifted_at:
+            return f"lifted by {obj.lifted_by}"
+        if obj.expires_at and obj.expires_at <= timezone.now():
+            return "expired"
+        return "in force"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["reason", "expires_at"])
+        else:
+            obj.id = services.ban_user(user_id=obj.user_id, guild_id=obj.guild_id, reason=obj.reason,
+                                       actor=actor_of(request), expires_at=obj.expires_at)
+
+    @admin.action(description="Lift the selected bans", permissions=["change"])
+    def lift_bans(self, request, queryset):
+        lifted = services.lift_bans(ban_ids=list(queryset.values_list("id", flat=True)), actor=actor_of(request))
+        for ban in queryset.model.objects.filter(id__in=lifted):
+            self.log_change(request, ban, "lifted")
+        self.message_user(request, f"Lifted {len(lifted)} ban(s).", messages.SUCCESS)
+
+
+class BlockedTermAdmin(admin.ModelAdmin):
+    form = BlockedTermForm
+    list_display = ("id", "kind", "pattern", "guild_id", "enabled", "message", "created_by", "created_at")
+    list_filter = ("kind", "enabled")
+    search_fields = ("pattern", "=guild_id")
+    readonly_fields = ("match_pattern", "created_by", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        services.save_blocked_term(term=obj, actor=actor_of(request))
+
+
+class DiscordActionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "action", "request", "channel_id", "message_id", "requested_by", "reason", "created_at",
+                    "done_at", "attempts", "last_error")
+    list_filter = (("done_at", admin.EmptyFieldListFilter),)
+    raw_id_fields = ("request",)
+
+
+class SchemaMigrationAdmin(ReadOnlyAdmin):
+    list_display = ("version", "name", "checksum", "applied_at")

@@ -1,0 +1,99 @@
+"""Staff-only views behind the admin: the output stream (with HTTP Range), CSV export, the
+dashboard and the per-user page. Each is wrapped by AdminSite.admin_view (login, staff)
+and checks the model permission itself."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+
+log = logging.getLogger("veobot.moderation")
+
+CHUNK = 256 * 1024
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def stream_video(request: HttpRequest, path: Path, *, download_name: str) -> HttpResponse:
+    """Serve a local MP4 to a staff member, honouring a single byte range (what <video>
+    asks for when seeking). Malformed or multi-range headers get the whole file (RFC 9110)."""
+    size = path.stat().st_size
+    start, end, status = 0, size - 1, 200
+    match = _RANGE.fullmatch(request.headers.get("Range", "").strip())
+    if match and (match[1] or match[2]):
+        if match[1]:
+            start = int(match[1])
+            end = min(int(match[2]), size - 1) if match[2] else size - 1
+        else:
+            start = max(size - int(match[2]), 0) if int(match[2]) else size
+        if start > end or start >= size:
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        status = 206
+    handle = path.open("rb")
+    handle.seek(start)
+    response = StreamingHttpResponse(_read(handle, end - start + 1), status=status, content_type="video/mp4")
+    response["Content-Length"] = str(end - start + 1)
+    response["Accept-Ranges"] = "bytes"
+    if status == 206:
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    # The name is ours (request id), never the stored path: nothing user-controlled in a header.
+    response["Content-Disposition"] = f'inline; filename="{download_name}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _read(handle, remaining: int) -> Iterator[bytes]:
+    try:
+        while remaining > 0:
+            chunk = handle.read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()
+
+
+EXPORT_COLUMNS = ["id", "created_at", "status", "review_status", "user_id", "guild_id", "channel_id", "source",
+                  "prompt", "negative_prompt", "duration_seconds", "aspect_ratio", "resolution", "generate_audio",
+                  "model", "duration_ms", "safety_filtered_count", "error_code", "error_message", "delivered_at",
+                  "reviewed_by", "reviewed_at", "review_note", "counts_toward_quota"]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _cell(value) -> object:
+    # A spreadsheet would run "=HYPERLINK(...)" typed into a prompt: neutralise formulas.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def export_csv(queryset, *, filename: str, user: str) -> StreamingHttpResponse:
+    """The rows of `queryset` (the current filtered list), streamed: memory stays flat
+    however many rows match (server-side cursor, chunks of 2000)."""
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(EXPORT_COLUMNS)
+        for row in queryset.values_list(*EXPORT_COLUMNS).iterator(chunk_size=2000):
+            yield writer.writerow([_cell(value) for value in row])
+
+    log.info("CSV export of video requests by %s", user)
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def not_found() -> Http404:
+    return Http404("not found")
