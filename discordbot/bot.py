@@ -1,9 +1,10 @@
 """The Discord client: app commands, the worker and degraded mode in one asyncio process.
 
 ``VeoBot`` needs no privileged intents and no gateway cache: everything it answers comes
-with the interaction. ``login()`` (which runs ``setup_hook``) starts the worker and the
-database watcher as tasks on the client's loop; ``close()`` stops taking work, hands leases
-back and closes the journal. ``serve()`` is what ``manage.py runbot`` runs.
+with the interaction. ``login()`` (which runs ``setup_hook``) starts the worker, the database
+watcher and the moderators' outbox (``discordbot.outbox``) as tasks on the client's loop;
+``close()`` stops taking work, hands leases back and closes the journal. ``serve()`` is what
+``manage.py runbot`` runs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from discordbot.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, Jou
 from discordbot.delivery import CliDelivery
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.journal import Journal
+from discordbot.outbox import Outbox
 from discordbot.storage import LocalStorage, local_storage
 from discordbot.veo import VeoBackend, configured_backend
 from discordbot.worker import Worker
@@ -81,6 +83,7 @@ class VeoBot(discord.Client):
         self.worker = BotWorker(
             health=self.health, backend=self.backend, deliveries={"discord": self.delivery, "cli": CliDelivery()},
             storage=self.storage, slots=worker_slots, name=worker_name) if run_worker else None
+        self.outbox = Outbox(self, health=self.health)
         self._stop: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
         commands.register(self)
@@ -94,6 +97,7 @@ class VeoBot(discord.Client):
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="worker"))
         self._tasks.append(asyncio.create_task(self._watch_database(), name="database-watch"))
+        self._tasks.append(asyncio.create_task(self.outbox.run(self._stop), name="discord-actions"))
         log.info("bot ready: application %s, backend %s%s", self.application_id, self.backend.label,
                  "" if self.worker else " (no worker in this process)")
 

@@ -5,7 +5,8 @@ received it; the database stores the channel id, never the token. So after a res
 another process, or once the 15 minute token is spent, the outcome is posted in the
 channel, mentioning only the requester. Videos are attached when they fit the limit the
 interaction reported (``attachment_size_limit``), streamed from the local file; otherwise
-linked.
+linked. A video a moderator removed before delivery is neither: the requester is told it
+was removed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.conf import settings
 from discordbot import display, logs
 from discordbot.delivery import Receipt
 from discordbot.storage import FILE_SCHEME, LocalStorage, StorageError
-from tracking.models import DeliveryMethod, Status, VideoRequest
+from tracking.models import DeliveryMethod, ReviewStatus, Status, VideoRequest
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class DiscordDelivery:
             receipt = await self._post_in_channel(request, resumed=reply is None)
         logs.step(log, "delivered", request_id=request.id, user_id=request.user_id, guild_id=request.guild_id,
                   method=receipt.method, status=request.status, error=receipt.error,
-                  deliver_ms=(time.perf_counter() - started) * 1000,
+                  removed=True if removed(request) else None, deliver_ms=(time.perf_counter() - started) * 1000,
                   generation_ms=_generation_ms(request),
                   level=logging.WARNING if receipt.error else logging.INFO)
         return receipt
@@ -176,6 +177,9 @@ class DiscordDelivery:
                  footer: str | None) -> tuple[discord.Embed, list[discord.File]]:
         if request.status != Status.COMPLETED:
             return display.failed_embed(request, footer=footer), []
+        if removed(request):
+            # A moderator removed it before delivery: say so, never attach or link it.
+            return display.removed_embed(request, footer=footer), []
         size = request.output_size_bytes
         path = self._local_file(request)
         if attach and path is not None and size is not None and size <= limit:
@@ -209,6 +213,11 @@ class DiscordDelivery:
         if settings.VEO_PUBLIC_MEDIA_URL and uri.startswith(FILE_SCHEME):
             return settings.VEO_PUBLIC_MEDIA_URL.rstrip("/") + "/" + uri.removeprefix(FILE_SCHEME)
         return None
+
+
+def removed(request: VideoRequest) -> bool:
+    # Unsaved rows (degraded mode) carry the column's database default, never "removed".
+    return request.review_status == ReviewStatus.REMOVED
 
 
 def _generation_ms(request: VideoRequest) -> float | None:

@@ -121,6 +121,15 @@ def completed_embed(request: VideoRequest, *, link: str | None, note: str | None
     return fit_embed(embed)
 
 
+def removed_embed(request: VideoRequest, *, footer: str | None) -> discord.Embed:
+    """The output was removed by a moderator before it reached the requester: no video, no link."""
+    embed = _base(request, "Video removed by moderators", FAILED_COLOUR)
+    embed.add_field(name="Why", value="A moderator removed this video before it was delivered, so it is not shown.",
+                    inline=False)
+    embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))
+    return fit_embed(embed)
+
+
 def failed_embed(request: VideoRequest, *, footer: str | None) -> discord.Embed:
     title = {Status.TIMEOUT: "Generation timed out", Status.CANCELLED: "Cancelled"}.get(request.status,
                                                                                           "Generation failed")

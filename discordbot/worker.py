@@ -25,7 +25,7 @@ from discordbot import storage as storage_module
 from discordbot.delivery import Delivery
 from discordbot.veo import OperationLost, Outcome, RateLimited, Refused, Unavailable, VeoBackend, VideoJob
 from tracking import aio, services
-from tracking.models import Status, TERMINAL_STATUSES, VideoRequest
+from tracking.models import ReviewStatus, Status, TERMINAL_STATUSES, VideoRequest
 
 log = logging.getLogger(__name__)
 
@@ -270,13 +270,24 @@ class Worker:
             # Finished here, delivered by a process that can reach this source.
             await self._release(request.id, f"finished; awaiting a worker that delivers {request.source} requests")
             return
+        # A moderator may have removed the output since the claim: deliver what is true now.
+        # (Removed later, while the delivery is on its way: record_delivery queues its deletion.)
+        request.review_status = await aio.run(_review_status, request_id=request.id)
         receipt = await delivery.deliver(request)
         recorded = await aio.run(services.record_delivery, request_id=request.id, worker=self.name,
-                                 method=receipt.method, message_id=receipt.message_id, error=receipt.error)
+                                 method=receipt.method, message_id=receipt.message_id, error=receipt.error,
+                                 removal_known=request.review_status == ReviewStatus.REMOVED)
         if not recorded:
             raise LeaseLost()
         log.info("request %s: delivered (%s)%s", request.id, receipt.method,
                  f", with error: {receipt.error}" if receipt.error else "")
+        if request.review_status == ReviewStatus.REMOVED:
+            # Removed before it was generated or stored: its file outlived the removal.
+            await aio.run(services.discard_removed_outputs, request_id=request.id)
+
+
+def _review_status(*, request_id: int) -> str:
+    return VideoRequest.objects.values_list("review_status", flat=True).get(id=request_id)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -251,6 +251,7 @@ class DiscordAction(models.Model):
     done_at = models.DateTimeField(null=True, blank=True)
     attempts = models.IntegerField(db_default=0)
     last_error = models.TextField(null=True, blank=True)
+    not_before = models.DateTimeField(db_default=Now())  # the claiming bot's lease, or the retry backoff
 
     class Meta:
         managed = False

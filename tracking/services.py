@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from tracking import media
 from tracking.errors import InvalidInput, InvalidTransition, RequestNotFound
-from tracking.models import (AspectRatio, BlockedTerm, DeliveryMethod, PersonGeneration, QuotaPolicy,
+from tracking.models import (AspectRatio, BlockedTerm, DeliveryMethod, DiscordAction, PersonGeneration, QuotaPolicy,
                              Resolution, ReviewStatus, Source, Status, VideoRequest)
 from tracking.text import storable_text
 
@@ -295,20 +295,43 @@ def release(*, request_id: int, worker: str, reason: str, retry_at: datetime | N
 
 
 def record_delivery(*, request_id: int, worker: str | None, method: str, message_id: int | None = None,
-                    error: str | None = None) -> bool:
+                    error: str | None = None, removal_known: bool = False) -> bool:
     """Record how the outcome reached the user (or that it could not) and free the lease.
-    Idempotent: a request is delivered once; later calls return False."""
+    Idempotent: a request is delivered once; later calls return False.
+
+    ``removal_known``: the delivery knew the output was removed (it said so instead of showing
+    it). Otherwise, if a moderator removed it meanwhile, the message's deletion is queued."""
     _choice("method", method, DeliveryMethod.values)
     if error is not None:
         error = storable_text("delivery_error", error)[:1000]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE video_requests SET delivered_at = clock_timestamp(), delivery_method = %s,"
-            " discord_message_id = COALESCE(%s, discord_message_id), delivery_error = %s,"
-            " claimed_by = NULL, lease_expires_at = NULL"
-            " WHERE id = %s AND delivered_at IS NULL AND (%s::text IS NULL OR claimed_by = %s) RETURNING id",
-            [method, message_id, error, request_id, worker, worker])
+        cursor.execute(_RECORD_DELIVERY_SQL, {"method": method, "message_id": message_id, "error": error,
+                                              "id": request_id, "worker": worker, "removal_known": removal_known})
         return cursor.fetchone() is not None
+
+
+# A moderator may remove the output while the delivery is on its way (after the worker read the
+# row, before the message id is recorded): remove_output then had no message to queue for
+# deletion, so the delivery queues it here, in the same statement that records the message.
+_RECORD_DELIVERY_SQL = """
+WITH delivered AS (
+    UPDATE video_requests SET delivered_at = clock_timestamp(), delivery_method = %(method)s,
+                              discord_message_id = COALESCE(%(message_id)s, discord_message_id),
+                              delivery_error = %(error)s, claimed_by = NULL, lease_expires_at = NULL
+    WHERE id = %(id)s AND delivered_at IS NULL AND (%(worker)s::text IS NULL OR claimed_by = %(worker)s)
+    RETURNING id, review_status, reviewed_by, review_note, channel_id, discord_message_id
+),
+queued AS (
+    INSERT INTO discord_actions (request_id, action, channel_id, message_id, requested_by, reason)
+    SELECT id, 'delete_message', channel_id, discord_message_id, COALESCE(reviewed_by, 'system'),
+           COALESCE(NULLIF(btrim(left(review_note, 1000)), ''), 'output removed during delivery')
+    FROM delivered
+    WHERE review_status = 'removed' AND NOT %(removal_known)s
+      AND channel_id IS NOT NULL AND discord_message_id IS NOT NULL
+    ON CONFLICT DO NOTHING
+)
+SELECT id FROM delivered
+"""
 
 
 # -- replay of the bot's degraded-mode journal --------------------------------------------------
@@ -427,6 +450,18 @@ def remove_output(*, request_ids: Sequence[int], actor: str, reason: str) -> lis
         files = [uri for removal in removals for uri in removal.local_files]
         transaction.on_commit(lambda: _delete_local_outputs(files))
     return removals
+
+
+def discard_removed_outputs(*, request_id: int) -> list[str]:
+    """Delete the local files of a removed output that were written after the removal (the
+    generation finished later); returns the URIs deleted. Does nothing unless it is removed."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT output_uris FROM video_requests WHERE id = %s AND review_status = 'removed'",
+                       [request_id])
+        row = cursor.fetchone()
+    uris = [uri for uri in (row[0] if row else None) or () if uri.startswith("file:")]
+    _delete_local_outputs(uris)
+    return uris
 
 
 def _delete_local_outputs(uris: Sequence[str]) -> None:
@@ -548,3 +583,44 @@ def add_review_note(*, request_id: int, actor: str, reason: str) -> None:
         cursor.execute(_NOTE_SQL, {"id": request_id, "actor": actor, "reason": clean_reason(reason)})
         if cursor.fetchone() is None:
             raise RequestNotFound(f"video request {request_id} does not exist")
+
+
+# -- the Discord outbox (performed by the bot) ---------------------------------------------------
+
+_CLAIM_ACTION_SQL = """
+UPDATE discord_actions SET attempts = attempts + 1, not_before = clock_timestamp() + %(lease)s
+WHERE id = (
+    SELECT id FROM discord_actions
+    WHERE done_at IS NULL AND not_before <= clock_timestamp() AND attempts < %(max_attempts)s
+    ORDER BY not_before, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *
+"""
+
+
+def claim_discord_action(*, lease: timedelta, max_attempts: int) -> DiscordAction | None:
+    """Claim the oldest due action of the moderators' outbox and count the attempt.
+
+    SKIP LOCKED lets bots claim side by side; the claim pushes ``not_before`` out by ``lease``,
+    so no other bot takes the action while this one performs it (or until the lease runs out,
+    if this one dies). Actions that used up ``max_attempts`` are never claimed again."""
+    rows = list(DiscordAction.objects.raw(_CLAIM_ACTION_SQL, {"lease": lease, "max_attempts": max_attempts}))
+    return rows[0] if rows else None
+
+
+def finish_discord_action(*, action_id: int, error: str | None = None, retry_after: timedelta | None = None) -> bool:
+    """Record an attempt: without ``error`` the action is done; with one it stays pending, due
+    again after ``retry_after`` (immediately if None). False if it was already done."""
+    if error is not None:
+        error = storable_text("last_error", error)[:1000]
+    with connection.cursor() as cursor:
+        if error is None:
+            cursor.execute("UPDATE discord_actions SET done_at = clock_timestamp(), last_error = NULL"
+                           " WHERE id = %s AND done_at IS NULL RETURNING id", [action_id])
+        else:
+            cursor.execute("UPDATE discord_actions SET last_error = %s,"
+                           " not_before = clock_timestamp() + COALESCE(%s, interval '0')"
+                           " WHERE id = %s AND done_at IS NULL RETURNING id", [error, retry_after, action_id])
+        return cursor.fetchone() is not None

@@ -185,7 +185,7 @@ class FakeInteraction:
 class _Channel:
     data: dict  # Discord's channel object, served by GET /channels/{id}
     app_permissions: int | None = None  # None: the bot may do anything
-    forced_error: tuple | None = None  # scripted error for posts (deny_channel)
+    forced_error: tuple | None = None  # scripted error for posts and deletes (deny_channel)
     deleted: bool = False
     attachment_size_limit: int | None = None
 
@@ -343,7 +343,8 @@ class FakeDiscordServer:
             self._channels[channel_id] = _Channel(data, app_permissions=app_permissions)
 
     def deny_channel(self, channel_id: int, error: tuple = MISSING_PERMISSIONS) -> None:
-        """Posts to the channel fail with `error` (default 403 50013 Missing Permissions)."""
+        """Posts to the channel, and deletes of its messages, fail with `error` (default 403 50013
+        Missing Permissions)."""
         with self._lock:
             self._known_channel(channel_id).forced_error = error
 
@@ -702,6 +703,12 @@ class FakeDiscordServer:
         return _wire(self._edit_message(message, body, call.uploads))
 
     def _delete_channel_message(self, call: _Call, channel_id: str, message_id: str) -> None:
+        # A bot deletes its own messages without MANAGE_MESSAGES, but not in a channel it cannot see.
+        channel = self._channel(channel_id)
+        if channel.forced_error:
+            raise DiscordError(*channel.forced_error)
+        if channel.app_permissions is not None and not channel.app_permissions & VIEW_CHANNEL:
+            raise DiscordError(*MISSING_ACCESS)
         del self._messages[int(self._channel_message(channel_id, message_id)["id"])]
 
     def _channel(self, channel_id: str | int) -> _Channel:

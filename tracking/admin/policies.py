@@ -99,7 +99,7 @@ class BlockedTermAdmin(admin.ModelAdmin):
 
 class DiscordActionAdmin(ReadOnlyAdmin):
     list_display = ("id", "action", "request", "channel_id", "message_id", "requested_by", "reason", "created_at",
-                    "done_at", "attempts", "last_error")
+                    "done_at", "attempts", "last_error", "not_before")
     list_filter = (("done_at", admin.EmptyFieldListFilter),)
     raw_id_fields = ("request",)
 
