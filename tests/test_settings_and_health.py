@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")}
-    clean.update(env)
+    clean.update(VEOBOT_ENV_FILE=os.devnull, **env)  # only what the test sets, not a developer's .env
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True,
                           text=True, timeout=120)
 

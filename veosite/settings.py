@@ -11,8 +11,9 @@ from veosite.config import ConfigError
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = BASE_DIR / ".data"
 
-# Values already in the process environment win over the .env file.
-config.env.read_env(BASE_DIR / ".env")
+# Values already in the process environment win over the .env file (VEOBOT_ENV_FILE picks
+# another file; tests point it away from a developer's .env).
+config.env.read_env(config.env.ENVIRON.get("VEOBOT_ENV_FILE", str(BASE_DIR / ".env")))
 
 DEBUG = config.get_bool("DEBUG", False)
 SECRET_KEY = config.env.ENVIRON.get("SECRET_KEY", "")
