@@ -78,3 +78,34 @@ async def eventually(check, *, timeout: float = 20, what: str = "condition"):
             return value
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def quick_bot_settings(settings, tmp_path) -> None:
+    """Fast polling and short leases for bot tests, an empty queue, no bans or policies."""
+    from datetime import timedelta
+
+    from django.db import connection
+
+    from tests.workers import truncate_requests
+
+    truncate_requests()
+    with connection.cursor() as cursor:  # unmanaged tables: pytest-django does not flush them
+        cursor.execute("TRUNCATE user_bans, quota_policies")
+    settings.VEO_MEDIA_ROOT = tmp_path / "media"
+    settings.VEO_JOURNAL_DIR = tmp_path / "journal"
+    settings.VEO_POLL_INITIAL = timedelta(milliseconds=50)
+    settings.VEO_POLL_MAX = timedelta(milliseconds=200)
+    settings.VEO_WORKER_IDLE_POLL = timedelta(milliseconds=50)
+    settings.VEO_LEASE = timedelta(seconds=3)
+    settings.VEO_QUOTA_LIMIT = 5
+    settings.ALLOWED_CHANNEL_IDS = frozenset()
+    settings.VEO_PUBLIC_MEDIA_URL = ""
+
+
+def fake_discord():
+    """A running fake Discord with discord.py pointed at it; fails the test on a fake's own error."""
+    from tests.fakes.discord_server import FakeDiscordServer
+
+    with FakeDiscordServer() as server, server.patch_discord():
+        yield server
+        assert server.internal_errors == []

@@ -7,17 +7,15 @@ from datetime import timedelta
 import discord
 import psycopg
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from discordbot import worker as worker_module
-from tests.bot_harness import ScriptedVeo, eventually, new_bot, run_bot
+from tests.bot_harness import ScriptedVeo, eventually, fake_discord, new_bot, quick_bot_settings, run_bot
 from tests.concurrency import conninfo
 from tests.factories import UserBanFactory, VideoRequestFactory
 from tests.fakes import discord_server as fake
-from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
+from tests.fakes.discord_server import BOT_TOKEN
 from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver, deliver_and_wait, slash_command
-from tests.workers import truncate_requests
 from tracking.models import VideoRequest, VideoRequestEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,25 +23,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def bot_settings(settings, tmp_path):
-    truncate_requests()
-    with connection.cursor() as cursor:  # unmanaged tables: pytest-django does not flush them
-        cursor.execute("TRUNCATE user_bans, quota_policies")
-    settings.VEO_MEDIA_ROOT = tmp_path / "media"
-    settings.VEO_JOURNAL_DIR = tmp_path / "journal"
-    settings.VEO_POLL_INITIAL = timedelta(milliseconds=50)
-    settings.VEO_POLL_MAX = timedelta(milliseconds=200)
-    settings.VEO_WORKER_IDLE_POLL = timedelta(milliseconds=50)
-    settings.VEO_LEASE = timedelta(seconds=3)
-    settings.VEO_QUOTA_LIMIT = 5
-    settings.ALLOWED_CHANNEL_IDS = frozenset()
-    settings.VEO_PUBLIC_MEDIA_URL = ""
+    quick_bot_settings(settings, tmp_path)
 
 
-@pytest.fixture
-def server():
-    with FakeDiscordServer() as server, server.patch_discord():
-        yield server
-        assert server.internal_errors == []
+server = pytest.fixture(fake_discord, name="server")
 
 
 def delivered(interaction_id):

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 from django.utils import timezone
 
-from tests.bot_harness import ScriptedVeo, eventually, new_bot, run_bot
+from tests.bot_harness import ScriptedVeo, eventually, fake_discord, new_bot, quick_bot_settings, run_bot
 from tests.factories import VideoRequestFactory
-from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
+from tests.fakes.discord_server import BOT_TOKEN
 from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver_and_wait, slash_command
-from tests.workers import truncate_requests
 from tracking import aio, services
 from tracking.models import DiscordAction, VideoRequest, VideoRequestEvent
 
@@ -27,26 +25,11 @@ MODERATOR = "mod-alice"
 
 @pytest.fixture(autouse=True)
 def bot_settings(settings, tmp_path):
-    truncate_requests()
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE user_bans, quota_policies")
-    settings.VEO_MEDIA_ROOT = tmp_path / "media"
-    settings.VEO_JOURNAL_DIR = tmp_path / "journal"
-    settings.VEO_POLL_INITIAL = timedelta(milliseconds=50)
-    settings.VEO_POLL_MAX = timedelta(milliseconds=200)
-    settings.VEO_WORKER_IDLE_POLL = timedelta(milliseconds=50)
-    settings.VEO_LEASE = timedelta(seconds=3)
-    settings.VEO_QUOTA_LIMIT = 5
-    settings.ALLOWED_CHANNEL_IDS = frozenset()
-    settings.VEO_PUBLIC_MEDIA_URL = ""
+    quick_bot_settings(settings, tmp_path)
     settings.DISCORD_ACTIONS_POLL = timedelta(milliseconds=50)
 
 
-@pytest.fixture
-def server():
-    with FakeDiscordServer() as server, server.patch_discord():
-        yield server
-        assert server.internal_errors == []
+server = pytest.fixture(fake_discord, name="server")
 
 
 def veo(prompt="a red fox running through fresh snow", **options):
