@@ -1,0 +1,2 @@
+-- Calibration: the cost of one round trip and nothing else.
+SELECT 1;
