@@ -13,8 +13,11 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def db_settings(django_db_setup):
-    """The test database's connection settings, for tests that open their own connections."""
+def db_settings(transactional_db):
+    """The test database's connection settings, for tests that open their own connections.
+
+    Through transactional_db: pytest-django creates the test database only for tests that ask
+    for one, and without it these settings would still name the development database."""
     return dict(connection.settings_dict)
 
 
