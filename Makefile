@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test db-stop bench-admission bench-bot clean
+.PHONY: install run test chaos db-stop bench-admission bench-bot clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("veobot needs Python 3.11 or newer (found %s); set PYTHON=python3.11" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -37,6 +37,11 @@ run: $(STAMP) .env
 test: $(STAMP)
 	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium not found, so the browser tests will be SKIPPED (apt-get install chromium; .ci/run does)"
 	$(PY) -m pytest
+
+# The fault-injection runs at full size (docs/RELIABILITY.md); `make test` runs them small.
+# Each run prints what it injected and what it found, and fails on any loss.
+chaos: $(STAMP)
+	VEOBOT_CHAOS=full $(PY) -m pytest tests/reliability -m chaos -p no:cacheprovider
 
 db-stop: $(STAMP)
 	$(PY) -m veosite.embedded_db stop
