@@ -27,3 +27,11 @@ def _stopping(stop: asyncio.Event, signum: int) -> None:
     if not stop.is_set():
         log.info("%s received: finishing up and handing work back", signal.Signals(signum).name)
     stop.set()
+
+
+async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep for ``seconds``, or less if ``stop`` is set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass

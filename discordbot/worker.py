@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from discordbot import storage as storage_module
 from discordbot.delivery import Delivery
+from discordbot.housekeeping import keep_dashboards_fresh
+from discordbot.runtime import sleep_unless
 from discordbot.veo import OperationLost, Outcome, RateLimited, Refused, Unavailable, VeoBackend, VideoJob
 from tracking import aio, services
 from tracking.models import ReviewStatus, Status, TERMINAL_STATUSES, VideoRequest
@@ -69,21 +71,22 @@ class Worker:
                  self.slots, ", ".join(sorted(self.deliveries)))
         free = asyncio.Semaphore(self.slots)
         running: set[asyncio.Task] = set()
+        dashboards = asyncio.create_task(keep_dashboards_fresh(stop), name="dashboards")
         try:
             while not stop.is_set():
                 await free.acquire()
                 claimed = None if stop.is_set() else await self._claim()
                 if claimed is None:
                     free.release()
-                    await _sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds())
+                    await sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds())
                     continue
                 task = asyncio.create_task(self.handle(claimed), name=f"request-{claimed.id}")
                 running.add(task)
                 task.add_done_callback(lambda done: (running.discard(done), free.release()))
         finally:
-            for task in running:
+            for task in (*running, dashboards):
                 task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.gather(*running, dashboards, return_exceptions=True)
             log.info("worker %s stopped", self.name)
 
     async def _claim(self) -> VideoRequest | None:
@@ -290,8 +293,3 @@ def _review_status(*, request_id: int) -> str:
     return VideoRequest.objects.values_list("review_status", flat=True).get(id=request_id)
 
 
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass

@@ -8,3 +8,9 @@ from veosite.settings import *  # noqa: E402,F401,F403
 
 # Accounts are created in many tests; the production hasher's cost is not what they test.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Tests see their own rows on the dashboard at once: no snapshots, except where
+# tests/test_dashboards.py turns them on.
+from datetime import timedelta  # noqa: E402
+
+DASHBOARD_REFRESH = timedelta(0)

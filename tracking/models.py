@@ -291,3 +291,20 @@ class VeoStartSlot(models.Model):
 
     def __str__(self) -> str:
         return f"start of #{self.request_id} by {self.worker}"
+
+
+class DashboardSnapshot(models.Model):
+    """The dashboard of one period, kept by the workers (tracking/dashboards.py)."""
+
+    days = models.SmallIntegerField(primary_key=True)
+    until = models.DateTimeField()
+    computed_at = models.DateTimeField(db_default=Now())
+    compute_ms = models.IntegerField()
+    data = models.JSONField()
+
+    class Meta:
+        managed = False
+        db_table = "dashboard_snapshots"
+
+    def __str__(self) -> str:
+        return f"dashboard of {self.days} day(s) until {self.until:%Y-%m-%d %H:%M}"

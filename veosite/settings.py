@@ -187,6 +187,11 @@ VEO_RETRY_BACKOFF: timedelta = config.get_duration("VEO_RETRY_BACKOFF", "5s", mi
 VEO_WORKER_IDLE_POLL: timedelta = config.get_duration("VEO_WORKER_IDLE_POLL", "1s", minimum=timedelta(seconds=0),
                                                       maximum=timedelta(minutes=1))
 
+# How often a worker recomputes the moderators' dashboard (kept in dashboard_snapshots); the
+# page shows that snapshot with its age. 0s: no snapshots, the page computes on every view.
+DASHBOARD_REFRESH: timedelta = config.get_duration("DASHBOARD_REFRESH", "5m", minimum=timedelta(seconds=0),
+                                                   maximum=timedelta(hours=1))
+
 # --- Outputs ---------------------------------------------------------------------------
 # Local video files live here (never a public directory; the admin streams them to staff).
 # output_uris holds "file:<path relative to this folder>" or "gs://bucket/object".

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
@@ -17,7 +18,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from tracking import media, selectors, services
+from tracking import dashboards, media, selectors, services
 from tracking.admin import charts, views
 from tracking.admin.changelist import COUNT_CAP, ModerationChangeList, hierarchy_choices
 from tracking.admin.filters import (CreatedFromFilter, CreatedToFilter, DeliveredFilter, GuildFilter,
@@ -332,9 +333,15 @@ class VideoRequestAdmin(admin.ModelAdmin):
         self._require_view(request)
         days = request.GET.get("days", "1")
         days = int(days) if days in ("1", "7") else 1
-        data = selectors.dashboard(until=timezone.now(), days=days)
+        if request.GET.get("recompute"):
+            # Computed now and stored for everyone; redirected so a reload does not repeat it.
+            dashboards.compute(days=days)
+            return HttpResponseRedirect(f"?days={days}")
+        snapshot = dashboards.current(days=days)
+        data = snapshot.dashboard
         context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Dashboard",
-                   "d": data, "days": days, "totals": data.activity.totals,
+                   "d": data, "days": days, "snapshot": snapshot, "refresh": selectors.humanize_duration(settings.DASHBOARD_REFRESH),
+                   "totals": data.activity.totals,
                    "total": sum(data.activity.totals.values()),
                    "day_chart": charts.stacked(data.activity.buckets, hourly=days == 1),
                    "hour_chart": charts.hours(data.activity.per_hour_of_day), "colours": charts.STATUS_COLOURS.items(),

@@ -1,0 +1,107 @@
+"""The dashboard snapshots: what the page shows, how old it may be, who recomputes it."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from discordbot.delivery import CliDelivery
+from discordbot.veo import OfflineBackend
+from discordbot.worker import Worker
+from tests.factories import VideoRequestFactory
+from tests.workers import truncate_requests, wait_for, worker_thread
+from tracking import dashboards, selectors
+from tracking.models import DashboardSnapshot
+
+DASHBOARD = "/admin/tracking/videorequest/dashboard/"
+
+
+@pytest.fixture
+def snapshots(settings, transactional_db):
+    """Snapshots on (every 5 minutes, the default), none stored yet."""
+    settings.DASHBOARD_REFRESH = timedelta(minutes=5)
+    DashboardSnapshot.objects.all().delete()
+    truncate_requests()
+    yield settings
+    DashboardSnapshot.objects.all().delete()
+
+
+def test_first_view_computes_and_stores_later_views_read_the_snapshot(snapshots):
+    VideoRequestFactory(user_id=31337, status="failed")
+    first = dashboards.current(days=1)
+    assert first.live and first.dashboard.activity.totals["failed"] == 1
+    assert DashboardSnapshot.objects.get(days=1).until == first.dashboard.until
+
+    VideoRequestFactory(user_id=31338, status="failed")
+    second = dashboards.current(days=1)
+    assert not second.live and second.computed_at == first.computed_at
+    assert second.dashboard == first.dashboard  # stored and read back unchanged, new row not yet in
+
+    recomputed = dashboards.compute(days=1)
+    assert recomputed.dashboard.activity.totals["failed"] == 2
+    assert dashboards.current(days=1).dashboard.activity.totals["failed"] == 2
+
+
+def test_the_snapshot_round_trips_every_figure(snapshots):
+    for status in ("completed", "completed", "failed", "rejected", "timeout"):
+        VideoRequestFactory(status=status, guild_id=4242, safety_filtered_count=1 if status == "failed" else 0)
+    for days in (1, 7):
+        live = selectors.dashboard(until=timezone.now(), days=days)
+        assert dashboards._decode(dashboards._encode(live)) == live
+        assert live.top_guilds and live.generation_time.p50_ms is not None
+
+
+def test_a_snapshot_nobody_refreshes_is_not_shown(snapshots):
+    dashboards.current(days=1)
+    DashboardSnapshot.objects.filter(days=1).update(computed_at=timezone.now() - timedelta(minutes=11))
+    VideoRequestFactory(status="timeout")
+    again = dashboards.current(days=1)
+    assert again.live and again.dashboard.activity.totals["timeout"] == 1
+
+
+def test_refresh_due_recomputes_old_periods_once_and_one_worker_at_a_time(snapshots, db_settings):
+    assert dashboards.refresh_due() == [1, 7]
+    assert dashboards.refresh_due() == []
+    DashboardSnapshot.objects.filter(days=7).update(computed_at=timezone.now() - timedelta(minutes=5))
+    import psycopg
+
+    with psycopg.connect(dbname=db_settings["NAME"], host=db_settings["HOST"] or None,
+                         port=db_settings["PORT"] or None, user=db_settings["USER"] or None,
+                         password=db_settings["PASSWORD"] or None, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [dashboards.REFRESH_LOCK])
+        assert dashboards.refresh_due() == []  # another worker is at it
+    assert dashboards.refresh_due() == [7]
+
+
+def test_turned_off_nothing_is_stored(snapshots):
+    snapshots.DASHBOARD_REFRESH = timedelta(0)
+    assert dashboards.current(days=7).live
+    assert dashboards.refresh_due() == []
+    assert not DashboardSnapshot.objects.exists()
+
+
+def test_page_says_how_old_the_figures_are_and_recomputes_on_request(snapshots, as_role):
+    moderator = as_role("moderator")
+    VideoRequestFactory(user_id=31337)
+    page = moderator.get(DASHBOARD).content.decode()
+    assert "Computed for this view" in page and "31337" in page
+    VideoRequestFactory(user_id=42424)
+    page = moderator.get(DASHBOARD).content.decode()
+    assert "Figures as of" in page and "every 5m" in page and "42424" not in page
+    response = moderator.get(f"{DASHBOARD}?days=1&recompute=1")
+    assert response.status_code == 302 and response["Location"] == "?days=1"
+    assert "42424" in moderator.get(DASHBOARD).content.decode()
+
+
+def test_a_running_worker_keeps_the_snapshots(snapshots):
+    snapshots.DASHBOARD_REFRESH = timedelta(seconds=4)
+    VideoRequestFactory(user_id=31337)
+    worker = Worker(backend=OfflineBackend(seconds=0), deliveries={"cli": CliDelivery()})
+    with worker_thread(worker):
+        wait_for(lambda: DashboardSnapshot.objects.filter(days__in=[1, 7]).count() == 2, timeout=20,
+                 what="both periods computed by the worker")
+        first = DashboardSnapshot.objects.get(days=1).computed_at
+        wait_for(lambda: DashboardSnapshot.objects.get(days=1).computed_at > first, timeout=20,
+                 what="the 1-day snapshot recomputed")
+    assert DashboardSnapshot.objects.get(days=1).data["top_users"][0]["user_id"] == 31337
