@@ -6,8 +6,11 @@ For each worker count: queue N admitted requests (CLI source) in a table that al
 `--rows` of history, start that many instrumented `runworker`-equivalent processes
 (bench/pipeline_worker.py), and time from the first operation start to the last delivery.
 Reports requests/s, and per request the database statements (round trips: every statement
-runs in autocommit), the time PostgreSQL spent executing them (pg_stat_database.active_time)
-and the time the worker waited for them (which includes its own thread and GIL contention).
+runs in autocommit), the time PostgreSQL spent executing them (pg_stat_database.active_time,
+which also counts waiting for a lock or a CPU), the CPU time of the workers' backends (from
+/proc: the database's own work), the workers' CPU time, and how many cores the whole machine
+kept busy; and the time the worker waited for the database (which includes its own thread
+and GIL contention).
 Idle claims are reported apart.
 """
 
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veosite.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only")
 
-from bench import request_history  # noqa: E402
+from bench import cpu, request_history  # noqa: E402
 from bench.server import REPO, Server, machine_description, server_description  # noqa: E402
 from tests.fakes.veo_server import FakeVeoServer  # noqa: E402
 
@@ -79,20 +82,31 @@ def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, reque
     env.update(DATABASE_URL=database_url(server, dbname), VEO_BACKEND="express", VEO_API_KEY="bench-key",
                VEO_API_BASE_URL=veo.url, VEO_MAX_CONCURRENT="1000", VEO_MAX_STARTS_PER_MINUTE="10000",
                VEO_POLL_INITIAL="0s", VEO_WORKER_IDLE_POLL="1s", VEO_WORKER_SLOTS=str(slots),
-               VEO_MEDIA_ROOT=str(scratch / "media"), LOG_LEVEL="WARNING")
+               VEO_MEDIA_ROOT=str(scratch / "media"), LOG_LEVEL="WARNING",
+               DASHBOARD_REFRESH="0s")  # the dashboard chore is not the pipeline
     active_before = server_active_ms(server, dbname)
+    started, busy_before = time.monotonic(), cpu.machine_busy_seconds()
     processes = []
     for index in range(workers):
         stats_file = scratch / f"stats-{workers}-{index}.json"
         processes.append((subprocess.Popen([sys.executable, str(REPO / "bench" / "pipeline_worker.py")], cwd=REPO,
                                            env={**env, "BENCH_STATS_FILE": str(stats_file)}), stats_file))
+    backends: set[int] = set()
     with server.connect(dbname) as conn:
         while conn.execute("SELECT count(*) FROM video_requests WHERE id > %s AND delivered_at IS NULL",
                            [last_loaded_id]).fetchone()[0]:
+            # The workers' own backends (not this one): their CPU time is the database's work.
+            backends.update(pid for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
+                " AND pid <> pg_backend_pid()", [dbname]))
             time.sleep(0.2)
         first_start, last_delivery, failed = conn.execute(
             "SELECT min(started_at), max(delivered_at), count(*) FILTER (WHERE status <> 'completed')"
             " FROM video_requests WHERE id > %s", [last_loaded_id]).fetchone()
+    # Read before the workers exit: a backend's CPU time goes with its process.
+    backend_cpu = cpu.process_seconds(backends)
+    worker_cpu = cpu.process_seconds(process.pid for process, _ in processes)
+    machine_cpu, elapsed = cpu.machine_busy_seconds() - busy_before, time.monotonic() - started
     for process, _ in processes:
         process.send_signal(signal.SIGTERM)
     totals = {"statements": 0, "seconds": 0.0, "empty_claims": 0, "empty_claim_seconds": 0.0}
@@ -105,6 +119,10 @@ def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, reque
     return {"workers": workers, "requests": requests, "not_completed": failed, "seconds": window,
             "requests_per_second": requests / window, "round_trips_per_request": totals["statements"] / requests,
             "server_db_ms_per_request": server_ms / requests,
+            "server_cpu_ms_per_request": backend_cpu * 1000 / requests,
+            "worker_cpu_ms_per_request": worker_cpu * 1000 / requests,
+            "machine_cpu_ms_per_request": machine_cpu * 1000 / requests,
+            "machine_cores_busy": machine_cpu / elapsed,
             "client_db_ms_per_request": totals["seconds"] * 1000 / requests, "idle_claims": totals["empty_claims"]}
 
 
@@ -142,6 +160,9 @@ def main() -> int:
             print(f"{workers} worker(s): {result['requests_per_second']:.1f} req/s over {result['seconds']:.1f} s;"
                   f" per request {result['round_trips_per_request']:.2f} round trips,"
                   f" {result['server_db_ms_per_request']:.2f} ms executing in PostgreSQL"
+                  f" ({result['server_cpu_ms_per_request']:.2f} ms of its CPU),"
+                  f" {result['worker_cpu_ms_per_request']:.2f} ms of worker CPU,"
+                  f" machine {result['machine_cores_busy']:.2f} cores busy"
                   f" ({result['client_db_ms_per_request']:.2f} ms as the worker saw it);"
                   f" {result['not_completed']} not completed, {result['idle_claims']} idle claims", flush=True)
     if len(results) > 1:

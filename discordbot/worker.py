@@ -114,7 +114,7 @@ class Worker:
 
     async def handle(self, request: VideoRequest) -> None:
         """Carry one claimed request as far as it goes: start, follow, deliver."""
-        me = asyncio.current_task()
+        me, claimed = asyncio.current_task(), request
         keeper = asyncio.create_task(self._keep_lease(request.id, me))
         try:
             if request.status == Status.PENDING:
@@ -122,7 +122,9 @@ class Worker:
             if request is not None and request.status == Status.GENERATING:
                 request = await self._follow(request)
             if request is not None and request.status in TERMINAL_STATUSES:
-                await self._deliver(request)
+                # A row this worker just finished was read at that moment; a claimed one may be
+                # minutes old, and a moderator may have removed its output since.
+                await self._deliver(request, review_is_current=request is not claimed)
         except LeaseLost:
             log.warning("request %s: lease lost to another worker; leaving it to them", request.id)
         except asyncio.CancelledError:
@@ -245,37 +247,38 @@ class Worker:
         moved = await aio.run(services.mark_completed, request_id=request.id, output_uris=[stored.uri],
                               public_urls=[stored.public_url] if stored.public_url else [],
                               output_size_bytes=stored.size_bytes, worker=self.name)
-        return await self._after(request, moved.status, Status.COMPLETED, "completed")
+        return await self._after(request, moved, Status.COMPLETED, "completed")
 
     async def _fail(self, request: VideoRequest, code: str, message: str, *, filtered_count: int = 0,
                     filtered_reasons: list[str] | None = None) -> VideoRequest:
         moved = await aio.run(services.mark_failed, request_id=request.id, error_code=code, error_message=message,
                               safety_filtered_count=filtered_count or None,
                               safety_filtered_reasons=filtered_reasons or None, worker=self.name)
-        return await self._after(request, moved.status, Status.FAILED, f"failed ({code}: {message})")
+        return await self._after(request, moved, Status.FAILED, f"failed ({code}: {message})")
 
     async def _timeout(self, request: VideoRequest, code: str, message: str) -> VideoRequest:
         moved = await aio.run(services.mark_timeout, request_id=request.id, error_code=code, error_message=message,
                               worker=self.name)
-        return await self._after(request, moved.status, Status.TIMEOUT, f"timed out ({code}: {message})")
+        return await self._after(request, moved, Status.TIMEOUT, f"timed out ({code}: {message})")
 
-    async def _after(self, request: VideoRequest, status: str, expected: str, what: str) -> VideoRequest:
-        if status != expected:
+    async def _after(self, request: VideoRequest, moved: services.Transition, expected: str, what: str) -> VideoRequest:
+        if moved.status != expected or moved.row is None:
             raise LeaseLost()
         log.info("request %s: %s", request.id, what)
-        return await aio.run(VideoRequest.objects.get, id=request.id)
+        return moved.row
 
     # -- deliver ----------------------------------------------------------------------------
 
-    async def _deliver(self, request: VideoRequest) -> None:
+    async def _deliver(self, request: VideoRequest, *, review_is_current: bool) -> None:
         delivery = self.deliveries.get(request.source)
         if delivery is None:
             # Finished here, delivered by a process that can reach this source.
             await self._release(request.id, f"finished; awaiting a worker that delivers {request.source} requests")
             return
-        # A moderator may have removed the output since the claim: deliver what is true now.
-        # (Removed later, while the delivery is on its way: record_delivery queues its deletion.)
-        request.review_status = await aio.run(_review_status, request_id=request.id)
+        # Deliver what is true now. (Removed later, while the delivery is on its way:
+        # record_delivery queues its deletion.)
+        if not review_is_current:
+            request.review_status = await aio.run(_review_status, request_id=request.id)
         receipt = await delivery.deliver(request)
         recorded = await aio.run(services.record_delivery, request_id=request.id, worker=self.name,
                                  method=receipt.method, message_id=receipt.message_id, error=receipt.error,

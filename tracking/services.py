@@ -7,6 +7,7 @@ each and translate the database's refusals into ``tracking.errors``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -60,6 +61,8 @@ class Transition:
     request_id: int
     status: str
     changed: bool  # False: the request already had that status (a no-op)
+    # The row as the transition left it (when changed): callers need not read it again.
+    row: VideoRequest | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def clean_parameters(params: VideoParameters) -> VideoParameters:
@@ -146,7 +149,7 @@ UPDATE video_requests SET
     counts_toward_quota = counts_toward_quota AND NOT %(refund)s
 FROM who
 WHERE id = %(id)s AND status <> %(status)s AND (%(worker)s::text IS NULL OR claimed_by = %(worker)s)
-RETURNING video_requests.status
+RETURNING video_requests.*
 """
 
 
@@ -162,12 +165,14 @@ def _transition(request_id: int, status: str, *, actor: str, reason: str | None 
             values[name] = storable_text(name, values[name])[:4000]
     values.update(id=request_id, status=status, actor=actor, reason=reason or "", refund=refund, worker=worker)
     try:
-        with _own_statement(), connection.cursor() as cursor:
-            cursor.execute(_TRANSITION_SQL, values)
-            if cursor.fetchone():
-                return Transition(request_id, str(status), changed=True)
-            cursor.execute("SELECT status FROM video_requests WHERE id = %s", [request_id])
-            row = cursor.fetchone()
+        with _own_statement():
+            # Through raw(): the returned row comes back as a model, with the fields' conversions.
+            moved = next(iter(VideoRequest.objects.raw(_TRANSITION_SQL, values)), None)
+            if moved is not None:
+                return Transition(request_id, str(status), changed=True, row=moved)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT status FROM video_requests WHERE id = %s", [request_id])
+                row = cursor.fetchone()
     except IntegrityError as error:
         raise _refusal(error) from None
     if row is None:
