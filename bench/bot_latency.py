@@ -88,6 +88,11 @@ def main() -> None:
             tmp = str(args.logs)
         results["postgres"] = server_version(base, name)
         env = bot_env(database_url, server.base_url, Path(tmp), seconds=3600)
+        # The floor first, in the same run: discord.py and the fake alone (bench/echo_bot.py).
+        with bot(env, Path(tmp) / "floor.log", module="bench.echo_bot") as proc:
+            results["floor_latency_1"] = measure(server, proc, concurrent=1, rounds=args.sequential, user_base=1)
+            results["floor_latency_100"] = measure(server, proc, concurrent=100, rounds=args.bursts,
+                                                   user_base=20_000)
         with bot(env, Path(tmp) / "latency.log") as proc:
             results["latency_1"] = measure(server, proc, concurrent=1, rounds=args.sequential, user_base=1)
             results["latency_100"] = measure(server, proc, concurrent=100, rounds=args.bursts, user_base=20_000)
@@ -186,11 +191,11 @@ def bot_env(database_url: str, discord_url: str, tmp: Path, *, seconds: float, *
 
 
 class bot:
-    def __init__(self, env: dict, log: Path):
-        self.env, self.log = env, log
+    def __init__(self, env: dict, log: Path, module: str = "tests.bot_process"):
+        self.env, self.log, self.module = env, log, module
 
     def __enter__(self) -> subprocess.Popen:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bot_process"], cwd=REPO, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module], cwd=REPO, env=self.env,
                                      stdin=subprocess.PIPE, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         time.sleep(0.5)
         if self.proc.poll() is not None:
