@@ -25,6 +25,7 @@ from discordbot.delivery import CliDelivery
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.journal import Journal
 from discordbot.outbox import Outbox
+from discordbot.runtime import sleep_unless
 from discordbot.storage import LocalStorage, local_storage
 from discordbot.veo import VeoBackend, configured_backend
 from discordbot.worker import Worker
@@ -121,10 +122,7 @@ class VeoBot(discord.Client):
                     await self.replayer.replay()
             except Exception:
                 log.exception("database watch: unexpected error (will retry)")
-            try:
-                await asyncio.wait_for(self._stop.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(self._stop, interval)
 
     async def close(self) -> None:
         if self._stop is not None and not self._stop.is_set():

@@ -22,6 +22,7 @@ import discord
 from django.conf import settings
 
 from discordbot.degraded import DATABASE_DOWN
+from discordbot.runtime import sleep_unless
 from tracking import aio, services
 from tracking.models import DiscordAction, DiscordActionKind
 
@@ -55,10 +56,7 @@ class Outbox:
                     log.warning("discord actions: database unreachable (%s); will retry", type(error).__name__)
                 else:
                     log.exception("discord actions: unexpected error (will retry)")
-            try:
-                await asyncio.wait_for(stop.wait(), settings.DISCORD_ACTIONS_POLL.total_seconds())
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(stop, settings.DISCORD_ACTIONS_POLL.total_seconds())
 
     async def perform_next(self) -> bool:
         """Claim and perform one due action; False when there is none."""

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -64,13 +65,12 @@ def test_refresh_due_recomputes_old_periods_once_and_one_worker_at_a_time(snapsh
     assert dashboards.refresh_due() == [1, 7]
     assert dashboards.refresh_due() == []
     DashboardSnapshot.objects.filter(days=7).update(computed_at=timezone.now() - timedelta(minutes=5))
-    import psycopg
-
     with psycopg.connect(dbname=db_settings["NAME"], host=db_settings["HOST"] or None,
                          port=db_settings["PORT"] or None, user=db_settings["USER"] or None,
                          password=db_settings["PASSWORD"] or None, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", [dashboards.REFRESH_LOCK])
         assert dashboards.refresh_due() == []  # another worker is at it
+        other.execute("SELECT pg_advisory_unlock(%s)", [dashboards.REFRESH_LOCK])  # not left to the disconnect
     assert dashboards.refresh_due() == [7]
 
 
