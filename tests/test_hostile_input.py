@@ -1,0 +1,352 @@
+"""Hostile input through every entry point: /veo (the real discord.py against the fake Discord),
+``manage.py veo`` and the moderation panel.
+
+Each input is either refused with a specific message (privately, on Discord) and changes
+nothing in the database, or accepted and stored as sent. Never a traceback, an HTTP 500 or a
+database error, and nothing the bot sends pings anyone or lets user text turn into markup.
+The fixed cases and the Hypothesis strategies are in tests/hostile_corpus.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+
+from tests import hostile_corpus as corpus
+from tests.bot_harness import fake_discord, quick_bot_settings, run_bot
+from tests.fakes import discord_server as fake
+from tests.fakes.interactions import CHANNEL_ID, deliver, deliver_and_wait, slash_command, user
+from tests.workers import database_url
+from tracking import services
+from tracking.errors import InvalidInput
+from tracking.models import VideoRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Repeatable and quick inside `make test`: a fixed number of examples, derived from the test's
+# name (derandomize), no per-example deadline on a shared machine.
+PROPERTY = hypothesis_settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+def expected_refusal(case) -> str:
+    return f"Can't queue that: {case.refusal}"
+
+
+@pytest.fixture
+def quiet_logs(caplog):
+    """Fails the test if anything logged a traceback or an error (a database error included)."""
+    caplog.set_level(logging.INFO)
+    yield caplog
+    loud = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert loud == []
+
+
+# -- /veo through the bot -----------------------------------------------------------------------------
+
+bot_test = pytest.mark.django_db(transaction=True)
+server = pytest.fixture(fake_discord, name="server")
+
+
+@pytest.fixture
+def bot_settings(settings, tmp_path):
+    quick_bot_settings(settings, tmp_path)
+    settings.VEO_QUOTA_LIMIT = 10_000  # every case is judged on its input alone
+
+
+def veo_payload(options: list[dict], *, user_id: int = 1_180_000_000_000_000_300, **kwargs) -> dict:
+    payload = slash_command("veo", author=user(user_id), **kwargs)
+    payload["data"]["options"] = options
+    return payload
+
+
+def prompt_payload(prompt: str, **kwargs) -> dict:
+    return veo_payload([corpus.option("prompt", prompt, 3)], **kwargs)
+
+
+def run_payloads(server, payloads: list[dict]) -> None:
+    async def scenario(bot):
+        for payload in payloads:
+            await deliver_and_wait(bot, payload, server=server)
+
+    run_bot(scenario, run_worker=False)
+
+
+def reply_to(server, payload) -> dict:
+    reply = server.original_response(payload["id"])
+    assert reply is not None, "the interaction was never answered"
+    return reply
+
+
+def assert_inert(server, channel_ids=(CHANNEL_ID,)) -> int:
+    """Every message the bot left pings nobody and shows user text as typed; returns how many."""
+    messages = [message for channel in channel_ids for message in server.messages_in(channel)]
+    for message in messages:
+        assert message["allowed_mentions"] == {"parse": []}, message
+        assert (message["mentions"], message["mention_roles"], message["mention_everyone"]) == ([], [], False)
+        for text in corpus.shown_texts(message):
+            assert corpus.live_markup(text) == [], text
+    return len(messages)
+
+
+def assert_refused_privately(server, payload, refusal: str) -> None:
+    reply = reply_to(server, payload)
+    assert reply["flags"] & fake.EPHEMERAL, reply
+    assert reply["content"].startswith(f"Can't queue that: {refusal}"), reply["content"]
+    assert reply["content"].endswith("Nothing was charged.")
+    assert not VideoRequest.objects.filter(interaction_id=int(payload["id"])).exists()
+
+
+def assert_queued(server, payload, prompt: str) -> VideoRequest:
+    reply = reply_to(server, payload)
+    assert not reply["flags"] & fake.EPHEMERAL and reply["embeds"][0]["title"] == "Queued", reply
+    row = VideoRequest.objects.get(interaction_id=int(payload["id"]))
+    assert row.status == "pending" and row.prompt == normalised(prompt)
+    return row
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_hostile_prompts_through_veo(server, quiet_logs):
+    payloads = {case.name: prompt_payload(case.text) for case in corpus.PROMPTS}
+    run_payloads(server, list(payloads.values()))
+    for case in corpus.PROMPTS:
+        payload = payloads[case.name]
+        if case.refusal:
+            assert_refused_privately(server, payload, case.refusal)
+        else:
+            assert_queued(server, payload, case.text)
+    assert assert_inert(server) == len(corpus.PROMPTS)
+    # The SQL-looking prompts were data: the table they name is still there, with all of them.
+    assert VideoRequest.objects.count() == sum(case.refusal is None for case in corpus.PROMPTS)
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_markdown_and_mentions_are_escaped_in_the_queued_embed(server):
+    masked, everyone = prompt_payload("[free nitro](https://phish.example) a fox"), prompt_payload("@everyone a fox")
+    fence = veo_payload([corpus.option("prompt", "```a fox in snow", 3),
+                         corpus.option("negative_prompt", "<@&123456789012345678> ||rain||", 3)])
+    run_payloads(server, [masked, everyone, fence])
+    assert reply_to(server, masked)["embeds"][0]["description"] == r"\[free nitro](https://phish.example) a fox"
+    assert reply_to(server, everyone)["embeds"][0]["description"] == "@\u200beveryone a fox"
+    embed = reply_to(server, fence)["embeds"][0]
+    assert embed["description"] == r"\`\`\`a fox in snow"
+    assert {f["name"]: f["value"] for f in embed["fields"]}["Avoid"] == "<@\u200b&123456789012345678> \\|\\|rain\\|\\|"
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_prompt_and_negative_prompt_far_over_embed_limits_still_fit(server, settings):
+    settings.VEO_PROMPT_MAX_LENGTH = 4000
+    # Escaping doubles these (every character is markdown): 8000 characters each before fitting.
+    payload = veo_payload([corpus.option("prompt", "*_" * 2000, 3), corpus.option("negative_prompt", "`|" * 2000, 3)])
+    run_payloads(server, [payload])
+    embed = reply_to(server, payload)["embeds"][0]
+    assert len(embed["description"]) <= 4096 and embed["description"].endswith("…")
+    assert VideoRequest.objects.get(interaction_id=int(payload["id"])).prompt == "*_" * 2000
+    assert assert_inert(server) == 1
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_tampered_options_get_a_specific_private_refusal(server, quiet_logs):
+    payloads = {case.name: veo_payload(case.options) for case in corpus.TAMPERED}
+    run_payloads(server, list(payloads.values()))
+    for case in corpus.TAMPERED:
+        if case.refusal:
+            assert_refused_privately(server, payloads[case.name], case.refusal)
+    row = VideoRequest.objects.get(interaction_id=int(payloads["every_option_valid"]["id"]))
+    assert (row.duration_seconds, row.aspect_ratio, row.resolution, row.generate_audio, row.negative_prompt) == (
+        8, "9:16", "1080p", False, "rain")
+    assert VideoRequest.objects.count() == 1
+    assert assert_inert(server) == len(corpus.TAMPERED)
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+@pytest.mark.parametrize("command", ["veo", "quota", "history"])
+def test_ids_that_are_not_snowflakes_are_refused_for_every_command(server, quiet_logs, command):
+    channel_ids = {CHANNEL_ID}
+    payloads = []
+    for bad in corpus.NOT_SNOWFLAKES:
+        options = {"prompt": "a red fox in snow"} if command == "veo" else {}
+        as_user, in_guild, with_id = (slash_command(command, options, author=user(bad)),
+                                      slash_command(command, options, guild_id=bad),
+                                      slash_command(command, options))
+        with_id["id"] = str(bad)
+        in_channel = slash_command(command, options, channel_id=abs(bad) + 1)  # abs: the builder needs a channel
+        in_channel["channel_id"] = in_channel["channel"]["id"] = str(bad)
+        channel_ids |= {bad}
+        payloads += [(as_user, "user", bad), (in_guild, "guild", bad), (in_channel, "channel", bad)]
+        if bad >= 0:  # Discord's routes take digits only: a negative interaction id cannot be answered at all
+            payloads.append((with_id, "interaction", bad))
+    run_payloads(server, [payload for payload, _, _ in payloads])
+    for payload, what, bad in payloads:
+        assert_refused_privately(server, payload, f"the {what} id {bad} is not a valid Discord id")
+    assert not VideoRequest.objects.exists()
+    assert assert_inert(server, channel_ids) == len(payloads)
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_ids_that_are_not_numbers_stop_in_discord_py_before_any_of_our_code(server):
+    """discord.py parses every id with int(): a payload Discord itself would never send fails
+    there, so nothing is answered and nothing is written."""
+    payload = slash_command("veo", {"prompt": "a red fox in snow"}, author=user("abc"))  # type: ignore[arg-type]
+
+    async def scenario(bot):
+        with pytest.raises(ValueError):
+            deliver(bot, payload)  # not registered with the fake, which would refuse it too
+
+    run_bot(scenario, run_worker=False)
+    assert server.requests("POST /interactions/*/callback") == [] and not VideoRequest.objects.exists()
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_generated_prompts_and_options_through_veo(server, quiet_logs):
+    """Hypothesis-generated prompts, then whole generated option lists, into one running bot:
+    each is refused privately with a reason and no row, or queued with its row."""
+    seen = {"refused": 0, "queued": 0}
+
+    def judge(payload, prompt):
+        reply = reply_to(server, payload)
+        if reply["flags"] & fake.EPHEMERAL:
+            assert reply["content"].startswith("Can't queue that: ") and "went wrong" not in reply["content"]
+            assert not VideoRequest.objects.filter(interaction_id=int(payload["id"])).exists()
+            seen["refused"] += 1
+        else:
+            assert reply["embeds"][0]["title"] == "Queued"
+            if prompt is not None:
+                assert VideoRequest.objects.get(interaction_id=int(payload["id"])).prompt == normalised(prompt)
+            seen["queued"] += 1
+
+    async def scenario(bot):
+        loop = asyncio.get_running_loop()
+
+        def send(payload):
+            asyncio.run_coroutine_threadsafe(deliver_and_wait(bot, payload, server=server), loop).result()
+
+        @PROPERTY
+        @given(prompt=corpus.hostile_text)
+        def prompts(prompt):
+            payload = prompt_payload(prompt)
+            send(payload)
+            judge(payload, prompt)
+
+        @PROPERTY
+        @given(options=corpus.generated_options)
+        def options(options):
+            payload = veo_payload(options)
+            send(payload)
+            judge(payload, None)
+
+        def both():
+            try:
+                prompts()
+                options()
+            finally:
+                connection.close()  # this thread's own connection
+
+        await asyncio.to_thread(both)
+
+    run_bot(scenario, run_worker=False)
+    assert seen["refused"] > 0 and seen["queued"] > 0
+    assert assert_inert(server) == sum(seen.values())
+
+
+# -- the display, for any accepted text ----------------------------------------------------------------
+
+
+@PROPERTY
+@given(prompt=corpus.hostile_text, negative=corpus.hostile_text)
+def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, negative):
+    from discordbot import display
+    from discordbot.admission import unsaved_request
+
+    params = services.VideoParameters(prompt=prompt + " a fox", negative_prompt=negative)  # long enough to pass
+    try:
+        clean = services.clean_parameters(params)
+    except InvalidInput as error:
+        assert error.field in ("prompt", "negative_prompt") and str(error)
+        return
+    request = unsaved_request(request_id=1, interaction_id=1, user_id=1, guild_id=1, channel_id=1, params=clean,
+                              status="pending", created_at=None)
+    embed = display.queued_embed(request, ahead=0, median_ms=None, remaining=1, limit=5, reset_at=None)
+    message = {"embeds": [embed.to_dict()]}
+    assert len(embed) <= display.EMBED_TOTAL_MAX and len(embed.description) <= display.DESCRIPTION_MAX
+    for text in corpus.shown_texts(message):
+        assert corpus.live_markup(text) == [], text
+
+
+# -- manage.py veo --------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", corpus.PROMPTS, ids=str)
+def test_hostile_prompts_through_the_cli(case, quiet_logs):
+    out, before = io.StringIO(), VideoRequest.objects.count()
+    if case.refusal:
+        with pytest.raises(CommandError) as raised:
+            call_command("veo", case.text, "--user", "4242", stdout=out)
+        assert str(raised.value).startswith(case.refusal)
+        assert VideoRequest.objects.count() == before
+    else:
+        call_command("veo", case.text, "--user", "4242", stdout=out)
+        row = VideoRequest.objects.latest("id")
+        assert (row.source, row.status, row.prompt) == ("cli", "pending", normalised(case.text))
+        assert out.getvalue().startswith(f"request {row.id} queued")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("args", "message"), [
+    (["--user", "0"], "user_id must be a positive 64-bit Discord id (got 0)"),
+    (["--user", str(2**64)], "user_id must be a positive 64-bit Discord id"),
+    (["--user", "42", "--guild", "-7"], "guild_id must be a positive 64-bit Discord id (got -7)"),
+    (["--user", "42", "--seed", str(2**70)], "seed must be a whole number from 0 to 4294967295"),
+    (["--user", "42", "--seed", "-1"], "seed must be a whole number from 0 to 4294967295"),
+    (["--user", "42", "--negative", "rain\x00"], "negative_prompt contains a NUL character (U+0000) at position 5"),
+    (["--user", "42", "--negative", "\u202erain"], "negative_prompt contains a bidirectional control character"),
+])
+def test_cli_refuses_out_of_range_ids_and_values_without_a_row(args, message):
+    before = VideoRequest.objects.count()
+    with pytest.raises(CommandError) as raised:
+        call_command("veo", "a red fox in snow", *args, stdout=io.StringIO())
+    assert str(raised.value).startswith(message)
+    assert VideoRequest.objects.count() == before
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    # Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape).
+    ([b"a fox \xff in snow", b"--user", b"42"], "prompt contains an unpaired surrogate (U+DCFF) at position 7"),
+    (["a red fox in snow", "--user", "abc"], "argument --user: invalid int value: 'abc'"),
+    (["a red fox in snow", "--user", "42", "--duration", "5"], "argument --duration: invalid choice: 5"),
+    (["a red fox in snow", "--user", "42", "--ratio", "21:9"], "argument --ratio: invalid choice: '21:9'"),
+    (["a red fox in snow", "--user", "42", "--seed", "1e3"], "argument --seed: invalid int value: '1e3'"),
+])
+def test_cli_process_refuses_with_one_line_and_no_traceback(db_settings, argv, message):
+    before = VideoRequest.objects.count()
+    environment = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "tests-only", "DISCORD_TOKEN": "",
+                   "DATABASE_URL": database_url(db_settings)}
+    result = subprocess.run([sys.executable.encode(), b"manage.py", b"veo", *[
+        arg if isinstance(arg, bytes) else arg.encode() for arg in argv]], cwd=ROOT, env=environment,
+        capture_output=True, timeout=120)
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode != 0 and message in stderr and "Traceback" not in stderr, stderr
+    assert VideoRequest.objects.count() == before
+
