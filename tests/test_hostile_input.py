@@ -350,3 +350,143 @@ def test_cli_process_refuses_with_one_line_and_no_traceback(db_settings, argv, m
     assert result.returncode != 0 and message in stderr and "Traceback" not in stderr, stderr
     assert VideoRequest.objects.count() == before
 
+
+# -- the moderation panel ------------------------------------------------------------------------------
+
+LIST = "/admin/tracking/videorequest/"
+# A browser cannot send a lone surrogate (it is not UTF-8); its bytes arrive decoded as U+FFFD.
+PANEL_CASES = {"nul", "zalgo", "right_to_left_override", "ansi_escape", "everyone", "masked_link", "sql_drop",
+               "emoji_only", "whitespace_only", "zero_width_only"}
+HOSTILE_VALUES = [case.text for case in corpus.PROMPTS if case.name in PANEL_CASES] + [
+    "²", "١٢٣", "#²", "9999", "9" * 30, "-1", "0", "1e9", "' OR 1=1 --", "%00", "\\", "&&", "!!!", "-", '"', "a:*", "<->"]
+
+
+@pytest.fixture
+def mod(as_role):
+    return as_role("moderator")
+
+
+def page(mod, url: str, data=None, *, post: bool = False):
+    """The panel's answer: never a server error (the test client re-raises one as an exception)."""
+    response = mod.post(url, data or {}) if post else mod.get(url, data or {})
+    assert response.status_code in (200, 302, 400, 404), (url, data, response.status_code)
+    return response
+
+
+def shown_messages(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]] if response.context else []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("parameter", ["q", "guild", "created_from", "created_to", "status__exact",
+                                       "review_status__exact", "duration_seconds__exact", "aspect_ratio__exact",
+                                       "safety", "delivered", "o", "p", "created_at__year", "created_at__month",
+                                       "created_at__day"])
+def test_hostile_list_parameters_never_break_the_list(mod, parameter, quiet_logs):
+    from tests.factories import VideoRequestFactory
+
+    VideoRequestFactory(prompt="a red fox in snow")
+    for value in HOSTILE_VALUES:
+        response = page(mod, LIST, {parameter: value})
+        # The list itself, or Django's reload without the bad filter (?e=1), or ours without a NUL.
+        assert "cl" in response.context if response.status_code == 200 else response.status_code == 302
+    for value in ("\x00", "²", "9" * 30, "' OR 1=1 --"):
+        page(mod, LIST + "export/", {parameter: value})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url", "parameters"), [
+    ("/admin/tracking/userban/", ["q", "o", "p", "lifted_at__isempty"]),
+    ("/admin/tracking/quotapolicy/", ["q", "o", "p"]),
+    ("/admin/tracking/blockedterm/", ["q", "o", "p", "kind__exact", "enabled__exact"]),
+    ("/admin/tracking/discordaction/", ["q", "o", "p"]),
+])
+def test_hostile_parameters_on_the_other_lists(mod, url, parameters, quiet_logs):
+    for parameter in parameters:
+        for value in HOSTILE_VALUES:
+            page(mod, url, {parameter: value})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("value", "message"), [
+    ("²", "guild: enter a guild id (digits) or dm for direct messages"),
+    ("9" * 30, "guild: enter a guild id (digits) or dm for direct messages"),
+])
+def test_a_hostile_guild_filter_says_what_to_enter(mod, value, message):
+    assert message in shown_messages(page(mod, LIST, {"guild": value}))
+
+
+@pytest.mark.django_db
+def test_an_export_with_an_invalid_filter_says_so(mod):
+    response = mod.get(LIST + "export/", {"duration_seconds__exact": "eight"}, follow=True)
+    assert "Nothing exported: a filter in the address is not valid." in shown_messages(response)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [LIST, LIST + "export/", "/admin/tracking/userban/", "/admin/tracking/blockedterm/"])
+def test_a_nul_in_a_list_address_is_dropped_with_a_message(mod, url):
+    response = mod.get(url, {"q": "a fox\x00 in snow", "status__exact": "\x00", "o": "1"}, follow=True)
+    assert response.status_code == 200 and response.redirect_chain[-1][0].endswith("?o=1")
+    assert ("Ignored 'q', 'status__exact': the address contained a NUL character (U+0000), which no value can hold."
+            in shown_messages(response))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [
+    LIST + "user/0/", LIST + f"user/{2**63}/", LIST + f"user/{2**70}/", LIST + "user/42/?before=²",
+    LIST + f"user/42/?before={2**70}", LIST + "user/42/?before=-5", LIST + "user/42/?before=%00",
+    LIST + f"{2**70}/change/", LIST + "abc/change/", LIST + f"{2**63}/output/0/", LIST + f"1/output/{2**70}/",
+    LIST + "dashboard/?days=%00", LIST + "dashboard/?days=²",
+])
+def test_hostile_ids_in_panel_urls_are_not_found_or_ignored(mod, url, quiet_logs):
+    page(mod, url)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["approve_requests", "flag_requests", "remove_outputs", "refund_requests",
+                                    "cancel_requests", "ban_users"])
+def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
+    from tests.factories import VideoRequestFactory
+
+    row = VideoRequestFactory(prompt="a red fox in snow")
+    for reason, accepted in [("a\x00b", False), ("x" * 1001, False), (" \t\n ", False),
+                             ("@everyone <script>alert(1)</script> '; DROP TABLE user_bans; --", True)]:
+        data = {"action": action, "_selected_action": [row.id], "apply": "1", "reason": reason, "scope": "everywhere",
+                "_from_detail": "²"}
+        response = page(mod, LIST, data, post=True)
+        if not accepted:
+            assert response.status_code == 200 and response.context["form"].errors  # asked again, with why
+            assert b"<script>alert" not in response.content
+    assert VideoRequest.objects.filter(id=row.id).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url", "data", "error"), [
+    ("/admin/tracking/userban/add/", {"user_id": str(2**64), "reason": "spam"}, "Ensure this value is less than"),
+    ("/admin/tracking/userban/add/", {"user_id": "-4", "reason": "spam"}, "The user id must be a Discord id"),
+    ("/admin/tracking/userban/add/", {"user_id": "42", "reason": "sp\x00am"}, "Null characters are not allowed."),
+    ("/admin/tracking/userban/add/", {"user_id": "42", "reason": "spam", "expires_at_0": "9999999-01-01",
+                                      "expires_at_1": "25:61"}, "Enter a valid date."),
+    ("/admin/tracking/quotapolicy/add/", {"user_id": "42", "quota_limit": str(2**40), "quota_window": "1 00:00:00"},
+     "Ensure this value is less than"),
+    ("/admin/tracking/quotapolicy/add/", {"user_id": "42", "quota_limit": "5", "quota_window": "999999999999 00:00:00"},
+     "The number of days must be between"),
+    ("/admin/tracking/quotapolicy/add/", {"user_id": "42", "quota_limit": "5", "quota_window": "\x00"},
+     "Enter a valid duration."),
+    ("/admin/tracking/quotapolicy/add/", {"guild_id": "²", "quota_limit": "5", "quota_window": "1 00:00:00"},
+     "Enter a whole number."),
+    ("/admin/tracking/blockedterm/add/", {"kind": "word", "pattern": "kra\x00ken", "enabled": "on"},
+     "Null characters are not allowed."),
+    ("/admin/tracking/blockedterm/add/", {"kind": "regex", "pattern": "(a+)+$" * 50, "enabled": "on"}, ""),
+    ("/admin/tracking/blockedterm/add/", {"kind": "sql", "pattern": "x", "enabled": "on"}, "Select a valid choice."),
+    ("/admin/tracking/blockedterm/add/", {"kind": "word", "pattern": "x", "guild_id": str(2**63), "enabled": "on"},
+     "Ensure this value is less than"),
+])
+def test_hostile_ban_policy_and_blocked_term_forms_are_refused_with_a_reason(mod, url, data, error, quiet_logs):
+    from tracking.models import BlockedTerm, QuotaPolicy, UserBan
+
+    counts = [model.objects.count() for model in (UserBan, QuotaPolicy, BlockedTerm)]
+    response = page(mod, url, data, post=True)
+    assert response.status_code == 200, "the form was accepted"
+    assert error in response.content.decode()
+    assert [model.objects.count() for model in (UserBan, QuotaPolicy, BlockedTerm)] == counts
