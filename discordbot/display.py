@@ -43,12 +43,17 @@ def fit(text: str | None, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Every character markdown acts on, the backslash included. Discord shows a backslash before
+# punctuation as nothing, so escaping all of them costs nothing. (discord.utils.escape_markdown
+# is not enough: its masked-link pattern is greedy, so of two links in a row only the first is
+# escaped.)
+_MARKDOWN = re.compile(r"([\\*_`~|>#\-\[\]<])")
 _MENTION = re.compile(r"@(?=everyone|here|[!&]?\d)")
 
 
 def inert(text: str) -> str:
     """User text with its markdown escaped and its mentions broken by a zero-width space."""
-    return _MENTION.sub("@\u200b", discord.utils.escape_markdown(text))
+    return _MENTION.sub("@\u200b", _MARKDOWN.sub(r"\\\1", text))
 
 
 def fit_embed(embed: discord.Embed) -> discord.Embed:

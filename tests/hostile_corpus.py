@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from tracking.text import BIDI_CONTROLS as BIDI
+
 ZALGO = "".join(letter + "\u0301\u0316\u0334\u035c\u0360" for letter in "a fox in snow")
 
 
@@ -62,6 +64,18 @@ hostile_text = st.lists(
     st.one_of(st.text(st.characters(codec=None, exclude_categories=()), max_size=12), st.sampled_from(FRAGMENTS)),
     max_size=12,
 ).map("".join)
+
+
+# Text that must be accepted: hostile for Discord (mentions, markdown, SQL, zalgo, emoji) but
+# without what the bot refuses (NUL, surrogates, control and bidirectional characters), after
+# a visible start. It stays far below the 600-character limit.
+_REFUSED = {"\x00", "\ud83d", "\udfff", "\u202e", "\u2066", "\x1b", "\x07"}
+displayable_text = st.lists(
+    st.one_of(st.text(st.characters(exclude_categories=("Cc", "Cs"), exclude_characters="".join(BIDI)),
+                      max_size=12),
+              st.sampled_from([fragment for fragment in FRAGMENTS if fragment not in _REFUSED])),
+    max_size=12,
+).map(lambda parts: "a fox " + "".join(parts))
 
 
 # -- what the bot sent must be inert ----------------------------------------------------------------
@@ -138,7 +152,7 @@ TAMPERED = [
     Options("option_without_name", [PROMPT, {"type": 4, "value": 8}], "/veo has no option None"),
     Options("prompt_null", [option("prompt", None, 3)], "the option prompt must be text (got None)"),
     Options("negative_as_list", [PROMPT, option("negative_prompt", ["a"], 3)],
-            "the option negative_prompt must be text (got ['a'])"),
+            r"the option negative_prompt must be text (got \['a'\])"),
     Options("all_valid_plus_float_length_as_integer_type", [PROMPT, option("length", 8.0, 4)],
             "the option length must be a whole number (got 8.0)"),
     Options("every_option_valid", [PROMPT, option("length", 8, 4), option("ratio", "9:16", 3), option("hd", True, 5),

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 
 from tests import hostile_corpus as corpus
-from tests.bot_harness import fake_discord, quick_bot_settings, run_bot
+from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes import discord_server as fake
 from tests.fakes.interactions import CHANNEL_ID, deliver, deliver_and_wait, slash_command, user
 from tests.workers import database_url
@@ -142,11 +142,35 @@ def test_markdown_and_mentions_are_escaped_in_the_queued_embed(server):
     fence = veo_payload([corpus.option("prompt", "```a fox in snow", 3),
                          corpus.option("negative_prompt", "<@&123456789012345678> ||rain||", 3)])
     run_payloads(server, [masked, everyone, fence])
-    assert reply_to(server, masked)["embeds"][0]["description"] == r"\[free nitro](https://phish.example) a fox"
+    assert reply_to(server, masked)["embeds"][0]["description"] == r"\[free nitro\](https://phish.example) a fox"
     assert reply_to(server, everyone)["embeds"][0]["description"] == "@\u200beveryone a fox"
     embed = reply_to(server, fence)["embeds"][0]
     assert embed["description"] == r"\`\`\`a fox in snow"
-    assert {f["name"]: f["value"] for f in embed["fields"]}["Avoid"] == "<@\u200b&123456789012345678> \\|\\|rain\\|\\|"
+    assert {f["name"]: f["value"] for f in embed["fields"]}["Avoid"] == "\\<@\u200b&123456789012345678\\> \\|\\|rain\\|\\|"
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_a_hostile_prompt_delivered_in_the_channel_pings_only_the_requester(server):
+    """Past the token's lifetime the video is posted in the channel with the one deliberate
+    mention: the requester. The prompt in that post stays inert."""
+    prompt = "@everyone <@&123456789012345678> <@123456789012345679> [win](https://phish.example) ```fox"
+    payload = prompt_payload(prompt)
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        server.advance(16 * 60)
+        await eventually(lambda: VideoRequest.objects.filter(interaction_id=int(payload["id"]),
+                                                             delivered_at__isnull=False).exists(), what="delivery")
+
+    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    queued, post = server.messages_in(CHANNEL_ID)
+    requester = int(payload["member"]["user"]["id"])
+    assert post["content"] == f"<@{requester}>" and post["allowed_mentions"] == {"parse": [], "users": [requester]}
+    assert [u["id"] for u in post["mentions"]] == [str(requester)] and not post["mention_everyone"]
+    assert post["mention_roles"] == [] and queued["allowed_mentions"] == {"parse": []}
+    for text in corpus.shown_texts(queued) + corpus.shown_texts(post)[1:]:
+        assert corpus.live_markup(text) == [], text
 
 
 @bot_test
@@ -220,8 +244,9 @@ def test_ids_that_are_not_numbers_stop_in_discord_py_before_any_of_our_code(serv
 @bot_test
 @pytest.mark.usefixtures("bot_settings")
 def test_generated_prompts_and_options_through_veo(server, quiet_logs):
-    """Hypothesis-generated prompts, then whole generated option lists, into one running bot:
-    each is refused privately with a reason and no row, or queued with its row."""
+    """Hypothesis-generated prompts (any code point; then only what must be accepted), then
+    whole generated option lists, into one running bot: each is refused privately with a
+    reason and no row, or queued with its row; the acceptable ones are all queued."""
     seen = {"refused": 0, "queued": 0}
 
     def judge(payload, prompt):
@@ -250,6 +275,14 @@ def test_generated_prompts_and_options_through_veo(server, quiet_logs):
             judge(payload, prompt)
 
         @PROPERTY
+        @given(prompt=corpus.displayable_text)
+        def displayable(prompt):
+            payload = prompt_payload(prompt)
+            send(payload)
+            assert_queued(server, payload, prompt)
+            seen["queued"] += 1
+
+        @PROPERTY
         @given(options=corpus.generated_options)
         def options(options):
             payload = veo_payload(options)
@@ -259,6 +292,7 @@ def test_generated_prompts_and_options_through_veo(server, quiet_logs):
         def both():
             try:
                 prompts()
+                displayable()
                 options()
             finally:
                 connection.close()  # this thread's own connection
@@ -274,12 +308,12 @@ def test_generated_prompts_and_options_through_veo(server, quiet_logs):
 
 
 @PROPERTY
-@given(prompt=corpus.hostile_text, negative=corpus.hostile_text)
+@given(prompt=corpus.hostile_text | corpus.displayable_text, negative=corpus.hostile_text | corpus.displayable_text)
 def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, negative):
     from discordbot import display
     from discordbot.admission import unsaved_request
 
-    params = services.VideoParameters(prompt=prompt + " a fox", negative_prompt=negative)  # long enough to pass
+    params = services.VideoParameters(prompt=prompt, negative_prompt=negative)
     try:
         clean = services.clean_parameters(params)
     except InvalidInput as error:
