@@ -188,7 +188,9 @@ async def _refuse_now(interaction: discord.Interaction, text: str) -> None:
 
 async def refuse_malformed(interaction: discord.Interaction, problem: str) -> None:
     """An interaction that does not match the command (discordbot.payloads): say what is wrong."""
-    await _refuse_now(interaction, display.invalid_text(problem))
+    name = (interaction.data or {}).get("name")
+    await _refuse_now(interaction, display.invalid_text(problem) if name == "veo"
+                      else display.unanswerable_text(problem))
     logs.step(log, "refused", request_id=None, user_id=payloads.user_id(interaction), guild_id=interaction.guild_id,
               reason="malformed_interaction", interaction_id=interaction.id, problem=problem)
 

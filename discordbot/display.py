@@ -178,6 +178,11 @@ def invalid_text(message: str) -> str:
     return fit(f"Can't queue that: {message}. Nothing was charged.", CONTENT_MAX)
 
 
+def unanswerable_text(message: str) -> str:
+    """/quota or /history arrived in a shape that cannot be answered (discordbot.payloads)."""
+    return fit(f"Can't answer that: {message}.", CONTENT_MAX)
+
+
 def channel_not_allowed_text(allowed: frozenset[int]) -> str:
     shown = " ".join(f"<#{channel}>" for channel in sorted(allowed)[:5])  # channel links never ping
     return fit(f"/veo is not enabled in this channel. Try {shown}. Nothing was charged.", CONTENT_MAX)
