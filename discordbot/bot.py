@@ -18,7 +18,7 @@ import discord
 from discord import app_commands
 from django.conf import settings
 
-from discordbot import commands
+from discordbot import commands, payloads
 from discordbot.admission import Admitter
 from discordbot.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, JournalReplayer, LocalLimiter
 from discordbot.delivery import CliDelivery
@@ -63,13 +63,25 @@ class BotWorker(Worker):
             super().database_unreachable(error)
 
 
+class VeoCommandTree(app_commands.CommandTree):
+    """Refuses, with the reason, an interaction whose ids or options do not match our commands
+    (see discordbot.payloads), before discord.py converts the options."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        problem = payloads.problem(self, interaction)
+        if problem is None:
+            return True
+        await commands.refuse_malformed(interaction, problem)
+        return False
+
+
 class VeoBot(discord.Client):
     def __init__(self, *, backend: VeoBackend | None = None, storage: LocalStorage | None = None,
                  run_worker: bool = True, worker_slots: int | None = None, worker_name: str | None = None):
         # No privileged intents; interactions arrive whatever the intents. Nothing we send
         # pings anyone unless a call says so (only channel deliveries mention the requester).
         super().__init__(intents=discord.Intents.none(), allowed_mentions=discord.AllowedMentions.none())
-        self.tree = app_commands.CommandTree(self)
+        self.tree = VeoCommandTree(self)
         self.tree.on_error = self._on_command_error
         self.storage = storage or local_storage()
         self.backend = backend or configured_backend()

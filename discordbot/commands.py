@@ -20,7 +20,7 @@ from discord import app_commands
 from discord.app_commands import Choice
 from django.conf import settings
 
-from discordbot import display, logs
+from discordbot import display, logs, payloads
 from discordbot.admission import Decision
 from discordbot.degraded import DATABASE_DOWN
 from tracking import aio, selectors, services
@@ -184,6 +184,15 @@ async def _refuse_now(interaction: discord.Interaction, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
     except discord.HTTPException as error:
         _not_sent(interaction, error)
+
+
+async def refuse_malformed(interaction: discord.Interaction, problem: str) -> None:
+    """An interaction that does not match the command (discordbot.payloads): say what is wrong."""
+    name = (interaction.data or {}).get("name")
+    await _refuse_now(interaction, display.invalid_text(problem) if name == "veo"
+                      else display.unanswerable_text(problem))
+    logs.step(log, "refused", request_id=None, user_id=payloads.user_id(interaction), guild_id=interaction.guild_id,
+              reason="malformed_interaction", interaction_id=interaction.id, problem=problem)
 
 
 async def _apologise(interaction: discord.Interaction, deferred: bool) -> None:

@@ -3,10 +3,13 @@
 Discord rejects a whole message (400 50035) when one part is too long, so every piece of
 user text passes through ``fit()`` and every embed through ``fit_embed()`` before sending.
 Mentions are never parsed from these texts: the client sends ``AllowedMentions.none()``.
+User text shown back passes through ``inert()`` as well, so that it reads as typed: a prompt
+cannot open a code block, a masked link or a mention pill around the bot's own words.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import discord
@@ -40,6 +43,19 @@ def fit(text: str | None, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Every character markdown acts on, the backslash included. Discord shows a backslash before
+# punctuation as nothing, so escaping all of them costs nothing. (discord.utils.escape_markdown
+# is not enough: its masked-link pattern is greedy, so of two links in a row only the first is
+# escaped.)
+_MARKDOWN = re.compile(r"([\\*_`~|>#\-\[\]<])")
+_MENTION = re.compile(r"@(?=everyone|here|[!&]?\d)")
+
+
+def inert(text: str) -> str:
+    """User text with its markdown escaped and its mentions broken by a zero-width space."""
+    return _MENTION.sub("@\u200b", _MARKDOWN.sub(r"\\\1", text))
+
+
 def fit_embed(embed: discord.Embed) -> discord.Embed:
     """Shorten every part to its limit, then the description until the total fits 6000."""
     if embed.title:
@@ -68,10 +84,10 @@ def label(request: VideoRequest) -> str:
 
 
 def _base(request: VideoRequest, title: str, colour: discord.Colour) -> discord.Embed:
-    embed = discord.Embed(title=title, colour=colour, description=fit(request.prompt, PROMPT_SHOWN))
+    embed = discord.Embed(title=title, colour=colour, description=fit(inert(request.prompt), PROMPT_SHOWN))
     embed.add_field(name="Settings", value=settings_line(request), inline=False)
     if request.negative_prompt:
-        embed.add_field(name="Avoid", value=fit(request.negative_prompt, FIELD_VALUE_MAX), inline=False)
+        embed.add_field(name="Avoid", value=fit(inert(request.negative_prompt), FIELD_VALUE_MAX), inline=False)
     return embed
 
 
@@ -162,6 +178,11 @@ def invalid_text(message: str) -> str:
     return fit(f"Can't queue that: {message}. Nothing was charged.", CONTENT_MAX)
 
 
+def unanswerable_text(message: str) -> str:
+    """/quota or /history arrived in a shape that cannot be answered (discordbot.payloads)."""
+    return fit(f"Can't answer that: {message}.", CONTENT_MAX)
+
+
 def channel_not_allowed_text(allowed: frozenset[int]) -> str:
     shown = " ".join(f"<#{channel}>" for channel in sorted(allowed)[:5])  # channel links never ping
     return fit(f"/veo is not enabled in this channel. Try {shown}. Nothing was charged.", CONTENT_MAX)
@@ -187,5 +208,5 @@ def history_text(requests: list[VideoRequest], *, links: dict[int, str]) -> str:
         age = humanize_duration(now - request.created_at)
         where = f" · {links[request.id]}" if request.id in links else ""
         prompt = fit(" ".join(request.prompt.split()), 60)
-        lines.append(f"`#{request.id}` {request.status} · {age} ago · {discord.utils.escape_markdown(prompt)}{where}")
+        lines.append(f"`#{request.id}` {request.status} · {age} ago · {inert(prompt)}{where}")
     return fit("\n".join(lines), CONTENT_MAX)

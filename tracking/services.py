@@ -23,7 +23,7 @@ from tracking import media
 from tracking.errors import InvalidInput, InvalidTransition, RequestNotFound
 from tracking.models import (AspectRatio, BlockedTerm, DeliveryMethod, DiscordAction, PersonGeneration, QuotaPolicy,
                              Resolution, ReviewStatus, Source, Status, VideoRequest)
-from tracking.text import storable_text
+from tracking.text import has_visible, prompt_text, storable_text
 
 # Failures caused by the request itself; everything else failed on our side and is refunded.
 USER_CAUSED_ERROR_CODES = frozenset({"content_filtered"})
@@ -67,13 +67,15 @@ class Transition:
 
 def clean_parameters(params: VideoParameters) -> VideoParameters:
     """Validate and normalise parameters; raise InvalidInput with a specific message."""
-    prompt = " ".join(storable_text("prompt", params.prompt).split())
+    prompt = " ".join(prompt_text("prompt", params.prompt).split())
+    if not has_visible(prompt):
+        raise InvalidInput("prompt", "prompt has no visible characters (only spaces or invisible ones)")
     low, high = settings.VEO_PROMPT_MIN_LENGTH, settings.VEO_PROMPT_MAX_LENGTH
     if not low <= len(prompt) <= high:
         raise InvalidInput("prompt", f"prompt must be {low}-{high} characters (got {len(prompt)})")
     negative = params.negative_prompt
     if negative is not None:
-        negative = " ".join(storable_text("negative_prompt", negative).split()) or None
+        negative = " ".join(prompt_text("negative_prompt", negative).split()) or None
         if negative and len(negative) > high:
             raise InvalidInput("negative_prompt", f"negative_prompt must be at most {high} characters (got {len(negative)})")
     _choice("duration_seconds", params.duration_seconds, (4, 6, 8))

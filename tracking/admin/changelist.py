@@ -37,6 +37,15 @@ class BoundedPaginator(Paginator):
 
 
 class ModerationChangeList(ChangeList):
+    def get_filters(self, request):
+        # Django turns a bad date-hierarchy value into IncorrectLookupParameters (the list
+        # then reloads with ?e=1), but not a year of 30 digits (OverflowError) or 9999 (the
+        # year after it does not exist): the same answer for those.
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as error:
+            raise IncorrectLookupParameters(error) from error
+
     @property
     def is_filtered(self) -> bool:
         hierarchy = [f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day")]

@@ -11,6 +11,8 @@ from datetime import date, datetime, time, timedelta
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from tracking.admin.query import digits
+
 
 class InputFilter(admin.SimpleListFilter):
     """A filter with a small form instead of links; the value is validated by clean()."""
@@ -48,9 +50,10 @@ class GuildFilter(InputFilter):
     def clean(self, value: str):
         if value.lower() == "dm":
             return None
-        if not value.isdigit() or not 0 < int(value) < 2**63:
+        guild_id = digits(value)
+        if guild_id is None or not 0 < guild_id < 2**63:
             raise ValueError("enter a guild id (digits) or dm for direct messages")
-        return int(value)
+        return guild_id
 
     def filter(self, queryset, guild_id):
         return queryset.filter(guild_id__isnull=True) if guild_id is None else queryset.filter(guild_id=guild_id)

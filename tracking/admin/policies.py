@@ -12,13 +12,14 @@ from django.utils.html import format_html
 
 from tracking import services
 from tracking.admin.forms import BlockedTermForm, QuotaPolicyForm, UserBanForm
+from tracking.admin.query import RefusesNulParameters
 
 
 def actor_of(request) -> str:
     return request.user.get_username()
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(RefusesNulParameters, admin.ModelAdmin):
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -29,7 +30,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class QuotaPolicyAdmin(admin.ModelAdmin):
+class QuotaPolicyAdmin(RefusesNulParameters, admin.ModelAdmin):
     form = QuotaPolicyForm
     list_display = ("id", "user_id", "guild_id", "quota_limit", "quota_window", "max_in_flight", "note",
                     "created_by", "updated_at")
@@ -40,7 +41,7 @@ class QuotaPolicyAdmin(admin.ModelAdmin):
         services.save_quota_policy(policy=obj, actor=actor_of(request))
 
 
-class UserBanAdmin(admin.ModelAdmin):
+class UserBanAdmin(RefusesNulParameters, admin.ModelAdmin):
     form = UserBanForm
     list_display = ("id", "user_link", "guild_id", "reason", "banned_by", "created_at", "expires_at", "state")
     list_filter = (("lifted_at", admin.EmptyFieldListFilter),)
@@ -86,7 +87,7 @@ class UserBanAdmin(admin.ModelAdmin):
         self.message_user(request, f"Lifted {len(lifted)} ban(s).", messages.SUCCESS)
 
 
-class BlockedTermAdmin(admin.ModelAdmin):
+class BlockedTermAdmin(RefusesNulParameters, admin.ModelAdmin):
     form = BlockedTermForm
     list_display = ("id", "kind", "pattern", "guild_id", "enabled", "message", "created_by", "created_at")
     list_filter = ("kind", "enabled")

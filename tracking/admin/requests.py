@@ -8,6 +8,7 @@ from datetime import UTC
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db import OperationalError, connection, transaction
 from django.db.models import Max, Min, Q
@@ -24,6 +25,7 @@ from tracking.admin.changelist import COUNT_CAP, ModerationChangeList, hierarchy
 from tracking.admin.filters import (CreatedFromFilter, CreatedToFilter, DeliveredFilter, GuildFilter,
                                     SafetyFilteredFilter)
 from tracking.admin.forms import BanForm, ReasonForm, ReviewForm, action_form_context
+from tracking.admin.query import RefusesNulParameters, digits, refuse_nul
 from tracking.errors import TrackingError
 from tracking.models import ReviewStatus, VideoRequest
 
@@ -45,7 +47,7 @@ def actor_of(request) -> str:
     return request.user.get_username()
 
 
-class VideoRequestAdmin(admin.ModelAdmin):
+class VideoRequestAdmin(RefusesNulParameters, admin.ModelAdmin):
     list_display = ("created_at", "status_badge", "user_link", "guild_id", "prompt_excerpt", "parameters",
                     "generation_time", "review_badge", "safety_marker")
     list_display_links = ("created_at",)
@@ -96,9 +98,8 @@ class VideoRequestAdmin(admin.ModelAdmin):
         term = search_term.strip()[:SEARCH_MAX_LENGTH]
         if not term:
             return queryset, False
-        digits = term.removeprefix("#")
-        if digits.isdigit():
-            number = int(digits)
+        number = digits(term.removeprefix("#"))
+        if number is not None:
             if number >= 2**63:
                 return queryset.none(), False
             return queryset.filter(Q(id=number) | Q(user_id=number) | Q(interaction_id=number)), False
@@ -237,8 +238,8 @@ class VideoRequestAdmin(admin.ModelAdmin):
             self.message_user(request, f"{verb.capitalize()}: {len(changed)} request(s)"
                               + (f"; {skipped} left unchanged (not applicable or already done)." if skipped else "."),
                               messages.SUCCESS if changed else messages.WARNING)
-            back = request.POST.get("_from_detail")
-            if back and back.isdigit():
+            back = digits(request.POST.get("_from_detail"))
+            if back is not None:
                 return HttpResponseRedirect(reverse("admin:tracking_videorequest_change", args=[back]))
             return None
         context = {**self.admin_site.each_context(request), "opts": self.opts, "title": f"{verb.capitalize()}: reason",
@@ -324,7 +325,14 @@ class VideoRequestAdmin(admin.ModelAdmin):
 
     def export_view(self, request):
         self._require_view(request)
-        cl = self.get_changelist_instance(request)
+        refused = refuse_nul(request, to=reverse("admin:tracking_videorequest_changelist"))
+        if refused:
+            return refused
+        try:
+            cl = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            self.message_user(request, "Nothing exported: a filter in the address is not valid.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:tracking_videorequest_changelist"))
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         return views.export_csv(cl.get_queryset(request), filename=f"veobot-requests-{stamp}.csv",
                                 user=actor_of(request))
@@ -350,8 +358,9 @@ class VideoRequestAdmin(admin.ModelAdmin):
 
     def user_view(self, request, user_id: int):
         self._require_view(request)
-        before = request.GET.get("before")
-        before_id = int(before) if before and before.isdigit() else None
+        before_id = digits(request.GET.get("before"))
+        if before_id is not None and before_id >= 2**63:
+            before_id = None
         if not 0 < user_id < 2**63:
             raise views.not_found()
         overview = selectors.user_overview(user_id=user_id, before_id=before_id)

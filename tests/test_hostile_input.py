@@ -1,0 +1,523 @@
+"""Hostile input through every entry point: /veo (the real discord.py against the fake Discord),
+``manage.py veo`` and the moderation panel.
+
+Each input is either refused with a specific message (privately, on Discord) and changes
+nothing in the database, or accepted and stored as sent. Never a traceback, an HTTP 500 or a
+database error, and nothing the bot sends pings anyone or lets user text turn into markup.
+The fixed cases and the Hypothesis strategies are in tests/hostile_corpus.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+
+from tests import hostile_corpus as corpus
+from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
+from tests.fakes import discord_server as fake
+from tests.fakes.interactions import CHANNEL_ID, deliver, deliver_and_wait, slash_command, user
+from tests.workers import database_url
+from tracking import services
+from tracking.errors import InvalidInput
+from tracking.models import VideoRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Repeatable and quick inside `make test`: a fixed number of examples, derived from the test's
+# name (derandomize), no per-example deadline on a shared machine.
+PROPERTY = hypothesis_settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def quiet_logs(caplog):
+    """Fails the test if anything logged a traceback or an error (a database error included)."""
+    caplog.set_level(logging.INFO)
+    yield caplog
+    loud = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert loud == []
+
+
+# -- /veo through the bot -----------------------------------------------------------------------------
+
+bot_test = pytest.mark.django_db(transaction=True)
+server = pytest.fixture(fake_discord, name="server")
+
+
+@pytest.fixture
+def bot_settings(settings, tmp_path):
+    quick_bot_settings(settings, tmp_path)
+    settings.VEO_QUOTA_LIMIT = 10_000  # every case is judged on its input alone
+
+
+def veo_payload(options: list[dict], *, user_id: int = 1_180_000_000_000_000_300, **kwargs) -> dict:
+    payload = slash_command("veo", author=user(user_id), **kwargs)
+    payload["data"]["options"] = options
+    return payload
+
+
+def prompt_payload(prompt: str, **kwargs) -> dict:
+    return veo_payload([corpus.option("prompt", prompt, 3)], **kwargs)
+
+
+def run_payloads(server, payloads: list[dict]) -> None:
+    async def scenario(bot):
+        for payload in payloads:
+            await deliver_and_wait(bot, payload, server=server)
+
+    run_bot(scenario, run_worker=False)
+
+
+def reply_to(server, payload) -> dict:
+    reply = server.original_response(payload["id"])
+    assert reply is not None, "the interaction was never answered"
+    return reply
+
+
+def assert_inert(server, channel_ids=(CHANNEL_ID,)) -> int:
+    """Every message the bot left pings nobody and shows user text as typed; returns how many."""
+    messages = [message for channel in channel_ids for message in server.messages_in(channel)]
+    for message in messages:
+        assert message["allowed_mentions"] == {"parse": []}, message
+        assert (message["mentions"], message["mention_roles"], message["mention_everyone"]) == ([], [], False)
+        for text in corpus.shown_texts(message):
+            assert corpus.live_markup(text) == [], text
+    return len(messages)
+
+
+def assert_refused_privately(server, payload, refusal: str) -> None:
+    reply = reply_to(server, payload)
+    assert reply["flags"] & fake.EPHEMERAL, reply
+    if payload["data"]["name"] == "veo":
+        assert reply["content"].startswith(f"Can't queue that: {refusal}"), reply["content"]
+        assert reply["content"].endswith("Nothing was charged.")
+    else:
+        assert reply["content"] == f"Can't answer that: {refusal}.", reply["content"]
+    assert not VideoRequest.objects.filter(interaction_id=int(payload["id"])).exists()
+
+
+def assert_queued(server, payload, prompt: str) -> VideoRequest:
+    reply = reply_to(server, payload)
+    assert not reply["flags"] & fake.EPHEMERAL and reply["embeds"][0]["title"] == "Queued", reply
+    row = VideoRequest.objects.get(interaction_id=int(payload["id"]))
+    assert row.status == "pending" and row.prompt == normalised(prompt)
+    return row
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_hostile_prompts_through_veo(server, quiet_logs):
+    payloads = {case.name: prompt_payload(case.text) for case in corpus.PROMPTS}
+    run_payloads(server, list(payloads.values()))
+    for case in corpus.PROMPTS:
+        payload = payloads[case.name]
+        if case.refusal:
+            assert_refused_privately(server, payload, case.refusal)
+        else:
+            assert_queued(server, payload, case.text)
+    assert assert_inert(server) == len(corpus.PROMPTS)
+    # The SQL-looking prompts were data: the table they name is still there, with all of them.
+    assert VideoRequest.objects.count() == sum(case.refusal is None for case in corpus.PROMPTS)
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_markdown_and_mentions_are_escaped_in_the_queued_embed(server):
+    masked, everyone = prompt_payload("[free nitro](https://phish.example) a fox"), prompt_payload("@everyone a fox")
+    fence = veo_payload([corpus.option("prompt", "```a fox in snow", 3),
+                         corpus.option("negative_prompt", "<@&123456789012345678> ||rain||", 3)])
+    run_payloads(server, [masked, everyone, fence])
+    assert reply_to(server, masked)["embeds"][0]["description"] == r"\[free nitro\](https://phish.example) a fox"
+    assert reply_to(server, everyone)["embeds"][0]["description"] == "@\u200beveryone a fox"
+    embed = reply_to(server, fence)["embeds"][0]
+    assert embed["description"] == r"\`\`\`a fox in snow"
+    assert {f["name"]: f["value"] for f in embed["fields"]}["Avoid"] == "\\<@\u200b&123456789012345678\\> \\|\\|rain\\|\\|"
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_a_hostile_prompt_delivered_in_the_channel_pings_only_the_requester(server):
+    """Past the token's lifetime the video is posted in the channel with the one deliberate
+    mention: the requester. The prompt in that post stays inert."""
+    prompt = "@everyone <@&123456789012345678> <@123456789012345679> [win](https://phish.example) ```fox"
+    payload = prompt_payload(prompt)
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        server.advance(16 * 60)
+        await eventually(lambda: VideoRequest.objects.filter(interaction_id=int(payload["id"]),
+                                                             delivered_at__isnull=False).exists(), what="delivery")
+
+    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    queued, post = server.messages_in(CHANNEL_ID)
+    requester = int(payload["member"]["user"]["id"])
+    assert post["content"] == f"<@{requester}>" and post["allowed_mentions"] == {"parse": [], "users": [requester]}
+    assert [u["id"] for u in post["mentions"]] == [str(requester)] and not post["mention_everyone"]
+    assert post["mention_roles"] == [] and queued["allowed_mentions"] == {"parse": []}
+    for text in corpus.shown_texts(queued) + corpus.shown_texts(post)[1:]:
+        assert corpus.live_markup(text) == [], text
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_prompt_and_negative_prompt_far_over_embed_limits_still_fit(server, settings):
+    settings.VEO_PROMPT_MAX_LENGTH = 4000
+    # Escaping doubles these (every character is markdown): 8000 characters each before fitting.
+    payload = veo_payload([corpus.option("prompt", "*_" * 2000, 3), corpus.option("negative_prompt", "`|" * 2000, 3)])
+    run_payloads(server, [payload])
+    embed = reply_to(server, payload)["embeds"][0]
+    assert len(embed["description"]) <= 4096 and embed["description"].endswith("…")
+    assert VideoRequest.objects.get(interaction_id=int(payload["id"])).prompt == "*_" * 2000
+    assert assert_inert(server) == 1
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_tampered_options_get_a_specific_private_refusal(server, quiet_logs):
+    payloads = {case.name: veo_payload(case.options) for case in corpus.TAMPERED}
+    run_payloads(server, list(payloads.values()))
+    for case in corpus.TAMPERED:
+        if case.refusal:
+            assert_refused_privately(server, payloads[case.name], case.refusal)
+    row = VideoRequest.objects.get(interaction_id=int(payloads["every_option_valid"]["id"]))
+    assert (row.duration_seconds, row.aspect_ratio, row.resolution, row.generate_audio, row.negative_prompt) == (
+        8, "9:16", "1080p", False, "rain")
+    assert VideoRequest.objects.count() == 1
+    assert assert_inert(server) == len(corpus.TAMPERED)
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+@pytest.mark.parametrize("command", ["veo", "quota", "history"])
+def test_ids_that_are_not_snowflakes_are_refused_for_every_command(server, quiet_logs, command):
+    channel_ids = {CHANNEL_ID}
+    payloads = []
+    for bad in corpus.NOT_SNOWFLAKES:
+        options = {"prompt": "a red fox in snow"} if command == "veo" else {}
+        as_user, in_guild = slash_command(command, options, author=user(bad)), slash_command(command, options, guild_id=bad)
+        with_id, in_channel = slash_command(command, options), slash_command(command, options)
+        with_id["id"] = str(bad)
+        in_channel["channel_id"] = in_channel["channel"]["id"] = str(bad)
+        channel_ids |= {bad}
+        payloads += [(as_user, "user", bad), (in_guild, "guild", bad), (in_channel, "channel", bad)]
+        if bad >= 0:  # Discord's routes take digits only: a negative interaction id cannot be answered at all
+            payloads.append((with_id, "interaction", bad))
+    run_payloads(server, [payload for payload, _, _ in payloads])
+    for payload, what, bad in payloads:
+        assert_refused_privately(server, payload, f"the {what} id {bad} is not a valid Discord id")
+    assert not VideoRequest.objects.exists()
+    assert assert_inert(server, channel_ids) == len(payloads)
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_ids_that_are_not_numbers_stop_in_discord_py_before_any_of_our_code(server):
+    """discord.py parses every id with int(): a payload Discord itself would never send fails
+    there, so nothing is answered and nothing is written."""
+    payload = slash_command("veo", {"prompt": "a red fox in snow"}, author=user("abc"))  # type: ignore[arg-type]
+
+    async def scenario(bot):
+        with pytest.raises(ValueError):
+            deliver(bot, payload)  # not registered with the fake, which would refuse it too
+
+    run_bot(scenario, run_worker=False)
+    assert server.requests("POST /interactions/*/callback") == [] and not VideoRequest.objects.exists()
+
+
+@bot_test
+@pytest.mark.usefixtures("bot_settings")
+def test_generated_prompts_and_options_through_veo(server, quiet_logs):
+    """Hypothesis-generated prompts (any code point; then only what must be accepted), then
+    whole generated option lists, into one running bot: each is refused privately with a
+    reason and no row, or queued with its row; the acceptable ones are all queued."""
+    seen = {"refused": 0, "queued": 0}
+
+    def judge(payload, prompt):
+        reply = reply_to(server, payload)
+        if reply["flags"] & fake.EPHEMERAL:
+            assert reply["content"].startswith("Can't queue that: ") and "went wrong" not in reply["content"]
+            assert not VideoRequest.objects.filter(interaction_id=int(payload["id"])).exists()
+            seen["refused"] += 1
+        else:
+            assert reply["embeds"][0]["title"] == "Queued"
+            if prompt is not None:
+                assert VideoRequest.objects.get(interaction_id=int(payload["id"])).prompt == normalised(prompt)
+            seen["queued"] += 1
+
+    async def scenario(bot):
+        loop = asyncio.get_running_loop()
+
+        def send(payload):
+            asyncio.run_coroutine_threadsafe(deliver_and_wait(bot, payload, server=server), loop).result()
+
+        @PROPERTY
+        @given(prompt=corpus.hostile_text)
+        def prompts(prompt):
+            payload = prompt_payload(prompt)
+            send(payload)
+            judge(payload, prompt)
+
+        @PROPERTY
+        @given(prompt=corpus.displayable_text)
+        def displayable(prompt):
+            payload = prompt_payload(prompt)
+            send(payload)
+            assert_queued(server, payload, prompt)
+            seen["queued"] += 1
+
+        @PROPERTY
+        @given(options=corpus.generated_options)
+        def options(options):
+            payload = veo_payload(options)
+            send(payload)
+            judge(payload, None)
+
+        def both():
+            try:
+                prompts()
+                displayable()
+                options()
+            finally:
+                connection.close()  # this thread's own connection
+
+        await asyncio.to_thread(both)
+
+    run_bot(scenario, run_worker=False)
+    assert seen["refused"] > 0 and seen["queued"] > 0
+    assert assert_inert(server) == sum(seen.values())
+
+
+# -- the display, for any accepted text ----------------------------------------------------------------
+
+
+@PROPERTY
+@given(prompt=corpus.hostile_text | corpus.displayable_text, negative=corpus.hostile_text | corpus.displayable_text)
+def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, negative):
+    from discordbot import display
+    from discordbot.admission import unsaved_request
+
+    params = services.VideoParameters(prompt=prompt, negative_prompt=negative)
+    try:
+        clean = services.clean_parameters(params)
+    except InvalidInput as error:
+        assert error.field in ("prompt", "negative_prompt") and str(error)
+        return
+    request = unsaved_request(request_id=1, interaction_id=1, user_id=1, guild_id=1, channel_id=1, params=clean,
+                              status="pending", created_at=None)
+    embed = display.queued_embed(request, ahead=0, median_ms=None, remaining=1, limit=5, reset_at=None)
+    message = {"embeds": [embed.to_dict()]}
+    assert len(embed) <= display.EMBED_TOTAL_MAX and len(embed.description) <= display.DESCRIPTION_MAX
+    for text in corpus.shown_texts(message):
+        assert corpus.live_markup(text) == [], text
+
+
+# -- manage.py veo --------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", corpus.PROMPTS, ids=str)
+def test_hostile_prompts_through_the_cli(case, quiet_logs):
+    out, before = io.StringIO(), VideoRequest.objects.count()
+    if case.refusal:
+        with pytest.raises(CommandError) as raised:
+            call_command("veo", case.text, "--user", "4242", stdout=out)
+        assert str(raised.value).startswith(case.refusal)
+        assert VideoRequest.objects.count() == before
+    else:
+        call_command("veo", case.text, "--user", "4242", stdout=out)
+        row = VideoRequest.objects.latest("id")
+        assert (row.source, row.status, row.prompt) == ("cli", "pending", normalised(case.text))
+        assert out.getvalue().startswith(f"request {row.id} queued")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("args", "message"), [
+    (["--user", "0"], "user_id must be a positive 64-bit Discord id (got 0)"),
+    (["--user", str(2**64)], "user_id must be a positive 64-bit Discord id"),
+    (["--user", "42", "--guild", "-7"], "guild_id must be a positive 64-bit Discord id (got -7)"),
+    (["--user", "42", "--seed", str(2**70)], "seed must be a whole number from 0 to 4294967295"),
+    (["--user", "42", "--seed", "-1"], "seed must be a whole number from 0 to 4294967295"),
+    (["--user", "42", "--negative", "rain\x00"], "negative_prompt contains a NUL character (U+0000) at position 5"),
+    (["--user", "42", "--negative", "\u202erain"], "negative_prompt contains a bidirectional control character"),
+])
+def test_cli_refuses_out_of_range_ids_and_values_without_a_row(args, message):
+    before = VideoRequest.objects.count()
+    with pytest.raises(CommandError) as raised:
+        call_command("veo", "a red fox in snow", *args, stdout=io.StringIO())
+    assert str(raised.value).startswith(message)
+    assert VideoRequest.objects.count() == before
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    # Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape).
+    ([b"a fox \xff in snow", b"--user", b"42"], "prompt contains an unpaired surrogate (U+DCFF) at position 7"),
+    (["a red fox in snow", "--user", "abc"], "argument --user: invalid int value: 'abc'"),
+    (["a red fox in snow", "--user", "42", "--duration", "5"], "argument --duration: invalid choice: 5"),
+    (["a red fox in snow", "--user", "42", "--ratio", "21:9"], "argument --ratio: invalid choice: '21:9'"),
+    (["a red fox in snow", "--user", "42", "--seed", "1e3"], "argument --seed: invalid int value: '1e3'"),
+])
+def test_cli_process_refuses_with_one_line_and_no_traceback(db_settings, argv, message):
+    before = VideoRequest.objects.count()
+    environment = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "tests-only", "DISCORD_TOKEN": "",
+                   "DATABASE_URL": database_url(db_settings)}
+    result = subprocess.run([sys.executable.encode(), b"manage.py", b"veo", *[
+        arg if isinstance(arg, bytes) else arg.encode() for arg in argv]], cwd=ROOT, env=environment,
+        capture_output=True, timeout=120)
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode != 0 and message in stderr and "Traceback" not in stderr, stderr
+    assert VideoRequest.objects.count() == before
+
+
+# -- the moderation panel ------------------------------------------------------------------------------
+
+LIST = "/admin/tracking/videorequest/"
+# A browser cannot send a lone surrogate (it is not UTF-8); its bytes arrive decoded as U+FFFD.
+PANEL_CASES = {"nul", "zalgo", "right_to_left_override", "ansi_escape", "everyone", "masked_link", "sql_drop",
+               "emoji_only", "whitespace_only", "zero_width_only"}
+HOSTILE_VALUES = [case.text for case in corpus.PROMPTS if case.name in PANEL_CASES] + [
+    "²", "١٢٣", "#²", "9999", "9" * 30, "-1", "0", "1e9", "' OR 1=1 --", "%00", "\\", "&&", "!!!", "-", '"', "a:*", "<->"]
+
+
+@pytest.fixture
+def mod(as_role):
+    return as_role("moderator")
+
+
+def page(mod, url: str, data=None, *, post: bool = False):
+    """The panel's answer: never a server error (the test client re-raises one as an exception)."""
+    response = mod.post(url, data or {}) if post else mod.get(url, data or {})
+    assert response.status_code in (200, 302, 400, 404), (url, data, response.status_code)
+    return response
+
+
+def shown_messages(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]] if response.context else []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("parameter", ["q", "guild", "created_from", "created_to", "status__exact",
+                                       "review_status__exact", "duration_seconds__exact", "aspect_ratio__exact",
+                                       "safety", "delivered", "o", "p", "created_at__year", "created_at__month",
+                                       "created_at__day"])
+def test_hostile_list_parameters_never_break_the_list(mod, parameter, quiet_logs):
+    from tests.factories import VideoRequestFactory
+
+    VideoRequestFactory(prompt="a red fox in snow")
+    for value in HOSTILE_VALUES:
+        response = page(mod, LIST, {parameter: value})
+        # The list itself, or Django's reload without the bad filter (?e=1), or ours without a NUL.
+        assert "cl" in response.context if response.status_code == 200 else response.status_code == 302
+    for value in ("\x00", "²", "9" * 30, "' OR 1=1 --"):
+        page(mod, LIST + "export/", {parameter: value})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url", "parameters"), [
+    ("/admin/tracking/userban/", ["q", "o", "p", "lifted_at__isempty"]),
+    ("/admin/tracking/quotapolicy/", ["q", "o", "p"]),
+    ("/admin/tracking/blockedterm/", ["q", "o", "p", "kind__exact", "enabled__exact"]),
+    ("/admin/tracking/discordaction/", ["q", "o", "p"]),
+])
+def test_hostile_parameters_on_the_other_lists(mod, url, parameters, quiet_logs):
+    for parameter in parameters:
+        for value in HOSTILE_VALUES:
+            page(mod, url, {parameter: value})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("value", "message"), [
+    ("²", "guild: enter a guild id (digits) or dm for direct messages"),
+    ("9" * 30, "guild: enter a guild id (digits) or dm for direct messages"),
+])
+def test_a_hostile_guild_filter_says_what_to_enter(mod, value, message):
+    assert message in shown_messages(page(mod, LIST, {"guild": value}))
+
+
+@pytest.mark.django_db
+def test_an_export_with_an_invalid_filter_says_so(mod):
+    response = mod.get(LIST + "export/", {"duration_seconds__exact": "eight"}, follow=True)
+    assert "Nothing exported: a filter in the address is not valid." in shown_messages(response)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [LIST, LIST + "export/", "/admin/tracking/userban/", "/admin/tracking/blockedterm/"])
+def test_a_nul_in_a_list_address_is_dropped_with_a_message(mod, url):
+    response = mod.get(url, {"q": "a fox\x00 in snow", "status__exact": "\x00", "o": "1"}, follow=True)
+    assert response.status_code == 200 and response.redirect_chain[-1][0].endswith("?o=1")
+    assert ("Ignored 'q', 'status__exact': the address contained a NUL character (U+0000), which no value can hold."
+            in shown_messages(response))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [
+    LIST + "user/0/", LIST + f"user/{2**63}/", LIST + f"user/{2**70}/", LIST + "user/42/?before=²",
+    LIST + f"user/42/?before={2**70}", LIST + "user/42/?before=-5", LIST + "user/42/?before=%00",
+    LIST + f"{2**70}/change/", LIST + "abc/change/", LIST + f"{2**63}/output/0/", LIST + f"1/output/{2**70}/",
+    LIST + "dashboard/?days=%00", LIST + "dashboard/?days=²",
+])
+def test_hostile_ids_in_panel_urls_are_not_found_or_ignored(mod, url, quiet_logs):
+    page(mod, url)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["approve_requests", "flag_requests", "remove_outputs", "refund_requests",
+                                    "cancel_requests", "ban_users"])
+def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
+    from tests.factories import VideoRequestFactory
+
+    row = VideoRequestFactory(prompt="a red fox in snow")
+    for reason, accepted in [("a\x00b", False), ("x" * 1001, False), (" \t\n ", False),
+                             ("@everyone <script>alert(1)</script> '; DROP TABLE user_bans; --", True)]:
+        data = {"action": action, "_selected_action": [row.id], "apply": "1", "reason": reason, "scope": "everywhere",
+                "_from_detail": "²"}
+        response = page(mod, LIST, data, post=True)
+        if not accepted:
+            assert response.status_code == 200 and response.context["form"].errors  # asked again, with why
+            assert b"<script>alert" not in response.content
+    assert VideoRequest.objects.filter(id=row.id).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url", "data", "error"), [
+    ("/admin/tracking/userban/add/", {"user_id": str(2**64), "reason": "spam"}, "Ensure this value is less than"),
+    ("/admin/tracking/userban/add/", {"user_id": "-4", "reason": "spam"}, "The user id must be a Discord id"),
+    ("/admin/tracking/userban/add/", {"user_id": "42", "reason": "sp\x00am"}, "Null characters are not allowed."),
+    ("/admin/tracking/userban/add/", {"user_id": "42", "reason": "spam", "expires_at_0": "9999999-01-01",
+                                      "expires_at_1": "25:61"}, "Enter a valid date."),
+    ("/admin/tracking/quotapolicy/add/", {"user_id": "42", "quota_limit": str(2**40), "quota_window": "1 00:00:00"},
+     "Ensure this value is less than"),
+    ("/admin/tracking/quotapolicy/add/", {"user_id": "42", "quota_limit": "5", "quota_window": "999999999999 00:00:00"},
+     "The number of days must be between"),
+    ("/admin/tracking/quotapolicy/add/", {"user_id": "42", "quota_limit": "5", "quota_window": "\x00"},
+     "Enter a valid duration."),
+    ("/admin/tracking/quotapolicy/add/", {"guild_id": "²", "quota_limit": "5", "quota_window": "1 00:00:00"},
+     "Enter a whole number."),
+    ("/admin/tracking/blockedterm/add/", {"kind": "word", "pattern": "kra\x00ken", "enabled": "on"},
+     "Null characters are not allowed."),
+    ("/admin/tracking/blockedterm/add/", {"kind": "regex", "pattern": "(a+)+$" * 50, "enabled": "on"}, ""),
+    ("/admin/tracking/blockedterm/add/", {"kind": "sql", "pattern": "x", "enabled": "on"}, "Select a valid choice."),
+    ("/admin/tracking/blockedterm/add/", {"kind": "word", "pattern": "x", "guild_id": str(2**63), "enabled": "on"},
+     "Ensure this value is less than"),
+])
+def test_hostile_ban_policy_and_blocked_term_forms_are_refused_with_a_reason(mod, url, data, error, quiet_logs):
+    from tracking.models import BlockedTerm, QuotaPolicy, UserBan
+
+    counts = [model.objects.count() for model in (UserBan, QuotaPolicy, BlockedTerm)]
+    response = page(mod, url, data, post=True)
+    assert response.status_code == 200, "the form was accepted"
+    assert error in response.content.decode()
+    assert [model.objects.count() for model in (UserBan, QuotaPolicy, BlockedTerm)] == counts
