@@ -25,13 +25,14 @@ from discordbot import storage as storage_module
 from discordbot.delivery import Delivery
 from discordbot.housekeeping import keep_dashboards_fresh
 from discordbot.runtime import sleep_unless
-from discordbot.veo import OperationLost, Outcome, RateLimited, Refused, Unavailable, VeoBackend, VideoJob
+from discordbot.veo import (OperationLost, Outcome, RateLimited, Refused, StartUnconfirmed, Unavailable, VeoBackend,
+                            VideoJob)
 from tracking import aio, services
 from tracking.models import ReviewStatus, Status, TERMINAL_STATUSES, VideoRequest
 
 log = logging.getLogger(__name__)
 
-START_ATTEMPTS = 3  # network failures before a start gives up (5xx are retried inside the client too)
+START_ATTEMPTS = 3  # 5xx answers or refused connections before a start gives up
 POLL_FAILURES = 5  # consecutive failed polls before the request is failed
 PROGRESS_EVERY = timedelta(seconds=10)  # Discord edits no more often than this
 
@@ -179,6 +180,9 @@ class Worker:
                      backoff.total_seconds())
             await self._release(request.id, f"rate limited by Veo: {error}", delay=backoff)
             return None
+        except StartUnconfirmed as error:
+            # Never a second create for one request: better a refunded failure than two videos.
+            return await self._fail(request, error.code, f"Veo did not confirm the start: {error}")
         except Unavailable as error:
             if request.attempts < START_ATTEMPTS:
                 log.warning("request %s: Veo unavailable on start (%s); retrying later", request.id, error)
