@@ -132,17 +132,25 @@ def _attack_process_main(info, lanes, defaults, start, queue) -> None:
     queue.put(answers)
 
 
-def attack_from_processes(db: dict, plan: list[list[list[Attempt]]], defaults: Defaults) -> list[Answer]:
+def attack_from_processes(db: dict, plan: list[list[list[Attempt]]], defaults: Defaults,
+                          just_before=lambda: None) -> list[Answer]:
     """plan[process][lane] -> attempts; one OS process per plan entry, one connection per lane.
+    ``just_before()`` runs once every process is connected, right before they all start.
 
     Returns one Answer per attempt sent (errors included), whatever the database said."""
     context = multiprocessing.get_context("spawn")
-    start = context.Barrier(len(plan))
+    start = context.Barrier(len(plan) + 1)  # and this process, which runs just_before first
     queue = context.Queue()
     workers = [context.Process(target=_attack_process_main, args=(conninfo(db), lanes, defaults, start, queue))
                for lanes in plan]
     for worker in workers:
         worker.start()
+    while start.n_waiting < len(plan):
+        if any(worker.exitcode is not None for worker in workers):
+            raise RuntimeError("an attacking process died before the start (see its output above)")
+        time.sleep(0.01)
+    just_before()
+    start.wait()
     answers = [Answer(*raw) for _ in workers for raw in queue.get(timeout=600)]
     for worker in workers:
         worker.join(timeout=30)

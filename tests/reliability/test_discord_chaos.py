@@ -145,15 +145,14 @@ def _problems(server, plan: Plan, row: VideoRequest | None) -> list[str]:
     return problems
 
 
-def test_discord_misbehaving_at_random(server, settings, tmp_path, scale, chaos_report):
+def test_discord_misbehaving_at_random(server, settings, tmp_path, scale, chaos_seed, chaos_report):
     quick_bot_settings(settings, tmp_path)
     settings.VEO_PUBLIC_MEDIA_URL = MEDIA_URL
     settings.VEO_RETRY_BACKOFF = timedelta(milliseconds=50)  # between delivery attempts
     settings.VEO_WORKER_SLOTS = settings.VEO_MAX_CONCURRENT = 16
     settings.VEO_MAX_STARTS_PER_MINUTE = 10_000
     deliveries = scale(quick=20, full=100)
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
+    rng = random.Random(chaos_seed)
     names, weights = list(FAULTS), [FAULTS[name][0] for name in FAULTS]
     plans = []
     for number in range(deliveries):
@@ -164,7 +163,7 @@ def test_discord_misbehaving_at_random(server, settings, tmp_path, scale, chaos_
             author=user(USER_ID + 1000 + number, f"user{number}"), channel_id=CHANNEL_ID + 1000 + number,
             attachment_size_limit=SMALL if fault == "small_interaction_limit" else 10 * 1024 * 1024)
         plans.append(Plan(fault, payload, failed_generation))
-    chaos_report.inject(seed=seed, deliveries=deliveries, faults=dict(Counter(p.fault for p in plans)),
+    chaos_report.inject(deliveries=deliveries, faults=dict(Counter(p.fault for p in plans)),
                         failed_generations=sum(p.failed_generation for p in plans))
 
     async def scenario(bot):

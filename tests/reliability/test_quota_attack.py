@@ -44,13 +44,14 @@ def _plan(rng: random.Random, users: list[tuple[int, int | None]], weights: list
     return [lanes[p * LANES:(p + 1) * LANES] for p in range(PROCESSES)]
 
 
-def _full_history(rng: random.Random, user_id: int, guild_id: int | None, limit: int, window: timedelta,
-                  span: float) -> None:
-    """A quota already used up, its entries leaving the window one by one during the attack."""
-    start = timezone.now() - window
-    for _ in range(limit):
-        VideoRequestFactory(user_id=user_id, guild_id=guild_id, status="completed",
-                            created_at=start + timedelta(seconds=rng.uniform(0.5, span)))
+def _full_history(rng: random.Random, users: list[tuple[int, int | None, int, timedelta]], span: float) -> None:
+    """For each (user, guild, limit, window): a quota already used up, its entries leaving the
+    window one by one during the attack (this runs just before it starts)."""
+    for user_id, guild_id, limit, window in users:
+        start = timezone.now() - window
+        for _ in range(limit):
+            VideoRequestFactory(user_id=user_id, guild_id=guild_id, status="completed",
+                                created_at=start + timedelta(seconds=rng.uniform(0.2, span)))
 
 
 WINDOW_CHECK = """
@@ -114,48 +115,47 @@ def _check(answers, plan, report) -> None:
     assert admitted_ids and full_windows, "the attack never filled a window: it tested nothing"
 
 
-def test_one_user_from_eight_processes(db_settings, scale, chaos_report):
+def test_one_user_from_eight_processes(db_settings, scale, chaos_seed, chaos_report):
     truncate_requests()
     attempts, span = scale(quick=200, full=1000), scale(quick=3.0, full=6.0)
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
+    rng = random.Random(chaos_seed)
     user_id, home, elsewhere = 770_001, 7_700_001, 7_700_002
     # The user's own policy wins over both guilds' (one of which has its own policy).
     QuotaPolicyFactory(user_id=user_id, guild_id=None, quota_limit=20, quota_window=timedelta(minutes=1))
     QuotaPolicyFactory(user_id=None, guild_id=elsewhere, quota_limit=200, quota_window=timedelta(minutes=1))
-    _full_history(rng, user_id, home, 20, timedelta(minutes=1), span)
+    history = [(user_id, home, 20, timedelta(minutes=1))]
     plan = _plan(rng, [(user_id, home), (user_id, elsewhere), (user_id, None)], [3, 1, 1], attempts, span,
                  first_interaction=7_700_000_000)
-    chaos_report.inject(seed=seed, attempts=attempts, processes=PROCESSES, connections=PROCESSES * LANES,
+    chaos_report.inject(attempts=attempts, processes=PROCESSES, connections=PROCESSES * LANES,
                         policy="user override 20 per minute, quota full at start and freeing during the attack",
                         guilds="home (default), another with a 200/min guild policy, and DMs")
 
-    answers = attack_from_processes(db_settings, plan, DEFAULTS)
+    answers = attack_from_processes(db_settings, plan, DEFAULTS, just_before=lambda: _full_history(rng, history, span))
     _check(answers, plan, chaos_report)
 
 
-def test_hundred_users_from_eight_processes(db_settings, scale, chaos_report):
+def test_hundred_users_from_eight_processes(db_settings, scale, chaos_seed, chaos_report):
     truncate_requests()
     attempts, span = scale(quick=2000, full=10000), scale(quick=3.0, full=8.0)
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
+    rng = random.Random(chaos_seed)
     minute = timedelta(minutes=1)
     capped_guild, tight_guild, plain_guild = 7_710_001, 7_710_002, 7_710_003
     QuotaPolicyFactory(user_id=None, guild_id=capped_guild, quota_limit=6, quota_window=minute)
     QuotaPolicyFactory(user_id=None, guild_id=tight_guild, quota_limit=2, quota_window=2 * minute, max_in_flight=1)
     users: list[tuple[int, int | None]] = []
+    history = []
     for number in range(100):
         user_id = 771_000 + number
         if number < 10:  # own policy, inside a guild that has one too: the user's wins
             guild = capped_guild
             QuotaPolicyFactory(user_id=user_id, guild_id=None, quota_limit=4, quota_window=minute)
-            _full_history(rng, user_id, guild, 4, minute, span)
+            history.append((user_id, guild, 4, minute))
         elif number < 20:  # own policy with an in-flight cap below its limit
             guild = plain_guild
             QuotaPolicyFactory(user_id=user_id, guild_id=None, quota_limit=10, quota_window=minute, max_in_flight=3)
         elif number < 50:
             guild = capped_guild
-            _full_history(rng, user_id, guild, 6, minute, span)
+            history.append((user_id, guild, 6, minute))
         elif number < 70:
             guild = tight_guild
         else:  # the configured default: 5 per 2 s, rolling many times during the attack
@@ -166,13 +166,13 @@ def test_hundred_users_from_eight_processes(db_settings, scale, chaos_report):
         UserBanFactory(user_id=user_id)
     weights = [rng.paretovariate(1.2) for _ in users]  # a few users hammer, most knock a little
     plan = _plan(rng, users, weights, attempts, span, first_interaction=7_710_000_000)
-    chaos_report.inject(seed=seed, attempts=attempts, users=len(users), processes=PROCESSES,
+    chaos_report.inject(attempts=attempts, users=len(users), processes=PROCESSES,
                         connections=PROCESSES * LANES, banned=len(banned),
                         policies="10 user (4/min, full at start), 10 user (10/min, 3 in flight), "
                                  "guild 6/min (30 users, full at start), guild 2/2min 1 in flight (20 users), "
                                  "default 5/2s (30 users)")
 
-    answers = attack_from_processes(db_settings, plan, DEFAULTS)
+    answers = attack_from_processes(db_settings, plan, DEFAULTS, just_before=lambda: _full_history(rng, history, span))
     _check(answers, plan, chaos_report)
     assert Counter(a.reason_code for a in answers if a.user_id in banned and not a.error) \
         .keys() <= {"banned"}, "a banned user was admitted or refused for another reason"

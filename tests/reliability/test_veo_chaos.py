@@ -88,10 +88,9 @@ def chaos_settings(settings, tmp_path):
     return settings
 
 
-def test_veo_misbehaving_at_random(chaos_settings, scale, chaos_report):
+def test_veo_misbehaving_at_random(chaos_settings, scale, chaos_seed, chaos_report):
     requests = scale(quick=40, full=300)
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
+    rng = random.Random(chaos_seed)
     chaos_settings.VEO_REFUND_CONTENT_FILTERED = rng.random() < 0.5
     names, weights = list(FAULTS), [FAULTS[name][0] for name in FAULTS]
 
@@ -103,7 +102,7 @@ def test_veo_misbehaving_at_random(chaos_settings, scale, chaos_report):
         expected = (expect(rng) if expect else
                     Expected("failed", "content_filtered", not chaos_settings.VEO_REFUND_CONTENT_FILTERED))
         planned[admit(user_id=780_000 + number % 50, prompt=prompt).request_id] = (fault, prompt, expected)
-    chaos_report.inject(seed=seed, requests=requests, workers="2 threads x 12 slots, real google-genai client",
+    chaos_report.inject(requests=requests, workers="2 threads x 12 slots, real google-genai client",
                         refund_content_filtered=chaos_settings.VEO_REFUND_CONTENT_FILTERED,
                         faults=dict(Counter(fault for fault, _, _ in planned.values())))
 
