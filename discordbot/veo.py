@@ -137,7 +137,6 @@ def make_client(*, credentials=None) -> genai.Client:
 _NETWORK_ERRORS = (aiohttp.ClientError, ConnectionError, httpx2.TransportError)
 
 
-
 def _maybe_sent(error: Exception) -> bool:
     """After a timeout or a dropped connection the request may have reached Veo; a refused
     connection never sent it."""
