@@ -135,10 +135,7 @@ def _problems(server, plan: Plan, row: VideoRequest | None) -> list[str]:
             problems.append(f"{len(posts)} posts in the channel")
         if [m["id"] for m in message["mentions"]] != [str(row.user_id)]:
             problems.append(f"mentions {message['mentions']}, expected only the requester")
-    if plan.failed_generation:
-        expected_form = None
-    else:
-        expected_form = form
+    expected_form = None if plan.failed_generation else form  # a failure embed carries no video
     found_form = "attach" if message["attachments"] else "link" if MEDIA_URL in json.dumps(message["embeds"]) else None
     if found_form != expected_form:
         problems.append(f"video {found_form}, expected {expected_form}")

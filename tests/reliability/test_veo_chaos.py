@@ -36,33 +36,32 @@ class Expected:
     counts: bool  # counts_toward_quota afterwards
 
 
-def _completed(rng):
-    return Expected("completed", None, True)
+COMPLETED = Expected("completed", None, True)
 
 
-def _refunded(status, code):
-    return lambda rng, refund_filtered=False: Expected(status, code, False)
+def refunded(status: str, code: str) -> Expected:
+    return Expected(status, code, False)
 
 
-# fault -> (weight, marker for the prompt, what the request must end as)
+# fault -> (weight, marker for the prompt, what the request must end as; None: as configured)
 FAULTS = {
-    "none": (3, lambda rng: f"[scenario:multi_poll polls={rng.randint(1, 3)}]", _completed),
-    "429_storm": (4, lambda rng: f"[scenario:rate_limited times={rng.randint(1, 4)}]", _completed),
-    "500_on_start_transient": (1, lambda rng: f"[scenario:server_error times={START_ATTEMPTS - 1}]", _completed),
-    "500_on_start": (1, lambda rng: "[scenario:server_error]", _refunded("failed", "backend_error")),
+    "none": (3, lambda rng: f"[scenario:multi_poll polls={rng.randint(1, 3)}]", COMPLETED),
+    "429_storm": (4, lambda rng: f"[scenario:rate_limited times={rng.randint(1, 4)}]", COMPLETED),
+    "500_on_start_transient": (1, lambda rng: f"[scenario:server_error times={START_ATTEMPTS - 1}]", COMPLETED),
+    "500_on_start": (1, lambda rng: "[scenario:server_error]", refunded("failed", "backend_error")),
     "500_on_poll_transient": (1, lambda rng: f"[scenario:server_error on=poll times={POLL_FAILURES - 1}]",
-                              _completed),
-    "500_on_poll": (1, lambda rng: "[scenario:server_error on=poll]", _refunded("failed", "backend_error")),
-    "poll_timeout_transient": (1, lambda rng: f"[scenario:stall on=poll seconds={STALL} times=1]", _completed),
+                              COMPLETED),
+    "500_on_poll": (1, lambda rng: "[scenario:server_error on=poll]", refunded("failed", "backend_error")),
+    "poll_timeout_transient": (1, lambda rng: f"[scenario:stall on=poll seconds={STALL} times=1]", COMPLETED),
     # A create that timed out may have started a (billed) video: it must not be sent again.
-    "start_timeout": (1, lambda rng: f"[scenario:stall seconds={STALL} times=1]", _refunded("failed", "backend_error")),
-    "lost": (1, lambda rng: "[scenario:lost]", _refunded("timeout", "operation_lost")),
-    "safety_filtered": (2, lambda rng: "[scenario:safety_filtered]", None),  # counts as configured
-    "operation_error": (1, lambda rng: "[scenario:error_operation]", _refunded("failed", "operation_failed")),
-    "rejected_400": (1, lambda rng: "[scenario:http_error status=400]", _refunded("failed", "backend_rejected")),
-    "hang": (1, lambda rng: "[scenario:hang]", _refunded("timeout", "timeout")),
+    "start_timeout": (1, lambda rng: f"[scenario:stall seconds={STALL} times=1]", refunded("failed", "backend_error")),
+    "lost": (1, lambda rng: "[scenario:lost]", refunded("timeout", "operation_lost")),
+    "safety_filtered": (2, lambda rng: "[scenario:safety_filtered]", None),
+    "operation_error": (1, lambda rng: "[scenario:error_operation]", refunded("failed", "operation_failed")),
+    "rejected_400": (1, lambda rng: "[scenario:http_error status=400]", refunded("failed", "backend_rejected")),
+    "hang": (1, lambda rng: "[scenario:hang]", refunded("timeout", "timeout")),
     "slower_than_deadline": (1, lambda rng: f"[scenario:slow seconds={GENERATION_TIMEOUT.total_seconds() + 2:g}]",
-                             _refunded("timeout", "timeout")),
+                             refunded("timeout", "timeout")),
 }
 
 
@@ -99,8 +98,7 @@ def test_veo_misbehaving_at_random(chaos_settings, scale, chaos_seed, chaos_repo
         fault = rng.choices(names, weights)[0]
         _, marker, expect = FAULTS[fault]
         prompt = f"a red fox, take {number} {marker(rng)}"  # unique: the fake counts faults per prompt
-        expected = (expect(rng) if expect else
-                    Expected("failed", "content_filtered", not chaos_settings.VEO_REFUND_CONTENT_FILTERED))
+        expected = expect or Expected("failed", "content_filtered", not chaos_settings.VEO_REFUND_CONTENT_FILTERED)
         planned[admit(user_id=780_000 + number % 50, prompt=prompt).request_id] = (fault, prompt, expected)
     chaos_report.inject(requests=requests, workers="2 threads x 12 slots, real google-genai client",
                         refund_content_filtered=chaos_settings.VEO_REFUND_CONTENT_FILTERED,
