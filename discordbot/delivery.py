@@ -20,12 +20,18 @@ class Receipt:
     error: str | None = None  # set when the outcome could not reach the user
 
 
+class DeliveryUnavailable(Exception):
+    """The destination did not answer or was unavailable (5xx, rate limit after retries, network
+    error): the same delivery may work later. The message is the recorded reason if it never does."""
+
+
 class Delivery(Protocol):
     async def progress(self, request: VideoRequest, *, state: str, elapsed: timedelta) -> None:
         """The request is still queued or generating (called at most every few seconds)."""
 
     async def deliver(self, request: VideoRequest) -> Receipt:
-        """Tell the requester how it ended: the video, or why there is none."""
+        """Tell the requester how it ended: the video, or why there is none.
+        Raises DeliveryUnavailable when it could not be told now but may be later."""
 
 
 class CliDelivery:

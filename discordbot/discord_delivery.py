@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import aiohttp
 import discord
 from django.conf import settings
 
 from discordbot import display, logs
-from discordbot.delivery import Receipt
+from discordbot.delivery import DeliveryUnavailable, Receipt
 from discordbot.storage import FILE_SCHEME, LocalStorage, StorageError
 from tracking.models import DeliveryMethod, ReviewStatus, Status, VideoRequest
 
@@ -138,6 +139,10 @@ class DiscordDelivery:
                 log.info("request %s: editing the reply failed (%s %s); posting in the channel instead",
                          request.id, error.status, error.code)
                 return None
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                log.info("request %s: editing the reply failed (%s); posting in the channel instead",
+                         request.id, type(error).__name__)
+                return None
             finally:
                 for file in files:
                     file.close()
@@ -165,7 +170,12 @@ class DiscordDelivery:
             except discord.HTTPException as error:
                 if error.status == 413 and files:
                     continue
-                raise  # 5xx or 429 after discord.py's retries: the worker releases it and tries again
+                # 5xx, or 429 after discord.py's retries: the worker tries again later.
+                code = f" {error.code}" if error.code else ""
+                raise DeliveryUnavailable(f"Discord answered {error.status}{code} to a post in channel"
+                                          f" {request.channel_id}: {error.text or 'no detail'}") from None
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                raise DeliveryUnavailable(f"could not reach Discord ({type(error).__name__})") from None
             finally:
                 for file in files:
                     file.close()

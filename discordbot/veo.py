@@ -89,6 +89,11 @@ class Unavailable(VeoError):
     code = "backend_error"
 
 
+class StartUnconfirmed(Unavailable):
+    """A start was sent but no answer came back (timeout, dropped connection): Veo may have
+    started the video. Sending it again could make, and bill, the video twice."""
+
+
 class OperationLost(VeoError):
     """The operation name is unknown to Veo (404), e.g. expired while we were down."""
 
@@ -132,6 +137,21 @@ def make_client(*, credentials=None) -> genai.Client:
 _NETWORK_ERRORS = (aiohttp.ClientError, ConnectionError, httpx2.TransportError)
 
 
+def _maybe_sent(error: Exception) -> bool:
+    """After a timeout or a dropped connection the request may have reached Veo; a refused
+    connection never sent it."""
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return False
+    return isinstance(error, (TimeoutError, httpx2.TimeoutException, aiohttp.ClientOSError,
+                              aiohttp.ServerDisconnectedError, httpx2.RemoteProtocolError))
+
+
+# A start goes out once per attempt: the SDK would retry a dropped connection after the
+# request was sent, and a retried create is a second video. 5xx answers (nothing was started)
+# are retried by the worker instead, with its backoff.
+_ONE_SHOT = types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1))
+
+
 def _translate(error: Exception) -> VeoError:
     """SDK and transport exceptions -> our categories. Messages never carry credentials."""
     if isinstance(error, genai_errors.APIError):
@@ -168,6 +188,7 @@ class GenaiBackend:
             seed=job.seed,
             person_generation=job.person_generation,
             output_gcs_uri=f"{self.output_gcs_uri}/{job.request_id}/" if self.output_gcs_uri else None,
+            http_options=_ONE_SHOT,
         )
 
     async def start(self, job: VideoJob) -> str:
@@ -175,6 +196,8 @@ class GenaiBackend:
             operation = await self.client.aio.models.generate_videos(
                 model=self.model, source=types.GenerateVideosSource(prompt=job.prompt), config=self._config(job))
         except Exception as error:
+            if _maybe_sent(error):
+                raise StartUnconfirmed(f"{_translate(error)}; it may have started, so it is not sent again") from None
             raise _translate(error) from None
         if not operation.name:
             raise Unavailable("Veo accepted the request but returned no operation name")

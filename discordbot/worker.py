@@ -22,17 +22,19 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from discordbot import storage as storage_module
-from discordbot.delivery import Delivery
+from discordbot.delivery import Delivery, DeliveryUnavailable, Receipt
 from discordbot.housekeeping import keep_dashboards_fresh
 from discordbot.runtime import sleep_unless
-from discordbot.veo import OperationLost, Outcome, RateLimited, Refused, Unavailable, VeoBackend, VideoJob
+from discordbot.veo import (OperationLost, Outcome, RateLimited, Refused, StartUnconfirmed, Unavailable, VeoBackend,
+                            VideoJob)
 from tracking import aio, services
-from tracking.models import ReviewStatus, Status, TERMINAL_STATUSES, VideoRequest
+from tracking.models import DeliveryMethod, ReviewStatus, Status, TERMINAL_STATUSES, VideoRequest
 
 log = logging.getLogger(__name__)
 
-START_ATTEMPTS = 3  # network failures before a start gives up (5xx are retried inside the client too)
+START_ATTEMPTS = 3  # 5xx answers or refused connections before a start gives up
 POLL_FAILURES = 5  # consecutive failed polls before the request is failed
+DELIVERY_ATTEMPTS = 5  # tries to reach the requester (backing off) before recording it undeliverable
 PROGRESS_EVERY = timedelta(seconds=10)  # Discord edits no more often than this
 
 
@@ -179,6 +181,9 @@ class Worker:
                      backoff.total_seconds())
             await self._release(request.id, f"rate limited by Veo: {error}", delay=backoff)
             return None
+        except StartUnconfirmed as error:
+            # Never a second create for one request: better a refunded failure than two videos.
+            return await self._fail(request, error.code, f"Veo did not confirm the start: {error}")
         except Unavailable as error:
             if request.attempts < START_ATTEMPTS:
                 log.warning("request %s: Veo unavailable on start (%s); retrying later", request.id, error)
@@ -279,7 +284,7 @@ class Worker:
         # record_delivery queues its deletion.)
         if not review_is_current:
             request.review_status = await aio.run(_review_status, request_id=request.id)
-        receipt = await delivery.deliver(request)
+        receipt = await self._attempt_delivery(delivery, request)
         recorded = await aio.run(services.record_delivery, request_id=request.id, worker=self.name,
                                  method=receipt.method, message_id=receipt.message_id, error=receipt.error,
                                  removal_known=request.review_status == ReviewStatus.REMOVED)
@@ -290,6 +295,23 @@ class Worker:
         if request.review_status == ReviewStatus.REMOVED:
             # Removed before it was generated or stored: its file outlived the removal.
             await aio.run(services.discard_removed_outputs, request_id=request.id)
+
+
+    async def _attempt_delivery(self, delivery: Delivery, request: VideoRequest) -> Receipt:
+        """Deliver, retrying while the destination is unavailable; after DELIVERY_ATTEMPTS the
+        failure is what gets recorded. The lease is kept meanwhile, so nobody else retries too."""
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                return await delivery.deliver(request)
+            except DeliveryUnavailable as error:
+                if attempt == DELIVERY_ATTEMPTS:
+                    return Receipt(method=DeliveryMethod.UNDELIVERABLE,
+                                   error=f"gave up after {attempt} attempts: {error}")
+                backoff = retry_backoff(attempt)
+                log.warning("request %s: delivery failed (%s); trying again in %.0f s", request.id, error,
+                            backoff.total_seconds())
+                await asyncio.sleep(backoff.total_seconds())
+        raise AssertionError("unreachable")
 
 
 def _review_status(*, request_id: int) -> str:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
 from itertools import count
 
 import psycopg
@@ -69,3 +72,99 @@ def admit_from_processes(db: dict, *, user_id: int, processes: int, per_process:
     for worker in workers:
         worker.join(timeout=30)
     return results
+
+
+# -- planned attacks: many users, paced attempts, every answer kept ----------------------------
+
+ADMIT_WITH = ("SELECT request_id, admitted, duplicate, status, reason_code, reason FROM admit_video_request("
+              "%s, %s, %s, NULL, 'a red fox in snow', NULL, 4::smallint, '16:9', '720p', true, 'allow_adult', NULL,"
+              " 'veo-test', 'discord', %s, %s, %s)")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    interaction_id: int
+    user_id: int
+    guild_id: int | None
+    pause: float  # seconds to wait before sending it, so the attack spans rolling windows
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The configured quota (VEO_QUOTA_*) that applies where no policy row does."""
+
+    limit: int
+    window: timedelta
+    max_in_flight: int = 0
+
+
+def _run_lanes(info: dict, lanes: list[list[Attempt]], defaults: Defaults, start, answers: list) -> None:
+    """One connection per lane; every lane sends its attempts in order, all lanes at once."""
+    connections = [psycopg.connect(**info, autocommit=True) for _ in lanes]
+    try:
+        start.wait()
+
+        def run_lane(connection: psycopg.Connection, lane: list[Attempt]) -> None:
+            for attempt in lane:
+                time.sleep(attempt.pause)
+                try:
+                    row = connection.execute(ADMIT_WITH, [
+                        attempt.interaction_id, attempt.user_id, attempt.guild_id,
+                        defaults.limit, defaults.window, defaults.max_in_flight]).fetchone()
+                    answers.append((attempt.interaction_id, attempt.user_id, *row, None))
+                except psycopg.Error as error:  # kept, not raised: the run counts errors
+                    answers.append((attempt.interaction_id, attempt.user_id, None, None, None, None, None, None,
+                                    f"{type(error).__name__}: {error}"))
+
+        threads = [threading.Thread(target=run_lane, args=pair) for pair in zip(connections, lanes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def _attack_process_main(info, lanes, defaults, start, queue) -> None:
+    answers: list = []
+    _run_lanes(info, lanes, defaults, start, answers)
+    queue.put(answers)
+
+
+def attack_from_processes(db: dict, plan: list[list[list[Attempt]]], defaults: Defaults,
+                          just_before=lambda: None) -> list[Answer]:
+    """plan[process][lane] -> attempts; one OS process per plan entry, one connection per lane.
+    ``just_before()`` runs once every process is connected, right before they all start.
+
+    Returns one Answer per attempt sent (errors included), whatever the database said."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(len(plan) + 1)  # and this process, which runs just_before first
+    queue = context.Queue()
+    workers = [context.Process(target=_attack_process_main, args=(conninfo(db), lanes, defaults, start, queue))
+               for lanes in plan]
+    for worker in workers:
+        worker.start()
+    while start.n_waiting < len(plan):
+        if any(worker.exitcode is not None for worker in workers):
+            raise RuntimeError("an attacking process died before the start (see its output above)")
+        time.sleep(0.01)
+    just_before()
+    start.wait()
+    answers = [Answer(*raw) for _ in workers for raw in queue.get(timeout=600)]
+    for worker in workers:
+        worker.join(timeout=30)
+    return answers
+
+
+@dataclass(frozen=True)
+class Answer:
+    interaction_id: int
+    user_id: int
+    request_id: int | None
+    admitted: bool | None
+    duplicate: bool | None
+    status: str | None
+    reason_code: str | None
+    reason: str | None
+    error: str | None

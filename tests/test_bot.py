@@ -308,6 +308,32 @@ def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error):
     assert VideoRequestEvent.objects.filter(request_id=row.id, kind="delivered").count() == 1
 
 
+@pytest.mark.parametrize("outage,method,posts", [
+    (1, "channel", 2),  # the second attempt goes through
+    (None, "undeliverable", worker_module.DELIVERY_ATTEMPTS),  # Discord never comes back: recorded, bounded
+])
+def test_discord_unavailable_in_the_channel_is_retried_then_recorded(server, settings, outage, method, posts):
+    settings.VEO_RETRY_BACKOFF = timedelta(0)
+    payload = veo()
+    # 503 is not retried by discord.py; it used to escape as an "unexpected worker error" and the
+    # finished row was claimed again at once, forever.
+    server.fail(f"POST /channels/{CHANNEL_ID}/messages", fake.SERVICE_UNAVAILABLE, times=outage)
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        server.expire_interaction(payload["id"])
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert row.delivery_method == method
+    assert len(server.requests(f"POST /channels/{CHANNEL_ID}/messages")) == posts
+    if method == "undeliverable":
+        assert row.delivery_error == (f"gave up after {posts} attempts: Discord answered 503 to a post in channel"
+                                      f" {CHANNEL_ID}: 503: Service Unavailable")
+    assert row.attempts == 1  # retried under one claim, not released and re-claimed
+
+
 # -- duplicates -----------------------------------------------------------------------------------
 
 

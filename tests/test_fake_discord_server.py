@@ -259,6 +259,36 @@ def test_429_is_retried_after_retry_after(server):
     assert server.original_response(payload["id"])["attachments"]
 
 
+def test_scripted_errors_and_one_expired_interaction(server):
+    server.fail("POST /channels/*/messages", fake.SERVICE_UNAVAILABLE, times=1)
+    server.fail("PATCH /webhooks/*/messages/@original", fake.UNKNOWN_WEBHOOK, times=2)
+    expired, live = slash_command("generate"), slash_command("generate")
+
+    async def scenario(bot):
+        for payload in (expired, live):
+            await deliver_and_wait(bot, payload, server=server)
+        server.expire_interaction(expired["id"])
+        raised = []
+        with pytest.raises(discord.DiscordServerError) as error:  # 503 is not retried by discord.py
+            await bot.get_partial_messageable(CHANNEL_ID).send("hello")
+        raised.append(error.value)
+        await bot.get_partial_messageable(CHANNEL_ID).send("hello again")  # only the first one failed
+        for payload in (expired, live):
+            with pytest.raises(discord.HTTPException) as error:
+                await bot.seen[int(payload["id"])].edit_original_response(content="done")
+            raised.append(error.value)
+        return raised
+
+    unavailable, unknown_webhook, still_unknown = run(scenario)
+    assert (unavailable.status, unknown_webhook.status, unknown_webhook.code) == (503, 404, 10015)
+    assert (still_unknown.status, still_unknown.code) == (404, 10015)
+    assert [r.status for r in server.requests("POST /channels/*/messages")] == [503, 200]
+    # The scripted errors are used up; now the expiry shows: 401 for one token, the other still works.
+    statuses = [raw(server, "PATCH", f"/webhooks/{fake.DEFAULT_APPLICATION_ID}/{p['token']}/messages/@original",
+                    {"content": "done"})[0] for p in (expired, live)]
+    assert statuses == [401, 200]
+
+
 def test_channel_errors_surface_as_forbidden_and_not_found(server):
     denied, deleted, read_only = CHANNEL_ID + 1, CHANNEL_ID + 2, CHANNEL_ID + 3
     server.add_channel(denied, guild_id=GUILD_ID)

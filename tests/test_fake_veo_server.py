@@ -476,6 +476,18 @@ def test_retry_options_retry_sync_timeouts_but_not_async_ones(sdk, veo):
     assert veo.create_count(prompt) == expected and len(veo.operations) == expected
 
 
+def test_stall_times_stalls_only_the_first_calls(sdk, veo):
+    prompt = "a cat [scenario:stall seconds=1 times=1]"
+
+    async def flow(api):
+        with pytest.raises((httpx2.TimeoutException, TimeoutError)):
+            await api.generate(prompt)
+        await api.generate(prompt)  # the second create answers at once
+
+    sdk.run(flow, timeout=200)
+    assert [c.status for c in veo.creates(prompt)] == [200, 200] and len(veo.operations) == 2
+
+
 def test_connection_refused_raises_transport_errors(sdk, veo):
     veo.stop()
     expected = httpx2.ConnectError if sdk.flavor == "sync" else aiohttp.ClientConnectorError

@@ -6,21 +6,13 @@ import signal
 from datetime import timedelta
 
 import pytest
-from google.oauth2.credentials import Credentials
-
-from discordbot.delivery import CliDelivery
-from discordbot.veo import GenaiBackend, make_client
-from discordbot.worker import Worker
 from tests.fakes.veo_server import FakeClock, FakeVeoServer, scenario
 from tests.helpers import admit, next_interaction
-from tests.workers import start_worker_process, truncate_requests, wait_for, worker_thread
+from tests.workers import MODEL, genai_worker, start_worker_process, truncate_requests, wait_for, worker_thread
 from tracking import services
 from tracking.models import VideoRequest, VideoRequestEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-MODEL = "veo-3.1-generate-001"
-
 
 @pytest.fixture
 def fake_veo():
@@ -42,13 +34,6 @@ def pipeline_settings(settings, tmp_path):
     settings.VEO_HTTP_RETRIES = 1
     settings.VEO_LEASE = timedelta(seconds=5)
     settings.VEO_QUOTA_LIMIT = 100
-
-
-def genai_worker(fake: FakeVeoServer, settings, *, output_gcs_uri: str = "") -> Worker:
-    settings.VEO_API_BASE_URL = fake.url
-    client = make_client(credentials=Credentials(token="test-token"))
-    backend = GenaiBackend(client, model=MODEL, output_gcs_uri=output_gcs_uri)
-    return Worker(backend=backend, deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
 
 
 def run_to_the_end(fake, settings, *request_ids, **worker_options) -> list[VideoRequest]:
@@ -122,13 +107,25 @@ def test_generation_deadline_times_out_and_refunds(fake_veo, settings):
     assert (row.status, row.error_code, row.counts_toward_quota) == ("timeout", "timeout", False)
 
 
-def test_transient_5xx_is_retried_by_the_client_then_succeeds(fake_veo, settings):
+def test_transient_5xx_on_start_is_retried_then_succeeds(fake_veo, settings):
     settings.VEO_HTTP_RETRIES = 3
     request_id = admit(user_id=613).request_id
     fake_veo.default_scenario = scenario("server_error", times=2)
     (row,) = run_to_the_end(fake_veo, settings, request_id)
     assert row.status == "completed"
     assert [r.status for r in fake_veo.creates()] == [500, 500, 200]
+
+
+def test_start_without_an_answer_is_failed_and_refunded_not_sent_twice(fake_veo, settings):
+    """The create timed out but Veo made the operation: a second create would be a second video."""
+    settings.VEO_HTTP_TIMEOUT = timedelta(seconds=1)
+    settings.VEO_HTTP_RETRIES = 3
+    request_id = admit(user_id=615).request_id
+    fake_veo.default_scenario = scenario("stall", seconds=1.6, times=1)  # only the first create is slow
+    (row,) = run_to_the_end(fake_veo, settings, request_id)
+    assert (row.status, row.error_code, row.counts_toward_quota) == ("failed", "backend_error", False)
+    assert "not sent again" in row.error_message
+    assert fake_veo.create_count() == 1 and len(fake_veo.operations) == 1
 
 
 def test_rate_limited_start_stays_pending_then_completes(fake_veo, settings):

@@ -12,10 +12,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.db import connection
+from google.oauth2.credentials import Credentials
 
+from discordbot.delivery import CliDelivery
+from discordbot.veo import GenaiBackend, make_client
 from discordbot.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
+MODEL = "veo-3.1-generate-001"
+
+
+def genai_worker(fake, settings, *, output_gcs_uri: str = "") -> Worker:
+    """A worker driving the real google-genai client against a FakeVeoServer; it delivers
+    every source the CLI's way (recorded, nothing sent)."""
+    settings.VEO_API_BASE_URL = fake.url
+    client = make_client(credentials=Credentials(token="test-token"))
+    backend = GenaiBackend(client, model=MODEL, output_gcs_uri=output_gcs_uri)
+    return Worker(backend=backend, deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
 
 
 @contextmanager

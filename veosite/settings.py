@@ -154,8 +154,9 @@ VEO_GCS_PUBLIC_URLS = config.get_bool("VEO_GCS_PUBLIC_URLS", False)
 VEO_PERSON_GENERATION = config.get_str("VEO_PERSON_GENERATION", "allow_adult")
 if VEO_PERSON_GENERATION not in ("dont_allow", "allow_adult", "allow_all"):
     raise ConfigError(f"VEO_PERSON_GENERATION must be dont_allow, allow_adult or allow_all (got {VEO_PERSON_GENERATION!r})")
-# Per HTTP call to Veo: timeout, and retries of 5xx answers (429 is never retried by the
-# client: the request goes back to the queue and the start-rate cap applies).
+# Per HTTP call to Veo: timeout, and retries of 5xx answers to polls. A start is sent once per
+# attempt (a retried create can be a second video); the worker retries a start that got a 5xx,
+# and a rate-limited one goes back to the queue, where the start-rate cap applies.
 VEO_HTTP_TIMEOUT: timedelta = config.get_duration("VEO_HTTP_TIMEOUT", "30s", minimum=timedelta(seconds=1),
                                                   maximum=timedelta(minutes=5))
 VEO_HTTP_RETRIES = config.get_int("VEO_HTTP_RETRIES", 3, minimum=1, maximum=10)

@@ -71,6 +71,8 @@ EMPTY_MESSAGE = (400, 50006, "Cannot send an empty message")
 MISSING_PERMISSIONS = (403, 50013, "Missing Permissions")
 INVALID_WEBHOOK_TOKEN = (401, 50027, "Invalid Webhook Token")
 INVALID_FORM_BODY = (400, 50035, "Invalid Form Body")
+SERVER_ERROR = (500, 0, "500: Internal Server Error")
+SERVICE_UNAVAILABLE = (503, 0, "503: Service Unavailable")
 
 # Which callback types Discord accepts for each interaction type.
 _CALLBACK_TYPES = {1: {1}, 2: {4, 5, 9, 12}, 3: {4, 5, 6, 7, 9, 12}, 4: {8}, 5: {4, 5, 6, 7, 12}}
@@ -207,6 +209,13 @@ class _RateLimit:
 
 
 @dataclass
+class _Failure:
+    pattern: str  # glob over "METHOD /path", as for _RateLimit
+    error: tuple  # (status, code, message)
+    remaining: int | None  # None: every matching request
+
+
+@dataclass
 class _Call:
     """A parsed request, as handlers see it."""
 
@@ -253,6 +262,7 @@ class FakeDiscordServer:
         self._users: dict[int, dict] = {}
         self._commands: dict[int | None, list[dict]] = {}
         self._rate_limits: list[_RateLimit] = []
+        self._failures: list[_Failure] = []
         self.internal_errors: list[BaseException] = []  # bugs in the fake itself
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -371,6 +381,19 @@ class FakeDiscordServer:
         with self._lock:
             self._rate_limits.append(_RateLimit(route, retry_after, times, is_global))
 
+    def fail(self, route: str, error: tuple = SERVER_ERROR, *, times: int | None = 1) -> None:
+        """The next `times` requests matching `route` (a glob, as for rate_limit) get `error`
+        (status, code, message), e.g. SERVICE_UNAVAILABLE or UNKNOWN_WEBHOOK; times=None: all of them.
+
+        Mind discord.py's own retries: 500, 502 and 504 are retried with sleeps of 1, 3, 5, 7 s."""
+        with self._lock:
+            self._failures.append(_Failure(route, error, times))
+
+    def expire_interaction(self, interaction_id: int) -> None:
+        """Age one interaction past its 15 minutes: its webhook token now gets 401 50027."""
+        with self._lock:
+            self._interactions[int(interaction_id)].created_at = self.now() - TOKEN_LIFETIME - 1
+
     # --- inspection ----------------------------------------------------------------------
 
     def requests(self, route: str = "*") -> list[RecordedRequest]:
@@ -480,7 +503,13 @@ class FakeDiscordServer:
             record.json, record.uploads = call.json, call.uploads
             with self._lock:
                 limited = self._take_rate_limit(f"{record.method} {record.path}")
-            response = _rate_limited(limited) if limited else await handler(request)
+                failure = None if limited else self._take_failure(f"{record.method} {record.path}")
+            if limited:
+                response = _rate_limited(limited)
+            elif failure:
+                response = _json(*_body(failure.error))
+            else:
+                response = await handler(request)
         except DiscordError as error:
             response = _json(error.status, error.body)
         except web.HTTPNotFound:
@@ -502,6 +531,14 @@ class FakeDiscordServer:
         for rule in self._rate_limits:
             if rule.remaining > 0 and fnmatch.fnmatchcase(method_and_path, rule.pattern):
                 rule.remaining -= 1
+                return rule
+        return None
+
+    def _take_failure(self, method_and_path: str) -> _Failure | None:
+        for rule in self._failures:
+            if rule.remaining != 0 and fnmatch.fnmatchcase(method_and_path, rule.pattern):
+                if rule.remaining is not None:
+                    rule.remaining -= 1
                 return rule
         return None
 

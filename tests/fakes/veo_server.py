@@ -126,6 +126,7 @@ class Scenario:
     fail_times: int | None = None  # ... for the first K attempts only (None: always)
     on: str = "create"  # which call fail_status / stall_seconds hit: "create" or "poll"
     stall_seconds: float = 0.0  # real seconds before answering, to trip client timeouts
+    stall_times: int | None = None  # ... on the first K calls only (None: always)
 
 
 def _filtered(count: int | None = None, reason: str = DEFAULT_RAI_REASON) -> dict[str, Any]:
@@ -150,7 +151,7 @@ _BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "http_error": lambda status=400, times=None, on="create": {
         "fail_status": status, "fail_times": times, "on": on
     },
-    "stall": lambda seconds=5.0, on="create": {"stall_seconds": seconds, "on": on},
+    "stall": lambda seconds=5.0, on="create", times=None: {"stall_seconds": seconds, "on": on, "stall_times": times},
     "inline_bytes": lambda: {"delivery": "inline"},
     "gcs": lambda: {"delivery": "gcs"},
 }
@@ -227,6 +228,7 @@ class FakeOperation:
     videos: list[bytes]
     polls: int = 0
     poll_failures: int = 0
+    poll_stalls: int = 0
 
 
 class _HttpError(Exception):
@@ -292,6 +294,7 @@ class VeoFakeState:
         self._queue: deque[Scenario] = deque()
         self._prompt_rules: list[tuple[str, Scenario]] = []
         self._create_failures: Counter[str] = Counter()  # per prompt
+        self._create_stalls: Counter[str] = Counter()  # per prompt
 
     # --- scripting -------------------------------------------------------------------
 
@@ -412,7 +415,10 @@ class VeoFakeState:
             raise _HttpError(400, "instances must contain exactly one instance.")
         prompt = record.prompt or ""
         chosen, from_queue = self._choose(prompt)
-        stall = chosen.stall_seconds if chosen.on == "create" else 0.0
+        stall = 0.0
+        if chosen.on == "create" and _stalls(chosen, self._create_stalls[prompt]):
+            self._create_stalls[prompt] += 1
+            stall = chosen.stall_seconds
         if chosen.on == "create" and chosen.fail_status is not None:
             if chosen.fail_times is None or self._create_failures[prompt] < chosen.fail_times:
                 self._create_failures[prompt] += 1
@@ -467,7 +473,10 @@ class VeoFakeState:
         if op is None or op.scenario.lost:
             raise _HttpError(404, f"Operation {name} was not found.")
         s = op.scenario
-        stall = s.stall_seconds if s.on == "poll" else 0.0
+        stall = 0.0
+        if s.on == "poll" and _stalls(s, op.poll_stalls):
+            op.poll_stalls += 1
+            stall = s.stall_seconds
         if s.on == "poll" and s.fail_status is not None:
             if s.fail_times is None or op.poll_failures < s.fail_times:
                 op.poll_failures += 1
@@ -511,6 +520,10 @@ class VeoFakeState:
         if data is None:
             raise _HttpError(404, f"No such object: {bucket}/{obj}")
         return _Reply(200, data, content_type="video/mp4")
+
+
+def _stalls(chosen: Scenario, stalled_so_far: int) -> bool:
+    return chosen.stall_seconds > 0 and (chosen.stall_times is None or stalled_so_far < chosen.stall_times)
 
 
 def _as_scenario(value: Scenario | str) -> Scenario:

@@ -6,6 +6,9 @@ RELIABILITY.md) with `make chaos`, which sets VEOBOT_CHAOS=full. A run picks its
 what was found and keeps the figures under artifacts/reliability/.
 """
 
+import os
+import random
+
 import pytest
 
 from tests.reliability.report import ChaosReport, full_size
@@ -29,3 +32,13 @@ def chaos_report(request, capsys):
     with capsys.disabled():
         print("\n" + report.render())
     report.save()
+
+
+@pytest.fixture
+def chaos_seed(chaos_report):
+    """The seed for everything random in a run, reported with it. Replay a failed run with
+    VEOBOT_CHAOS_SEED=<seed> (and the same VEOBOT_CHAOS size); the faults and their order come
+    back the same, the interleaving of processes and threads need not."""
+    seed = int(os.environ.get("VEOBOT_CHAOS_SEED") or random.randrange(2**32))
+    chaos_report.inject(seed=seed)
+    return seed
