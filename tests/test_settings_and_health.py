@@ -68,3 +68,43 @@ def test_healthz_is_503_degraded_when_the_database_is_unreachable():
     payload = json.loads(body)
     assert payload["status"] == "degraded" and payload["reason"].startswith("database unreachable")
     assert "s3cret-pass" not in result.stdout + result.stderr
+
+
+PRODUCTION = {
+    "SECRET_KEY": "pr0duction-" + "k3y-" * 12, "DEBUG": "false", "ALLOWED_HOSTS": "veobot.example.com",
+    "SECURE_SSL_REDIRECT": "true", "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
+    "SESSION_COOKIE_SECURE": "true", "CSRF_COOKIE_SECURE": "true", "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true", "SECURE_HSTS_PRELOAD": "true",
+}
+
+
+def test_check_deploy_is_clean_with_the_documented_production_values():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION,
+                     DATABASE_URL="postgresql://veobot@127.0.0.1:9/veobot")  # not contacted by check
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
+
+
+def test_check_deploy_flags_the_development_defaults():
+    result = _manage("check", "--deploy", SECRET_KEY=PRODUCTION["SECRET_KEY"],
+                     DATABASE_URL="postgresql://veobot@127.0.0.1:9/veobot")
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in result.stderr, warning
+
+
+def test_the_development_defaults_keep_plain_http_working(settings):
+    assert not (settings.SECURE_SSL_REDIRECT or settings.SESSION_COOKIE_SECURE or settings.CSRF_COOKIE_SECURE)
+    assert settings.SECURE_HSTS_SECONDS == 0 and settings.SECURE_PROXY_SSL_HEADER is None
+
+
+@pytest.mark.parametrize("env,variable", [
+    ({"SECURE_PROXY_SSL_HEADER": "https"}, "SECURE_PROXY_SSL_HEADER"),
+    ({"SECURE_HSTS_SECONDS": "soon"}, "SECURE_HSTS_SECONDS"),
+    ({"CSRF_TRUSTED_ORIGINS": "veobot.example.com"}, "CSRF_TRUSTED_ORIGINS"),
+    ({"ADMIN_LOGIN_IP_HEADER": "X Real IP"}, "ADMIN_LOGIN_IP_HEADER"),
+    ({"REQUEST_RETENTION_DAYS": "-1"}, "REQUEST_RETENTION_DAYS"),
+])
+def test_wrong_security_and_lifecycle_settings_are_named(env, variable):
+    result = _manage("check", SECRET_KEY="k", **env)
+    assert result.returncode == 2 and result.stderr.startswith("veobot: configuration error: " + variable), \
+        result.stderr

@@ -4,6 +4,7 @@ from django.contrib import admin
 
 from tracking.admin.policies import (BlockedTermAdmin, DiscordActionAdmin, QuotaPolicyAdmin, SchemaMigrationAdmin,
                                      UserBanAdmin)
+from tracking.admin.forms import ThrottledLoginForm
 from tracking.admin.requests import VideoRequestAdmin
 from tracking.models import BlockedTerm, DiscordAction, QuotaPolicy, SchemaMigration, UserBan, VideoRequest
 
@@ -13,3 +14,4 @@ admin.site.register(QuotaPolicy, QuotaPolicyAdmin)
 admin.site.register(BlockedTerm, BlockedTermAdmin)
 admin.site.register(DiscordAction, DiscordActionAdmin)
 admin.site.register(SchemaMigration, SchemaMigrationAdmin)
+admin.site.login_form = ThrottledLoginForm
