@@ -107,3 +107,32 @@ def test_the_proxy_header_names_the_client(accounts, settings):
     client = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.9")
     client.post(LOGIN, {"username": "boss", "password": "guess"})
     assert list(LoginFailure.objects.values_list("client_ip", flat=True)) == ["203.0.113.9"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_guesses_cannot_slip_past_the_limit(db_settings):
+    """20 attempts for one name at the same instant, each on its own connection: exactly the
+    limit gets through to the password check."""
+    import threading
+
+    import psycopg
+
+    from tests.concurrency import conninfo
+
+    connections = [psycopg.connect(**conninfo(db_settings), autocommit=True) for _ in range(20)]
+    together, allowed = threading.Barrier(len(connections)), []
+
+    def guess(connection, n):
+        together.wait()
+        wait = connection.execute("SELECT login_attempt(%s, %s, interval '15 minutes', 3, 1000)",
+                                  [throttle.username_key("boss"), f"198.51.100.{n}"]).fetchone()[0]
+        allowed.append(wait is None)
+
+    threads = [threading.Thread(target=guess, args=(c, n)) for n, c in enumerate(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for connection in connections:
+        connection.close()
+    assert (allowed.count(True), allowed.count(False)) == (3, 17)
