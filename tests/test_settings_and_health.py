@@ -108,3 +108,63 @@ def test_wrong_security_and_lifecycle_settings_are_named(env, variable):
     result = _manage("check", SECRET_KEY="k", **env)
     assert result.returncode == 2 and result.stderr.startswith("veobot: configuration error: " + variable), \
         result.stderr
+
+
+@pytest.mark.slow
+def test_gunicorn_with_the_production_settings(db_settings, tmp_path):
+    """The documented production set-up behind a TLS proxy: plain http is redirected, /healthz
+    is not, HSTS and secure cookies are sent, and the sign-in throttle holds across two
+    worker processes."""
+    import re
+    import signal
+    import socket
+
+    import requests
+
+    from tests.workers import database_url, wait_for
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")}
+    env.update(PRODUCTION, VEOBOT_ENV_FILE=os.devnull, DATABASE_URL=database_url(db_settings),
+               ALLOWED_HOSTS="veobot.example.com,127.0.0.1", ADMIN_LOGIN_MAX_FAILURES="3")
+    log = tmp_path / "gunicorn.log"
+    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "veosite.wsgi:application", "--bind",
+                               f"127.0.0.1:{port}", "--workers", "2"], cwd=ROOT, env=env, stdout=open(log, "wb"),
+                              stderr=subprocess.STDOUT)
+    base, https = f"http://127.0.0.1:{port}", {"Host": "veobot.example.com", "X-Forwarded-Proto": "https"}
+    try:
+        wait_for(lambda: _status(f"{base}/healthz") == 200, timeout=60, what="gunicorn")
+        plain = requests.get(f"{base}/admin/login/", headers={"Host": "veobot.example.com"}, allow_redirects=False,
+                             timeout=30)
+        assert plain.status_code == 301 and plain.headers["Location"] == "https://veobot.example.com/admin/login/"
+        secure = requests.get(f"{base}/admin/login/", headers=https, timeout=30)
+        assert secure.status_code == 200
+        assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+        assert secure.headers["Set-Cookie"].startswith("csrftoken=") and secure.headers["Set-Cookie"].endswith("; Secure")
+
+        answers = set()
+        for _ in range(8):  # whichever of the two workers answers, the count is the one in PostgreSQL
+            page = requests.get(f"{base}/admin/login/", headers=https, timeout=30)
+            cookie = page.cookies["csrftoken"]
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            response = requests.post(f"{base}/admin/login/", timeout=30, data={
+                "csrfmiddlewaretoken": token, "username": "boss", "password": "wrong"},
+                headers={**https, "Cookie": f"csrftoken={cookie}", "Referer": "https://veobot.example.com/admin/"})
+            answers.add(response.status_code)
+            refused = "Too many failed sign-in attempts" in response.text
+        assert answers == {200} and refused
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    assert "Traceback" not in log.read_text()
+
+
+def _status(url: str) -> int | None:
+    import requests
+
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.ConnectionError:
+        return None
