@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0004_merge_0002_veo_start_slots_0003_moderators_group'),
+        ('tracking', '0005_dashboard_snapshot'),
     ]
 
     operations = [
