@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from tests.concurrency import conninfo
 from tests.factories import QuotaPolicyFactory, UserBanFactory, VideoRequestFactory
-from tests.helpers import admit
+from tests.helpers import admit, next_interaction
 from tracking import lifecycle, selectors, services
 from tracking.models import DataLifecycleAudit, QuotaPolicy, UserBan, VideoRequest, VideoRequestEvent
 
@@ -65,7 +65,8 @@ def test_purge_deletes_old_finished_requests_in_batches_and_keeps_the_rest(media
     assert sorted(p.name for p in media_root.iterdir()) == [f"{recent.id}.mp4"]
     audit = DataLifecycleAudit.objects.get()
     assert (audit.operation, audit.actor, audit.outcome, audit.subject_key) == ("purge_requests", "ops", "done", None)
-    assert audit.counts == {"requests": 6, "events": 10, "local_files": 5, "gcs_objects_left": 0}
+    assert audit.counts == {"requests": 6, "events": 10, "local_files": 5, "gcs_objects_deleted": 0,
+                            "gcs_objects_left": 0}
     assert audit.parameters["batch"] == 2 and audit.finished_at is not None
     assert old_rejected.id not in kept
 
@@ -74,8 +75,8 @@ def test_dry_run_counts_and_changes_nothing(media_root, retention):
     with_video(media_root, 40)
     VideoRequestFactory(created_at=days_ago(40), output_uris=["gs://bucket/a.mp4"])
     out = run("purge_requests", "--dry-run")
-    assert out.startswith("dry run: would delete 2 finished requests") and "2 events and 1 local files" in out
-    assert "(1 gs:// objects" in out
+    assert out.startswith("dry run: would delete 2 finished requests")
+    assert out.endswith("with 2 events, 1 local files and 1 gs:// objects\n")
     assert VideoRequest.objects.count() == 2 and len(list(media_root.iterdir())) == 1
     assert not DataLifecycleAudit.objects.exists()
 
@@ -85,12 +86,6 @@ def test_retention_zero_keeps_everything(media_root, settings):
     with_video(media_root, 4000)
     assert run("purge_requests") == "retention is 0 (keep forever): nothing to purge\n"
     assert VideoRequest.objects.count() == 1
-
-
-def test_gcs_objects_are_listed_for_the_operator(retention):
-    VideoRequestFactory(created_at=days_ago(40), output_uris=["gs://bucket/veo/1/sample_0.mp4"])
-    out = run("purge_requests")
-    assert "1 gs:// objects are left in the bucket" in out and "  gs://bucket/veo/1/sample_0.mp4" in out
 
 
 def test_the_purge_never_reaches_inside_a_quota_window(retention):
@@ -166,8 +161,8 @@ def test_erasure_deletes_the_users_data_and_keeps_others(subject, media_root):
     audit = DataLifecycleAudit.objects.get()
     assert (audit.operation, audit.actor, audit.outcome) == ("erase_user", "dpo", "done")
     assert audit.subject_key == lifecycle.subject_key(4242) and "4242" not in str(audit.counts) + audit.subject_key
-    assert audit.counts == {"requests": 3, "events": 4, "local_files": 2, "gcs_objects_left": 0, "quota_policies": 1,
-                            "bans_deleted": 1, "bans_kept": 1}
+    assert audit.counts == {"requests": 3, "events": 4, "local_files": 2, "gcs_objects_deleted": 0,
+                            "gcs_objects_left": 0, "quota_policies": 1, "bans_deleted": 1, "bans_kept": 1}
     assert run("erase_user", "4242", "--check").startswith("erased on ")
     assert run("erase_user", "7", "--check") == "no erasure of user 7 is recorded\n"
 
@@ -184,3 +179,55 @@ def test_after_erasure_the_ban_in_force_still_refuses_the_user(subject):
     run("erase_user", "4242", "--yes")
     answer = admit(user_id=4242)
     assert not answer.admitted and answer.reason_code == "banned"
+
+
+# -- outputs in Cloud Storage ---------------------------------------------------------------------
+
+def gcs_video(fake, user_id: int, days: float) -> tuple[VideoRequest, str]:
+    """A finished request whose video Veo wrote to the fake's bucket."""
+    uri = f"gs://veo-out/veo/{next_interaction()}/sample_0.mp4"
+    fake.state._gcs[uri] = b"video"
+    return VideoRequestFactory(user_id=user_id, created_at=days_ago(days), output_uris=[uri]), uri
+
+
+@pytest.fixture
+def bucket(settings):
+    from google.oauth2.credentials import Credentials
+
+    from tests.fakes.veo_server import FakeVeoServer
+
+    with FakeVeoServer() as fake:
+        settings.VEO_OUTPUT_GCS_URI, settings.GCS_API_BASE_URL = "gs://veo-out/veo", fake.url
+        yield fake, Credentials(token="test")
+
+
+def test_purge_and_erasure_delete_objects_in_the_bucket(bucket, retention):
+    fake, credentials = bucket
+    old, old_uri = gcs_video(fake, 1001, 40)
+    _, kept_uri = gcs_video(fake, 1001, 1)
+    deleted = lifecycle.purge_requests(cutoff=lifecycle.purge_cutoff(retention_days=30), batch=10, actor="ops",
+                                       gcs_credentials=credentials)
+    assert (deleted.requests, deleted.gcs_deleted, deleted.gcs_left) == (1, 1, [])
+    assert set(fake.gcs_objects) == {kept_uri}
+    assert [r.method for r in fake.requests if r.kind == "delete"] == ["DELETE"]
+    assert {r.auth for r in fake.requests if r.kind == "delete"} == {"bearer"}
+
+    erasure = lifecycle.erase_user(user_id=1001, actor="dpo", gcs_credentials=credentials)
+    assert (erasure.deleted.gcs_deleted, fake.gcs_objects) == (1, {})
+    assert DataLifecycleAudit.objects.get(operation="erase_user").counts["gcs_objects_deleted"] == 1
+
+
+@pytest.mark.parametrize(("bucket_setting", "api", "problem"), [
+    ("", None, "no bucket is configured (VEO_OUTPUT_GCS_URI)"),
+    ("gs://veo-out/veo", "http://127.0.0.1:9", "Cloud Storage unreachable (ConnectionError)"),
+])
+def test_objects_that_cannot_be_deleted_are_listed(bucket, settings, retention, bucket_setting, api, problem):
+    fake, credentials = bucket
+    _, uri = gcs_video(fake, 1001, 40)
+    settings.VEO_OUTPUT_GCS_URI, settings.GCS_API_BASE_URL = bucket_setting, api or settings.GCS_API_BASE_URL
+    deleted = lifecycle.purge_requests(cutoff=lifecycle.purge_cutoff(retention_days=30), batch=10, actor="ops",
+                                       gcs_credentials=credentials)
+    assert lifecycle.gcs_report(deleted) == [
+        f"1 gs:// objects are left in the bucket ({problem}); remove them with `gcloud storage rm`:", f"  {uri}"]
+    assert set(fake.gcs_objects) == {uri} and deleted.requests == 1
+    assert DataLifecycleAudit.objects.get().counts["gcs_objects_left"] == 1

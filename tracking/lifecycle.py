@@ -10,8 +10,9 @@ force (the default or any policy). An erasure does delete recent rows; the user'
 force are kept (an erasure must not be a way around a ban), so what it gives back is at
 most the quota of a user in good standing. docs/OPERATIONS.md explains both choices.
 
-Objects in gs:// are not deleted here: this process holds no bucket credentials. They are
-counted and listed, for ``gcloud storage rm`` or the bucket's lifecycle rule.
+Outputs are deleted once their rows are gone for good (after the commit): local files, and
+gs:// objects through Cloud Storage when a bucket is configured (tracking/media.py). An
+object that could not be deleted is counted and listed, for ``gcloud storage rm``.
 """
 
 from __future__ import annotations
@@ -37,17 +38,23 @@ class Deleted:
     requests: int = 0
     events: int = 0
     local_files: int = 0
-    gcs_objects: list[str] = field(default_factory=list)
+    gcs_deleted: int = 0
+    gcs_left: list[str] = field(default_factory=list)
+    gcs_problem: str | None = None
 
-    def add(self, requests: int, events: int, uris: list[str]) -> None:
+    def add(self, requests: int, events: int, uris: list[str], *, gcs_credentials=None) -> None:
+        """Count deleted rows and delete their outputs (call after the rows' commit)."""
         self.requests += requests
         self.events += events
         self.local_files += _delete_local_files(uris)
-        self.gcs_objects += [uri for uri in uris if uri.startswith("gs://")]
+        gcs = media.delete_gcs_objects(uris, credentials=gcs_credentials)
+        self.gcs_deleted += len(gcs.deleted)
+        self.gcs_left += gcs.left
+        self.gcs_problem = gcs.problem or self.gcs_problem
 
     def as_counts(self) -> dict:
         return {"requests": self.requests, "events": self.events, "local_files": self.local_files,
-                "gcs_objects_left": len(self.gcs_objects)}
+                "gcs_objects_deleted": self.gcs_deleted, "gcs_objects_left": len(self.gcs_left)}
 
 
 def _delete_local_files(uris: list[str]) -> int:
@@ -60,12 +67,14 @@ def _delete_local_files(uris: list[str]) -> int:
     return deleted
 
 
-def gcs_report(uris: list[str]) -> list[str]:
-    """What to tell the operator about gs:// objects this process cannot delete."""
-    if not uris:
-        return []
-    return [f"{len(uris)} gs:// objects are left in the bucket; remove them with `gcloud storage rm`:",
-            *(f"  {uri}" for uri in uris)]
+def gcs_report(deleted: Deleted) -> list[str]:
+    """What to tell the operator about outputs in Cloud Storage."""
+    lines = [f"deleted {deleted.gcs_deleted} gs:// objects"] if deleted.gcs_deleted else []
+    if deleted.gcs_left:
+        lines.append(f"{len(deleted.gcs_left)} gs:// objects are left in the bucket ({deleted.gcs_problem}); "
+                     "remove them with `gcloud storage rm`:")
+        lines += [f"  {uri}" for uri in deleted.gcs_left]
+    return lines
 
 
 def subject_key(user_id: int) -> str:
@@ -127,16 +136,20 @@ SELECT (SELECT count(*) FROM doomed),
 """
 
 
-def count_purgeable(*, cutoff: datetime) -> Deleted:
-    """What a purge would delete now (nothing is deleted; local_files counts URIs)."""
+def _output_counts(uris: list[str]) -> dict:
+    return {"local_files": sum(uri.startswith("file:") for uri in uris),
+            "gcs_objects": sum(uri.startswith("gs://") for uri in uris)}
+
+
+def count_purgeable(*, cutoff: datetime) -> dict:
+    """What a purge would delete now: requests, events, local_files, gcs_objects."""
     with connection.cursor() as cursor:
         cursor.execute(_PURGE_COUNT_SQL, {"cutoff": cutoff, "finished": list(FINISHED)})
         requests, events, uris = cursor.fetchone()
-    return Deleted(requests, events, sum(uri.startswith("file:") for uri in uris),
-                   [uri for uri in uris if uri.startswith("gs://")])
+    return {"requests": requests, "events": events, **_output_counts(uris)}
 
 
-def purge_requests(*, cutoff: datetime, batch: int, actor: str,
+def purge_requests(*, cutoff: datetime, batch: int, actor: str, gcs_credentials=None,
                    progress: Callable[[Deleted], None] = lambda deleted: None) -> Deleted:
     """Delete finished requests created before cutoff, batch rows per short transaction (no
     long locks; workers and admissions carry on), then their local files. Audited."""
@@ -152,7 +165,7 @@ def purge_requests(*, cutoff: datetime, batch: int, actor: str,
                 requests, events, uris = cursor.fetchone()
             if not requests:
                 break
-            deleted.add(requests, events, uris)  # files only once their rows are gone for good
+            deleted.add(requests, events, uris, gcs_credentials=gcs_credentials)
             progress(deleted)
         outcome = "done"
     finally:
@@ -194,11 +207,11 @@ def in_flight_count(*, user_id: int) -> int:
         return cursor.fetchone()[0]
 
 
-def erase_user(*, user_id: int, actor: str) -> Erasure:
+def erase_user(*, user_id: int, actor: str, gcs_credentials=None) -> Erasure:
     """Delete everything kept about a Discord user — requests, events, outbox rows, quota
-    policies, lifted or expired bans, local videos — in one transaction with its audit row.
-    Bans in force are kept. Refused while the user has a request in flight (a worker holds
-    it; cancel it in the admin or let it finish first)."""
+    policies, lifted or expired bans, then their videos — with an audit row (written with the
+    deletion, completed once the outputs are gone). Bans in force are kept. Refused while the
+    user has a request in flight (a worker holds it; cancel it in the admin or let it finish)."""
     if user_id <= 0:
         raise InvalidInput("user_id", "a Discord user id is a positive number")
     with transaction.atomic():
@@ -212,11 +225,10 @@ def erase_user(*, user_id: int, actor: str) -> Erasure:
         with connection.cursor() as cursor:
             cursor.execute(_ERASE_SQL, {"user": user_id})
             requests, events, uris, policies, bans_deleted, bans_kept = cursor.fetchone()
-        counts = {"requests": requests, "events": events, "local_files": sum(u.startswith("file:") for u in uris),
-                  "gcs_objects_left": sum(u.startswith("gs://") for u in uris), "quota_policies": policies,
-                  "bans_deleted": bans_deleted, "bans_kept": bans_kept}
-        audit_id = _start_audit(operation="erase_user", actor=actor, parameters={}, subject=subject_key(user_id))
-        _finish_audit(audit_id, counts=counts, outcome="done")
+        audit_id = _start_audit(operation="erase_user", actor=actor, subject=subject_key(user_id),
+                                parameters=_output_counts(uris))
     deleted = Deleted()
-    deleted.add(requests, events, uris)  # the files, once the rows are gone for good
+    deleted.add(requests, events, uris, gcs_credentials=gcs_credentials)
+    _finish_audit(audit_id, outcome="done", counts={**deleted.as_counts(), "quota_policies": policies,
+                                                    "bans_deleted": bans_deleted, "bans_kept": bans_kept})
     return Erasure(deleted, policies, bans_deleted, bans_kept, audit_id)

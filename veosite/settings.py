@@ -149,6 +149,8 @@ VEO_API_BASE_URL = config.get_str("VEO_API_BASE_URL", "")
 VEO_OUTPUT_GCS_URI = config.get_str("VEO_OUTPUT_GCS_URI", "")
 if VEO_OUTPUT_GCS_URI and not VEO_OUTPUT_GCS_URI.startswith("gs://"):
     raise ConfigError(f"VEO_OUTPUT_GCS_URI must start with gs:// (got {VEO_OUTPUT_GCS_URI!r})")
+# Cloud Storage's API, for deleting outputs (purge, erasure); tests point it at a local fake.
+GCS_API_BASE_URL = config.get_str("GCS_API_BASE_URL", "https://storage.googleapis.com").rstrip("/")
 # Link GCS outputs as https://storage.googleapis.com/... (the bucket must allow public reads).
 VEO_GCS_PUBLIC_URLS = config.get_bool("VEO_GCS_PUBLIC_URLS", False)
 VEO_PERSON_GENERATION = config.get_str("VEO_PERSON_GENERATION", "allow_adult")

@@ -28,8 +28,8 @@ class Command(BaseCommand):
         if check:
             records = DataLifecycleAudit.objects.filter(subject_key=lifecycle.subject_key(user_id))
             for record in records:
-                self.stdout.write(f"erased on {record.finished_at:%Y-%m-%d %H:%M} UTC by {record.actor}: "
-                                  f"{record.counts}")
+                self.stdout.write(f"erased on {record.started_at:%Y-%m-%d %H:%M} UTC by {record.actor} "
+                                  f"({record.outcome}): {record.counts}")
             if not records:
                 self.stdout.write(f"no erasure of user {user_id} is recorded")
             return
@@ -47,5 +47,5 @@ class Command(BaseCommand):
         if erasure.bans_kept:
             self.stdout.write(f"kept {erasure.bans_kept} ban(s) in force: lift them in the admin, then erase again, "
                               "if they must go too")
-        for line in lifecycle.gcs_report(deleted.gcs_objects):
+        for line in lifecycle.gcs_report(deleted):
             self.stdout.write(line)

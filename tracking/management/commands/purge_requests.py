@@ -36,15 +36,14 @@ class Command(BaseCommand):
         since = f"finished requests created before {cutoff:%Y-%m-%d %H:%M} UTC"
         if dry_run:
             found = lifecycle.count_purgeable(cutoff=cutoff)
-            self.stdout.write(f"dry run: would delete {found.requests} {since}, with {found.events} events and "
-                              f"{found.local_files} local files ({len(found.gcs_objects)} gs:// objects to remove "
-                              "from the bucket)")
+            self.stdout.write(f"dry run: would delete {found['requests']} {since}, with {found['events']} events, "
+                              f"{found['local_files']} local files and {found['gcs_objects']} gs:// objects")
             return
         deleted = lifecycle.purge_requests(
             cutoff=cutoff, batch=batch, actor=actor or getpass.getuser(),
             progress=lambda so_far: self.stdout.write(f"  ... {so_far.requests} requests deleted"))
         self.stdout.write(f"deleted {deleted.requests} {since}, with {deleted.events} events and "
                           f"{deleted.local_files} local files")
-        for line in lifecycle.gcs_report(deleted.gcs_objects):
+        for line in lifecycle.gcs_report(deleted):
             self.stdout.write(line)
 
