@@ -8,10 +8,8 @@ is scanned for those values.
 """
 
 import os
-import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +22,7 @@ from tests.factories import VideoRequestFactory
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.interactions import slash_command
 from tests.fakes.veo_server import FakeVeoServer, scenario
-from tests.helpers import next_interaction
+from tests.helpers import csrf_token, free_port, http_status, next_interaction
 from tests.tcp_proxy import TcpProxy
 from tests.test_bot_processes import BotProcess
 from tests.workers import ROOT, truncate_requests, wait_for
@@ -182,12 +180,6 @@ def test_the_worker_through_veo_success_and_failures(db_settings, db_password, t
 
 # -- the admin: every page, signed in, over HTTP ---------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_admin_pages_show_no_secrets(db_settings, db_password, tmp_path, settings):
     from django.conf import global_settings
 
@@ -203,10 +195,10 @@ def test_admin_pages_show_no_secrets(db_settings, db_password, tmp_path, setting
     base = f"http://127.0.0.1:{port}"
     pages = []
     try:
-        wait_for(lambda: _answers(f"{base}/healthz"), timeout=60, what="the admin")
+        wait_for(lambda: http_status(f"{base}/healthz") == 200, timeout=60, what="the admin")
         browser = requests.Session()
         login = browser.get(f"{base}/admin/login/", timeout=30)
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        token = csrf_token(login.text)
         signed_in = browser.post(f"{base}/admin/login/?next=/admin/", timeout=30, data={
             "csrfmiddlewaretoken": token, "username": "boss", "password": "boss-pass-123", "next": "/admin/"})
         assert signed_in.url.endswith("/admin/") and "Log out" in signed_in.text
@@ -223,7 +215,7 @@ def test_admin_pages_show_no_secrets(db_settings, db_password, tmp_path, setting
         throttled = requests.Session()
         for _ in range(6):
             page = throttled.get(f"{base}/admin/login/", timeout=30).text
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+            token = csrf_token(page)
             response = throttled.post(f"{base}/admin/login/", timeout=30, data={
                 "csrfmiddlewaretoken": token, "username": "boss", "password": "wrong"})
         pages.append(("throttled login", response.status_code, response.text, ""))
@@ -236,10 +228,3 @@ def test_admin_pages_show_no_secrets(db_settings, db_password, tmp_path, setting
     for path, status, body, headers in pages:
         assert_no_secrets(body + headers, path, db_password)
     assert_no_secrets(log.read_text(), "admin server log", db_password)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.ConnectionError:
-        return False

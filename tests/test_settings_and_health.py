@@ -115,17 +115,14 @@ def test_gunicorn_with_the_production_settings(db_settings, tmp_path):
     """The documented production set-up behind a TLS proxy: plain http is redirected, /healthz
     is not, HSTS and secure cookies are sent, and the sign-in throttle holds across two
     worker processes."""
-    import re
     import signal
-    import socket
 
     import requests
 
+    from tests.helpers import csrf_token, free_port, http_status
     from tests.workers import database_url, wait_for
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")}
     env.update(PRODUCTION, VEOBOT_ENV_FILE=os.devnull, DATABASE_URL=database_url(db_settings),
                ALLOWED_HOSTS="veobot.example.com,127.0.0.1", ADMIN_LOGIN_MAX_FAILURES="3")
@@ -135,7 +132,7 @@ def test_gunicorn_with_the_production_settings(db_settings, tmp_path):
                               stderr=subprocess.STDOUT)
     base, https = f"http://127.0.0.1:{port}", {"Host": "veobot.example.com", "X-Forwarded-Proto": "https"}
     try:
-        wait_for(lambda: _status(f"{base}/healthz") == 200, timeout=60, what="gunicorn")
+        wait_for(lambda: http_status(f"{base}/healthz") == 200, timeout=60, what="gunicorn")
         plain = requests.get(f"{base}/admin/login/", headers={"Host": "veobot.example.com"}, allow_redirects=False,
                              timeout=30)
         assert plain.status_code == 301 and plain.headers["Location"] == "https://veobot.example.com/admin/login/"
@@ -148,7 +145,7 @@ def test_gunicorn_with_the_production_settings(db_settings, tmp_path):
         for _ in range(8):  # whichever of the two workers answers, the count is the one in PostgreSQL
             page = requests.get(f"{base}/admin/login/", headers=https, timeout=30)
             cookie = page.cookies["csrftoken"]
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            token = csrf_token(page.text)
             response = requests.post(f"{base}/admin/login/", timeout=30, data={
                 "csrfmiddlewaretoken": token, "username": "boss", "password": "wrong"},
                 headers={**https, "Cookie": f"csrftoken={cookie}", "Referer": "https://veobot.example.com/admin/"})
@@ -159,12 +156,3 @@ def test_gunicorn_with_the_production_settings(db_settings, tmp_path):
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     assert "Traceback" not in log.read_text()
-
-
-def _status(url: str) -> int | None:
-    import requests
-
-    try:
-        return requests.get(url, timeout=5).status_code
-    except requests.ConnectionError:
-        return None
