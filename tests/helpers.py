@@ -29,12 +29,12 @@ def free_port() -> int:
 
 
 def http_status(url: str) -> int | None:
-    """The status of a GET, or None while nothing answers there (a server starting up)."""
+    """The status of a GET, or None while nothing answers there in time (a server starting up)."""
     import requests
 
     try:
-        return requests.get(url, timeout=5).status_code
-    except requests.ConnectionError:
+        return requests.get(url, timeout=10).status_code
+    except requests.RequestException:
         return None
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from tests.concurrency import conninfo
 from tests.factories import QuotaPolicyFactory, UserBanFactory, VideoRequestFactory
 from tests.helpers import admit, next_interaction
+from tests.workers import truncate_requests
 from tracking import lifecycle, selectors, services
 from tracking.models import DataLifecycleAudit, QuotaPolicy, UserBan, VideoRequest, VideoRequestEvent
 
@@ -101,6 +102,7 @@ def test_the_purge_never_reaches_inside_a_quota_window(retention):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_row_locked_elsewhere_is_skipped_not_waited_for(db_settings, retention):
+    truncate_requests()  # committed rows of earlier tests would be purged too
     rows = [VideoRequestFactory(created_at=days_ago(40)) for _ in range(3)]
     with psycopg.connect(**conninfo(db_settings)) as other:
         other.execute("SELECT 1 FROM video_requests WHERE id = %s FOR UPDATE", [rows[0].id])
@@ -109,9 +111,16 @@ def test_a_row_locked_elsewhere_is_skipped_not_waited_for(db_settings, retention
     assert list(VideoRequest.objects.values_list("id", flat=True)) == [rows[0].id]
 
 
-def test_bad_batch_is_refused(retention):
-    with pytest.raises(CommandError, match="--batch must be at least 1"):
-        run("purge_requests", "--batch", "0")
+@pytest.mark.parametrize(("args", "message"), [
+    (("--batch", "0"), "--batch must be at least 1"),
+    (("--actor", "x" * 201), "the actor recorded in the audit must be 1 to 200 characters"),
+    (("--actor", "ops\x00"), "actor"),
+])
+def test_bad_options_are_refused_and_change_nothing(media_root, retention, args, message):
+    with_video(media_root, 40)
+    with pytest.raises(CommandError, match=message):
+        run("purge_requests", *args)
+    assert VideoRequest.objects.count() == 1 and not DataLifecycleAudit.objects.exists()
 
 
 def test_audit_records_cannot_be_deleted_or_rewritten(retention):
@@ -169,9 +178,10 @@ def test_erasure_deletes_the_users_data_and_keeps_others(subject, media_root):
 
 def test_erasure_is_refused_while_a_request_is_in_flight(subject):
     admit(user_id=4242)
-    with pytest.raises(CommandError, match="user 4242 has 1 request\\(s\\) queued or generating; cancel them"):
+    VideoRequestFactory(user_id=4242, claimed_by="w1", lease_expires_at=timezone.now() + timedelta(minutes=1))
+    with pytest.raises(CommandError, match="user 4242 has 2 request\\(s\\) queued, generating or being delivered"):
         run("erase_user", "4242", "--yes")
-    assert VideoRequest.objects.filter(user_id=4242).count() == 4 and not DataLifecycleAudit.objects.exists()
+    assert VideoRequest.objects.filter(user_id=4242).count() == 5 and not DataLifecycleAudit.objects.exists()
 
 
 def test_after_erasure_the_ban_in_force_still_refuses_the_user(subject):

@@ -29,6 +29,7 @@ from django.utils.crypto import salted_hmac
 
 from tracking import media
 from tracking.errors import InvalidInput
+from tracking.text import storable_text
 
 FINISHED = ("completed", "failed", "timeout", "cancelled", "rejected")
 
@@ -85,6 +86,13 @@ def subject_key(user_id: int) -> str:
 
 
 # -- audit ---------------------------------------------------------------------------------
+
+def _check_actor(actor: str) -> str:
+    actor = storable_text("actor", actor).strip()
+    if not 1 <= len(actor) <= 200:
+        raise InvalidInput("actor", "the actor recorded in the audit must be 1 to 200 characters")
+    return actor
+
 
 def _start_audit(*, operation: str, actor: str, parameters: dict, subject: str | None = None) -> int:
     with connection.cursor() as cursor:
@@ -155,7 +163,7 @@ def purge_requests(*, cutoff: datetime, batch: int, actor: str, gcs_credentials=
     long locks; workers and admissions carry on), then their local files. Audited."""
     if batch < 1:
         raise InvalidInput("batch", "the batch size must be at least 1")
-    audit_id = _start_audit(operation="purge_requests", actor=actor,
+    audit_id = _start_audit(operation="purge_requests", actor=_check_actor(actor),
                             parameters={"cutoff": cutoff.isoformat(), "batch": batch})
     deleted, outcome = Deleted(), "interrupted"
     try:
@@ -201,9 +209,11 @@ SELECT (SELECT count(*) FROM gone), (SELECT n FROM events), ARRAY(SELECT unnest(
 
 
 def in_flight_count(*, user_id: int) -> int:
+    """The user's requests a worker has or will have in hand: queued, generating, or held
+    under a live lease (being delivered)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM video_requests WHERE user_id = %s AND status IN ('pending', 'generating')",
-                       [user_id])
+        cursor.execute("SELECT count(*) FROM video_requests WHERE user_id = %s"
+                       " AND (status IN ('pending', 'generating') OR lease_expires_at > clock_timestamp())", [user_id])
         return cursor.fetchone()[0]
 
 
@@ -214,14 +224,15 @@ def erase_user(*, user_id: int, actor: str, gcs_credentials=None) -> Erasure:
     user has a request in flight (a worker holds it; cancel it in the admin or let it finish)."""
     if user_id <= 0:
         raise InvalidInput("user_id", "a Discord user id is a positive number")
+    actor = _check_actor(actor)
     with transaction.atomic():
         with connection.cursor() as cursor:
             # Admission's per-user lock: no new request of this user appears meanwhile.
             cursor.execute("SELECT pg_advisory_xact_lock(1986161410, hashint8(%s))", [user_id])
         busy = in_flight_count(user_id=user_id)
         if busy:
-            raise InvalidInput("user_id", f"user {user_id} has {busy} request(s) queued or generating; cancel them "
-                                          "in the admin (or let them finish), then erase again")
+            raise InvalidInput("user_id", f"user {user_id} has {busy} request(s) queued, generating or being "
+                                          "delivered; cancel them in the admin (or let them finish), then erase again")
         with connection.cursor() as cursor:
             cursor.execute(_ERASE_SQL, {"user": user_id})
             requests, events, uris, policies, bans_deleted, bans_kept = cursor.fetchone()

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from tracking import lifecycle
+from tracking.errors import InvalidInput
 
 
 class Command(BaseCommand):
@@ -39,9 +40,12 @@ class Command(BaseCommand):
             self.stdout.write(f"dry run: would delete {found['requests']} {since}, with {found['events']} events, "
                               f"{found['local_files']} local files and {found['gcs_objects']} gs:// objects")
             return
-        deleted = lifecycle.purge_requests(
-            cutoff=cutoff, batch=batch, actor=actor or getpass.getuser(),
-            progress=lambda so_far: self.stdout.write(f"  ... {so_far.requests} requests deleted"))
+        try:
+            deleted = lifecycle.purge_requests(
+                cutoff=cutoff, batch=batch, actor=actor or getpass.getuser(),
+                progress=lambda so_far: self.stdout.write(f"  ... {so_far.requests} requests deleted"))
+        except InvalidInput as error:
+            raise CommandError(str(error)) from None
         self.stdout.write(f"deleted {deleted.requests} {since}, with {deleted.events} events and "
                           f"{deleted.local_files} local files")
         for line in lifecycle.gcs_report(deleted):
