@@ -21,9 +21,11 @@ def main() -> None:
         print(f"veobot: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
     except (OperationalError, DjangoOperationalError) as error:
-        # PostgreSQL's own first line says where it failed (host, port), never the password.
+        from veosite.health import database_location
+
+        # The first line of PostgreSQL's (or the pool's) message; neither carries the password.
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"veobot: the database is unreachable: {reason}", file=sys.stderr)
+        print(f"veobot: the database at {database_location()} is unreachable: {reason}", file=sys.stderr)
         sys.exit(3)
 
 

@@ -162,3 +162,13 @@ def test_gunicorn_with_the_production_settings(db_settings, tmp_path):
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("args", [("migrate_sql", "--list"), ("migrate", "--noinput"), ("purge_requests",)])
+def test_a_command_without_its_database_says_so_in_one_line(args):
+    result = _manage(*args, SECRET_KEY="k", DATABASE_URL="postgresql://veobot:s3cret-pass@127.0.0.1:9/veobot")
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("veobot: the database at 127.0.0.1:9/veobot is unreachable: ")
+    assert "s3cret-pass" not in result.stdout + result.stderr

@@ -303,5 +303,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": config.get_str("LOG_LEVEL", "INFO").upper()},
     # discord.py's INFO lines (gateway sessions) are useful. discord.state warns at start-up that
     # the guilds intent is off: the bot needs no intents (it keeps no guild cache) on purpose.
-    "loggers": {"pgserver": {"level": "WARNING"}, "discord": {"level": "INFO"}, "discord.state": {"level": "ERROR"}},
+    # psycopg's pool warns at every failed connection attempt while PostgreSQL is down; the bot,
+    # the worker and manage.py report an outage themselves, once.
+    "loggers": {"pgserver": {"level": "WARNING"}, "discord": {"level": "INFO"}, "discord.state": {"level": "ERROR"},
+                "psycopg.pool": {"level": "ERROR"}},
 }
