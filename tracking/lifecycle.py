@@ -47,7 +47,7 @@ class Deleted:
         """Count deleted rows and delete their outputs (call after the rows' commit)."""
         self.requests += requests
         self.events += events
-        self.local_files += _delete_local_files(uris)
+        self.local_files += media.delete_local_files(uris)
         gcs = media.delete_gcs_objects(uris, credentials=gcs_credentials)
         self.gcs_deleted += len(gcs.deleted)
         self.gcs_left += gcs.left
@@ -56,16 +56,6 @@ class Deleted:
     def as_counts(self) -> dict:
         return {"requests": self.requests, "events": self.events, "local_files": self.local_files,
                 "gcs_objects_deleted": self.gcs_deleted, "gcs_objects_left": len(self.gcs_left)}
-
-
-def _delete_local_files(uris: list[str]) -> int:
-    deleted = 0
-    for uri in uris:
-        path = media.local_output_path(uri)
-        if path is not None:
-            path.unlink(missing_ok=True)
-            deleted += 1
-    return deleted
 
 
 def gcs_report(deleted: Deleted) -> list[str]:

@@ -38,6 +38,17 @@ def local_output_path(uri: str) -> Path | None:
     return path
 
 
+def delete_local_files(uris: Sequence[str]) -> int:
+    """Delete the local files behind file: URIs (others are skipped); returns how many."""
+    deleted = 0
+    for uri in uris:
+        path = local_output_path(uri)
+        if path is not None:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
+
+
 def public_url(url: str) -> str | None:
     """A playable public URL, or None: only https links are ever put in a page."""
     return url if url.startswith("https://") and len(url) <= 2000 else None
