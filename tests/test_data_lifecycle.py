@@ -241,3 +241,19 @@ def test_objects_that_cannot_be_deleted_are_listed(bucket, settings, retention, 
         f"1 gs:// objects are left in the bucket ({problem}); remove them with `gcloud storage rm`:", f"  {uri}"]
     assert set(fake.gcs_objects) == {uri} and deleted.requests == 1
     assert DataLifecycleAudit.objects.get().counts["gcs_objects_left"] == 1
+
+
+def test_an_interrupted_purge_records_what_it_had_deleted(media_root, retention):
+    for n in range(4):
+        with_video(media_root, 40 + n)
+
+    def stop_after_the_first_batch(deleted):
+        raise KeyboardInterrupt  # Ctrl-C between two batches
+
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.purge_requests(cutoff=lifecycle.purge_cutoff(retention_days=30), batch=3, actor="ops",
+                                 progress=stop_after_the_first_batch)
+    audit = DataLifecycleAudit.objects.get()
+    assert (audit.outcome, audit.counts["requests"], audit.counts["local_files"]) == ("interrupted", 3, 3)
+    assert VideoRequest.objects.count() == 1 and len(list(media_root.iterdir())) == 1
+    assert "deleted 1 " in run("purge_requests")  # running it again carries on
