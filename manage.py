@@ -9,6 +9,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veosite.settings")
     from django.core.management import execute_from_command_line
 
+    from django.db import OperationalError as DjangoOperationalError
+    from psycopg import OperationalError
+
     from veosite.config import ConfigError
 
     try:
@@ -17,6 +20,13 @@ def main() -> None:
         # One line naming the variable, not a traceback.
         print(f"veobot: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
+    except (OperationalError, DjangoOperationalError) as error:
+        from veosite.health import database_location
+
+        # The first line of PostgreSQL's (or the pool's) message; neither carries the password.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"veobot: the database at {database_location()} is unreachable: {reason}", file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -155,7 +155,8 @@ def prepare(base: dict, name: str, rows: int) -> None:
         print(f"loading {rows - have} rows into {name} ...", file=sys.stderr)
         started = time.monotonic()
         for start in range(have + 1, rows + 1, 250_000):
-            conn.execute(LOAD_SQL.format(users=USERS, start=start, stop=min(start + 249_999, rows)))
+            conn.execute(sql.SQL(LOAD_SQL).format(users=sql.Literal(USERS), start=sql.Literal(start),
+                                                  stop=sql.Literal(min(start + 249_999, rows))))
         conn.execute("VACUUM ANALYZE video_requests")
         print(f"loaded in {time.monotonic() - started:.0f} s", file=sys.stderr)
 

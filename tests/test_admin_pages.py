@@ -10,10 +10,10 @@ from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from tests.factories import VideoRequestFactory
+from tests.factories import QuotaPolicyFactory, VideoRequestFactory
 from tests.helpers import admit
 from tracking import services
-from tracking.models import BlockedTerm, UserBan, VideoRequest
+from tracking.models import BlockedTerm, DiscordAction, UserBan, VideoRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -315,3 +315,36 @@ def test_search_results_page_without_counting(mod):
     assert len(listed(first)) == 2 and len(listed(second)) == 1 and not listed(first) & listed(second)
     assert "matches 1–2, more on the next page" in first.content.decode()
     assert "matches 3–3" in second.content.decode() and "older ›" not in second.content.decode()
+
+
+ATTRIBUTE_XSS = 'x" onmouseover="alert(1)'
+
+
+def test_moderator_and_operator_text_is_escaped_too(as_role, media_root):
+    """Blocked terms, policy notes, outbox reasons and errors, audit actors, file names and
+    the search box: nothing typed by anyone comes back as markup, in text or attributes."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    row = VideoRequestFactory(output_uris=[f"file:{ATTRIBUTE_XSS}.mp4"], discord_message_id=99,
+                              delivered_at=timezone.now(), delivery_method="interaction")
+    services.save_blocked_term(term=BlockedTerm(pattern=XSS, message=XSS), actor=XSS)
+    services.save_quota_policy(policy=QuotaPolicyFactory.build(user_id=row.user_id, note=XSS), actor=XSS)
+    ban = services.ban_user(user_id=row.user_id, reason=ATTRIBUTE_XSS + XSS, actor="alice")
+    services.remove_output(request_ids=[row.id], actor="alice", reason=XSS)
+    action = DiscordAction.objects.get(request_id=row.id)
+    services.finish_discord_action(action_id=action.id, error=XSS)
+    call_command("purge_requests", "--actor", XSS, stdout=StringIO())
+    pages = [f"{LIST}{row.id}/change/", f"{LIST}user/{row.user_id}/", "/admin/tracking/blockedterm/",
+             f"/admin/tracking/blockedterm/{BlockedTerm.objects.get().id}/change/", "/admin/tracking/quotapolicy/",
+             "/admin/tracking/userban/", f"/admin/tracking/userban/{ban}/change/", "/admin/tracking/discordaction/",
+             f"/admin/tracking/discordaction/{action.id}/change/", "/admin/tracking/datalifecycleaudit/",
+             f"{LIST}?q={XSS}", f"{LIST}?q={ATTRIBUTE_XSS}", f"{LIST}?guild={XSS}"]
+    client = as_role("superuser")
+    for page in pages:
+        response = client.get(page)
+        body = response.content.decode()
+        assert response.status_code == 200, page
+        assert XSS not in body and '" onmouseover="' not in body, page
+    assert "&lt;script&gt;" in client.get("/admin/tracking/discordaction/").content.decode()

@@ -1,10 +1,13 @@
 """Who reaches what: anonymous, non-staff, moderator, superuser × every page and action."""
 
+import io
+
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.core.management import call_command
 
 from tests.factories import VideoRequestFactory
-from tracking.models import DiscordAction, UserBan, VideoRequest, VideoRequestEvent
+from tracking.models import DataLifecycleAudit, DiscordAction, UserBan, VideoRequest, VideoRequestEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +122,21 @@ def test_the_outbox_row_belongs_to_the_removal(as_role, media_root, django_captu
     action = DiscordAction.objects.get(request_id=row.id)
     assert (action.requested_by, action.reason, action.message_id) == ("mod", "gore", 99)
     assert not (media_root / "v.mp4").exists()
+
+
+@pytest.mark.parametrize(("role", "status"), [("anonymous", 302), ("non_staff", 302), ("moderator", 403),
+                                              ("superuser", 200)])
+def test_only_superusers_read_the_data_lifecycle_audit(as_role, role, status):
+    call_command("purge_requests", "--actor", "ops", stdout=io.StringIO())
+    audit = DataLifecycleAudit.objects.get()
+    client = as_role(role)
+    listing = client.get("/admin/tracking/datalifecycleaudit/")
+    assert listing.status_code == status
+    assert client.get(f"/admin/tracking/datalifecycleaudit/{audit.id}/change/").status_code == status
+    index = client.get("/admin/")
+    assert ("datalifecycleaudit" in index.content.decode()) is (role == "superuser")
+    # Read-only for everyone: no adding, editing or deleting records.
+    assert client.get("/admin/tracking/datalifecycleaudit/add/").status_code in (302, 403)
+    client.post(f"/admin/tracking/datalifecycleaudit/{audit.id}/delete/", {"post": "yes"})
+    client.post(f"/admin/tracking/datalifecycleaudit/{audit.id}/change/", {"actor": "someone else"})
+    assert DataLifecycleAudit.objects.get().actor == "ops"

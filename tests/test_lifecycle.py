@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from psycopg import sql
 
 from tests.helpers import admit
 from tracking import services
@@ -154,7 +155,8 @@ def test_enum_and_range_checks_hold_in_sql():
                           ("delivery_method", "pigeon")]:
         with pytest.raises(IntegrityError):
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(f"UPDATE video_requests SET {column} = %s WHERE id = %s", [value, request_id])
+                cursor.execute(sql.SQL("UPDATE video_requests SET {} = %s WHERE id = %s").format(sql.Identifier(column)),
+                               [value, request_id])
 
 
 def test_cancel_records_actor_reason_and_refunds():

@@ -68,3 +68,107 @@ def test_healthz_is_503_degraded_when_the_database_is_unreachable():
     payload = json.loads(body)
     assert payload["status"] == "degraded" and payload["reason"].startswith("database unreachable")
     assert "s3cret-pass" not in result.stdout + result.stderr
+
+
+PRODUCTION = {
+    "SECRET_KEY": "pr0duction-" + "k3y-" * 12, "DEBUG": "false", "ALLOWED_HOSTS": "veobot.example.com",
+    "SECURE_SSL_REDIRECT": "true", "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
+    "SESSION_COOKIE_SECURE": "true", "CSRF_COOKIE_SECURE": "true", "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true", "SECURE_HSTS_PRELOAD": "true",
+}
+
+
+def _production_env(**env: str) -> dict:
+    """Only what a production unit would have: no variable of the test run leaks in."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), "VEOBOT_ENV_FILE": os.devnull,
+            **PRODUCTION, **env}
+
+
+def test_check_deploy_is_clean_with_the_documented_production_values():
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                            env=_production_env(DATABASE_URL="postgresql://veobot@127.0.0.1:9/veobot"),
+                            capture_output=True, text=True, timeout=120)  # check does not contact the database
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
+
+
+def test_check_deploy_flags_the_development_defaults():
+    result = _manage("check", "--deploy", SECRET_KEY=PRODUCTION["SECRET_KEY"],
+                     DATABASE_URL="postgresql://veobot@127.0.0.1:9/veobot")
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in result.stderr, warning
+
+
+def test_the_development_defaults_keep_plain_http_working(settings):
+    assert not (settings.SECURE_SSL_REDIRECT or settings.SESSION_COOKIE_SECURE or settings.CSRF_COOKIE_SECURE)
+    assert settings.SECURE_HSTS_SECONDS == 0 and settings.SECURE_PROXY_SSL_HEADER is None
+
+
+@pytest.mark.parametrize("env,variable", [
+    ({"SECURE_PROXY_SSL_HEADER": "https"}, "SECURE_PROXY_SSL_HEADER"),
+    ({"SECURE_HSTS_SECONDS": "soon"}, "SECURE_HSTS_SECONDS"),
+    ({"CSRF_TRUSTED_ORIGINS": "veobot.example.com"}, "CSRF_TRUSTED_ORIGINS"),
+    ({"ADMIN_LOGIN_IP_HEADER": "X Real IP"}, "ADMIN_LOGIN_IP_HEADER"),
+    ({"REQUEST_RETENTION_DAYS": "-1"}, "REQUEST_RETENTION_DAYS"),
+])
+def test_wrong_security_and_lifecycle_settings_are_named(env, variable):
+    result = _manage("check", SECRET_KEY="k", **env)
+    assert result.returncode == 2 and result.stderr.startswith("veobot: configuration error: " + variable), \
+        result.stderr
+
+
+@pytest.mark.slow
+def test_gunicorn_with_the_production_settings(db_settings, tmp_path):
+    """The documented production set-up behind a TLS proxy: plain http is redirected, /healthz
+    is not, HSTS and secure cookies are sent, and the sign-in throttle holds across two
+    worker processes."""
+    import signal
+
+    import requests
+
+    from tests.helpers import csrf_token, free_port, http_status
+    from tests.workers import database_url, wait_for
+
+    port = free_port()
+    env = _production_env(DATABASE_URL=database_url(db_settings), ALLOWED_HOSTS="veobot.example.com,127.0.0.1",
+                          ADMIN_LOGIN_MAX_FAILURES="3")
+    log = tmp_path / "gunicorn.log"
+    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "veosite.wsgi:application", "--bind",
+                               f"127.0.0.1:{port}", "--workers", "2"], cwd=ROOT, env=env, stdout=open(log, "wb"),
+                              stderr=subprocess.STDOUT)
+    base, https = f"http://127.0.0.1:{port}", {"Host": "veobot.example.com", "X-Forwarded-Proto": "https"}
+    try:
+        wait_for(lambda: http_status(f"{base}/healthz") == 200, timeout=60, what="gunicorn")
+        plain = requests.get(f"{base}/admin/login/", headers={"Host": "veobot.example.com"}, allow_redirects=False,
+                             timeout=30)
+        assert plain.status_code == 301 and plain.headers["Location"] == "https://veobot.example.com/admin/login/"
+        secure = requests.get(f"{base}/admin/login/", headers=https, timeout=30)
+        assert secure.status_code == 200
+        assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+        assert secure.headers["Set-Cookie"].startswith("csrftoken=") and secure.headers["Set-Cookie"].endswith("; Secure")
+
+        answers = set()
+        for _ in range(8):  # whichever of the two workers answers, the count is the one in PostgreSQL
+            page = requests.get(f"{base}/admin/login/", headers=https, timeout=30)
+            cookie = page.cookies["csrftoken"]
+            token = csrf_token(page.text)
+            response = requests.post(f"{base}/admin/login/", timeout=30, data={
+                "csrfmiddlewaretoken": token, "username": "boss", "password": "wrong"},
+                headers={**https, "Cookie": f"csrftoken={cookie}", "Referer": "https://veobot.example.com/admin/"})
+            answers.add(response.status_code)
+            refused = "Too many failed sign-in attempts" in response.text
+        assert answers == {200} and refused
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("args", [("migrate_sql", "--list"), ("migrate", "--noinput"), ("purge_requests",)])
+def test_a_command_without_its_database_says_so_in_one_line(args):
+    result = _manage(*args, SECRET_KEY="k", DATABASE_URL="postgresql://veobot:s3cret-pass@127.0.0.1:9/veobot")
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("veobot: the database at 127.0.0.1:9/veobot is unreachable: ")
+    assert "s3cret-pass" not in result.stdout + result.stderr

@@ -3,13 +3,21 @@
 output_uris hold "file:<path relative to VEO_MEDIA_ROOT>" or "gs://bucket/object". A
 stored path comes from our own worker, but it is still treated as untrusted: it must
 resolve (symlinks included) to a regular file inside VEO_MEDIA_ROOT, or it is refused.
+Objects in the bucket are deleted (purge, erasure) through Cloud Storage's JSON API.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
+import google.auth
+import google.auth.exceptions
+import requests
 from django.conf import settings
+from google.auth.transport.requests import AuthorizedSession
 
 
 def local_output_path(uri: str) -> Path | None:
@@ -30,6 +38,63 @@ def local_output_path(uri: str) -> Path | None:
     return path
 
 
+def delete_local_files(uris: Sequence[str]) -> int:
+    """Delete the local files behind file: URIs (others are skipped); returns how many."""
+    deleted = 0
+    for uri in uris:
+        path = local_output_path(uri)
+        if path is not None:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
+
+
 def public_url(url: str) -> str | None:
     """A playable public URL, or None: only https links are ever put in a page."""
     return url if url.startswith("https://") and len(url) <= 2000 else None
+
+
+# -- deleting outputs in Cloud Storage -----------------------------------------------------
+
+GCS_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
+
+
+@dataclass(frozen=True)
+class GcsDeletion:
+    deleted: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()  # still in the bucket; `problem` says why
+    problem: str | None = None
+
+
+def delete_gcs_objects(uris: Sequence[str], *, credentials=None) -> GcsDeletion:
+    """Delete gs:// outputs through the Cloud Storage JSON API, with Application Default
+    Credentials (or ``credentials``). Only when a bucket is configured (VEO_OUTPUT_GCS_URI):
+    otherwise this deployment holds no credentials for it. An object already gone counts as
+    deleted. Problems are reported by kind and status, never with credentials."""
+    uris = [uri for uri in uris if uri.startswith("gs://")]
+    if not uris:
+        return GcsDeletion()
+    if not settings.VEO_OUTPUT_GCS_URI:
+        return GcsDeletion(left=tuple(uris), problem="no bucket is configured (VEO_OUTPUT_GCS_URI)")
+    try:
+        if credentials is None:
+            credentials, _ = google.auth.default(scopes=[GCS_SCOPE])
+    except google.auth.exceptions.DefaultCredentialsError:
+        return GcsDeletion(left=tuple(uris), problem="no Google credentials (Application Default Credentials)")
+    session = AuthorizedSession(credentials)
+    deleted, left, problem = [], [], None
+    for uri in uris:
+        bucket, _, name = uri.removeprefix("gs://").partition("/")
+        url = f"{settings.GCS_API_BASE_URL}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
+        try:
+            status = session.delete(url, timeout=settings.VEO_HTTP_TIMEOUT.total_seconds()).status_code
+        except (requests.RequestException, google.auth.exceptions.GoogleAuthError) as error:
+            left.append(uri)
+            problem = f"Cloud Storage unreachable ({type(error).__name__})"
+            continue
+        if status in (200, 204, 404):
+            deleted.append(uri)
+        else:
+            left.append(uri)
+            problem = f"Cloud Storage answered {status}"
+    return GcsDeletion(tuple(deleted), tuple(left), problem)

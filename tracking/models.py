@@ -308,3 +308,54 @@ class DashboardSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"dashboard of {self.days} day(s) until {self.until:%Y-%m-%d %H:%M}"
+
+
+class LoginFailure(models.Model):
+    """A recent admin sign-in that failed or is being checked (tracking/throttle.py)."""
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(db_default=Now())
+    username_key = models.TextField()  # keyed hash of the user name typed, never the name itself
+    client_ip = models.TextField()
+
+    class Meta:
+        managed = False
+        db_table = "login_failures"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"failed sign-in from {self.client_ip}"
+
+
+class LifecycleOperation(models.TextChoices):
+    PURGE_REQUESTS = "purge_requests", "Retention purge"
+    ERASE_USER = "erase_user", "Erasure of a user's data"
+
+
+class LifecycleOutcome(models.TextChoices):
+    RUNNING = "running"
+    DONE = "done"
+    INTERRUPTED = "interrupted"
+
+
+class DataLifecycleAudit(models.Model):
+    """One purge or erasure: who, when, with what parameters, and how much was deleted."""
+
+    id = models.BigAutoField(primary_key=True)
+    operation = models.TextField(choices=LifecycleOperation.choices)
+    actor = models.TextField()
+    subject_key = models.TextField(null=True, blank=True, help_text="Keyed hash of the erased user's id.")
+    parameters = models.JSONField(db_default={})
+    counts = models.JSONField(db_default={})
+    started_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.TextField(choices=LifecycleOutcome.choices, db_default=LifecycleOutcome.RUNNING)
+
+    class Meta:
+        managed = False
+        db_table = "data_lifecycle_audit"
+        ordering = ["-id"]
+        verbose_name = "data lifecycle record"
+
+    def __str__(self) -> str:
+        return f"{self.operation} #{self.id}"

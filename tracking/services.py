@@ -455,7 +455,7 @@ def remove_output(*, request_ids: Sequence[int], actor: str, reason: str) -> lis
         removals = [Removal(request_id, action_id, tuple(u for u in uris if u.startswith("file:")))
                     for request_id, action_id, uris in cursor.fetchall()]
         files = [uri for removal in removals for uri in removal.local_files]
-        transaction.on_commit(lambda: _delete_local_outputs(files))
+        transaction.on_commit(lambda: media.delete_local_files(files))
     return removals
 
 
@@ -467,15 +467,8 @@ def discard_removed_outputs(*, request_id: int) -> list[str]:
                        [request_id])
         row = cursor.fetchone()
     uris = [uri for uri in (row[0] if row else None) or () if uri.startswith("file:")]
-    _delete_local_outputs(uris)
+    media.delete_local_files(uris)
     return uris
-
-
-def _delete_local_outputs(uris: Sequence[str]) -> None:
-    for uri in uris:
-        path = media.local_output_path(uri)
-        if path is not None:
-            path.unlink(missing_ok=True)
 
 
 def refund_requests(*, request_ids: Sequence[int], actor: str, reason: str) -> list[int]:

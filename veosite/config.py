@@ -94,3 +94,32 @@ def get_duration(name: str, default: str, *, minimum: timedelta, maximum: timede
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be between {minimum} and {maximum} (got {raw!r})")
     return value
+
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+def _meta_key(header: str) -> str:
+    """How Django's request.META names an HTTP header: X-Real-IP -> HTTP_X_REAL_IP."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def get_header_name(name: str) -> str:
+    """An HTTP header name ('X-Real-IP') as its request.META key; '' when unset."""
+    raw = env.ENVIRON.get(name, "").strip()
+    if raw and not _HEADER_NAME.match(raw):
+        raise ConfigError(f"{name} must be an HTTP header name like X-Real-IP (got {raw!r})")
+    return _meta_key(raw) if raw else ""
+
+
+def get_proxy_header(name: str) -> tuple[str, str] | None:
+    """'X-Forwarded-Proto: https' -> ('HTTP_X_FORWARDED_PROTO', 'https'), the form of
+    Django's SECURE_PROXY_SSL_HEADER; None when unset."""
+    raw = env.ENVIRON.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = (part.strip() for part in raw.partition(":"))
+    if not value or not _HEADER_NAME.match(header):
+        raise ConfigError(f"{name} must look like 'X-Forwarded-Proto: https' (got {raw!r})")
+    return _meta_key(header), value

@@ -8,6 +8,16 @@ from django.db import connection
 from django.http import JsonResponse
 
 
+def database_location() -> str:
+    """Where the database is expected (host:port/name, or the socket folder), never the password."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    host = db.get("HOST") or "localhost"
+    where = host if host.startswith("/") else f"{host}:{db.get('PORT') or 5432}"
+    return f"{where}/{db.get('NAME')}"
+
+
 def database_latency_ms() -> float:
     started = time.perf_counter()
     with connection.cursor() as cursor:

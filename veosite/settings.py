@@ -149,6 +149,8 @@ VEO_API_BASE_URL = config.get_str("VEO_API_BASE_URL", "")
 VEO_OUTPUT_GCS_URI = config.get_str("VEO_OUTPUT_GCS_URI", "")
 if VEO_OUTPUT_GCS_URI and not VEO_OUTPUT_GCS_URI.startswith("gs://"):
     raise ConfigError(f"VEO_OUTPUT_GCS_URI must start with gs:// (got {VEO_OUTPUT_GCS_URI!r})")
+# Cloud Storage's API, for deleting outputs (purge, erasure); tests point it at a local fake.
+GCS_API_BASE_URL = config.get_str("GCS_API_BASE_URL", "https://storage.googleapis.com").rstrip("/")
 # Link GCS outputs as https://storage.googleapis.com/... (the bucket must allow public reads).
 VEO_GCS_PUBLIC_URLS = config.get_bool("VEO_GCS_PUBLIC_URLS", False)
 VEO_PERSON_GENERATION = config.get_str("VEO_PERSON_GENERATION", "allow_adult")
@@ -240,6 +242,42 @@ DISCORD_ACTIONS_MAX_ATTEMPTS = config.get_int("DISCORD_ACTIONS_MAX_ATTEMPTS", 8,
 LOG_JSON = config.get_bool("LOG_JSON", False)
 
 # --- Web ------------------------------------------------------------------------------
+# HTTPS. The defaults keep `make run` working over plain http on 127.0.0.1; a deployment
+# behind TLS turns them on (docs/OPERATIONS.md lists the production values, and
+# `manage.py check --deploy` then passes).
+SECURE_SSL_REDIRECT = config.get_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes on the private network speak plain http
+# Set by the TLS-terminating proxy, e.g. "X-Forwarded-Proto: https"; only when the proxy
+# always sets (or strips) it, otherwise clients could claim https.
+SECURE_PROXY_SSL_HEADER = config.get_proxy_header("SECURE_PROXY_SSL_HEADER")
+SESSION_COOKIE_SECURE = config.get_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = config.get_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = config.get_int("SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config.get_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = config.get_bool("SECURE_HSTS_PRELOAD", False)
+# Origins (scheme://host) allowed to POST to the admin when they differ from its own host.
+CSRF_TRUSTED_ORIGINS = config.get_list("CSRF_TRUSTED_ORIGINS", [])
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("https://", "http://")):
+        raise ConfigError(f"CSRF_TRUSTED_ORIGINS entries must start with https:// or http:// (got {_origin!r})")
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = 12 * 3600  # a moderator signs in again after half a day
+
+# Admin sign-in throttle (tracking/throttle.py): failures are recorded in PostgreSQL, so the
+# limit holds across every web process. A user name, or a client address, that failed this
+# many times within ADMIN_LOGIN_LOCKOUT is refused until the oldest failure leaves the window.
+ADMIN_LOGIN_MAX_FAILURES = config.get_int("ADMIN_LOGIN_MAX_FAILURES", 5, minimum=1, maximum=1000)
+ADMIN_LOGIN_MAX_FAILURES_PER_IP = config.get_int("ADMIN_LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1, maximum=100_000)
+ADMIN_LOGIN_LOCKOUT: timedelta = config.get_duration("ADMIN_LOGIN_LOCKOUT", "15m", minimum=timedelta(seconds=1),
+                                                     maximum=timedelta(days=1))
+# The header a trusted proxy sets to the client's address (e.g. X-Real-IP, or X-Forwarded-For,
+# whose last entry is used); empty: the connection's address (REMOTE_ADDR).
+ADMIN_LOGIN_IP_HEADER = config.get_header_name("ADMIN_LOGIN_IP_HEADER")
+
+# --- Data lifecycle ------------------------------------------------------------------
+# `manage.py purge_requests` deletes finished requests older than this many days, with their
+# events and outputs; 0 keeps everything. Never inside a quota window (docs/OPERATIONS.md).
+REQUEST_RETENTION_DAYS = config.get_int("REQUEST_RETENTION_DAYS", 365, minimum=0, maximum=100 * 365)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -266,5 +304,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": config.get_str("LOG_LEVEL", "INFO").upper()},
     # discord.py's INFO lines (gateway sessions) are useful. discord.state warns at start-up that
     # the guilds intent is off: the bot needs no intents (it keeps no guild cache) on purpose.
-    "loggers": {"pgserver": {"level": "WARNING"}, "discord": {"level": "INFO"}, "discord.state": {"level": "ERROR"}},
+    # psycopg's pool warns at every failed connection attempt while PostgreSQL is down; the bot,
+    # the worker and manage.py report an outage themselves, once.
+    "loggers": {"pgserver": {"level": "WARNING"}, "discord": {"level": "INFO"}, "discord.state": {"level": "ERROR"},
+                "psycopg.pool": {"level": "ERROR"}},
 }

@@ -398,12 +398,16 @@ class VeoFakeState:
             record.kind = "create" if call["verb"] == "predictLongRunning" else "poll"
         elif download and method == "GET":
             record.kind = "download"
+        elif download and method == "DELETE":
+            record.kind = "delete"
         else:
             raise _HttpError(404, f"The fake has no {method} {path}.")
         if record.auth is None:
             raise _HttpError(401, "Request is missing required authentication credential.")
         if record.kind == "download":
             return self._download(download["bucket"], unquote(download["object"]))
+        if record.kind == "delete":
+            return self._delete(download["bucket"], unquote(download["object"]))
         if not isinstance(record.body, dict):
             raise _HttpError(400, "Invalid JSON payload received.")
         if record.kind == "create":
@@ -521,6 +525,12 @@ class VeoFakeState:
             raise _HttpError(404, f"No such object: {bucket}/{obj}")
         return _Reply(200, data, content_type="video/mp4")
 
+    def _delete(self, bucket: str, obj: str) -> _Reply:
+        """Cloud Storage's objects.delete: 204, or 404 when there is no such object."""
+        if self._gcs.pop(f"gs://{bucket}/{obj}", None) is None:
+            raise _HttpError(404, f"No such object: {bucket}/{obj}")
+        return _Reply(204, b"")
+
 
 def _stalls(chosen: Scenario, stalled_so_far: int) -> bool:
     return chosen.stall_seconds > 0 and (chosen.stall_times is None or stalled_so_far < chosen.stall_times)
@@ -563,6 +573,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
         self._serve()
 
     def _serve(self) -> None:

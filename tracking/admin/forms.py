@@ -4,12 +4,34 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.admin import helpers
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.db import IntegrityError, transaction
 
-from tracking import selectors
+from tracking import selectors, throttle
 from tracking.models import BlockedTerm, QuotaPolicy, UserBan, VideoRequest
 
 REASON_HELP = "Recorded with your name in the request's history and the admin log."
+
+
+class ThrottledLoginForm(AdminAuthenticationForm):
+    """The admin sign-in, refused for a while after too many failures (tracking/throttle.py)."""
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "throttled": "Too many failed sign-in attempts. Try again in %(wait)s.",
+    }
+
+    def clean(self):
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if username is None or not password:
+            return super().clean()  # the field errors say what is missing
+        wait = throttle.attempt(username=username, client_ip=throttle.client_ip(self.request))
+        if wait is not None:
+            raise forms.ValidationError(self.error_messages["throttled"], code="throttled",
+                                        params={"wait": throttle.wait_text(wait)})
+        cleaned = super().clean()  # a wrong password raises here and the attempt stays counted
+        throttle.succeeded(username=username)
+        return cleaned
 
 
 class ReasonForm(forms.Form):

@@ -105,5 +105,19 @@ class DiscordActionAdmin(ReadOnlyAdmin):
     raw_id_fields = ("request",)
 
 
+class DataLifecycleAuditAdmin(ReadOnlyAdmin):
+    """Purges and erasures, read-only and for superusers only (operations, not moderation)."""
+
+    list_display = ("id", "operation", "actor", "started_at", "finished_at", "outcome", "counts", "subject_key")
+    list_filter = ("operation", "outcome")
+    search_fields = ("=subject_key",)
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+
 class SchemaMigrationAdmin(ReadOnlyAdmin):
     list_display = ("version", "name", "checksum", "applied_at")
