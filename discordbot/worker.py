@@ -29,6 +29,7 @@ from discordbot.veo import (OperationLost, Outcome, RateLimited, Refused, StartU
                             VideoJob)
 from tracking import aio, services
 from tracking.models import DeliveryMethod, ReviewStatus, Status, TERMINAL_STATUSES, VideoRequest
+from tracking.selectors import humanize_duration
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,11 @@ class Worker:
             raise
 
     async def _begin(self, request: VideoRequest) -> VideoRequest | None:
+        waited = timezone.now() - request.created_at
+        if waited > settings.VEO_QUEUE_TIMEOUT:
+            # Veo kept refusing new work (429) for longer than anyone waits for a video.
+            return await self._timeout(request, "queue_timeout", "Veo was too busy to start this video within "
+                                       f"{humanize_duration(settings.VEO_QUEUE_TIMEOUT)} of the request")
         try:
             operation_name = await self.backend.start(VideoJob.from_request(request))
         except RateLimited as error:

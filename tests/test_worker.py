@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import Count
 
 from discordbot.delivery import CliDelivery
@@ -145,3 +146,21 @@ def test_cli_refusals_are_clear(settings):
         call_command("veo", "a red fox in snow", "--user", "561")
     with pytest.raises(Exception, match="prompt must be"):
         call_command("veo", "hi", "--user", "561")
+
+
+def test_a_request_veo_never_let_start_times_out_refunded(settings):
+    settings.VEO_QUEUE_TIMEOUT = timedelta(minutes=30)
+    stale, fresh = admit(user_id=580).request_id, admit(user_id=581).request_id
+    with connection.cursor() as cursor:  # as if Veo had answered 429 for the last 31 minutes
+        cursor.execute("SET session_replication_role = replica")
+        cursor.execute("UPDATE video_requests SET created_at = created_at - interval '31 minutes' WHERE id = %s",
+                       [stale])
+        cursor.execute("RESET session_replication_role")
+    backend = OfflineBackend(seconds=0)
+    with worker_thread(Worker(backend=backend, deliveries={"cli": CliDelivery(), "discord": CliDelivery()})):
+        wait_for(_finished(stale, fresh), what="both requests finished and delivered")
+    row = VideoRequest.objects.get(id=stale)
+    assert (row.status, row.error_code, row.counts_toward_quota) == ("timeout", "queue_timeout", False)
+    assert "too busy to start this video within 30m" in row.error_message
+    assert row.operation_name is None and row.started_at is None  # Veo was not asked again
+    assert VideoRequest.objects.get(id=fresh).status == "completed"

@@ -165,6 +165,10 @@ VEO_HTTP_RETRIES = config.get_int("VEO_HTTP_RETRIES", 3, minimum=1, maximum=10)
 # Whole generation, from the operation start; Veo can take more than 5 minutes.
 VEO_GENERATION_TIMEOUT: timedelta = config.get_duration("VEO_GENERATION_TIMEOUT", "10m", minimum=timedelta(seconds=5),
                                                         maximum=timedelta(hours=2))
+# A request still waiting to start this long after it was made (Veo refusing new work with
+# 429 all that time) ends as `timeout` (queue_timeout), refunded, instead of waiting forever.
+VEO_QUEUE_TIMEOUT: timedelta = config.get_duration("VEO_QUEUE_TIMEOUT", "1h", minimum=timedelta(minutes=1),
+                                                   maximum=timedelta(days=7))
 # Poll backoff: starts at VEO_POLL_INITIAL, x1.5 each time, capped at VEO_POLL_MAX.
 VEO_POLL_INITIAL: timedelta = config.get_duration("VEO_POLL_INITIAL", "1s", minimum=timedelta(seconds=0),
                                                   maximum=timedelta(minutes=1))
