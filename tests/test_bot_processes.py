@@ -1,58 +1,20 @@
 """The bot as a real process (tests/bot_process.py): killed mid-generation and restarted, and
 PostgreSQL cut away mid-run (a TCP proxy the test controls) and brought back."""
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
+from tests.bot_process import BotProcess
 from tests.fakes import discord_server as fake
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
 from tests.tcp_proxy import TcpProxy
-from tests.workers import ROOT, database_url, truncate_requests, wait_for
+from tests.workers import database_url, truncate_requests, wait_for
 from tracking.models import VideoRequest, VideoRequestEvent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-class BotProcess:
-    def __init__(self, env: dict, log_path: Path):
-        self.log_path = log_path
-        environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        environment.update(env)
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bot_process"], cwd=ROOT, env=environment,
-                                     stdin=subprocess.PIPE, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
-        wait_for(lambda: "bot ready" in self.log() or self.proc.poll() is not None, timeout=60, what="bot start")
-        assert self.proc.poll() is None, self.log()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def send(self, server: FakeDiscordServer, payload: dict) -> None:
-        server.register_interaction(payload)  # Discord's 3 s clock starts now
-        self.proc.stdin.write(json.dumps(payload).encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(30)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-    def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
 
 
 @pytest.fixture
