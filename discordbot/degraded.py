@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 from django.utils import timezone
 
 from discordbot import journal as journal_module
@@ -31,14 +31,12 @@ from discordbot import logs
 from discordbot.delivery import Delivery
 from discordbot.storage import LocalStorage, store_output
 from discordbot.veo import OperationLost, RateLimited, VeoBackend, VeoError, VideoJob
-from discordbot.worker import PROGRESS_EVERY, POLL_FAILURES, retry_backoff
+from discordbot.worker import DATABASE_DOWN, PROGRESS_EVERY, POLL_FAILURES, retry_backoff
 from tracking import aio, services
 from tracking.models import Status, VideoRequest
 
 log = logging.getLogger(__name__)
 
-# What "the database is unreachable" looks like through Django (pool timeouts included).
-DATABASE_DOWN = (OperationalError, InterfaceError)
 PROBE_TIMEOUT = 2  # seconds: a probe answers fast or the database counts as down
 BAN_MEMORY = timedelta(hours=1)  # a ban seen before the outage is still honoured this long
 START_RETRIES = 5
@@ -302,10 +300,12 @@ class DirectRunner:
 class JournalReplayer:
     ACTOR = "bot-journal"
 
-    def __init__(self, *, journal: journal_module.Journal, runner: DirectRunner, health: DatabaseHealth):
+    def __init__(self, *, journal: journal_module.Journal, runner: DirectRunner, health: DatabaseHealth,
+                 written: Callable[[int], None] = lambda interaction_id: None):
         self.journal = journal
         self.runner = runner
         self.health = health
+        self.written = written  # told each interaction id now in the database
         self.replayed: set[int] = set()  # from our own current file
 
     async def replay(self) -> int:
@@ -354,6 +354,7 @@ class JournalReplayer:
     async def _write(self, item: journal_module.Journaled) -> int:
         request_id, inserted = await aio.run(services.replay_journaled_request, request=item.request,
                                              steps=item.steps, actor=self.ACTOR)
+        self.written(item.interaction_id)
         if inserted:
             last = next((s for s in reversed(item.steps) if s.get("status")), None)
             logs.step(log, "replayed", request_id=request_id, user_id=item.request.get("user_id"),

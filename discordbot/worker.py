@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from discordbot import storage as storage_module
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 START_ATTEMPTS = 3  # network failures before a start gives up (5xx are retried inside the client too)
 POLL_FAILURES = 5  # consecutive failed polls before the request is failed
 PROGRESS_EVERY = timedelta(seconds=10)  # Discord edits no more often than this
+DATABASE_DOWN = (OperationalError, InterfaceError)  # the database went away (pool timeouts included)
 
 
 def worker_name() -> str:
@@ -93,14 +94,17 @@ class Worker:
                 max_concurrent=settings.VEO_MAX_CONCURRENT,
                 max_starts_per_minute=settings.VEO_MAX_STARTS_PER_MINUTE)
         except DatabaseError as error:
-            if not self._database_down:
-                self.database_unreachable(error)
-            self._database_down = True
+            self._lost_database(error)
             return None
         if self._database_down:
             log.info("worker %s: database reachable again", self.name)
             self._database_down = False
         return claimed
+
+    def _lost_database(self, error: DatabaseError) -> None:
+        if not self._database_down:
+            self.database_unreachable(error)
+        self._database_down = True
 
     def database_unreachable(self, error: DatabaseError) -> None:
         """Once per outage (the bot overrides this to enter its degraded mode instead)."""
@@ -122,6 +126,12 @@ class Worker:
                 await self._deliver(request)
         except LeaseLost:
             log.warning("request %s: lease lost to another worker; leaving it to them", request.id)
+        except DATABASE_DOWN as error:
+            # Nothing to release it with: the lease runs out, and whoever claims the row once the
+            # database is back resumes it from its stored state (the operation name is kept).
+            self._lost_database(error)
+            log.warning("request %s: database unreachable mid-request; it resumes once the database is back",
+                        request.id)
         except asyncio.CancelledError:
             if not keeper.done() or not keeper.result():
                 await asyncio.shield(self._release(request.id, "worker shutting down; another worker will resume it"))

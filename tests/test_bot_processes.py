@@ -47,6 +47,11 @@ def bots(db_settings, tmp_path, server):
         bot.cleanup()
 
 
+def through(proxy: TcpProxy, db: dict) -> str:
+    """The test database's URL, by way of ``proxy``."""
+    return database_url({**db, "HOST": "127.0.0.1", "PORT": proxy.port})
+
+
 def veo(prompt="a red fox running through fresh snow"):
     return slash_command("veo", {"prompt": prompt})
 
@@ -89,9 +94,7 @@ def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server)
 
 def test_database_outage_degraded_answers_then_replay_with_nothing_missing(bots, server, db_settings, tmp_path):
     with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
-        via_proxy = (f"postgresql://{db_settings['USER'] or 'postgres'}"
-                     f"{':' + db_settings['PASSWORD'] if db_settings.get('PASSWORD') else ''}"
-                     f"@127.0.0.1:{proxy.port}/{db_settings['NAME']}")
+        via_proxy = through(proxy, db_settings)
         bot = bots("bot", seconds=1, database=via_proxy)
         before = veo("a calm lake before the outage")
         bot.send(server, before)
@@ -149,9 +152,7 @@ def test_database_outage_degraded_answers_then_replay_with_nothing_missing(bots,
 
 def test_killed_during_the_outage_loses_nothing(bots, server, db_settings, tmp_path):
     with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
-        via_proxy = (f"postgresql://{db_settings['USER'] or 'postgres'}"
-                     f"{':' + db_settings['PASSWORD'] if db_settings.get('PASSWORD') else ''}"
-                     f"@127.0.0.1:{proxy.port}/{db_settings['NAME']}")
+        via_proxy = through(proxy, db_settings)
         bot = bots("doomed", seconds=5, database=via_proxy)
         proxy.cut()
         payload = veo()
@@ -170,3 +171,44 @@ def test_killed_during_the_outage_loses_nothing(bots, server, db_settings, tmp_p
     assert not list((tmp_path / "journal").glob("*.jsonl"))
     post = server.messages_in(CHANNEL_ID)[-1]
     assert post["content"] == f"<@{USER_ID}>" and "resumed after a restart" in post["embeds"][0]["footer"]["text"]
+
+
+def test_started_during_an_outage_answers_at_once_from_the_journal(bots, server, tmp_path):
+    # Nothing listens on port 9: without a probe at start-up, the first /veo waited out the
+    # pool's connect timeout (and was deferred) before degraded mode began.
+    bot = bots("bot", seconds=1, database="postgresql://postgres@127.0.0.1:9/veobot")
+    wait_for(lambda: "DEGRADED: PostgreSQL is unreachable" in bot.log(), what="degraded mode from the start")
+    payload = veo()
+    bot.send(server, payload)
+    wait_for(lambda: server.original_response(payload["id"]), what="the answer")
+    interaction = server.interaction(payload["id"])
+    assert interaction.response_type == 4  # answered at once, not deferred (5)
+    reply = server.original_response(payload["id"])
+    assert "database unreachable" in reply["embeds"][0]["footer"]["text"]
+    wait_for(lambda: attached(server, payload), what="the video")
+    assert bot.log().count("DEGRADED: PostgreSQL is unreachable") == 1
+
+
+def test_quota_holds_while_the_outages_requests_still_run_after_recovery(bots, server, db_settings):
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        via_proxy = through(proxy, db_settings)
+        bot = bots("bot", seconds=8, database=via_proxy)  # VEO_QUOTA_LIMIT=3
+        proxy.cut()
+        wait_for(lambda: "DEGRADED" in bot.log(), what="degraded mode")
+        during = [veo(f"a red fox, take {n}") for n in range(3)]
+        for payload in during:
+            bot.send(server, payload)
+            wait_for(lambda: server.original_response(payload["id"]), what="a degraded answer")
+        proxy.restore()
+        wait_for(lambda: "database reachable again" in bot.log(), what="recovery")
+        # The three are still generating, so not yet replayed: the database cannot count them.
+        over = veo("one too many, right after the outage")
+        bot.send(server, over)
+        wait_for(lambda: server.original_response(over["id"]), what="the answer to the fourth")
+        refusal = server.original_response(over["id"])
+        assert refusal["flags"] & fake.EPHEMERAL and "You have used all 3" in refusal["content"]
+        wait_for(lambda: all(attached(server, p) for p in during), timeout=60, what="the three videos")
+        wait_for(lambda: all(row(p) for p in [*during, over]), what="the replay")
+        assert bot.stop() == 0
+    assert row(over).status == "rejected"
+    assert VideoRequest.objects.filter(counts_toward_quota=True).count() == 3
