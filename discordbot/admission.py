@@ -117,7 +117,6 @@ class Admitter:
         self._journaled[interaction_id] = decision
         return decision
 
-
     def replayed(self, interaction_id: int) -> None:
         """The journal replay wrote this interaction's request into the database."""
         decision = self._journaled.get(interaction_id)
