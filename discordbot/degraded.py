@@ -323,14 +323,20 @@ class JournalReplayer:
         return written
 
     async def _replay_own(self) -> int:
+        # One snapshot: the lines written so far and the runs under way. A run that ended
+        # before it has all its lines in those; one under way (or begun since) does not, and
+        # writing it would record a delivered request as still generating -- the worker would
+        # then deliver it a second time. Those wait for a later pass.
         lines = self.journal.lines
-        requests = await asyncio.to_thread(journal_module.read, self.journal.path)
+        running = set(self.runner.tasks) | self.runner.reserved
+        requests = await asyncio.to_thread(journal_module.read, self.journal.path, lines=lines)
         written = 0
         for item in requests.values():
-            if item.interaction_id in self.replayed or self.runner.busy(item.interaction_id):
-                continue  # still running here: replayed when it ends
+            interaction_id = item.interaction_id
+            if interaction_id in self.replayed or interaction_id in running:
+                continue
             written += await self._write(item)
-            self.replayed.add(item.interaction_id)
+            self.replayed.add(interaction_id)
         idle = not self.runner.tasks and not self.runner.reserved
         if len(self.replayed) == len(requests) and idle and self.journal.discard(lines=lines):
             self.replayed.clear()
