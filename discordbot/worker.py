@@ -61,6 +61,8 @@ class Worker:
         self.slots = slots or settings.VEO_WORKER_SLOTS
         self.lease = settings.VEO_LEASE
         self._database_down = False
+        self._stop: asyncio.Event | None = None
+        self._handling: set[int] = set()  # request ids with a handle() under way here
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -68,12 +70,17 @@ class Worker:
         """Claim and handle work until ``stop`` is set; then hand back whatever is held."""
         log.info("worker %s started: backend %s, %s slots, delivers %s", self.name, self.backend.label,
                  self.slots, ", ".join(sorted(self.deliveries)))
+        self._stop = stop
         free = asyncio.Semaphore(self.slots)
         running: set[asyncio.Task] = set()
         try:
             while not stop.is_set():
                 await free.acquire()
                 claimed = None if stop.is_set() else await self._claim()
+                if claimed is not None and claimed.id in self._handling:
+                    # Its lease ran out while the database was away, but it is still being
+                    # handled here (under the same name): the claim just renewed the lease.
+                    claimed = None
                 if claimed is None:
                     free.release()
                     await _sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds())
@@ -117,6 +124,7 @@ class Worker:
         """Carry one claimed request as far as it goes: start, follow, deliver."""
         me = asyncio.current_task()
         keeper = asyncio.create_task(self._keep_lease(request.id, me))
+        self._handling.add(request.id)
         try:
             if request.status == Status.PENDING:
                 request = await self._start(request)
@@ -141,6 +149,7 @@ class Worker:
             await asyncio.shield(self._release(request.id, "unexpected worker error", delay=timedelta(seconds=30)))
         finally:
             keeper.cancel()
+            self._handling.discard(request.id)
 
     async def _keep_lease(self, request_id: int, owner: asyncio.Task) -> bool:
         """Renew the lease every third of its length. Returns True (and stops the owner)
@@ -192,13 +201,28 @@ class Worker:
             return await self._fail(request, error.code, f"Veo could not start the video: {error}")
         except Refused as error:
             return await self._fail(request, error.code, f"Veo refused the request: {error}")
-        moved = await aio.run(services.mark_generating, request_id=request.id, operation_name=operation_name,
-                              worker=self.name)
+        moved = await self._record_start(request, operation_name)
         if moved.status != Status.GENERATING:
             raise LeaseLost()
         log.info("request %s: generating (operation %s)", request.id, operation_name)
         request.status, request.operation_name, request.started_at = Status.GENERATING, operation_name, timezone.now()
         return request
+
+    async def _record_start(self, request: VideoRequest, operation_name: str) -> services.Transition:
+        """Store the operation name, whatever it takes: lost, the request would be started again
+        (a second Veo bill, a second video). While the database is away nobody can claim the row
+        from us, so keep trying until it answers (or the worker stops)."""
+        while True:
+            try:
+                return await aio.run(services.mark_generating, request_id=request.id,
+                                     operation_name=operation_name, worker=self.name)
+            except DATABASE_DOWN as error:
+                self._lost_database(error)
+                if self._stop is not None and self._stop.is_set():
+                    log.warning("request %s: stopping with Veo operation %s unrecorded (database unreachable); "
+                                "it will be started again", request.id, operation_name)
+                    raise
+                await asyncio.sleep(settings.DATABASE_PROBE_INTERVAL.total_seconds())
 
     # -- follow -----------------------------------------------------------------------------
 

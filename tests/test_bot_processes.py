@@ -4,12 +4,14 @@ PostgreSQL cut away mid-run (a TCP proxy the test controls) and brought back."""
 import time
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from tests.bot_process import BotProcess
 from tests.fakes import discord_server as fake
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
+from tests.fakes.veo_server import FakeVeoServer, scenario
 from tests.tcp_proxy import TcpProxy
 from tests.workers import database_url, truncate_requests, wait_for
 from tracking.models import VideoRequest, VideoRequestEvent
@@ -212,3 +214,27 @@ def test_quota_holds_while_the_outages_requests_still_run_after_recovery(bots, s
         assert bot.stop() == 0
     assert row(over).status == "rejected"
     assert VideoRequest.objects.filter(counts_toward_quota=True).count() == 3
+
+
+def test_database_lost_between_the_veo_start_and_its_record_starts_nothing_twice(bots, server, db_settings):
+    # The Veo fake holds the create's answer for 3 s; the database goes away meanwhile, so the
+    # operation name cannot be stored at once. It used to be dropped, and the request started again.
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy, \
+            FakeVeoServer(default_scenario=scenario("stall", seconds=3)) as veo_fake:
+        bot = bots("bot", seconds=0, database=through(proxy, db_settings), VEO_BACKEND="express",
+                   VEO_API_KEY="test-key", VEO_API_BASE_URL=veo_fake.url, VEO_POLL_INITIAL="1s")
+        payload = veo()
+        bot.send(server, payload)
+        wait_for(lambda: veo_fake.create_count() == 1, what="the Veo create")
+        proxy.cut()
+        wait_for(lambda: "DEGRADED" in bot.log(), what="degraded mode")
+        # Longer than the pool waits for a connection (10 s): the record of the start fails.
+        time.sleep(settings.DATABASE_CONNECT_TIMEOUT + 3)
+        proxy.restore()
+        wait_for(lambda: (r := row(payload)) and r.delivered_at, timeout=60, what="the delivery")
+        assert bot.stop() == 0
+        assert veo_fake.create_count() == 1
+    request = row(payload)
+    assert request.status == "completed" and request.operation_name
+    assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
+                                     ("status_changed", "completed"), ("delivered", None)]

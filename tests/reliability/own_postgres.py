@@ -27,15 +27,24 @@ class OwnPostgres:
             warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
             import pgserver
             from pgserver._commands import pg_ctl
+            from pgserver.utils import PostmasterInfo
 
         self._pg_ctl = pg_ctl
+        self._postmaster = PostmasterInfo.read_from_pgdata
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = pgserver.get_server(pgdata, cleanup_mode=None)  # initdb on first use, then start
         self.pgdata = pgdata
         self.socket_dir = str(server.get_postmaster_info().socket_dir)
-        self.version = server.psql("SHOW server_version;").split("\n")[2].strip()
         # As root, pgserver runs the server as its own 'pgserver' user; pg_ctl must match.
         self.system_user = "pgserver" if os.geteuid() == 0 else None
+        if not self.running:  # pgserver hands out its cached handle without checking: stopped by a last run
+            self.start()
+        self.version = server.psql("SHOW server_version;").split("\n")[2].strip()
+
+    @property
+    def running(self) -> bool:
+        info = self._postmaster(self.pgdata)
+        return info is not None and info.is_running()
 
     def fresh_database(self, name: str) -> dict:
         """(Re)create ``name`` with our SQL schema; returns its Django-style settings."""
@@ -48,6 +57,8 @@ class OwnPostgres:
 
     def stop(self) -> None:
         """A fast shutdown: connections are cut, new ones refused until start()."""
+        if not self.running:
+            return
         self._pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user)
 
     def start(self) -> None:

@@ -31,13 +31,19 @@ VIDEO = [("created", "pending"), ("status_changed", "generating"), ("status_chan
 REFUSAL = [("created", "rejected")]
 
 
+@pytest.fixture
+def postgres():
+    server = OwnPostgres()
+    yield server
+    server.stop()  # not left running between runs
+
+
 @pytest.mark.parametrize("kill_bot", [False, True], ids=["bot_stays_up", "bot_killed_during_outage"])
-def test_database_stopped_mid_run_loses_nothing(chaos_report, scale, tmp_path, kill_bot):
+def test_database_stopped_mid_run_loses_nothing(chaos_report, scale, tmp_path, postgres, kill_bot):
     requests = scale(quick=20, full=200)
     outage = scale(quick=5, full=60)  # seconds PostgreSQL is stopped
     send_window = scale(quick=15, full=120)  # the outage sits in its middle
     users = requests // ASKS_PER_USER
-    postgres = OwnPostgres()
     db = postgres.fresh_database("chaos_outage")
 
     # Request n comes from user n % users, so each user's asks are spread over the whole run.
