@@ -123,8 +123,9 @@ class Worker:
     async def handle(self, request: VideoRequest) -> None:
         """Carry one claimed request as far as it goes: start, follow, deliver."""
         me = asyncio.current_task()
-        keeper = asyncio.create_task(self._keep_lease(request.id, me))
-        self._handling.add(request.id)
+        request_id = request.id  # `request` becomes None once a start is handed back
+        keeper = asyncio.create_task(self._keep_lease(request_id, me))
+        self._handling.add(request_id)
         try:
             if request.status == Status.PENDING:
                 request = await self._start(request)
@@ -149,7 +150,7 @@ class Worker:
             await asyncio.shield(self._release(request.id, "unexpected worker error", delay=timedelta(seconds=30)))
         finally:
             keeper.cancel()
-            self._handling.discard(request.id)
+            self._handling.discard(request_id)
 
     async def _keep_lease(self, request_id: int, owner: asyncio.Task) -> bool:
         """Renew the lease every third of its length. Returns True (and stops the owner)
