@@ -202,28 +202,13 @@ class Worker:
             return await self._fail(request, error.code, f"Veo could not start the video: {error}")
         except Refused as error:
             return await self._fail(request, error.code, f"Veo refused the request: {error}")
-        moved = await self._record_start(request, operation_name)
+        moved = await self._record(services.mark_generating, request_id=request.id, operation_name=operation_name,
+                                   worker=self.name)
         if moved.status != Status.GENERATING:
             raise LeaseLost()
         log.info("request %s: generating (operation %s)", request.id, operation_name)
         request.status, request.operation_name, request.started_at = Status.GENERATING, operation_name, timezone.now()
         return request
-
-    async def _record_start(self, request: VideoRequest, operation_name: str) -> services.Transition:
-        """Store the operation name, whatever it takes: lost, the request would be started again
-        (a second Veo bill, a second video). While the database is away nobody can claim the row
-        from us, so keep trying until it answers (or the worker stops)."""
-        while True:
-            try:
-                return await aio.run(services.mark_generating, request_id=request.id,
-                                     operation_name=operation_name, worker=self.name)
-            except DATABASE_DOWN as error:
-                self._lost_database(error)
-                if self._stop is not None and self._stop.is_set():
-                    log.warning("request %s: stopping with Veo operation %s unrecorded (database unreachable); "
-                                "it will be started again", request.id, operation_name)
-                    raise
-                await asyncio.sleep(settings.DATABASE_PROBE_INTERVAL.total_seconds())
 
     # -- follow -----------------------------------------------------------------------------
 
@@ -309,9 +294,9 @@ class Worker:
         # (Removed later, while the delivery is on its way: record_delivery queues its deletion.)
         request.review_status = await aio.run(_review_status, request_id=request.id)
         receipt = await delivery.deliver(request)
-        recorded = await aio.run(services.record_delivery, request_id=request.id, worker=self.name,
-                                 method=receipt.method, message_id=receipt.message_id, error=receipt.error,
-                                 removal_known=request.review_status == ReviewStatus.REMOVED)
+        recorded = await self._record(services.record_delivery, request_id=request.id, worker=self.name,
+                                      method=receipt.method, message_id=receipt.message_id, error=receipt.error,
+                                      removal_known=request.review_status == ReviewStatus.REMOVED)
         if not recorded:
             raise LeaseLost()
         log.info("request %s: delivered (%s)%s", request.id, receipt.method,
@@ -319,6 +304,23 @@ class Worker:
         if request.review_status == ReviewStatus.REMOVED:
             # Removed before it was generated or stored: its file outlived the removal.
             await aio.run(services.discard_removed_outputs, request_id=request.id)
+
+
+    async def _record(self, write, **fields):
+        """Record what has already happened outside (a Veo start, a delivery), whatever it takes:
+        lost, it would be done again -- a second Veo bill, a second message to the user. While
+        the database is away nobody can claim the row from us, so keep trying until it answers
+        (or the worker stops)."""
+        while True:
+            try:
+                return await aio.run(write, **fields)
+            except DATABASE_DOWN as error:
+                self._lost_database(error)
+                if self._stop is not None and self._stop.is_set():
+                    log.warning("request %s: stopping with %s unrecorded (database unreachable); it will be done "
+                                "again", fields["request_id"], write.__name__)
+                    raise
+                await asyncio.sleep(settings.DATABASE_PROBE_INTERVAL.total_seconds())
 
 
 def _review_status(*, request_id: int) -> str:
