@@ -305,7 +305,6 @@ class Worker:
             # Removed before it was generated or stored: its file outlived the removal.
             await aio.run(services.discard_removed_outputs, request_id=request.id)
 
-
     async def _record(self, write, **fields):
         """Record what has already happened outside (a Veo start, a delivery), whatever it takes:
         lost, it would be done again -- a second Veo bill, a second message to the user. While
