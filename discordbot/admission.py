@@ -55,12 +55,15 @@ class Admitter:
         self.limiter = limiter
         self.record = record
         self._journaled: dict[int, Decision] = {}  # degraded admissions, for duplicate interactions
+        # user id -> interaction ids admitted here while degraded and not yet replayed. The
+        # database cannot count those, so their users stay on the local limiter until it can.
+        self._unreplayed: dict[int, set[int]] = {}
 
     async def admit(self, *, interaction_id: int, user_id: int, guild_id: int | None, channel_id: int | None,
                     params: VideoParameters) -> Decision:
         """``params`` must already be clean (services.clean_parameters)."""
         started = time.perf_counter()
-        if not self.health.degraded:
+        if not self.health.degraded and not self._unreplayed.get(user_id):
             try:
                 decision = await self._admit_in_database(interaction_id=interaction_id, user_id=user_id,
                                                          guild_id=guild_id, channel_id=channel_id, params=params)
@@ -104,6 +107,7 @@ class Admitter:
         request.error_code, request.error_message = local.reason_code, local.reason
         if local.admitted:
             self.runner.reserved.add(interaction_id)  # a replay must not take it for abandoned
+            self._unreplayed.setdefault(user_id, set()).add(interaction_id)
         # Journaled (fsync'd) before anyone is told anything.
         await self.record({"kind": "request", "interaction_id": interaction_id, "request": journal_request(request)})
         if local.admitted:
@@ -112,6 +116,16 @@ class Admitter:
                             local.remaining, local.reset_at, degraded=True)
         self._journaled[interaction_id] = decision
         return decision
+
+    def replayed(self, interaction_id: int) -> None:
+        """The journal replay wrote this interaction's request into the database."""
+        decision = self._journaled.get(interaction_id)
+        if decision is None:
+            return  # journaled by another process
+        waiting = self._unreplayed.get(decision.request.user_id, set())
+        waiting.discard(interaction_id)
+        if not waiting:
+            self._unreplayed.pop(decision.request.user_id, None)
 
 
 def _admit_and_estimate(*, interaction_id: int, user_id: int, guild_id: int | None, channel_id: int | None,

@@ -91,8 +91,9 @@ class VeoBot(discord.Client):
         self.journal = Journal(settings.VEO_JOURNAL_DIR)
         self.runner = DirectRunner(backend=self.backend, delivery=self.delivery, storage=self.storage,
                                    record=self.record, limiter=self.limiter)
-        self.replayer = JournalReplayer(journal=self.journal, runner=self.runner, health=self.health)
         self.admitter = Admitter(health=self.health, limiter=self.limiter, record=self.record, runner=self.runner)
+        self.replayer = JournalReplayer(journal=self.journal, runner=self.runner, health=self.health,
+                                        written=self.admitter.replayed)
         self.worker = BotWorker(
             health=self.health, backend=self.backend, deliveries={"discord": self.delivery, "cli": CliDelivery()},
             storage=self.storage, slots=worker_slots, name=worker_name) if run_worker else None
@@ -107,6 +108,10 @@ class VeoBot(discord.Client):
 
     async def setup_hook(self) -> None:
         self._stop = asyncio.Event()
+        # Started during an outage, the bot would otherwise learn of it from the first call that
+        # waits out the pool's connect timeout, with every early /veo waiting behind it.
+        if not await asyncio.to_thread(self.health.probe):
+            self.health.failed(ConnectionError("no answer to the start-up probe"))
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="worker"))
         self._tasks.append(asyncio.create_task(self._watch_database(), name="database-watch"))

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 from django.utils import timezone
 
 from discordbot import journal as journal_module
@@ -31,14 +31,12 @@ from discordbot import logs
 from discordbot.delivery import Delivery
 from discordbot.storage import LocalStorage, store_output
 from discordbot.veo import OperationLost, RateLimited, VeoBackend, VeoError, VideoJob
-from discordbot.worker import PROGRESS_EVERY, POLL_FAILURES, retry_backoff
+from discordbot.worker import DATABASE_DOWN, PROGRESS_EVERY, POLL_FAILURES, retry_backoff
 from tracking import aio, services
 from tracking.models import Status, VideoRequest
 
 log = logging.getLogger(__name__)
 
-# What "the database is unreachable" looks like through Django (pool timeouts included).
-DATABASE_DOWN = (OperationalError, InterfaceError)
 PROBE_TIMEOUT = 2  # seconds: a probe answers fast or the database counts as down
 BAN_MEMORY = timedelta(hours=1)  # a ban seen before the outage is still honoured this long
 START_RETRIES = 5
@@ -302,10 +300,12 @@ class DirectRunner:
 class JournalReplayer:
     ACTOR = "bot-journal"
 
-    def __init__(self, *, journal: journal_module.Journal, runner: DirectRunner, health: DatabaseHealth):
+    def __init__(self, *, journal: journal_module.Journal, runner: DirectRunner, health: DatabaseHealth,
+                 written: Callable[[int], None] = lambda interaction_id: None):
         self.journal = journal
         self.runner = runner
         self.health = health
+        self.written = written  # told each interaction id now in the database
         self.replayed: set[int] = set()  # from our own current file
 
     async def replay(self) -> int:
@@ -323,14 +323,20 @@ class JournalReplayer:
         return written
 
     async def _replay_own(self) -> int:
+        # One snapshot: the lines written so far and the runs under way. A run that ended
+        # before it has all its lines in those; one under way (or begun since) does not, and
+        # writing it would record a delivered request as still generating -- the worker would
+        # then deliver it a second time. Those wait for a later pass.
         lines = self.journal.lines
-        requests = await asyncio.to_thread(journal_module.read, self.journal.path)
+        running = set(self.runner.tasks) | self.runner.reserved
+        requests = await asyncio.to_thread(journal_module.read, self.journal.path, lines=lines)
         written = 0
         for item in requests.values():
-            if item.interaction_id in self.replayed or self.runner.busy(item.interaction_id):
-                continue  # still running here: replayed when it ends
+            interaction_id = item.interaction_id
+            if interaction_id in self.replayed or interaction_id in running:
+                continue
             written += await self._write(item)
-            self.replayed.add(item.interaction_id)
+            self.replayed.add(interaction_id)
         idle = not self.runner.tasks and not self.runner.reserved
         if len(self.replayed) == len(requests) and idle and self.journal.discard(lines=lines):
             self.replayed.clear()
@@ -354,6 +360,7 @@ class JournalReplayer:
     async def _write(self, item: journal_module.Journaled) -> int:
         request_id, inserted = await aio.run(services.replay_journaled_request, request=item.request,
                                              steps=item.steps, actor=self.ACTOR)
+        self.written(item.interaction_id)
         if inserted:
             last = next((s for s in reversed(item.steps) if s.get("status")), None)
             logs.step(log, "replayed", request_id=request_id, user_id=item.request.get("user_id"),

@@ -96,11 +96,14 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def read(path: Path) -> dict[int, Journaled]:
-    """The requests in a journal file, in order; a torn last line (killed mid-write) is skipped."""
+def read(path: Path, *, lines: int | None = None) -> dict[int, Journaled]:
+    """The requests in a journal file (its first ``lines`` lines), in order; a torn last line
+    (killed mid-write) is skipped."""
     requests: dict[int, Journaled] = {}
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, 1):
+            if lines is not None and number > lines:
+                break
             try:
                 entry = json.loads(raw)
             except ValueError:

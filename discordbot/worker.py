@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from discordbot import storage as storage_module
@@ -37,6 +37,7 @@ START_ATTEMPTS = 3  # 5xx answers or refused connections before a start gives up
 POLL_FAILURES = 5  # consecutive failed polls before the request is failed
 DELIVERY_ATTEMPTS = 5  # tries to reach the requester (backing off) before recording it undeliverable
 PROGRESS_EVERY = timedelta(seconds=10)  # Discord edits no more often than this
+DATABASE_DOWN = (OperationalError, InterfaceError)  # the database went away (pool timeouts included)
 
 
 def worker_name() -> str:
@@ -65,6 +66,8 @@ class Worker:
         self.slots = slots or settings.VEO_WORKER_SLOTS
         self.lease = settings.VEO_LEASE
         self._database_down = False
+        self._stop: asyncio.Event | None = None
+        self._handling: set[int] = set()  # request ids with a handle() under way here
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -72,6 +75,7 @@ class Worker:
         """Claim and handle work until ``stop`` is set; then hand back whatever is held."""
         log.info("worker %s started: backend %s, %s slots, delivers %s", self.name, self.backend.label,
                  self.slots, ", ".join(sorted(self.deliveries)))
+        self._stop = stop
         free = asyncio.Semaphore(self.slots)
         running: set[asyncio.Task] = set()
         dashboards = asyncio.create_task(keep_dashboards_fresh(stop), name="dashboards")
@@ -79,6 +83,10 @@ class Worker:
             while not stop.is_set():
                 await free.acquire()
                 claimed = None if stop.is_set() else await self._claim()
+                if claimed is not None and claimed.id in self._handling:
+                    # Its lease ran out while the database was away, but it is still being
+                    # handled here (under the same name): the claim just renewed the lease.
+                    claimed = None
                 if claimed is None:
                     free.release()
                     await sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds())
@@ -99,14 +107,17 @@ class Worker:
                 max_concurrent=settings.VEO_MAX_CONCURRENT,
                 max_starts_per_minute=settings.VEO_MAX_STARTS_PER_MINUTE)
         except DatabaseError as error:
-            if not self._database_down:
-                self.database_unreachable(error)
-            self._database_down = True
+            self._lost_database(error)
             return None
         if self._database_down:
             log.info("worker %s: database reachable again", self.name)
             self._database_down = False
         return claimed
+
+    def _lost_database(self, error: DatabaseError) -> None:
+        if not self._database_down:
+            self.database_unreachable(error)
+        self._database_down = True
 
     def database_unreachable(self, error: DatabaseError) -> None:
         """Once per outage (the bot overrides this to enter its degraded mode instead)."""
@@ -118,7 +129,9 @@ class Worker:
     async def handle(self, request: VideoRequest) -> None:
         """Carry one claimed request as far as it goes: start, follow, deliver."""
         me, claimed = asyncio.current_task(), request
-        keeper = asyncio.create_task(self._keep_lease(request.id, me))
+        request_id = request.id  # `request` becomes None once a start is handed back
+        keeper = asyncio.create_task(self._keep_lease(request_id, me))
+        self._handling.add(request_id)
         try:
             if request.status == Status.PENDING:
                 request = await self._start(request)
@@ -129,16 +142,23 @@ class Worker:
                 # minutes old, and a moderator may have removed its output since.
                 await self._deliver(request, review_is_current=request is not claimed)
         except LeaseLost:
-            log.warning("request %s: lease lost to another worker; leaving it to them", request.id)
+            log.warning("request %s: lease lost to another worker; leaving it to them", request_id)
+        except DATABASE_DOWN as error:
+            # Nothing to release it with: the lease runs out, and whoever claims the row once the
+            # database is back resumes it from its stored state (the operation name is kept).
+            self._lost_database(error)
+            log.warning("request %s: database unreachable mid-request; it resumes once the database is back",
+                        request_id)
         except asyncio.CancelledError:
             if not keeper.done() or not keeper.result():
-                await asyncio.shield(self._release(request.id, "worker shutting down; another worker will resume it"))
+                await asyncio.shield(self._release(request_id, "worker shutting down; another worker will resume it"))
             raise
         except Exception:
-            log.exception("request %s: unexpected error; releasing it for a retry", request.id)
-            await asyncio.shield(self._release(request.id, "unexpected worker error", delay=timedelta(seconds=30)))
+            log.exception("request %s: unexpected error; releasing it for a retry", request_id)
+            await asyncio.shield(self._release(request_id, "unexpected worker error", delay=timedelta(seconds=30)))
         finally:
             keeper.cancel()
+            self._handling.discard(request_id)
 
     async def _keep_lease(self, request_id: int, owner: asyncio.Task) -> bool:
         """Renew the lease every third of its length. Returns True (and stops the owner)
@@ -198,8 +218,8 @@ class Worker:
             return await self._fail(request, error.code, f"Veo could not start the video: {error}")
         except Refused as error:
             return await self._fail(request, error.code, f"Veo refused the request: {error}")
-        moved = await aio.run(services.mark_generating, request_id=request.id, operation_name=operation_name,
-                              worker=self.name)
+        moved = await self._record(services.mark_generating, request_id=request.id, operation_name=operation_name,
+                                   worker=self.name)
         if moved.status != Status.GENERATING:
             raise LeaseLost()
         log.info("request %s: generating (operation %s)", request.id, operation_name)
@@ -291,9 +311,9 @@ class Worker:
         if not review_is_current:
             request.review_status = await aio.run(_review_status, request_id=request.id)
         receipt = await self._attempt_delivery(delivery, request)
-        recorded = await aio.run(services.record_delivery, request_id=request.id, worker=self.name,
-                                 method=receipt.method, message_id=receipt.message_id, error=receipt.error,
-                                 removal_known=request.review_status == ReviewStatus.REMOVED)
+        recorded = await self._record(services.record_delivery, request_id=request.id, worker=self.name,
+                                      method=receipt.method, message_id=receipt.message_id, error=receipt.error,
+                                      removal_known=request.review_status == ReviewStatus.REMOVED)
         if not recorded:
             raise LeaseLost()
         log.info("request %s: delivered (%s)%s", request.id, receipt.method,
@@ -301,6 +321,22 @@ class Worker:
         if request.review_status == ReviewStatus.REMOVED:
             # Removed before it was generated or stored: its file outlived the removal.
             await aio.run(services.discard_removed_outputs, request_id=request.id)
+
+    async def _record(self, write, **fields):
+        """Record what has already happened outside (a Veo start, a delivery), whatever it takes:
+        lost, it would be done again -- a second Veo bill, a second message to the user. While
+        the database is away nobody can claim the row from us, so keep trying until it answers
+        (or the worker stops)."""
+        while True:
+            try:
+                return await aio.run(write, **fields)
+            except DATABASE_DOWN as error:
+                self._lost_database(error)
+                if self._stop is not None and self._stop.is_set():
+                    log.warning("request %s: stopping with %s unrecorded (database unreachable); it will be done "
+                                "again", fields["request_id"], write.__name__)
+                    raise
+                await asyncio.sleep(settings.DATABASE_PROBE_INTERVAL.total_seconds())
 
 
     async def _attempt_delivery(self, delivery: Delivery, request: VideoRequest) -> Receipt:

@@ -9,7 +9,10 @@ would (tests/fakes/interactions.py). REST calls go to DISCORD_API_BASE_URL (the 
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import sys
+from pathlib import Path
 
 
 async def stdin_gateway(bot) -> None:
@@ -32,14 +35,54 @@ def main() -> None:
 
     from discordbot.bot import VeoBot, point_at_api, serve
     from discordbot.runtime import run_until_signalled
+    from discordbot.veo import configured_backend
     from tests.bot_harness import ScriptedVeo
 
     point_at_api(settings.DISCORD_API_BASE_URL)
-    size = int(os.environ.get("SCRIPTED_VEO_VIDEO_BYTES", "0"))  # 0: the bundled sample
-    backend = ScriptedVeo(seconds=float(os.environ.get("SCRIPTED_VEO_SECONDS", "0")),
-                          video=(b"\0" * size) if size else None)
+    if settings.VEO_API_BASE_URL:
+        backend = configured_backend()  # the real google-genai client, against the Veo fake
+    else:
+        size = int(os.environ.get("SCRIPTED_VEO_VIDEO_BYTES", "0"))  # 0: the bundled sample
+        backend = ScriptedVeo(seconds=float(os.environ.get("SCRIPTED_VEO_SECONDS", "0")),
+                              video=(b"\0" * size) if size else None)
     bot = VeoBot(backend=backend)
     run_until_signalled(lambda stop: serve(bot, settings.DISCORD_TOKEN, stop, gateway=stdin_gateway))
+
+
+class BotProcess:
+    """``python -m tests.bot_process`` started from a test: feed it interactions, kill it, stop it."""
+
+    def __init__(self, env: dict, log_path: Path):
+        from tests.workers import ROOT, wait_for
+
+        self.log_path = log_path
+        environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        environment.update(env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bot_process"], cwd=ROOT, env=environment,
+                                     stdin=subprocess.PIPE, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+        wait_for(lambda: "bot ready" in self.log() or self.proc.poll() is not None, timeout=60, what="bot start")
+        assert self.proc.poll() is None, self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def send(self, server, payload: dict) -> None:
+        server.register_interaction(payload)  # Discord's 3 s clock starts now
+        self.proc.stdin.write(json.dumps(payload).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
 
 
 if __name__ == "__main__":

@@ -1,58 +1,22 @@
 """The bot as a real process (tests/bot_process.py): killed mid-generation and restarted, and
 PostgreSQL cut away mid-run (a TCP proxy the test controls) and brought back."""
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from datetime import timedelta
-from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
+from tests.bot_process import BotProcess
 from tests.fakes import discord_server as fake
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
+from tests.fakes.veo_server import FakeVeoServer, scenario
 from tests.tcp_proxy import TcpProxy
-from tests.workers import ROOT, database_url, truncate_requests, wait_for
+from tests.workers import database_url, truncate_requests, wait_for
 from tracking.models import VideoRequest, VideoRequestEvent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-class BotProcess:
-    def __init__(self, env: dict, log_path: Path):
-        self.log_path = log_path
-        environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        environment.update(env)
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bot_process"], cwd=ROOT, env=environment,
-                                     stdin=subprocess.PIPE, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
-        wait_for(lambda: "bot ready" in self.log() or self.proc.poll() is not None, timeout=60, what="bot start")
-        assert self.proc.poll() is None, self.log()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def send(self, server: FakeDiscordServer, payload: dict) -> None:
-        server.register_interaction(payload)  # Discord's 3 s clock starts now
-        self.proc.stdin.write(json.dumps(payload).encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(30)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-    def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
 
 
 @pytest.fixture
@@ -83,6 +47,11 @@ def bots(db_settings, tmp_path, server):
     yield start
     for bot in started:
         bot.cleanup()
+
+
+def through(proxy: TcpProxy, db: dict) -> str:
+    """The test database's URL, by way of ``proxy``."""
+    return database_url({**db, "HOST": "127.0.0.1", "PORT": proxy.port})
 
 
 def veo(prompt="a red fox running through fresh snow"):
@@ -127,9 +96,7 @@ def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server)
 
 def test_database_outage_degraded_answers_then_replay_with_nothing_missing(bots, server, db_settings, tmp_path):
     with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
-        via_proxy = (f"postgresql://{db_settings['USER'] or 'postgres'}"
-                     f"{':' + db_settings['PASSWORD'] if db_settings.get('PASSWORD') else ''}"
-                     f"@127.0.0.1:{proxy.port}/{db_settings['NAME']}")
+        via_proxy = through(proxy, db_settings)
         bot = bots("bot", seconds=1, database=via_proxy)
         before = veo("a calm lake before the outage")
         bot.send(server, before)
@@ -187,9 +154,7 @@ def test_database_outage_degraded_answers_then_replay_with_nothing_missing(bots,
 
 def test_killed_during_the_outage_loses_nothing(bots, server, db_settings, tmp_path):
     with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
-        via_proxy = (f"postgresql://{db_settings['USER'] or 'postgres'}"
-                     f"{':' + db_settings['PASSWORD'] if db_settings.get('PASSWORD') else ''}"
-                     f"@127.0.0.1:{proxy.port}/{db_settings['NAME']}")
+        via_proxy = through(proxy, db_settings)
         bot = bots("doomed", seconds=5, database=via_proxy)
         proxy.cut()
         payload = veo()
@@ -208,3 +173,68 @@ def test_killed_during_the_outage_loses_nothing(bots, server, db_settings, tmp_p
     assert not list((tmp_path / "journal").glob("*.jsonl"))
     post = server.messages_in(CHANNEL_ID)[-1]
     assert post["content"] == f"<@{USER_ID}>" and "resumed after a restart" in post["embeds"][0]["footer"]["text"]
+
+
+def test_started_during_an_outage_answers_at_once_from_the_journal(bots, server, tmp_path):
+    # Nothing listens on port 9: without a probe at start-up, the first /veo waited out the
+    # pool's connect timeout (and was deferred) before degraded mode began.
+    bot = bots("bot", seconds=1, database="postgresql://postgres@127.0.0.1:9/veobot")
+    wait_for(lambda: "DEGRADED: PostgreSQL is unreachable" in bot.log(), what="degraded mode from the start")
+    payload = veo()
+    bot.send(server, payload)
+    wait_for(lambda: server.original_response(payload["id"]), what="the answer")
+    interaction = server.interaction(payload["id"])
+    assert interaction.response_type == 4  # answered at once, not deferred (5)
+    reply = server.original_response(payload["id"])
+    assert "database unreachable" in reply["embeds"][0]["footer"]["text"]
+    wait_for(lambda: attached(server, payload), what="the video")
+    assert bot.log().count("DEGRADED: PostgreSQL is unreachable") == 1
+
+
+def test_quota_holds_while_the_outages_requests_still_run_after_recovery(bots, server, db_settings):
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        via_proxy = through(proxy, db_settings)
+        bot = bots("bot", seconds=8, database=via_proxy)  # VEO_QUOTA_LIMIT=3
+        proxy.cut()
+        wait_for(lambda: "DEGRADED" in bot.log(), what="degraded mode")
+        during = [veo(f"a red fox, take {n}") for n in range(3)]
+        for payload in during:
+            bot.send(server, payload)
+            wait_for(lambda: server.original_response(payload["id"]), what="a degraded answer")
+        proxy.restore()
+        wait_for(lambda: "database reachable again" in bot.log(), what="recovery")
+        # The three are still generating, so not yet replayed: the database cannot count them.
+        over = veo("one too many, right after the outage")
+        bot.send(server, over)
+        wait_for(lambda: server.original_response(over["id"]), what="the answer to the fourth")
+        refusal = server.original_response(over["id"])
+        assert refusal["flags"] & fake.EPHEMERAL and "You have used all 3" in refusal["content"]
+        wait_for(lambda: all(attached(server, p) for p in during), timeout=60, what="the three videos")
+        wait_for(lambda: all(row(p) for p in [*during, over]), what="the replay")
+        assert bot.stop() == 0
+    assert row(over).status == "rejected"
+    assert VideoRequest.objects.filter(counts_toward_quota=True).count() == 3
+
+
+def test_database_lost_between_the_veo_start_and_its_record_starts_nothing_twice(bots, server, db_settings):
+    # The Veo fake holds the create's answer for 3 s; the database goes away meanwhile, so the
+    # operation name cannot be stored at once. It used to be dropped, and the request started again.
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy, \
+            FakeVeoServer(default_scenario=scenario("stall", seconds=3)) as veo_fake:
+        bot = bots("bot", seconds=0, database=through(proxy, db_settings), VEO_BACKEND="express",
+                   VEO_API_KEY="test-key", VEO_API_BASE_URL=veo_fake.url, VEO_POLL_INITIAL="1s")
+        payload = veo()
+        bot.send(server, payload)
+        wait_for(lambda: veo_fake.create_count() == 1, what="the Veo create")
+        proxy.cut()
+        wait_for(lambda: "DEGRADED" in bot.log(), what="degraded mode")
+        # Longer than the pool waits for a connection (10 s): the record of the start fails.
+        time.sleep(settings.DATABASE_CONNECT_TIMEOUT + 3)
+        proxy.restore()
+        wait_for(lambda: (r := row(payload)) and r.delivered_at, timeout=60, what="the delivery")
+        assert bot.stop() == 0
+        assert veo_fake.create_count() == 1
+    request = row(payload)
+    assert request.status == "completed" and request.operation_name
+    assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
+                                     ("status_changed", "completed"), ("delivered", None)]

@@ -78,8 +78,13 @@ def database_url(db: dict) -> str:
 
 def start_worker_process(db: dict, log_path: Path, **env: str) -> subprocess.Popen:
     """`manage.py runworker` as a real process on the test database."""
+    return runworker_process({"SECRET_KEY": "tests-only", "DATABASE_URL": database_url(db), **env}, log_path)
+
+
+def runworker_process(env: dict, log_path: Path) -> subprocess.Popen:
+    """`manage.py runworker` as a real process with exactly these settings (DATABASE_URL included)."""
     environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    environment.update(SECRET_KEY="tests-only", DATABASE_URL=database_url(db), **env)
+    environment.update(env)
     handle = open(log_path, "ab")
     return subprocess.Popen([sys.executable, "manage.py", "runworker"], cwd=ROOT, env=environment,
                             stdout=handle, stderr=subprocess.STDOUT)
