@@ -10,6 +10,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+from discordbot.display import inert
 from tests.bot_process import BotProcess
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import CHANNEL_ID
@@ -107,5 +108,5 @@ def final_answers(server: FakeDiscordServer, payloads: dict[str, dict]) -> dict[
         original = server.original_response(payload["id"])
         embeds = original["embeds"] if original else []
         final_reply = original is not None and not (embeds and embeds[0]["title"] in IN_PROGRESS)
-        answers[prompt] = int(final_reply) + posts[prompt]
+        answers[prompt] = int(final_reply) + posts[inert(prompt)]  # the embed shows the prompt escaped
     return answers
