@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
 
 .PHONY: install run test chaos db-stop bench-admission bench-bot clean
 
@@ -36,7 +37,7 @@ run: $(STAMP) .env
 
 test: $(STAMP)
 	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium not found, so the browser tests will be SKIPPED (apt-get install chromium; .ci/run does)"
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fault-injection runs at full size (docs/RELIABILITY.md); `make test` runs them small.
 # Each run prints what it injected and what it found, and fails on any loss.
