@@ -24,6 +24,15 @@ def conninfo(db: dict) -> dict:
             "password": db.get("PASSWORD") or None, "dbname": db["NAME"]}
 
 
+def _in_threads(target, arguments) -> None:
+    """target(*args) for each args, each in its own thread, all started before any is joined."""
+    threads = [threading.Thread(target=target, args=args) for args in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def _admit_many(info: dict, user_id: int, interaction_ids: list[int], limit: int, start, results: list) -> None:
     connections = [psycopg.connect(**info, autocommit=True) for _ in interaction_ids]
     try:
@@ -34,11 +43,7 @@ def _admit_many(info: dict, user_id: int, interaction_ids: list[int], limit: int
             together.wait()
             results.append(connection.execute(ADMIT, [interaction_id, user_id, limit]).fetchone()[0])
 
-        threads = [threading.Thread(target=admit_one, args=pair) for pair in zip(connections, interaction_ids)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        _in_threads(admit_one, zip(connections, interaction_ids))
     finally:
         for connection in connections:
             connection.close()
@@ -116,11 +121,7 @@ def _run_lanes(info: dict, lanes: list[list[Attempt]], defaults: Defaults, start
                     answers.append((attempt.interaction_id, attempt.user_id, None, None, None, None, None, None,
                                     f"{type(error).__name__}: {error}"))
 
-        threads = [threading.Thread(target=run_lane, args=pair) for pair in zip(connections, lanes)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        _in_threads(run_lane, zip(connections, lanes))
     finally:
         for connection in connections:
             connection.close()
