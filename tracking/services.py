@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from tracking import media
+from tracking import media, rows
 from tracking.errors import InvalidInput, InvalidTransition, RequestNotFound
 from tracking.models import (AspectRatio, BlockedTerm, DeliveryMethod, DiscordAction, PersonGeneration, QuotaPolicy,
                              Resolution, ReviewStatus, Source, Status, VideoRequest)
@@ -168,8 +168,8 @@ def _transition(request_id: int, status: str, *, actor: str, reason: str | None 
     values.update(id=request_id, status=status, actor=actor, reason=reason or "", refund=refund, worker=worker)
     try:
         with _own_statement():
-            # Through raw(): the returned row comes back as a model, with the fields' conversions.
-            moved = next(iter(VideoRequest.objects.raw(_TRANSITION_SQL, values)), None)
+            # The returned row comes back as a model: callers need not read it again.
+            moved = next(iter(rows.fetch_requests(_TRANSITION_SQL, values)), None)
             if moved is not None:
                 return Transition(request_id, str(status), changed=True, row=moved)
             with connection.cursor() as cursor:
@@ -279,10 +279,9 @@ def claim_next(*, worker: str, lease: timedelta, sources: Sequence[str], max_con
 
     The returned row carries the lease; what to do follows from its status: pending ->
     start, generating -> resume polling its operation, finished -> deliver."""
-    rows = list(VideoRequest.objects.raw(
-        "SELECT * FROM claim_video_request(%s, %s, %s, %s, %s)",
-        [worker, lease, list(sources), max_concurrent, max_starts_per_minute]))
-    return rows[0] if rows else None
+    claimed = rows.fetch_requests("SELECT * FROM claim_video_request(%s, %s, %s, %s, %s)",
+                                  [worker, lease, list(sources), max_concurrent, max_starts_per_minute])
+    return claimed[0] if claimed else None
 
 
 def renew_lease(*, request_id: int, worker: str, lease: timedelta) -> bool:
@@ -606,8 +605,8 @@ def claim_discord_action(*, lease: timedelta, max_attempts: int) -> DiscordActio
     SKIP LOCKED lets bots claim side by side; the claim pushes ``not_before`` out by ``lease``,
     so no other bot takes the action while this one performs it (or until the lease runs out,
     if this one dies). Actions that used up ``max_attempts`` are never claimed again."""
-    rows = list(DiscordAction.objects.raw(_CLAIM_ACTION_SQL, {"lease": lease, "max_attempts": max_attempts}))
-    return rows[0] if rows else None
+    claimed = list(DiscordAction.objects.raw(_CLAIM_ACTION_SQL, {"lease": lease, "max_attempts": max_attempts}))
+    return claimed[0] if claimed else None
 
 
 def finish_discord_action(*, action_id: int, error: str | None = None, retry_after: timedelta | None = None) -> bool:
