@@ -279,9 +279,16 @@ def claim_next(*, worker: str, lease: timedelta, sources: Sequence[str], max_con
 
     The returned row carries the lease; what to do follows from its status: pending ->
     start, generating -> resume polling its operation, finished -> deliver."""
-    claimed = rows.fetch_requests("SELECT * FROM claim_video_request(%s, %s, %s, %s, %s)",
-                                  [worker, lease, list(sources), max_concurrent, max_starts_per_minute])
+    claimed = claim_work(worker=worker, lease=lease, sources=sources, max_concurrent=max_concurrent,
+                         max_starts_per_minute=max_starts_per_minute, limit=1)
     return claimed[0] if claimed else None
+
+
+def claim_work(*, worker: str, lease: timedelta, sources: Sequence[str], max_concurrent: int,
+               max_starts_per_minute: int, limit: int) -> list[VideoRequest]:
+    """Claim up to ``limit`` pieces of work in one round trip, in claim_next's order."""
+    return rows.fetch_requests("SELECT * FROM claim_video_request(%s, %s, %s, %s, %s, %s)",
+                               [worker, lease, list(sources), max_concurrent, max_starts_per_minute, limit])
 
 
 def renew_lease(*, request_id: int, worker: str, lease: timedelta) -> bool:
