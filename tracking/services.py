@@ -133,25 +133,15 @@ def admit_request(
 
 # -- lifecycle ------------------------------------------------------------------------
 
-# One statement: stamp who and why for the event trigger, then move the row. The status
-# guard makes a repeat of the same transition match nothing (a no-op, not an error).
+# One round trip: transition_video_request (SQL) stamps who and why for the event trigger,
+# then moves the row. The status guard makes a repeat of the same transition match nothing
+# (a no-op, not an error).
 _TRANSITION_SQL = """
-WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true) AS actor,
-                    set_config('veobot.reason', %(reason)s, true) AS reason)
-UPDATE video_requests SET
-    status = %(status)s,
-    operation_name = COALESCE(%(operation_name)s, operation_name),
-    output_uris = COALESCE(%(output_uris)s, output_uris),
-    public_urls = COALESCE(%(public_urls)s, public_urls),
-    output_size_bytes = COALESCE(%(output_size_bytes)s, output_size_bytes),
-    safety_filtered_count = COALESCE(%(safety_filtered_count)s, safety_filtered_count),
-    safety_filtered_reasons = COALESCE(%(safety_filtered_reasons)s, safety_filtered_reasons),
-    error_code = COALESCE(%(error_code)s, error_code),
-    error_message = COALESCE(%(error_message)s, error_message),
-    counts_toward_quota = counts_toward_quota AND NOT %(refund)s
-FROM who
-WHERE id = %(id)s AND status <> %(status)s AND (%(worker)s::text IS NULL OR claimed_by = %(worker)s)
-RETURNING video_requests.*
+SELECT * FROM transition_video_request(
+    %(id)s, %(status)s, %(actor)s, %(reason)s, %(refund)s, %(worker)s::text, %(operation_name)s::text,
+    %(output_uris)s::text[], %(public_urls)s::text[], %(output_size_bytes)s::bigint,
+    %(safety_filtered_count)s::integer, %(safety_filtered_reasons)s::text[], %(error_code)s::text,
+    %(error_message)s::text)
 """
 
 
@@ -320,31 +310,13 @@ def record_delivery(*, request_id: int, worker: str | None, method: str, message
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_DELIVERY_SQL, {"method": method, "message_id": message_id, "error": error,
                                               "id": request_id, "worker": worker, "removal_known": removal_known})
-        return cursor.fetchone() is not None
+        return cursor.fetchone()[0] is not None
 
 
-# A moderator may remove the output while the delivery is on its way (after the worker read the
-# row, before the message id is recorded): remove_output then had no message to queue for
-# deletion, so the delivery queues it here, in the same statement that records the message.
-_RECORD_DELIVERY_SQL = """
-WITH delivered AS (
-    UPDATE video_requests SET delivered_at = clock_timestamp(), delivery_method = %(method)s,
-                              discord_message_id = COALESCE(%(message_id)s, discord_message_id),
-                              delivery_error = %(error)s, claimed_by = NULL, lease_expires_at = NULL
-    WHERE id = %(id)s AND delivered_at IS NULL AND (%(worker)s::text IS NULL OR claimed_by = %(worker)s)
-    RETURNING id, review_status, reviewed_by, review_note, channel_id, discord_message_id
-),
-queued AS (
-    INSERT INTO discord_actions (request_id, action, channel_id, message_id, requested_by, reason)
-    SELECT id, 'delete_message', channel_id, discord_message_id, COALESCE(reviewed_by, 'system'),
-           COALESCE(NULLIF(btrim(left(review_note, 1000)), ''), 'output removed during delivery')
-    FROM delivered
-    WHERE review_status = 'removed' AND NOT %(removal_known)s
-      AND channel_id IS NOT NULL AND discord_message_id IS NOT NULL
-    ON CONFLICT DO NOTHING
-)
-SELECT id FROM delivered
-"""
+# record_video_request_delivery (SQL) also queues the message's deletion when a moderator
+# removed the output while the delivery was on its way.
+_RECORD_DELIVERY_SQL = ("SELECT record_video_request_delivery(%(id)s, %(worker)s::text, %(method)s,"
+                        " %(message_id)s::bigint, %(error)s::text, %(removal_known)s)")
 
 
 # -- replay of the bot's degraded-mode journal --------------------------------------------------
