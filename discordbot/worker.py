@@ -102,6 +102,9 @@ class Worker:
             for task in (*running, dashboards):
                 task.cancel()
             await asyncio.gather(*running, dashboards, return_exceptions=True)
+            close = getattr(self.backend, "aclose", None)
+            if close is not None:
+                await close()
             log.info("worker %s stopped", self.name)
 
     async def _claim(self, limit: int) -> list[VideoRequest]:
