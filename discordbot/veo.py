@@ -305,4 +305,5 @@ class OfflineBackend:
 def configured_backend() -> VeoBackend:
     if settings.VEO_BACKEND == "offline":
         return OfflineBackend(seconds=settings.VEO_OFFLINE_SECONDS)
+    make_client()  # a configuration the SDK refuses fails here, at startup, as it always did
     return GenaiBackend(None, model=settings.VEO_MODEL, output_gcs_uri=settings.VEO_OUTPUT_GCS_URI)
