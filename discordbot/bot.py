@@ -51,10 +51,10 @@ class BotWorker(Worker):
         super().__init__(**kwargs)
         self.health = health
 
-    async def _claim(self):
+    async def _claim(self, limit: int):
         if self.health.degraded:
-            return None
-        return await super()._claim()
+            return []
+        return await super()._claim(limit)
 
     def database_unreachable(self, error) -> None:
         if isinstance(error, DATABASE_DOWN):

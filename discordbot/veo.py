@@ -9,8 +9,11 @@ each means for the request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,7 @@ import aiohttp
 import httpx2
 from django.conf import settings
 from google import genai
+from google.auth.transport import mtls
 from google.genai import errors as genai_errors
 from google.genai import types
 
@@ -112,9 +116,10 @@ class VeoBackend(Protocol):
 # -- google-genai ---------------------------------------------------------------------------
 
 
-def _http_options() -> types.HttpOptions:
+def _http_options(aiohttp_client: aiohttp.ClientSession | None = None) -> types.HttpOptions:
     return types.HttpOptions(
         base_url=settings.VEO_API_BASE_URL or None,
+        aiohttp_client=aiohttp_client,
         timeout=int(settings.VEO_HTTP_TIMEOUT.total_seconds() * 1000),
         # The SDK retries nothing unless told to. 429 is left out on purpose: a rate-limited
         # start goes back to the queue, where the shared start budget applies.
@@ -123,13 +128,29 @@ def _http_options() -> types.HttpOptions:
     )
 
 
-def make_client(*, credentials=None) -> genai.Client:
-    """A client for the configured backend (vertex: project/location + ADC; express: API key)."""
+def make_client(*, credentials=None, aiohttp_client: aiohttp.ClientSession | None = None) -> genai.Client:
+    """A client for the configured backend (vertex: project/location + ADC; express: API key).
+    Without ``aiohttp_client`` the SDK makes its own session."""
     if settings.VEO_BACKEND == "express":
-        return genai.Client(vertexai=True, api_key=settings.VEO_API_KEY, http_options=_http_options())
+        return genai.Client(vertexai=True, api_key=settings.VEO_API_KEY, http_options=_http_options(aiohttp_client))
     return genai.Client(vertexai=True, project=settings.GOOGLE_CLOUD_PROJECT,
                         location=settings.GOOGLE_CLOUD_LOCATION, credentials=credentials,
-                        http_options=_http_options())
+                        http_options=_http_options(aiohttp_client))
+
+
+def _quiet_session() -> aiohttp.ClientSession | None:
+    """A session that does not read the environment on every request, when that changes nothing.
+
+    The SDK's own session trusts the environment, so aiohttp looks for proxy variables and a
+    netrc file on every call (a tenth of the worker's CPU per request against a local Veo).
+    Where there are none to find, and no mutual-TLS client certificate is configured (the SDK
+    then builds a session of its own), a session of ours without that lookup is equivalent.
+    Otherwise None: the SDK's session, as before."""
+    if urllib.request.getproxies_environment() or os.environ.get("NETRC") or (Path.home() / ".netrc").exists():
+        return None
+    if mtls.should_use_client_cert() and mtls.has_default_client_cert_source():
+        return None
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), read_bufsize=2**22)  # as the SDK's
 
 
 # The SDK's async client talks through aiohttp when installed (discord.py brings it), its
@@ -171,11 +192,28 @@ def _translate(error: Exception) -> VeoError:
 
 
 class GenaiBackend:
-    def __init__(self, client: genai.Client, *, model: str, output_gcs_uri: str = ""):
+    def __init__(self, client: genai.Client | None, *, model: str, output_gcs_uri: str = ""):
+        """``client`` None: one made with make_client per event loop, on _quiet_session()."""
         self.client = client
         self.model = model
         self.output_gcs_uri = output_gcs_uri.rstrip("/")
         self.label = f"{settings.VEO_BACKEND}:{model}"
+        self._loop_clients: dict[asyncio.AbstractEventLoop, tuple[genai.Client, aiohttp.ClientSession | None]] = {}
+
+    def _client(self) -> genai.Client:
+        if self.client is not None:
+            return self.client
+        loop = asyncio.get_running_loop()
+        if loop not in self._loop_clients:
+            session = _quiet_session()  # a session belongs to the loop it was made in
+            self._loop_clients[loop] = (make_client(aiohttp_client=session), session)
+        return self._loop_clients[loop][0]
+
+    async def aclose(self) -> None:
+        """Close the session this backend made for the running loop (the worker stops)."""
+        _client, session = self._loop_clients.pop(asyncio.get_running_loop(), (None, None))
+        if session is not None:
+            await session.close()
 
     def _config(self, job: VideoJob) -> types.GenerateVideosConfig:
         return types.GenerateVideosConfig(
@@ -193,7 +231,7 @@ class GenaiBackend:
 
     async def start(self, job: VideoJob) -> str:
         try:
-            operation = await self.client.aio.models.generate_videos(
+            operation = await self._client().aio.models.generate_videos(
                 model=self.model, source=types.GenerateVideosSource(prompt=job.prompt), config=self._config(job))
         except Exception as error:
             if _maybe_sent(error):
@@ -205,7 +243,7 @@ class GenaiBackend:
 
     async def poll(self, operation_name: str) -> Outcome | None:
         try:
-            operation = await self.client.aio.operations.get(types.GenerateVideosOperation(name=operation_name))
+            operation = await self._client().aio.operations.get(types.GenerateVideosOperation(name=operation_name))
         except Exception as error:
             raise _translate(error) from None
         if not operation.done:
@@ -267,4 +305,5 @@ class OfflineBackend:
 def configured_backend() -> VeoBackend:
     if settings.VEO_BACKEND == "offline":
         return OfflineBackend(seconds=settings.VEO_OFFLINE_SECONDS)
-    return GenaiBackend(make_client(), model=settings.VEO_MODEL, output_gcs_uri=settings.VEO_OUTPUT_GCS_URI)
+    make_client()  # a configuration the SDK refuses fails here, at startup, as it always did
+    return GenaiBackend(None, model=settings.VEO_MODEL, output_gcs_uri=settings.VEO_OUTPUT_GCS_URI)

@@ -82,33 +82,40 @@ class Worker:
         try:
             while not stop.is_set():
                 await free.acquire()
-                claimed = None if stop.is_set() else await self._claim()
-                if claimed is not None and claimed.id in self._handling:
-                    # Its lease ran out while the database was away, but it is still being
-                    # handled here (under the same name): the claim just renewed the lease.
-                    claimed = None
-                if claimed is None:
+                wanted = 1
+                while not free.locked():  # every slot free now goes into the same claim
+                    await free.acquire()
+                    wanted += 1
+                claimed = [] if stop.is_set() else await self._claim(wanted)
+                # A row still being handled here had its lease run out while the database was
+                # away; claiming it (under the same name) just renewed the lease.
+                claimed = [request for request in claimed if request.id not in self._handling]
+                for _ in range(wanted - len(claimed)):
                     free.release()
+                for request in claimed:
+                    task = asyncio.create_task(self.handle(request), name=f"request-{request.id}")
+                    running.add(task)
+                    task.add_done_callback(lambda done: (running.discard(done), free.release()))
+                if not claimed:
                     await sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds())
-                    continue
-                task = asyncio.create_task(self.handle(claimed), name=f"request-{claimed.id}")
-                running.add(task)
-                task.add_done_callback(lambda done: (running.discard(done), free.release()))
         finally:
             for task in (*running, dashboards):
                 task.cancel()
             await asyncio.gather(*running, dashboards, return_exceptions=True)
+            close = getattr(self.backend, "aclose", None)
+            if close is not None:
+                await close()
             log.info("worker %s stopped", self.name)
 
-    async def _claim(self) -> VideoRequest | None:
+    async def _claim(self, limit: int) -> list[VideoRequest]:
         try:
             claimed = await aio.run(
-                services.claim_next, worker=self.name, lease=self.lease, sources=list(self.deliveries),
+                services.claim_work, worker=self.name, lease=self.lease, sources=list(self.deliveries),
                 max_concurrent=settings.VEO_MAX_CONCURRENT,
-                max_starts_per_minute=settings.VEO_MAX_STARTS_PER_MINUTE)
+                max_starts_per_minute=settings.VEO_MAX_STARTS_PER_MINUTE, limit=limit)
         except DatabaseError as error:
             self._lost_database(error)
-            return None
+            return []
         if self._database_down:
             log.info("worker %s: database reachable again", self.name)
             self._database_down = False

@@ -1,6 +1,7 @@
 """The worker driving the real google-genai client against the local Veo fake: every outcome
 maps to the right status, code and refund; a killed worker's operation is resumed, not redone."""
 
+import asyncio
 import os
 import signal
 from datetime import timedelta
@@ -187,3 +188,24 @@ def test_killed_worker_is_resumed_by_another_with_exactly_one_create(db_settings
         assert {p.operation_name for p in fake.polls()} == {operation}
         assert row.attempts == 2
         assert VideoRequestEvent.objects.filter(request_id=request_id, to_status="generating").count() == 1
+
+
+def test_the_configured_client_reads_the_environment_per_request_only_where_it_matters(monkeypatch):
+    """Without proxy or netrc settings the backend's own session skips aiohttp's per-request
+    lookup of them; with one, the SDK's session (which trusts the environment) is kept."""
+    from discordbot.veo import _quiet_session
+
+    async def session_kind(**environment):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        session = _quiet_session()
+        if session is not None:
+            await session.close()
+        return "own" if session is not None else "sdk"
+
+    monkeypatch.delenv("NETRC", raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")
+    assert asyncio.run(session_kind()) == "own"
+    assert asyncio.run(session_kind(HTTPS_PROXY="http://proxy.example:3128")) == "sdk"

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from tracking import media
+from tracking import media, rows
 from tracking.errors import InvalidInput, InvalidTransition, RequestNotFound
 from tracking.models import (AspectRatio, BlockedTerm, DeliveryMethod, DiscordAction, PersonGeneration, QuotaPolicy,
                              Resolution, ReviewStatus, Source, Status, VideoRequest)
@@ -133,25 +133,15 @@ def admit_request(
 
 # -- lifecycle ------------------------------------------------------------------------
 
-# One statement: stamp who and why for the event trigger, then move the row. The status
-# guard makes a repeat of the same transition match nothing (a no-op, not an error).
+# One round trip: transition_video_request (SQL) stamps who and why for the event trigger,
+# then moves the row. The status guard makes a repeat of the same transition match nothing
+# (a no-op, not an error).
 _TRANSITION_SQL = """
-WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true) AS actor,
-                    set_config('veobot.reason', %(reason)s, true) AS reason)
-UPDATE video_requests SET
-    status = %(status)s,
-    operation_name = COALESCE(%(operation_name)s, operation_name),
-    output_uris = COALESCE(%(output_uris)s, output_uris),
-    public_urls = COALESCE(%(public_urls)s, public_urls),
-    output_size_bytes = COALESCE(%(output_size_bytes)s, output_size_bytes),
-    safety_filtered_count = COALESCE(%(safety_filtered_count)s, safety_filtered_count),
-    safety_filtered_reasons = COALESCE(%(safety_filtered_reasons)s, safety_filtered_reasons),
-    error_code = COALESCE(%(error_code)s, error_code),
-    error_message = COALESCE(%(error_message)s, error_message),
-    counts_toward_quota = counts_toward_quota AND NOT %(refund)s
-FROM who
-WHERE id = %(id)s AND status <> %(status)s AND (%(worker)s::text IS NULL OR claimed_by = %(worker)s)
-RETURNING video_requests.*
+SELECT * FROM transition_video_request(
+    %(id)s, %(status)s, %(actor)s, %(reason)s, %(refund)s, %(worker)s::text, %(operation_name)s::text,
+    %(output_uris)s::text[], %(public_urls)s::text[], %(output_size_bytes)s::bigint,
+    %(safety_filtered_count)s::integer, %(safety_filtered_reasons)s::text[], %(error_code)s::text,
+    %(error_message)s::text)
 """
 
 
@@ -168,8 +158,8 @@ def _transition(request_id: int, status: str, *, actor: str, reason: str | None 
     values.update(id=request_id, status=status, actor=actor, reason=reason or "", refund=refund, worker=worker)
     try:
         with _own_statement():
-            # Through raw(): the returned row comes back as a model, with the fields' conversions.
-            moved = next(iter(VideoRequest.objects.raw(_TRANSITION_SQL, values)), None)
+            # The returned row comes back as a model: callers need not read it again.
+            moved = next(iter(rows.fetch_requests(_TRANSITION_SQL, values)), None)
             if moved is not None:
                 return Transition(request_id, str(status), changed=True, row=moved)
             with connection.cursor() as cursor:
@@ -279,10 +269,16 @@ def claim_next(*, worker: str, lease: timedelta, sources: Sequence[str], max_con
 
     The returned row carries the lease; what to do follows from its status: pending ->
     start, generating -> resume polling its operation, finished -> deliver."""
-    rows = list(VideoRequest.objects.raw(
-        "SELECT * FROM claim_video_request(%s, %s, %s, %s, %s)",
-        [worker, lease, list(sources), max_concurrent, max_starts_per_minute]))
-    return rows[0] if rows else None
+    claimed = claim_work(worker=worker, lease=lease, sources=sources, max_concurrent=max_concurrent,
+                         max_starts_per_minute=max_starts_per_minute, limit=1)
+    return claimed[0] if claimed else None
+
+
+def claim_work(*, worker: str, lease: timedelta, sources: Sequence[str], max_concurrent: int,
+               max_starts_per_minute: int, limit: int) -> list[VideoRequest]:
+    """Claim up to ``limit`` pieces of work in one round trip, in claim_next's order."""
+    return rows.fetch_requests("SELECT * FROM claim_video_request(%s, %s, %s, %s, %s, %s)",
+                               [worker, lease, list(sources), max_concurrent, max_starts_per_minute, limit])
 
 
 def renew_lease(*, request_id: int, worker: str, lease: timedelta) -> bool:
@@ -314,31 +310,13 @@ def record_delivery(*, request_id: int, worker: str | None, method: str, message
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_DELIVERY_SQL, {"method": method, "message_id": message_id, "error": error,
                                               "id": request_id, "worker": worker, "removal_known": removal_known})
-        return cursor.fetchone() is not None
+        return cursor.fetchone()[0] is not None
 
 
-# A moderator may remove the output while the delivery is on its way (after the worker read the
-# row, before the message id is recorded): remove_output then had no message to queue for
-# deletion, so the delivery queues it here, in the same statement that records the message.
-_RECORD_DELIVERY_SQL = """
-WITH delivered AS (
-    UPDATE video_requests SET delivered_at = clock_timestamp(), delivery_method = %(method)s,
-                              discord_message_id = COALESCE(%(message_id)s, discord_message_id),
-                              delivery_error = %(error)s, claimed_by = NULL, lease_expires_at = NULL
-    WHERE id = %(id)s AND delivered_at IS NULL AND (%(worker)s::text IS NULL OR claimed_by = %(worker)s)
-    RETURNING id, review_status, reviewed_by, review_note, channel_id, discord_message_id
-),
-queued AS (
-    INSERT INTO discord_actions (request_id, action, channel_id, message_id, requested_by, reason)
-    SELECT id, 'delete_message', channel_id, discord_message_id, COALESCE(reviewed_by, 'system'),
-           COALESCE(NULLIF(btrim(left(review_note, 1000)), ''), 'output removed during delivery')
-    FROM delivered
-    WHERE review_status = 'removed' AND NOT %(removal_known)s
-      AND channel_id IS NOT NULL AND discord_message_id IS NOT NULL
-    ON CONFLICT DO NOTHING
-)
-SELECT id FROM delivered
-"""
+# record_video_request_delivery (SQL) also queues the message's deletion when a moderator
+# removed the output while the delivery was on its way.
+_RECORD_DELIVERY_SQL = ("SELECT record_video_request_delivery(%(id)s, %(worker)s::text, %(method)s,"
+                        " %(message_id)s::bigint, %(error)s::text, %(removal_known)s)")
 
 
 # -- replay of the bot's degraded-mode journal --------------------------------------------------
@@ -606,8 +584,8 @@ def claim_discord_action(*, lease: timedelta, max_attempts: int) -> DiscordActio
     SKIP LOCKED lets bots claim side by side; the claim pushes ``not_before`` out by ``lease``,
     so no other bot takes the action while this one performs it (or until the lease runs out,
     if this one dies). Actions that used up ``max_attempts`` are never claimed again."""
-    rows = list(DiscordAction.objects.raw(_CLAIM_ACTION_SQL, {"lease": lease, "max_attempts": max_attempts}))
-    return rows[0] if rows else None
+    claimed = list(DiscordAction.objects.raw(_CLAIM_ACTION_SQL, {"lease": lease, "max_attempts": max_attempts}))
+    return claimed[0] if claimed else None
 
 
 def finish_discord_action(*, action_id: int, error: str | None = None, retry_after: timedelta | None = None) -> bool:
