@@ -1,4 +1,4 @@
-"""Outputs in Cloud Storage: V4 signed URLs and object metadata.
+"""Outputs in Cloud Storage: V4 signed URLs, object metadata, and the admin's player.
 
 Signing is checked against Google's published V4 conformance vectors (googleapis/
 conformance-tests, storage/v1/v4_signatures.json) and by verifying RSA signatures with the
@@ -14,8 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.factories import VideoRequestFactory
 from tests.gcs_keys import service_account_key, signature_is_valid, signed_message
 from tracking import gcs, gcs_signing
+from tracking.admin.views import ADMIN_LINK_TTL
+
+LIST = "/admin/tracking/videorequest/"
 
 # -- V4 signing against the published vectors --------------------------------------------------
 
@@ -110,3 +114,50 @@ def test_object_info_without_credentials(gcs_api, monkeypatch, tmp_path):
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     assert gcs.object_info("gs://veo-out/o.mp4") == gcs.ObjectInfo(problem=gcs.NO_CREDENTIALS)
     assert gcs.signed_link("gs://veo-out/o.mp4", ttl=timedelta(minutes=1)).problem == gcs.NO_SIGNER
+
+
+# -- the admin's player ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mod(as_role):
+    return as_role("moderator")
+
+
+def test_a_gcs_output_plays_through_a_short_lived_signed_url(mod, signing_key):
+    row = VideoRequestFactory(output_uris=["gs://veo-out/veo/7/sample_0.mp4"])
+    body = mod.get(f"{LIST}{row.id}/change/").content.decode()
+    assert f'src="{LIST}{row.id}/output/0/"' in body
+
+    response = mod.get(f"{LIST}{row.id}/output/0/")
+    assert response.status_code == 302 and "no-store" in response["Cache-Control"]
+    url = response["Location"]
+    assert url.startswith("https://storage.googleapis.com/veo-out/veo/7/sample_0.mp4?")
+    assert parse_qs(urlsplit(url).query)["X-Goog-Expires"] == [str(int(ADMIN_LINK_TTL.total_seconds()))]
+    assert signature_is_valid(url, signing_key.public_key)
+
+
+def test_without_signing_credentials_the_page_says_so(mod, gcs_api, monkeypatch, tmp_path):
+    from tests.gcs_keys import user_credentials_file
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(user_credentials_file(tmp_path)))
+    row = VideoRequestFactory(output_uris=["gs://veo-out/veo/8/sample_0.mp4"])
+    body = mod.get(f"{LIST}{row.id}/change/").content.decode()
+    assert "not viewable: no signing credentials" in body and "<video" not in body
+
+    response = mod.get(f"{LIST}{row.id}/output/0/")
+    text = response.content.decode()
+    assert response.status_code == 503 and text.startswith("Not viewable: no signing credentials")
+    assert "not-a-secret" not in text and "Traceback" not in text
+
+
+def test_a_removed_gcs_output_is_not_signed(mod, signing_key):
+    row = VideoRequestFactory(output_uris=["gs://veo-out/veo/9/sample_0.mp4"], review_status="removed")
+    assert mod.get(f"{LIST}{row.id}/output/0/").status_code == 404
+
+
+@pytest.mark.parametrize("role", ["anonymous", "non_staff"])
+def test_only_staff_are_sent_to_a_signed_url(as_role, signing_key, role):
+    row = VideoRequestFactory(output_uris=["gs://veo-out/veo/10/sample_0.mp4"])
+    response = as_role(role).get(f"{LIST}{row.id}/output/0/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
