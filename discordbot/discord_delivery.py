@@ -5,8 +5,9 @@ received it; the database stores the channel id, never the token. So after a res
 another process, or once the 15 minute token is spent, the outcome is posted in the
 channel, mentioning only the requester. Videos are attached when they fit the limit the
 interaction reported (``attachment_size_limit``), streamed from the local file; otherwise
-linked. A video a moderator removed before delivery is neither: the requester is told it
-was removed.
+linked. Videos in Cloud Storage are always linked: publicly, or with a V4 signed URL valid
+for VEO_GCS_SIGNED_URL_TTL (the bot never downloads them). A video a moderator removed
+before delivery is neither: the requester is told it was removed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from django.conf import settings
 
 from discordbot import display, logs
 from discordbot.delivery import DeliveryUnavailable, Receipt
-from discordbot.storage import FILE_SCHEME, LocalStorage, StorageError
+from discordbot.storage import FILE_SCHEME, GCS_SCHEME, LocalStorage, StorageError
+from tracking import gcs
 from tracking.models import DeliveryMethod, ReviewStatus, Status, VideoRequest
 
 log = logging.getLogger(__name__)
@@ -108,13 +110,15 @@ class DiscordDelivery:
 
     async def deliver(self, request: VideoRequest) -> Receipt:
         started = time.perf_counter()
+        # Signing may look credentials up or call IAM: off the event loop.
+        link = await asyncio.to_thread(self._link, request) if shows_video(request) else None
         reply = await self._reply(request)
         receipt = None
         if reply is not None:
-            receipt = await self._edit_original(request, reply)
+            receipt = await self._edit_original(request, reply, link=link)
         self.live.pop(request.interaction_id, None)
         if receipt is None:
-            receipt = await self._post_in_channel(request, resumed=reply is None)
+            receipt = await self._post_in_channel(request, resumed=reply is None, link=link)
         logs.step(log, "delivered", request_id=request.id, user_id=request.user_id, guild_id=request.guild_id,
                   method=receipt.method, status=request.status, error=receipt.error,
                   removed=True if removed(request) else None, deliver_ms=(time.perf_counter() - started) * 1000,
@@ -124,10 +128,10 @@ class DiscordDelivery:
 
     # -- the two ways ----------------------------------------------------------------------------
 
-    async def _edit_original(self, request: VideoRequest, reply: LiveReply) -> Receipt | None:
+    async def _edit_original(self, request: VideoRequest, reply: LiveReply, *, link: str | None) -> Receipt | None:
         limit = reply.interaction.filesize_limit
         for attach in (True, False):  # a 413 despite the size check: fall back to a link
-            embed, files = self._outcome(request, limit=limit, attach=attach, footer=None)
+            embed, files = self._outcome(request, limit=limit, attach=attach, footer=None, link=link)
             try:
                 message = await reply.interaction.edit_original_response(
                     content=None, embed=embed, attachments=files, allowed_mentions=discord.AllowedMentions.none())
@@ -148,14 +152,14 @@ class DiscordDelivery:
                     file.close()
         return None
 
-    async def _post_in_channel(self, request: VideoRequest, *, resumed: bool) -> Receipt:
+    async def _post_in_channel(self, request: VideoRequest, *, resumed: bool, link: str | None) -> Receipt:
         if not request.channel_id:
             return Receipt(method=DeliveryMethod.UNDELIVERABLE, error="no channel recorded for this request")
         channel = self.client.get_partial_messageable(request.channel_id, guild_id=request.guild_id)
         footer = "resumed after a restart" if resumed else "the original reply had expired"
         requester = discord.Object(request.user_id)
         for attach in (True, False):
-            embed, files = self._outcome(request, limit=CHANNEL_SIZE_LIMIT, attach=attach, footer=footer)
+            embed, files = self._outcome(request, limit=CHANNEL_SIZE_LIMIT, attach=attach, footer=footer, link=link)
             try:
                 message = await channel.send(
                     content=f"<@{request.user_id}>", embed=embed, files=files,
@@ -183,8 +187,8 @@ class DiscordDelivery:
 
     # -- what to say -------------------------------------------------------------------------------
 
-    def _outcome(self, request: VideoRequest, *, limit: int, attach: bool,
-                 footer: str | None) -> tuple[discord.Embed, list[discord.File]]:
+    def _outcome(self, request: VideoRequest, *, limit: int, attach: bool, footer: str | None,
+                 link: str | None) -> tuple[discord.Embed, list[discord.File]]:
         if request.status != Status.COMPLETED:
             return display.failed_embed(request, footer=footer), []
         if removed(request):
@@ -196,7 +200,6 @@ class DiscordDelivery:
             # A path, not bytes: discord.py streams the open file into the upload.
             file = discord.File(path, filename=f"veo-{request.id or request.interaction_id}.mp4")
             return display.completed_embed(request, link=None, note=None, footer=footer), [file]
-        link = self._link(request)
         if size is not None and size > limit:
             where = "here is a link" if link else "ask a moderator for it"
             note = f"The video ({display.size_mb(size)}) is over the {display.size_mb(limit)} upload limit, so {where}."
@@ -222,7 +225,16 @@ class DiscordDelivery:
         uri = request.output_uris[0] if request.output_uris else ""
         if settings.VEO_PUBLIC_MEDIA_URL and uri.startswith(FILE_SCHEME):
             return settings.VEO_PUBLIC_MEDIA_URL.rstrip("/") + "/" + uri.removeprefix(FILE_SCHEME)
+        if uri.startswith(GCS_SCHEME) and settings.VEO_GCS_SIGNED_URL_TTL:
+            signed = gcs.signed_link(uri, ttl=settings.VEO_GCS_SIGNED_URL_TTL)
+            if signed.problem:
+                log.info("request %s: no link to its GCS output (%s)", request.id, signed.problem)
+            return signed.url
         return None
+
+
+def shows_video(request: VideoRequest) -> bool:
+    return request.status == Status.COMPLETED and not removed(request)
 
 
 def removed(request: VideoRequest) -> bool:

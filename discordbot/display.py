@@ -129,8 +129,12 @@ def size_mb(size: int) -> str:
 
 def completed_embed(request: VideoRequest, *, link: str | None, note: str | None, footer: str | None) -> discord.Embed:
     embed = _base(request, "Your video is ready", COLOURS[Status.COMPLETED])
-    if link:
-        embed.add_field(name="Video", value=fit(link, FIELD_VALUE_MAX), inline=False)
+    if link and len(link) <= FIELD_VALUE_MAX:
+        embed.add_field(name="Video", value=link, inline=False)
+    elif link:
+        # A signed URL can outgrow a field, and a shortened one is a broken one: the title carries it.
+        embed.url = link
+        embed.add_field(name="Video", value="Open it from the title link above.", inline=False)
     if note:
         embed.add_field(name="Note", value=note, inline=False)
     embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))

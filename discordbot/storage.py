@@ -2,11 +2,14 @@
 
 URIs stored on the request are ``file:<path relative to VEO_MEDIA_ROOT>`` or
 ``gs://bucket/object``. Local files are never served from a public directory; the admin
-streams them to staff, the bot attaches them.
+streams them to staff, the bot attaches them. GCS objects stay in the bucket: their size is
+read from Cloud Storage when the request completes, and they are reached through signed
+(or, if the bucket is public, plain) links.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -15,8 +18,12 @@ from urllib.parse import quote
 
 from django.conf import settings
 
+from tracking import gcs
+
+log = logging.getLogger(__name__)
+
 FILE_SCHEME = "file:"
-GCS_SCHEME = "gs://"
+GCS_SCHEME = gcs.GCS_SCHEME
 
 
 class StorageError(Exception):
@@ -70,19 +77,37 @@ class LocalStorage:
 
 
 def gcs_public_url(uri: str) -> str:
-    bucket, _, name = uri.removeprefix(GCS_SCHEME).partition("/")
+    bucket, name = gcs.split(uri)
     return f"https://storage.googleapis.com/{bucket}/{quote(name)}"
 
 
 def store_output(*, request_id: int, data: bytes | None, uri: str | None, mime_type: str,
                  storage: LocalStorage) -> StoredVideo:
-    """Keep inline bytes as a local file; GCS objects Veo wrote stay where they are."""
+    """Keep inline bytes as a local file; GCS objects Veo wrote stay where they are, with
+    their size read from Cloud Storage (blocking: callers run this in a thread)."""
     if data is not None:
         return storage.save(request_id=request_id, data=data, mime_type=mime_type)
     if uri and uri.startswith(GCS_SCHEME):
         public = gcs_public_url(uri) if settings.VEO_GCS_PUBLIC_URLS else None
-        return StoredVideo(uri=uri, public_url=public, size_bytes=None, mime_type=mime_type)
+        info = gcs.object_info(uri)
+        if info.problem:
+            _size_unknown(request_id, info.problem)
+        return StoredVideo(uri=uri, public_url=public, size_bytes=info.size_bytes,
+                           mime_type=info.content_type or mime_type)
     raise StorageError(f"Veo returned neither bytes nor a gs:// URI ({uri!r})")
+
+
+_problems_logged: set[str] = set()
+
+
+def _size_unknown(request_id: int, problem: str) -> None:
+    """The video is finished all the same; only attach-or-link is decided without its size.
+    A missing permission would repeat on every request: warn once per kind of problem."""
+    first = problem not in _problems_logged
+    _problems_logged.add(problem)
+    log.log(logging.WARNING if first else logging.INFO,
+            "request %s: size of the GCS output unknown (%s)%s", request_id, problem,
+            "; further requests with this problem are logged at INFO" if first else "")
 
 
 def local_storage() -> LocalStorage:

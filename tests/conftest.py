@@ -63,3 +63,27 @@ def media_root(tmp_path, settings):
     settings.VEO_MEDIA_ROOT = tmp_path / "media"
     settings.VEO_MEDIA_ROOT.mkdir()
     return settings.VEO_MEDIA_ROOT
+
+
+# -- Cloud Storage: the Veo fake's JSON API and a throw-away service account -------------------------
+
+
+@pytest.fixture
+def gcs_api(settings):
+    """The Veo fake serving Cloud Storage's JSON API and an OAuth token endpoint."""
+    from tests.fakes.veo_server import FakeVeoServer
+
+    with FakeVeoServer() as fake:
+        settings.GCS_API_BASE_URL = fake.url
+        yield fake
+
+
+@pytest.fixture
+def signing_key(gcs_api, tmp_path, monkeypatch):
+    """Application Default Credentials of a service account made for this test (its tokens
+    come from the fake), so metadata reads and signed URLs work as in production."""
+    from tests.gcs_keys import service_account_key
+
+    key = service_account_key(tmp_path, token_uri=f"{gcs_api.url}/token")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key.path))
+    return key

@@ -14,3 +14,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 from datetime import timedelta  # noqa: E402
 
 DASHBOARD_REFRESH = timedelta(0)
+
+# Cloud Storage calls go to a local fake in the tests that want one; never to Google from a
+# developer's machine with Application Default Credentials.
+GCS_API_BASE_URL = "http://127.0.0.1:9"

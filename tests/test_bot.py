@@ -149,6 +149,50 @@ def test_video_over_the_interactions_limit_is_linked_with_a_note(server, setting
     assert not server.requests("PATCH /webhooks/*")[-1].uploads  # nothing uploaded at all
 
 
+@pytest.mark.parametrize("signing", [True, False])
+def test_gcs_video_over_the_limit_is_linked_with_a_signed_url(server, settings, tmp_path, monkeypatch, signing):
+    """Veo writes to the bucket; the size read from it says "too big to attach"; the reply
+    links a V4 signed URL (or, with signed links turned off, says to ask a moderator)."""
+    from google.oauth2.credentials import Credentials
+
+    from discordbot.veo import GenaiBackend, make_client
+    from tests.bot_harness import SAMPLE_BYTES
+    from tests.fakes.veo_server import FakeVeoServer
+    from tests.gcs_keys import service_account_key, signature_is_valid
+
+    payload = veo(attachment_size_limit=1024)
+    with FakeVeoServer(video_bytes=SAMPLE_BYTES) as veo_fake:
+        key = service_account_key(tmp_path, token_uri=f"{veo_fake.url}/token")
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key.path))
+        settings.VEO_GCS_SIGNED_URL_TTL = timedelta(days=7) if signing else timedelta(0)
+        settings.VEO_BACKEND, settings.GOOGLE_CLOUD_PROJECT, settings.VEO_API_BASE_URL = "vertex", "p", veo_fake.url
+        settings.GCS_API_BASE_URL = veo_fake.url
+        backend = GenaiBackend(make_client(credentials=Credentials(token="test")), model="veo-3.1-generate-001",
+                               output_gcs_uri="gs://veo-out/videos")
+
+        async def scenario(bot):
+            await deliver_and_wait(bot, payload, server=server)
+            await eventually(delivered(int(payload["id"])), what="delivery")
+
+        run_bot(scenario, backend=backend)
+
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    final = server.original_response(payload["id"])
+    assert final["attachments"] == [] and row.delivery_method == "interaction"
+    fields = {f["name"]: f["value"] for f in final["embeds"][0]["fields"]}
+    if not signing:
+        assert row.output_size_bytes == len(SAMPLE_BYTES) and "Video" not in fields
+        assert "upload limit, so ask a moderator for it" in fields["Note"]
+        return
+    assert row.output_size_bytes == len(SAMPLE_BYTES) > 1024
+    assert "over the 0.0 MB upload limit, so here is a link" in fields["Note"]
+    link = fields["Video"]
+    bucket_path = row.output_uris[0].removeprefix("gs://")
+    assert link.startswith(f"https://storage.googleapis.com/{bucket_path}?") and "X-Goog-Expires=604800" in link
+    assert signature_is_valid(link, key.public_key)
+    assert not server.requests("PATCH /webhooks/*")[-1].uploads
+
+
 # -- refusals: private, specific, free ------------------------------------------------------------
 
 

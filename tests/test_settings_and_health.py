@@ -30,6 +30,9 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     ({"SECRET_KEY": "k", "VEO_QUOTA_WINDOW": "forever"}, "VEO_QUOTA_WINDOW"),
     ({"SECRET_KEY": "k", "VEO_QUOTA_LIMIT": "-1"}, "VEO_QUOTA_LIMIT"),
     ({"SECRET_KEY": "k", "DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL"),
+    ({"SECRET_KEY": "k", "VEO_GCS_SIGNED_URL_TTL": "8d"}, "VEO_GCS_SIGNED_URL_TTL"),
+    ({"SECRET_KEY": "k", "VEO_GCS_SIGNED_URL_TTL": "a week"}, "VEO_GCS_SIGNED_URL_TTL"),
+    ({"SECRET_KEY": "k", "GCS_API_BASE_URL": "storage.googleapis.com"}, "GCS_API_BASE_URL"),
 ])
 def test_wrong_setting_stops_start_up_with_one_line_naming_it(env, variable):
     result = _manage("check", **env)

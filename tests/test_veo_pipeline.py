@@ -74,6 +74,45 @@ def test_gcs_output_is_recorded_with_its_public_url(fake_veo, settings):
     assert fake_veo.gcs_object(row.output_uris[0])  # the object exists where we say it is
 
 
+def test_gcs_output_size_is_read_from_the_bucket_when_it_completes(fake_veo, settings, tmp_path, monkeypatch):
+    from tests.gcs_keys import service_account_key
+
+    key = service_account_key(tmp_path, token_uri=f"{fake_veo.url}/token")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key.path))
+    settings.GCS_API_BASE_URL = fake_veo.url
+    request_id = admit(user_id=603).request_id
+    (row,) = run_to_the_end(fake_veo, settings, request_id, output_gcs_uri="gs://veobot-out/videos")
+    assert row.status == "completed" and row.public_urls == []
+    assert row.output_size_bytes == len(fake_veo.gcs_object(row.output_uris[0]))
+    (metadata,) = [r for r in fake_veo.requests if r.kind == "metadata"]
+    assert metadata.auth == "bearer" and "alt" not in metadata.query  # metadata only, no download
+
+
+@pytest.mark.parametrize("problem", ["403", "404", "timeout", "no credentials"])
+def test_gcs_output_whose_size_cannot_be_read_still_completes(fake_veo, settings, tmp_path, monkeypatch, caplog,
+                                                              problem):
+    from discordbot import storage
+    from tests.gcs_keys import service_account_key
+
+    key = service_account_key(tmp_path, token_uri=f"{fake_veo.url}/token")
+    missing = tmp_path / "no-such-key.json"
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(missing if problem == "no credentials" else key.path))
+    monkeypatch.setattr(storage, "_problems_logged", set())  # a fresh process, as far as logging goes
+    settings.GCS_API_BASE_URL, settings.VEO_HTTP_TIMEOUT = fake_veo.url, timedelta(seconds=1)
+    fake_veo.gcs_metadata_status = {"403": 403, "404": 404}.get(problem)
+    fake_veo.gcs_metadata_stall = 3 if problem == "timeout" else 0
+    first, second = admit(user_id=604).request_id, admit(user_id=604).request_id
+    rows = run_to_the_end(fake_veo, settings, first, second, output_gcs_uri="gs://veobot-out/videos")
+
+    assert [(row.status, row.output_size_bytes) for row in rows] == [("completed", None)] * 2
+    reason = {"403": "Cloud Storage answered 403", "404": "Cloud Storage answered 404",
+              "timeout": "Cloud Storage unreachable (ReadTimeout)",
+              "no credentials": "no Google credentials (Application Default Credentials)"}[problem]
+    unknown = [r for r in caplog.records if "size of the GCS output unknown" in r.getMessage()]
+    assert [(r.levelname, reason in r.getMessage()) for r in unknown] == [("WARNING", True), ("INFO", True)]
+    assert "BEGIN PRIVATE KEY" not in caplog.text and "fake-access-token" not in caplog.text
+
+
 @pytest.mark.parametrize("name,params,status,code,refunded", [
     ("error_operation", {}, "failed", "operation_failed", True),
     ("safety_filtered", {}, "failed", "content_filtered", False),

@@ -11,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
-import google.auth
-import google.auth.exceptions
-import requests
 from django.conf import settings
-from google.auth.transport.requests import AuthorizedSession
+
+from tracking import gcs
 
 
 def local_output_path(uri: str) -> Path | None:
@@ -56,8 +53,6 @@ def public_url(url: str) -> str | None:
 
 # -- deleting outputs in Cloud Storage -----------------------------------------------------
 
-GCS_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
-
 
 @dataclass(frozen=True)
 class GcsDeletion:
@@ -71,30 +66,26 @@ def delete_gcs_objects(uris: Sequence[str], *, credentials=None) -> GcsDeletion:
     Credentials (or ``credentials``). Only when a bucket is configured (VEO_OUTPUT_GCS_URI):
     otherwise this deployment holds no credentials for it. An object already gone counts as
     deleted. Problems are reported by kind and status, never with credentials."""
-    uris = [uri for uri in uris if uri.startswith("gs://")]
+    uris = [uri for uri in uris if uri.startswith(gcs.GCS_SCHEME)]
     if not uris:
         return GcsDeletion()
     if not settings.VEO_OUTPUT_GCS_URI:
         return GcsDeletion(left=tuple(uris), problem="no bucket is configured (VEO_OUTPUT_GCS_URI)")
-    try:
-        if credentials is None:
-            credentials, _ = google.auth.default(scopes=[GCS_SCOPE])
-    except google.auth.exceptions.DefaultCredentialsError:
-        return GcsDeletion(left=tuple(uris), problem="no Google credentials (Application Default Credentials)")
-    session = AuthorizedSession(credentials)
+    credentials = credentials or gcs.default_credentials()
+    if credentials is None:
+        return GcsDeletion(left=tuple(uris), problem=gcs.NO_CREDENTIALS)
     deleted, left, problem = [], [], None
-    for uri in uris:
-        bucket, _, name = uri.removeprefix("gs://").partition("/")
-        url = f"{settings.GCS_API_BASE_URL}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
-        try:
-            status = session.delete(url, timeout=settings.VEO_HTTP_TIMEOUT.total_seconds()).status_code
-        except (requests.RequestException, google.auth.exceptions.GoogleAuthError) as error:
-            left.append(uri)
-            problem = f"Cloud Storage unreachable ({type(error).__name__})"
-            continue
-        if status in (200, 204, 404):
-            deleted.append(uri)
-        else:
-            left.append(uri)
-            problem = f"Cloud Storage answered {status}"
+    with gcs.session(credentials) as http:
+        for uri in uris:
+            try:
+                status = http.delete(gcs.object_url(uri), timeout=settings.VEO_HTTP_TIMEOUT.total_seconds()).status_code
+            except gcs.FAILURES as error:
+                left.append(uri)
+                problem = f"Cloud Storage unreachable ({type(error).__name__})"
+                continue
+            if status in (200, 204, 404):
+                deleted.append(uri)
+            else:
+                left.append(uri)
+                problem = f"Cloud Storage answered {status}"
     return GcsDeletion(tuple(deleted), tuple(left), problem)

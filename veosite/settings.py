@@ -149,10 +149,17 @@ VEO_API_BASE_URL = config.get_str("VEO_API_BASE_URL", "")
 VEO_OUTPUT_GCS_URI = config.get_str("VEO_OUTPUT_GCS_URI", "")
 if VEO_OUTPUT_GCS_URI and not VEO_OUTPUT_GCS_URI.startswith("gs://"):
     raise ConfigError(f"VEO_OUTPUT_GCS_URI must start with gs:// (got {VEO_OUTPUT_GCS_URI!r})")
-# Cloud Storage's API, for deleting outputs (purge, erasure); tests point it at a local fake.
+# Cloud Storage's JSON API, for reading outputs' sizes and deleting them (purge, erasure);
+# tests point it at a local fake.
 GCS_API_BASE_URL = config.get_str("GCS_API_BASE_URL", "https://storage.googleapis.com").rstrip("/")
+if not GCS_API_BASE_URL.startswith(("https://", "http://")):
+    raise ConfigError(f"GCS_API_BASE_URL must be an http(s):// URL (got {GCS_API_BASE_URL!r})")
 # Link GCS outputs as https://storage.googleapis.com/... (the bucket must allow public reads).
 VEO_GCS_PUBLIC_URLS = config.get_bool("VEO_GCS_PUBLIC_URLS", False)
+# How long the V4 signed links to GCS outputs posted in Discord work (7d is V4's maximum);
+# 0 posts none. Signing needs a service-account key or impersonated credentials.
+VEO_GCS_SIGNED_URL_TTL: timedelta = config.get_duration("VEO_GCS_SIGNED_URL_TTL", "7d", minimum=timedelta(0),
+                                                        maximum=timedelta(days=7))
 VEO_PERSON_GENERATION = config.get_str("VEO_PERSON_GENERATION", "allow_adult")
 if VEO_PERSON_GENERATION not in ("dont_allow", "allow_adult", "allow_all"):
     raise ConfigError(f"VEO_PERSON_GENERATION must be dont_allow, allow_adult or allow_all (got {VEO_PERSON_GENERATION!r})")

@@ -62,8 +62,11 @@ _MODEL_CALL = re.compile(
     r"publishers/(?P<publisher>[^/]+)/models/(?P<model>[^/:]+))"
     r":(?P<verb>predictLongRunning|fetchPredictOperation)$"
 )
-# The GCS JSON API media download, so code that fetches outputs can be tested too.
+# The GCS JSON API object (metadata, ?alt=media download, delete), so code that reads,
+# fetches or deletes outputs can be tested too.
 _GCS_DOWNLOAD = re.compile(r"^/storage/v1/b/(?P<bucket>[^/]+)/o/(?P<object>.+)$")
+# An OAuth token endpoint: service-account keys in tests name it as their token_uri.
+TOKEN_PATH = "/token"
 _MARKER = re.compile(r"\[scenario:(?P<name>\w+)(?P<params>(?:\s+\w+=[^\s\]]+)*)\s*\]")
 
 
@@ -193,7 +196,7 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names, without authorization / x-goog-api-key
     auth: str | None  # "bearer", "api_key" or None
     body: Any
-    kind: str = "unknown"  # "create", "poll", "download" or "unknown"
+    kind: str = "unknown"  # "create", "poll", "download", "metadata", "delete", "token" or "unknown"
     status: int = 0  # what the fake answered
 
     @property
@@ -295,6 +298,9 @@ class VeoFakeState:
         self._prompt_rules: list[tuple[str, Scenario]] = []
         self._create_failures: Counter[str] = Counter()  # per prompt
         self._create_stalls: Counter[str] = Counter()  # per prompt
+        # Scripted answers to GCS metadata reads (objects.get without alt=media).
+        self.gcs_metadata_status: int | None = None  # e.g. 403 or 404 instead of the metadata
+        self.gcs_metadata_stall: float = 0.0  # real seconds before answering, to trip client timeouts
 
     # --- scripting -------------------------------------------------------------------
 
@@ -394,10 +400,13 @@ class VeoFakeState:
     def _route(self, method: str, path: str, record: RecordedRequest) -> _Reply:
         call = _MODEL_CALL.match(path)
         download = _GCS_DOWNLOAD.match(path)
+        if path == TOKEN_PATH and method == "POST":
+            record.kind = "token"
+            return _json_reply(200, {"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 3600})
         if call and method == "POST":
             record.kind = "create" if call["verb"] == "predictLongRunning" else "poll"
         elif download and method == "GET":
-            record.kind = "download"
+            record.kind = "download" if record.query.get("alt") == ["media"] else "metadata"
         elif download and method == "DELETE":
             record.kind = "delete"
         else:
@@ -406,6 +415,8 @@ class VeoFakeState:
             raise _HttpError(401, "Request is missing required authentication credential.")
         if record.kind == "download":
             return self._download(download["bucket"], unquote(download["object"]))
+        if record.kind == "metadata":
+            return self._metadata(download["bucket"], unquote(download["object"]))
         if record.kind == "delete":
             return self._delete(download["bucket"], unquote(download["object"]))
         if not isinstance(record.body, dict):
@@ -524,6 +535,17 @@ class VeoFakeState:
         if data is None:
             raise _HttpError(404, f"No such object: {bucket}/{obj}")
         return _Reply(200, data, content_type="video/mp4")
+
+    def _metadata(self, bucket: str, obj: str) -> _Reply:
+        """objects.get: the object's resource, with size as a string as the real API sends it."""
+        if self.gcs_metadata_status is not None:
+            return _error_reply(_HttpError(self.gcs_metadata_status), self.gcs_metadata_stall)
+        data = self._gcs.get(f"gs://{bucket}/{obj}")
+        if data is None:
+            return _error_reply(_HttpError(404, f"No such object: {bucket}/{obj}"), self.gcs_metadata_stall)
+        resource = {"kind": "storage#object", "bucket": bucket, "name": obj, "size": str(len(data)),
+                    "contentType": "video/mp4"}
+        return _json_reply(200, resource, self.gcs_metadata_stall)
 
     def _delete(self, bucket: str, obj: str) -> _Reply:
         """Cloud Storage's objects.delete: 204, or 404 when there is no such object."""

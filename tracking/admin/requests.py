@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from tracking import dashboards, media, selectors, services
+from tracking import dashboards, gcs, media, selectors, services
 from tracking.admin import charts, views
 from tracking.admin.changelist import COUNT_CAP, ModerationChangeList, hierarchy_choices
 from tracking.admin.filters import (CreatedFromFilter, CreatedToFilter, DeliveredFilter, GuildFilter,
@@ -188,12 +188,18 @@ class VideoRequestAdmin(RefusesNulParameters, admin.ModelAdmin):
     def _outputs(self, obj: VideoRequest) -> list[dict]:
         outputs = []
         for index, uri in enumerate(obj.output_uris):
-            entry = {"uri": uri, "play": None}
+            entry = {"uri": uri, "play": None, "why": None}
             if obj.review_status != ReviewStatus.REMOVED:
+                stream = reverse("admin:tracking_videorequest_output", args=[obj.id, index])
+                public = media.public_url(obj.public_urls[index]) if index < len(obj.public_urls) else None
                 if media.local_output_path(uri):
-                    entry["play"] = reverse("admin:tracking_videorequest_output", args=[obj.id, index])
-                elif index < len(obj.public_urls):
-                    entry["play"] = media.public_url(obj.public_urls[index])
+                    entry["play"] = stream
+                elif public:
+                    entry["play"] = public
+                elif uri.startswith(gcs.GCS_SCHEME) and gcs.signer() is not None:
+                    entry["play"] = stream  # redirects to a short-lived signed URL, made when played
+                elif uri.startswith(gcs.GCS_SCHEME):
+                    entry["why"] = "not viewable: " + gcs.NO_SIGNER
             outputs.append(entry)
         return outputs
 
@@ -318,10 +324,13 @@ class VideoRequestAdmin(RefusesNulParameters, admin.ModelAdmin):
         obj = VideoRequest.objects.filter(id=object_id).only("id", "output_uris", "review_status").first()
         if obj is None or obj.review_status == ReviewStatus.REMOVED or index >= len(obj.output_uris):
             raise views.not_found()
-        path_ = media.local_output_path(obj.output_uris[index])
-        if path_ is None:
-            raise views.not_found()
-        return views.stream_video(request, path_, download_name=f"veobot-request-{obj.id}-{index}.mp4")
+        uri = obj.output_uris[index]
+        path_ = media.local_output_path(uri)
+        if path_ is not None:
+            return views.stream_video(request, path_, download_name=f"veobot-request-{obj.id}-{index}.mp4")
+        if uri.startswith(gcs.GCS_SCHEME):
+            return views.signed_redirect(uri)
+        raise views.not_found()
 
     def export_view(self, request):
         self._require_view(request)

@@ -1,6 +1,6 @@
-"""Staff-only views behind the admin: the output stream (with HTTP Range), CSV export, the
-dashboard and the per-user page. Each is wrapped by AdminSite.admin_view (login, staff)
-and checks the model permission itself."""
+"""Staff-only views behind the admin: the output stream (with HTTP Range) or a signed
+redirect for outputs in Cloud Storage, CSV export, the dashboard and the per-user page.
+Each is wrapped by AdminSite.admin_view (login, staff) and checks the model permission itself."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import csv
 import logging
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+
+from tracking import gcs
 
 log = logging.getLogger("veobot.moderation")
 
@@ -44,6 +47,25 @@ def stream_video(request: HttpRequest, path: Path, *, download_name: str) -> Htt
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     # The name is ours (request id), never the stored path: nothing user-controlled in a header.
     response["Content-Disposition"] = f'inline; filename="{download_name}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# Moderators get a fresh link each time the player loads; a copied one soon stops working.
+ADMIN_LINK_TTL = timedelta(minutes=15)
+
+
+def signed_redirect(uri: str) -> HttpResponse:
+    """Send the player to a short-lived V4 signed URL of a gs:// output, or say plainly why
+    it cannot be viewed (never a traceback, never credentials)."""
+    signed = gcs.signed_link(uri, ttl=ADMIN_LINK_TTL)
+    if signed.url is None:
+        log.warning("GCS output not viewable in the admin: %s", signed.problem)
+        response = HttpResponse(f"Not viewable: {signed.problem}.\n", status=503,
+                                content_type="text/plain; charset=utf-8")
+    else:
+        response = HttpResponseRedirect(signed.url)
+        response["Referrer-Policy"] = "no-referrer"
     response["Cache-Control"] = "private, no-store"
     return response
 
