@@ -2,9 +2,12 @@
 
     .venv/bin/python bench/pipeline.py --rows 1000000 --requests 1000 --workers 1,4
 
-For each worker count: queue N admitted requests (CLI source) in a table that already holds
-`--rows` of history, start that many instrumented `runworker`-equivalent processes
-(bench/pipeline_worker.py), and time from the first operation start to the last delivery.
+For each worker count: start that many instrumented `runworker`-equivalent processes
+(bench/pipeline_worker.py), wait until each is connected and the machine is quiet again (a
+worker's start-up is not the pipeline), then release N admitted requests (CLI source,
+queued beforehand but not yet claimable) in a table that already holds `--rows` of history,
+and time from the first operation start to the last delivery. CPU figures count from the
+moment the requests are released.
 Reports requests/s, and per request the database statements (round trips: every statement
 runs in autocommit), the time PostgreSQL spent executing them (pg_stat_database.active_time,
 which also counts waiting for a lock or a CPU), the CPU time of the workers' backends (from
@@ -78,34 +81,40 @@ def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, reque
     with server.connect(dbname) as conn:
         reset_runs(conn, last_loaded_id)
         queue_requests(conn, requests)
+        # Parked until every worker is up: starting one (Django, the SDK) costs about a second
+        # of CPU, and the pipeline, not start-up, is what is measured.
+        conn.execute("UPDATE video_requests SET available_at = 'infinity' WHERE id > %s", [last_loaded_id])
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
     env.update(DATABASE_URL=database_url(server, dbname), VEO_BACKEND="express", VEO_API_KEY="bench-key",
                VEO_API_BASE_URL=veo.url, VEO_MAX_CONCURRENT="1000", VEO_MAX_STARTS_PER_MINUTE="10000",
                VEO_POLL_INITIAL="0s", VEO_WORKER_IDLE_POLL="1s", VEO_WORKER_SLOTS=str(slots),
                VEO_MEDIA_ROOT=str(scratch / "media"), LOG_LEVEL="WARNING",
                DASHBOARD_REFRESH="0s")  # the dashboard chore is not the pipeline
-    active_before = server_active_ms(server, dbname)
-    started, busy_before = time.monotonic(), cpu.machine_busy_seconds()
     processes = []
     for index in range(workers):
         stats_file = scratch / f"stats-{workers}-{index}.json"
         processes.append((subprocess.Popen([sys.executable, str(REPO / "bench" / "pipeline_worker.py")], cwd=REPO,
                                            env={**env, "BENCH_STATS_FILE": str(stats_file)}), stats_file))
-    backends: set[int] = set()
+    worker_pids = [process.pid for process, _ in processes]
     with server.connect(dbname) as conn:
+        backends = wait_for_workers(conn, dbname, workers)
+        cpu.wait_until_quiet(max_seconds=15)
+        active_before = server_active_ms(server, dbname)
+        backend_before, worker_before = cpu.process_seconds(backends), cpu.process_seconds(worker_pids)
+        fake_before = cpu.process_seconds([os.getpid()])
+        started, busy_before = time.monotonic(), cpu.machine_busy_seconds()
+        conn.execute("UPDATE video_requests SET available_at = clock_timestamp() WHERE id > %s", [last_loaded_id])
         while conn.execute("SELECT count(*) FROM video_requests WHERE id > %s AND delivered_at IS NULL",
                            [last_loaded_id]).fetchone()[0]:
-            # The workers' own backends (not this one): their CPU time is the database's work.
-            backends.update(pid for (pid,) in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
-                " AND pid <> pg_backend_pid()", [dbname]))
+            backends |= worker_backends(conn, dbname)  # a worker may open another connection
             time.sleep(0.2)
         first_start, last_delivery, failed = conn.execute(
             "SELECT min(started_at), max(delivered_at), count(*) FILTER (WHERE status <> 'completed')"
             " FROM video_requests WHERE id > %s", [last_loaded_id]).fetchone()
     # Read before the workers exit: a backend's CPU time goes with its process.
-    backend_cpu = cpu.process_seconds(backends)
-    worker_cpu = cpu.process_seconds(process.pid for process, _ in processes)
+    backend_cpu = cpu.process_seconds(backends) - backend_before
+    worker_cpu = cpu.process_seconds(worker_pids) - worker_before
+    fake_cpu = cpu.process_seconds([os.getpid()]) - fake_before  # the Veo fake's threads, and this poller
     machine_cpu, elapsed = cpu.machine_busy_seconds() - busy_before, time.monotonic() - started
     for process, _ in processes:
         process.send_signal(signal.SIGTERM)
@@ -121,9 +130,27 @@ def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, reque
             "server_db_ms_per_request": server_ms / requests,
             "server_cpu_ms_per_request": backend_cpu * 1000 / requests,
             "worker_cpu_ms_per_request": worker_cpu * 1000 / requests,
+            "veo_fake_cpu_ms_per_request": fake_cpu * 1000 / requests,
             "machine_cpu_ms_per_request": machine_cpu * 1000 / requests,
             "machine_cores_busy": machine_cpu / elapsed,
             "client_db_ms_per_request": totals["seconds"] * 1000 / requests, "idle_claims": totals["empty_claims"]}
+
+
+def worker_backends(conn, dbname: str) -> set[int]:
+    """The workers' own backends (not this one): their CPU time is the database's work."""
+    return {pid for (pid,) in conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
+        " AND pid <> pg_backend_pid()", [dbname])}
+
+
+def wait_for_workers(conn, dbname: str, workers: int, timeout: float = 60) -> set[int]:
+    """Wait until every worker has connected (its first, idle, claim): then it is up."""
+    deadline = time.monotonic() + timeout
+    while len(backends := worker_backends(conn, dbname)) < workers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(backends)} of {workers} workers connected within {timeout:.0f} s")
+        time.sleep(0.2)
+    return backends
 
 
 def server_active_ms(server: Server, dbname: str) -> float:
@@ -162,6 +189,7 @@ def main() -> int:
                   f" {result['server_db_ms_per_request']:.2f} ms executing in PostgreSQL"
                   f" ({result['server_cpu_ms_per_request']:.2f} ms of its CPU),"
                   f" {result['worker_cpu_ms_per_request']:.2f} ms of worker CPU,"
+                  f" {result['veo_fake_cpu_ms_per_request']:.2f} ms of the Veo fake's,"
                   f" machine {result['machine_cores_busy']:.2f} cores busy"
                   f" ({result['client_db_ms_per_request']:.2f} ms as the worker saw it);"
                   f" {result['not_completed']} not completed, {result['idle_claims']} idle claims", flush=True)
