@@ -1,0 +1,90 @@
+"""What the newest admission migration saves: the previous admit_video_request against the
+current one and the bare INSERT floor, alternating, on the admission benchmark's database.
+
+    .venv/bin/python bench/admission_versions.py --rows 1000000 --rounds 3
+
+The previous version is the body of the newest `*admission*.down.sql` in migrations_sql/,
+installed for the run as admit_video_request_previous (and dropped afterwards). Every
+measurement is pgbench with prepared statements and new users (the admitted path); the figure
+that matters is the server CPU per transaction, read from /proc, which moves far less than
+latency on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import cpu, pgbench_driver, request_history  # noqa: E402
+from bench.admission_plans import NEW_USERS, Plan  # noqa: E402
+from bench.server import REPO, Server, machine_description, server_description  # noqa: E402
+
+VARIANTS = (("(a) INSERT", "floor.sql"), ("previous admission", "admission_previous.sql"),
+            ("current admission", "admission.sql"))
+
+
+def previous_admission_sql() -> tuple[str, str]:
+    down = sorted((REPO / "migrations_sql").glob("*admission*.down.sql"))[-1]
+    body = down.read_text().replace("FUNCTION admit_video_request(", "FUNCTION admit_video_request_previous(", 1)
+    return down.name, body
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dsn", help="libpq connection string (default: the embedded PostgreSQL)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args()
+
+    server = Server.from_dsn(args.dsn) if args.dsn else Server.embedded()
+    data = request_history.prepare(server, dbname=f"veobot_bench_{args.rows}", rows=args.rows, reload=False)
+    source, body = previous_admission_sql()
+    results: dict[tuple[str, int], list[pgbench_driver.Result]] = {}
+    with server.connect(data.dbname) as conn:
+        print("machine:", ", ".join(f"{k} {v}" for k, v in machine_description().items()))
+        print("server: ", ", ".join(f"{k} {v}" for k, v in server_description(conn).items()))
+        print(f"dataset: {data.dbname}, {data.rows:,} rows; previous admission from {source}")
+        conn.execute(body)
+        try:
+            def backend_pids() -> list[int]:
+                rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
+                                    [server.application_name, data.dbname])
+                return [pid for (pid,) in rows]
+
+            for number in range(1, args.rounds + 1):
+                for clients in args.clients:
+                    for label, script in VARIANTS:
+                        cpu.wait_until_quiet(max_seconds=5)
+                        plan = Plan(label, script, "local", clients, NEW_USERS)
+                        result = pgbench_driver.run(
+                            script=script, conninfo=server.conninfo(data.dbname, with_password=False),
+                            env=server.client_env(), clients=clients, seconds=args.duration,
+                            variables=plan.script_variables(), backend_pids=backend_pids, own_pids=[])
+                        results.setdefault((label, clients), []).append(result)
+                        print(f"round {number}: {label}, {clients} client(s): {result.tps:.0f} tps, "
+                              f"p50 {result.p50_ms:.3f} ms, server cpu {result.server_cpu_us or 0:.0f} us", flush=True)
+        finally:
+            conn.execute("DROP FUNCTION IF EXISTS admit_video_request_previous")
+            request_history.prepare(server, dbname=data.dbname, rows=args.rows, reload=False)  # drop the rows added
+
+    print(f"\nmedians of {args.rounds} round(s)\n{'variant':20} {'clients':>7} {'tps':>7} {'p50 ms':>7} "
+          f"{'cpu us':>7} {'cpu/(a)':>7} {'tps/(a)':>7}")
+    for clients in args.clients:
+        floor_cpu = statistics.median(r.server_cpu_us or 0 for r in results[(VARIANTS[0][0], clients)])
+        floor_tps = statistics.median(r.tps for r in results[(VARIANTS[0][0], clients)])
+        for label, _ in VARIANTS:
+            rs = results[(label, clients)]
+            cpu_us, tps = statistics.median(r.server_cpu_us or 0 for r in rs), statistics.median(r.tps for r in rs)
+            print(f"{label:20} {clients:>7} {tps:>7.0f} {statistics.median(r.p50_ms for r in rs):>7.3f} "
+                  f"{cpu_us:>7.0f} {cpu_us / floor_cpu:>7.2f} {tps / floor_tps:>7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
