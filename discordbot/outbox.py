@@ -1,20 +1,31 @@
-"""The moderators' outbox: Discord actions the web process queued in ``discord_actions``.
+"""The moderators' outbox: actions the web process queued in ``discord_actions``.
 
-The web process holds no bot token, so removing an output only queues the deletion of its
-Discord message; the bot performs it. Every bot instance runs an ``Outbox``: it claims due
-actions one at a time (``services.claim_discord_action``, SKIP LOCKED plus a short lease, so
-two bots never perform the same one), calls Discord's REST API, and records the outcome.
+The web process holds no bot token and no bucket credentials, so removing an output only
+queues the deletion of its Discord message and of its gs:// objects; the bot performs them.
+Every bot instance runs an ``Outbox``: it claims due actions one at a time
+(``services.claim_discord_action``, SKIP LOCKED plus a short lease, so two bots never perform
+the same one), calls Discord's REST API or Cloud Storage's, and records the outcome. Every
+action ends done, or failed with its reason (``failed_at``, ``last_error``).
 
+Deleting a Discord message:
 - deleted, or Discord answers 404 (Unknown Message / Unknown Channel): done, the message is gone;
 - 403 and other refusals: ``last_error`` is recorded and the action retried with a doubling
-  backoff, until ``DISCORD_ACTIONS_MAX_ATTEMPTS`` attempts have been made (logged once);
+  backoff (permissions can be granted meanwhile), until ``DISCORD_ACTIONS_MAX_ATTEMPTS``
+  attempts have been made: then it has failed (logged once);
 - Discord unreachable (5xx after discord.py's retries, network errors): retried likewise.
+
+Deleting bucket objects (``media.delete_gcs_objects``):
+- deleted, or already gone (404): done;
+- Cloud Storage unreachable, 5xx, 429: retried with the same backoff and limit;
+- refused (403: the credentials may not delete), no bucket configured, no credentials: failed
+  at once, with the reason for the moderators.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 import aiohttp
@@ -23,7 +34,7 @@ from django.conf import settings
 
 from discordbot.degraded import DATABASE_DOWN
 from discordbot.runtime import sleep_unless
-from tracking import aio, services
+from tracking import aio, media, services
 from tracking.models import DiscordAction, DiscordActionKind
 
 log = logging.getLogger(__name__)
@@ -33,6 +44,12 @@ log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=2)
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str  # stored as last_error: what the moderators read
+    permanent: bool = False  # trying again cannot help
 
 
 def retry_after(attempts: int) -> timedelta:
@@ -66,22 +83,27 @@ class Outbox:
         action = await aio.run(services.claim_discord_action, lease=CLAIM_LEASE, max_attempts=max_attempts)
         if action is None:
             return False
-        error = await self._perform(action)
-        if error is None:
+        failure = await self._perform(action)
+        if failure is None:
             await aio.run(services.finish_discord_action, action_id=action.id)
             return True
-        wait = retry_after(action.attempts)
-        await aio.run(services.finish_discord_action, action_id=action.id, error=error, retry_after=wait)
-        if action.attempts >= max_attempts:
-            log.error("discord action %s: request %s %s message %s in channel %s: giving up after %s attempts"
-                      " (last error: %s)", action.id, action.request_id, action.action, action.message_id,
-                      action.channel_id, action.attempts, error)
+        exhausted = action.attempts >= max_attempts
+        await aio.run(services.finish_discord_action, action_id=action.id, error=failure.reason,
+                      retry_after=retry_after(action.attempts), give_up=failure.permanent or exhausted)
+        if failure.permanent:
+            log.error("outbox action %s: request %s %s failed: %s", action.id, action.request_id, action.action,
+                      failure.reason)
+        elif exhausted:
+            log.error("outbox action %s: request %s %s%s: giving up after %s attempts (last error: %s)",
+                      action.id, action.request_id, action.action, _target(action), action.attempts, failure.reason)
         return True
 
-    async def _perform(self, action: DiscordAction) -> str | None:
-        """Carry the action out; None when it is done, else why not (stored as last_error)."""
+    async def _perform(self, action: DiscordAction) -> Failure | None:
+        """Carry the action out; None when it is done, else why not."""
+        if action.action == DiscordActionKind.DELETE_GCS_OBJECTS:
+            return await self._delete_objects(action)
         if action.action != DiscordActionKind.DELETE_MESSAGE:
-            return self._outcome(action, "unsupported", f"unknown action {action.action!r}")
+            return self._outcome(action, "unsupported", Failure(f"unknown action {action.action!r}", permanent=True))
         try:
             await self.client.http.delete_message(action.channel_id, action.message_id,
                                                   reason=f"veobot moderation: output of request {action.request_id}"
@@ -90,15 +112,30 @@ class Outbox:
             # 10008 Unknown Message, 10003 Unknown Channel: nothing left to delete.
             return self._outcome(action, "already gone", None, error)
         except discord.HTTPException as error:
-            return self._outcome(action, "refused", f"{error.status} {error.code} {error.text}"[:1000], error)
+            return self._outcome(action, "refused", Failure(f"{error.status} {error.code} {error.text}"[:1000]), error)
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            return self._outcome(action, "unreachable", f"could not reach Discord ({type(error).__name__})")
+            return self._outcome(action, "unreachable", Failure(f"could not reach Discord ({type(error).__name__})"))
         return self._outcome(action, "deleted", None)
 
-    def _outcome(self, action: DiscordAction, outcome: str, error: str | None,
-                 http_error: discord.HTTPException | None = None) -> str | None:
-        code = f" ({http_error.status} {http_error.code})" if http_error is not None and error is None else ""
-        log.log(logging.WARNING if error else logging.INFO,
-                "request %s discord action %s %s: %s%s%s (attempt %s)", action.request_id, action.id, action.action,
-                outcome, code, f": {error}" if error else "", action.attempts)
-        return error
+    async def _delete_objects(self, action: DiscordAction) -> Failure | None:
+        # Synchronous HTTP (google-auth's session), bounded by VEO_HTTP_TIMEOUT: off the loop.
+        result = await asyncio.to_thread(media.delete_gcs_objects, action.object_uris or ())
+        if result.problem is None:
+            return self._outcome(action, f"deleted {len(result.deleted)} bucket object(s)", None)
+        left = ", ".join(result.left)
+        reason = f"{result.problem}; left in the bucket: {left}"[:1000]
+        return self._outcome(action, "bucket objects left", Failure(reason, permanent=not result.retryable))
+
+    def _outcome(self, action: DiscordAction, outcome: str, failure: Failure | None,
+                 http_error: discord.HTTPException | None = None) -> Failure | None:
+        code = f" ({http_error.status} {http_error.code})" if http_error is not None and failure is None else ""
+        log.log(logging.WARNING if failure else logging.INFO,
+                "request %s outbox action %s %s%s: %s%s%s (attempt %s)", action.request_id, action.id, action.action,
+                _target(action), outcome, code, f": {failure.reason}" if failure else "", action.attempts)
+        return failure
+
+
+def _target(action: DiscordAction) -> str:
+    if action.action == DiscordActionKind.DELETE_MESSAGE:
+        return f" message {action.message_id} in channel {action.channel_id}"
+    return f" {len(action.object_uris or ())} object(s)"

@@ -116,7 +116,7 @@ def test_missing_permissions_is_recorded_and_retried_later_then_given_up_once(se
         server.deny_channel(CHANNEL_ID)
         [removal] = await remove(row.id)
         action = await eventually(lambda: DiscordAction.objects.filter(id=removal.discord_action_id,
-                                                                       last_error__isnull=False).first(),
+                                                                       failed_at__isnull=False).first(),
                                   what="the refusal recorded")
         await asyncio.sleep(0.5)  # ten polls: a given-up action is not claimed again
         return row, action
@@ -124,6 +124,7 @@ def test_missing_permissions_is_recorded_and_retried_later_then_given_up_once(se
     row, action = run_bot(scenario)
     action.refresh_from_db()
     assert action.done_at is None and action.attempts == 1
+    assert action.failed_at is not None  # ended: failed, with the reason below
     assert action.last_error.startswith("403 50013") and "Missing Permissions" in action.last_error
     assert action.not_before > timezone.now() + timedelta(seconds=20)  # the backoff
     assert server.message(row.discord_message_id) is not None  # still there: nothing was deleted

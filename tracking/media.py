@@ -59,13 +59,23 @@ class GcsDeletion:
     deleted: tuple[str, ...] = ()
     left: tuple[str, ...] = ()  # still in the bucket; `problem` says why
     problem: str | None = None
+    retryable: bool = False  # every failure was transient (5xx, 429, network): trying again may work
+
+
+# What a refusal means, for the people who read `problem`.
+_REFUSALS = {401: "not authenticated", 403: "permission denied: the credentials may not delete objects in this bucket"}
+
+
+def _transient(status: int) -> bool:
+    return status >= 500 or status in (408, 429)
 
 
 def delete_gcs_objects(uris: Sequence[str], *, credentials=None) -> GcsDeletion:
     """Delete gs:// outputs through the Cloud Storage JSON API, with Application Default
     Credentials (or ``credentials``). Only when a bucket is configured (VEO_OUTPUT_GCS_URI):
     otherwise this deployment holds no credentials for it. An object already gone counts as
-    deleted. Problems are reported by kind and status, never with credentials."""
+    deleted. Problems are reported by kind and status, never with credentials; a permanent
+    one (a refusal, no bucket or credentials) wins over a transient one."""
     uris = [uri for uri in uris if uri.startswith(gcs.GCS_SCHEME)]
     if not uris:
         return GcsDeletion()
@@ -74,18 +84,22 @@ def delete_gcs_objects(uris: Sequence[str], *, credentials=None) -> GcsDeletion:
     credentials = credentials or gcs.default_credentials()
     if credentials is None:
         return GcsDeletion(left=tuple(uris), problem=gcs.NO_CREDENTIALS)
-    deleted, left, problem = [], [], None
+    deleted, left, transient, permanent = [], [], None, None
     with gcs.session(credentials) as http:
         for uri in uris:
             try:
                 status = http.delete(gcs.object_url(uri), timeout=settings.VEO_HTTP_TIMEOUT.total_seconds()).status_code
             except gcs.FAILURES as error:
                 left.append(uri)
-                problem = f"Cloud Storage unreachable ({type(error).__name__})"
+                transient = f"Cloud Storage unreachable ({type(error).__name__})"
                 continue
             if status in (200, 204, 404):
                 deleted.append(uri)
+                continue
+            left.append(uri)
+            problem = f"Cloud Storage answered {status}" + (f" ({_REFUSALS[status]})" if status in _REFUSALS else "")
+            if _transient(status):
+                transient = problem
             else:
-                left.append(uri)
-                problem = f"Cloud Storage answered {status}"
-    return GcsDeletion(tuple(deleted), tuple(left), problem)
+                permanent = permanent or problem
+    return GcsDeletion(tuple(deleted), tuple(left), permanent or transient, retryable=bool(left) and not permanent)

@@ -233,22 +233,26 @@ class BlockedTerm(models.Model):
 
 
 class DiscordActionKind(models.TextChoices):
-    DELETE_MESSAGE = "delete_message"
+    DELETE_MESSAGE = "delete_message", "Delete the Discord message"
+    DELETE_GCS_OBJECTS = "delete_gcs_objects", "Delete the bucket objects"
 
 
 class DiscordAction(models.Model):
-    """Outbox the bot consumes: the web process asks, the bot (which holds the token) acts."""
+    """Outbox the bot consumes: the web process asks, the bot (which holds the token and the
+    bucket credentials) acts. An action is pending until done_at or failed_at ends it."""
 
     id = models.BigAutoField(primary_key=True)
     request = models.ForeignKey(VideoRequest, on_delete=models.DO_NOTHING, related_name="discord_actions",
                                 db_column="request_id")
     action = models.TextField(choices=DiscordActionKind.choices)
-    channel_id = models.BigIntegerField()
-    message_id = models.BigIntegerField()
+    channel_id = models.BigIntegerField(null=True, blank=True)  # delete_message only
+    message_id = models.BigIntegerField(null=True, blank=True)  # delete_message only
+    object_uris = ArrayField(models.TextField(), null=True, blank=True)  # delete_gcs_objects only
     requested_by = models.TextField()
     reason = models.TextField()
     created_at = models.DateTimeField(db_default=Now())
     done_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)  # given up; last_error says why
     attempts = models.IntegerField(db_default=0)
     last_error = models.TextField(null=True, blank=True)
     not_before = models.DateTimeField(db_default=Now())  # the claiming bot's lease, or the retry backoff

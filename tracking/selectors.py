@@ -12,7 +12,7 @@ from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from tracking.models import Status, UserBan, VideoRequest, VideoRequestEvent
+from tracking.models import DiscordAction, DiscordActionKind, Status, UserBan, VideoRequest, VideoRequestEvent
 
 FAILURE_STATUSES = (Status.FAILED, Status.TIMEOUT)
 
@@ -359,3 +359,36 @@ def user_overview(*, user_id: int, before_id: int | None = None, page_size: int 
 def request_timeline(*, request_id: int, limit: int = 500) -> list[VideoRequestEvent]:
     """A request's history, oldest first (video_request_events_request_idx)."""
     return list(VideoRequestEvent.objects.filter(request_id=request_id).order_by("id")[:limit])
+
+
+@dataclass(frozen=True)
+class RemovalStep:
+    """Where one queued part of a removal stands, as a moderator reads it."""
+
+    action: str
+    state: str  # "done", "pending" or "failed"
+    summary: str
+    object_uris: tuple[str, ...] = ()
+
+
+_STEP_NAMES = {DiscordActionKind.DELETE_MESSAGE: ("Discord message deleted", "Discord message deletion pending",
+                                                  "could not delete the Discord message"),
+               DiscordActionKind.DELETE_GCS_OBJECTS: ("bucket object deleted", "bucket object deletion pending",
+                                                      "could not delete the bucket object")}
+
+
+def removal_progress(*, request_id: int) -> list[RemovalStep]:
+    """The outbox actions a removal queued for a request, oldest first, each with its state."""
+    steps = []
+    for action in DiscordAction.objects.filter(request_id=request_id).order_by("id"):
+        done, pending, failed = _STEP_NAMES.get(action.action, (action.action,) * 3)
+        if action.done_at is not None:
+            state, summary = "done", done
+        elif action.failed_at is not None:
+            state, summary = "failed", f"{failed}: {action.last_error}"
+        elif action.last_error:
+            state, summary = "pending", f"{pending} (attempt {action.attempts} failed: {action.last_error}; retrying)"
+        else:
+            state, summary = "pending", pending
+        steps.append(RemovalStep(action.action, state, summary, tuple(action.object_uris or ())))
+    return steps

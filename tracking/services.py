@@ -391,10 +391,16 @@ class Removal:
     request_id: int
     discord_action_id: int | None  # None: no Discord message to delete (CLI, undelivered)
     local_files: tuple[str, ...]   # local outputs deleted once the removal committed
+    bucket_action_id: int | None = None  # the bot deletes these gs:// objects (None: there are none)
+    gcs_objects: tuple[str, ...] = ()
 
 
-# One statement: mark removed and hide the public links, queue the Discord deletion for
-# the bot in the same transaction, and record what was removed and why.
+# The gs:// outputs of a row, as an array; empty when it has none.
+_GCS_OUTPUTS = "ARRAY(SELECT u FROM unnest(output_uris) AS u WHERE starts_with(u, 'gs://'))"
+
+# One statement: mark removed and hide the public links, queue the Discord message's deletion
+# and the bucket objects' deletion for the bot (it holds the token and the bucket credentials)
+# in the same transaction, and record what was removed and why.
 _REMOVE_SQL = f"""
 WITH {_WHO},
 removed AS (
@@ -402,7 +408,7 @@ removed AS (
                               review_note = %(reason)s, public_urls = '{{}}'
     FROM who
     WHERE id = ANY(%(ids)s) AND review_status <> 'removed'
-    RETURNING id, channel_id, discord_message_id, output_uris
+    RETURNING id, channel_id, discord_message_id, output_uris, {_GCS_OUTPUTS} AS gcs_uris
 ),
 queued AS (
     INSERT INTO discord_actions (request_id, action, channel_id, message_id, requested_by, reason)
@@ -411,39 +417,62 @@ queued AS (
     ON CONFLICT DO NOTHING
     RETURNING request_id, id
 ),
+bucket AS (
+    INSERT INTO discord_actions (request_id, action, object_uris, requested_by, reason)
+    SELECT id, 'delete_gcs_objects', gcs_uris, %(actor)s, %(reason)s
+    FROM removed WHERE cardinality(gcs_uris) > 0
+    ON CONFLICT DO NOTHING
+    RETURNING request_id, id, object_uris
+),
 noted AS (
     INSERT INTO video_request_events (request_id, kind, actor, detail)
     SELECT r.id, 'output_removed', %(actor)s, jsonb_strip_nulls(jsonb_build_object(
-        'reason', %(reason)s, 'outputs', to_jsonb(r.output_uris), 'discord_action_id', q.id))
-    FROM removed r LEFT JOIN queued q ON q.request_id = r.id
+        'reason', %(reason)s, 'outputs', to_jsonb(r.output_uris), 'discord_action_id', q.id,
+        'bucket_action_id', b.id))
+    FROM removed r LEFT JOIN queued q ON q.request_id = r.id LEFT JOIN bucket b ON b.request_id = r.id
 )
-SELECT r.id, q.id, r.output_uris FROM removed r LEFT JOIN queued q ON q.request_id = r.id ORDER BY r.id
+SELECT r.id, q.id, r.output_uris, b.id, b.object_uris
+FROM removed r LEFT JOIN queued q ON q.request_id = r.id LEFT JOIN bucket b ON b.request_id = r.id
+ORDER BY r.id
 """
 
 
 def remove_output(*, request_ids: Sequence[int], actor: str, reason: str) -> list[Removal]:
     """Mark outputs removed, hide their public links, queue deletion of the Discord messages
-    (the bot holds the token and performs it), and delete local files after commit.
-
-    Objects in gs:// stay in the bucket: the web process holds no bucket credentials; their
-    public links are gone from the row and the panel refuses to play removed outputs."""
+    and of the gs:// objects (the bot holds the token and the bucket credentials, and performs
+    both), and delete local files after commit."""
     values = {"ids": _ids(request_ids), "actor": actor, "reason": clean_reason(reason)}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_REMOVE_SQL, values)
-        removals = [Removal(request_id, action_id, tuple(u for u in uris if u.startswith("file:")))
-                    for request_id, action_id, uris in cursor.fetchall()]
+        removals = [Removal(request_id, action_id, tuple(u for u in uris if u.startswith("file:")),
+                            bucket_action_id, tuple(objects or ()))
+                    for request_id, action_id, uris, bucket_action_id, objects in cursor.fetchall()]
         files = [uri for removal in removals for uri in removal.local_files]
         transaction.on_commit(lambda: media.delete_local_files(files))
     return removals
 
 
+# A removed output whose generation finished after the removal: the removal had no gs://
+# objects to queue, so they are queued now (once: the unique index makes a repeat a no-op).
+_QUEUE_LATE_OBJECTS_SQL = f"""
+INSERT INTO discord_actions (request_id, action, object_uris, requested_by, reason)
+SELECT id, 'delete_gcs_objects', {_GCS_OUTPUTS}, COALESCE(reviewed_by, 'system'),
+       COALESCE(NULLIF(btrim(left(review_note, 1000)), ''), 'output removed before it was stored')
+FROM video_requests
+WHERE id = %s AND review_status = 'removed' AND cardinality({_GCS_OUTPUTS}) > 0
+ON CONFLICT DO NOTHING
+"""
+
+
 def discard_removed_outputs(*, request_id: int) -> list[str]:
     """Delete the local files of a removed output that were written after the removal (the
-    generation finished later); returns the URIs deleted. Does nothing unless it is removed."""
-    with connection.cursor() as cursor:
+    generation finished later), and queue its gs:// objects for the bot to delete; returns
+    the local URIs deleted. Does nothing unless it is removed."""
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT output_uris FROM video_requests WHERE id = %s AND review_status = 'removed'",
                        [request_id])
         row = cursor.fetchone()
+        cursor.execute(_QUEUE_LATE_OBJECTS_SQL, [request_id])
     uris = [uri for uri in (row[0] if row else None) or () if uri.startswith("file:")]
     media.delete_local_files(uris)
     return uris
@@ -563,13 +592,14 @@ def add_review_note(*, request_id: int, actor: str, reason: str) -> None:
             raise RequestNotFound(f"video request {request_id} does not exist")
 
 
-# -- the Discord outbox (performed by the bot) ---------------------------------------------------
+# -- the moderators' outbox (performed by the bot) -----------------------------------------------
 
 _CLAIM_ACTION_SQL = """
 UPDATE discord_actions SET attempts = attempts + 1, not_before = clock_timestamp() + %(lease)s
 WHERE id = (
     SELECT id FROM discord_actions
-    WHERE done_at IS NULL AND not_before <= clock_timestamp() AND attempts < %(max_attempts)s
+    WHERE done_at IS NULL AND failed_at IS NULL AND not_before <= clock_timestamp()
+      AND attempts < %(max_attempts)s
     ORDER BY not_before, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -588,17 +618,23 @@ def claim_discord_action(*, lease: timedelta, max_attempts: int) -> DiscordActio
     return claimed[0] if claimed else None
 
 
-def finish_discord_action(*, action_id: int, error: str | None = None, retry_after: timedelta | None = None) -> bool:
+def finish_discord_action(*, action_id: int, error: str | None = None, retry_after: timedelta | None = None,
+                          give_up: bool = False) -> bool:
     """Record an attempt: without ``error`` the action is done; with one it stays pending, due
-    again after ``retry_after`` (immediately if None). False if it was already done."""
+    again after ``retry_after`` (immediately if None), unless ``give_up``: then it has failed
+    for good, ``error`` being why. False if it had already ended."""
     if error is not None:
         error = storable_text("last_error", error)[:1000]
+    elif give_up:
+        raise ValueError("giving up needs the reason (error)")
     with connection.cursor() as cursor:
         if error is None:
             cursor.execute("UPDATE discord_actions SET done_at = clock_timestamp(), last_error = NULL"
-                           " WHERE id = %s AND done_at IS NULL RETURNING id", [action_id])
+                           " WHERE id = %s AND done_at IS NULL AND failed_at IS NULL RETURNING id", [action_id])
         else:
             cursor.execute("UPDATE discord_actions SET last_error = %s,"
-                           " not_before = clock_timestamp() + COALESCE(%s, interval '0')"
-                           " WHERE id = %s AND done_at IS NULL RETURNING id", [error, retry_after, action_id])
+                           " not_before = clock_timestamp() + COALESCE(%s, interval '0'),"
+                           " failed_at = CASE WHEN %s THEN clock_timestamp() END"
+                           " WHERE id = %s AND done_at IS NULL AND failed_at IS NULL RETURNING id",
+                           [error, retry_after, give_up, action_id])
         return cursor.fetchone() is not None

@@ -243,11 +243,13 @@ VEO_JOURNAL_DIR = Path(config.get_str("VEO_JOURNAL_DIR", str(DATA_DIR / "journal
 # How often the bot checks whether an unreachable database is back.
 DATABASE_PROBE_INTERVAL: timedelta = config.get_duration("DATABASE_PROBE_INTERVAL", "2s", minimum=timedelta(seconds=1),
                                                          maximum=timedelta(minutes=5))
-# How often the bot looks for moderators' Discord actions (the discord_actions outbox).
+# How often the bot looks for moderators' actions (the discord_actions outbox: Discord messages
+# and bucket objects to delete).
 DISCORD_ACTIONS_POLL: timedelta = config.get_duration("DISCORD_ACTIONS_POLL", "5s", minimum=timedelta(seconds=0),
                                                       maximum=timedelta(minutes=5))
-# An action Discord keeps refusing (e.g. 403 Missing Permissions) is retried with a doubling
-# backoff (30 s, 1 min, ... at most 1 h) and given up after this many attempts.
+# An action Discord keeps refusing (e.g. 403 Missing Permissions) or Cloud Storage cannot do
+# yet (5xx, network) is retried with a doubling backoff (30 s, 1 min, ... at most 1 h) and
+# failed after this many attempts.
 DISCORD_ACTIONS_MAX_ATTEMPTS = config.get_int("DISCORD_ACTIONS_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
 # One JSON object per log line instead of plain text.
 LOG_JSON = config.get_bool("LOG_JSON", False)

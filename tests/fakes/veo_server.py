@@ -301,6 +301,7 @@ class VeoFakeState:
         # Scripted answers to GCS metadata reads (objects.get without alt=media).
         self.gcs_metadata_status: int | None = None  # e.g. 403 or 404 instead of the metadata
         self.gcs_metadata_stall: float = 0.0  # real seconds before answering, to trip client timeouts
+        self._gcs_delete_script: deque[int] = deque()  # statuses for the next objects.delete calls
 
     # --- scripting -------------------------------------------------------------------
 
@@ -322,6 +323,12 @@ class VeoFakeState:
         """Use ``value`` for every prompt containing ``substring`` (leaves prompts clean)."""
         with self._lock:
             self._prompt_rules.append((substring, _as_scenario(value)))
+
+    def script_gcs_deletes(self, *statuses: int) -> None:
+        """Answer the next objects.delete calls with these statuses, in order (a 2xx deletes the
+        object, anything else leaves it); then back to 204, or 404 when there is no such object."""
+        with self._lock:
+            self._gcs_delete_script.extend(statuses)
 
     def forget_operations(self) -> None:
         """Drop every operation, as if Google lost them: polls now get 404 NOT_FOUND."""
@@ -548,7 +555,13 @@ class VeoFakeState:
         return _json_reply(200, resource, self.gcs_metadata_stall)
 
     def _delete(self, bucket: str, obj: str) -> _Reply:
-        """Cloud Storage's objects.delete: 204, or 404 when there is no such object."""
+        """Cloud Storage's objects.delete: 204, or 404 when there is no such object (unless scripted)."""
+        if self._gcs_delete_script:
+            status = self._gcs_delete_script.popleft()
+            if status >= 300:
+                raise _HttpError(status)
+            self._gcs.pop(f"gs://{bucket}/{obj}", None)
+            return _Reply(status, b"")
         if self._gcs.pop(f"gs://{bucket}/{obj}", None) is None:
             raise _HttpError(404, f"No such object: {bucket}/{obj}")
         return _Reply(204, b"")

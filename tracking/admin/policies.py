@@ -99,9 +99,11 @@ class BlockedTermAdmin(RefusesNulParameters, admin.ModelAdmin):
 
 
 class DiscordActionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "action", "request", "channel_id", "message_id", "requested_by", "reason", "created_at",
-                    "done_at", "attempts", "last_error", "not_before")
-    list_filter = (("done_at", admin.EmptyFieldListFilter),)
+    """The outbox status: pending until done_at or failed_at; last_error says why it failed."""
+
+    list_display = ("id", "action", "request", "channel_id", "message_id", "object_uris", "requested_by", "reason",
+                    "created_at", "done_at", "failed_at", "attempts", "last_error", "not_before")
+    list_filter = ("action", ("done_at", admin.EmptyFieldListFilter), ("failed_at", admin.EmptyFieldListFilter))
     raw_id_fields = ("request",)
 
 

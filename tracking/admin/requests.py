@@ -174,8 +174,10 @@ class VideoRequestAdmin(RefusesNulParameters, admin.ModelAdmin):
         obj = self.get_object(request, object_id)
         extra = {}
         if obj is not None:
+            steps = selectors.removal_progress(request_id=obj.id)
             extra = {
-                "outputs": self._outputs(obj),
+                "outputs": self._outputs(obj, steps),
+                "removal_steps": steps,
                 "timeline": selectors.request_timeline(request_id=obj.id),
                 "discord_url": discord_message_url(obj),
                 "user_url": reverse("admin:tracking_videorequest_user", args=[obj.user_id]),
@@ -185,10 +187,12 @@ class VideoRequestAdmin(RefusesNulParameters, admin.ModelAdmin):
             }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
-    def _outputs(self, obj: VideoRequest) -> list[dict]:
+    def _outputs(self, obj: VideoRequest, steps: list[selectors.RemovalStep]) -> list[dict]:
         outputs = []
         for index, uri in enumerate(obj.output_uris):
-            entry = {"uri": uri, "play": None, "why": None}
+            entry = {"uri": uri, "play": None, "why": None,
+                     # where the deletion of this object in the bucket stands, once removed
+                     "removal": next((step.summary for step in steps if uri in step.object_uris), None)}
             if obj.review_status != ReviewStatus.REMOVED:
                 stream = reverse("admin:tracking_videorequest_output", args=[obj.id, index])
                 public = media.public_url(obj.public_urls[index]) if index < len(obj.public_urls) else None
@@ -265,13 +269,18 @@ class VideoRequestAdmin(RefusesNulParameters, admin.ModelAdmin):
         return self._act(request, queryset, name="flag_requests", verb="flagged", run=lambda data, ids:
                          services.flag(request_ids=ids, actor=actor_of(request), reason=data["reason"]))
 
-    @admin.action(description="Remove output (and delete the Discord message)", permissions=["change"])
+    @admin.action(description="Remove output (and delete the Discord message and bucket object)",
+                  permissions=["change"])
     def remove_outputs(self, request, queryset):
         def run(data, ids):
             removals = services.remove_output(request_ids=ids, actor=actor_of(request), reason=data["reason"])
             queued = sum(1 for removal in removals if removal.discord_action_id)
             if queued:
                 self.message_user(request, f"{queued} Discord message(s) queued for deletion by the bot.")
+            objects = sum(len(removal.gcs_objects) for removal in removals if removal.bucket_action_id)
+            if objects:
+                self.message_user(request, f"{objects} bucket object(s) queued for deletion by the bot; the request "
+                                           "page shows when they are gone.")
             return [removal.request_id for removal in removals]
         return self._act(request, queryset, name="remove_outputs", verb="output removed", run=run)
 
