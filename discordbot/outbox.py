@@ -83,7 +83,17 @@ class Outbox:
         action = await aio.run(services.claim_discord_action, lease=CLAIM_LEASE, max_attempts=max_attempts)
         if action is None:
             return False
-        failure = await self._perform(action)
+        try:
+            failure = await self._perform(action)
+        except Exception as error:
+            if isinstance(error, DATABASE_DOWN):
+                raise
+            # Something nobody foresaw: counted as a failed attempt, so the action is retried
+            # and, once its attempts are used up, ends failed with a reason instead of staying
+            # claimed-but-unfinished for ever.
+            log.exception("outbox action %s: request %s %s: unexpected error", action.id, action.request_id,
+                          action.action)
+            failure = Failure(f"unexpected error ({type(error).__name__})")
         if failure is None:
             await aio.run(services.finish_discord_action, action_id=action.id)
             return True

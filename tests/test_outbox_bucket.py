@@ -142,6 +142,17 @@ def test_transient_failures_give_up_after_the_last_attempt_with_the_reason(serve
     assert uri in gcs_api.gcs_objects
 
 
+def test_a_garbled_token_answer_is_retried_then_fails_with_its_reason(server, gcs_api, settings, caplog):
+    settings.DISCORD_ACTIONS_MAX_ATTEMPTS = 1
+    gcs_api.token_body = b"<html>proxy maintenance</html>"  # 200 OK, but no token in it
+    row, uri = stored_video(gcs_api)
+    _, action = remove_and_wait(row.id, failed_at__isnull=False)
+    assert (action.attempts, action.done_at) == (1, None)
+    assert action.last_error == f"Cloud Storage unreachable (TypeError); left in the bucket: {uri}"
+    assert uri in gcs_api.gcs_objects and deletes(gcs_api) == []
+    assert "Traceback" not in caplog.text
+
+
 def test_permission_denied_fails_at_once_with_a_reason_the_moderators_see(server, gcs_api, as_role, caplog,
                                                                           signing_key):
     caplog.set_level(logging.INFO)

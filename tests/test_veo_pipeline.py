@@ -88,7 +88,7 @@ def test_gcs_output_size_is_read_from_the_bucket_when_it_completes(fake_veo, set
     assert metadata.auth == "bearer" and "alt" not in metadata.query  # metadata only, no download
 
 
-@pytest.mark.parametrize("problem", ["403", "404", "timeout", "no credentials"])
+@pytest.mark.parametrize("problem", ["403", "404", "timeout", "no credentials", "garbled token"])
 def test_gcs_output_whose_size_cannot_be_read_still_completes(fake_veo, settings, tmp_path, monkeypatch, caplog,
                                                               problem):
     from discordbot import storage
@@ -101,12 +101,14 @@ def test_gcs_output_whose_size_cannot_be_read_still_completes(fake_veo, settings
     settings.GCS_API_BASE_URL, settings.VEO_HTTP_TIMEOUT = fake_veo.url, timedelta(seconds=1)
     fake_veo.gcs_metadata_status = {"403": 403, "404": 404}.get(problem)
     fake_veo.gcs_metadata_stall = 3 if problem == "timeout" else 0
+    fake_veo.token_body = b"<html>proxy maintenance</html>" if problem == "garbled token" else None
     first, second = admit(user_id=604).request_id, admit(user_id=604).request_id
     rows = run_to_the_end(fake_veo, settings, first, second, output_gcs_uri="gs://veobot-out/videos")
 
     assert [(row.status, row.output_size_bytes) for row in rows] == [("completed", None)] * 2
     reason = {"403": "Cloud Storage answered 403", "404": "Cloud Storage answered 404",
               "timeout": "Cloud Storage unreachable (ReadTimeout)",
+              "garbled token": "Cloud Storage unreachable (TypeError)",
               "no credentials": "no Google credentials (Application Default Credentials)"}[problem]
     unknown = [r for r in caplog.records if "size of the GCS output unknown" in r.getMessage()]
     assert [(r.levelname, reason in r.getMessage()) for r in unknown] == [("WARNING", True), ("INFO", True)]

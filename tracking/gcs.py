@@ -31,7 +31,10 @@ GCS_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 NO_CREDENTIALS = "no Google credentials (Application Default Credentials)"
 NO_SIGNER = ("no signing credentials: signed links need a service-account key (GOOGLE_APPLICATION_CREDENTIALS) "
              "or impersonated credentials")
-FAILURES = (requests.RequestException, google.auth.exceptions.GoogleAuthError)
+# What a call to Cloud Storage may raise. A token endpoint (or a proxy in front of it) that
+# answers 200 with something other than a token makes google-auth itself fail with
+# TypeError / KeyError / ValueError while parsing it: still a problem to report, not a crash.
+FAILURES = (requests.RequestException, google.auth.exceptions.GoogleAuthError, TypeError, KeyError, ValueError)
 
 
 def split(uri: str) -> tuple[str, str]:

@@ -302,6 +302,7 @@ class VeoFakeState:
         self.gcs_metadata_status: int | None = None  # e.g. 403 or 404 instead of the metadata
         self.gcs_metadata_stall: float = 0.0  # real seconds before answering, to trip client timeouts
         self._gcs_delete_script: deque[int] = deque()  # statuses for the next objects.delete calls
+        self.token_body: bytes | None = None  # what the token endpoint answers instead of a token
 
     # --- scripting -------------------------------------------------------------------
 
@@ -409,6 +410,8 @@ class VeoFakeState:
         download = _GCS_DOWNLOAD.match(path)
         if path == TOKEN_PATH and method == "POST":
             record.kind = "token"
+            if self.token_body is not None:  # e.g. a proxy's HTML page with 200 OK
+                return _Reply(200, self.token_body, content_type="text/html")
             return _json_reply(200, {"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 3600})
         if call and method == "POST":
             record.kind = "create" if call["verb"] == "predictLongRunning" else "poll"
