@@ -41,7 +41,7 @@ def prepare(server: Server, *, dbname: str, rows: int, reload: bool, log=print) 
     """Return a database holding exactly `rows` loaded requests and no benchmark rows."""
     dataset = None if reload else _reusable(server, dbname, rows, log)
     if dataset is None:
-        _recreate_database(server, dbname)
+        recreate_database(server, dbname)
         Runner(server.django_settings(dbname), log=log).migrate()
         with server.connect(dbname) as conn:
             dataset = _load(conn, dbname, rows, log)
@@ -73,7 +73,7 @@ def _reusable(server: Server, dbname: str, rows: int, log) -> Dataset | None:
     return Dataset(dbname, rows, found[1], found[2], reused=True)
 
 
-def _recreate_database(server: Server, dbname: str) -> None:
+def recreate_database(server: Server, dbname: str) -> None:
     with server.connect("postgres") as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))

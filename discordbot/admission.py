@@ -14,6 +14,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
+from discordbot import wakeup
 from discordbot.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, LocalLimiter, journal_request
 from tracking import aio, selectors, services
 from tracking.models import Source, Status, VideoRequest
@@ -83,6 +84,8 @@ class Admitter:
         # pool's queue, not the statements, is what the user waits for.
         answer, estimate = await aio.run(_admit_and_estimate, interaction_id=interaction_id, user_id=user_id,
                                          guild_id=guild_id, channel_id=channel_id, params=params)
+        if answer.admitted and not answer.duplicate:
+            wakeup.wake_local_workers()  # our own worker starts it now; other processes hear NOTIFY later
         self.limiter.remember(user_id=user_id, used=answer.used, limit=answer.limit, reset_at=answer.reset_at,
                               reason_code=answer.reason_code, reason=answer.reason)
         request = unsaved_request(request_id=answer.request_id, interaction_id=interaction_id, user_id=user_id,

@@ -20,7 +20,7 @@ from discord import app_commands
 from discord.app_commands import Choice
 from django.conf import settings
 
-from discordbot import display, logs, payloads
+from discordbot import display, logs, payloads, wakeup
 from discordbot.admission import Decision
 from discordbot.degraded import DATABASE_DOWN
 from tracking import aio, selectors, services
@@ -132,6 +132,9 @@ async def handle_veo(bot: "VeoBot", interaction: discord.Interaction, params: Vi
     logs.step(log, "answered" if answer == SENT else f"not_answered ({answer})", request_id=decision.request.id,
               **who, first_response_ms=(time.perf_counter() - received) * 1000, deferred=deferred or None,
               public=decision.admitted)
+    if decision.admitted and not decision.duplicate and not decision.degraded:
+        # After the answer, not before: the user waits for the reply, not for other processes.
+        await aio.run(wakeup.notify_workers)
 
 
 SENT, ELSEWHERE, FAILED = "sent", "answered elsewhere", "failed"

@@ -29,9 +29,11 @@ def _stopping(stop: asyncio.Event, signum: int) -> None:
     stop.set()
 
 
-async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep for ``seconds``, or less if ``stop`` is set meanwhile."""
+async def sleep_unless(stop: asyncio.Event, seconds: float, *, wake: asyncio.Event | None = None) -> None:
+    """Sleep for ``seconds``, or less if ``stop`` (or ``wake``) is set meanwhile."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in (stop, wake) if event is not None]
     try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -24,7 +24,9 @@ from django.utils import timezone
 from discordbot import storage as storage_module
 from discordbot.delivery import Delivery, DeliveryUnavailable, Receipt
 from discordbot.housekeeping import keep_dashboards_fresh
+from discordbot.listener import listen_for_work
 from discordbot.runtime import sleep_unless
+from discordbot.wakeup import woken_by_local_admissions
 from discordbot.veo import (OperationLost, Outcome, RateLimited, Refused, StartUnconfirmed, Unavailable, VeoBackend,
                             VideoJob)
 from tracking import aio, services
@@ -78,30 +80,36 @@ class Worker:
         self._stop = stop
         free = asyncio.Semaphore(self.slots)
         running: set[asyncio.Task] = set()
-        dashboards = asyncio.create_task(keep_dashboards_fresh(stop), name="dashboards")
+        # Set when work is admitted (here or, through NOTIFY, elsewhere): ends the idle sleep.
+        wake = asyncio.Event()
+        chores = [asyncio.create_task(keep_dashboards_fresh(stop), name="dashboards")]
+        if settings.VEO_WORKER_LISTEN:
+            chores.append(asyncio.create_task(listen_for_work(wake, stop=stop, worker=self.name), name="listener"))
         try:
-            while not stop.is_set():
-                await free.acquire()
-                wanted = 1
-                while not free.locked():  # every slot free now goes into the same claim
+            with woken_by_local_admissions(wake):
+                while not stop.is_set():
                     await free.acquire()
-                    wanted += 1
-                claimed = [] if stop.is_set() else await self._claim(wanted)
-                # A row still being handled here had its lease run out while the database was
-                # away; claiming it (under the same name) just renewed the lease.
-                claimed = [request for request in claimed if request.id not in self._handling]
-                for _ in range(wanted - len(claimed)):
-                    free.release()
-                for request in claimed:
-                    task = asyncio.create_task(self.handle(request), name=f"request-{request.id}")
-                    running.add(task)
-                    task.add_done_callback(lambda done: (running.discard(done), free.release()))
-                if not claimed:
-                    await sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds())
+                    wanted = 1
+                    while not free.locked():  # every slot free now goes into the same claim
+                        await free.acquire()
+                        wanted += 1
+                    wake.clear()  # before the claim: what is admitted after it wakes the sleep below
+                    claimed = [] if stop.is_set() else await self._claim(wanted)
+                    # A row still being handled here had its lease run out while the database was
+                    # away; claiming it (under the same name) just renewed the lease.
+                    claimed = [request for request in claimed if request.id not in self._handling]
+                    for _ in range(wanted - len(claimed)):
+                        free.release()
+                    for request in claimed:
+                        task = asyncio.create_task(self.handle(request), name=f"request-{request.id}")
+                        running.add(task)
+                        task.add_done_callback(lambda done: (running.discard(done), free.release()))
+                    if not claimed:
+                        await sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds(), wake=wake)
         finally:
-            for task in (*running, dashboards):
+            for task in (*running, *chores):
                 task.cancel()
-            await asyncio.gather(*running, dashboards, return_exceptions=True)
+            await asyncio.gather(*running, *chores, return_exceptions=True)
             close = getattr(self.backend, "aclose", None)
             if close is not None:
                 await close()

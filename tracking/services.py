@@ -131,6 +131,19 @@ def admit_request(
         return Admission(*cursor.fetchone())
 
 
+# Admissions announce new work on this channel (NOTIFY) and idle workers LISTEN on it, so they
+# start at once instead of at their next poll (discordbot.wakeup). The payload is empty: a
+# notification only means "look now"; the claim decides what is there.
+WORK_CHANNEL = "veobot_work"
+
+
+def notify_work() -> None:
+    """Tell listening workers that work was admitted. Call it after the admission has committed,
+    never inside it: NOTIFY takes a database-wide lock at commit, which admission should not pay."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [WORK_CHANNEL])
+
+
 # -- lifecycle ------------------------------------------------------------------------
 
 # One round trip: transition_video_request (SQL) stamps who and why for the event trigger,

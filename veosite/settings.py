@@ -200,6 +200,10 @@ VEO_RETRY_BACKOFF: timedelta = config.get_duration("VEO_RETRY_BACKOFF", "5s", mi
 # How often an idle worker looks for new work.
 VEO_WORKER_IDLE_POLL: timedelta = config.get_duration("VEO_WORKER_IDLE_POLL", "1s", minimum=timedelta(seconds=0),
                                                       maximum=timedelta(minutes=1))
+# Idle workers LISTEN for the NOTIFY sent after each admission and start at once; the polling
+# above stays as the safety net. Off: polling only (e.g. behind a transaction-pooling
+# PgBouncer, where LISTEN hears nothing).
+VEO_WORKER_LISTEN = config.get_bool("VEO_WORKER_LISTEN", True)
 
 # How often a worker recomputes the moderators' dashboard (kept in dashboard_snapshots); the
 # page shows that snapshot with its age. 0s: no snapshots, the page computes on every view.

@@ -10,7 +10,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from discordbot import storage
+from discordbot import storage, wakeup
 from tracking import services
 from tracking.errors import InvalidInput
 from tracking.models import Status, VideoRequest
@@ -52,6 +52,7 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         if not answer.admitted:
             raise CommandError(f"request {answer.request_id} refused: {answer.reason}")
+        wakeup.work_admitted()
         self.stdout.write(f"request {answer.request_id} queued ({answer.remaining} of {answer.limit} left in the window)")
         if opts["wait"]:
             self._wait(answer.request_id, opts["timeout"])

@@ -1,0 +1,65 @@
+"""Waking idle workers when work is admitted, instead of at their next poll.
+
+Inside the admitting process the worker's wake event is set directly. Other processes hear of
+it through PostgreSQL: once an admission has committed, the admitter sends NOTIFY on
+``services.WORK_CHANNEL`` and every worker LISTENs on it (discordbot.listener). Both are hints:
+a lost one costs at most one VEO_WORKER_IDLE_POLL, because the polling stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import DatabaseError
+
+from tracking import services
+
+log = logging.getLogger(__name__)
+
+# Wake events of the workers running in this process, with the loop each belongs to: an
+# admission may come from another thread (the CLI's, a test's) than the worker's loop.
+_lock = threading.Lock()
+_wake_events: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+
+@contextmanager
+def woken_by_local_admissions(wake: asyncio.Event) -> Iterator[None]:
+    """While the block runs, admissions in this process set ``wake`` (call it on ``wake``'s loop)."""
+    entry = (asyncio.get_running_loop(), wake)
+    with _lock:
+        _wake_events.add(entry)
+    try:
+        yield
+    finally:
+        with _lock:
+            _wake_events.discard(entry)
+
+
+def wake_local_workers() -> None:
+    """Set the wake event of every worker in this process; safe from any thread."""
+    with _lock:
+        entries = list(_wake_events)
+    for loop, wake in entries:
+        try:
+            loop.call_soon_threadsafe(wake.set)
+        except RuntimeError:
+            pass  # that loop just closed: its worker has stopped
+
+
+def notify_workers() -> None:
+    """NOTIFY the workers of other processes (blocking: call it on a database thread). Never
+    raises for the database: without the hint they find the work at their next poll."""
+    try:
+        services.notify_work()
+    except DatabaseError as error:
+        log.debug("could not notify workers of new work (%s); they will find it by polling", type(error).__name__)
+
+
+def work_admitted() -> None:
+    """After an admission has committed, from synchronous code (the CLI): wake every worker."""
+    wake_local_workers()
+    notify_workers()

@@ -1,0 +1,179 @@
+"""Idle workers start admitted work at once, not at their next poll: in their own process, from
+other processes through LISTEN/NOTIFY, and still (by polling) when the listener is gone.
+
+The idle poll is set to a minute, so a start well inside it cannot be the polling's doing.
+"""
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+
+from discordbot import wakeup
+from discordbot.delivery import CliDelivery
+from discordbot.listener import APPLICATION_NAME
+from discordbot.veo import OfflineBackend
+from discordbot.worker import Worker
+from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
+from tests.fakes.interactions import deliver_and_wait, slash_command
+from tests.helpers import admit
+from tests.tcp_proxy import TcpProxy
+from tests.workers import ROOT, database_url, start_worker_process, truncate_requests, wait_for, worker_thread
+from tracking.models import VideoRequest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IDLE_POLL = timedelta(seconds=60)
+PROMPTLY = IDLE_POLL / 20  # well inside one poll interval: only a wake-up explains it
+
+
+@pytest.fixture(autouse=True)
+def idle_worker_settings(settings, tmp_path):
+    truncate_requests()
+    settings.VEO_MEDIA_ROOT = tmp_path / "media"
+    settings.VEO_WORKER_IDLE_POLL = IDLE_POLL
+    settings.VEO_WORKER_LISTEN = True
+    settings.VEO_LEASE = timedelta(seconds=3)
+    settings.VEO_MAX_CONCURRENT = 50
+    settings.VEO_MAX_STARTS_PER_MINUTE = 1000
+    settings.VEO_QUOTA_LIMIT = 1000
+
+
+def worker_env(tmp_path, **env) -> dict:
+    return {"VEO_BACKEND": "offline", "VEO_OFFLINE_SECONDS": "0", "VEO_MEDIA_ROOT": str(tmp_path / "media"),
+            "VEO_WORKER_IDLE_POLL": f"{IDLE_POLL.total_seconds():g}s", "VEO_QUOTA_LIMIT": "1000", **env}
+
+
+def listeners() -> set[int]:
+    """Backends of workers listening for new work on the test database."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
+                       " AND query ILIKE 'LISTEN%%'", [APPLICATION_NAME])
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def waited(request_id: int) -> timedelta:
+    """From admission to the worker's start of the Veo operation."""
+    row = VideoRequest.objects.get(id=request_id)
+    return row.started_at - row.created_at
+
+
+def started(*ids):
+    return lambda: VideoRequest.objects.filter(id__in=ids, started_at__isnull=False).count() == len(ids)
+
+
+def admit_from_cli(db: dict, user_id: int) -> int:
+    """`manage.py veo` in its own process: admits, then notifies, and exits."""
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    environment.update(SECRET_KEY="tests-only", DATABASE_URL=database_url(db), VEO_QUOTA_LIMIT="1000")
+    out = subprocess.run([sys.executable, "manage.py", "veo", "a heron over a misty river", "--user", str(user_id)],
+                         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60, check=True).stdout
+    return int(re.search(r"request (\d+) queued", out).group(1))
+
+
+def stop_process(process: subprocess.Popen) -> float:
+    """SIGTERM; seconds until it exited."""
+    begin = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(IDLE_POLL.total_seconds())
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return time.monotonic() - begin
+
+
+def test_admission_in_another_process_wakes_an_idle_worker_process(db_settings, tmp_path):
+    worker = start_worker_process(db_settings, tmp_path / "worker.log", **worker_env(tmp_path))
+    try:
+        wait_for(listeners, timeout=60, what="the worker listening")
+        ids = [admit_from_cli(db_settings, user_id=601 + n) for n in range(3)]  # each finds the worker idle
+        wait_for(started(*ids), timeout=IDLE_POLL.total_seconds() / 2, what="the starts")
+    finally:
+        assert stop_process(worker) < IDLE_POLL.total_seconds() / 4
+    assert max(waited(request_id) for request_id in ids) < PROMPTLY
+
+
+server = pytest.fixture(fake_discord, name="server")
+
+
+def test_the_bots_own_admission_wakes_its_worker(server, settings, tmp_path):
+    quick_bot_settings(settings, tmp_path)
+    settings.VEO_WORKER_IDLE_POLL = IDLE_POLL
+    settings.VEO_WORKER_LISTEN = False  # no NOTIFY heard: only the in-process wake-up can start it
+    payload = slash_command("veo", {"prompt": "a lighthouse in a storm at night"})
+
+    async def scenario(bot):
+        await asyncio.sleep(0.5)  # the worker's first claim found nothing: it is asleep
+        await deliver_and_wait(bot, payload, server=server)
+        return await eventually(lambda: VideoRequest.objects.filter(
+            interaction_id=int(payload["id"]), started_at__isnull=False).first(),
+            timeout=IDLE_POLL.total_seconds() / 2, what="the start")
+
+    request = run_bot(scenario, backend=ScriptedVeo(seconds=0))
+    assert waited(request.id) < PROMPTLY
+
+
+def test_a_killed_listener_listens_again_and_loses_no_work(caplog):
+    caplog.set_level(logging.INFO, logger="discordbot.listener")
+    worker = Worker(backend=OfflineBackend(seconds=0), deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
+    with worker_thread(worker):
+        [first] = wait_for(listeners, what="the worker listening")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+        missed = admit(user_id=610).request_id  # its NOTIFY finds nobody listening
+        wakeup.notify_workers()
+        [again] = wait_for(lambda: listeners() - {first}, what="listening again")
+        wait_for(started(missed), timeout=IDLE_POLL.total_seconds() / 2, what="the missed request")
+        time.sleep(0.2)  # asleep again
+        heard = admit(user_id=611).request_id
+        wakeup.notify_workers()
+        wait_for(started(heard), timeout=IDLE_POLL.total_seconds() / 2, what="the next request")
+    # Notifications sent while nobody listened are lost; the look after listening again finds them.
+    assert waited(missed) < PROMPTLY and waited(heard) < PROMPTLY
+    messages = [record.getMessage() for record in caplog.records if record.name == "discordbot.listener"]
+    assert sum("not listening for new work" in message for message in messages) == 1
+    assert sum("listening for new work again" in message for message in messages) == 1
+    assert not any(record.exc_info for record in caplog.records)
+
+
+def test_through_a_database_outage_the_worker_polls_and_listens_again_after(db_settings, tmp_path):
+    # Short polls: here polling is what is tested.
+    env = worker_env(tmp_path, VEO_WORKER_IDLE_POLL="1s")
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        url = database_url({**db_settings, "HOST": "127.0.0.1", "PORT": proxy.port})
+        log_path = tmp_path / "worker.log"
+        worker = start_worker_process(db_settings, log_path, **env, DATABASE_URL=url)
+        try:
+            wait_for(listeners, timeout=60, what="the worker listening")
+            proxy.cut()
+            wait_for(lambda: not listeners(), what="the listener gone")
+            during = admit(user_id=620).request_id  # straight into the database, past the cut
+            time.sleep(3)  # several attempts to listen again, all refused
+            proxy.restore()
+            wait_for(started(during), timeout=60, what="the request admitted during the outage")
+            wait_for(listeners, timeout=60, what="listening again")
+        finally:
+            stop_process(worker)
+    text = log_path.read_text()
+    assert text.count("not listening for new work") == 1, text
+    assert text.count("listening for new work again") == 1, text
+    assert "Traceback" not in text, text
+
+
+def test_shutdown_is_prompt_while_the_listener_waits(db_settings, tmp_path):
+    worker = start_worker_process(db_settings, tmp_path / "worker.log", **worker_env(tmp_path))
+    wait_for(listeners, timeout=60, what="the worker listening")
+    # Stopping must not wait for a notification or for the idle poll.
+    assert stop_process(worker) < IDLE_POLL.total_seconds() / 4
+    assert worker.returncode == 0
+    wait_for(lambda: not listeners(), what="the listener's connection closed")
