@@ -2,7 +2,8 @@
 
 The web process holds no bot token and no bucket credentials, so removing an output only
 queues the deletion of its Discord message and of its gs:// objects; the bot performs them.
-Every bot instance runs an ``Outbox``: it claims due actions one at a time
+Every bot instance runs an ``Outbox``, and every ``runworker`` one for the bucket deletions
+(it has the bucket credentials but no bot token): it claims due actions one at a time
 (``services.claim_discord_action``, SKIP LOCKED plus a short lease, so two bots never perform
 the same one), calls Discord's REST API or Cloud Storage's, and records the outcome. Every
 action ends done, or failed with its reason (``failed_at``, ``last_error``).
@@ -58,9 +59,10 @@ def retry_after(attempts: int) -> timedelta:
 
 
 class Outbox:
-    def __init__(self, client: discord.Client, *, health=None):
-        self.client = client
+    def __init__(self, client: discord.Client | None, *, health=None):
+        self.client = client  # None in a worker without the gateway: bucket deletions only
         self.health = health  # the bot's view of the database: no claims while it is unreachable
+        self.kinds = tuple(DiscordActionKind.values) if client else (DiscordActionKind.DELETE_GCS_OBJECTS,)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Perform due actions until none is left, then wait ``DISCORD_ACTIONS_POLL``; until ``stop``."""
@@ -80,7 +82,8 @@ class Outbox:
         if self.health is not None and self.health.degraded:
             return False
         max_attempts = settings.DISCORD_ACTIONS_MAX_ATTEMPTS
-        action = await aio.run(services.claim_discord_action, lease=CLAIM_LEASE, max_attempts=max_attempts)
+        action = await aio.run(services.claim_discord_action, lease=CLAIM_LEASE, max_attempts=max_attempts,
+                               kinds=self.kinds)
         if action is None:
             return False
         try:

@@ -129,6 +129,11 @@ class Worker:
             self._database_down = False
         return claimed
 
+    @property
+    def degraded(self) -> bool:
+        """The database was unreachable at the last claim: what runs beside the worker waits too."""
+        return self._database_down
+
     def _lost_database(self, error: DatabaseError) -> None:
         if not self._database_down:
             self.database_unreachable(error)

@@ -37,7 +37,7 @@ def stored_video(gcs_api, name="sample_0.mp4", **fields):
     """A finished, undelivered request whose video Veo wrote to the fake's bucket."""
     uri = f"{BUCKET}/{snowflake()}/{name}"
     gcs_api.state._gcs[uri] = b"video"
-    return VideoRequestFactory(output_uris=[uri], discord_message_id=None, **fields), uri
+    return VideoRequestFactory(output_uris=[uri], **{"discord_message_id": None, **fields}), uri
 
 
 def bucket_action(request_id, **ended):
@@ -193,6 +193,30 @@ def test_a_local_file_output_is_removed_as_before(server, gcs_api, media_root, a
     assert not Path(media_root / "fox.mp4").exists()
     assert not DiscordAction.objects.filter(request_id=row.id).exists() and deletes(gcs_api) == []
     assert 'id="vb-removal"' not in page(as_role, row.id)
+
+
+def test_a_worker_without_the_gateway_deletes_the_objects_and_leaves_discord_actions(gcs_api, signing_key,
+                                                                                   db_settings, tmp_path):
+    from tests.workers import start_worker_process, truncate_requests, wait_for
+
+    truncate_requests()
+    row, uri = stored_video(gcs_api, discord_message_id=snowflake(), delivered_at=timezone.now(),
+                            delivery_method="channel")
+    [removal] = services.remove_output(request_ids=[row.id], actor=MODERATOR, reason="spam")
+    assert removal.bucket_action_id and removal.discord_action_id
+    worker = start_worker_process(
+        db_settings, tmp_path / "worker.log", GCS_API_BASE_URL=gcs_api.url, VEO_OUTPUT_GCS_URI=BUCKET,
+        GOOGLE_APPLICATION_CREDENTIALS=str(signing_key.path), DISCORD_ACTIONS_POLL="1s", VEO_MEDIA_ROOT=str(tmp_path))
+    try:
+        wait_for(bucket_action(row.id, done_at__isnull=False), timeout=60, what="the bucket deletion")
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert uri not in gcs_api.gcs_objects and len(deletes(gcs_api, uri)) == 1
+    # The Discord message needs the bot's token: the worker left that action to the bot.
+    message_action = DiscordAction.objects.get(id=removal.discord_action_id)
+    assert (message_action.attempts, message_action.done_at, message_action.failed_at) == (0, None, None)
+    assert "Traceback" not in (tmp_path / "worker.log").read_text()
 
 
 def test_removing_twice_queues_one_bucket_deletion(gcs_api):

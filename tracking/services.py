@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from tracking import media, rows
 from tracking.errors import InvalidInput, InvalidTransition, RequestNotFound
-from tracking.models import (AspectRatio, BlockedTerm, DeliveryMethod, DiscordAction, PersonGeneration, QuotaPolicy,
-                             Resolution, ReviewStatus, Source, Status, VideoRequest)
+from tracking.models import (AspectRatio, BlockedTerm, DeliveryMethod, DiscordAction, DiscordActionKind,
+                             PersonGeneration, QuotaPolicy, Resolution, ReviewStatus, Source, Status, VideoRequest)
 from tracking.text import has_visible, prompt_text, storable_text
 
 # Failures caused by the request itself; everything else failed on our side and is refunded.
@@ -612,7 +612,7 @@ UPDATE discord_actions SET attempts = attempts + 1, not_before = clock_timestamp
 WHERE id = (
     SELECT id FROM discord_actions
     WHERE done_at IS NULL AND failed_at IS NULL AND not_before <= clock_timestamp()
-      AND attempts < %(max_attempts)s
+      AND attempts < %(max_attempts)s AND action = ANY (%(kinds)s)
     ORDER BY not_before, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -621,13 +621,16 @@ RETURNING *
 """
 
 
-def claim_discord_action(*, lease: timedelta, max_attempts: int) -> DiscordAction | None:
-    """Claim the oldest due action of the moderators' outbox and count the attempt.
+def claim_discord_action(*, lease: timedelta, max_attempts: int,
+                         kinds: Sequence[str] = tuple(DiscordActionKind.values)) -> DiscordAction | None:
+    """Claim the oldest due action of the moderators' outbox (of ``kinds``) and count the attempt.
 
     SKIP LOCKED lets bots claim side by side; the claim pushes ``not_before`` out by ``lease``,
     so no other bot takes the action while this one performs it (or until the lease runs out,
-    if this one dies). Actions that used up ``max_attempts`` are never claimed again."""
-    claimed = list(DiscordAction.objects.raw(_CLAIM_ACTION_SQL, {"lease": lease, "max_attempts": max_attempts}))
+    if this one dies). Actions that used up ``max_attempts`` are never claimed again. A worker
+    without the Discord gateway claims only what it can perform: bucket deletions."""
+    claimed = list(DiscordAction.objects.raw(
+        _CLAIM_ACTION_SQL, {"lease": lease, "max_attempts": max_attempts, "kinds": list(kinds)}))
     return claimed[0] if claimed else None
 
 

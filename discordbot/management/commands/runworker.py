@@ -1,8 +1,11 @@
 """manage.py runworker: a generation worker without the Discord gateway."""
 
+import asyncio
+
 from django.core.management.base import BaseCommand
 
 from discordbot.delivery import CliDelivery
+from discordbot.outbox import Outbox
 from discordbot.runtime import run_until_signalled
 from discordbot.veo import configured_backend
 from discordbot.worker import Worker
@@ -16,4 +19,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, slots: int | None, **options):
         worker = Worker(backend=configured_backend(), deliveries={"cli": CliDelivery()}, slots=slots)
-        run_until_signalled(worker.run)
+        # No bot token here, but the bucket credentials are: the moderators' removals of gs://
+        # outputs are carried out by whichever process holds them.
+        outbox = Outbox(client=None, health=worker)
+
+        async def work(stop):
+            await asyncio.gather(worker.run(stop), outbox.run(stop))
+
+        run_until_signalled(work)
