@@ -15,21 +15,30 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpu, pgbench_driver, request_history  # noqa: E402
+from bench.pgbench_driver import SCRIPTS  # noqa: E402
 from bench.admission_plans import NEW_USERS, Plan  # noqa: E402
 from bench.server import REPO, Server, machine_description, server_description  # noqa: E402
 
-VARIANTS = (("(a) INSERT", "floor.sql"), ("previous admission", "admission_previous.sql"),
-            ("current admission", "admission.sql"))
+PREVIOUS = "admit_video_request_previous"
+
+
+def variants(scratch: Path) -> tuple[tuple[str, str], ...]:
+    """(label, pgbench script): the floor, the previous admission (admission.sql calling the
+    previous function, written to ``scratch``) and the current one."""
+    previous = scratch / "admission_previous.sql"
+    previous.write_text((SCRIPTS / "admission.sql").read_text().replace("admit_video_request(", f"{PREVIOUS}(", 1))
+    return (("(a) INSERT", "floor.sql"), ("previous admission", str(previous)), ("current admission", "admission.sql"))
 
 
 def previous_admission_sql() -> tuple[str, str]:
     down = sorted((REPO / "migrations_sql").glob("*admission*.down.sql"))[-1]
-    body = down.read_text().replace("FUNCTION admit_video_request(", "FUNCTION admit_video_request_previous(", 1)
+    body = down.read_text().replace("FUNCTION admit_video_request(", f"FUNCTION {PREVIOUS}(", 1)
     return down.name, body
 
 
@@ -46,7 +55,9 @@ def main() -> int:
     data = request_history.prepare(server, dbname=f"veobot_bench_{args.rows}", rows=args.rows, reload=False)
     source, body = previous_admission_sql()
     results: dict[tuple[str, int], list[pgbench_driver.Result]] = {}
-    with server.connect(data.dbname) as conn:
+    scratch = tempfile.TemporaryDirectory(prefix="veobot-admission-versions-")
+    variant_scripts = variants(Path(scratch.name))  # absolute paths pass through SCRIPTS / script
+    with scratch, server.connect(data.dbname) as conn:
         print("machine:", ", ".join(f"{k} {v}" for k, v in machine_description().items()))
         print("server: ", ", ".join(f"{k} {v}" for k, v in server_description(conn).items()))
         print(f"dataset: {data.dbname}, {data.rows:,} rows; previous admission from {source}")
@@ -59,7 +70,7 @@ def main() -> int:
 
             for number in range(1, args.rounds + 1):
                 for clients in args.clients:
-                    for label, script in VARIANTS:
+                    for label, script in variant_scripts:
                         cpu.wait_until_quiet(max_seconds=5)
                         plan = Plan(label, script, "local", clients, NEW_USERS)
                         result = pgbench_driver.run(
@@ -70,15 +81,15 @@ def main() -> int:
                         print(f"round {number}: {label}, {clients} client(s): {result.tps:.0f} tps, "
                               f"p50 {result.p50_ms:.3f} ms, server cpu {result.server_cpu_us or 0:.0f} us", flush=True)
         finally:
-            conn.execute("DROP FUNCTION IF EXISTS admit_video_request_previous")
+            conn.execute(f"DROP FUNCTION IF EXISTS {PREVIOUS}")
             request_history.prepare(server, dbname=data.dbname, rows=args.rows, reload=False)  # drop the rows added
 
     print(f"\nmedians of {args.rounds} round(s)\n{'variant':20} {'clients':>7} {'tps':>7} {'p50 ms':>7} "
           f"{'cpu us':>7} {'cpu/(a)':>7} {'tps/(a)':>7}")
     for clients in args.clients:
-        floor_cpu = statistics.median(r.server_cpu_us or 0 for r in results[(VARIANTS[0][0], clients)])
-        floor_tps = statistics.median(r.tps for r in results[(VARIANTS[0][0], clients)])
-        for label, _ in VARIANTS:
+        floor = results[(variant_scripts[0][0], clients)]
+        floor_cpu, floor_tps = statistics.median(r.server_cpu_us or 0 for r in floor), statistics.median(r.tps for r in floor)
+        for label, _ in variant_scripts:
             rs = results[(label, clients)]
             cpu_us, tps = statistics.median(r.server_cpu_us or 0 for r in rs), statistics.median(r.tps for r in rs)
             print(f"{label:20} {clients:>7} {tps:>7.0f} {statistics.median(r.p50_ms for r in rs):>7.3f} "
