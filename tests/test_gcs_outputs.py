@@ -110,8 +110,10 @@ def test_object_info_reports_problems_instead_of_raising(gcs_api, signing_key, s
     assert gcs.object_info(uri) == gcs.ObjectInfo(problem=problem)
 
 
-def test_object_info_without_credentials(gcs_api, monkeypatch, tmp_path):
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+@pytest.mark.parametrize("key_file", ["missing.json", "a-folder"])  # absent, or unreadable as a file
+def test_object_info_without_credentials(gcs_api, monkeypatch, tmp_path, key_file):
+    (tmp_path / "a-folder").mkdir()
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / key_file))
     assert gcs.object_info("gs://veo-out/o.mp4") == gcs.ObjectInfo(problem=gcs.NO_CREDENTIALS)
     assert gcs.signed_link("gs://veo-out/o.mp4", ttl=timedelta(minutes=1)).problem == gcs.NO_SIGNER
 

@@ -59,7 +59,7 @@ def _default_credentials(key_file: str | None) -> Credentials | None:
     # Keyed on the key file so that a changed GOOGLE_APPLICATION_CREDENTIALS is looked up again.
     try:
         found, _ = google.auth.default(scopes=[GCS_SCOPE])
-    except (google.auth.exceptions.GoogleAuthError, ValueError) as error:
+    except (google.auth.exceptions.GoogleAuthError, ValueError, OSError) as error:  # OSError: an unreadable key file
         log.info("Cloud Storage: %s (%s)", NO_CREDENTIALS, type(error).__name__)
         return None
     return found
