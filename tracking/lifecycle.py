@@ -29,9 +29,10 @@ from django.utils.crypto import salted_hmac
 
 from tracking import media
 from tracking.errors import InvalidInput
+from tracking.models import TERMINAL_STATUSES
 from tracking.text import storable_text
 
-FINISHED = ("completed", "failed", "timeout", "cancelled", "rejected")
+FINISHED = [str(status) for status in TERMINAL_STATUSES]  # what a purge may delete
 
 
 @dataclass
@@ -142,7 +143,7 @@ def _output_counts(uris: list[str]) -> dict:
 def count_purgeable(*, cutoff: datetime) -> dict:
     """What a purge would delete now: requests, events, local_files, gcs_objects."""
     with connection.cursor() as cursor:
-        cursor.execute(_PURGE_COUNT_SQL, {"cutoff": cutoff, "finished": list(FINISHED)})
+        cursor.execute(_PURGE_COUNT_SQL, {"cutoff": cutoff, "finished": FINISHED})
         requests, events, uris = cursor.fetchone()
     return {"requests": requests, "events": events, **_output_counts(uris)}
 
@@ -159,7 +160,7 @@ def purge_requests(*, cutoff: datetime, batch: int, actor: str, gcs_credentials=
     try:
         while True:
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(_PURGE_BATCH_SQL, {"cutoff": cutoff, "finished": list(FINISHED), "batch": batch})
+                cursor.execute(_PURGE_BATCH_SQL, {"cutoff": cutoff, "finished": FINISHED, "batch": batch})
                 requests, events, uris = cursor.fetchone()
             if not requests:
                 break
@@ -228,8 +229,11 @@ def erase_user(*, user_id: int, actor: str, gcs_credentials=None) -> Erasure:
             requests, events, uris, policies, bans_deleted, bans_kept = cursor.fetchone()
         audit_id = _start_audit(operation="erase_user", actor=actor, subject=subject_key(user_id),
                                 parameters=_output_counts(uris))
-    deleted = Deleted()
-    deleted.add(requests, events, uris, gcs_credentials=gcs_credentials)
-    _finish_audit(audit_id, outcome="done", counts={**deleted.as_counts(), "quota_policies": policies,
-                                                    "bans_deleted": bans_deleted, "bans_kept": bans_kept})
+    deleted, outcome = Deleted(), "interrupted"
+    try:  # the rows are gone; the audit row ends saying how far the outputs got, whatever happens
+        deleted.add(requests, events, uris, gcs_credentials=gcs_credentials)
+        outcome = "done"
+    finally:
+        _finish_audit(audit_id, outcome=outcome, counts={**deleted.as_counts(), "quota_policies": policies,
+                                                         "bans_deleted": bans_deleted, "bans_kept": bans_kept})
     return Erasure(deleted, policies, bans_deleted, bans_kept, audit_id)
