@@ -94,17 +94,17 @@ class Worker:
                         await free.acquire()
                         wanted += 1
                     wake.clear()  # before the claim: what is admitted after it wakes the sleep below
-                    claimed = [] if stop.is_set() else await self._claim(wanted)
+                    got = [] if stop.is_set() else await self._claim(wanted)
                     # A row still being handled here had its lease run out while the database was
                     # away; claiming it (under the same name) just renewed the lease.
-                    claimed = [request for request in claimed if request.id not in self._handling]
+                    claimed = [request for request in got if request.id not in self._handling]
                     for _ in range(wanted - len(claimed)):
                         free.release()
                     for request in claimed:
                         task = asyncio.create_task(self.handle(request), name=f"request-{request.id}")
                         running.add(task)
                         task.add_done_callback(lambda done: (running.discard(done), free.release()))
-                    if not claimed:
+                    if len(got) < wanted:  # nothing more to take now: another claim would come back empty
                         await sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds(), wake=wake)
         finally:
             for task in (*running, *chores):
