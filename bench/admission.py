@@ -60,9 +60,7 @@ class Bench:
     conn: psycopg.Connection
 
     def backend_pids(self) -> list[int]:
-        rows = self.conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
-                                 [self.server.application_name, self.data.dbname])
-        return [pid for (pid,) in rows]
+        return self.server.backend_pids(self.conn, self.data.dbname)
 
     def measure(self, plan: Plan) -> report.Measurement:
         conninfo = self.server.conninfo(self.data.dbname, with_password=False)

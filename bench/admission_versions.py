@@ -63,11 +63,6 @@ def main() -> int:
         print(f"dataset: {data.dbname}, {data.rows:,} rows; previous admission from {source}")
         conn.execute(body)
         try:
-            def backend_pids() -> list[int]:
-                rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
-                                    [server.application_name, data.dbname])
-                return [pid for (pid,) in rows]
-
             for number in range(1, args.rounds + 1):
                 for clients in args.clients:
                     for label, script in variant_scripts:
@@ -76,7 +71,8 @@ def main() -> int:
                         result = pgbench_driver.run(
                             script=script, conninfo=server.conninfo(data.dbname, with_password=False),
                             env=server.client_env(), clients=clients, seconds=args.duration,
-                            variables=plan.script_variables(), backend_pids=backend_pids, own_pids=[])
+                            variables=plan.script_variables(),
+                            backend_pids=lambda: server.backend_pids(conn, data.dbname), own_pids=[])
                         results.setdefault((label, clients), []).append(result)
                         print(f"round {number}: {label}, {clients} client(s): {result.tps:.0f} tps, "
                               f"p50 {result.p50_ms:.3f} ms, server cpu {result.server_cpu_us or 0:.0f} us", flush=True)
@@ -93,7 +89,7 @@ def main() -> int:
             rs = results[(label, clients)]
             cpu_us, tps = statistics.median(r.server_cpu_us or 0 for r in rs), statistics.median(r.tps for r in rs)
             print(f"{label:20} {clients:>7} {tps:>7.0f} {statistics.median(r.p50_ms for r in rs):>7.3f} "
-                  f"{cpu_us:>7.0f} {cpu_us / floor_cpu:>7.2f} {tps / floor_tps:>7.2f}")
+                  f"{cpu_us:>7.0f} {cpu_us / floor_cpu if floor_cpu else float('nan'):>7.2f} {tps / floor_tps:>7.2f}")
     return 0
 
 

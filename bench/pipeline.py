@@ -89,7 +89,10 @@ def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, reque
                VEO_API_BASE_URL=veo.url, VEO_MAX_CONCURRENT="1000", VEO_MAX_STARTS_PER_MINUTE="10000",
                VEO_POLL_INITIAL="0s", VEO_WORKER_IDLE_POLL="1s", VEO_WORKER_SLOTS=str(slots),
                VEO_MEDIA_ROOT=str(scratch / "media"), LOG_LEVEL="WARNING",
-               DASHBOARD_REFRESH="0s")  # the dashboard chore is not the pipeline
+               DASHBOARD_REFRESH="0s",  # the dashboard chore is not the pipeline
+               # The release below is an UPDATE, not an admission: nothing notifies, and a
+               # listener connection would only blur the one-connection-per-worker count.
+               VEO_WORKER_LISTEN="false")
     processes = []
     for index in range(workers):
         stats_file = scratch / f"stats-{workers}-{index}.json"

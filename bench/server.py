@@ -56,6 +56,12 @@ class Server:
         env["PGAPPNAME"] = self.application_name
         return env
 
+    def backend_pids(self, conn: psycopg.Connection, dbname: str) -> list[int]:
+        """The server processes serving this benchmark's pgbench clients in ``dbname``."""
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
+                            [self.application_name, dbname])
+        return [pid for (pid,) in rows]
+
     @property
     def application_name(self) -> str:
         """Tells this benchmark's connections apart from anyone else's on a shared server."""
