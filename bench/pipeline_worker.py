@@ -22,10 +22,10 @@ django.setup()
 
 from django.db.backends.signals import connection_created  # noqa: E402
 
-from discordbot.delivery import CliDelivery  # noqa: E402
-from discordbot.runtime import run_until_signalled  # noqa: E402
-from discordbot.veo import configured_backend  # noqa: E402
-from discordbot.worker import Worker  # noqa: E402
+from generation.delivery import CliDelivery  # noqa: E402
+from generation.runtime import run_until_signalled  # noqa: E402
+from generation.veo import configured_backend  # noqa: E402
+from generation.worker import Worker  # noqa: E402
 
 stats = {"statements": 0, "seconds": 0.0, "empty_claims": 0, "empty_claim_seconds": 0.0}
 lock = threading.Lock()

@@ -35,7 +35,7 @@ IDLE_POLL = "1s"
 
 
 def measure(*, listen: bool, requests: int, url: str, scratch: Path) -> list[float]:
-    from discordbot import wakeup
+    from generation import wakeup
     from tracking import services
     from tracking.models import VideoRequest
 

@@ -2,7 +2,7 @@
 
 ``VeoBot`` needs no privileged intents and no gateway cache: everything it answers comes
 with the interaction. ``login()`` (which runs ``setup_hook``) starts the worker, the database
-watcher and the moderators' outbox (``discordbot.outbox``) as tasks on the client's loop;
+watcher and the moderators' outbox (``generation.outbox``) as tasks on the client's loop;
 ``close()`` stops taking work, hands leases back and closes the journal. ``serve()`` is what
 ``manage.py runbot`` runs.
 """
@@ -19,16 +19,17 @@ from discord import app_commands
 from django.conf import settings
 
 from discordbot import commands, payloads
-from discordbot.admission import Admitter
-from discordbot.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, JournalReplayer, LocalLimiter
-from discordbot.delivery import CliDelivery
+from generation.admission import Admitter
+from generation.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, JournalReplayer, LocalLimiter
+from generation.delivery import CliDelivery
 from discordbot.discord_delivery import DiscordDelivery
-from discordbot.journal import Journal
-from discordbot.outbox import Outbox
-from discordbot.runtime import sleep_unless
-from discordbot.storage import LocalStorage, local_storage
-from discordbot.veo import VeoBackend, configured_backend
-from discordbot.worker import Worker
+from generation.journal import Journal
+from discordbot.outbox import message_deleter
+from generation.outbox import Outbox
+from generation.runtime import sleep_unless
+from generation.storage import LocalStorage, local_storage
+from generation.veo import VeoBackend, configured_backend
+from generation.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class VeoBot(discord.Client):
         self.worker = BotWorker(
             health=self.health, backend=self.backend, deliveries={"discord": self.delivery, "cli": CliDelivery()},
             storage=self.storage, slots=worker_slots, name=worker_name) if run_worker else None
-        self.outbox = Outbox(self, health=self.health)
+        self.outbox = Outbox(performers=message_deleter(self), health=self.health)
         self._stop: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
         commands.register(self)

@@ -20,12 +20,13 @@ from discord import app_commands
 from discord.app_commands import Choice
 from django.conf import settings
 
-from discordbot import display, logs, payloads, wakeup
-from discordbot.admission import Decision
-from discordbot.degraded import DATABASE_DOWN
+from discordbot import display, payloads
+from generation import wakeup
+from veosite import logs
+from generation.admission import Decision
+from generation.degraded import DATABASE_DOWN
 from tracking import aio, selectors, services
 from tracking.errors import InvalidInput
-from tracking.models import Status
 from tracking.services import VideoParameters
 
 if TYPE_CHECKING:

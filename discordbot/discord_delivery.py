@@ -22,9 +22,10 @@ import aiohttp
 import discord
 from django.conf import settings
 
-from discordbot import display, logs
-from discordbot.delivery import DeliveryUnavailable, Receipt
-from discordbot.storage import FILE_SCHEME, GCS_SCHEME, LocalStorage, StorageError
+from discordbot import display
+from veosite import logs
+from generation.delivery import DeliveryUnavailable, Receipt
+from generation.storage import FILE_SCHEME, GCS_SCHEME, LocalStorage, StorageError
 from tracking import gcs
 from tracking.models import DeliveryMethod, ReviewStatus, Status, VideoRequest
 

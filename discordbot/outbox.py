@@ -1,154 +1,38 @@
-"""The moderators' outbox: actions the web process queued in ``discord_actions``.
+"""The Discord half of the moderators' outbox: deleting the message of a removed output.
 
-The web process holds no bot token and no bucket credentials, so removing an output only
-queues the deletion of its Discord message and of its gs:// objects; the bot performs them.
-Every bot instance runs an ``Outbox``, and every ``runworker`` one for the bucket deletions
-(it has the bucket credentials but no bot token): it claims due actions one at a time
-(``services.claim_discord_action``, SKIP LOCKED plus a short lease, so two bots never perform
-the same one), calls Discord's REST API or Cloud Storage's, and records the outcome. Every
-action ends done, or failed with its reason (``failed_at``, ``last_error``).
-
-Deleting a Discord message:
+The web process queues it (``discord_actions``); the bot, which holds the token, performs it
+through ``generation.outbox.Outbox`` with this performer:
 - deleted, or Discord answers 404 (Unknown Message / Unknown Channel): done, the message is gone;
-- 403 and other refusals: ``last_error`` is recorded and the action retried with a doubling
-  backoff (permissions can be granted meanwhile), until ``DISCORD_ACTIONS_MAX_ATTEMPTS``
-  attempts have been made: then it has failed (logged once);
+- 403 and other refusals: the reason is recorded and the action retried with a doubling backoff
+  (permissions can be granted meanwhile), until its attempts are used up: then it has failed;
 - Discord unreachable (5xx after discord.py's retries, network errors): retried likewise.
-
-Deleting bucket objects (``media.delete_gcs_objects``):
-- deleted, or already gone (404): done;
-- Cloud Storage unreachable, 5xx, 429: retried with the same backoff and limit;
-- refused (403: the credentials may not delete), no bucket configured, no credentials: failed
-  at once, with the reason for the moderators.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from dataclasses import dataclass
-from datetime import timedelta
 
 import aiohttp
 import discord
-from django.conf import settings
 
-from discordbot.degraded import DATABASE_DOWN
-from discordbot.runtime import sleep_unless
-from tracking import aio, media, services
+from generation.outbox import Failure, Performer, report
 from tracking.models import DiscordAction, DiscordActionKind
 
-log = logging.getLogger(__name__)
 
-# While a bot performs an action, no other bot claims it; a bot that dies mid-action hands it
-# back when this runs out. One REST call with discord.py's own retries fits comfortably.
-CLAIM_LEASE = timedelta(minutes=2)
-FIRST_RETRY = timedelta(seconds=30)
-MAX_RETRY = timedelta(hours=1)
+def message_deleter(client: discord.Client) -> dict[str, Performer]:
+    """The performers a bot adds to its outbox."""
 
-
-@dataclass(frozen=True)
-class Failure:
-    reason: str  # stored as last_error: what the moderators read
-    permanent: bool = False  # trying again cannot help
-
-
-def retry_after(attempts: int) -> timedelta:
-    """30 s after the first failed attempt, doubling, at most an hour."""
-    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), MAX_RETRY)
-
-
-class Outbox:
-    def __init__(self, client: discord.Client | None, *, health=None):
-        self.client = client  # None in a worker without the gateway: bucket deletions only
-        self.health = health  # the bot's view of the database: no claims while it is unreachable
-        self.kinds = tuple(DiscordActionKind.values) if client else (DiscordActionKind.DELETE_GCS_OBJECTS,)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Perform due actions until none is left, then wait ``DISCORD_ACTIONS_POLL``; until ``stop``."""
-        while not stop.is_set():
-            try:
-                while not stop.is_set() and await self.perform_next():
-                    pass
-            except Exception as error:
-                if isinstance(error, DATABASE_DOWN):
-                    log.warning("discord actions: database unreachable (%s); will retry", type(error).__name__)
-                else:
-                    log.exception("discord actions: unexpected error (will retry)")
-            await sleep_unless(stop, settings.DISCORD_ACTIONS_POLL.total_seconds())
-
-    async def perform_next(self) -> bool:
-        """Claim and perform one due action; False when there is none."""
-        if self.health is not None and self.health.degraded:
-            return False
-        max_attempts = settings.DISCORD_ACTIONS_MAX_ATTEMPTS
-        action = await aio.run(services.claim_discord_action, lease=CLAIM_LEASE, max_attempts=max_attempts,
-                               kinds=self.kinds)
-        if action is None:
-            return False
+    async def delete_message(action: DiscordAction) -> Failure | None:
         try:
-            failure = await self._perform(action)
-        except Exception as error:
-            if isinstance(error, DATABASE_DOWN):
-                raise
-            # Something nobody foresaw: counted as a failed attempt, so the action is retried
-            # and, once its attempts are used up, ends failed with a reason instead of staying
-            # claimed-but-unfinished for ever.
-            log.exception("outbox action %s: request %s %s: unexpected error", action.id, action.request_id,
-                          action.action)
-            failure = Failure(f"unexpected error ({type(error).__name__})")
-        if failure is None:
-            await aio.run(services.finish_discord_action, action_id=action.id)
-            return True
-        exhausted = action.attempts >= max_attempts
-        await aio.run(services.finish_discord_action, action_id=action.id, error=failure.reason,
-                      retry_after=retry_after(action.attempts), give_up=failure.permanent or exhausted)
-        if failure.permanent:
-            log.error("outbox action %s: request %s %s failed: %s", action.id, action.request_id, action.action,
-                      failure.reason)
-        elif exhausted:
-            log.error("outbox action %s: request %s %s%s: giving up after %s attempts (last error: %s)",
-                      action.id, action.request_id, action.action, _target(action), action.attempts, failure.reason)
-        return True
-
-    async def _perform(self, action: DiscordAction) -> Failure | None:
-        """Carry the action out; None when it is done, else why not."""
-        if action.action == DiscordActionKind.DELETE_GCS_OBJECTS:
-            return await self._delete_objects(action)
-        if action.action != DiscordActionKind.DELETE_MESSAGE:
-            return self._outcome(action, "unsupported", Failure(f"unknown action {action.action!r}", permanent=True))
-        try:
-            await self.client.http.delete_message(action.channel_id, action.message_id,
-                                                  reason=f"veobot moderation: output of request {action.request_id}"
-                                                         " removed")
+            await client.http.delete_message(action.channel_id, action.message_id,
+                                             reason=f"veobot moderation: output of request {action.request_id} removed")
         except discord.NotFound as error:
             # 10008 Unknown Message, 10003 Unknown Channel: nothing left to delete.
-            return self._outcome(action, "already gone", None, error)
+            return report(action, "already gone", None, f" ({error.status} {error.code})")
         except discord.HTTPException as error:
-            return self._outcome(action, "refused", Failure(f"{error.status} {error.code} {error.text}"[:1000]), error)
+            return report(action, "refused", Failure(f"{error.status} {error.code} {error.text}"[:1000]))
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            return self._outcome(action, "unreachable", Failure(f"could not reach Discord ({type(error).__name__})"))
-        return self._outcome(action, "deleted", None)
+            return report(action, "unreachable", Failure(f"could not reach Discord ({type(error).__name__})"))
+        return report(action, "deleted", None)
 
-    async def _delete_objects(self, action: DiscordAction) -> Failure | None:
-        # Synchronous HTTP (google-auth's session), bounded by VEO_HTTP_TIMEOUT: off the loop.
-        result = await asyncio.to_thread(media.delete_gcs_objects, action.object_uris or ())
-        if result.problem is None:
-            return self._outcome(action, f"deleted {len(result.deleted)} bucket object(s)", None)
-        left = ", ".join(result.left)
-        reason = f"{result.problem}; left in the bucket: {left}"[:1000]
-        return self._outcome(action, "bucket objects left", Failure(reason, permanent=not result.retryable))
-
-    def _outcome(self, action: DiscordAction, outcome: str, failure: Failure | None,
-                 http_error: discord.HTTPException | None = None) -> Failure | None:
-        code = f" ({http_error.status} {http_error.code})" if http_error is not None and failure is None else ""
-        log.log(logging.WARNING if failure else logging.INFO,
-                "request %s outbox action %s %s%s: %s%s%s (attempt %s)", action.request_id, action.id, action.action,
-                _target(action), outcome, code, f": {failure.reason}" if failure else "", action.attempts)
-        return failure
-
-
-def _target(action: DiscordAction) -> str:
-    if action.action == DiscordActionKind.DELETE_MESSAGE:
-        return f" message {action.message_id} in channel {action.channel_id}"
-    return f" {len(action.object_uris or ())} object(s)"
+    return {DiscordActionKind.DELETE_MESSAGE: delete_message}

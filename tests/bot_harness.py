@@ -14,8 +14,8 @@ from pathlib import Path
 from django.conf import settings
 
 from discordbot.bot import VeoBot
-from discordbot.storage import LocalStorage
-from discordbot.veo import SAMPLE_VIDEO, GeneratedVideo, OperationLost, Outcome, VideoJob
+from generation.storage import LocalStorage
+from generation.veo import SAMPLE_VIDEO, GeneratedVideo, OperationLost, Outcome, VideoJob
 from tests.fakes.discord_server import BOT_TOKEN
 from tracking import aio
 

@@ -34,8 +34,8 @@ def main() -> None:
     from django.conf import settings
 
     from discordbot.bot import VeoBot, point_at_api, serve
-    from discordbot.runtime import run_until_signalled
-    from discordbot.veo import configured_backend
+    from generation.runtime import run_until_signalled
+    from generation.veo import configured_backend
     from tests.bot_harness import ScriptedVeo
 
     point_at_api(settings.DISCORD_API_BASE_URL)

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from django.utils import timezone
 
-from discordbot import worker as worker_module
+from generation import worker as worker_module
 from tests.bot_harness import ScriptedVeo, eventually, fake_discord, new_bot, quick_bot_settings, run_bot
 from tests.concurrency import conninfo
 from tests.factories import UserBanFactory, VideoRequestFactory
@@ -84,7 +84,7 @@ def test_happy_path_through_the_real_veo_client_and_the_veo_fake(server, setting
     """Same path with google-genai itself talking HTTP to the local Veo fake."""
     from google.oauth2.credentials import Credentials
 
-    from discordbot.veo import GenaiBackend, make_client
+    from generation.veo import GenaiBackend, make_client
     from tests.fakes.veo_server import FakeVeoServer, scenario
 
     payload = veo("a lighthouse in a storm", opts={"length": 6, "negative_prompt": "people"})
@@ -155,7 +155,7 @@ def test_gcs_video_over_the_limit_is_linked_with_a_signed_url(server, settings, 
     links a V4 signed URL (or, with signed links turned off, says to ask a moderator)."""
     from google.oauth2.credentials import Credentials
 
-    from discordbot.veo import GenaiBackend, make_client
+    from generation.veo import GenaiBackend, make_client
     from tests.bot_harness import SAMPLE_BYTES
     from tests.fakes.veo_server import FakeVeoServer
     from tests.gcs_keys import service_account_key, signature_is_valid

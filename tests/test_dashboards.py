@@ -7,9 +7,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from discordbot.delivery import CliDelivery
-from discordbot.veo import OfflineBackend
-from discordbot.worker import Worker
+from generation.delivery import CliDelivery
+from generation.veo import OfflineBackend
+from generation.worker import Worker
 from tests.factories import VideoRequestFactory
 from tests.workers import truncate_requests, wait_for, worker_thread
 from tracking import dashboards, selectors

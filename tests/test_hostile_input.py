@@ -308,7 +308,7 @@ def test_generated_prompts_and_options_through_veo(server, quiet_logs):
 @given(prompt=corpus.hostile_text | corpus.displayable_text, negative=corpus.hostile_text | corpus.displayable_text)
 def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, negative):
     from discordbot import display
-    from discordbot.admission import unsaved_request
+    from generation.admission import unsaved_request
 
     params = services.VideoParameters(prompt=prompt, negative_prompt=negative)
     try:

@@ -5,11 +5,11 @@ import asyncio
 import pytest
 from django.utils import timezone
 
-from discordbot.admission import unsaved_request
-from discordbot.degraded import DatabaseHealth, DirectRunner, JournalReplayer, LocalLimiter, journal_request, now_iso
-from discordbot.delivery import CliDelivery
-from discordbot.journal import Journal
-from discordbot.storage import LocalStorage
+from generation.admission import unsaved_request
+from generation.degraded import DatabaseHealth, DirectRunner, JournalReplayer, LocalLimiter, journal_request, now_iso
+from generation.delivery import CliDelivery
+from generation.journal import Journal
+from generation.storage import LocalStorage
 from tests.bot_harness import ScriptedVeo
 from tests.workers import truncate_requests
 from tracking import services

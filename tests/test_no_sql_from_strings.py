@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("veosite", "tracking", "discordbot", "bench", "tests", "manage.py")
+PACKAGES = ("veosite", "tracking", "generation", "discordbot", "bench", "tests", "manage.py")
 SQL_CALLS = {"execute", "executemany", "raw", "RawSQL", "extra"}
 COMPOSERS = {"SQL", "Identifier", "Literal", "Placeholder", "Composed"}  # psycopg.sql
 

@@ -109,7 +109,7 @@ def test_a_message_or_channel_already_gone_counts_as_done(server, gone):
 
 def test_missing_permissions_is_recorded_and_retried_later_then_given_up_once(server, settings, caplog):
     settings.DISCORD_ACTIONS_MAX_ATTEMPTS = 1
-    caplog.set_level(logging.INFO, logger="discordbot.outbox")
+    caplog.set_level(logging.INFO, logger="generation.outbox")
 
     async def scenario(bot):
         row = await deliver_one(bot, server)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from discordbot import logs
+from veosite import logs
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import GUILD_ID
 from tests.workers import ROOT, database_url, wait_for

@@ -91,7 +91,7 @@ def test_gcs_output_size_is_read_from_the_bucket_when_it_completes(fake_veo, set
 @pytest.mark.parametrize("problem", ["403", "404", "timeout", "no credentials", "garbled token"])
 def test_gcs_output_whose_size_cannot_be_read_still_completes(fake_veo, settings, tmp_path, monkeypatch, caplog,
                                                               problem):
-    from discordbot import storage
+    from generation import storage
     from tests.gcs_keys import service_account_key
 
     key = service_account_key(tmp_path, token_uri=f"{fake_veo.url}/token")
@@ -234,7 +234,7 @@ def test_killed_worker_is_resumed_by_another_with_exactly_one_create(db_settings
 def test_the_configured_client_reads_the_environment_per_request_only_where_it_matters(monkeypatch):
     """Without proxy or netrc settings the backend's own session skips aiohttp's per-request
     lookup of them; with one, the SDK's session (which trusts the environment) is kept."""
-    from discordbot.veo import _quiet_session
+    from generation.veo import _quiet_session
 
     async def session_kind(**environment):
         for name, value in environment.items():

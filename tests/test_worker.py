@@ -8,9 +8,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count
 
-from discordbot.delivery import CliDelivery
-from discordbot.veo import OfflineBackend
-from discordbot.worker import Worker
+from generation.delivery import CliDelivery
+from generation.veo import OfflineBackend
+from generation.worker import Worker
 from tests.helpers import admit
 from tests.workers import truncate_requests, wait_for, worker_thread
 from tracking import services

@@ -17,11 +17,11 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from discordbot import wakeup
-from discordbot.delivery import CliDelivery
-from discordbot.listener import APPLICATION_NAME
-from discordbot.veo import OfflineBackend
-from discordbot.worker import Worker
+from generation import wakeup
+from generation.delivery import CliDelivery
+from generation.listener import APPLICATION_NAME
+from generation.veo import OfflineBackend
+from generation.worker import Worker
 from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes.interactions import deliver_and_wait, slash_command
 from tests.helpers import admit
@@ -124,7 +124,7 @@ def test_the_bots_own_admission_wakes_its_worker(server, settings, tmp_path):
 
 
 def test_a_killed_listener_listens_again_and_loses_no_work(caplog):
-    caplog.set_level(logging.INFO, logger="discordbot.listener")
+    caplog.set_level(logging.INFO, logger="generation.listener")
     worker = Worker(backend=OfflineBackend(seconds=0), deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
     with worker_thread(worker):
         [first] = wait_for(listeners, what="the worker listening")
@@ -140,7 +140,7 @@ def test_a_killed_listener_listens_again_and_loses_no_work(caplog):
         wait_for(started(heard), timeout=IDLE_POLL.total_seconds() / 2, what="the next request")
     # Notifications sent while nobody listened are lost; the look after listening again finds them.
     assert waited(missed) < PROMPTLY and waited(heard) < PROMPTLY
-    messages = [record.getMessage() for record in caplog.records if record.name == "discordbot.listener"]
+    messages = [record.getMessage() for record in caplog.records if record.name == "generation.listener"]
     assert sum("not listening for new work" in message for message in messages) == 1
     assert sum("listening for new work again" in message for message in messages) == 1
     assert not any(record.exc_info for record in caplog.records)

@@ -14,9 +14,9 @@ from pathlib import Path
 from django.db import connection
 from google.oauth2.credentials import Credentials
 
-from discordbot.delivery import CliDelivery
-from discordbot.veo import GenaiBackend, make_client
-from discordbot.worker import Worker
+from generation.delivery import CliDelivery
+from generation.veo import GenaiBackend, make_client
+from generation.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "veo-3.1-generate-001"

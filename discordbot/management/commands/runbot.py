@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from discordbot.bot import StartupError, VeoBot, point_at_api, serve
-from discordbot.runtime import run_until_signalled
+from generation.runtime import run_until_signalled
 
 log = logging.getLogger(__name__)
 

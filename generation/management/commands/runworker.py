@@ -4,11 +4,11 @@ import asyncio
 
 from django.core.management.base import BaseCommand
 
-from discordbot.delivery import CliDelivery
-from discordbot.outbox import Outbox
-from discordbot.runtime import run_until_signalled
-from discordbot.veo import configured_backend
-from discordbot.worker import Worker
+from generation.delivery import CliDelivery
+from generation.outbox import Outbox
+from generation.runtime import run_until_signalled
+from generation.veo import configured_backend
+from generation.worker import Worker
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         worker = Worker(backend=configured_backend(), deliveries={"cli": CliDelivery()}, slots=slots)
         # No bot token here, but the bucket credentials are: the moderators' removals of gs://
         # outputs are carried out by whichever process holds them.
-        outbox = Outbox(client=None, health=worker)
+        outbox = Outbox(health=worker)
 
         async def work(stop):
             await asyncio.gather(worker.run(stop), outbox.run(stop))

@@ -11,11 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.utils import timezone
 
-from discordbot import wakeup
-from discordbot.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, LocalLimiter, journal_request
+from generation import wakeup
+from generation.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, LocalLimiter, journal_request
 from tracking import aio, selectors, services
 from tracking.models import Source, Status, VideoRequest
 from tracking.services import VideoParameters

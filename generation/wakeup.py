@@ -2,7 +2,7 @@
 
 Inside the admitting process the worker's wake event is set directly. Other processes hear of
 it through PostgreSQL: once an admission has committed, the admitter sends NOTIFY on
-``services.WORK_CHANNEL`` and every worker LISTENs on it (discordbot.listener). Both are hints:
+``services.WORK_CHANNEL`` and every worker LISTENs on it (generation.listener). Both are hints:
 a lost one costs at most one VEO_WORKER_IDLE_POLL, because the polling stays.
 """
 

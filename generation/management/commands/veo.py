@@ -10,7 +10,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from discordbot import storage, wakeup
+from generation import storage, wakeup
 from tracking import services
 from tracking.errors import InvalidInput
 from tracking.models import Status, VideoRequest

@@ -17,7 +17,7 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
-from discordbot.runtime import sleep_unless
+from generation.runtime import sleep_unless
 from tracking.services import WORK_CHANNEL
 
 log = logging.getLogger(__name__)

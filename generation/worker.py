@@ -21,13 +21,13 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
-from discordbot import storage as storage_module
-from discordbot.delivery import Delivery, DeliveryUnavailable, Receipt
-from discordbot.housekeeping import keep_dashboards_fresh
-from discordbot.listener import listen_for_work
-from discordbot.runtime import sleep_unless
-from discordbot.wakeup import woken_by_local_admissions
-from discordbot.veo import (OperationLost, Outcome, RateLimited, Refused, StartUnconfirmed, Unavailable, VeoBackend,
+from generation import storage as storage_module
+from generation.delivery import Delivery, DeliveryUnavailable, Receipt
+from generation.housekeeping import keep_dashboards_fresh
+from generation.listener import listen_for_work
+from generation.runtime import sleep_unless
+from generation.wakeup import woken_by_local_admissions
+from generation.veo import (OperationLost, Outcome, RateLimited, Refused, StartUnconfirmed, Unavailable, VeoBackend,
                             VideoJob)
 from tracking import aio, services
 from tracking.models import DeliveryMethod, ReviewStatus, Status, TERMINAL_STATUSES, VideoRequest

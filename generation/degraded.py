@@ -26,12 +26,12 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from discordbot import journal as journal_module
-from discordbot import logs
-from discordbot.delivery import Delivery
-from discordbot.storage import LocalStorage, store_output
-from discordbot.veo import OperationLost, RateLimited, VeoBackend, VeoError, VideoJob
-from discordbot.worker import DATABASE_DOWN, PROGRESS_EVERY, POLL_FAILURES, retry_backoff
+from generation import journal as journal_module
+from veosite import logs
+from generation.delivery import Delivery
+from generation.storage import LocalStorage, store_output
+from generation.veo import OperationLost, RateLimited, VeoBackend, VeoError, VideoJob
+from generation.worker import DATABASE_DOWN, PROGRESS_EVERY, POLL_FAILURES, retry_backoff
 from tracking import aio, services
 from tracking.models import Status, VideoRequest
 

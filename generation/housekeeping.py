@@ -9,7 +9,7 @@ import random
 from django.conf import settings
 from django.db import DatabaseError
 
-from discordbot.runtime import sleep_unless
+from generation.runtime import sleep_unless
 from tracking import aio, dashboards
 
 log = logging.getLogger(__name__)

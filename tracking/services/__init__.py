@@ -1,0 +1,26 @@
+"""Writes, one module per concern; every function is keyword-only and typed.
+
+The database owns the rules (legal transitions, derived timestamps, the event history);
+these functions pass values through one statement each and translate the database's
+refusals into ``tracking.errors``. Callers use them as ``services.admit_request(...)``.
+"""
+
+from tracking.services.admission import (WORK_CHANNEL, Admission, VideoParameters, admit_request, clean_parameters,
+                                         notify_work)
+from tracking.services.moderation import (Removal, add_review_note, approve, ban_user, cancel_requests, clean_reason,
+                                          discard_removed_outputs, flag, lift_bans, mark_unreviewed, refund_requests,
+                                          remove_output, save_blocked_term, save_quota_policy)
+from tracking.services.outbox import claim_discord_action, finish_discord_action
+from tracking.services.queue import claim_next, claim_work, record_delivery, release, renew_lease
+from tracking.services.replay import replay_journaled_request
+from tracking.services.transitions import (USER_CAUSED_ERROR_CODES, Transition, cancel, mark_completed, mark_failed,
+                                           mark_generating, mark_timeout, refund)
+
+__all__ = [
+    "WORK_CHANNEL", "Admission", "VideoParameters", "admit_request", "clean_parameters", "notify_work",
+    "Removal", "add_review_note", "approve", "ban_user", "cancel_requests", "clean_reason", "discard_removed_outputs",
+    "flag", "lift_bans", "mark_unreviewed", "refund_requests", "remove_output", "save_blocked_term",
+    "save_quota_policy", "claim_discord_action", "finish_discord_action", "claim_next", "claim_work",
+    "record_delivery", "release", "renew_lease", "replay_journaled_request", "USER_CAUSED_ERROR_CODES",
+    "Transition", "cancel", "mark_completed", "mark_failed", "mark_generating", "mark_timeout", "refund",
+]

@@ -1,0 +1,120 @@
+"""Admission: validating a request's parameters and admitting it in one round trip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
+
+from tracking.errors import InvalidInput
+from tracking.models import AspectRatio, PersonGeneration, Resolution, Source
+from tracking.text import has_visible, prompt_text, storable_text
+
+
+@dataclass(frozen=True)
+class VideoParameters:
+    prompt: str
+    duration_seconds: int = 4
+    aspect_ratio: str = AspectRatio.LANDSCAPE
+    resolution: str = Resolution.HD
+    generate_audio: bool = True
+    negative_prompt: str | None = None
+    seed: int | None = None
+    person_generation: str = PersonGeneration.ALLOW_ADULT
+    model: str | None = None  # None: settings.VEO_MODEL
+
+
+@dataclass(frozen=True)
+class Admission:
+    request_id: int
+    admitted: bool
+    duplicate: bool
+    status: str
+    reason_code: str | None
+    reason: str | None
+    used: int
+    limit: int
+    remaining: int
+    reset_at: datetime | None
+
+
+
+def clean_parameters(params: VideoParameters) -> VideoParameters:
+    """Validate and normalise parameters; raise InvalidInput with a specific message."""
+    prompt = " ".join(prompt_text("prompt", params.prompt).split())
+    if not has_visible(prompt):
+        raise InvalidInput("prompt", "prompt has no visible characters (only spaces or invisible ones)")
+    low, high = settings.VEO_PROMPT_MIN_LENGTH, settings.VEO_PROMPT_MAX_LENGTH
+    if not low <= len(prompt) <= high:
+        raise InvalidInput("prompt", f"prompt must be {low}-{high} characters (got {len(prompt)})")
+    negative = params.negative_prompt
+    if negative is not None:
+        negative = " ".join(prompt_text("negative_prompt", negative).split()) or None
+        if negative and len(negative) > high:
+            raise InvalidInput("negative_prompt", f"negative_prompt must be at most {high} characters (got {len(negative)})")
+    require_choice("duration_seconds", params.duration_seconds, (4, 6, 8))
+    require_choice("aspect_ratio", params.aspect_ratio, AspectRatio.values)
+    require_choice("resolution", params.resolution, Resolution.values)
+    require_choice("person_generation", params.person_generation, PersonGeneration.values)
+    if not isinstance(params.generate_audio, bool):
+        raise InvalidInput("generate_audio", "generate_audio must be true or false")
+    if params.seed is not None and (isinstance(params.seed, bool) or not 0 <= params.seed <= 4_294_967_295):
+        raise InvalidInput("seed", "seed must be a whole number from 0 to 4294967295")
+    model = storable_text("model", params.model or settings.VEO_RECORDED_MODEL)
+    return replace(params, prompt=prompt, negative_prompt=negative, model=model)
+
+
+def require_choice(field: str, value, allowed) -> None:
+    if isinstance(value, bool) or value not in allowed:
+        options = ", ".join(str(option) for option in allowed)
+        raise InvalidInput(field, f"{field} must be one of {options} (got {value!r})")
+
+
+def require_snowflake(field: str, value: int | None, *, required: bool) -> None:
+    if value is None and not required:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise InvalidInput(field, f"{field} must be a positive 64-bit Discord id (got {value!r})")
+
+
+def admit_request(
+    *,
+    interaction_id: int,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    params: VideoParameters,
+    source: str = Source.DISCORD,
+) -> Admission:
+    """Admit or refuse a request in one database round trip (see admit_video_request in SQL)."""
+    require_snowflake("interaction_id", interaction_id, required=True)
+    require_snowflake("user_id", user_id, required=True)
+    require_snowflake("guild_id", guild_id, required=False)
+    require_snowflake("channel_id", channel_id, required=False)
+    require_choice("source", source, Source.values)
+    clean = clean_parameters(params)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining, reset_at"
+            " FROM admit_video_request(%s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [interaction_id, user_id, guild_id, channel_id, clean.prompt, clean.negative_prompt,
+             clean.duration_seconds, clean.aspect_ratio, clean.resolution, clean.generate_audio,
+             clean.person_generation, clean.seed, clean.model, source, settings.VEO_QUOTA_LIMIT,
+             settings.VEO_QUOTA_WINDOW, settings.VEO_QUOTA_MAX_IN_FLIGHT],
+        )
+        return Admission(*cursor.fetchone())
+
+
+# Admissions announce new work on this channel (NOTIFY) and idle workers LISTEN on it, so they
+# start at once instead of at their next poll (generation.wakeup). The payload is empty: a
+# notification only means "look now"; the claim decides what is there.
+WORK_CHANNEL = "veobot_work"
+
+
+def notify_work() -> None:
+    """Tell listening workers that work was admitted. Call it after the admission has committed,
+    never inside it: NOTIFY takes a database-wide lock at commit, which admission should not pay."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [WORK_CHANNEL])
