@@ -21,7 +21,7 @@ def main() -> None:
         print(f"veobot: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
     except (OperationalError, DjangoOperationalError) as error:
-        from veosite.health import database_location
+        from tracking.health import database_location
 
         # The first line of PostgreSQL's (or the pool's) message; neither carries the password.
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -25,7 +25,7 @@ from django.db.backends.signals import connection_created  # noqa: E402
 from generation.delivery import CliDelivery  # noqa: E402
 from generation.runtime import run_until_signalled  # noqa: E402
 from generation.veo import configured_backend  # noqa: E402
-from generation.worker import Worker  # noqa: E402
+from generation.worker import standalone_worker  # noqa: E402
 
 stats = {"statements": 0, "seconds": 0.0, "empty_claims": 0, "empty_claim_seconds": 0.0}
 lock = threading.Lock()
@@ -54,6 +54,6 @@ def instrument(sender, connection, **kwargs):
 
 
 connection_created.connect(instrument)
-worker = Worker(backend=configured_backend(), deliveries={"cli": CliDelivery()})
+worker = standalone_worker(backend=configured_backend(), deliveries={"cli": CliDelivery()})
 run_until_signalled(worker.run)
 Path(os.environ["BENCH_STATS_FILE"]).write_text(json.dumps(stats))

@@ -1,37 +1,31 @@
-"""The Discord client: app commands, the worker and degraded mode in one asyncio process.
+"""The Discord client: the gateway, our commands, and what runs beside them in one process.
 
 ``VeoBot`` needs no privileged intents and no gateway cache: everything it answers comes
-with the interaction. ``login()`` (which runs ``setup_hook``) starts the worker, the database
-watcher and the moderators' outbox (``generation.outbox``) as tasks on the client's loop;
-``close()`` stops taking work, hands leases back and closes the journal. ``serve()`` is what
-``manage.py runbot`` runs.
+with the interaction. It is handed what it runs (discordbot.app builds it all): the Cog of
+commands, the chores that run beside the gateway (the worker, the database watch, the
+moderators' outbox) and what to close on shutdown. ``login()`` (which runs ``setup_hook``)
+adds the Cog and starts the chores; ``close()`` stops taking work, hands leases back and
+closes the journal. ``serve()`` is what ``manage.py runbot`` runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 import discord
 from discord import app_commands
+from discord.ext import commands
 from django.conf import settings
 
-from discordbot import commands, payloads
-from generation.admission import Admitter
-from generation.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, JournalReplayer, LocalLimiter
-from generation.delivery import CliDelivery
-from discordbot.discord_delivery import DiscordDelivery
-from generation.journal import Journal
-from discordbot.outbox import message_deleter
-from generation.outbox import Outbox
-from generation.runtime import sleep_unless
-from generation.storage import LocalStorage, local_storage
-from generation.veo import VeoBackend, configured_backend
-from generation.worker import Worker
+from discordbot import payloads
+from discordbot.commands import refuse_malformed
 
 log = logging.getLogger(__name__)
+
+Chore = Callable[[asyncio.Event], Awaitable[None]]  # runs until the event is set
 
 
 class StartupError(Exception):
@@ -44,26 +38,6 @@ def point_at_api(base_url: str) -> None:
         discord.http.Route.BASE = base_url.rstrip("/")
 
 
-class BotWorker(Worker):
-    """The worker inside the bot shares the bot's view of the database: while the bot knows it
-    is unreachable, the worker does not try to claim, and a failed claim starts degraded mode."""
-
-    def __init__(self, *, health: DatabaseHealth, **kwargs):
-        super().__init__(**kwargs)
-        self.health = health
-
-    async def _claim(self, limit: int):
-        if self.health.degraded:
-            return []
-        return await super()._claim(limit)
-
-    def database_unreachable(self, error) -> None:
-        if isinstance(error, DATABASE_DOWN):
-            self.health.failed(error)
-        else:
-            super().database_unreachable(error)
-
-
 class VeoCommandTree(app_commands.CommandTree):
     """Refuses, with the reason, an interaction whose ids or options do not match our commands
     (see discordbot.payloads), before discord.py converts the options."""
@@ -72,83 +46,50 @@ class VeoCommandTree(app_commands.CommandTree):
         problem = payloads.problem(self, interaction)
         if problem is None:
             return True
-        await commands.refuse_malformed(interaction, problem)
+        await refuse_malformed(interaction, problem)
         return False
 
 
-class VeoBot(discord.Client):
-    def __init__(self, *, backend: VeoBackend | None = None, storage: LocalStorage | None = None,
-                 run_worker: bool = True, worker_slots: int | None = None, worker_name: str | None = None):
-        # No privileged intents; interactions arrive whatever the intents. Nothing we send
-        # pings anyone unless a call says so (only channel deliveries mention the requester).
-        super().__init__(intents=discord.Intents.none(), allowed_mentions=discord.AllowedMentions.none())
-        self.tree = VeoCommandTree(self)
+class VeoBot(commands.Bot):
+    def __init__(self) -> None:
+        # No privileged intents and no prefix commands; interactions arrive whatever the intents.
+        # Nothing we send pings anyone unless a call says so (only channel deliveries mention
+        # the requester).
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.none(), help_command=None,
+                         tree_cls=VeoCommandTree, allowed_mentions=discord.AllowedMentions.none())
         self.tree.on_error = self._on_command_error
-        self.storage = storage or local_storage()
-        self.backend = backend or configured_backend()
-        self.delivery = DiscordDelivery(self, storage=self.storage)
-        self.health = DatabaseHealth()
-        self.limiter = LocalLimiter()
-        self.journal = Journal(settings.VEO_JOURNAL_DIR)
-        self.runner = DirectRunner(backend=self.backend, delivery=self.delivery, storage=self.storage,
-                                   record=self.record, limiter=self.limiter)
-        self.admitter = Admitter(health=self.health, limiter=self.limiter, record=self.record, runner=self.runner)
-        self.replayer = JournalReplayer(journal=self.journal, runner=self.runner, health=self.health,
-                                        written=self.admitter.replayed)
-        self.worker = BotWorker(
-            health=self.health, backend=self.backend, deliveries={"discord": self.delivery, "cli": CliDelivery()},
-            storage=self.storage, slots=worker_slots, name=worker_name) if run_worker else None
-        self.outbox = Outbox(performers=message_deleter(self), health=self.health)
-        self._stop: asyncio.Event | None = None
+        self._cog: commands.Cog | None = None
+        self._chores: Sequence[Chore] = ()
+        self._closing: Sequence[Callable[[], None]] = ()
+        self._started: Callable[[], Awaitable[None]] | None = None
+        self.description_of_work = "no worker in this process"
+        self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        commands.register(self)
 
-    async def record(self, entry: dict) -> None:
-        """Append to the journal (fsync'd) without blocking the loop."""
-        await asyncio.to_thread(self.journal.append, entry)
+    def install(self, *, cog: commands.Cog, chores: Sequence[Chore], closing: Sequence[Callable[[], None]],
+                starting: Callable[[], Awaitable[None]] | None = None, description: str = "") -> None:
+        """What this bot runs (discordbot.app): ``starting`` before anything (the database probe),
+        then the ``cog`` and the ``chores`` (each until the bot stops); ``closing``, in order, once
+        every chore has ended."""
+        self._cog, self._chores, self._closing, self._started = cog, tuple(chores), tuple(closing), starting
+        self.description_of_work = description or self.description_of_work
 
     async def setup_hook(self) -> None:
-        self._stop = asyncio.Event()
-        # Started during an outage, the bot would otherwise learn of it from the first call that
-        # waits out the pool's connect timeout, with every early /veo waiting behind it.
-        if not await asyncio.to_thread(self.health.probe):
-            self.health.failed(ConnectionError("no answer to the start-up probe"))
-        if self.worker is not None:
-            self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="worker"))
-        self._tasks.append(asyncio.create_task(self._watch_database(), name="database-watch"))
-        self._tasks.append(asyncio.create_task(self.outbox.run(self._stop), name="discord-actions"))
-        log.info("bot ready: application %s, backend %s%s", self.application_id, self.backend.label,
-                 "" if self.worker else " (no worker in this process)")
-
-    async def _watch_database(self) -> None:
-        """While degraded, probe; once the database answers, replay. Otherwise replay what
-        finished here or was left behind by a stopped process."""
-        interval = settings.DATABASE_PROBE_INTERVAL.total_seconds()
-        pool_closed = False
-        while not self._stop.is_set():
-            try:
-                if self.health.degraded:
-                    if not pool_closed:
-                        await asyncio.to_thread(self.health.reset_pool)
-                        pool_closed = True
-                    if await asyncio.to_thread(self.health.probe):
-                        await asyncio.to_thread(self.health.reset_pool)
-                        pool_closed = False
-                        self.health.recovered()
-                        await self.replayer.replay()
-                else:
-                    await self.replayer.replay()
-            except Exception:
-                log.exception("database watch: unexpected error (will retry)")
-            await sleep_unless(self._stop, interval)
+        if self._started is not None:
+            await self._started()
+        if self._cog is not None:
+            await self.add_cog(self._cog)
+        self._tasks = [asyncio.create_task(chore(self._stop), name=getattr(chore, "__name__", "chore"))
+                       for chore in self._chores]
+        log.info("bot ready: application %s, %s", self.application_id, self.description_of_work)
 
     async def close(self) -> None:
-        if self._stop is not None and not self._stop.is_set():
+        if not self._stop.is_set():
             log.info("bot stopping: no new work; handing leases back")
             self._stop.set()
-            await self.runner.stop()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            self.journal.close()
+            for close in self._closing:
+                close()
         await super().close()
 
     async def _on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
@@ -160,8 +101,6 @@ class VeoBot(discord.Client):
                     "Something went wrong on our side; nothing was charged.", ephemeral=True)
             except discord.HTTPException:
                 pass
-
-
 async def login(bot: VeoBot, token: str) -> None:
     """Log in over REST, turning every failure into one clear line without the token."""
     try:

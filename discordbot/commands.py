@@ -1,7 +1,7 @@
-"""/veo, /quota and /history.
+"""/veo, /quota and /history, as a Cog that is handed its collaborators.
 
-No ``from __future__ import annotations`` here: discord.py reads the parameter annotations
-(the prompt's Range is built from settings when the commands are registered).
+No ``from __future__ import annotations`` here: discord.py reads the parameter annotations,
+and the prompt's Range comes from settings when the Cog is made (``veo_commands``).
 
 Discord gives 3 s for the first answer. /veo validates and admits first (milliseconds) and
 then answers: a refusal privately, an admission publicly. Only if admission is slow does it
@@ -13,24 +13,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import discord
 from discord import app_commands
 from discord.app_commands import Choice
+from discord.ext import commands
 from django.conf import settings
 
 from discordbot import display, payloads
+from discordbot.discord_delivery import DiscordDelivery
 from generation import wakeup
-from veosite import logs
-from generation.admission import Decision
-from generation.degraded import DATABASE_DOWN
+from generation.admission import Admitter, Decision
+from generation.health import DATABASE_DOWN, DatabaseHealth
 from tracking import aio, selectors, services
 from tracking.errors import InvalidInput
 from tracking.services import VideoParameters
-
-if TYPE_CHECKING:
-    from discordbot.bot import VeoBot
+from veosite import logs
 
 log = logging.getLogger(__name__)
 
@@ -39,48 +38,53 @@ DEFER_AFTER = 1.5
 ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION = 40060, 10062
 
 
-def register(bot: "VeoBot") -> None:
-    tree = bot.tree
+def veo_commands(*, admitter: Admitter, replies: DiscordDelivery, health: DatabaseHealth) -> commands.Cog:
+    """The Cog of our three commands. ``admitter`` admits /veo (in the database, or locally while it
+    is unreachable) and knows each user's quota; ``replies`` is the Discord delivery, told which
+    replies this process holds so the outcome can edit them; ``health`` says whether the database
+    answers. Made when the bot is built, so the prompt bounds come from the settings then."""
     Prompt = app_commands.Range[str, settings.VEO_PROMPT_MIN_LENGTH, settings.VEO_PROMPT_MAX_LENGTH]
     Negative = app_commands.Range[str, 1, settings.VEO_PROMPT_MAX_LENGTH]
 
-    @tree.command(name="veo", description="Generate a short video with Google Veo")
-    @app_commands.describe(
-        prompt="What the video should show",
-        length=f"Length in seconds (default {settings.VEO_DEFAULT_DURATION})",
-        ratio=f"Aspect ratio (default {settings.VEO_DEFAULT_RATIO})",
-        hd=f"1080p instead of 720p (default {'on' if settings.VEO_DEFAULT_RESOLUTION == '1080p' else 'off'})",
-        audio=f"Generate sound (default {'on' if settings.VEO_DEFAULT_AUDIO else 'off'})",
-        negative_prompt="What the video should not contain",
-    )
-    @app_commands.choices(
-        length=[Choice(name="4 seconds", value=4), Choice(name="6 seconds", value=6), Choice(name="8 seconds", value=8)],
-        ratio=[Choice(name="16:9 landscape", value="16:9"), Choice(name="9:16 portrait", value="9:16")],
-    )
-    async def veo(interaction: discord.Interaction, prompt: Prompt, length: Optional[Choice[int]] = None,
-                  ratio: Optional[Choice[str]] = None, hd: Optional[bool] = None, audio: Optional[bool] = None,
-                  negative_prompt: Optional[Negative] = None):
-        resolution = settings.VEO_DEFAULT_RESOLUTION if hd is None else ("1080p" if hd else "720p")
-        params = VideoParameters(
-            prompt=prompt, duration_seconds=length.value if length else settings.VEO_DEFAULT_DURATION,
-            aspect_ratio=ratio.value if ratio else settings.VEO_DEFAULT_RATIO, resolution=resolution,
-            generate_audio=settings.VEO_DEFAULT_AUDIO if audio is None else audio,
-            negative_prompt=negative_prompt, person_generation=settings.VEO_PERSON_GENERATION)
-        await handle_veo(bot, interaction, params)
+    class VeoCommands(commands.Cog):
+        @app_commands.command(name="veo", description="Generate a short video with Google Veo")
+        @app_commands.describe(
+            prompt="What the video should show",
+            length=f"Length in seconds (default {settings.VEO_DEFAULT_DURATION})",
+            ratio=f"Aspect ratio (default {settings.VEO_DEFAULT_RATIO})",
+            hd=f"1080p instead of 720p (default {'on' if settings.VEO_DEFAULT_RESOLUTION == '1080p' else 'off'})",
+            audio=f"Generate sound (default {'on' if settings.VEO_DEFAULT_AUDIO else 'off'})",
+            negative_prompt="What the video should not contain",
+        )
+        @app_commands.choices(
+            length=[Choice(name="4 seconds", value=4), Choice(name="6 seconds", value=6),
+                    Choice(name="8 seconds", value=8)],
+            ratio=[Choice(name="16:9 landscape", value="16:9"), Choice(name="9:16 portrait", value="9:16")],
+        )
+        async def veo(self, interaction: discord.Interaction, prompt: Prompt, length: Optional[Choice[int]] = None,
+                      ratio: Optional[Choice[str]] = None, hd: Optional[bool] = None, audio: Optional[bool] = None,
+                      negative_prompt: Optional[Negative] = None):
+            resolution = settings.VEO_DEFAULT_RESOLUTION if hd is None else ("1080p" if hd else "720p")
+            params = VideoParameters(
+                prompt=prompt, duration_seconds=length.value if length else settings.VEO_DEFAULT_DURATION,
+                aspect_ratio=ratio.value if ratio else settings.VEO_DEFAULT_RATIO, resolution=resolution,
+                generate_audio=settings.VEO_DEFAULT_AUDIO if audio is None else audio,
+                negative_prompt=negative_prompt, person_generation=settings.VEO_PERSON_GENERATION)
+            await handle_veo(interaction, params, admitter=admitter, replies=replies)
 
-    @tree.command(name="quota", description="How many videos you have left, and when the next one frees up")
-    async def quota(interaction: discord.Interaction):
-        await answer_privately(interaction, lambda: quota_text(bot, interaction))
+        @app_commands.command(name="quota", description="How many videos you have left, and when the next one frees up")
+        async def quota(self, interaction: discord.Interaction):
+            await answer_privately(interaction, lambda: quota_text(interaction, admitter=admitter))
 
-    @tree.command(name="history", description="Your last 10 video requests")
-    async def history(interaction: discord.Interaction):
-        await answer_privately(interaction, lambda: history_text(bot, interaction))
+        @app_commands.command(name="history", description="Your last 10 video requests")
+        async def history(self, interaction: discord.Interaction):
+            await answer_privately(interaction, lambda: history_text(interaction, health=health))
+
+    return VeoCommands()
 
 
-# -- /veo -------------------------------------------------------------------------------------------
-
-
-async def handle_veo(bot: "VeoBot", interaction: discord.Interaction, params: VideoParameters) -> None:
+async def handle_veo(interaction: discord.Interaction, params: VideoParameters, *, admitter: Admitter,
+                     replies: DiscordDelivery) -> None:
     received = time.perf_counter()
     who = {"user_id": interaction.user.id, "guild_id": interaction.guild_id}
     allowed = settings.ALLOWED_CHANNEL_IDS
@@ -97,10 +101,10 @@ async def handle_veo(bot: "VeoBot", interaction: discord.Interaction, params: Vi
         return
 
     # A replay of an interaction this process is already handling: the first handler answers.
-    owner = interaction.id not in bot.delivery.live
+    owner = not replies.holds(interaction.id)
     if owner:
-        bot.delivery.expect(interaction)
-    admitting = asyncio.ensure_future(bot.admitter.admit(
+        replies.expect(interaction)
+    admitting = asyncio.ensure_future(admitter.admit(
         interaction_id=interaction.id, user_id=interaction.user.id, guild_id=interaction.guild_id,
         channel_id=interaction.channel_id, params=clean))
     deferred, answer = False, None
@@ -114,7 +118,7 @@ async def handle_veo(bot: "VeoBot", interaction: discord.Interaction, params: Vi
     except Exception:
         log.exception("interaction %s: admission failed", interaction.id)
         if owner:
-            bot.delivery.answered(interaction.id, ok=False)
+            replies.answered(interaction.id, ok=False)
         if answer is None:
             await _apologise(interaction, deferred)
         return
@@ -126,10 +130,10 @@ async def handle_veo(bot: "VeoBot", interaction: discord.Interaction, params: Vi
     if not owner:
         return
     if answer is None:
-        answer = await _answer(bot, interaction, decision, deferred)
+        answer = await _answer(interaction, decision, deferred)
     # Answered here or by another instance (40060): either way the original reply exists and
     # this process holds its token, so delivery may edit it. Otherwise it goes to the channel.
-    bot.delivery.answered(interaction.id, ok=decision.admitted and answer in (SENT, ELSEWHERE))
+    replies.answered(interaction.id, ok=decision.admitted and answer in (SENT, ELSEWHERE))
     logs.step(log, "answered" if answer == SENT else f"not_answered ({answer})", request_id=decision.request.id,
               **who, first_response_ms=(time.perf_counter() - received) * 1000, deferred=deferred or None,
               public=decision.admitted)
@@ -158,7 +162,7 @@ def _not_sent(interaction: discord.Interaction, error: discord.HTTPException) ->
     return FAILED
 
 
-async def _answer(bot: "VeoBot", interaction: discord.Interaction, decision: Decision, deferred: bool) -> str:
+async def _answer(interaction: discord.Interaction, decision: Decision, deferred: bool) -> str:
     none = discord.AllowedMentions.none()
     try:
         if not decision.admitted:
@@ -170,8 +174,7 @@ async def _answer(bot: "VeoBot", interaction: discord.Interaction, decision: Dec
             else:
                 await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
             return SENT
-        ahead = bot.runner.ahead if decision.degraded else decision.ahead
-        embed = display.queued_embed(decision.request, ahead=ahead, median_ms=decision.median_ms,
+        embed = display.queued_embed(decision.request, ahead=decision.ahead, median_ms=decision.median_ms,
                                      remaining=decision.remaining, limit=decision.limit, reset_at=decision.reset_at,
                                      degraded=decision.degraded)
         if deferred:
@@ -228,26 +231,18 @@ async def answer_privately(interaction: discord.Interaction, make: Callable[[], 
         _not_sent(interaction, error)
 
 
-async def quota_text(bot: "VeoBot", interaction: discord.Interaction) -> str:
-    user_id, guild_id = interaction.user.id, interaction.guild_id
-    if not bot.health.degraded:
-        try:
-            status = await aio.run(selectors.quota_status, user_id=user_id, guild_id=guild_id)
-            return display.quota_text(used=status.used, limit=status.limit, window=status.window,
-                                      reset_at=status.reset_at, degraded=False)
-        except DATABASE_DOWN as error:
-            bot.health.failed(error)
-    local = bot.limiter.status(user_id=user_id)
-    return display.quota_text(used=local.used, limit=local.limit, window=settings.VEO_QUOTA_WINDOW,
-                              reset_at=local.reset_at, degraded=True)
+async def quota_text(interaction: discord.Interaction, *, admitter: Admitter) -> str:
+    quota = await admitter.quota(user_id=interaction.user.id, guild_id=interaction.guild_id)
+    return display.quota_text(used=quota.used, limit=quota.limit, window=quota.window, reset_at=quota.reset_at,
+                              degraded=quota.degraded)
 
 
-async def history_text(bot: "VeoBot", interaction: discord.Interaction) -> str:
-    if not bot.health.degraded:
+async def history_text(interaction: discord.Interaction, *, health: DatabaseHealth) -> str:
+    if not health.degraded:
         try:
             page = await aio.run(selectors.user_history, user_id=interaction.user.id, limit=10)
         except DATABASE_DOWN as error:
-            bot.health.failed(error)
+            health.failed(error)
         else:
             links = {request.id: link for request in page.requests if (link := _link(request))}
             return display.history_text(page.requests, links=links)

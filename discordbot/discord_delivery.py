@@ -69,6 +69,10 @@ class DiscordDelivery:
             reply = self.live[interaction.id] = LiveReply(interaction)
         return reply
 
+    def holds(self, interaction_id: int) -> bool:
+        """This process is already handling that interaction (a replayed payload, say)."""
+        return interaction_id in self.live
+
     def _forget_expired(self) -> None:
         # Requests delivered by another process never come back here: their tokens expire.
         for interaction_id in [i for i, reply in self.live.items() if not reply.usable]:

@@ -1,4 +1,4 @@
-"""Admission for /veo: the database's one-round-trip answer, or the degraded-mode one.
+"""Admission from Discord: the database's one-round-trip answer, or the degraded-mode one.
 
 The result carries an in-memory ``VideoRequest`` (saved or, when degraded, not yet) so the
 reply, the direct runner and delivery all read the same fields.
@@ -7,14 +7,16 @@ reply, the direct runner and delivery all read the same fields.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from generation import wakeup
-from generation.degraded import DATABASE_DOWN, DatabaseHealth, DirectRunner, LocalLimiter, journal_request
+from generation.degraded import DegradedRunner
+from generation.health import DATABASE_DOWN, DatabaseHealth
+from generation.limiter import LocalLimiter
 from tracking import aio, selectors, services
 from tracking.models import Source, Status, VideoRequest
 from tracking.services import VideoParameters
@@ -44,16 +46,25 @@ def unsaved_request(*, request_id: int | None, interaction_id: int, user_id: int
         duration_seconds=params.duration_seconds, aspect_ratio=params.aspect_ratio, resolution=params.resolution,
         generate_audio=params.generate_audio, person_generation=params.person_generation, seed=params.seed,
         model=params.model, status=status, created_at=created_at, counts_toward_quota=status == Status.PENDING,
-        output_uris=[], public_urls=[], safety_filtered_reasons=[])
+        output_uris=[], public_urls=[], safety_filtered_reasons=[], attempts=0)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A user's quota as admission sees it: from the database, or this process's count while it is away."""
+
+    used: int
+    limit: int
+    window: timedelta
+    reset_at: datetime | None
+    degraded: bool
 
 
 class Admitter:
-    def __init__(self, *, health: DatabaseHealth, limiter: LocalLimiter, record: Callable[[dict], Awaitable[None]],
-                 runner: DirectRunner):
+    def __init__(self, *, health: DatabaseHealth, limiter: LocalLimiter, runner: DegradedRunner):
         self.health = health
         self.runner = runner
         self.limiter = limiter
-        self.record = record
         self._journaled: dict[int, Decision] = {}  # degraded admissions, for duplicate interactions
         # user id -> interaction ids admitted here while degraded and not yet replayed. The
         # database cannot count those, so their users stay on the local limiter until it can.
@@ -108,16 +119,23 @@ class Admitter:
                                   channel_id=channel_id, params=params, status=status, created_at=created_at)
         request.error_code, request.error_message = local.reason_code, local.reason
         if local.admitted:
-            self.runner.reserved.add(interaction_id)  # a replay must not take it for abandoned
             self._unreplayed.setdefault(user_id, set()).add(interaction_id)
-        # Journaled (fsync'd) before anyone is told anything.
-        await self.record({"kind": "request", "interaction_id": interaction_id, "request": journal_request(request)})
-        if local.admitted:
-            self.runner.submit(request)
+        await self.runner.admit(request)  # journaled (fsync'd) before anyone is told anything
         decision = Decision(request, local.admitted, False, local.reason_code, local.reason, local.limit,
-                            local.remaining, local.reset_at, degraded=True)
+                            local.remaining, local.reset_at, ahead=self.runner.ahead, degraded=True)
         self._journaled[interaction_id] = decision
         return decision
+
+    async def quota(self, *, user_id: int, guild_id: int | None) -> Quota:
+        if not self.health.degraded:
+            try:
+                status = await aio.run(selectors.quota_status, user_id=user_id, guild_id=guild_id)
+            except DATABASE_DOWN as error:
+                self.health.failed(error)
+            else:
+                return Quota(status.used, status.limit, status.window, status.reset_at, degraded=False)
+        local = self.limiter.status(user_id=user_id)
+        return Quota(local.used, local.limit, settings.VEO_QUOTA_WINDOW, local.reset_at, degraded=True)
 
     def replayed(self, interaction_id: int) -> None:
         """The journal replay wrote this interaction's request into the database."""

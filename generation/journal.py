@@ -10,24 +10,32 @@ died, and may be replayed in full. Lines:
   {"kind": "step", "interaction_id": …, "step": {"status": …, "at": …, …}}   (lifecycle)
   {"kind": "step", "interaction_id": …, "step": {"delivered": true, "at": …, "method": …}}
 
-Replay (``tracking.services.replay_journaled_request``) is idempotent on the interaction id.
+Replay (generation.replay) is idempotent on the interaction id. What cannot be replayed -- a
+line that is not JSON, a step whose request is missing, a request the database refuses -- is
+moved aside into ``quarantine/`` beside the journal files, one file per entry with the error,
+and never blocks the entries after it; ``manage.py replay_journal`` lists and retries them.
+Nothing leaves a journal file without being in PostgreSQL or in quarantine.
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import logging
 import os
 import socket
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
+QUARANTINE = "quarantine"  # the folder, inside the journal's, of entries that could not be replayed
 
 
 @dataclass
@@ -37,6 +45,23 @@ class Journaled:
     interaction_id: int
     request: dict
     steps: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A line that is not an entry of ours (or a step whose request line is missing)."""
+
+    number: int
+    raw: bytes
+    problem: str
+
+
+@dataclass
+class Contents:
+    """What a journal file holds: its requests, in order, and the lines that make no sense."""
+
+    requests: dict[int, Journaled] = field(default_factory=dict)
+    unreadable: list[Unreadable] = field(default_factory=list)
 
 
 class Journal:
@@ -96,25 +121,28 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def read(path: Path, *, lines: int | None = None) -> dict[int, Journaled]:
-    """The requests in a journal file (its first ``lines`` lines), in order; a torn last line
-    (killed mid-write) is skipped."""
-    requests: dict[int, Journaled] = {}
+def read(path: Path, *, lines: int | None = None) -> Contents:
+    """The requests in a journal file (its first ``lines`` lines), in order, and what could not be read."""
+    contents = Contents()
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, 1):
             if lines is not None and number > lines:
                 break
             try:
                 entry = json.loads(raw)
-            except ValueError:
-                log.warning("journal %s: skipping unreadable line %s (torn write?)", path.name, number)
-                continue
-            interaction_id = int(entry["interaction_id"])
-            if entry["kind"] == "request":
-                requests.setdefault(interaction_id, Journaled(interaction_id, entry["request"]))
-            elif interaction_id in requests:
-                requests[interaction_id].steps.append(entry["step"])
-    return requests
+                interaction_id = int(entry["interaction_id"])
+                kind = entry["kind"]
+                if kind == "request":
+                    contents.requests.setdefault(interaction_id, Journaled(interaction_id, dict(entry["request"])))
+                elif kind == "step" and interaction_id in contents.requests:
+                    contents.requests[interaction_id].steps.append(dict(entry["step"]))
+                else:
+                    problem = "a step whose request is not in the file" if kind == "step" else f"unknown kind {kind!r}"
+                    contents.unreadable.append(Unreadable(number, raw, problem))
+            except (ValueError, KeyError, TypeError) as error:
+                what = "torn write?" if not raw.endswith(b"\n") else type(error).__name__
+                contents.unreadable.append(Unreadable(number, raw, f"not a journal entry ({what}: {error})"[:500]))
+    return contents
 
 
 def orphans(directory: Path, *, own: Path | None) -> list[Path]:
@@ -141,3 +169,68 @@ def lock_orphan(path: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+# -- quarantine ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """An entry moved aside: where it is kept and what it holds."""
+
+    path: Path
+    entry: dict
+
+    @property
+    def key(self) -> str:
+        """Unique across machines: the host that kept it and the file's name."""
+        return f"{self.entry.get('host', '?')}:{self.path.name}"
+
+    @property
+    def replayable(self) -> bool:
+        return self.entry.get("kind") == "request"
+
+
+def quarantine_request(directory: Path, item: Journaled, *, source: str, error: str) -> Quarantined:
+    """Keep a request the database refused, with why, so that it can be retried after a fix."""
+    entry = {"kind": "request", "interaction_id": item.interaction_id, "request": item.request, "steps": item.steps}
+    return _quarantine(directory, entry, source=source, error=error, name=f"request-{item.interaction_id}")
+
+
+def quarantine_line(directory: Path, line: Unreadable, *, source: str) -> Quarantined:
+    """Keep a line that could not be read, byte for byte."""
+    entry = {"kind": "line", "line": line.number, "raw_base64": base64.b64encode(line.raw).decode()}
+    return _quarantine(directory, entry, source=source, error=line.problem, name=f"line-{line.number}")
+
+
+def _quarantine(directory: Path, entry: dict, *, source: str, error: str, name: str) -> Quarantined:
+    folder = Path(directory) / QUARANTINE
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {**entry, "error": error, "source": source, "host": socket.gethostname(),
+             "quarantined_at": datetime.now(UTC).isoformat()}
+    data = json.dumps(entry, separators=(",", ":"), default=str).encode()
+    stem = f"{Path(source).stem}-{name}-{uuid.uuid4().hex[:6]}"
+    # Written whole or not at all (temporary file, fsync, rename), before the journal forgets it.
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    path = folder / f"{stem}.json"
+    os.replace(temporary, path)
+    _fsync_directory(folder)
+    return Quarantined(path, entry)
+
+
+def quarantined(directory: Path) -> list[Quarantined]:
+    """The entries kept in this journal folder's quarantine, oldest first."""
+    folder = Path(directory) / QUARANTINE
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            found.append(Quarantined(path, json.loads(path.read_bytes())))
+        except (OSError, ValueError) as error:
+            log.warning("quarantined entry %s is unreadable itself (%s)", path.name, error)
+    return found

@@ -17,6 +17,7 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
+from generation.health import connection_parameters
 from generation.runtime import sleep_unless
 from tracking.services import WORK_CHANNEL
 
@@ -24,27 +25,14 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between attempts to listen again
 APPLICATION_NAME = "veobot-listener"  # how it shows in pg_stat_activity
-# Keys of the database OPTIONS that are Django's, not libpq connection parameters.
-DJANGO_ONLY_OPTIONS = {"pool", "isolation_level", "assume_role", "server_side_binding", "cursor_factory", "context"}
-
-
-def connection_parameters() -> dict:
-    """libpq parameters of the default database (the test database under pytest), for a
-    connection of our own."""
-    db = settings.DATABASES["default"]
-    options = {key: value for key, value in db.get("OPTIONS", {}).items() if key not in DJANGO_ONLY_OPTIONS}
-    params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"), "host": db.get("HOST"),
-              "port": str(db["PORT"]) if db.get("PORT") else None, **options, "application_name": APPLICATION_NAME}
-    return {key: value for key, value in params.items() if value not in (None, "")}
-
-
 async def listen_for_work(wake: asyncio.Event, *, stop: asyncio.Event, worker: str) -> None:
     """Set ``wake`` on every notification on WORK_CHANNEL until ``stop`` is set or this task
     is cancelled (the worker cancels it on shutdown: nothing here delays it)."""
     retry, unreachable = RETRY_FIRST, False
     while not stop.is_set():
         try:
-            async with await psycopg.AsyncConnection.connect(**connection_parameters(), autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(**connection_parameters(application_name=APPLICATION_NAME),
+                                                         autocommit=True) as conn:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(WORK_CHANNEL)))
                 if unreachable:
                     log.info("worker %s: listening for new work again", worker)

@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from generation.degraded import DATABASE_DOWN
+from generation.health import DATABASE_DOWN
 from generation.runtime import sleep_unless
 from tracking import aio, media, services
 from tracking.models import DiscordAction, DiscordActionKind

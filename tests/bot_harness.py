@@ -13,6 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from discordbot.app import build_bot
 from discordbot.bot import VeoBot
 from generation.storage import LocalStorage
 from generation.veo import SAMPLE_VIDEO, GeneratedVideo, OperationLost, Outcome, VideoJob
@@ -51,7 +52,7 @@ class ScriptedVeo:
 
 
 def new_bot(*, backend=None, **kwargs) -> VeoBot:
-    return VeoBot(backend=backend or ScriptedVeo(), storage=LocalStorage(Path(settings.VEO_MEDIA_ROOT)), **kwargs)
+    return build_bot(backend=backend or ScriptedVeo(), storage=LocalStorage(Path(settings.VEO_MEDIA_ROOT)), **kwargs)
 
 
 def run_bot(scenario, *, bot_factory=new_bot, **kwargs):

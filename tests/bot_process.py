@@ -1,6 +1,6 @@
 """``python -m tests.bot_process``: the real bot (VeoBot, worker, journal) in its own process.
 
-Exactly what ``manage.py runbot`` runs (``discordbot.bot.serve``), except that the gateway is
+Exactly what ``manage.py runbot`` runs (``discordbot.bot.serve`` of ``discordbot.app.build_bot``), except that the gateway is
 stdin: each line is an INTERACTION_CREATE payload, handed to discord.py the way the gateway
 would (tests/fakes/interactions.py). REST calls go to DISCORD_API_BASE_URL (the fake); Veo is
 ``ScriptedVeo`` taking SCRIPTED_VEO_SECONDS per video (of SCRIPTED_VEO_VIDEO_BYTES bytes, or the sample). Tests use it to kill a bot for real.
@@ -33,7 +33,8 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
-    from discordbot.bot import VeoBot, point_at_api, serve
+    from discordbot.app import build_bot
+    from discordbot.bot import point_at_api, serve
     from generation.runtime import run_until_signalled
     from generation.veo import configured_backend
     from tests.bot_harness import ScriptedVeo
@@ -45,7 +46,7 @@ def main() -> None:
         size = int(os.environ.get("SCRIPTED_VEO_VIDEO_BYTES", "0"))  # 0: the bundled sample
         backend = ScriptedVeo(seconds=float(os.environ.get("SCRIPTED_VEO_SECONDS", "0")),
                               video=(b"\0" * size) if size else None)
-    bot = VeoBot(backend=backend)
+    bot = build_bot(backend=backend)
     run_until_signalled(lambda stop: serve(bot, settings.DISCORD_TOKEN, stop, gateway=stdin_gateway))
 
 

@@ -4,12 +4,11 @@ real worker and database, and a scripted Veo backend (tests/bot_harness.py)."""
 import asyncio
 from datetime import timedelta
 
-import discord
 import psycopg
 import pytest
 from django.utils import timezone
 
-from generation import worker as worker_module
+from generation import engine as engine_module
 from tests.bot_harness import ScriptedVeo, eventually, fake_discord, new_bot, quick_bot_settings, run_bot
 from tests.concurrency import conninfo
 from tests.factories import UserBanFactory, VideoRequestFactory
@@ -118,7 +117,7 @@ def test_defaults_come_from_settings(server, settings):
 
 
 def test_progress_edits_the_reply_while_generating(server, monkeypatch):
-    monkeypatch.setattr(worker_module, "PROGRESS_EVERY", timedelta(milliseconds=300))
+    monkeypatch.setattr(engine_module, "PROGRESS_EVERY", timedelta(milliseconds=300))
     payload = veo()
 
     async def scenario(bot):
@@ -354,7 +353,7 @@ def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error):
 
 @pytest.mark.parametrize("outage,method,posts", [
     (1, "channel", 2),  # the second attempt goes through
-    (None, "undeliverable", worker_module.DELIVERY_ATTEMPTS),  # Discord never comes back: recorded, bounded
+    (None, "undeliverable", engine_module.DELIVERY_ATTEMPTS),  # Discord never comes back: recorded, bounded
 ])
 def test_discord_unavailable_in_the_channel_is_retried_then_recorded(server, settings, outage, method, posts):
     settings.VEO_RETRY_BACKOFF = timedelta(0)

@@ -4,12 +4,11 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from generation.delivery import CliDelivery
 from generation.veo import OfflineBackend
-from generation.worker import Worker
+from generation.worker import standalone_worker
 from tests.factories import VideoRequestFactory
 from tests.workers import truncate_requests, wait_for, worker_thread
 from tracking import dashboards, selectors
@@ -97,7 +96,7 @@ def test_page_says_how_old_the_figures_are_and_recomputes_on_request(snapshots, 
 def test_a_running_worker_keeps_the_snapshots(snapshots):
     snapshots.DASHBOARD_REFRESH = timedelta(seconds=4)
     VideoRequestFactory(user_id=31337)
-    worker = Worker(backend=OfflineBackend(seconds=0), deliveries={"cli": CliDelivery()})
+    worker = standalone_worker(backend=OfflineBackend(seconds=0), deliveries={"cli": CliDelivery()})
     with worker_thread(worker):
         wait_for(lambda: DashboardSnapshot.objects.filter(days__in=[1, 7]).count() == 2, timeout=20,
                  what="both periods computed by the worker")

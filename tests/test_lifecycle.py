@@ -36,8 +36,10 @@ def _raw_update(request_id: int, status: str) -> None:
             "UPDATE video_requests SET status = %s,"
             " operation_name = COALESCE(operation_name, 'operations/1'),"
             " output_uris = CASE WHEN %s = 'completed' THEN ARRAY['file:x.mp4'] ELSE output_uris END,"
-            " error_code = CASE WHEN %s IN ('failed', 'timeout') THEN 'backend_error' ELSE error_code END"
-            " WHERE id = %s", [status, status, status, request_id])
+            " error_code = CASE WHEN %s IN ('failed', 'timeout') THEN 'backend_error' ELSE error_code END,"
+            # Ended on our side: refunded, as the refund rule (video_requests_ended_by_us_never_counts) requires.
+            " counts_toward_quota = counts_toward_quota AND %s NOT IN ('failed', 'timeout', 'cancelled')"
+            " WHERE id = %s", [status, status, status, status, request_id])
 
 
 def _row_in(status: str) -> int:

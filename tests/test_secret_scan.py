@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from tests.factories import VideoRequestFactory
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.interactions import slash_command
-from tests.fakes.veo_server import FakeVeoServer, scenario
+from tests.fakes.veo_server import FakeVeoServer
 from tests.helpers import csrf_token, free_port, http_status, next_interaction
 from tests.tcp_proxy import TcpProxy
 from tests.test_bot_processes import BotProcess

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from veosite import health
+from tracking import health
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from django.db.models import Count
 
 from generation.delivery import CliDelivery
 from generation.veo import OfflineBackend
-from generation.worker import Worker
+from generation.worker import Worker, standalone_worker
 from tests.helpers import admit
 from tests.workers import truncate_requests, wait_for, worker_thread
 from tracking import services
@@ -33,7 +33,7 @@ def quick_worker(settings, tmp_path):
 
 
 def offline_worker(seconds: float = 0, **kwargs) -> Worker:
-    return Worker(backend=OfflineBackend(seconds=seconds), deliveries={"discord": CliDelivery(), "cli": CliDelivery()},
+    return standalone_worker(backend=OfflineBackend(seconds=seconds), deliveries={"discord": CliDelivery(), "cli": CliDelivery()},
                   **kwargs)
 
 
@@ -157,7 +157,7 @@ def test_a_request_veo_never_let_start_times_out_refunded(settings):
                        [stale])
         cursor.execute("RESET session_replication_role")
     backend = OfflineBackend(seconds=0)
-    with worker_thread(Worker(backend=backend, deliveries={"cli": CliDelivery(), "discord": CliDelivery()})):
+    with worker_thread(standalone_worker(backend=backend, deliveries={"cli": CliDelivery(), "discord": CliDelivery()})):
         wait_for(_finished(stale, fresh), what="both requests finished and delivered")
     row = VideoRequest.objects.get(id=stale)
     assert (row.status, row.error_code, row.counts_toward_quota) == ("timeout", "queue_timeout", False)

@@ -21,7 +21,7 @@ from generation import wakeup
 from generation.delivery import CliDelivery
 from generation.listener import APPLICATION_NAME
 from generation.veo import OfflineBackend
-from generation.worker import Worker
+from generation.worker import standalone_worker
 from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes.interactions import deliver_and_wait, slash_command
 from tests.helpers import admit
@@ -125,7 +125,7 @@ def test_the_bots_own_admission_wakes_its_worker(server, settings, tmp_path):
 
 def test_a_killed_listener_listens_again_and_loses_no_work(caplog):
     caplog.set_level(logging.INFO, logger="generation.listener")
-    worker = Worker(backend=OfflineBackend(seconds=0), deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
+    worker = standalone_worker(backend=OfflineBackend(seconds=0), deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
     with worker_thread(worker):
         [first] = wait_for(listeners, what="the worker listening")
         with connection.cursor() as cursor:

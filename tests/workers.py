@@ -16,7 +16,7 @@ from google.oauth2.credentials import Credentials
 
 from generation.delivery import CliDelivery
 from generation.veo import GenaiBackend, make_client
-from generation.worker import Worker
+from generation.worker import Worker, standalone_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "veo-3.1-generate-001"
@@ -28,7 +28,7 @@ def genai_worker(fake, settings, *, output_gcs_uri: str = "") -> Worker:
     settings.VEO_API_BASE_URL = fake.url
     client = make_client(credentials=Credentials(token="test-token"))
     backend = GenaiBackend(client, model=MODEL, output_gcs_uri=output_gcs_uri)
-    return Worker(backend=backend, deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
+    return standalone_worker(backend=backend, deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
 
 
 @contextmanager

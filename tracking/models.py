@@ -363,3 +363,36 @@ class DataLifecycleAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation} #{self.id}"
+
+
+class QuarantineResolution(models.TextChoices):
+    REPLAYED = "replayed"
+    DISCARDED = "discarded"
+
+
+class JournalQuarantine(models.Model):
+    """A degraded-mode journal entry that could not be replayed, as its bot reported it."""
+
+    id = models.BigAutoField(primary_key=True)
+    entry_key = models.TextField(unique=True, help_text="The host that keeps the entry and its file name.")
+    host = models.TextField()
+    interaction_id = models.BigIntegerField(null=True, blank=True)
+    user_id = models.BigIntegerField(null=True, blank=True)
+    kind = models.TextField(choices=[("request", "request"), ("line", "unreadable line")])
+    error = models.TextField()
+    entry = models.TextField(help_text="The entry as JSON text.")
+    quarantined_at = models.DateTimeField()
+    reported_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(choices=QuarantineResolution.choices, null=True, blank=True)
+    resolved_by = models.TextField(null=True, blank=True)
+
+    class Meta:
+        managed = False
+        db_table = "journal_quarantine"
+        ordering = ["-id"]
+        verbose_name = "quarantined journal entry"
+        verbose_name_plural = "quarantined journal entries"
+
+    def __str__(self) -> str:
+        return self.entry_key

@@ -12,7 +12,8 @@ from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from tracking.models import DiscordAction, DiscordActionKind, Status, UserBan, VideoRequest, VideoRequestEvent
+from tracking.models import (DiscordAction, DiscordActionKind, JournalQuarantine, Status, UserBan, VideoRequest,
+                             VideoRequestEvent)
 
 FAILURE_STATUSES = (Status.FAILED, Status.TIMEOUT)
 
@@ -392,3 +393,8 @@ def removal_progress(*, request_id: int) -> list[RemovalStep]:
             state, summary = "pending", pending
         steps.append(RemovalStep(action.action, state, summary, tuple(action.object_uris or ())))
     return steps
+
+
+def open_quarantine_count() -> int:
+    """Journal entries a bot could not replay and nobody has resolved yet (a partial index reads them)."""
+    return JournalQuarantine.objects.filter(resolved_at__isnull=True).count()

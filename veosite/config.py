@@ -72,12 +72,12 @@ def get_int_set(name: str) -> frozenset[int]:
     return frozenset(ids)
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> timedelta:
-    """'90s', '15m', '24h', '7d' -> timedelta. Raises ValueError otherwise."""
+    """'500ms', '90s', '15m', '24h', '7d' -> timedelta. Raises ValueError otherwise."""
     match = _DURATION.match(text)
     if not match:
         raise ValueError(text)
@@ -90,7 +90,7 @@ def get_duration(name: str, default: str, *, minimum: timedelta, maximum: timede
     try:
         value = parse_duration(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a duration like 90s, 15m, 24h or 7d (got {raw!r})") from None
+        raise ConfigError(f"{name} must be a duration like 500ms, 90s, 15m, 24h or 7d (got {raw!r})") from None
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be between {minimum} and {maximum} (got {raw!r})")
     return value

@@ -175,7 +175,7 @@ VEO_GENERATION_TIMEOUT: timedelta = config.get_duration("VEO_GENERATION_TIMEOUT"
                                                         maximum=timedelta(hours=2))
 # A request still waiting to start this long after it was made (Veo refusing new work with
 # 429 all that time) ends as `timeout` (queue_timeout), refunded, instead of waiting forever.
-VEO_QUEUE_TIMEOUT: timedelta = config.get_duration("VEO_QUEUE_TIMEOUT", "1h", minimum=timedelta(minutes=1),
+VEO_QUEUE_TIMEOUT: timedelta = config.get_duration("VEO_QUEUE_TIMEOUT", "1h", minimum=timedelta(seconds=5),
                                                    maximum=timedelta(days=7))
 # Poll backoff: starts at VEO_POLL_INITIAL, x1.5 each time, capped at VEO_POLL_MAX.
 VEO_POLL_INITIAL: timedelta = config.get_duration("VEO_POLL_INITIAL", "1s", minimum=timedelta(seconds=0),

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from veosite.health import healthz
+from tracking.health import healthz
 
 admin.site.site_header = "veobot moderation"
 admin.site.site_title = "veobot"

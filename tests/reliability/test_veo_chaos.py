@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from generation.worker import POLL_FAILURES, START_ATTEMPTS
+from generation.engine import POLL_FAILURES, START_ATTEMPTS
 from tests.fakes.veo_server import FakeVeoServer
 from tests.helpers import admit
 from tests.workers import MODEL, genai_worker, truncate_requests, wait_for, worker_thread

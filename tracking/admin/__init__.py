@@ -2,12 +2,12 @@
 
 from django.contrib import admin
 
-from tracking.admin.policies import (BlockedTermAdmin, DataLifecycleAuditAdmin, DiscordActionAdmin, QuotaPolicyAdmin,
-                                     SchemaMigrationAdmin, UserBanAdmin)
+from tracking.admin.policies import (BlockedTermAdmin, DataLifecycleAuditAdmin, DiscordActionAdmin, JournalQuarantineAdmin,
+                                     QuotaPolicyAdmin, SchemaMigrationAdmin, UserBanAdmin)
 from tracking.admin.forms import ThrottledLoginForm
 from tracking.admin.requests import VideoRequestAdmin
-from tracking.models import (BlockedTerm, DataLifecycleAudit, DiscordAction, QuotaPolicy, SchemaMigration, UserBan,
-                             VideoRequest)
+from tracking.models import (BlockedTerm, DataLifecycleAudit, DiscordAction, JournalQuarantine, QuotaPolicy, SchemaMigration,
+                             UserBan, VideoRequest)
 
 admin.site.register(VideoRequest, VideoRequestAdmin)
 admin.site.register(UserBan, UserBanAdmin)
@@ -16,4 +16,5 @@ admin.site.register(BlockedTerm, BlockedTermAdmin)
 admin.site.register(DiscordAction, DiscordActionAdmin)
 admin.site.register(SchemaMigration, SchemaMigrationAdmin)
 admin.site.register(DataLifecycleAudit, DataLifecycleAuditAdmin)
+admin.site.register(JournalQuarantine, JournalQuarantineAdmin)
 admin.site.login_form = ThrottledLoginForm

@@ -123,3 +123,19 @@ class DataLifecycleAuditAdmin(ReadOnlyAdmin):
 
 class SchemaMigrationAdmin(ReadOnlyAdmin):
     list_display = ("version", "name", "checksum", "applied_at")
+
+
+class JournalQuarantineAdmin(ReadOnlyAdmin):
+    """Degraded-mode journal entries a bot could not replay: for operators (superusers), who fix
+    the cause and run ``manage.py replay_journal --retry`` on the machine named in the key."""
+
+    list_display = ("entry_key", "kind", "interaction_id", "user_id", "error", "quarantined_at", "resolution",
+                    "resolved_at", "resolved_by")
+    list_filter = ("kind", "resolution")
+    search_fields = ("=interaction_id", "=user_id", "entry_key")
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser

@@ -12,15 +12,16 @@ from tracking.services.moderation import (Removal, add_review_note, approve, ban
                                           remove_output, save_blocked_term, save_quota_policy)
 from tracking.services.outbox import claim_discord_action, finish_discord_action
 from tracking.services.queue import claim_next, claim_work, record_delivery, release, renew_lease
-from tracking.services.replay import replay_journaled_request
-from tracking.services.transitions import (USER_CAUSED_ERROR_CODES, Transition, cancel, mark_completed, mark_failed,
-                                           mark_generating, mark_timeout, refund)
+from tracking.services.replay import record_quarantined, replay_journaled_request, resolve_quarantined
+from tracking.services.transitions import (Transition, cancel, mark_completed, mark_ended, mark_failed, mark_generating,
+                                           mark_timeout, refund)
 
 __all__ = [
     "WORK_CHANNEL", "Admission", "VideoParameters", "admit_request", "clean_parameters", "notify_work",
     "Removal", "add_review_note", "approve", "ban_user", "cancel_requests", "clean_reason", "discard_removed_outputs",
     "flag", "lift_bans", "mark_unreviewed", "refund_requests", "remove_output", "save_blocked_term",
     "save_quota_policy", "claim_discord_action", "finish_discord_action", "claim_next", "claim_work",
-    "record_delivery", "release", "renew_lease", "replay_journaled_request", "USER_CAUSED_ERROR_CODES",
-    "Transition", "cancel", "mark_completed", "mark_failed", "mark_generating", "mark_timeout", "refund",
+    "record_delivery", "release", "renew_lease", "replay_journaled_request",
+    "record_quarantined", "resolve_quarantined",
+    "Transition", "cancel", "mark_completed", "mark_ended", "mark_failed", "mark_generating", "mark_timeout", "refund",
 ]

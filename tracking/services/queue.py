@@ -31,12 +31,14 @@ def claim_work(*, worker: str, lease: timedelta, sources: Sequence[str], max_con
                                [worker, lease, list(sources), max_concurrent, max_starts_per_minute, limit])
 
 
-def renew_lease(*, request_id: int, worker: str, lease: timedelta) -> bool:
-    """Extend the lease; False means another worker took the request over."""
+def renew_lease(*, request_id: int, worker: str, lease: timedelta) -> str | None:
+    """Extend the lease; returns the request's status (a moderator may have cancelled it), or
+    None when another worker took the request over."""
     with connection.cursor() as cursor:
         cursor.execute("UPDATE video_requests SET lease_expires_at = clock_timestamp() + %s"
-                       " WHERE id = %s AND claimed_by = %s RETURNING id", [lease, request_id, worker])
-        return cursor.fetchone() is not None
+                       " WHERE id = %s AND claimed_by = %s RETURNING status", [lease, request_id, worker])
+        row = cursor.fetchone()
+        return row[0] if row else None
 
 
 def release(*, request_id: int, worker: str, reason: str, retry_at: datetime | None = None) -> bool:

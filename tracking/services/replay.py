@@ -1,4 +1,4 @@
-"""Replay of the bot's degraded-mode journal into the database."""
+"""Replay of the bot's degraded-mode journal into the database, and what could not be replayed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 
 from django.db import connection, transaction
+
+from tracking.models import QuarantineResolution
 
 
 def replay_journaled_request(*, request: dict, steps: Sequence[dict], actor: str) -> tuple[int, bool]:
@@ -17,3 +19,46 @@ def replay_journaled_request(*, request: dict, steps: Sequence[dict], actor: str
                        [json.dumps(request), json.dumps(list(steps)), actor])
         request_id, inserted = cursor.fetchone()
     return request_id, inserted
+
+
+_RECORD_QUARANTINED_SQL = """
+INSERT INTO journal_quarantine (entry_key, host, interaction_id, user_id, kind, error, entry, quarantined_at)
+VALUES (%(key)s, %(host)s, %(interaction_id)s, %(user_id)s, %(kind)s, %(error)s, %(entry)s, %(at)s)
+ON CONFLICT (entry_key) DO NOTHING
+"""
+
+
+def record_quarantined(*, key: str, entry: dict) -> None:
+    """Report a quarantined journal entry (once: a repeat is a no-op). ``entry`` is the entry as
+    generation.journal keeps it; stored as escaped JSON text, whatever it holds."""
+    request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+    values = {"key": _text(key)[:300], "host": _text(entry.get("host", "?")),
+              "interaction_id": _bigint(entry.get("interaction_id")), "user_id": _bigint(request.get("user_id")),
+              "kind": "request" if entry.get("kind") == "request" else "line", "error": _text(entry.get("error", "")),
+              "entry": json.dumps(entry, default=str), "at": entry.get("quarantined_at")}
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD_QUARANTINED_SQL, values)
+
+
+def resolve_quarantined(*, key: str, resolution: str, actor: str) -> bool:
+    """Mark a quarantined entry replayed or discarded; False if it was not open."""
+    if resolution not in QuarantineResolution.values:
+        raise ValueError(f"unknown resolution {resolution!r}")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE journal_quarantine SET resolved_at = clock_timestamp(), resolution = %s,"
+                       " resolved_by = %s WHERE entry_key = %s AND resolved_at IS NULL RETURNING id",
+                       [resolution, actor, key])
+        return cursor.fetchone() is not None
+
+
+def _text(value) -> str:
+    """Any text as PostgreSQL can store it: NUL and lone surrogates written out as escapes."""
+    return str(value).replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _bigint(value) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if -(2**63) <= number < 2**63 else None

@@ -9,16 +9,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import psycopg.errors
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from tracking import rows
 from tracking.errors import InvalidTransition, RequestNotFound
+from tracking.outcomes import Ending, refunded
 from tracking.models import Status, VideoRequest
 from tracking.text import storable_text
 
-# Failures caused by the request itself; everything else failed on our side and is refunded.
-USER_CAUSED_ERROR_CODES = frozenset({"content_filtered"})
 
 
 @dataclass(frozen=True)
@@ -101,6 +99,14 @@ def mark_completed(
                        public_urls=list(public_urls), output_size_bytes=output_size_bytes)
 
 
+def mark_ended(*, request_id: int, ending: Ending, worker: str | None = None, actor: str = "worker") -> Transition:
+    """End a request without a video, as ``ending`` says (status, code, refund: tracking.outcomes)."""
+    return _transition(request_id, ending.status, actor=actor, worker=worker, refund=ending.refunded,
+                       error_code=ending.code, error_message=ending.message,
+                       safety_filtered_count=ending.filtered_count or None,
+                       safety_filtered_reasons=list(ending.filtered_reasons) or None)
+
+
 def mark_failed(
     *,
     request_id: int,
@@ -112,12 +118,9 @@ def mark_failed(
     worker: str | None = None,
     actor: str = "worker",
 ) -> Transition:
-    """Fail a request. By default failures on our side are refunded; user-caused ones
-    (content_filtered, invalid_request) count, unless VEO_REFUND_CONTENT_FILTERED says otherwise."""
-    if refund is None:
-        refund = error_code not in USER_CAUSED_ERROR_CODES or (
-            error_code == "content_filtered" and settings.VEO_REFUND_CONTENT_FILTERED)
-    return _transition(request_id, Status.FAILED, actor=actor, worker=worker, refund=refund, error_code=error_code,
+    """Fail a request. ``refund`` None: the refund rule decides (tracking.outcomes.refunded)."""
+    return _transition(request_id, Status.FAILED, actor=actor, worker=worker,
+                       refund=refunded(error_code) if refund is None else refund, error_code=error_code,
                        error_message=error_message, safety_filtered_count=safety_filtered_count,
                        safety_filtered_reasons=list(safety_filtered_reasons) if safety_filtered_reasons else None)
 

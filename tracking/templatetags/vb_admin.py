@@ -2,6 +2,8 @@
 
 from django import template
 
+from tracking import selectors
+
 register = template.Library()
 
 
@@ -24,3 +26,9 @@ def percent(value) -> str:
 @register.filter
 def seconds(ms) -> str:
     return "–" if ms is None else f"{ms / 1000:.1f} s"
+
+
+@register.simple_tag
+def open_quarantine_count() -> int:
+    """Journal entries no bot could replay, for the operators' notice on the index page."""
+    return selectors.open_quarantine_count()

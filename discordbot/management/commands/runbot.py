@@ -6,7 +6,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from discordbot.bot import StartupError, VeoBot, point_at_api, serve
+from discordbot.app import build_bot
+from discordbot.bot import StartupError, point_at_api, serve
 from generation.runtime import run_until_signalled
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         if guild and not sync:
             raise CommandError("--guild only makes sense with --sync")
         point_at_api(settings.DISCORD_API_BASE_URL)
-        bot = VeoBot(worker_slots=slots)
+        bot = build_bot(worker_slots=slots)
         try:
             run_until_signalled(lambda stop: serve(bot, settings.DISCORD_TOKEN, stop, sync=sync, guild_id=guild))
         except StartupError as error:

@@ -5,7 +5,8 @@ import asyncio
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from discordbot.bot import StartupError, VeoBot, login, point_at_api, sync_commands
+from discordbot.app import build_bot
+from discordbot.bot import StartupError, login, point_at_api, sync_commands
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         point_at_api(settings.DISCORD_API_BASE_URL)
 
         async def main() -> int:
-            bot = VeoBot(run_worker=False)
+            bot = build_bot(run_worker=False)
             try:
                 await login(bot, settings.DISCORD_TOKEN)
                 return await sync_commands(bot, guild)

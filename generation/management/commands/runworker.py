@@ -5,10 +5,11 @@ import asyncio
 from django.core.management.base import BaseCommand
 
 from generation.delivery import CliDelivery
+from generation.health import DatabaseHealth, watch_database
 from generation.outbox import Outbox
 from generation.runtime import run_until_signalled
 from generation.veo import configured_backend
-from generation.worker import Worker
+from generation.worker import standalone_worker
 
 
 class Command(BaseCommand):
@@ -18,12 +19,14 @@ class Command(BaseCommand):
         parser.add_argument("--slots", type=int, help="requests handled at once by this process (VEO_WORKER_SLOTS)")
 
     def handle(self, *args, slots: int | None, **options):
-        worker = Worker(backend=configured_backend(), deliveries={"cli": CliDelivery()}, slots=slots)
+        health = DatabaseHealth()
+        worker = standalone_worker(backend=configured_backend(), deliveries={"cli": CliDelivery()}, health=health,
+                                   slots=slots)
         # No bot token here, but the bucket credentials are: the moderators' removals of gs://
         # outputs are carried out by whichever process holds them.
-        outbox = Outbox(health=worker)
+        outbox = Outbox(health=health)
 
         async def work(stop):
-            await asyncio.gather(worker.run(stop), outbox.run(stop))
+            await asyncio.gather(worker.run(stop), outbox.run(stop), watch_database(health, stop))
 
         run_until_signalled(work)

@@ -1,4 +1,8 @@
-"""/healthz: 200 with the database round-trip time, or 503 "degraded" with the reason."""
+"""/healthz: 200 with the database round-trip time, or 503 "degraded" with the reason.
+
+A 200 also counts the degraded-mode journal entries that could not be replayed and wait in
+quarantine for an operator (``manage.py replay_journal``): "warnings" names them.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import time
 from django.db import connection
 from django.http import JsonResponse
 from psycopg_pool import PoolTimeout
+
+from tracking import selectors
 
 # A health check answers promptly: it does not wait out the pool's own connect timeout
 # (DATABASE_CONNECT_TIMEOUT) when the database is down.
@@ -35,12 +41,16 @@ def database_latency_ms() -> float:
 def healthz(request):
     try:
         latency = database_latency_ms()
+        quarantined = selectors.open_quarantine_count()
     except PoolTimeout:
         return degraded(f"database unreachable: no connection within {TIMEOUT} s")
     except Exception as error:  # any other failure to reach the database is "degraded" too
         reason = f"database unreachable: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         return degraded(reason.rstrip(": "))
-    return JsonResponse({"status": "ok", "database": {"latency_ms": latency}})
+    answer = {"status": "ok", "database": {"latency_ms": latency}, "journal": {"quarantined": quarantined}}
+    if quarantined:
+        answer["warnings"] = [f"journal: {quarantined} quarantined (see manage.py replay_journal)"]
+    return JsonResponse(answer)
 
 
 def degraded(reason: str) -> JsonResponse:

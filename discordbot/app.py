@@ -1,0 +1,67 @@
+"""Building the bot: the one place where the client and its collaborators are made and joined.
+
+As in discord.py's ``advanced_startup`` example, everything is built here and handed in: the
+Discord delivery (which needs the client), the generation engine that delivers through it,
+degraded mode (journal, local limiter, the runner of requests admitted during an outage, the
+replay), admission, the worker, the moderators' outbox, and the Cog of commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.conf import settings
+
+from discordbot.bot import VeoBot
+from discordbot.commands import veo_commands
+from discordbot.discord_delivery import DiscordDelivery
+from discordbot.outbox import message_deleter
+from generation.admission import Admitter
+from generation.degraded import DegradedRunner, JournalStore
+from generation.delivery import CliDelivery
+from generation.engine import Engine
+from generation.health import DatabaseHealth, watch_database
+from generation.journal import Journal
+from generation.limiter import LocalLimiter
+from generation.outbox import Outbox
+from generation.replay import JournalReplayer
+from generation.storage import LocalStorage, local_storage
+from generation.veo import VeoBackend, configured_backend
+from generation.worker import Worker
+
+MEANWHILE = ("/veo keeps working: admission from the in-process limiter, tracking to the journal in {journal}, "
+             "replayed when the database returns")
+
+
+def build_bot(*, backend: VeoBackend | None = None, storage: LocalStorage | None = None, run_worker: bool = True,
+              worker_slots: int | None = None, worker_name: str | None = None) -> VeoBot:
+    storage = storage or local_storage()
+    backend = backend or configured_backend()
+    bot = VeoBot()
+    delivery = DiscordDelivery(bot, storage=storage)
+    engine = Engine(backend=backend, storage=storage, deliveries={"discord": delivery, "cli": CliDelivery()})
+    health = DatabaseHealth(meanwhile=MEANWHILE.format(journal=settings.VEO_JOURNAL_DIR))
+    limiter = LocalLimiter()
+    journal = Journal(settings.VEO_JOURNAL_DIR)
+    runner = DegradedRunner(engine=engine, store=JournalStore(journal=journal, limiter=limiter))
+    admitter = Admitter(health=health, limiter=limiter, runner=runner)
+    replayer = JournalReplayer(journal=journal, under_way=lambda: runner.under_way, health=health,
+                               written=admitter.replayed)
+    outbox = Outbox(performers=message_deleter(bot), health=health)
+
+    async def probe_first() -> None:
+        # Started during an outage, the bot would otherwise learn of it from the first call that
+        # waits out the pool's connect timeout, with every early /veo waiting behind it.
+        if not await asyncio.to_thread(health.probe):
+            health.failed(ConnectionError("no answer to the start-up probe"))
+
+    async def watch(stop: asyncio.Event) -> None:
+        await watch_database(health, stop, every_pass=replayer.replay)
+
+    chores = [runner.run, watch, outbox.run]
+    if run_worker:
+        chores.append(Worker(engine=engine, health=health, slots=worker_slots, name=worker_name).run)
+    bot.install(cog=veo_commands(admitter=admitter, replies=delivery, health=health), chores=chores,
+                closing=[journal.close], starting=probe_first,
+                description=f"backend {backend.label}" + ("" if run_worker else " (no worker in this process)"))
+    return bot

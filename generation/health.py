@@ -1,0 +1,101 @@
+"""Whether PostgreSQL answers, as this process sees it.
+
+``DatabaseHealth`` notices an outage (any call failing with one of ``DATABASE_DOWN``), logs one
+warning for it, and from then on probes with a short connect timeout instead of letting every
+request wait out the pool's; degraded mode (generation.degraded) runs while it says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import psycopg
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connections
+
+from generation.runtime import sleep_unless
+
+log = logging.getLogger(__name__)
+
+DATABASE_DOWN = (OperationalError, InterfaceError)  # the database went away (pool timeouts included)
+PROBE_TIMEOUT = 2  # seconds: a probe answers fast or the database counts as down
+# Keys of the database OPTIONS that are Django's, not libpq connection parameters.
+DJANGO_ONLY_OPTIONS = {"pool", "isolation_level", "assume_role", "server_side_binding", "cursor_factory", "context"}
+
+
+def connection_parameters(*, application_name: str) -> dict:
+    """libpq parameters of the default database (the test database under pytest), for a
+    connection of our own outside Django's pool."""
+    db = settings.DATABASES["default"]
+    options = {key: value for key, value in db.get("OPTIONS", {}).items() if key not in DJANGO_ONLY_OPTIONS}
+    params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"), "host": db.get("HOST"),
+              "port": str(db["PORT"]) if db.get("PORT") else None, **options, "application_name": application_name}
+    return {key: value for key, value in params.items() if value not in (None, "")}
+
+
+class DatabaseHealth:
+    def __init__(self, *, meanwhile: str = "the worker claims nothing until it answers again") -> None:
+        self.meanwhile = meanwhile  # what this process does during an outage, for the warning
+        self.down_since: float | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, error: BaseException) -> None:
+        """A call failed because the database is unreachable: one warning per outage."""
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            log.warning("DEGRADED: PostgreSQL is unreachable (%s: %s); %s", type(error).__name__, first,
+                        self.meanwhile, extra={"fields": {"event": "degraded", "status": "degraded"}})
+
+    @staticmethod
+    def probe() -> bool:
+        """One short connection outside the pool (blocking: run it in a thread)."""
+        try:
+            params = {**connection_parameters(application_name="veobot-probe"), "connect_timeout": PROBE_TIMEOUT}
+            with psycopg.connect(**params) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    @staticmethod
+    def reset_pool() -> None:
+        """Close the connection pool (blocking: run it in a thread). Entering an outage, this stops
+        its reconnect attempts; leaving one, it drops the dead connections. The next call opens a
+        new pool."""
+        connections["default"].close_pool()
+
+    def recovered(self) -> None:
+        outage = time.monotonic() - (self.down_since or time.monotonic())
+        self.down_since = None
+        log.warning("database reachable again after %.0f s of degraded mode", outage,
+                    extra={"fields": {"event": "recovered", "status": "ok", "outage_s": round(outage, 1)}})
+
+
+async def watch_database(health: DatabaseHealth, stop: asyncio.Event, *,
+                         every_pass: Callable[[], Awaitable[object]] | None = None) -> None:
+    """While the database is unreachable, probe it every DATABASE_PROBE_INTERVAL; when it answers,
+    end the outage. ``every_pass`` (the journal replay) runs on every pass it is reachable."""
+    interval = settings.DATABASE_PROBE_INTERVAL.total_seconds()
+    pool_closed = False
+    while not stop.is_set():
+        try:
+            if health.degraded:
+                if not pool_closed:
+                    await asyncio.to_thread(health.reset_pool)
+                    pool_closed = True
+                if await asyncio.to_thread(health.probe):
+                    await asyncio.to_thread(health.reset_pool)
+                    pool_closed = False
+                    health.recovered()
+            if not health.degraded and every_pass is not None:
+                await every_pass()
+        except Exception:
+            log.exception("database watch: unexpected error (will retry)")
+        await sleep_unless(stop, interval)
