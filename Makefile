@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test chaos db-stop bench-admission bench-bot clean
+.PHONY: install run test chaos schema db-stop bench-admission bench-bot clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("veobot needs Python 3.11 or newer (found %s); set PYTHON=python3.11" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -43,6 +43,12 @@ test: $(STAMP)
 # Each run prints what it injected and what it found, and fails on any loss.
 chaos: $(STAMP)
 	VEOBOT_CHAOS=full $(PY) -m pytest tests/reliability -m chaos -p no:cacheprovider
+
+# migrations_sql/schema.sql, the whole schema to read: every SQL migration applied to a scratch
+# database (created and dropped on the configured server), dumped. Run it after adding a migration
+# and commit the file with it. dump_schema signs nothing, so a fresh checkout needs no .env.
+schema: $(STAMP)
+	SECRET_KEY=$${SECRET_KEY:-schema-dump-not-a-secret} $(PY) manage.py dump_schema
 
 db-stop: $(STAMP)
 	$(PY) -m veosite.embedded_db stop

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations_sql"
+SCHEMA_FILE_NAME = "schema.sql"  # the whole schema for reading (tracking/schema_dump.py), not a migration
 FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 RUNNER_LOCK_KEY = 1986161409  # pg_advisory_lock key reserved for this runner
 
@@ -74,7 +75,7 @@ class MigrationState:
 def discover(directory: Path = MIGRATIONS_DIR) -> list[MigrationFile]:
     files = []
     for path in sorted(directory.glob("*.sql")):
-        if path.name.endswith(".down.sql"):
+        if path.name.endswith(".down.sql") or path.name == SCHEMA_FILE_NAME:
             continue
         match = FILE_NAME.match(path.name)
         if not match:
