@@ -565,14 +565,17 @@ BEGIN
             UPDATE video_requests SET
                 status = v_step->>'status',
                 operation_name = COALESCE(v_step->>'operation_name', operation_name),
-                output_uris = CASE WHEN v_step ? 'output_uris'
-                                   THEN ARRAY(SELECT jsonb_array_elements_text(v_step->'output_uris')) ELSE output_uris END,
-                public_urls = CASE WHEN v_step ? 'public_urls'
-                                   THEN ARRAY(SELECT jsonb_array_elements_text(v_step->'public_urls')) ELSE public_urls END,
+                output_uris = CASE WHEN jsonb_typeof(v_step->'output_uris') = 'array'
+                                   THEN ARRAY(SELECT jsonb_array_elements_text(v_step->'output_uris'))
+                                   ELSE output_uris END,
+                public_urls = CASE WHEN jsonb_typeof(v_step->'public_urls') = 'array'
+                                   THEN ARRAY(SELECT jsonb_array_elements_text(v_step->'public_urls'))
+                                   ELSE public_urls END,
                 output_size_bytes = COALESCE((v_step->>'output_size_bytes')::bigint, output_size_bytes),
                 safety_filtered_count = COALESCE((v_step->>'safety_filtered_count')::integer, safety_filtered_count),
-                safety_filtered_reasons = CASE WHEN v_step ? 'safety_filtered_reasons'
-                                               THEN ARRAY(SELECT jsonb_array_elements_text(v_step->'safety_filtered_reasons'))
+                safety_filtered_reasons = CASE WHEN jsonb_typeof(v_step->'safety_filtered_reasons') = 'array'
+                                               THEN ARRAY(SELECT jsonb_array_elements_text(
+                                                   v_step->'safety_filtered_reasons'))
                                                ELSE safety_filtered_reasons END,
                 error_code = COALESCE(v_step->>'error_code', error_code),
                 error_message = COALESCE(v_step->>'error_message', error_message),
@@ -867,6 +870,37 @@ ALTER TABLE public.discord_actions ALTER COLUMN id ADD GENERATED ALWAYS AS IDENT
     CACHE 1
 );
 
+CREATE TABLE public.journal_quarantine (
+    id bigint NOT NULL,
+    entry_key text NOT NULL,
+    host text NOT NULL,
+    interaction_id bigint,
+    user_id bigint,
+    kind text NOT NULL,
+    error text NOT NULL,
+    entry text NOT NULL,
+    quarantined_at timestamp with time zone NOT NULL,
+    reported_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    resolved_at timestamp with time zone,
+    resolution text,
+    resolved_by text,
+    CONSTRAINT journal_quarantine_entry_key_check CHECK (((char_length(entry_key) >= 1) AND (char_length(entry_key) <= 300))),
+    CONSTRAINT journal_quarantine_kind_check CHECK ((kind = ANY (ARRAY['request'::text, 'line'::text]))),
+    CONSTRAINT journal_quarantine_resolution_check CHECK ((resolution = ANY (ARRAY['replayed'::text, 'discarded'::text]))),
+    CONSTRAINT journal_quarantine_resolution_pair CHECK (((resolved_at IS NULL) = (resolution IS NULL)))
+);
+
+COMMENT ON TABLE public.journal_quarantine IS 'Journal entries a bot could not replay; the entry stays in its quarantine folder until replayed or discarded.';
+
+ALTER TABLE public.journal_quarantine ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.journal_quarantine_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.login_failures (
     id bigint NOT NULL,
     at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
@@ -997,6 +1031,12 @@ ALTER TABLE ONLY public.data_lifecycle_audit
 ALTER TABLE ONLY public.discord_actions
     ADD CONSTRAINT discord_actions_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.journal_quarantine
+    ADD CONSTRAINT journal_quarantine_entry_key_key UNIQUE (entry_key);
+
+ALTER TABLE ONLY public.journal_quarantine
+    ADD CONSTRAINT journal_quarantine_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.login_failures
     ADD CONSTRAINT login_failures_pkey PRIMARY KEY (id);
 
@@ -1015,6 +1055,9 @@ ALTER TABLE ONLY public.veo_start_slots
 ALTER TABLE ONLY public.video_request_events
     ADD CONSTRAINT video_request_events_pkey PRIMARY KEY (id);
 
+ALTER TABLE public.video_requests
+    ADD CONSTRAINT video_requests_ended_by_us_never_counts CHECK ((NOT (counts_toward_quota AND ((status = ANY (ARRAY['timeout'::text, 'cancelled'::text])) OR ((status = 'failed'::text) AND (error_code IS DISTINCT FROM 'content_filtered'::text)))))) NOT VALID;
+
 ALTER TABLE ONLY public.video_requests
     ADD CONSTRAINT video_requests_interaction_id_key UNIQUE (interaction_id);
 
@@ -1030,6 +1073,8 @@ CREATE UNIQUE INDEX discord_actions_objects_once_key ON public.discord_actions U
 CREATE UNIQUE INDEX discord_actions_once_key ON public.discord_actions USING btree (request_id, action, message_id);
 
 CREATE INDEX discord_actions_pending_idx ON public.discord_actions USING btree (not_before, id) WHERE ((done_at IS NULL) AND (failed_at IS NULL));
+
+CREATE INDEX journal_quarantine_open_idx ON public.journal_quarantine USING btree (quarantined_at) WHERE (resolved_at IS NULL);
 
 CREATE INDEX login_failures_at_idx ON public.login_failures USING btree (at);
 
