@@ -42,7 +42,7 @@ test: $(STAMP)
 # The fault-injection runs at full size (docs/RELIABILITY.md); `make test` runs them small.
 # Each run prints what it injected and what it found, and fails on any loss.
 chaos: $(STAMP)
-	VEOBOT_CHAOS=full $(PY) -m pytest tests/reliability -m chaos -p no:cacheprovider
+	VEOBOT_CHAOS=full VEOBOT_HYPOTHESIS=full $(PY) -m pytest tests/reliability -m chaos -p no:cacheprovider
 
 # migrations_sql/schema.sql, the whole schema to read: every SQL migration applied to a scratch
 # database (created and dropped on the configured server), dumped. Run it after adding a migration

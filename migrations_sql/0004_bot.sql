@@ -1,5 +1,5 @@
 -- The Discord bot: an index for its queue-time estimate, and replay of the journal the bot
--- keeps while PostgreSQL is unreachable (DESIGN.md section 5), with the original timestamps.
+-- keeps while PostgreSQL is unreachable (degraded mode), with the original timestamps.
 
 -- ETA of a queued request: the median generation time of the latest completed requests
 -- with the same length and resolution, read newest first and at most N entries deep.

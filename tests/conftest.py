@@ -1,7 +1,14 @@
 import pytest
 from django.db import connection
 
+from tests import hypothesis_profiles
 from tracking.sql_migrations import Runner
+
+HYPOTHESIS = hypothesis_profiles.install()
+
+
+def pytest_report_header(config):
+    return HYPOTHESIS
 
 
 @pytest.fixture(scope="session")

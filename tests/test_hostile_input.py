@@ -30,12 +30,13 @@ from tests.workers import database_url
 from tracking import services
 from tracking.errors import InvalidInput
 from tracking.models import VideoRequest
+from tests.hypothesis_profiles import examples
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Repeatable and quick inside `make test`: a fixed number of examples, derived from the test's
-# name (derandomize), no per-example deadline on a shared machine.
-PROPERTY = hypothesis_settings(max_examples=60, deadline=None, derandomize=True, database=None,
+# A new seed every run (tests/hypothesis_profiles.py, printed in pytest's header); more examples
+# in CI and in `make chaos`; no per-example deadline on a shared machine.
+PROPERTY = hypothesis_settings(max_examples=examples(quick=60),
                                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

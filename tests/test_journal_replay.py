@@ -20,23 +20,18 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from google.oauth2.credentials import Credentials
 
 from generation import journal as journal_module
 from generation.admission import unsaved_request
-from generation.degraded import DegradedRunner, JournalStore, journal_request
-from generation.delivery import CliDelivery
-from generation.engine import Engine
+from generation.degraded import journal_request
 from generation.health import DatabaseHealth
 from generation.journal import Journal
-from generation.limiter import LocalLimiter
 from generation.replay import JournalReplayer
-from generation.storage import LocalStorage
-from generation.veo import GenaiBackend, make_client
+from tests.degraded_harness import Degraded
 from tests.fakes.veo_server import FakeVeoServer
 from tests.helpers import next_interaction
 from tests.outcomes import BY_NAME, OUTCOMES, QUICK_DEADLINES
-from tests.workers import MODEL, truncate_requests
+from tests.workers import truncate_requests
 from tracking import services
 from tracking.models import JournalQuarantine, Status, VideoRequest, VideoRequestEvent
 from tracking.services import VideoParameters
@@ -64,39 +59,6 @@ def veo(settings):
     with FakeVeoServer() as fake:
         settings.VEO_API_BASE_URL = fake.url
         yield fake
-
-
-class Degraded:
-    """What the bot runs while PostgreSQL is away: the engine over the journal store."""
-
-    def __init__(self, journal_dir: Path, media: Path):
-        backend = GenaiBackend(make_client(credentials=Credentials(token="test")), model=MODEL)
-        self.engine = Engine(backend=backend, storage=LocalStorage(media), deliveries={"discord": CliDelivery()})
-        self.journal = Journal(journal_dir)
-        self.limiter = LocalLimiter()
-        self.runner = DegradedRunner(engine=self.engine, store=JournalStore(journal=self.journal, limiter=self.limiter))
-
-    def request(self, prompt: str, *, user_id: int = 7):
-        params = services.clean_parameters(VideoParameters(prompt=prompt))
-        return unsaved_request(request_id=None, interaction_id=next_interaction(), user_id=user_id, guild_id=None,
-                               channel_id=8, params=params, status=Status.PENDING, created_at=timezone.now())
-
-    async def run(self, *requests, cancel_generating: set[int] = frozenset()) -> None:
-        """Admit (journal) and run ``requests`` to their end; cancel those named once they generate."""
-        for request in requests:
-            self.limiter.admit(user_id=request.user_id, at=request.created_at)
-            await self.runner.admit(request)
-        while self.runner.under_way:
-            for interaction_id in cancel_generating:
-                run = self.runner.runs.get(interaction_id)
-                if run is not None and run.request.status == Status.GENERATING and not run.cancelled.is_set():
-                    self.runner.cancel(interaction_id, reason="cancelled by its requester")
-            await asyncio.sleep(0.02)
-
-    async def replay(self) -> int:
-        replayer = JournalReplayer(journal=self.journal, under_way=lambda: self.runner.under_way,
-                                   health=DatabaseHealth())
-        return await replayer.replay()
 
 
 def history(request_id: int) -> list[tuple]:

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from psycopg import sql
 
 from tests.concurrency import conninfo
-from tracking.sql_migrations import MIGRATIONS_DIR, MigrationError, Runner, discover
+from tracking.sql_migrations import COMMENT_EDITS, MIGRATIONS_DIR, MigrationError, Runner, discover, statements_checksum
 
 
 @pytest.fixture
@@ -144,3 +144,23 @@ def test_out_of_order_file_is_refused_but_rolling_back_gets_out(scratch_db, tmp_
     assert runner.rollback(to_version=newest) == [f"{newest + 2:04d}_later"]
     runner.migrate()
     assert {"later_one", "merged_late"} <= _tables(scratch_db)
+
+
+@pytest.mark.parametrize("label", sorted(COMMENT_EDITS))
+def test_a_file_whose_comments_were_edited_only_kept_its_statements(label):
+    [file] = [f for f in discover() if f.label == label]
+    assert statements_checksum(file.path) == COMMENT_EDITS[label][1]
+
+
+def test_an_installation_that_applied_a_file_before_its_comments_changed_migrates_as_before(scratch_db):
+    runner = Runner(scratch_db, log=lambda line: None)
+    runner.migrate()
+    recorded, _ = COMMENT_EDITS["0004_bot"]
+    with psycopg.connect(**conninfo(scratch_db), autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 4", [recorded])
+    runner.migrate()  # no "edited after it was applied"
+    assert [state.problem for state in runner.status()] == [None] * len(discover())
+    with psycopg.connect(**conninfo(scratch_db), autocommit=True) as conn:  # any other checksum still stops it
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 4", ["0" * 64])
+    with pytest.raises(MigrationError, match="0004_bot.sql was edited after it was applied"):
+        runner.migrate()

@@ -1,5 +1,5 @@
 """Who may do what in the panel. The Moderators group is created by a data migration
-(tracking/migrations/0003_moderators_group.py, a frozen copy of this list) and repaired by
+(the squashed tracking migration keeps a frozen copy of this list) and repaired by
 manage.py create_moderator, so a moderator account can always be made."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ the Discord fake misbehaves at random per request (seeded): 429s with retry-afte
 and global), 5xx, unknown webhooks and expired interaction tokens, missing permissions and
 small upload limits in the channel.
 
-Afterwards every request's outcome must be what DESIGN.md §4 calls for given its faults:
+Afterwards every request's outcome must be what delivery promises (docs/ARCHITECTURE.md) given its faults:
 the original reply edited while its token works, else a post in the channel mentioning the
 requester, the file attached when it fits, else a link, or a recorded delivery failure with
 its reason. Nothing is delivered twice and nothing silently dropped.
