@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test chaos schema db-stop bench-admission bench-bot clean
+.PHONY: install run test lint chaos schema db-stop bench-admission bench-bot clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("veobot needs Python 3.11 or newer (found %s); set PYTHON=python3.11" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -36,8 +36,15 @@ run: $(STAMP) .env
 	$(PY) manage.py runserver --noreload --insecure 127.0.0.1:8000
 
 test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium not found, so the browser tests will be SKIPPED (apt-get install chromium; .ci/run does)"
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The lint and format checks `make test` starts with; `make lint` fixes what ruff can.
+lint: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 # The fault-injection runs at full size (docs/RELIABILITY.md); `make test` runs them small.
 # Each run prints what it injected and what it found, and fails on any loss.

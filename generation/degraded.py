@@ -90,6 +90,9 @@ class JournalStore:
         return request
 
     async def requeue(self, request: VideoRequest, *, reason: str, delay: timedelta) -> bool:
+        # Recorded as the worker's release is (a 'released' event), so both modes tell the same history.
+        await self._step(request, {"released": True, "reason": reason,
+                                   "available_at": (timezone.now() + delay).isoformat()})
         request.attempts += 1  # counted as a worker's claims are: START_ATTEMPTS applies alike
         return True  # no queue to go back to: the engine waits here
 
@@ -124,9 +127,6 @@ class DegradedRunner:
         self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(settings.VEO_WORKER_SLOTS)
 
-    def busy(self, interaction_id: int) -> bool:
-        return interaction_id in self.runs or interaction_id in self.reserved
-
     @property
     def under_way(self) -> set[int]:
         """Interaction ids whose journal is not complete yet (replay leaves them for later)."""
@@ -149,7 +149,8 @@ class DegradedRunner:
             self._submit(request)
 
     def cancel(self, interaction_id: int, *, reason: str) -> bool:
-        """Stop a request under way here (it ends cancelled and refunded); False if none is."""
+        """Stop a request under way here (it ends cancelled and refunded); False if none is. The
+        requester's own cancellation while the database is away comes through here."""
         run = self.runs.get(interaction_id)
         if run is None or run.request.status not in (Status.PENDING, Status.GENERATING):
             return False

@@ -5,7 +5,7 @@ One engine serves normal work and degraded mode. What differs is the ``Store`` i
 ``generation.degraded.JournalStore`` (the bot while PostgreSQL is unreachable). A request
 says what is left to do: ``pending`` -> start the operation (then follow it),
 ``generating`` -> resume polling the stored operation (never start twice), finished ->
-deliver. Every ending comes from ``generation.outcomes``.
+deliver. Every ending comes from ``tracking.outcomes``.
 """
 
 from __future__ import annotations

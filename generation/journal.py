@@ -2,7 +2,8 @@
 
 One append-only JSON-lines file per bot process under VEO_JOURNAL_DIR; each line is
 written with one ``write`` and fsync'd before the bot acts on it, so a kill loses at most a
-line that was never acknowledged (a torn last line is skipped on reading). The process holds
+line that was never acknowledged (a torn last line, like any line that is not an entry, is
+quarantined on replay, never dropped). The process holds
 an exclusive ``flock`` on its file while alive: a file nobody holds belongs to a process that
 died, and may be replayed in full. Lines:
 

@@ -3,7 +3,7 @@
 The web process holds no bot token and no bucket credentials, so removing an output only
 queues the deletion of its Discord message and of its gs:// objects; the processes that hold
 them perform them. Every bot instance runs an ``Outbox`` with both performers (the Discord
-one is ``discordbot.outbox.delete_message``), every ``runworker`` one for the bucket
+one comes from ``discordbot.outbox.message_deleter``), every ``runworker`` one for the bucket
 deletions alone (it has the bucket credentials but no bot token). An outbox claims due
 actions of the kinds it can perform, one at a time (``services.claim_discord_action``, SKIP
 LOCKED plus a short lease, so two processes never perform the same one), performs them and

@@ -5,7 +5,9 @@
 -- only when they hold what they should: the journal wrote "safety_filtered_reasons": null for
 -- every ending but the safety filter's, and jsonb_array_elements_text(null) raised, so every
 -- failed, timed-out or lost request -- and the whole journal after it -- could never replay.
--- A step may also be a cancellation. Returns the request id and whether this call inserted it.
+-- A step may also be a cancellation, or a start Veo put off (429, 5xx): the worker records those
+-- as 'released' events, and so does the replay. Returns the request id and whether this call
+-- inserted it.
 CREATE OR REPLACE FUNCTION replay_video_request(p_request jsonb, p_steps jsonb, p_actor text,
                                                 OUT request_id bigint, OUT inserted boolean)
 LANGUAGE plpgsql VOLATILE AS $$
@@ -41,6 +43,10 @@ BEGIN
             UPDATE video_requests SET delivered_at = (v_step->>'at')::timestamptz, delivery_method = v_step->>'method',
                    discord_message_id = (v_step->>'message_id')::bigint, delivery_error = v_step->>'error'
             WHERE id = request_id AND delivered_at IS NULL;
+        ELSIF (v_step->>'released')::boolean THEN
+            INSERT INTO video_request_events (request_id, kind, actor, detail)
+            VALUES (request_id, 'released', p_actor, jsonb_strip_nulls(jsonb_build_object(
+                'reason', v_step->>'reason', 'available_at', v_step->'available_at')));
         ELSE
             UPDATE video_requests SET
                 status = v_step->>'status',

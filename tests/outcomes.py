@@ -26,6 +26,13 @@ class Outcome:
     def prompt(self, text: str) -> str:
         return f"{text} {self.marker}".strip()
 
+    def told_by(self, events: list[tuple[str, str | None]]) -> bool:
+        """Whether a request's events, as (kind, to_status), are this outcome's history. A start Veo
+        put off (429, 5xx) adds a 'released' event each time, in either mode; an endless 429 has some."""
+        released = events.count(("released", None))
+        return [event for event in events if event != ("released", None)] == self.history and (
+            released > 0 if self.name == "queue_timeout" else True)
+
     @property
     def history(self) -> list[tuple[str, str | None]]:
         """The request's events, as (kind, to_status), from its birth to its delivery."""

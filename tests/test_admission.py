@@ -12,7 +12,7 @@ from tracking import selectors, services
 from tracking.errors import InvalidInput
 from tracking.models import VideoRequest, VideoRequestEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 WINDOW = timedelta(hours=24)  # the default VEO_QUOTA_WINDOW
 
 

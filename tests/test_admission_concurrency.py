@@ -5,7 +5,7 @@ import pytest
 from tests.concurrency import admit_from_processes, admit_from_threads
 from tracking.models import VideoRequest
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sql]
 
 LIMIT = 5
 

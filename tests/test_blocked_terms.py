@@ -7,7 +7,7 @@ from tracking import selectors, services
 from tracking.errors import InvalidInput
 from tracking.models import BlockedTerm, VideoRequestEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 
 def block(pattern: str, kind: str = "word", guild_id: int | None = None, **fields) -> BlockedTerm:

@@ -16,7 +16,7 @@ from tests.tcp_proxy import TcpProxy
 from tests.workers import database_url, truncate_requests, wait_for
 from tracking.models import VideoRequest, VideoRequestEvent
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.processes]
 
 
 @pytest.fixture

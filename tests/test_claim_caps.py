@@ -14,7 +14,7 @@ from tests.workers import truncate_requests
 from tracking import services
 from tracking.models import VeoStartSlot, VideoRequest
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sql]
 
 LEASE = timedelta(minutes=5)
 

@@ -14,6 +14,8 @@ from tests.workers import truncate_requests, wait_for, worker_thread
 from tracking import dashboards, selectors
 from tracking.models import DashboardSnapshot
 
+pytestmark = pytest.mark.sql
+
 DASHBOARD = "/admin/tracking/videorequest/dashboard/"
 
 

@@ -16,7 +16,7 @@ from tests.workers import truncate_requests
 from tracking import lifecycle, selectors, services
 from tracking.models import DataLifecycleAudit, QuotaPolicy, UserBan, VideoRequest, VideoRequestEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 
 def run(*args) -> str:

@@ -36,7 +36,7 @@ from tracking import services
 from tracking.models import JournalQuarantine, Status, VideoRequest, VideoRequestEvent
 from tracking.services import VideoParameters
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sql]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations_sql"
 
@@ -68,7 +68,7 @@ def history(request_id: int) -> list[tuple]:
 def assert_recorded_as(outcome, row: VideoRequest) -> None:
     assert (row.status, row.error_code, row.counts_toward_quota) == (outcome.status, outcome.code,
                                                                      not outcome.refunded), outcome.name
-    assert history(row.id) == outcome.history, outcome.name
+    assert outcome.told_by(history(row.id)), (outcome.name, history(row.id))
     assert row.delivered_at is not None and row.delivery_method == "cli"
     assert row.created_at <= row.completed_at <= row.delivered_at
     assert (row.started_at is not None) == outcome.started and bool(row.operation_name) == outcome.started

@@ -11,7 +11,7 @@ from tracking import services
 from tracking.errors import InvalidTransition, RequestNotFound
 from tracking.models import Status, VideoRequest, VideoRequestEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 LEGAL = {
     ("pending", "generating"), ("pending", "failed"), ("pending", "timeout"), ("pending", "cancelled"),

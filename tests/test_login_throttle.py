@@ -9,7 +9,7 @@ from django.test import Client
 from tracking import throttle
 from tracking.models import LoginFailure
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 LOGIN = "/admin/login/"
 REFUSED = "Too many failed sign-in attempts. Try again in"

@@ -11,6 +11,8 @@ from psycopg import sql
 from tests.concurrency import conninfo
 from tracking.sql_migrations import COMMENT_EDITS, MIGRATIONS_DIR, MigrationError, Runner, discover, statements_checksum
 
+pytestmark = pytest.mark.sql
+
 
 @pytest.fixture
 def scratch_db(db_settings):

@@ -5,7 +5,7 @@ from django.apps import apps
 from django.db import connection
 from django.db.models import GeneratedField
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 # Django field type -> information_schema data_type
 TYPES = {

@@ -11,7 +11,7 @@ from tracking import selectors, services
 from tracking.errors import InvalidInput
 from tracking.models import DiscordAction, UserBan, VideoRequest, VideoRequestEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 
 def events(request_id: int, kind: str) -> list[VideoRequestEvent]:

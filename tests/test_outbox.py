@@ -18,7 +18,7 @@ from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver_and_
 from tracking import aio, services
 from tracking.models import DiscordAction, VideoRequest, VideoRequestEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sql]
 
 MODERATOR = "mod-alice"
 

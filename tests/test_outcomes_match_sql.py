@@ -16,7 +16,7 @@ from tracking import services
 from tracking.models import Status, VideoRequest
 from tracking.outcomes import CODES, TRANSITIONS, Ending
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 STATUSES = [status.value for status in Status]
 

@@ -10,8 +10,12 @@ the file on the oldest supported server (CI's PostgreSQL 14 pass) also shows it 
 import difflib
 import subprocess
 
+import pytest
+
 from tracking.schema_dump import HEADER, SCHEMA_FILE, dump, normalise, scratch_database
 from tracking.sql_migrations import Runner, libpq_environment, psql_executable
+
+pytestmark = pytest.mark.sql
 
 STALE = "migrations_sql/schema.sql does not match migrations_sql/NNNN_*.sql: run make schema and commit it"
 

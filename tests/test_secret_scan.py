@@ -29,7 +29,7 @@ from tests.workers import ROOT, truncate_requests, wait_for
 from tracking import services
 from tracking.models import VideoRequest
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.processes]
 
 TOKEN = f"scan-discord-token.{secrets.token_hex(12)}"
 VEO_KEY = f"scan-veo-key-{secrets.token_hex(12)}"

@@ -10,7 +10,7 @@ from tests.factories import VideoRequestFactory
 from tests.helpers import admit
 from tracking import aio, selectors, services
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 # Analytics fixtures live in a past period no other test writes to.
 PERIOD_START = datetime(2021, 3, 1, tzinfo=tz.utc)

@@ -16,7 +16,7 @@ from tests.workers import truncate_requests, wait_for, worker_thread
 from tracking import services
 from tracking.models import VeoStartSlot, VideoRequest, VideoRequestEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sql]
 
 
 @pytest.fixture(autouse=True)

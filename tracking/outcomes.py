@@ -53,7 +53,7 @@ class Ending:
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
-            raise ValueError(f"unknown ending {self.code!r}: add it to generation.outcomes.CODES")
+            raise ValueError(f"unknown ending {self.code!r}: add it to tracking.outcomes.CODES")
 
     @property
     def status(self) -> str:
