@@ -561,6 +561,10 @@ BEGIN
             UPDATE video_requests SET delivered_at = (v_step->>'at')::timestamptz, delivery_method = v_step->>'method',
                    discord_message_id = (v_step->>'message_id')::bigint, delivery_error = v_step->>'error'
             WHERE id = request_id AND delivered_at IS NULL;
+        ELSIF (v_step->>'released')::boolean THEN
+            INSERT INTO video_request_events (request_id, kind, actor, detail)
+            VALUES (request_id, 'released', p_actor, jsonb_strip_nulls(jsonb_build_object(
+                'reason', v_step->>'reason', 'available_at', v_step->'available_at')));
         ELSE
             UPDATE video_requests SET
                 status = v_step->>'status',
