@@ -179,10 +179,13 @@ class DiscordDelivery:
             except discord.HTTPException as error:
                 if error.status == 413 and files:
                     continue
-                # 5xx, or 429 after discord.py's retries: the worker tries again later.
                 code = f" {error.code}" if error.code else ""
-                raise DeliveryUnavailable(f"Discord answered {error.status}{code} to a post in channel"
-                                          f" {request.channel_id}: {error.text or 'no detail'}") from None
+                reason = (f"Discord answered {error.status}{code} to a post in channel {request.channel_id}: "
+                          f"{error.text or 'no detail'}")
+                if error.status == 429 or error.status >= 500:
+                    raise DeliveryUnavailable(reason) from None  # the engine tries again later
+                # Any other refusal (a 400 for what we sent, say) would be refused again: say so once.
+                return Receipt(method=DeliveryMethod.UNDELIVERABLE, error=reason)
             except (aiohttp.ClientError, asyncio.TimeoutError) as error:
                 raise DeliveryUnavailable(f"could not reach Discord ({type(error).__name__})") from None
             finally:

@@ -330,6 +330,9 @@ def test_slow_generation_past_the_token_lifetime_is_posted_in_the_channel(server
 @pytest.mark.parametrize("break_channel,error", [
     (lambda server: server.deny_channel(CHANNEL_ID), "missing permissions in channel"),
     (lambda server: server.delete_channel(CHANNEL_ID), "not found (10003"),
+    # A refusal that is neither 429 nor 5xx is permanent: recorded at the first answer, not retried.
+    (lambda server: server.fail(f"POST /channels/{CHANNEL_ID}/messages", (400, 50035, "Invalid Form Body"),
+                                times=None), "Discord answered 400 50035"),
 ])
 def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error):
     payload = veo()
@@ -349,6 +352,7 @@ def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error):
     row = VideoRequest.objects.get(interaction_id=payload["id"])
     assert row.delivery_method == "undeliverable" and error in row.delivery_error
     assert VideoRequestEvent.objects.filter(request_id=row.id, kind="delivered").count() == 1
+    assert len(server.requests(f"POST /channels/{CHANNEL_ID}/messages")) == 1  # refused once: never retried
 
 
 @pytest.mark.parametrize("outage,method,posts", [
