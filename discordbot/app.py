@@ -45,8 +45,9 @@ def build_bot(*, backend: VeoBackend | None = None, storage: LocalStorage | None
     journal = Journal(settings.VEO_JOURNAL_DIR)
     runner = DegradedRunner(engine=engine, store=JournalStore(journal=journal, limiter=limiter))
     admitter = Admitter(health=health, limiter=limiter, runner=runner)
+    worker = Worker(engine=engine, health=health, slots=worker_slots, name=worker_name, journal=journal)
     replayer = JournalReplayer(journal=journal, under_way=lambda: runner.under_way, health=health,
-                               written=admitter.replayed)
+                               written=admitter.replayed, recorded_starts=worker.store.recorded_starts)
     outbox = Outbox(performers=message_deleter(bot), health=health)
 
     async def probe_first() -> None:
@@ -60,7 +61,7 @@ def build_bot(*, backend: VeoBackend | None = None, storage: LocalStorage | None
 
     chores = [runner.run, watch, outbox.run]
     if run_worker:
-        chores.append(Worker(engine=engine, health=health, slots=worker_slots, name=worker_name).run)
+        chores.append(worker.run)
     bot.install(cog=veo_commands(admitter=admitter, replies=delivery, health=health), chores=chores,
                 closing=[journal.close], starting=probe_first,
                 description=f"backend {backend.label}" + ("" if run_worker else " (no worker in this process)"))

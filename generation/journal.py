@@ -1,6 +1,11 @@
-"""The degraded-mode journal: every tracking write, while PostgreSQL is unreachable.
+"""The journal: what happened and PostgreSQL must learn, written where a kill cannot lose it.
 
-One append-only JSON-lines file per bot process under VEO_JOURNAL_DIR; each line is
+It holds every tracking write of degraded mode (while PostgreSQL is unreachable), and, in
+normal operation, each Veo operation name the moment Veo answers a start -- before the worker
+records it in PostgreSQL, so a process killed in between leaves the name behind instead of a
+second start (and a second bill) after the restart.
+
+One append-only JSON-lines file per bot or worker process under VEO_JOURNAL_DIR; each line is
 written with one ``write`` and fsync'd before the bot acts on it, so a kill loses at most a
 line that was never acknowledged (a torn last line, like any line that is not an entry, is
 quarantined on replay, never dropped). The process holds
@@ -10,6 +15,7 @@ died, and may be replayed in full. Lines:
   {"kind": "request", "interaction_id": …, "request": {admission fields, status, created_at, …}}
   {"kind": "step", "interaction_id": …, "step": {"status": …, "at": …, …}}   (lifecycle)
   {"kind": "step", "interaction_id": …, "step": {"delivered": true, "at": …, "method": …}}
+  {"kind": "started", "interaction_id": …, "request_id": …, "operation_name": …, "at": …}   (write-ahead)
 
 Replay (generation.replay) is idempotent on the interaction id. What cannot be replayed -- a
 line that is not JSON, a step whose request is missing, a request the database refuses -- is
@@ -57,11 +63,23 @@ class Unreadable:
     problem: str
 
 
+@dataclass(frozen=True)
+class Started:
+    """A Veo operation started for a request already in PostgreSQL, written ahead of its record there."""
+
+    number: int  # the line
+    request_id: int
+    operation_name: str
+    at: str
+
+
 @dataclass
 class Contents:
-    """What a journal file holds: its requests, in order, and the lines that make no sense."""
+    """What a journal file holds: its requests, in order, the operations started for requests in
+    PostgreSQL, and the lines that make no sense."""
 
     requests: dict[int, Journaled] = field(default_factory=dict)
+    started: list[Started] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
 
 
@@ -137,6 +155,9 @@ def read(path: Path, *, lines: int | None = None) -> Contents:
                     contents.requests.setdefault(interaction_id, Journaled(interaction_id, dict(entry["request"])))
                 elif kind == "step" and interaction_id in contents.requests:
                     contents.requests[interaction_id].steps.append(dict(entry["step"]))
+                elif kind == "started":
+                    contents.started.append(Started(number, int(entry["request_id"]), str(entry["operation_name"]),
+                                                    str(entry["at"])))
                 else:
                     problem = "a step whose request is not in the file" if kind == "step" else f"unknown kind {kind!r}"
                     contents.unreadable.append(Unreadable(number, raw, problem))

@@ -12,6 +12,7 @@ PostgreSQL or in quarantine.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -31,13 +32,16 @@ ACTOR = "bot-journal"
 
 class JournalReplayer:
     def __init__(self, *, journal: journal_module.Journal, under_way: Callable[[], set[int]], health: DatabaseHealth,
-                 written: Callable[[int], None] = lambda interaction_id: None):
+                 written: Callable[[int], None] = lambda interaction_id: None,
+                 recorded_starts: set[int] | None = None):
         self.journal = journal
         self.under_way = under_way  # interaction ids whose runs have not finished journaling
         self.health = health
         self.written = written  # told each interaction id now in the database (or in quarantine)
+        # Request ids whose start this process's worker wrote ahead and has recorded since.
+        self.recorded_starts = recorded_starts if recorded_starts is not None else set()
         self.replayed: set[int] = set()  # requests of our own current file that are done with
-        self.quarantined_lines: set[int] = set()  # unreadable lines of our own current file, kept aside
+        self.done_lines: set[int] = set()  # other lines of our own current file that are done with
         self.reported: set[str] = set()  # quarantined entries recorded in the database
 
     async def replay(self) -> int:
@@ -71,14 +75,18 @@ class JournalReplayer:
                 continue
             written += await self._write(item, source=self.journal.path)
             self.replayed.add(item.interaction_id)
+        for start in contents.started:
+            if start.number not in self.done_lines:
+                await self._record_start(start, source=self.journal.path)
+                self.done_lines.add(start.number)
         for line in contents.unreadable:
-            if line.number not in self.quarantined_lines:
+            if line.number not in self.done_lines:
                 await self._quarantine_line(line, source=self.journal.path)
-                self.quarantined_lines.add(line.number)
+                self.done_lines.add(line.number)
         idle = not self.under_way()
         if len(self.replayed) == len(contents.requests) and idle and self.journal.discard(lines=lines):
             self.replayed.clear()
-            self.quarantined_lines.clear()
+            self.done_lines.clear()
         return written
 
     async def _replay_orphan(self, path: Path) -> int:
@@ -90,6 +98,8 @@ class JournalReplayer:
             written = 0
             for item in contents.requests.values():
                 written += await self._write(item, source=path)
+            for start in contents.started:
+                await self._record_start(start, source=path)
             for line in contents.unreadable:
                 await self._quarantine_line(line, source=path)
             path.unlink(missing_ok=True)
@@ -124,6 +134,24 @@ class JournalReplayer:
                       status=(last or item.request).get("status"),
                       delivered=any(s.get("delivered") for s in item.steps))
         return int(inserted)
+
+    async def _record_start(self, start: journal_module.Started, *, source: Path) -> None:
+        """A start written ahead of its record: record it, unless our own worker already did."""
+        if start.request_id in self.recorded_starts:
+            self.recorded_starts.discard(start.request_id)
+            return
+        try:
+            recorded = await aio.run(services.record_journaled_start, request_id=start.request_id,
+                                     operation_name=start.operation_name, at=start.at, actor=ACTOR)
+        except DATABASE_DOWN:
+            raise
+        except Exception as error:
+            line = journal_module.Unreadable(start.number, json.dumps(start.__dict__).encode(), _describe(error))
+            await self._quarantine_line(line, source=source)
+            return
+        if recorded:
+            log.warning("request %s: its start (operation %s) was recorded from %s, where its worker wrote it "
+                        "before it could record it", start.request_id, start.operation_name, source.name)
 
     async def _quarantine_line(self, line: journal_module.Unreadable, *, source: Path) -> None:
         kept = await asyncio.to_thread(journal_module.quarantine_line, self.journal.directory, line,

@@ -20,6 +20,7 @@ from django.utils import timezone
 from generation.delivery import Receipt
 from generation.engine import Superseded
 from generation.health import DATABASE_DOWN
+from generation.journal import Journal
 from generation.storage import StoredVideo
 from tracking import aio, services
 from tracking.errors import InvalidTransition
@@ -32,13 +33,25 @@ log = logging.getLogger(__name__)
 class PostgresStore:
     name = "postgres"
 
-    def __init__(self, *, worker: str, lost_database: Callable[[Exception], None], stopping: Callable[[], bool]):
+    def __init__(self, *, worker: str, lost_database: Callable[[Exception], None], stopping: Callable[[], bool],
+                 journal: Journal | None = None):
         self.worker = worker
         self.lost_database = lost_database  # told of every outage met while recording
         self.stopping = stopping  # the worker is shutting down: stop insisting
+        self.journal = journal  # where a start is written ahead of its record (None: nowhere)
+        self.recorded_starts: set[int] = set()  # written ahead and recorded since: replay need not
 
     async def started(self, request: VideoRequest, *, operation_name: str) -> VideoRequest:
+        if self.journal is not None:
+            # Killed between Veo's answer and the record below, the worker would leave nothing that
+            # names the operation, and whoever took the request over would start it again. Whoever
+            # replays this journal (generation.replay) records it instead.
+            await asyncio.to_thread(self.journal.append, {
+                "kind": "started", "interaction_id": request.interaction_id, "request_id": request.id,
+                "operation_name": operation_name, "at": timezone.now().isoformat()})
         moved = await self._transition(services.mark_generating, request, insist=True, operation_name=operation_name)
+        if self.journal is not None:
+            self.recorded_starts.add(request.id)
         if moved is not request:
             return moved  # cancelled by a moderator while Veo was starting it
         request.status, request.operation_name, request.started_at = Status.GENERATING, operation_name, timezone.now()
@@ -63,7 +76,11 @@ class PostgresStore:
         if moved is not None and moved.changed:
             return request if write is services.mark_generating else moved.row
         current = await aio.run(_current, request_id=request.id)
-        if current.status in TERMINAL_STATUSES and current.claimed_by == self.worker:
+        if current.claimed_by != self.worker:
+            raise Superseded()
+        if write is services.mark_generating and current.operation_name == fields["operation_name"]:
+            return request  # this very start, recorded from the journal meanwhile
+        if current.status in TERMINAL_STATUSES:
             return current
         raise Superseded()
 

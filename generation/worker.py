@@ -23,6 +23,7 @@ from generation.delivery import Delivery
 from generation.engine import Engine, Run, Superseded
 from generation.health import DATABASE_DOWN, DatabaseHealth
 from generation.housekeeping import keep_dashboards_fresh
+from generation.journal import Journal
 from generation.listener import listen_for_work
 from generation.runtime import sleep_unless
 from generation.storage import LocalStorage, local_storage
@@ -42,16 +43,19 @@ def worker_name() -> str:
 
 
 class Worker:
-    def __init__(self, *, engine: Engine, health: DatabaseHealth, name: str | None = None, slots: int | None = None):
+    def __init__(self, *, engine: Engine, health: DatabaseHealth, name: str | None = None, slots: int | None = None,
+                 journal: Journal | None = None):
         """``health``: this process's view of the database; while it is down nothing is claimed
-        (generation.health.watch_database tells when it is back)."""
+        (generation.health.watch_database tells when it is back). ``journal``: where each Veo start
+        is written ahead of its record in PostgreSQL (generation.stores)."""
         self.engine = engine
         self.health = health
         self.name = name or worker_name()
         self.slots = slots or settings.VEO_WORKER_SLOTS
         self.lease = settings.VEO_LEASE
         self._stop = asyncio.Event()
-        self.store = PostgresStore(worker=self.name, lost_database=health.failed, stopping=self._stop.is_set)
+        self.store = PostgresStore(worker=self.name, lost_database=health.failed, stopping=self._stop.is_set,
+                                   journal=journal)
         self._handling: set[int] = set()  # request ids with a handle() under way here
 
     # -- the loop -------------------------------------------------------------------------
@@ -167,7 +171,8 @@ class Worker:
 
 
 def standalone_worker(*, backend: VeoBackend, deliveries: Mapping[str, Delivery], health: DatabaseHealth | None = None,
-                      storage: LocalStorage | None = None, name: str | None = None, slots: int | None = None) -> Worker:
+                      storage: LocalStorage | None = None, name: str | None = None, slots: int | None = None,
+                      journal: Journal | None = None) -> Worker:
     """A worker with an engine of its own, outside the bot (runworker, tests, benchmarks)."""
     engine = Engine(backend=backend, storage=storage or local_storage(), deliveries=deliveries)
-    return Worker(engine=engine, health=health or DatabaseHealth(), name=name, slots=slots)
+    return Worker(engine=engine, health=health or DatabaseHealth(), name=name, slots=slots, journal=journal)

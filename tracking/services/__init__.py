@@ -12,7 +12,8 @@ from tracking.services.moderation import (Removal, add_review_note, approve, ban
                                           remove_output, save_blocked_term, save_quota_policy)
 from tracking.services.outbox import claim_discord_action, finish_discord_action
 from tracking.services.queue import claim_next, claim_work, record_delivery, release, renew_lease
-from tracking.services.replay import record_quarantined, replay_journaled_request, resolve_quarantined
+from tracking.services.replay import (record_journaled_start, record_quarantined, replay_journaled_request,
+                                      resolve_quarantined)
 from tracking.services.transitions import (Transition, cancel, mark_completed, mark_ended, mark_failed, mark_generating,
                                            mark_timeout, refund)
 
@@ -22,6 +23,6 @@ __all__ = [
     "flag", "lift_bans", "mark_unreviewed", "refund_requests", "remove_output", "save_blocked_term",
     "save_quota_policy", "claim_discord_action", "finish_discord_action", "claim_next", "claim_work",
     "record_delivery", "release", "renew_lease", "replay_journaled_request",
-    "record_quarantined", "resolve_quarantined",
+    "record_journaled_start", "record_quarantined", "resolve_quarantined",
     "Transition", "cancel", "mark_completed", "mark_ended", "mark_failed", "mark_generating", "mark_timeout", "refund",
 ]

@@ -21,6 +21,29 @@ def replay_journaled_request(*, request: dict, steps: Sequence[dict], actor: str
     return request_id, inserted
 
 
+# The start a worker wrote ahead to its journal, recorded as the worker would have recorded it
+# (generating, with the operation name, stamped with when it happened), but only while the
+# request is still pending: if it has moved on, someone recorded this start or another, and
+# this one changes nothing.
+_RECORD_START_SQL = """
+WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true),
+                    set_config('veobot.reason', 'the start its worker wrote ahead to its journal', true),
+                    set_config('veobot.replay_at', %(at)s, true))
+UPDATE video_requests SET status = 'generating', operation_name = %(operation_name)s
+FROM who
+WHERE id = %(id)s AND status = 'pending'
+RETURNING id
+"""
+
+
+def record_journaled_start(*, request_id: int, operation_name: str, at: str, actor: str) -> bool:
+    """Record a Veo start found in a journal; True if the request was still pending and now generates."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_RECORD_START_SQL, {"id": request_id, "operation_name": _text(operation_name)[:4000],
+                                           "at": at, "actor": actor})
+        return cursor.fetchone() is not None
+
+
 _RECORD_QUARANTINED_SQL = """
 INSERT INTO journal_quarantine (entry_key, host, interaction_id, user_id, kind, error, entry, quarantined_at)
 VALUES (%(key)s, %(host)s, %(interaction_id)s, %(user_id)s, %(kind)s, %(error)s, %(entry)s, %(at)s)
