@@ -92,7 +92,7 @@ def make_client(mode: str, url: str, **http_options: Any) -> genai.Client:
             credentials=google.oauth2.credentials.Credentials(token="test"),
             http_options=options,
         )
-    return genai.Client(vertexai=True, api_key="k", http_options=options)
+    return genai.Client(vertexai=True, api_key="test-key", http_options=options)
 
 
 class Veo:
@@ -643,6 +643,87 @@ def test_unknown_routes_and_missing_credentials_get_google_error_bodies(veo):
         "message": "Request is missing required authentication credential.",
         "status": "UNAUTHENTICATED",
     }
+
+
+def _error(body: bytes) -> dict:
+    return json.loads(body)["error"]
+
+
+def _denied(resource: str) -> dict:
+    return {
+        "code": 403,
+        "message": f"Permission 'aiplatform.endpoints.predict' denied on resource "
+                   f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).",
+        "status": "PERMISSION_DENIED",
+    }
+
+
+@pytest.mark.parametrize("mode", ["vertex", "express"])
+def test_a_wrong_credential_is_refused_with_403_permission_denied(veo, mode):
+    options = types.HttpOptions(base_url=veo.url)
+    if mode == "vertex":
+        client = genai.Client(vertexai=True, project="p", location="us-central1", http_options=options,
+                              credentials=google.oauth2.credentials.Credentials(token="someone-elses-token"))
+    else:
+        client = genai.Client(vertexai=True, api_key="someone-elses-key", http_options=options)
+
+    with pytest.raises(errors.ClientError) as raised:
+        client.models.generate_videos(model=MODEL, source=types.GenerateVideosSource(prompt="a cat"))
+    client.close()
+
+    resource = CREATE_PATH[mode].removeprefix("/v1beta1/").removesuffix(":predictLongRunning")
+    assert (raised.value.code, raised.value.status) == (403, "PERMISSION_DENIED")
+    assert raised.value.details == {"error": _denied(resource)}
+    assert veo.operations == {} and veo.creates()[0].auth == ("bearer" if mode == "vertex" else "api_key")
+
+
+def test_the_api_key_is_accepted_as_header_or_key_parameter_and_kept_out_of_the_record(veo):
+    body = {"instances": [{"prompt": "a cat"}]}
+
+    by_header = _raw(veo, CREATE_PATH["express"], body, headers={"x-goog-api-key": "test-key"})
+    by_query = _raw(veo, CREATE_PATH["express"] + "?key=test-key", body)
+    wrong = _raw(veo, CREATE_PATH["express"] + "?key=nope", body)
+
+    assert (by_header[0], by_query[0]) == (200, 200) and len(veo.operations) == 2
+    resource = CREATE_PATH["express"].removeprefix("/v1beta1/").removesuffix(":predictLongRunning")
+    assert wrong[0] == 403 and _error(wrong[1]) == _denied(resource)
+    assert [r.auth for r in veo.creates()] == ["api_key"] * 3
+    assert all("key" not in r.query for r in veo.creates())
+
+
+def test_the_accepted_credentials_are_configurable(clock):
+    with FakeVeoServer(clock=clock, api_keys=["key-2"], bearer_tokens=["token-2"]) as veo:
+        body = {"instances": [{"prompt": "a cat"}]}
+        statuses = [
+            _raw(veo, CREATE_PATH["express"], body, headers={"x-goog-api-key": key})[0] for key in ("key-2", "test-key")
+        ] + [
+            _raw(veo, CREATE_PATH["vertex"], body, headers={"Authorization": f"Bearer {token}"})[0]
+            for token in ("token-2", "test", "fake-access-token")  # the last one: issued by the fake's /token
+        ]
+
+    assert statuses == [200, 403, 200, 403, 200]
+
+
+def test_cloud_storage_needs_an_accepted_bearer_token(veo):
+    api = Veo(make_client("vertex", veo.url), "sync")
+    uri = only_video(asyncio.run(api.finish("a cat [scenario:gcs]"))).uri
+    api.client.close()
+    bucket, _, obj = uri.removeprefix("gs://").partition("/")
+    path = f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(obj, safe='')}?alt=media"
+
+    key_only = _raw(veo, path, headers={"x-goog-api-key": "test-key"})
+    wrong = _raw(veo, path, headers={"Authorization": "Bearer nope"})
+    issued = _raw(veo, path, headers={"Authorization": "Bearer fake-access-token"})
+
+    assert key_only[0] == 401 and _error(key_only[1]) == {
+        "code": 401, "message": "Request is missing required authentication credential.", "status": "UNAUTHENTICATED"}
+    assert wrong[0] == 403 and _error(wrong[1]) == {
+        "code": 403,
+        "message": f"The caller does not have storage.objects.get access to the Google Cloud Storage object {uri}."
+                   " Permission 'storage.objects.get' denied on resource (or it may not exist).",
+        "status": "PERMISSION_DENIED",
+    }
+    assert issued == (200, veo.gcs_object(uri))
 
 
 def test_gcs_objects_can_be_downloaded_over_the_json_api(veo):

@@ -28,9 +28,9 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 # Google's canonical status name for each HTTP status the fake answers with.
@@ -67,6 +67,12 @@ _MODEL_CALL = re.compile(
 _GCS_DOWNLOAD = re.compile(r"^/storage/v1/b/(?P<bucket>[^/]+)/o/(?P<object>.+)$")
 # An OAuth token endpoint: service-account keys in tests name it as their token_uri.
 TOKEN_PATH = "/token"
+# What the token endpoint hands out; like any token Google issued, it is always accepted.
+ISSUED_ACCESS_TOKEN = "fake-access-token"
+# The credentials the fake accepts unless told otherwise (what the tests configure their clients with).
+DEFAULT_API_KEY = "test-key"
+DEFAULT_BEARER_TOKEN = "test"
+MISSING_CREDENTIAL = "Request is missing required authentication credential."
 _MARKER = re.compile(r"\[scenario:(?P<name>\w+)(?P<params>(?:\s+\w+=[^\s\]]+)*)\s*\]")
 
 
@@ -280,8 +286,14 @@ class VeoFakeState:
         express_project: str = "veo-fake-express",
         express_location: str = "us-central1",
         default_bucket: str = "veo-fake-output",
+        api_keys: Iterable[str] = (DEFAULT_API_KEY,),
+        bearer_tokens: Iterable[str] = (DEFAULT_BEARER_TOKEN,),
     ):
         self.clock = clock
+        # Express mode authenticates with an API key, Vertex with an OAuth bearer token; any
+        # other value is refused (403), as a key or token of another project would be.
+        self.api_keys = set(api_keys)
+        self.bearer_tokens = set(bearer_tokens)
         self.default_scenario = default_scenario
         self.video_bytes = video_bytes  # None: a distinct tiny_mp4 per video
         # Express requests carry no project, so the fake invents one for the operation
@@ -388,31 +400,33 @@ class VeoFakeState:
         """Answer one HTTP request (called from the server's handler threads)."""
         url = urlsplit(target)
         headers = {k.lower(): v for k, v in headers.items()}
+        query = parse_qs(url.query)
+        credential = _credential(headers, query)
         record = RecordedRequest(
             method=method,
             path=url.path,
-            query=parse_qs(url.query),
+            query={k: v for k, v in query.items() if k != "key"},  # the API key stays out of the record
             headers={k: v for k, v in headers.items() if k not in ("authorization", "x-goog-api-key")},
-            auth=_auth_kind(headers),
+            auth=credential.kind if credential else None,
             body=_parse_json(raw_body),
         )
         with self._lock:
             self._requests.append(record)
             try:
-                reply = self._route(method, url.path, record)
+                reply = self._route(method, url.path, record, credential)
             except _HttpError as error:
                 reply = _error_reply(error)
             record.status = reply.status
         return reply
 
-    def _route(self, method: str, path: str, record: RecordedRequest) -> _Reply:
+    def _route(self, method: str, path: str, record: RecordedRequest, credential: _Credential | None) -> _Reply:
         call = _MODEL_CALL.match(path)
         download = _GCS_DOWNLOAD.match(path)
         if path == TOKEN_PATH and method == "POST":
             record.kind = "token"
             if self.token_body is not None:  # e.g. a proxy's HTML page with 200 OK
                 return _Reply(200, self.token_body, content_type="text/html")
-            return _json_reply(200, {"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 3600})
+            return _json_reply(200, {"access_token": ISSUED_ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 3600})
         if call and method == "POST":
             record.kind = "create" if call["verb"] == "predictLongRunning" else "poll"
         elif download and method == "GET":
@@ -421,8 +435,10 @@ class VeoFakeState:
             record.kind = "delete"
         else:
             raise _HttpError(404, f"The fake has no {method} {path}.")
-        if record.auth is None:
-            raise _HttpError(401, "Request is missing required authentication credential.")
+        if download:
+            self._check_storage_credential(credential, record.kind, download["bucket"], unquote(download["object"]))
+        else:
+            self._check_vertex_credential(credential, call["resource"])
         if record.kind == "download":
             return self._download(download["bucket"], unquote(download["object"]))
         if record.kind == "metadata":
@@ -434,6 +450,31 @@ class VeoFakeState:
         if record.kind == "create":
             return self._create(call, record)
         return self._poll(call, record)
+
+    def _check_vertex_credential(self, credential: _Credential | None, resource: str) -> None:
+        """Vertex AI takes an API key (express mode) or an OAuth bearer token (project mode)."""
+        if credential is None:
+            raise _HttpError(401, MISSING_CREDENTIAL)
+        if not self._accepts(credential):
+            raise _HttpError(
+                403, f"Permission 'aiplatform.endpoints.predict' denied on resource "
+                     f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).")
+
+    def _check_storage_credential(self, credential: _Credential | None, kind: str, bucket: str, obj: str) -> None:
+        """Cloud Storage needs an OAuth token for private objects: an API key names a project, not a
+        principal, so a request with only a key is as anonymous as one with nothing."""
+        if credential is None or credential.kind != "bearer":
+            raise _HttpError(401, MISSING_CREDENTIAL)
+        if not self._accepts(credential):
+            permission = "storage.objects.delete" if kind == "delete" else "storage.objects.get"
+            raise _HttpError(403, f"The caller does not have {permission} access to the Google Cloud Storage "
+                                  f"object gs://{bucket}/{obj}. Permission '{permission}' denied on resource "
+                                  f"(or it may not exist).")
+
+    def _accepts(self, credential: _Credential) -> bool:
+        if credential.kind == "api_key":
+            return credential.value in self.api_keys
+        return credential.value in self.bearer_tokens or credential.value == ISSUED_ACCESS_TOKEN
 
     def _create(self, call: re.Match[str], record: RecordedRequest) -> _Reply:
         if not record.json.get("instances"):
@@ -578,12 +619,20 @@ def _as_scenario(value: Scenario | str) -> Scenario:
     return value if isinstance(value, Scenario) else scenario(value)
 
 
-def _auth_kind(headers: dict[str, str]) -> str | None:
-    if headers.get("authorization", "").startswith("Bearer "):
-        return "bearer"
-    if headers.get("x-goog-api-key"):
-        return "api_key"
-    return None
+@dataclass(frozen=True)
+class _Credential:
+    kind: str  # "bearer" or "api_key", as RecordedRequest.auth
+    value: str = field(repr=False)
+
+
+def _credential(headers: dict[str, str], query: dict[str, list[str]]) -> _Credential | None:
+    """The bearer token, else the API key (the x-goog-api-key header, which the SDK sends, or
+    Google's other accepted form, the ``key`` query parameter)."""
+    authorization = headers.get("authorization", "")
+    if authorization.startswith("Bearer "):
+        return _Credential("bearer", authorization.removeprefix("Bearer ").strip())
+    key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+    return _Credential("api_key", key) if key else None
 
 
 def _parse_json(raw: bytes) -> Any:
