@@ -32,8 +32,10 @@ from google.genai import errors, types
 
 from tests.fakes.veo_server import (
     DEFAULT_RAI_REASON,
+    MODEL_CAPABILITIES,
     FakeClock,
     FakeVeoServer,
+    ModelCapabilities,
     scenario,
     tiny_mp4,
 )
@@ -103,9 +105,9 @@ class Veo:
         self.client = client
         self.flavor = flavor
 
-    async def generate(self, prompt: str, **config: Any) -> types.GenerateVideosOperation:
+    async def generate(self, prompt: str, model: str = MODEL, **config: Any) -> types.GenerateVideosOperation:
         kwargs = dict(
-            model=MODEL,
+            model=model,
             source=types.GenerateVideosSource(prompt=prompt),
             config=types.GenerateVideosConfig(**config),
         )
@@ -724,6 +726,92 @@ def test_cloud_storage_needs_an_accepted_bearer_token(veo):
         "status": "PERMISSION_DENIED",
     }
     assert issued == (200, veo.gcs_object(uri))
+
+
+# Each documented parameter: a value the model accepts, and one it refuses with this message.
+PARAMETER_CASES = [
+    ("durationSeconds", 6, 5,
+     f"Unsupported output video duration 5 seconds for model {MODEL}; supported durations are [4, 6, 8]."),
+    ("durationSeconds", 4, "8",
+     f"Unsupported output video duration 8 seconds for model {MODEL}; supported durations are [4, 6, 8]."),
+    ("aspectRatio", "9:16", "1:1",
+     f"Unsupported aspectRatio \"1:1\" for model {MODEL}; supported values are ['16:9', '9:16']."),
+    ("resolution", "1080p", "4k",
+     f"Unsupported resolution \"4k\" for model {MODEL}; supported values are ['720p', '1080p']."),
+    ("personGeneration", "allow_all", "ALLOW_ADULT",
+     f"Unsupported personGeneration \"ALLOW_ADULT\" for model {MODEL}; supported values are"
+     " ['allow_adult', 'dont_allow', 'allow_all']."),
+    ("sampleCount", 4, 5, f"sampleCount must be between 1 and 4 for model {MODEL}, got 5."),
+    ("sampleCount", 1, 0, f"sampleCount must be between 1 and 4 for model {MODEL}, got 0."),
+    ("seed", 4294967295, 4294967296, "seed must be an integer between 0 and 4294967295, got 4294967296."),
+    ("seed", 0, -1, "seed must be an integer between 0 and 4294967295, got -1."),
+    ("negativePrompt", "blurry", ["blurry"], 'negativePrompt must be a string, got ["blurry"].'),
+]
+
+
+def _create_with(veo, parameters: dict, model: str = MODEL) -> tuple[int, bytes]:
+    path = CREATE_PATH["vertex"].replace(MODEL, model)
+    return _raw(veo, path, {"instances": [{"prompt": "a cat"}], "parameters": parameters},
+                headers={"Authorization": "Bearer test"})
+
+
+@pytest.mark.parametrize(("name", "accepted", "refused", "message"), PARAMETER_CASES,
+                         ids=[f"{case[0]}={case[2]!r}" for case in PARAMETER_CASES])
+def test_parameter_values_outside_the_documented_sets_are_400_invalid_argument(veo, name, accepted, refused,
+                                                                               message):
+    ok_status, _ = _create_with(veo, {name: accepted})
+    status, body = _create_with(veo, {name: refused})
+
+    assert ok_status == 200 and len(veo.operations) == 1
+    assert status == 400 and _error(body) == {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+    assert [c.status for c in veo.creates()] == [200, 400]
+
+
+def test_a_model_where_1080p_needs_8_seconds_refuses_it_at_4(veo):
+    veo.models["veo-strict"] = ModelCapabilities(resolutions={"720p": (4, 6, 8), "1080p": (8,)})
+
+    statuses = [_create_with(veo, {"resolution": "1080p", "durationSeconds": seconds}, model="veo-strict")
+                for seconds in (8, 4)] + [_create_with(veo, {"resolution": "1080p"}, model="veo-strict")]
+
+    assert [status for status, _ in statuses] == [200, 400, 200]  # left out, the duration is 8 s
+    assert _error(statuses[1][1])["message"] == "Resolution 1080p is only supported with durations [8] for model" \
+                                                " veo-strict."
+
+
+@pytest.mark.parametrize("model", sorted(MODEL_CAPABILITIES))
+def test_every_known_model_accepts_the_bots_parameters(veo, model):
+    parameters = {"sampleCount": 1, "durationSeconds": 4, "aspectRatio": "16:9", "resolution": "1080p",
+                  "personGeneration": "allow_adult", "generateAudio": True, "seed": 7, "negativePrompt": "blur"}
+
+    assert _create_with(veo, parameters, model=model)[0] == 200
+
+
+def test_an_unknown_model_is_404_not_found_through_the_sdk(sdk, veo):
+    async def flow(api):
+        with pytest.raises(errors.ClientError) as raised:
+            await api.generate("a cat", model="veo-9-generate")
+        return raised.value
+
+    error = sdk.run(flow)
+
+    resource = CREATE_PATH[sdk.mode].replace(MODEL, "veo-9-generate")
+    resource = resource.removeprefix("/v1beta1/").removesuffix(":predictLongRunning")
+    assert (error.code, error.status) == (404, "NOT_FOUND")
+    assert error.message == (f"Publisher Model `{resource}` was not found or your project does not have access to"
+                             " it. Please ensure you are using a valid model version.")
+    assert veo.operations == {}
+
+
+def test_an_invalid_parameter_raises_client_error_400_through_the_sdk(sdk, veo):
+    async def flow(api):
+        with pytest.raises(errors.ClientError) as raised:
+            await api.generate("a cat", duration_seconds=5)
+        return raised.value
+
+    error = sdk.run(flow)
+
+    assert (error.code, error.status) == (400, "INVALID_ARGUMENT")
+    assert error.message.startswith("Unsupported output video duration 5 seconds")
 
 
 def test_gcs_objects_can_be_downloaded_over_the_json_api(veo):

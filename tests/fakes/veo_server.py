@@ -76,6 +76,40 @@ MISSING_CREDENTIAL = "Request is missing required authentication credential."
 _MARKER = re.compile(r"\[scenario:(?P<name>\w+)(?P<params>(?:\s+\w+=[^\s\]]+)*)\s*\]")
 
 
+@dataclass(frozen=True)
+class ModelCapabilities:
+    """The parameter values one Veo model accepts, from the Vertex AI Veo model reference.
+
+    ``resolutions`` maps each resolution to the durations it is offered at, so a model where
+    1080p needs 8 s (as the Gemini API documents for Veo 3.1) would be ``{"1080p": (8,)}``. The
+    stored Vertex docs list 720p and 1080p at every Veo 3 duration, so no row here restricts it.
+    """
+
+    durations: tuple[int, ...] = (4, 6, 8)
+    default_duration: int = 8  # what the service uses when durationSeconds is left out
+    aspect_ratios: tuple[str, ...] = ("16:9", "9:16")
+    resolutions: dict[str, tuple[int, ...]] = field(
+        default_factory=lambda: {"720p": (4, 6, 8), "1080p": (4, 6, 8)})
+    person_generation: tuple[str, ...] = ("allow_adult", "dont_allow", "allow_all")
+    max_samples: int = 4  # sampleCount is 1..max_samples
+
+
+_VEO_3 = ModelCapabilities()
+# Every model id the fake serves; any other answers 404 NOT_FOUND, as Vertex does for an
+# unknown publisher model.
+MODEL_CAPABILITIES: dict[str, ModelCapabilities] = {
+    "veo-3.1-generate-001": _VEO_3,
+    "veo-3.1-fast-generate-001": _VEO_3,
+    "veo-3.0-generate-001": _VEO_3,
+    "veo-3.0-fast-generate-001": _VEO_3,
+    "veo-3.1-generate-preview": _VEO_3,
+    "veo-3.1-fast-generate-preview": _VEO_3,
+    "veo-3.0-generate-preview": _VEO_3,
+    "veo-3.0-fast-generate-preview": _VEO_3,
+}
+SEED_MAX = 2**32 - 1  # seed is a uint32
+
+
 def tiny_mp4(label: str | bytes = b"") -> bytes:
     """A structurally valid MP4 (ftyp + moov/mvhd, no tracks; ffprobe accepts it).
 
@@ -288,8 +322,10 @@ class VeoFakeState:
         default_bucket: str = "veo-fake-output",
         api_keys: Iterable[str] = (DEFAULT_API_KEY,),
         bearer_tokens: Iterable[str] = (DEFAULT_BEARER_TOKEN,),
+        models: dict[str, ModelCapabilities] | None = None,
     ):
         self.clock = clock
+        self.models = dict(MODEL_CAPABILITIES if models is None else models)  # model id -> what it accepts
         # Express mode authenticates with an API key, Vertex with an OAuth bearer token; any
         # other value is refused (403), as a key or token of another project would be.
         self.api_keys = set(api_keys)
@@ -439,6 +475,7 @@ class VeoFakeState:
             self._check_storage_credential(credential, record.kind, download["bucket"], unquote(download["object"]))
         else:
             self._check_vertex_credential(credential, call["resource"])
+            self._check_model(call)
         if record.kind == "download":
             return self._download(download["bucket"], unquote(download["object"]))
         if record.kind == "metadata":
@@ -471,6 +508,11 @@ class VeoFakeState:
                                   f"object gs://{bucket}/{obj}. Permission '{permission}' denied on resource "
                                   f"(or it may not exist).")
 
+    def _check_model(self, call: re.Match[str]) -> None:
+        if call["publisher"] != "google" or call["model"] not in self.models:
+            raise _HttpError(404, f"Publisher Model `{call['resource']}` was not found or your project does not have"
+                                  " access to it. Please ensure you are using a valid model version.")
+
     def _accepts(self, credential: _Credential) -> bool:
         if credential.kind == "api_key":
             return credential.value in self.api_keys
@@ -479,6 +521,11 @@ class VeoFakeState:
     def _create(self, call: re.Match[str], record: RecordedRequest) -> _Reply:
         if not record.json.get("instances"):
             raise _HttpError(400, "instances must contain exactly one instance.")
+        if not isinstance(record.parameters, dict):
+            raise _HttpError(400, "Invalid JSON payload received. parameters must be an object.")
+        problem = _parameter_problem(call["model"], self.models[call["model"]], record.parameters)
+        if problem:
+            raise _HttpError(400, problem)
         prompt = record.prompt or ""
         chosen, from_queue = self._choose(prompt)
         stall = 0.0
@@ -613,6 +660,91 @@ class VeoFakeState:
 
 def _stalls(chosen: Scenario, stalled_so_far: int) -> bool:
     return chosen.stall_seconds > 0 and (chosen.stall_times is None or stalled_so_far < chosen.stall_times)
+
+
+def _parameter_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    """Why Vertex would refuse these parameters for ``model`` (400 INVALID_ARGUMENT), or None.
+    Parameters that are left out (or null) take the service's defaults and are always fine."""
+    checks = (_duration_problem, _aspect_ratio_problem, _resolution_problem, _person_generation_problem,
+              _sample_count_problem, _seed_problem, _negative_prompt_problem)
+    for check in checks:
+        problem = check(model, capabilities, parameters)
+        if problem:
+            return problem
+    return None
+
+
+def _duration_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("durationSeconds")
+    if value is None or _whole_number(value) in capabilities.durations:
+        return None
+    return (f"Unsupported output video duration {value} seconds for model {model}; supported durations are"
+            f" {list(capabilities.durations)}.")
+
+
+def _aspect_ratio_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("aspectRatio")
+    if value is None or value in capabilities.aspect_ratios:
+        return None
+    return _unsupported("aspectRatio", value, capabilities.aspect_ratios, model)
+
+
+def _resolution_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("resolution")
+    if value is None:
+        return None
+    if not (isinstance(value, str) and value in capabilities.resolutions):
+        return _unsupported("resolution", value, tuple(capabilities.resolutions), model)
+    durations = capabilities.resolutions[value]
+    seconds = parameters.get("durationSeconds")
+    if (capabilities.default_duration if seconds is None else _whole_number(seconds)) in durations:
+        return None
+    return f"Resolution {value} is only supported with durations {list(durations)} for model {model}."
+
+
+def _person_generation_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("personGeneration")
+    if value is None or value in capabilities.person_generation:
+        return None
+    return _unsupported("personGeneration", value, capabilities.person_generation, model)
+
+
+def _sample_count_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("sampleCount")
+    count = _whole_number(value)
+    if value is None or (count is not None and 1 <= count <= capabilities.max_samples):
+        return None
+    return f"sampleCount must be between 1 and {capabilities.max_samples} for model {model}, got {value}."
+
+
+def _seed_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("seed")
+    seed = _whole_number(value)
+    if value is None or (seed is not None and 0 <= seed <= SEED_MAX):
+        return None
+    return f"seed must be an integer between 0 and {SEED_MAX}, got {value}."
+
+
+def _negative_prompt_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("negativePrompt")
+    if value is None or isinstance(value, str):
+        return None
+    return f"negativePrompt must be a string, got {json.dumps(value)}."
+
+
+def _unsupported(name: str, value: Any, supported: Iterable[str], model: str) -> str:
+    return f"Unsupported {name} {json.dumps(value)} for model {model}; supported values are {list(supported)}."
+
+
+def _whole_number(value: Any) -> int | None:
+    """JSON numbers that are whole (8 or 8.0) as int; booleans, fractions and strings as None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _as_scenario(value: Scenario | str) -> Scenario:
