@@ -110,16 +110,21 @@ def handle(server, payload) -> Bot:
 
 def raw(server, method, path, body=None, *, bot_auth=False):
     """A request discord.py would never make (it checks some rules itself): (status, JSON body)."""
-    headers = {"Content-Type": "application/json"}
+    data = None if body is None else json.dumps(body).encode()
+    return raw_bytes(server, method, path, data, bot_auth=bot_auth)[:2]
+
+
+def raw_bytes(server, method, path, data: bytes | None, *, content_type="application/json", bot_auth=False):
+    """(status, JSON body, headers) of a request with exactly this body and Content-Type."""
+    headers = {"Content-Type": content_type}
     if bot_auth:
         headers["Authorization"] = f"Bot {BOT_TOKEN}"
-    data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(server.base_url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request) as response:
-            return response.status, json.loads(response.read() or b"null")
+            return response.status, json.loads(response.read() or b"null"), response.headers
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, json.loads(error.read()), error.headers
 
 
 def routes(server):
@@ -457,3 +462,40 @@ def test_component_callbacks_update_the_clicked_message(server):
     server.register_interaction(command)
     status, body = raw(server, "POST", f"/interactions/{command['id']}/{command['token']}/callback", {"type": 6})
     assert (status, body["code"], list(body["errors"])) == (400, 50035, ["type"])
+
+
+CONTENT_TYPE_INVALID = {"message": "Invalid Form Body", "code": 50035, "errors": {"_errors": [{
+    "code": "CONTENT_TYPE_INVALID",
+    "message": "Expected \"Content-Type\" header to be one of {'application/json', 'multipart/form-data'}.",
+}]}}
+
+
+def test_bodies_must_be_json_or_multipart(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    post = f"/channels/{CHANNEL_ID}/messages"
+    body = json.dumps({"content": "hi"}).encode()
+
+    accepted = raw_bytes(server, "POST", post, body, content_type="application/json; charset=utf-8", bot_auth=True)
+    as_text = raw_bytes(server, "POST", post, body, content_type="text/plain", bot_auth=True)
+    as_form = raw_bytes(server, "POST", post, b"content=hi", content_type="application/x-www-form-urlencoded",
+                        bot_auth=True)
+    malformed = raw_bytes(server, "POST", post, b'{"content": "hi"', bot_auth=True)
+    unauthorized = raw_bytes(server, "POST", post, b"{", content_type="text/plain")
+
+    assert accepted[0] == 200 and accepted[1]["content"] == "hi"
+    assert as_text[:2] == as_form[:2] == (400, CONTENT_TYPE_INVALID)
+    assert malformed[:2] == (400, {"message": "The request body contains invalid JSON.", "code": 50109})
+    assert unauthorized[:2] == (401, {"message": "401: Unauthorized", "code": 0})  # the token is checked first
+    assert [m["content"] for m in server.messages_in(CHANNEL_ID)] == ["hi"]
+
+
+def test_webhook_bodies_follow_the_same_rule(server):
+    payload = slash_command("generate")
+    handle(server, payload)
+    original = f"/webhooks/{payload['application_id']}/{payload['token']}/messages/@original"
+
+    status, body, _ = raw_bytes(server, "PATCH", original, b'{"content": "done"}', content_type="text/plain")
+    assert (status, body) == (400, CONTENT_TYPE_INVALID)
+    status, body, _ = raw_bytes(server, "PATCH", original, b"\xff", content_type="application/json")
+    assert (status, body["code"]) == (400, 50109)
+    assert server.original_response(payload["id"])["flags"] & fake.LOADING  # nothing was applied

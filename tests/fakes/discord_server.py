@@ -71,6 +71,7 @@ EMPTY_MESSAGE = (400, 50006, "Cannot send an empty message")
 MISSING_PERMISSIONS = (403, 50013, "Missing Permissions")
 INVALID_WEBHOOK_TOKEN = (401, 50027, "Invalid Webhook Token")
 INVALID_FORM_BODY = (400, 50035, "Invalid Form Body")
+INVALID_JSON = (400, 50109, "The request body contains invalid JSON.")
 SERVER_ERROR = (500, 0, "500: Internal Server Error")
 SERVICE_UNAVAILABLE = (503, 0, "503: Service Unavailable")
 
@@ -222,6 +223,9 @@ class _Call:
     json: Any
     uploads: list[Upload]
     query: dict[str, str]
+    # Why Discord would refuse the body (content type, malformed JSON). Raised by the route after
+    # its authorization check, as Discord answers a missing token before it reads the body.
+    body_error: DiscordError | None = None
 
 
 _CALL = web.RequestKey("call", _Call)
@@ -481,6 +485,8 @@ class FakeDiscordServer:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             if bot_auth and request.headers.get("Authorization") != f"Bot {self.bot_token}":
                 raise DiscordError(*UNAUTHORIZED)
+            if request[_CALL].body_error is not None:
+                raise request[_CALL].body_error
             with self._lock:  # serialize inside the lock: results may be live server state
                 result = handler(request[_CALL], **request.match_info)
                 return web.Response(status=204) if result is None else _json(200, result)
@@ -908,22 +914,46 @@ class FakeDiscordServer:
 
 
 async def _read_call(request: web.Request) -> _Call:
-    """Parse a JSON body, or a multipart body of payload_json + files[n] (how discord.py uploads)."""
-    body: Any = None
-    uploads: list[Upload] = []
-    if request.content_type == "multipart/form-data":
-        reader = await request.multipart()
-        async for part in reader:
-            data = await part.read(decode=False)
-            if part.name == "payload_json":
-                body = json.loads(data)
-            else:
-                uploads.append(Upload(part.name or "", part.filename or "", len(data),
-                                      part.headers.get("Content-Type"), data))
-    elif request.can_read_body:
-        raw = await request.read()
-        body = json.loads(raw) if raw else None
-    return _Call(body, uploads, dict(request.query))
+    """Parse a JSON body, or a multipart body of payload_json + files[n] (how discord.py uploads).
+
+    Like Discord, only those two content types are read; a body of any other type, or JSON
+    that does not parse, is kept as the call's body_error."""
+    call = _Call(None, [], dict(request.query))
+    try:
+        if request.content_type == "multipart/form-data":
+            await _read_multipart(request, call)
+        elif request.can_read_body:
+            raw = await request.read()
+            if raw and request.content_type != "application/json":
+                raise DiscordError(*INVALID_FORM_BODY, errors=_CONTENT_TYPE_ERRORS)
+            call.json = _parse_json(raw) if raw else None
+    except DiscordError as error:
+        call.body_error = error
+    return call
+
+
+async def _read_multipart(request: web.Request, call: _Call) -> None:
+    reader = await request.multipart()
+    async for part in reader:
+        data = await part.read(decode=False)
+        if part.name == "payload_json":
+            call.json = _parse_json(data)
+        else:
+            call.uploads.append(Upload(part.name or "", part.filename or "", len(data),
+                                       part.headers.get("Content-Type"), data))
+
+
+_CONTENT_TYPE_ERRORS = {"_errors": [{
+    "code": "CONTENT_TYPE_INVALID",
+    "message": "Expected \"Content-Type\" header to be one of {'application/json', 'multipart/form-data'}.",
+}]}
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:  # includes bytes that are not UTF-8
+        raise DiscordError(*INVALID_JSON) from None
 
 
 def _json(status: int, body: Any) -> web.Response:
