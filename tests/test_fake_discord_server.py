@@ -499,3 +499,81 @@ def test_webhook_bodies_follow_the_same_rule(server):
     status, body, _ = raw_bytes(server, "PATCH", original, b"\xff", content_type="application/json")
     assert (status, body["code"]) == (400, 50109)
     assert server.original_response(payload["id"])["flags"] & fake.LOADING  # nothing was applied
+
+
+MISSING_PERMISSIONS = {"message": "Missing Permissions", "code": 50013}
+
+
+def test_channel_posts_and_edits_need_the_bots_permissions(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)  # default: view, send, embed links, attach files
+    post = f"/channels/{CHANNEL_ID}/messages"
+    with_embed = {"content": "look", "embeds": [{"title": "a fox"}]}
+
+    assert raw(server, "POST", post, with_embed, bot_auth=True)[0] == 200
+    server.revoke_permissions(CHANNEL_ID, fake.EMBED_LINKS)
+    assert raw(server, "POST", post, with_embed, bot_auth=True) == (403, MISSING_PERMISSIONS)
+    status, own = raw(server, "POST", post, {"content": "plain"}, bot_auth=True)
+    assert status == 200
+    assert raw(server, "PATCH", f"{post}/{own['id']}", with_embed, bot_auth=True) == (403, MISSING_PERMISSIONS)
+    assert raw(server, "PATCH", f"{post}/{own['id']}", {"content": "edited"}, bot_auth=True)[0] == 200
+
+    async def send_file(bot):
+        with pytest.raises(discord.Forbidden) as error:
+            await bot.get_partial_messageable(CHANNEL_ID).send(file=discord.File(io.BytesIO(b"\0"), "v.mp4"))
+        return error.value
+
+    server.revoke_permissions(CHANNEL_ID, fake.ATTACH_FILES)
+    no_files = run(send_file)
+    assert (no_files.status, no_files.code, no_files.text) == (403, 50013, "Missing Permissions")
+    server.revoke_permissions(CHANNEL_ID, fake.SEND_MESSAGES)
+    assert raw(server, "POST", post, {"content": "plain"}, bot_auth=True) == (403, MISSING_PERMISSIONS)
+    server.revoke_permissions(CHANNEL_ID, fake.VIEW_CHANNEL)
+    assert raw(server, "POST", post, {"content": "plain"}, bot_auth=True) == (403, {"message": "Missing Access",
+                                                                                    "code": 50001})
+    assert [m["content"] for m in server.messages_in(CHANNEL_ID)] == ["look", "edited"]
+
+
+def test_interaction_responses_are_not_subject_to_channel_permissions(server):
+    nothing_but_view = discord.Permissions(view_channel=True).value
+    payload = slash_command("echo", {"text": "a red fox", "video_bytes": 64}, app_permissions=nothing_but_view)
+    bot = handle(server, payload)  # replies, then edits the reply to attach a video
+
+    assert bot.failures == {}
+    assert server.original_response(payload["id"])["attachments"][0]["filename"] == "video.mp4"
+    command = slash_command("refuse", app_permissions=nothing_but_view)
+    server.register_interaction(command)
+    status, _ = raw(server, "POST", f"/interactions/{command['id']}/{command['token']}/callback",
+                    {"type": 4, "data": {"embeds": [{"title": "queued"}]}})
+    assert status == 204 and server.original_response(command["id"])["embeds"][0]["title"] == "queued"
+    # The channel route is checked against the same app_permissions.
+    assert raw(server, "POST", f"/channels/{CHANNEL_ID}/messages", {"content": "x"}, bot_auth=True) == (
+        403, MISSING_PERMISSIONS)
+
+
+def test_the_bot_edits_only_its_own_messages_and_deletes_others_only_with_manage_messages(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    theirs = server.add_user_message(CHANNEL_ID, "their words")
+    assert theirs["author"]["id"] == str(fake.SOMEONE_ID)
+    path = f"/channels/{CHANNEL_ID}/messages/{theirs['id']}"
+
+    async def scenario(bot):
+        channel = bot.get_partial_messageable(CHANNEL_ID)
+        own = await channel.send("mine")
+        await own.edit(content="still mine")
+        other = channel.get_partial_message(int(theirs["id"]))
+        raised = []
+        for action in (lambda: other.edit(content="rewritten"), other.delete):
+            with pytest.raises(discord.Forbidden) as error:
+                await action()
+            raised.append(error.value)
+        await own.delete()  # its own: no MANAGE_MESSAGES needed
+        return raised
+
+    cannot_edit, cannot_delete = run(scenario)
+    assert (cannot_edit.code, cannot_edit.text) == (50005, "Cannot edit a message authored by another user")
+    assert (cannot_delete.code, cannot_delete.text) == (50013, "Missing Permissions")
+    server.grant_permissions(CHANNEL_ID, fake.MANAGE_MESSAGES)
+    assert raw(server, "PATCH", path, {"content": "rewritten"}, bot_auth=True) == (
+        403, {"message": "Cannot edit a message authored by another user", "code": 50005})
+    assert raw(server, "DELETE", path, bot_auth=True) == (204, None)
+    assert server.messages_in(CHANNEL_ID) == []

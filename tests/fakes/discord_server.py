@@ -51,10 +51,16 @@ SUPPRESS_EMBEDS = 1 << 2
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7  # a deferred response's "Bot is thinking..." placeholder
 
-# Permission bits checked on channel posts
+# Permission bits checked on channel routes
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
+MANAGE_MESSAGES = 1 << 13
+EMBED_LINKS = 1 << 14
 ATTACH_FILES = 1 << 15
+# What the bot may do in a channel unless a test or an interaction's app_permissions says otherwise.
+DEFAULT_BOT_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES
+# The author of messages a test adds with add_user_message(): someone other than the bot.
+SOMEONE_ID = 1_180_000_000_000_000_003
 
 # (HTTP status, Discord code, message), exactly as Discord sends them.
 UNAUTHORIZED = (401, 0, "401: Unauthorized")
@@ -68,6 +74,7 @@ ENTITY_TOO_LARGE = (413, 40005, "Request entity too large")
 ALREADY_ACKNOWLEDGED = (400, 40060, "Interaction has already been acknowledged.")
 MISSING_ACCESS = (403, 50001, "Missing Access")
 EMPTY_MESSAGE = (400, 50006, "Cannot send an empty message")
+CANNOT_EDIT_OTHERS_MESSAGE = (403, 50005, "Cannot edit a message authored by another user")
 MISSING_PERMISSIONS = (403, 50013, "Missing Permissions")
 INVALID_WEBHOOK_TOKEN = (401, 50027, "Invalid Webhook Token")
 INVALID_FORM_BODY = (400, 50035, "Invalid Form Body")
@@ -187,7 +194,7 @@ class FakeInteraction:
 @dataclass
 class _Channel:
     data: dict  # Discord's channel object, served by GET /channels/{id}
-    app_permissions: int | None = None  # None: the bot may do anything
+    app_permissions: int = DEFAULT_BOT_PERMISSIONS  # what the bot may do here (channel routes only)
     forced_error: tuple | None = None  # scripted error for posts and deletes (deny_channel)
     deleted: bool = False
     attachment_size_limit: int | None = None
@@ -346,15 +353,36 @@ class FakeDiscordServer:
 
     def add_channel(
         self, channel_id: int, *, guild_id: int | None = None, name: str = "general",
-        app_permissions: int | None = None,
+        app_permissions: int = DEFAULT_BOT_PERMISSIONS,
     ) -> None:
-        """Make a guild text channel (or, with guild_id=None, a DM) exist for channel routes."""
+        """Make a guild text channel (or, with guild_id=None, a DM) exist for channel routes, where the
+        bot has `app_permissions` (by default View Channel, Send Messages, Embed Links, Attach Files)."""
         data = {"id": str(channel_id), "type": 1 if guild_id is None else 0, "last_message_id": None, "flags": 0}
         if guild_id is not None:
             data |= {"guild_id": str(guild_id), "name": name, "position": 0, "permission_overwrites": [],
                      "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0}
         with self._lock:
             self._channels[channel_id] = _Channel(data, app_permissions=app_permissions)
+
+    def grant_permissions(self, channel_id: int, permissions: int) -> None:
+        """Give the bot these permission bits in the channel, e.g. MANAGE_MESSAGES."""
+        with self._lock:
+            self._known_channel(channel_id).app_permissions |= permissions
+
+    def revoke_permissions(self, channel_id: int, permissions: int) -> None:
+        """Take these permission bits from the bot in the channel, e.g. EMBED_LINKS | ATTACH_FILES.
+        (An interaction registered in the channel afterwards sets them to its app_permissions.)"""
+        with self._lock:
+            self._known_channel(channel_id).app_permissions &= ~permissions
+
+    def add_user_message(self, channel_id: int, content: str = "hello", *, author_id: int = SOMEONE_ID) -> dict:
+        """A message someone other than the bot posted in a known channel: the bot may not edit it,
+        and may delete it only with MANAGE_MESSAGES."""
+        with self._lock:
+            self._known_channel(channel_id)
+            message = self._new_message(channel_id)
+            message |= {"author": self._user(author_id), "content": content}
+            return copy.deepcopy(message)
 
     def deny_channel(self, channel_id: int, error: tuple = MISSING_PERMISSIONS) -> None:
         """Posts to the channel, and deletes of its messages, fail with `error` (default 403 50013
@@ -717,21 +745,17 @@ class FakeDiscordServer:
 
     def _get_channel(self, call: _Call, channel_id: str) -> dict:
         channel = self._channel(channel_id)
-        if channel.app_permissions is not None and not channel.app_permissions & VIEW_CHANNEL:
-            raise DiscordError(*MISSING_ACCESS)
+        _require_view(channel)
         return channel.data
 
     def _post_channel_message(self, call: _Call, channel_id: str) -> dict:
         channel = self._channel(channel_id)
         if channel.forced_error:
             raise DiscordError(*channel.forced_error)
-        perms = channel.app_permissions
-        if perms is not None:
-            if not perms & VIEW_CHANNEL:
-                raise DiscordError(*MISSING_ACCESS)
-            if not perms & SEND_MESSAGES or (call.uploads and not perms & ATTACH_FILES):
-                raise DiscordError(*MISSING_PERMISSIONS)
+        _require_view(channel)
+        _require(channel, SEND_MESSAGES)
         body = call.json or {}
+        _require_content_permissions(channel, body, call.uploads)
         _check_message(body, call.uploads, self._channel_size_limit(channel))
         kind = 19 if body.get("message_reference") else 0  # REPLY or DEFAULT
         return _wire(self._create_message(channel.id, body, call.uploads, kind=kind))
@@ -740,9 +764,14 @@ class FakeDiscordServer:
         return _wire(self._channel_message(channel_id, message_id))
 
     def _edit_channel_message(self, call: _Call, channel_id: str, message_id: str) -> dict:
+        channel = self._channel(channel_id)
+        _require_view(channel)
         message = self._channel_message(channel_id, message_id)
+        if not self._authored_by_bot(message):
+            raise DiscordError(*CANNOT_EDIT_OTHERS_MESSAGE)  # whatever the bot's permissions
         body = call.json or {}
-        _check_message(body, call.uploads, self._channel_size_limit(self._channel(channel_id)))
+        _require_content_permissions(channel, body, call.uploads)
+        _check_message(body, call.uploads, self._channel_size_limit(channel))
         return _wire(self._edit_message(message, body, call.uploads))
 
     def _delete_channel_message(self, call: _Call, channel_id: str, message_id: str) -> None:
@@ -750,9 +779,14 @@ class FakeDiscordServer:
         channel = self._channel(channel_id)
         if channel.forced_error:
             raise DiscordError(*channel.forced_error)
-        if channel.app_permissions is not None and not channel.app_permissions & VIEW_CHANNEL:
-            raise DiscordError(*MISSING_ACCESS)
-        del self._messages[int(self._channel_message(channel_id, message_id)["id"])]
+        _require_view(channel)
+        message = self._channel_message(channel_id, message_id)
+        if not self._authored_by_bot(message):
+            _require(channel, MANAGE_MESSAGES)
+        del self._messages[int(message["id"])]
+
+    def _authored_by_bot(self, message: dict) -> bool:
+        return message["author"]["id"] == self.bot_user["id"]
 
     def _channel(self, channel_id: str | int) -> _Channel:
         channel = self._channels.get(_snowflake(channel_id))
@@ -896,7 +930,7 @@ class FakeDiscordServer:
         if channel_id not in self._channels:
             self._channels[channel_id] = _Channel(copy.deepcopy(channel_data))
         if "app_permissions" in payload:
-            # What the bot may do in that channel right now; channel posts are checked against it.
+            # What the bot may do in that channel right now; channel routes are checked against it.
             self._channels[channel_id].app_permissions = int(payload["app_permissions"])
         return FakeInteraction(
             id=int(payload["id"]), token=payload["token"], type=payload["type"],
@@ -1000,6 +1034,25 @@ def _int_or_none(value: Any) -> int | None:
 def _guess_type(filename: str, fallback: str | None = None) -> str:
     guessed = mimetypes.guess_type(filename)[0]
     return guessed or fallback or "application/octet-stream"
+
+
+def _require_view(channel: _Channel) -> None:
+    """Discord answers 50001 Missing Access, not 50013, when the bot cannot see the channel at all."""
+    if not channel.app_permissions & VIEW_CHANNEL:
+        raise DiscordError(*MISSING_ACCESS)
+
+
+def _require(channel: _Channel, permission: int) -> None:
+    if not channel.app_permissions & permission:
+        raise DiscordError(*MISSING_PERMISSIONS)
+
+
+def _require_content_permissions(channel: _Channel, body: dict, uploads: list[Upload]) -> None:
+    """A bot's message in a channel may carry embeds only with EMBED_LINKS, files only with ATTACH_FILES."""
+    if body.get("embeds"):
+        _require(channel, EMBED_LINKS)
+    if uploads:
+        _require(channel, ATTACH_FILES)
 
 
 def _check_message(body: dict, uploads: list[Upload], size_limit: int, prefix: tuple = ()) -> None:
