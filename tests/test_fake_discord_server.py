@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import io
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -577,3 +578,73 @@ def test_the_bot_edits_only_its_own_messages_and_deletes_others_only_with_manage
         403, {"message": "Cannot edit a message authored by another user", "code": 50005})
     assert raw(server, "DELETE", path, bot_auth=True) == (204, None)
     assert server.messages_in(CHANNEL_ID) == []
+
+
+BUCKET_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Reset-After",
+                  "X-RateLimit-Bucket")
+
+
+def test_every_route_answers_with_its_bucket_headers(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    post = f"/channels/{CHANNEL_ID}/messages"
+
+    first, second = (raw_bytes(server, "POST", post, b'{"content": "hi"}', bot_auth=True)[2] for _ in range(2))
+    refused = raw_bytes(server, "POST", post, b'{"embeds": []}', bot_auth=True)  # an error, same bucket
+    read = raw_bytes(server, "GET", f"/channels/{CHANNEL_ID}", None, bot_auth=True)[2]
+    unknown = raw_bytes(server, "GET", "/gateway/bot", None, bot_auth=True)[2]
+
+    assert (first["X-RateLimit-Limit"], first["X-RateLimit-Remaining"]) == ("50", "49")
+    assert second["X-RateLimit-Remaining"] == "48" and refused[0] == 400 and refused[2]["X-RateLimit-Remaining"] == "47"
+    assert 0 < float(second["X-RateLimit-Reset-After"]) <= fake.DEFAULT_BUCKET_WINDOW
+    assert abs(float(second["X-RateLimit-Reset"]) - time.time() - float(second["X-RateLimit-Reset-After"])) < 0.5
+    assert len(first["X-RateLimit-Bucket"]) == 32 and first["X-RateLimit-Bucket"] == second["X-RateLimit-Bucket"]
+    assert read["X-RateLimit-Bucket"] != first["X-RateLimit-Bucket"] and read["X-RateLimit-Remaining"] == "49"
+    assert not any(name in unknown for name in BUCKET_HEADERS)
+
+
+def test_buckets_are_counted_per_channel_and_per_webhook_token(server):
+    server.limit_route("POST /channels/*/messages", 2, per=10)
+    server.limit_route("PATCH /webhooks/*", 1, per=10)
+    for channel_id in (CHANNEL_ID, CHANNEL_ID + 1):
+        server.add_channel(channel_id, guild_id=GUILD_ID)
+
+    in_a = [raw_bytes(server, "POST", f"/channels/{CHANNEL_ID}/messages", b'{"content": "a"}', bot_auth=True)
+            for _ in range(3)]
+    in_b = raw_bytes(server, "POST", f"/channels/{CHANNEL_ID + 1}/messages", b'{"content": "b"}', bot_auth=True)
+
+    assert [status for status, _, _ in in_a] == [200, 200, 429] and in_b[0] == 200
+    status, body, headers = in_a[2]
+    assert body == {"message": "You are being rate limited.", "retry_after": body["retry_after"], "global": False}
+    assert 9 < body["retry_after"] <= 10 and headers["Retry-After"] == "10"
+    assert (headers["X-RateLimit-Remaining"], headers["X-RateLimit-Limit"], headers["X-RateLimit-Scope"]) == (
+        "0", "2", "user")
+    assert in_b[2]["X-RateLimit-Bucket"] == headers["X-RateLimit-Bucket"]  # one bucket, counted per channel
+    assert len(server.messages_in(CHANNEL_ID)) == 2
+
+    first, second = slash_command("generate"), slash_command("generate")
+    for payload in (first, second):
+        handle(server, payload)
+    edits = [raw(server, "PATCH", f"/webhooks/{p['application_id']}/{p['token']}/messages/@original",
+                 {"content": "done"})[0] for p in (first, second, first)]
+    assert edits == [200, 200, 429]
+
+
+def test_discord_py_waits_for_an_exhausted_bucket_instead_of_hitting_429():
+    with FakeDiscordServer(bucket_limit=2, bucket_window=0.4) as server, server.patch_discord():
+        server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+
+        async def scenario(bot):
+            for n in range(5):
+                await bot.get_partial_messageable(CHANNEL_ID).send(f"message {n}")
+
+        run(scenario)
+        payload = slash_command("slow")  # defer, then two followups through the webhook adapter
+        server.limit_route("POST /webhooks/*", 1, per=0.4)
+        handle(server, payload)
+        assert server.internal_errors == []
+
+    posts = server.requests("POST /channels/*/messages")
+    assert [r.status for r in posts] == [200] * 5
+    assert posts[2].at - posts[0].at >= 0.35 and posts[4].at - posts[2].at >= 0.35  # a new window each time
+    followups = server.requests("POST /webhooks/*")
+    assert [r.status for r in followups] == [200, 200] and followups[1].at - followups[0].at >= 0.35

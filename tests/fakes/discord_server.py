@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import copy
 import fnmatch
+import hashlib
 import itertools
 import json
 import logging
@@ -27,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from aiohttp import web
 
@@ -45,6 +46,11 @@ CONTENT_MAX = 2000
 EMBEDS_MAX = 10
 EMBED_FIELDS_MAX = 25
 EMBED_TOTAL_MAX = 6000
+# Every route's rate-limit bucket, per major parameter (channel, guild, webhook id + token): this
+# many requests per window. Generous, so discord.py (which waits once Remaining reaches 0) never
+# slows the tests down; limit_route() or the constructor set others.
+DEFAULT_BUCKET_LIMIT = 50
+DEFAULT_BUCKET_WINDOW = 1.0  # seconds
 
 # Message flags
 SUPPRESS_EMBEDS = 1 << 2
@@ -217,6 +223,54 @@ class _RateLimit:
 
 
 @dataclass
+class _BucketRule:
+    pattern: str  # glob over "METHOD /path", as for _RateLimit
+    limit: int  # requests per window
+    window: float  # seconds
+
+
+@dataclass
+class _Window:
+    opened: float  # time.monotonic() of the window's first request
+    used: int = 0
+
+
+@dataclass(frozen=True)
+class BucketState:
+    """What one request's X-RateLimit-* headers say about its bucket."""
+
+    bucket: str  # X-RateLimit-Bucket: the route's hash
+    limit: int
+    remaining: int
+    reset_after: float  # seconds until the window ends
+    exhausted: bool  # the request found no room: it was answered 429
+
+
+class _RouteBuckets:
+    """Discord's per-route rate limits. Each route has a bucket, named by a hash, and each major
+    parameter (channel, guild, webhook id + token) has its own count in it. Windows use real time,
+    not the fake clock: discord.py really sleeps until they reset."""
+
+    def __init__(self, limit: int, window: float):
+        self.rules = [_BucketRule("*", limit, window)]  # first match wins; the default is last
+        self._windows: dict[tuple[str, str], _Window] = {}
+
+    def take(self, route: str, major: str, method_and_path: str) -> BucketState:
+        """Count one request of `route` (e.g. "POST /channels/{channel_id}/messages") for `major`."""
+        rule = next(r for r in self.rules if fnmatch.fnmatchcase(method_and_path, r.pattern))
+        now = time.monotonic()
+        window = self._windows.get((route, major))
+        if window is None or now >= window.opened + rule.window:
+            window = self._windows[(route, major)] = _Window(now)
+        exhausted = window.used >= rule.limit
+        if not exhausted:
+            window.used += 1
+        # Rounded up to the millisecond, so a client that waits exactly this long finds the new window.
+        reset_after = math.ceil((window.opened + rule.window - now) * 1000) / 1000
+        return BucketState(_bucket_hash(route), rule.limit, max(rule.limit - window.used, 0), reset_after, exhausted)
+
+
+@dataclass
 class _Failure:
     pattern: str  # glob over "METHOD /path", as for _RateLimit
     error: tuple  # (status, code, message)
@@ -245,7 +299,8 @@ class FakeDiscordServer:
     event loop, tests read state from theirs; everything shared is guarded by one lock.
     """
 
-    def __init__(self, *, application_id: int = DEFAULT_APPLICATION_ID, bot_token: str = BOT_TOKEN):
+    def __init__(self, *, application_id: int = DEFAULT_APPLICATION_ID, bot_token: str = BOT_TOKEN,
+                 bucket_limit: int = DEFAULT_BUCKET_LIMIT, bucket_window: float = DEFAULT_BUCKET_WINDOW):
         self.application_id = application_id
         self.bot_token = bot_token
         self.bot_user = {
@@ -273,6 +328,7 @@ class FakeDiscordServer:
         self._users: dict[int, dict] = {}
         self._commands: dict[int | None, list[dict]] = {}
         self._rate_limits: list[_RateLimit] = []
+        self._buckets = _RouteBuckets(bucket_limit, bucket_window)
         self._failures: list[_Failure] = []
         self.internal_errors: list[BaseException] = []  # bugs in the fake itself
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -413,6 +469,12 @@ class FakeDiscordServer:
         with self._lock:
             self._rate_limits.append(_RateLimit(route, retry_after, times, is_global))
 
+    def limit_route(self, route: str, limit: int, *, per: float = DEFAULT_BUCKET_WINDOW) -> None:
+        """Requests matching `route` (a glob, as for rate_limit) get buckets of `limit` requests per
+        `per` seconds, still counted per major parameter; the latest matching call wins."""
+        with self._lock:
+            self._buckets.rules.insert(0, _BucketRule(route, limit, per))
+
     def fail(self, route: str, error: tuple = SERVER_ERROR, *, times: int | None = 1) -> None:
         """The next `times` requests matching `route` (a glob, as for rate_limit) get `error`
         (status, code, message), e.g. SERVICE_UNAVAILABLE or UNKNOWN_WEBHOOK; times=None: all of them.
@@ -532,17 +594,13 @@ class FakeDiscordServer:
             record.route = resource.canonical.removeprefix(API_PREFIX)
         with self._lock:
             self._requests.append(record)
+        bucket = None
         try:
             call = request[_CALL] = await _read_call(request)
             record.json, record.uploads = call.json, call.uploads
             with self._lock:
-                limited = self._take_rate_limit(f"{record.method} {record.path}")
-                failure = None if limited else self._take_failure(f"{record.method} {record.path}")
-            if limited:
-                response = _rate_limited(limited)
-            elif failure:
-                response = _json(*_body(failure.error))
-            else:
+                response, bucket = self._answer_before_route(request, f"{record.method} {record.path}")
+            if response is None:
                 response = await handler(request)
         except DiscordError as error:
             response = _json(error.status, error.body)
@@ -554,12 +612,34 @@ class FakeDiscordServer:
             log.exception("fake Discord server failed on %s %s", request.method, request.path)
             self.internal_errors.append(error)
             response = _json(400, {"message": f"fake server error: {error!r}", "code": 0})
+        if bucket is not None:  # on every answer of a bucketed route, errors included, as Discord does
+            response.headers.update(_bucket_headers(bucket))
         # discord.py treats a 429 without Via as a Cloudflare ban; real Discord always sends it.
         response.headers["Via"] = "1.1 google"
         record.status = response.status
         if isinstance(response, web.Response) and response.body:
             record.response = json.loads(response.body) if response.content_type == "application/json" else None
         return response
+
+    def _answer_before_route(self, request: web.Request,
+                             method_and_path: str) -> tuple[web.Response | None, BucketState | None]:
+        """A scripted 429 (which leaves the bucket alone), else the route's bucket (429 when it is
+        exhausted), else a scripted error; None when the route itself answers."""
+        scripted = self._take_rate_limit(method_and_path)
+        if scripted:
+            return _rate_limited(scripted), None
+        bucket = self._take_bucket(request, method_and_path)
+        if bucket is not None and bucket.exhausted:
+            return _bucket_exhausted(bucket), bucket
+        failure = self._take_failure(method_and_path)
+        return (_json(*_body(failure.error)) if failure else None), bucket
+
+    def _take_bucket(self, request: web.Request, method_and_path: str) -> BucketState | None:
+        resource = request.match_info.route.resource
+        if resource is None or not resource.canonical.startswith(API_PREFIX):
+            return None  # unknown routes and attachment downloads (the CDN) have no bucket
+        route = f"{request.method} {resource.canonical.removeprefix(API_PREFIX)}"
+        return self._buckets.take(route, _major_parameter(request.match_info), method_and_path)
 
     def _take_rate_limit(self, method_and_path: str) -> _RateLimit | None:
         for rule in self._rate_limits:
@@ -1011,6 +1091,38 @@ def _rate_limited(rule: _RateLimit) -> web.Response:
     if rule.is_global:
         response.headers["X-RateLimit-Global"] = "true"
     return response
+
+
+def _bucket_exhausted(bucket: BucketState) -> web.Response:
+    response = _json(429, {"message": "You are being rate limited.", "retry_after": bucket.reset_after,
+                           "global": False})
+    response.headers.update({"Retry-After": str(math.ceil(bucket.reset_after)), "X-RateLimit-Scope": "user"})
+    return response
+
+
+def _bucket_headers(bucket: BucketState) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(bucket.limit),
+        "X-RateLimit-Remaining": str(bucket.remaining),
+        "X-RateLimit-Reset": f"{time.time() + bucket.reset_after:.3f}",  # epoch seconds
+        "X-RateLimit-Reset-After": f"{bucket.reset_after:.3f}",
+        "X-RateLimit-Bucket": bucket.bucket,
+    }
+
+
+def _bucket_hash(route: str) -> str:
+    """An opaque, stable name per route, shaped like Discord's."""
+    return hashlib.sha256(route.encode()).hexdigest()[:32]
+
+
+def _major_parameter(params: Mapping[str, str]) -> str:
+    """What Discord counts a route's bucket per: the channel, else the webhook (or interaction) id
+    with its token, else the guild; routes with none of them share one count."""
+    if "channel_id" in params:
+        return params["channel_id"]
+    if "token" in params:
+        return f"{params.get('application_id') or params.get('interaction_id')}+{params['token']}"
+    return params.get("guild_id", "")
 
 
 def _wire(message: dict) -> dict:
