@@ -12,6 +12,10 @@ What each create does is a :class:`Scenario`, chosen per request, first match wi
 a ``[scenario:NAME key=value ...]`` marker in the prompt, then :meth:`VeoFakeState.on_prompt`
 rules, then the :meth:`VeoFakeState.queue`, then ``default_scenario`` ("instant").
 
+Like the real service it refuses what it would refuse: requests without an accepted credential
+(401/403), unknown models (404) and parameter values outside each model's documented set
+(400, see ``MODEL_CAPABILITIES``), before any scenario runs.
+
 Operations live in a :class:`VeoFakeState`, not in the HTTP server, so a test can restart the
 bot (a new SDK client resuming by operation name) or the fake itself (``restart()``, or a new
 ``FakeVeoServer(state=old.state)``) without losing them. See docs/VEO_FAKE.md.
