@@ -5,8 +5,10 @@ discord.py builds every URL it calls (REST, interaction callbacks, interaction w
 what users would see (messages, their attachments and flags) and enforces the rules Discord
 enforces but discord.py does not check: the 3 s deadline for the first response, one
 acknowledgement per interaction, the 15 minute token lifetime (on a simulated clock), attachment
-size, content and embed limits, channel permissions, and scripted 429s. Errors use Discord's
-status codes and JSON bodies, so discord.py raises exactly what it would in production.
+size, content and embed limits, the bot's channel permissions and message ownership, JSON or
+multipart bodies, and per-route rate-limit buckets with Discord's headers (plus scripted 429s).
+Errors use Discord's status codes and JSON bodies, so discord.py raises exactly what it would in
+production.
 
 See docs/DISCORD_FAKE.md.
 """
