@@ -238,7 +238,7 @@ class _Window:
 
 
 @dataclass(frozen=True)
-class BucketState:
+class _BucketState:
     """What one request's X-RateLimit-* headers say about its bucket."""
 
     bucket: str  # X-RateLimit-Bucket: the route's hash
@@ -257,7 +257,7 @@ class _RouteBuckets:
         self.rules = [_BucketRule("*", limit, window)]  # first match wins; the default is last
         self._windows: dict[tuple[str, str], _Window] = {}
 
-    def take(self, route: str, major: str, method_and_path: str) -> BucketState:
+    def take(self, route: str, major: str, method_and_path: str) -> _BucketState:
         """Count one request of `route` (e.g. "POST /channels/{channel_id}/messages") for `major`."""
         rule = next(r for r in self.rules if fnmatch.fnmatchcase(method_and_path, r.pattern))
         now = time.monotonic()
@@ -269,7 +269,7 @@ class _RouteBuckets:
             window.used += 1
         # Rounded up to the millisecond, so a client that waits exactly this long finds the new window.
         reset_after = math.ceil((window.opened + rule.window - now) * 1000) / 1000
-        return BucketState(_bucket_hash(route), rule.limit, max(rule.limit - window.used, 0), reset_after, exhausted)
+        return _BucketState(_bucket_hash(route), rule.limit, max(rule.limit - window.used, 0), reset_after, exhausted)
 
 
 @dataclass
@@ -624,7 +624,7 @@ class FakeDiscordServer:
         return response
 
     def _answer_before_route(self, request: web.Request,
-                             method_and_path: str) -> tuple[web.Response | None, BucketState | None]:
+                             method_and_path: str) -> tuple[web.Response | None, _BucketState | None]:
         """A scripted 429 (which leaves the bucket alone), else the route's bucket (429 when it is
         exhausted), else a scripted error; None when the route itself answers."""
         scripted = self._take_rate_limit(method_and_path)
@@ -634,9 +634,11 @@ class FakeDiscordServer:
         if bucket is not None and bucket.exhausted:
             return _bucket_exhausted(bucket), bucket
         failure = self._take_failure(method_and_path)
-        return (_json(*_body(failure.error)) if failure else None), bucket
+        if failure:
+            return _json(*_body(failure.error)), bucket
+        return None, bucket
 
-    def _take_bucket(self, request: web.Request, method_and_path: str) -> BucketState | None:
+    def _take_bucket(self, request: web.Request, method_and_path: str) -> _BucketState | None:
         resource = request.match_info.route.resource
         if resource is None or not resource.canonical.startswith(API_PREFIX):
             return None  # unknown routes and attachment downloads (the CDN) have no bucket
@@ -1095,14 +1097,14 @@ def _rate_limited(rule: _RateLimit) -> web.Response:
     return response
 
 
-def _bucket_exhausted(bucket: BucketState) -> web.Response:
+def _bucket_exhausted(bucket: _BucketState) -> web.Response:
     response = _json(429, {"message": "You are being rate limited.", "retry_after": bucket.reset_after,
                            "global": False})
     response.headers.update({"Retry-After": str(math.ceil(bucket.reset_after)), "X-RateLimit-Scope": "user"})
     return response
 
 
-def _bucket_headers(bucket: BucketState) -> dict[str, str]:
+def _bucket_headers(bucket: _BucketState) -> dict[str, str]:
     return {
         "X-RateLimit-Limit": str(bucket.limit),
         "X-RateLimit-Remaining": str(bucket.remaining),
