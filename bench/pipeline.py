@@ -182,7 +182,7 @@ def main() -> int:
         described = server_description(conn)
     print(json.dumps({"machine": machine_description(), "server": described, "rows": args.rows}, indent=2))
     results = []
-    with FakeVeoServer() as veo, tempfile.TemporaryDirectory() as scratch:
+    with FakeVeoServer(api_keys=["bench-key"]) as veo, tempfile.TemporaryDirectory() as scratch:
         for workers in [int(n) for n in args.workers.split(",")]:
             result = run(server, args.dbname, loaded.last_loaded_id, workers=workers, requests=args.requests,
                          slots=args.slots, veo=veo, scratch=Path(scratch))

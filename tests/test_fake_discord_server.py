@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import io
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -110,16 +111,21 @@ def handle(server, payload) -> Bot:
 
 def raw(server, method, path, body=None, *, bot_auth=False):
     """A request discord.py would never make (it checks some rules itself): (status, JSON body)."""
-    headers = {"Content-Type": "application/json"}
+    data = None if body is None else json.dumps(body).encode()
+    return raw_bytes(server, method, path, data, bot_auth=bot_auth)[:2]
+
+
+def raw_bytes(server, method, path, data: bytes | None, *, content_type="application/json", bot_auth=False):
+    """(status, JSON body, headers) of a request with exactly this body and Content-Type."""
+    headers = {"Content-Type": content_type}
     if bot_auth:
         headers["Authorization"] = f"Bot {BOT_TOKEN}"
-    data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(server.base_url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request) as response:
-            return response.status, json.loads(response.read() or b"null")
+            return response.status, json.loads(response.read() or b"null"), response.headers
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, json.loads(error.read()), error.headers
 
 
 def routes(server):
@@ -457,3 +463,188 @@ def test_component_callbacks_update_the_clicked_message(server):
     server.register_interaction(command)
     status, body = raw(server, "POST", f"/interactions/{command['id']}/{command['token']}/callback", {"type": 6})
     assert (status, body["code"], list(body["errors"])) == (400, 50035, ["type"])
+
+
+CONTENT_TYPE_INVALID = {"message": "Invalid Form Body", "code": 50035, "errors": {"_errors": [{
+    "code": "CONTENT_TYPE_INVALID",
+    "message": "Expected \"Content-Type\" header to be one of {'application/json', 'multipart/form-data'}.",
+}]}}
+
+
+def test_bodies_must_be_json_or_multipart(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    post = f"/channels/{CHANNEL_ID}/messages"
+    body = json.dumps({"content": "hi"}).encode()
+
+    accepted = raw_bytes(server, "POST", post, body, content_type="application/json; charset=utf-8", bot_auth=True)
+    as_text = raw_bytes(server, "POST", post, body, content_type="text/plain", bot_auth=True)
+    as_form = raw_bytes(server, "POST", post, b"content=hi", content_type="application/x-www-form-urlencoded",
+                        bot_auth=True)
+    malformed = raw_bytes(server, "POST", post, b'{"content": "hi"', bot_auth=True)
+    unauthorized = raw_bytes(server, "POST", post, b"{", content_type="text/plain")
+
+    assert accepted[0] == 200 and accepted[1]["content"] == "hi"
+    assert as_text[:2] == as_form[:2] == (400, CONTENT_TYPE_INVALID)
+    assert malformed[:2] == (400, {"message": "The request body contains invalid JSON.", "code": 50109})
+    assert unauthorized[:2] == (401, {"message": "401: Unauthorized", "code": 0})  # the token is checked first
+    assert [m["content"] for m in server.messages_in(CHANNEL_ID)] == ["hi"]
+
+
+def test_webhook_bodies_follow_the_same_rule(server):
+    payload = slash_command("generate")
+    handle(server, payload)
+    original = f"/webhooks/{payload['application_id']}/{payload['token']}/messages/@original"
+
+    status, body, _ = raw_bytes(server, "PATCH", original, b'{"content": "done"}', content_type="text/plain")
+    assert (status, body) == (400, CONTENT_TYPE_INVALID)
+    status, body, _ = raw_bytes(server, "PATCH", original, b"\xff", content_type="application/json")
+    assert (status, body["code"]) == (400, 50109)
+    assert server.original_response(payload["id"])["flags"] & fake.LOADING  # nothing was applied
+
+
+MISSING_PERMISSIONS = {"message": "Missing Permissions", "code": 50013}
+
+
+def test_channel_posts_and_edits_need_the_bots_permissions(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)  # default: view, send, embed links, attach files
+    post = f"/channels/{CHANNEL_ID}/messages"
+    with_embed = {"content": "look", "embeds": [{"title": "a fox"}]}
+
+    assert raw(server, "POST", post, with_embed, bot_auth=True)[0] == 200
+    server.revoke_permissions(CHANNEL_ID, fake.EMBED_LINKS)
+    assert raw(server, "POST", post, with_embed, bot_auth=True) == (403, MISSING_PERMISSIONS)
+    status, own = raw(server, "POST", post, {"content": "plain"}, bot_auth=True)
+    assert status == 200
+    assert raw(server, "PATCH", f"{post}/{own['id']}", with_embed, bot_auth=True) == (403, MISSING_PERMISSIONS)
+    assert raw(server, "PATCH", f"{post}/{own['id']}", {"content": "edited"}, bot_auth=True)[0] == 200
+
+    async def send_file(bot):
+        with pytest.raises(discord.Forbidden) as error:
+            await bot.get_partial_messageable(CHANNEL_ID).send(file=discord.File(io.BytesIO(b"\0"), "v.mp4"))
+        return error.value
+
+    server.revoke_permissions(CHANNEL_ID, fake.ATTACH_FILES)
+    no_files = run(send_file)
+    assert (no_files.status, no_files.code, no_files.text) == (403, 50013, "Missing Permissions")
+    server.revoke_permissions(CHANNEL_ID, fake.SEND_MESSAGES)
+    assert raw(server, "POST", post, {"content": "plain"}, bot_auth=True) == (403, MISSING_PERMISSIONS)
+    server.revoke_permissions(CHANNEL_ID, fake.VIEW_CHANNEL)
+    assert raw(server, "POST", post, {"content": "plain"}, bot_auth=True) == (403, {"message": "Missing Access",
+                                                                                    "code": 50001})
+    assert [m["content"] for m in server.messages_in(CHANNEL_ID)] == ["look", "edited"]
+
+
+def test_interaction_responses_are_not_subject_to_channel_permissions(server):
+    nothing_but_view = discord.Permissions(view_channel=True).value
+    payload = slash_command("echo", {"text": "a red fox", "video_bytes": 64}, app_permissions=nothing_but_view)
+    bot = handle(server, payload)  # replies, then edits the reply to attach a video
+
+    assert bot.failures == {}
+    assert server.original_response(payload["id"])["attachments"][0]["filename"] == "video.mp4"
+    command = slash_command("refuse", app_permissions=nothing_but_view)
+    server.register_interaction(command)
+    status, _ = raw(server, "POST", f"/interactions/{command['id']}/{command['token']}/callback",
+                    {"type": 4, "data": {"embeds": [{"title": "queued"}]}})
+    assert status == 204 and server.original_response(command["id"])["embeds"][0]["title"] == "queued"
+    # The channel route is checked against the same app_permissions.
+    assert raw(server, "POST", f"/channels/{CHANNEL_ID}/messages", {"content": "x"}, bot_auth=True) == (
+        403, MISSING_PERMISSIONS)
+
+
+def test_the_bot_edits_only_its_own_messages_and_deletes_others_only_with_manage_messages(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    theirs = server.add_user_message(CHANNEL_ID, "their words")
+    assert theirs["author"]["id"] == str(fake.SOMEONE_ID)
+    path = f"/channels/{CHANNEL_ID}/messages/{theirs['id']}"
+
+    async def scenario(bot):
+        channel = bot.get_partial_messageable(CHANNEL_ID)
+        own = await channel.send("mine")
+        await own.edit(content="still mine")
+        other = channel.get_partial_message(int(theirs["id"]))
+        raised = []
+        for action in (lambda: other.edit(content="rewritten"), other.delete):
+            with pytest.raises(discord.Forbidden) as error:
+                await action()
+            raised.append(error.value)
+        await own.delete()  # its own: no MANAGE_MESSAGES needed
+        return raised
+
+    cannot_edit, cannot_delete = run(scenario)
+    assert (cannot_edit.code, cannot_edit.text) == (50005, "Cannot edit a message authored by another user")
+    assert (cannot_delete.code, cannot_delete.text) == (50013, "Missing Permissions")
+    server.grant_permissions(CHANNEL_ID, fake.MANAGE_MESSAGES)
+    assert raw(server, "PATCH", path, {"content": "rewritten"}, bot_auth=True) == (
+        403, {"message": "Cannot edit a message authored by another user", "code": 50005})
+    assert raw(server, "DELETE", path, bot_auth=True) == (204, None)
+    assert server.messages_in(CHANNEL_ID) == []
+
+
+BUCKET_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Reset-After",
+                  "X-RateLimit-Bucket")
+
+
+def test_every_route_answers_with_its_bucket_headers(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    post = f"/channels/{CHANNEL_ID}/messages"
+
+    first, second = (raw_bytes(server, "POST", post, b'{"content": "hi"}', bot_auth=True)[2] for _ in range(2))
+    refused = raw_bytes(server, "POST", post, b'{"embeds": []}', bot_auth=True)  # an error, same bucket
+    read = raw_bytes(server, "GET", f"/channels/{CHANNEL_ID}", None, bot_auth=True)[2]
+    unknown = raw_bytes(server, "GET", "/gateway/bot", None, bot_auth=True)[2]
+
+    assert (first["X-RateLimit-Limit"], first["X-RateLimit-Remaining"]) == ("50", "49")
+    assert second["X-RateLimit-Remaining"] == "48" and refused[0] == 400 and refused[2]["X-RateLimit-Remaining"] == "47"
+    assert 0 < float(second["X-RateLimit-Reset-After"]) <= fake.DEFAULT_BUCKET_WINDOW
+    assert abs(float(second["X-RateLimit-Reset"]) - time.time() - float(second["X-RateLimit-Reset-After"])) < 0.5
+    assert len(first["X-RateLimit-Bucket"]) == 32 and first["X-RateLimit-Bucket"] == second["X-RateLimit-Bucket"]
+    assert read["X-RateLimit-Bucket"] != first["X-RateLimit-Bucket"] and read["X-RateLimit-Remaining"] == "49"
+    assert not any(name in unknown for name in BUCKET_HEADERS)
+
+
+def test_buckets_are_counted_per_channel_and_per_webhook_token(server):
+    server.limit_route("POST /channels/*/messages", 2, per=10)
+    server.limit_route("PATCH /webhooks/*", 1, per=10)
+    for channel_id in (CHANNEL_ID, CHANNEL_ID + 1):
+        server.add_channel(channel_id, guild_id=GUILD_ID)
+
+    in_a = [raw_bytes(server, "POST", f"/channels/{CHANNEL_ID}/messages", b'{"content": "a"}', bot_auth=True)
+            for _ in range(3)]
+    in_b = raw_bytes(server, "POST", f"/channels/{CHANNEL_ID + 1}/messages", b'{"content": "b"}', bot_auth=True)
+
+    assert [status for status, _, _ in in_a] == [200, 200, 429] and in_b[0] == 200
+    status, body, headers = in_a[2]
+    assert body == {"message": "You are being rate limited.", "retry_after": body["retry_after"], "global": False}
+    assert 9 < body["retry_after"] <= 10 and headers["Retry-After"] == "10"
+    assert (headers["X-RateLimit-Remaining"], headers["X-RateLimit-Limit"], headers["X-RateLimit-Scope"]) == (
+        "0", "2", "user")
+    assert in_b[2]["X-RateLimit-Bucket"] == headers["X-RateLimit-Bucket"]  # one bucket, counted per channel
+    assert len(server.messages_in(CHANNEL_ID)) == 2
+
+    first, second = slash_command("generate"), slash_command("generate")
+    for payload in (first, second):
+        handle(server, payload)
+    edits = [raw(server, "PATCH", f"/webhooks/{p['application_id']}/{p['token']}/messages/@original",
+                 {"content": "done"})[0] for p in (first, second, first)]
+    assert edits == [200, 200, 429]
+
+
+def test_discord_py_waits_for_an_exhausted_bucket_instead_of_hitting_429():
+    with FakeDiscordServer(bucket_limit=2, bucket_window=0.4) as server, server.patch_discord():
+        server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+
+        async def scenario(bot):
+            for n in range(5):
+                await bot.get_partial_messageable(CHANNEL_ID).send(f"message {n}")
+
+        run(scenario)
+        payload = slash_command("slow")  # defer, then two followups through the webhook adapter
+        server.limit_route("POST /webhooks/*", 1, per=0.4)
+        handle(server, payload)
+        assert server.internal_errors == []
+
+    posts = server.requests("POST /channels/*/messages")
+    assert [r.status for r in posts] == [200] * 5
+    assert posts[2].at - posts[0].at >= 0.35 and posts[4].at - posts[2].at >= 0.35  # a new window each time
+    followups = server.requests("POST /webhooks/*")
+    assert [r.status for r in followups] == [200, 200] and followups[1].at - followups[0].at >= 0.35

@@ -32,8 +32,10 @@ from google.genai import errors, types
 
 from tests.fakes.veo_server import (
     DEFAULT_RAI_REASON,
+    MODEL_CAPABILITIES,
     FakeClock,
     FakeVeoServer,
+    ModelCapabilities,
     scenario,
     tiny_mp4,
 )
@@ -92,7 +94,7 @@ def make_client(mode: str, url: str, **http_options: Any) -> genai.Client:
             credentials=google.oauth2.credentials.Credentials(token="test"),
             http_options=options,
         )
-    return genai.Client(vertexai=True, api_key="k", http_options=options)
+    return genai.Client(vertexai=True, api_key="test-key", http_options=options)
 
 
 class Veo:
@@ -103,9 +105,9 @@ class Veo:
         self.client = client
         self.flavor = flavor
 
-    async def generate(self, prompt: str, **config: Any) -> types.GenerateVideosOperation:
+    async def generate(self, prompt: str, model: str = MODEL, **config: Any) -> types.GenerateVideosOperation:
         kwargs = dict(
-            model=MODEL,
+            model=model,
             source=types.GenerateVideosSource(prompt=prompt),
             config=types.GenerateVideosConfig(**config),
         )
@@ -643,6 +645,173 @@ def test_unknown_routes_and_missing_credentials_get_google_error_bodies(veo):
         "message": "Request is missing required authentication credential.",
         "status": "UNAUTHENTICATED",
     }
+
+
+def _error(body: bytes) -> dict:
+    return json.loads(body)["error"]
+
+
+def _denied(resource: str) -> dict:
+    return {
+        "code": 403,
+        "message": f"Permission 'aiplatform.endpoints.predict' denied on resource "
+                   f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).",
+        "status": "PERMISSION_DENIED",
+    }
+
+
+@pytest.mark.parametrize("mode", ["vertex", "express"])
+def test_a_wrong_credential_is_refused_with_403_permission_denied(veo, mode):
+    options = types.HttpOptions(base_url=veo.url)
+    if mode == "vertex":
+        client = genai.Client(vertexai=True, project="p", location="us-central1", http_options=options,
+                              credentials=google.oauth2.credentials.Credentials(token="someone-elses-token"))
+    else:
+        client = genai.Client(vertexai=True, api_key="someone-elses-key", http_options=options)
+
+    with pytest.raises(errors.ClientError) as raised:
+        client.models.generate_videos(model=MODEL, source=types.GenerateVideosSource(prompt="a cat"))
+    client.close()
+
+    resource = CREATE_PATH[mode].removeprefix("/v1beta1/").removesuffix(":predictLongRunning")
+    assert (raised.value.code, raised.value.status) == (403, "PERMISSION_DENIED")
+    assert raised.value.details == {"error": _denied(resource)}
+    assert veo.operations == {} and veo.creates()[0].auth == ("bearer" if mode == "vertex" else "api_key")
+
+
+def test_the_api_key_is_accepted_as_header_or_key_parameter_and_kept_out_of_the_record(veo):
+    body = {"instances": [{"prompt": "a cat"}]}
+
+    by_header = _raw(veo, CREATE_PATH["express"], body, headers={"x-goog-api-key": "test-key"})
+    by_query = _raw(veo, CREATE_PATH["express"] + "?key=test-key", body)
+    wrong = _raw(veo, CREATE_PATH["express"] + "?key=nope", body)
+
+    assert (by_header[0], by_query[0]) == (200, 200) and len(veo.operations) == 2
+    resource = CREATE_PATH["express"].removeprefix("/v1beta1/").removesuffix(":predictLongRunning")
+    assert wrong[0] == 403 and _error(wrong[1]) == _denied(resource)
+    assert [r.auth for r in veo.creates()] == ["api_key"] * 3
+    assert all("key" not in r.query for r in veo.creates())
+
+
+def test_the_accepted_credentials_are_configurable(clock):
+    with FakeVeoServer(clock=clock, api_keys=["key-2"], bearer_tokens=["token-2"]) as veo:
+        body = {"instances": [{"prompt": "a cat"}]}
+        statuses = [
+            _raw(veo, CREATE_PATH["express"], body, headers={"x-goog-api-key": key})[0] for key in ("key-2", "test-key")
+        ] + [
+            _raw(veo, CREATE_PATH["vertex"], body, headers={"Authorization": f"Bearer {token}"})[0]
+            for token in ("token-2", "test", "fake-access-token")  # the last one: issued by the fake's /token
+        ]
+
+    assert statuses == [200, 403, 200, 403, 200]
+
+
+def test_cloud_storage_needs_an_accepted_bearer_token(veo):
+    api = Veo(make_client("vertex", veo.url), "sync")
+    uri = only_video(asyncio.run(api.finish("a cat [scenario:gcs]"))).uri
+    api.client.close()
+    bucket, _, obj = uri.removeprefix("gs://").partition("/")
+    path = f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(obj, safe='')}?alt=media"
+
+    key_only = _raw(veo, path, headers={"x-goog-api-key": "test-key"})
+    wrong = _raw(veo, path, headers={"Authorization": "Bearer nope"})
+    issued = _raw(veo, path, headers={"Authorization": "Bearer fake-access-token"})
+
+    assert key_only[0] == 401 and _error(key_only[1]) == {
+        "code": 401, "message": "Request is missing required authentication credential.", "status": "UNAUTHENTICATED"}
+    assert wrong[0] == 403 and _error(wrong[1]) == {
+        "code": 403,
+        "message": f"The caller does not have storage.objects.get access to the Google Cloud Storage object {uri}."
+                   " Permission 'storage.objects.get' denied on resource (or it may not exist).",
+        "status": "PERMISSION_DENIED",
+    }
+    assert issued == (200, veo.gcs_object(uri))
+
+
+# Each documented parameter: a value the model accepts, and one it refuses with this message.
+PARAMETER_CASES = [
+    ("durationSeconds", 6, 5,
+     f"Unsupported output video duration 5 seconds for model {MODEL}; supported durations are [4, 6, 8]."),
+    ("durationSeconds", 4, "8",
+     f"Unsupported output video duration 8 seconds for model {MODEL}; supported durations are [4, 6, 8]."),
+    ("aspectRatio", "9:16", "1:1",
+     f"Unsupported aspectRatio \"1:1\" for model {MODEL}; supported values are ['16:9', '9:16']."),
+    ("resolution", "1080p", "4k",
+     f"Unsupported resolution \"4k\" for model {MODEL}; supported values are ['720p', '1080p']."),
+    ("personGeneration", "allow_all", "ALLOW_ADULT",
+     f"Unsupported personGeneration \"ALLOW_ADULT\" for model {MODEL}; supported values are"
+     " ['allow_adult', 'dont_allow', 'allow_all']."),
+    ("sampleCount", 4, 5, f"sampleCount must be between 1 and 4 for model {MODEL}, got 5."),
+    ("sampleCount", 1, 0, f"sampleCount must be between 1 and 4 for model {MODEL}, got 0."),
+    ("seed", 4294967295, 4294967296, "seed must be an integer between 0 and 4294967295, got 4294967296."),
+    ("seed", 0, -1, "seed must be an integer between 0 and 4294967295, got -1."),
+    ("negativePrompt", "blurry", ["blurry"], 'negativePrompt must be a string, got ["blurry"].'),
+]
+
+
+def _create_with(veo, parameters: dict, model: str = MODEL) -> tuple[int, bytes]:
+    path = CREATE_PATH["vertex"].replace(MODEL, model)
+    return _raw(veo, path, {"instances": [{"prompt": "a cat"}], "parameters": parameters},
+                headers={"Authorization": "Bearer test"})
+
+
+@pytest.mark.parametrize(("name", "accepted", "refused", "message"), PARAMETER_CASES,
+                         ids=[f"{case[0]}={case[2]!r}" for case in PARAMETER_CASES])
+def test_parameter_values_outside_the_documented_sets_are_400_invalid_argument(veo, name, accepted, refused,
+                                                                               message):
+    ok_status, _ = _create_with(veo, {name: accepted})
+    status, body = _create_with(veo, {name: refused})
+
+    assert ok_status == 200 and len(veo.operations) == 1
+    assert status == 400 and _error(body) == {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+    assert [c.status for c in veo.creates()] == [200, 400]
+
+
+def test_a_model_where_1080p_needs_8_seconds_refuses_it_at_4(veo):
+    veo.models["veo-strict"] = ModelCapabilities(resolutions={"720p": (4, 6, 8), "1080p": (8,)})
+
+    statuses = [_create_with(veo, {"resolution": "1080p", "durationSeconds": seconds}, model="veo-strict")
+                for seconds in (8, 4)] + [_create_with(veo, {"resolution": "1080p"}, model="veo-strict")]
+
+    assert [status for status, _ in statuses] == [200, 400, 200]  # left out, the duration is 8 s
+    assert _error(statuses[1][1])["message"] == "Resolution 1080p is only supported with durations [8] for model" \
+                                                " veo-strict."
+
+
+@pytest.mark.parametrize("model", sorted(MODEL_CAPABILITIES))
+def test_every_known_model_accepts_the_bots_parameters(veo, model):
+    parameters = {"sampleCount": 1, "durationSeconds": 4, "aspectRatio": "16:9", "resolution": "1080p",
+                  "personGeneration": "allow_adult", "generateAudio": True, "seed": 7, "negativePrompt": "blur"}
+
+    assert _create_with(veo, parameters, model=model)[0] == 200
+
+
+def test_an_unknown_model_is_404_not_found_through_the_sdk(sdk, veo):
+    async def flow(api):
+        with pytest.raises(errors.ClientError) as raised:
+            await api.generate("a cat", model="veo-9-generate")
+        return raised.value
+
+    error = sdk.run(flow)
+
+    resource = CREATE_PATH[sdk.mode].replace(MODEL, "veo-9-generate")
+    resource = resource.removeprefix("/v1beta1/").removesuffix(":predictLongRunning")
+    assert (error.code, error.status) == (404, "NOT_FOUND")
+    assert error.message == (f"Publisher Model `{resource}` was not found or your project does not have access to"
+                             " it. Please ensure you are using a valid model version.")
+    assert veo.operations == {}
+
+
+def test_an_invalid_parameter_raises_client_error_400_through_the_sdk(sdk, veo):
+    async def flow(api):
+        with pytest.raises(errors.ClientError) as raised:
+            await api.generate("a cat", duration_seconds=5)
+        return raised.value
+
+    error = sdk.run(flow)
+
+    assert (error.code, error.status) == (400, "INVALID_ARGUMENT")
+    assert error.message.startswith("Unsupported output video duration 5 seconds")
 
 
 def test_gcs_objects_can_be_downloaded_over_the_json_api(veo):

@@ -154,7 +154,7 @@ def test_the_worker_through_veo_success_and_failures(db_settings, db_password, t
     truncate_requests()
     prompts = ["a red fox in snow", "a fox [scenario:http_error status=400]",
                "a fox [scenario:error_operation]", "a fox [scenario:server_error times=9]"]
-    with FakeVeoServer() as fake:
+    with FakeVeoServer(api_keys=[VEO_KEY]) as fake:
         ids = [services.admit_request(interaction_id=next_interaction(), user_id=700 + n, guild_id=None,
                                       channel_id=None, params=services.VideoParameters(prompt=prompt),
                                       source="cli").request_id for n, prompt in enumerate(prompts)]

@@ -26,7 +26,7 @@ def genai_worker(fake, settings, *, output_gcs_uri: str = "") -> Worker:
     """A worker driving the real google-genai client against a FakeVeoServer; it delivers
     every source the CLI's way (recorded, nothing sent)."""
     settings.VEO_API_BASE_URL = fake.url
-    client = make_client(credentials=Credentials(token="test-token"))
+    client = make_client(credentials=Credentials(token="test"))
     backend = GenaiBackend(client, model=MODEL, output_gcs_uri=output_gcs_uri)
     return standalone_worker(backend=backend, deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
 

@@ -5,8 +5,10 @@ discord.py builds every URL it calls (REST, interaction callbacks, interaction w
 what users would see (messages, their attachments and flags) and enforces the rules Discord
 enforces but discord.py does not check: the 3 s deadline for the first response, one
 acknowledgement per interaction, the 15 minute token lifetime (on a simulated clock), attachment
-size, content and embed limits, channel permissions, and scripted 429s. Errors use Discord's
-status codes and JSON bodies, so discord.py raises exactly what it would in production.
+size, content and embed limits, the bot's channel permissions and message ownership, JSON or
+multipart bodies, and per-route rate-limit buckets with Discord's headers (plus scripted 429s).
+Errors use Discord's status codes and JSON bodies, so discord.py raises exactly what it would in
+production.
 
 See docs/DISCORD_FAKE.md.
 """
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import copy
 import fnmatch
+import hashlib
 import itertools
 import json
 import logging
@@ -27,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from aiohttp import web
 
@@ -45,16 +48,27 @@ CONTENT_MAX = 2000
 EMBEDS_MAX = 10
 EMBED_FIELDS_MAX = 25
 EMBED_TOTAL_MAX = 6000
+# Every route's rate-limit bucket, per major parameter (channel, guild, webhook id + token): this
+# many requests per window. Generous, so discord.py (which waits once Remaining reaches 0) never
+# slows the tests down; limit_route() or the constructor set others.
+DEFAULT_BUCKET_LIMIT = 50
+DEFAULT_BUCKET_WINDOW = 1.0  # seconds
 
 # Message flags
 SUPPRESS_EMBEDS = 1 << 2
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7  # a deferred response's "Bot is thinking..." placeholder
 
-# Permission bits checked on channel posts
+# Permission bits checked on channel routes
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
+MANAGE_MESSAGES = 1 << 13
+EMBED_LINKS = 1 << 14
 ATTACH_FILES = 1 << 15
+# What the bot may do in a channel unless a test or an interaction's app_permissions says otherwise.
+DEFAULT_BOT_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES
+# The author of messages a test adds with add_user_message(): someone other than the bot.
+SOMEONE_ID = 1_180_000_000_000_000_003
 
 # (HTTP status, Discord code, message), exactly as Discord sends them.
 UNAUTHORIZED = (401, 0, "401: Unauthorized")
@@ -68,9 +82,11 @@ ENTITY_TOO_LARGE = (413, 40005, "Request entity too large")
 ALREADY_ACKNOWLEDGED = (400, 40060, "Interaction has already been acknowledged.")
 MISSING_ACCESS = (403, 50001, "Missing Access")
 EMPTY_MESSAGE = (400, 50006, "Cannot send an empty message")
+CANNOT_EDIT_OTHERS_MESSAGE = (403, 50005, "Cannot edit a message authored by another user")
 MISSING_PERMISSIONS = (403, 50013, "Missing Permissions")
 INVALID_WEBHOOK_TOKEN = (401, 50027, "Invalid Webhook Token")
 INVALID_FORM_BODY = (400, 50035, "Invalid Form Body")
+INVALID_JSON = (400, 50109, "The request body contains invalid JSON.")
 SERVER_ERROR = (500, 0, "500: Internal Server Error")
 SERVICE_UNAVAILABLE = (503, 0, "503: Service Unavailable")
 
@@ -186,7 +202,7 @@ class FakeInteraction:
 @dataclass
 class _Channel:
     data: dict  # Discord's channel object, served by GET /channels/{id}
-    app_permissions: int | None = None  # None: the bot may do anything
+    app_permissions: int = DEFAULT_BOT_PERMISSIONS  # what the bot may do here (channel routes only)
     forced_error: tuple | None = None  # scripted error for posts and deletes (deny_channel)
     deleted: bool = False
     attachment_size_limit: int | None = None
@@ -209,6 +225,54 @@ class _RateLimit:
 
 
 @dataclass
+class _BucketRule:
+    pattern: str  # glob over "METHOD /path", as for _RateLimit
+    limit: int  # requests per window
+    window: float  # seconds
+
+
+@dataclass
+class _Window:
+    opened: float  # time.monotonic() of the window's first request
+    used: int = 0
+
+
+@dataclass(frozen=True)
+class _BucketState:
+    """What one request's X-RateLimit-* headers say about its bucket."""
+
+    bucket: str  # X-RateLimit-Bucket: the route's hash
+    limit: int
+    remaining: int
+    reset_after: float  # seconds until the window ends
+    exhausted: bool  # the request found no room: it was answered 429
+
+
+class _RouteBuckets:
+    """Discord's per-route rate limits. Each route has a bucket, named by a hash, and each major
+    parameter (channel, guild, webhook id + token) has its own count in it. Windows use real time,
+    not the fake clock: discord.py really sleeps until they reset."""
+
+    def __init__(self, limit: int, window: float):
+        self.rules = [_BucketRule("*", limit, window)]  # first match wins; the default is last
+        self._windows: dict[tuple[str, str], _Window] = {}
+
+    def take(self, route: str, major: str, method_and_path: str) -> _BucketState:
+        """Count one request of `route` (e.g. "POST /channels/{channel_id}/messages") for `major`."""
+        rule = next(r for r in self.rules if fnmatch.fnmatchcase(method_and_path, r.pattern))
+        now = time.monotonic()
+        window = self._windows.get((route, major))
+        if window is None or now >= window.opened + rule.window:
+            window = self._windows[(route, major)] = _Window(now)
+        exhausted = window.used >= rule.limit
+        if not exhausted:
+            window.used += 1
+        # Rounded up to the millisecond, so a client that waits exactly this long finds the new window.
+        reset_after = math.ceil((window.opened + rule.window - now) * 1000) / 1000
+        return _BucketState(_bucket_hash(route), rule.limit, max(rule.limit - window.used, 0), reset_after, exhausted)
+
+
+@dataclass
 class _Failure:
     pattern: str  # glob over "METHOD /path", as for _RateLimit
     error: tuple  # (status, code, message)
@@ -222,6 +286,9 @@ class _Call:
     json: Any
     uploads: list[Upload]
     query: dict[str, str]
+    # Why Discord would refuse the body (content type, malformed JSON). Raised by the route after
+    # its authorization check, as Discord answers a missing token before it reads the body.
+    body_error: DiscordError | None = None
 
 
 _CALL = web.RequestKey("call", _Call)
@@ -234,7 +301,8 @@ class FakeDiscordServer:
     event loop, tests read state from theirs; everything shared is guarded by one lock.
     """
 
-    def __init__(self, *, application_id: int = DEFAULT_APPLICATION_ID, bot_token: str = BOT_TOKEN):
+    def __init__(self, *, application_id: int = DEFAULT_APPLICATION_ID, bot_token: str = BOT_TOKEN,
+                 bucket_limit: int = DEFAULT_BUCKET_LIMIT, bucket_window: float = DEFAULT_BUCKET_WINDOW):
         self.application_id = application_id
         self.bot_token = bot_token
         self.bot_user = {
@@ -262,6 +330,7 @@ class FakeDiscordServer:
         self._users: dict[int, dict] = {}
         self._commands: dict[int | None, list[dict]] = {}
         self._rate_limits: list[_RateLimit] = []
+        self._buckets = _RouteBuckets(bucket_limit, bucket_window)
         self._failures: list[_Failure] = []
         self.internal_errors: list[BaseException] = []  # bugs in the fake itself
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -342,15 +411,36 @@ class FakeDiscordServer:
 
     def add_channel(
         self, channel_id: int, *, guild_id: int | None = None, name: str = "general",
-        app_permissions: int | None = None,
+        app_permissions: int = DEFAULT_BOT_PERMISSIONS,
     ) -> None:
-        """Make a guild text channel (or, with guild_id=None, a DM) exist for channel routes."""
+        """Make a guild text channel (or, with guild_id=None, a DM) exist for channel routes, where the
+        bot has `app_permissions` (by default View Channel, Send Messages, Embed Links, Attach Files)."""
         data = {"id": str(channel_id), "type": 1 if guild_id is None else 0, "last_message_id": None, "flags": 0}
         if guild_id is not None:
             data |= {"guild_id": str(guild_id), "name": name, "position": 0, "permission_overwrites": [],
                      "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0}
         with self._lock:
             self._channels[channel_id] = _Channel(data, app_permissions=app_permissions)
+
+    def grant_permissions(self, channel_id: int, permissions: int) -> None:
+        """Give the bot these permission bits in the channel, e.g. MANAGE_MESSAGES."""
+        with self._lock:
+            self._known_channel(channel_id).app_permissions |= permissions
+
+    def revoke_permissions(self, channel_id: int, permissions: int) -> None:
+        """Take these permission bits from the bot in the channel, e.g. EMBED_LINKS | ATTACH_FILES.
+        (An interaction registered in the channel afterwards sets them to its app_permissions.)"""
+        with self._lock:
+            self._known_channel(channel_id).app_permissions &= ~permissions
+
+    def add_user_message(self, channel_id: int, content: str = "hello", *, author_id: int = SOMEONE_ID) -> dict:
+        """A message someone other than the bot posted in a known channel: the bot may not edit it,
+        and may delete it only with MANAGE_MESSAGES."""
+        with self._lock:
+            self._known_channel(channel_id)
+            message = self._new_message(channel_id)
+            message |= {"author": self._user(author_id), "content": content}
+            return copy.deepcopy(message)
 
     def deny_channel(self, channel_id: int, error: tuple = MISSING_PERMISSIONS) -> None:
         """Posts to the channel, and deletes of its messages, fail with `error` (default 403 50013
@@ -380,6 +470,12 @@ class FakeDiscordServer:
         slashes), e.g. "POST /channels/*/messages" or "PATCH /webhooks/*/messages/@original"."""
         with self._lock:
             self._rate_limits.append(_RateLimit(route, retry_after, times, is_global))
+
+    def limit_route(self, route: str, limit: int, *, per: float = DEFAULT_BUCKET_WINDOW) -> None:
+        """Requests matching `route` (a glob, as for rate_limit) get buckets of `limit` requests per
+        `per` seconds, still counted per major parameter; the latest matching call wins."""
+        with self._lock:
+            self._buckets.rules.insert(0, _BucketRule(route, limit, per))
 
     def fail(self, route: str, error: tuple = SERVER_ERROR, *, times: int | None = 1) -> None:
         """The next `times` requests matching `route` (a glob, as for rate_limit) get `error`
@@ -481,6 +577,8 @@ class FakeDiscordServer:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             if bot_auth and request.headers.get("Authorization") != f"Bot {self.bot_token}":
                 raise DiscordError(*UNAUTHORIZED)
+            if request[_CALL].body_error is not None:
+                raise request[_CALL].body_error
             with self._lock:  # serialize inside the lock: results may be live server state
                 result = handler(request[_CALL], **request.match_info)
                 return web.Response(status=204) if result is None else _json(200, result)
@@ -498,17 +596,13 @@ class FakeDiscordServer:
             record.route = resource.canonical.removeprefix(API_PREFIX)
         with self._lock:
             self._requests.append(record)
+        bucket = None
         try:
             call = request[_CALL] = await _read_call(request)
             record.json, record.uploads = call.json, call.uploads
             with self._lock:
-                limited = self._take_rate_limit(f"{record.method} {record.path}")
-                failure = None if limited else self._take_failure(f"{record.method} {record.path}")
-            if limited:
-                response = _rate_limited(limited)
-            elif failure:
-                response = _json(*_body(failure.error))
-            else:
+                response, bucket = self._answer_before_route(request, f"{record.method} {record.path}")
+            if response is None:
                 response = await handler(request)
         except DiscordError as error:
             response = _json(error.status, error.body)
@@ -520,12 +614,36 @@ class FakeDiscordServer:
             log.exception("fake Discord server failed on %s %s", request.method, request.path)
             self.internal_errors.append(error)
             response = _json(400, {"message": f"fake server error: {error!r}", "code": 0})
+        if bucket is not None:  # on every answer of a bucketed route, errors included, as Discord does
+            response.headers.update(_bucket_headers(bucket))
         # discord.py treats a 429 without Via as a Cloudflare ban; real Discord always sends it.
         response.headers["Via"] = "1.1 google"
         record.status = response.status
         if isinstance(response, web.Response) and response.body:
             record.response = json.loads(response.body) if response.content_type == "application/json" else None
         return response
+
+    def _answer_before_route(self, request: web.Request,
+                             method_and_path: str) -> tuple[web.Response | None, _BucketState | None]:
+        """A scripted 429 (which leaves the bucket alone), else the route's bucket (429 when it is
+        exhausted), else a scripted error; None when the route itself answers."""
+        scripted = self._take_rate_limit(method_and_path)
+        if scripted:
+            return _rate_limited(scripted), None
+        bucket = self._take_bucket(request, method_and_path)
+        if bucket is not None and bucket.exhausted:
+            return _bucket_exhausted(bucket), bucket
+        failure = self._take_failure(method_and_path)
+        if failure:
+            return _json(*_body(failure.error)), bucket
+        return None, bucket
+
+    def _take_bucket(self, request: web.Request, method_and_path: str) -> _BucketState | None:
+        resource = request.match_info.route.resource
+        if resource is None or not resource.canonical.startswith(API_PREFIX):
+            return None  # unknown routes and attachment downloads (the CDN) have no bucket
+        route = f"{request.method} {resource.canonical.removeprefix(API_PREFIX)}"
+        return self._buckets.take(route, _major_parameter(request.match_info), method_and_path)
 
     def _take_rate_limit(self, method_and_path: str) -> _RateLimit | None:
         for rule in self._rate_limits:
@@ -711,21 +829,17 @@ class FakeDiscordServer:
 
     def _get_channel(self, call: _Call, channel_id: str) -> dict:
         channel = self._channel(channel_id)
-        if channel.app_permissions is not None and not channel.app_permissions & VIEW_CHANNEL:
-            raise DiscordError(*MISSING_ACCESS)
+        _require_view(channel)
         return channel.data
 
     def _post_channel_message(self, call: _Call, channel_id: str) -> dict:
         channel = self._channel(channel_id)
         if channel.forced_error:
             raise DiscordError(*channel.forced_error)
-        perms = channel.app_permissions
-        if perms is not None:
-            if not perms & VIEW_CHANNEL:
-                raise DiscordError(*MISSING_ACCESS)
-            if not perms & SEND_MESSAGES or (call.uploads and not perms & ATTACH_FILES):
-                raise DiscordError(*MISSING_PERMISSIONS)
+        _require_view(channel)
+        _require(channel, SEND_MESSAGES)
         body = call.json or {}
+        _require_content_permissions(channel, body, call.uploads)
         _check_message(body, call.uploads, self._channel_size_limit(channel))
         kind = 19 if body.get("message_reference") else 0  # REPLY or DEFAULT
         return _wire(self._create_message(channel.id, body, call.uploads, kind=kind))
@@ -734,9 +848,14 @@ class FakeDiscordServer:
         return _wire(self._channel_message(channel_id, message_id))
 
     def _edit_channel_message(self, call: _Call, channel_id: str, message_id: str) -> dict:
+        channel = self._channel(channel_id)
+        _require_view(channel)
         message = self._channel_message(channel_id, message_id)
+        if not self._authored_by_bot(message):
+            raise DiscordError(*CANNOT_EDIT_OTHERS_MESSAGE)  # whatever the bot's permissions
         body = call.json or {}
-        _check_message(body, call.uploads, self._channel_size_limit(self._channel(channel_id)))
+        _require_content_permissions(channel, body, call.uploads)
+        _check_message(body, call.uploads, self._channel_size_limit(channel))
         return _wire(self._edit_message(message, body, call.uploads))
 
     def _delete_channel_message(self, call: _Call, channel_id: str, message_id: str) -> None:
@@ -744,9 +863,14 @@ class FakeDiscordServer:
         channel = self._channel(channel_id)
         if channel.forced_error:
             raise DiscordError(*channel.forced_error)
-        if channel.app_permissions is not None and not channel.app_permissions & VIEW_CHANNEL:
-            raise DiscordError(*MISSING_ACCESS)
-        del self._messages[int(self._channel_message(channel_id, message_id)["id"])]
+        _require_view(channel)
+        message = self._channel_message(channel_id, message_id)
+        if not self._authored_by_bot(message):
+            _require(channel, MANAGE_MESSAGES)
+        del self._messages[int(message["id"])]
+
+    def _authored_by_bot(self, message: dict) -> bool:
+        return message["author"]["id"] == self.bot_user["id"]
 
     def _channel(self, channel_id: str | int) -> _Channel:
         channel = self._channels.get(_snowflake(channel_id))
@@ -890,7 +1014,7 @@ class FakeDiscordServer:
         if channel_id not in self._channels:
             self._channels[channel_id] = _Channel(copy.deepcopy(channel_data))
         if "app_permissions" in payload:
-            # What the bot may do in that channel right now; channel posts are checked against it.
+            # What the bot may do in that channel right now; channel routes are checked against it.
             self._channels[channel_id].app_permissions = int(payload["app_permissions"])
         return FakeInteraction(
             id=int(payload["id"]), token=payload["token"], type=payload["type"],
@@ -908,22 +1032,46 @@ class FakeDiscordServer:
 
 
 async def _read_call(request: web.Request) -> _Call:
-    """Parse a JSON body, or a multipart body of payload_json + files[n] (how discord.py uploads)."""
-    body: Any = None
-    uploads: list[Upload] = []
-    if request.content_type == "multipart/form-data":
-        reader = await request.multipart()
-        async for part in reader:
-            data = await part.read(decode=False)
-            if part.name == "payload_json":
-                body = json.loads(data)
-            else:
-                uploads.append(Upload(part.name or "", part.filename or "", len(data),
-                                      part.headers.get("Content-Type"), data))
-    elif request.can_read_body:
-        raw = await request.read()
-        body = json.loads(raw) if raw else None
-    return _Call(body, uploads, dict(request.query))
+    """Parse a JSON body, or a multipart body of payload_json + files[n] (how discord.py uploads).
+
+    Like Discord, only those two content types are read; a body of any other type, or JSON
+    that does not parse, is kept as the call's body_error."""
+    call = _Call(None, [], dict(request.query))
+    try:
+        if request.content_type == "multipart/form-data":
+            await _read_multipart(request, call)
+        elif request.can_read_body:
+            raw = await request.read()
+            if raw and request.content_type != "application/json":
+                raise DiscordError(*INVALID_FORM_BODY, errors=_CONTENT_TYPE_ERRORS)
+            call.json = _parse_json(raw) if raw else None
+    except DiscordError as error:
+        call.body_error = error
+    return call
+
+
+async def _read_multipart(request: web.Request, call: _Call) -> None:
+    reader = await request.multipart()
+    async for part in reader:
+        data = await part.read(decode=False)
+        if part.name == "payload_json":
+            call.json = _parse_json(data)
+        else:
+            call.uploads.append(Upload(part.name or "", part.filename or "", len(data),
+                                       part.headers.get("Content-Type"), data))
+
+
+_CONTENT_TYPE_ERRORS = {"_errors": [{
+    "code": "CONTENT_TYPE_INVALID",
+    "message": "Expected \"Content-Type\" header to be one of {'application/json', 'multipart/form-data'}.",
+}]}
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:  # includes bytes that are not UTF-8
+        raise DiscordError(*INVALID_JSON) from None
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -949,6 +1097,38 @@ def _rate_limited(rule: _RateLimit) -> web.Response:
     return response
 
 
+def _bucket_exhausted(bucket: _BucketState) -> web.Response:
+    response = _json(429, {"message": "You are being rate limited.", "retry_after": bucket.reset_after,
+                           "global": False})
+    response.headers.update({"Retry-After": str(math.ceil(bucket.reset_after)), "X-RateLimit-Scope": "user"})
+    return response
+
+
+def _bucket_headers(bucket: _BucketState) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(bucket.limit),
+        "X-RateLimit-Remaining": str(bucket.remaining),
+        "X-RateLimit-Reset": f"{time.time() + bucket.reset_after:.3f}",  # epoch seconds
+        "X-RateLimit-Reset-After": f"{bucket.reset_after:.3f}",
+        "X-RateLimit-Bucket": bucket.bucket,
+    }
+
+
+def _bucket_hash(route: str) -> str:
+    """An opaque, stable name per route, shaped like Discord's."""
+    return hashlib.sha256(route.encode()).hexdigest()[:32]
+
+
+def _major_parameter(params: Mapping[str, str]) -> str:
+    """What Discord counts a route's bucket per: the channel, else the webhook (or interaction) id
+    with its token, else the guild; routes with none of them share one count."""
+    if "channel_id" in params:
+        return params["channel_id"]
+    if "token" in params:
+        return f"{params.get('application_id') or params.get('interaction_id')}+{params['token']}"
+    return params.get("guild_id", "")
+
+
 def _wire(message: dict) -> dict:
     """A stored message as Discord returns it (without the fake-only allowed_mentions)."""
     return {k: copy.deepcopy(v) for k, v in message.items() if k != "allowed_mentions"}
@@ -970,6 +1150,25 @@ def _int_or_none(value: Any) -> int | None:
 def _guess_type(filename: str, fallback: str | None = None) -> str:
     guessed = mimetypes.guess_type(filename)[0]
     return guessed or fallback or "application/octet-stream"
+
+
+def _require_view(channel: _Channel) -> None:
+    """Discord answers 50001 Missing Access, not 50013, when the bot cannot see the channel at all."""
+    if not channel.app_permissions & VIEW_CHANNEL:
+        raise DiscordError(*MISSING_ACCESS)
+
+
+def _require(channel: _Channel, permission: int) -> None:
+    if not channel.app_permissions & permission:
+        raise DiscordError(*MISSING_PERMISSIONS)
+
+
+def _require_content_permissions(channel: _Channel, body: dict, uploads: list[Upload]) -> None:
+    """A bot's message in a channel may carry embeds only with EMBED_LINKS, files only with ATTACH_FILES."""
+    if body.get("embeds"):
+        _require(channel, EMBED_LINKS)
+    if uploads:
+        _require(channel, ATTACH_FILES)
 
 
 def _check_message(body: dict, uploads: list[Upload], size_limit: int, prefix: tuple = ()) -> None:

@@ -12,6 +12,10 @@ What each create does is a :class:`Scenario`, chosen per request, first match wi
 a ``[scenario:NAME key=value ...]`` marker in the prompt, then :meth:`VeoFakeState.on_prompt`
 rules, then the :meth:`VeoFakeState.queue`, then ``default_scenario`` ("instant").
 
+Like the real service it refuses what it would refuse: requests without an accepted credential
+(401/403), unknown models (404) and parameter values outside each model's documented set
+(400, see ``MODEL_CAPABILITIES``), before any scenario runs.
+
 Operations live in a :class:`VeoFakeState`, not in the HTTP server, so a test can restart the
 bot (a new SDK client resuming by operation name) or the fake itself (``restart()``, or a new
 ``FakeVeoServer(state=old.state)``) without losing them. See docs/VEO_FAKE.md.
@@ -28,9 +32,9 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 # Google's canonical status name for each HTTP status the fake answers with.
@@ -67,7 +71,47 @@ _MODEL_CALL = re.compile(
 _GCS_DOWNLOAD = re.compile(r"^/storage/v1/b/(?P<bucket>[^/]+)/o/(?P<object>.+)$")
 # An OAuth token endpoint: service-account keys in tests name it as their token_uri.
 TOKEN_PATH = "/token"
+# What the token endpoint hands out; like any token Google issued, it is always accepted.
+ISSUED_ACCESS_TOKEN = "fake-access-token"
+# The credentials the fake accepts unless told otherwise (what the tests configure their clients with).
+DEFAULT_API_KEY = "test-key"
+DEFAULT_BEARER_TOKEN = "test"
+MISSING_CREDENTIAL = "Request is missing required authentication credential."
 _MARKER = re.compile(r"\[scenario:(?P<name>\w+)(?P<params>(?:\s+\w+=[^\s\]]+)*)\s*\]")
+
+
+@dataclass(frozen=True)
+class ModelCapabilities:
+    """The parameter values one Veo model accepts, from the Vertex AI Veo model reference.
+
+    ``resolutions`` maps each resolution to the durations it is offered at, so a model where
+    1080p needs 8 s (as the Gemini API documents for Veo 3.1) would be ``{"1080p": (8,)}``. The
+    stored Vertex docs list 720p and 1080p at every Veo 3 duration, so no row here restricts it.
+    """
+
+    durations: tuple[int, ...] = (4, 6, 8)
+    default_duration: int = 8  # what the service uses when durationSeconds is left out
+    aspect_ratios: tuple[str, ...] = ("16:9", "9:16")
+    resolutions: dict[str, tuple[int, ...]] = field(
+        default_factory=lambda: {"720p": (4, 6, 8), "1080p": (4, 6, 8)})
+    person_generation: tuple[str, ...] = ("allow_adult", "dont_allow", "allow_all")
+    max_samples: int = 4  # sampleCount is 1..max_samples
+
+
+_VEO_3 = ModelCapabilities()
+# Every model id the fake serves; any other answers 404 NOT_FOUND, as Vertex does for an
+# unknown publisher model.
+MODEL_CAPABILITIES: dict[str, ModelCapabilities] = {
+    "veo-3.1-generate-001": _VEO_3,
+    "veo-3.1-fast-generate-001": _VEO_3,
+    "veo-3.0-generate-001": _VEO_3,
+    "veo-3.0-fast-generate-001": _VEO_3,
+    "veo-3.1-generate-preview": _VEO_3,
+    "veo-3.1-fast-generate-preview": _VEO_3,
+    "veo-3.0-generate-preview": _VEO_3,
+    "veo-3.0-fast-generate-preview": _VEO_3,
+}
+SEED_MAX = 2**32 - 1  # seed is a uint32
 
 
 def tiny_mp4(label: str | bytes = b"") -> bytes:
@@ -280,8 +324,16 @@ class VeoFakeState:
         express_project: str = "veo-fake-express",
         express_location: str = "us-central1",
         default_bucket: str = "veo-fake-output",
+        api_keys: Iterable[str] = (DEFAULT_API_KEY,),
+        bearer_tokens: Iterable[str] = (DEFAULT_BEARER_TOKEN,),
+        models: dict[str, ModelCapabilities] | None = None,
     ):
         self.clock = clock
+        self.models = dict(MODEL_CAPABILITIES if models is None else models)  # model id -> what it accepts
+        # Express mode authenticates with an API key, Vertex with an OAuth bearer token; any
+        # other value is refused (403), as a key or token of another project would be.
+        self.api_keys = set(api_keys)
+        self.bearer_tokens = set(bearer_tokens)
         self.default_scenario = default_scenario
         self.video_bytes = video_bytes  # None: a distinct tiny_mp4 per video
         # Express requests carry no project, so the fake invents one for the operation
@@ -388,31 +440,33 @@ class VeoFakeState:
         """Answer one HTTP request (called from the server's handler threads)."""
         url = urlsplit(target)
         headers = {k.lower(): v for k, v in headers.items()}
+        query = parse_qs(url.query)
+        credential = _credential(headers, query)
         record = RecordedRequest(
             method=method,
             path=url.path,
-            query=parse_qs(url.query),
+            query={k: v for k, v in query.items() if k != "key"},  # the API key stays out of the record
             headers={k: v for k, v in headers.items() if k not in ("authorization", "x-goog-api-key")},
-            auth=_auth_kind(headers),
+            auth=credential.kind if credential else None,
             body=_parse_json(raw_body),
         )
         with self._lock:
             self._requests.append(record)
             try:
-                reply = self._route(method, url.path, record)
+                reply = self._route(method, url.path, record, credential)
             except _HttpError as error:
                 reply = _error_reply(error)
             record.status = reply.status
         return reply
 
-    def _route(self, method: str, path: str, record: RecordedRequest) -> _Reply:
+    def _route(self, method: str, path: str, record: RecordedRequest, credential: _Credential | None) -> _Reply:
         call = _MODEL_CALL.match(path)
         download = _GCS_DOWNLOAD.match(path)
         if path == TOKEN_PATH and method == "POST":
             record.kind = "token"
             if self.token_body is not None:  # e.g. a proxy's HTML page with 200 OK
                 return _Reply(200, self.token_body, content_type="text/html")
-            return _json_reply(200, {"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 3600})
+            return _json_reply(200, {"access_token": ISSUED_ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 3600})
         if call and method == "POST":
             record.kind = "create" if call["verb"] == "predictLongRunning" else "poll"
         elif download and method == "GET":
@@ -421,8 +475,11 @@ class VeoFakeState:
             record.kind = "delete"
         else:
             raise _HttpError(404, f"The fake has no {method} {path}.")
-        if record.auth is None:
-            raise _HttpError(401, "Request is missing required authentication credential.")
+        if download:
+            self._check_storage_credential(credential, record.kind, download["bucket"], unquote(download["object"]))
+        else:
+            self._check_vertex_credential(credential, call["resource"])
+            self._check_model(call)
         if record.kind == "download":
             return self._download(download["bucket"], unquote(download["object"]))
         if record.kind == "metadata":
@@ -435,9 +492,44 @@ class VeoFakeState:
             return self._create(call, record)
         return self._poll(call, record)
 
+    def _check_vertex_credential(self, credential: _Credential | None, resource: str) -> None:
+        """Vertex AI takes an API key (express mode) or an OAuth bearer token (project mode)."""
+        if credential is None:
+            raise _HttpError(401, MISSING_CREDENTIAL)
+        if not self._accepts(credential):
+            raise _HttpError(
+                403, f"Permission 'aiplatform.endpoints.predict' denied on resource "
+                     f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).")
+
+    def _check_storage_credential(self, credential: _Credential | None, kind: str, bucket: str, obj: str) -> None:
+        """Cloud Storage needs an OAuth token for private objects: an API key names a project, not a
+        principal, so a request with only a key is as anonymous as one with nothing."""
+        if credential is None or credential.kind != "bearer":
+            raise _HttpError(401, MISSING_CREDENTIAL)
+        if not self._accepts(credential):
+            permission = "storage.objects.delete" if kind == "delete" else "storage.objects.get"
+            raise _HttpError(403, f"The caller does not have {permission} access to the Google Cloud Storage "
+                                  f"object gs://{bucket}/{obj}. Permission '{permission}' denied on resource "
+                                  f"(or it may not exist).")
+
+    def _check_model(self, call: re.Match[str]) -> None:
+        if call["publisher"] != "google" or call["model"] not in self.models:
+            raise _HttpError(404, f"Publisher Model `{call['resource']}` was not found or your project does not have"
+                                  " access to it. Please ensure you are using a valid model version.")
+
+    def _accepts(self, credential: _Credential) -> bool:
+        if credential.kind == "api_key":
+            return credential.value in self.api_keys
+        return credential.value in self.bearer_tokens or credential.value == ISSUED_ACCESS_TOKEN
+
     def _create(self, call: re.Match[str], record: RecordedRequest) -> _Reply:
         if not record.json.get("instances"):
             raise _HttpError(400, "instances must contain exactly one instance.")
+        if not isinstance(record.parameters, dict):
+            raise _HttpError(400, "Invalid JSON payload received. parameters must be an object.")
+        problem = _parameter_problem(call["model"], self.models[call["model"]], record.parameters)
+        if problem:
+            raise _HttpError(400, problem)
         prompt = record.prompt or ""
         chosen, from_queue = self._choose(prompt)
         stall = 0.0
@@ -574,16 +666,109 @@ def _stalls(chosen: Scenario, stalled_so_far: int) -> bool:
     return chosen.stall_seconds > 0 and (chosen.stall_times is None or stalled_so_far < chosen.stall_times)
 
 
+def _parameter_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    """Why Vertex would refuse these parameters for ``model`` (400 INVALID_ARGUMENT), or None.
+    Parameters that are left out (or null) take the service's defaults and are always fine."""
+    checks = (_duration_problem, _aspect_ratio_problem, _resolution_problem, _person_generation_problem,
+              _sample_count_problem, _seed_problem, _negative_prompt_problem)
+    for check in checks:
+        problem = check(model, capabilities, parameters)
+        if problem:
+            return problem
+    return None
+
+
+def _duration_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("durationSeconds")
+    if value is None or _whole_number(value) in capabilities.durations:
+        return None
+    return (f"Unsupported output video duration {value} seconds for model {model}; supported durations are"
+            f" {list(capabilities.durations)}.")
+
+
+def _aspect_ratio_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("aspectRatio")
+    if value is None or value in capabilities.aspect_ratios:
+        return None
+    return _unsupported("aspectRatio", value, capabilities.aspect_ratios, model)
+
+
+def _resolution_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("resolution")
+    if value is None:
+        return None
+    if not (isinstance(value, str) and value in capabilities.resolutions):
+        return _unsupported("resolution", value, tuple(capabilities.resolutions), model)
+    durations = capabilities.resolutions[value]
+    seconds = parameters.get("durationSeconds")
+    if (capabilities.default_duration if seconds is None else _whole_number(seconds)) in durations:
+        return None
+    return f"Resolution {value} is only supported with durations {list(durations)} for model {model}."
+
+
+def _person_generation_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("personGeneration")
+    if value is None or value in capabilities.person_generation:
+        return None
+    return _unsupported("personGeneration", value, capabilities.person_generation, model)
+
+
+def _sample_count_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("sampleCount")
+    count = _whole_number(value)
+    if value is None or (count is not None and 1 <= count <= capabilities.max_samples):
+        return None
+    return f"sampleCount must be between 1 and {capabilities.max_samples} for model {model}, got {value}."
+
+
+def _seed_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("seed")
+    seed = _whole_number(value)
+    if value is None or (seed is not None and 0 <= seed <= SEED_MAX):
+        return None
+    return f"seed must be an integer between 0 and {SEED_MAX}, got {value}."
+
+
+def _negative_prompt_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
+    value = parameters.get("negativePrompt")
+    if value is None or isinstance(value, str):
+        return None
+    return f"negativePrompt must be a string, got {json.dumps(value)}."
+
+
+def _unsupported(name: str, value: Any, supported: Iterable[str], model: str) -> str:
+    return f"Unsupported {name} {json.dumps(value)} for model {model}; supported values are {list(supported)}."
+
+
+def _whole_number(value: Any) -> int | None:
+    """JSON numbers that are whole (8 or 8.0) as int; booleans, fractions and strings as None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _as_scenario(value: Scenario | str) -> Scenario:
     return value if isinstance(value, Scenario) else scenario(value)
 
 
-def _auth_kind(headers: dict[str, str]) -> str | None:
-    if headers.get("authorization", "").startswith("Bearer "):
-        return "bearer"
-    if headers.get("x-goog-api-key"):
-        return "api_key"
-    return None
+@dataclass(frozen=True)
+class _Credential:
+    kind: str  # "bearer" or "api_key", as RecordedRequest.auth
+    value: str = field(repr=False)
+
+
+def _credential(headers: dict[str, str], query: dict[str, list[str]]) -> _Credential | None:
+    """The bearer token, else the API key (the x-goog-api-key header, which the SDK sends, or
+    Google's other accepted form, the ``key`` query parameter)."""
+    authorization = headers.get("authorization", "")
+    if authorization.startswith("Bearer "):
+        return _Credential("bearer", authorization.removeprefix("Bearer ").strip())
+    key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+    return _Credential("api_key", key) if key else None
 
 
 def _parse_json(raw: bytes) -> Any:
