@@ -88,7 +88,7 @@ def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, reque
     env.update(DATABASE_URL=database_url(server, dbname), VEO_BACKEND="express", VEO_API_KEY="bench-key",
                VEO_API_BASE_URL=veo.url, VEO_MAX_CONCURRENT="1000", VEO_MAX_STARTS_PER_MINUTE="10000",
                VEO_POLL_INITIAL="0s", VEO_WORKER_IDLE_POLL="1s", VEO_WORKER_SLOTS=str(slots),
-               VEO_MEDIA_ROOT=str(scratch / "media"), LOG_LEVEL="WARNING",
+               VEO_MEDIA_ROOT=str(scratch / "media"), VEO_JOURNAL_DIR=str(scratch / "journal"), LOG_LEVEL="WARNING",
                DASHBOARD_REFRESH="0s",  # the dashboard chore is not the pipeline
                # The release below is an UPDATE, not an admission: nothing notifies, and a
                # listener connection would only blur the one-connection-per-worker count.

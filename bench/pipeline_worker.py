@@ -20,12 +20,14 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.db.backends.signals import connection_created  # noqa: E402
 
 from generation.delivery import CliDelivery  # noqa: E402
 from generation.runtime import run_until_signalled  # noqa: E402
 from generation.veo import configured_backend  # noqa: E402
-from generation.worker import standalone_worker  # noqa: E402
+from generation.journal import Journal  # noqa: E402
+from generation.worker import serve_standalone, standalone_worker  # noqa: E402
 
 stats = {"statements": 0, "seconds": 0.0, "empty_claims": 0, "empty_claim_seconds": 0.0}
 lock = threading.Lock()
@@ -54,6 +56,8 @@ def instrument(sender, connection, **kwargs):
 
 
 connection_created.connect(instrument)
-worker = standalone_worker(backend=configured_backend(), deliveries={"cli": CliDelivery()})
-run_until_signalled(worker.run)
+# As runworker runs it: each start written ahead to a journal, which the database watch replays.
+journal = Journal(settings.VEO_JOURNAL_DIR)
+worker = standalone_worker(backend=configured_backend(), deliveries={"cli": CliDelivery()}, journal=journal)
+run_until_signalled(lambda stop: serve_standalone(worker, stop, journal=journal))
 Path(os.environ["BENCH_STATS_FILE"]).write_text(json.dumps(stats))

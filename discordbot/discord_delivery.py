@@ -37,7 +37,7 @@ TOKEN_USABLE_FOR = timedelta(minutes=14, seconds=30)
 CHANNEL_SIZE_LIMIT = 10 * 1024 * 1024
 # How long delivery waits for the first answer to go out (it may still be on its way).
 ACK_WAIT = 5.0
-EXPIRED_TOKEN, UNKNOWN_MESSAGE, ALREADY_ACKNOWLEDGED = 50027, 10008, 40060
+EXPIRED_TOKEN, UNKNOWN_MESSAGE, ALREADY_ACKNOWLEDGED, MISSING_PERMISSIONS = 50027, 10008, 40060, 50013
 
 
 @dataclass
@@ -162,15 +162,25 @@ class DiscordDelivery:
             return Receipt(method=DeliveryMethod.UNDELIVERABLE, error="no channel recorded for this request")
         channel = self.client.get_partial_messageable(request.channel_id, guild_id=request.guild_id)
         footer = "resumed after a restart" if resumed else "the original reply had expired"
-        requester = discord.Object(request.user_id)
-        for attach in (True, False):
-            embed, files = self._outcome(request, limit=CHANNEL_SIZE_LIMIT, attach=attach, footer=footer, link=link)
+        mention = f"<@{request.user_id}>"
+        allowed = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(request.user_id)])
+        # The richest form first; each refusal that a plainer form avoids steps down: a file over the
+        # channel's limit (413) or without Attach Files becomes a link, an embed without Embed Links
+        # plain text. What no form avoids ends the delivery with the reason.
+        for form in ("attached", "linked", "text"):
+            embed, files = self._outcome(request, limit=CHANNEL_SIZE_LIMIT, attach=form == "attached", footer=footer,
+                                         link=link)
+            if form == "attached" and not files:
+                continue
+            content = mention if form != "text" else display.fit(f"{mention}\n{display.embed_as_text(embed)}",
+                                                                  display.CONTENT_MAX)
             try:
-                message = await channel.send(
-                    content=f"<@{request.user_id}>", embed=embed, files=files,
-                    allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[requester]))
+                message = await channel.send(content=content, embed=None if form == "text" else embed, files=files,
+                                             allowed_mentions=allowed)
                 return Receipt(method=DeliveryMethod.CHANNEL, message_id=message.id)
             except discord.Forbidden as error:
+                if error.code == MISSING_PERMISSIONS and form != "text":
+                    continue  # perhaps Attach Files or Embed Links: a plainer form may pass
                 return Receipt(method=DeliveryMethod.UNDELIVERABLE,
                                error=f"missing permissions in channel {request.channel_id} ({error.code} {error.text})")
             except discord.NotFound as error:
@@ -191,7 +201,7 @@ class DiscordDelivery:
             finally:
                 for file in files:
                     file.close()
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the text form ends the loop")
 
     # -- what to say -------------------------------------------------------------------------------
 

@@ -73,6 +73,17 @@ def fit_embed(embed: discord.Embed) -> discord.Embed:
     return embed
 
 
+def embed_as_text(embed: discord.Embed) -> str:
+    """An embed as plain lines, for a channel where the bot may not embed (no Embed Links)."""
+    lines = [f"**{embed.title}**" if embed.title else "", embed.description or ""]
+    lines += [f"{field.name}: {field.value}" for field in embed.fields]
+    if embed.url:
+        lines.append(embed.url)
+    if embed.footer.text:
+        lines.append(embed.footer.text)
+    return "\n".join(line for line in lines if line)
+
+
 def settings_line(request: VideoRequest) -> str:
     audio = "audio on" if request.generate_audio else "no audio"
     return f"{request.duration_seconds} s · {request.aspect_ratio} · {request.resolution} · {audio}"

@@ -69,6 +69,7 @@ class Started:
 
     number: int  # the line
     request_id: int
+    interaction_id: int
     operation_name: str
     at: str
 
@@ -156,8 +157,8 @@ def read(path: Path, *, lines: int | None = None) -> Contents:
                 elif kind == "step" and interaction_id in contents.requests:
                     contents.requests[interaction_id].steps.append(dict(entry["step"]))
                 elif kind == "started":
-                    contents.started.append(Started(number, int(entry["request_id"]), str(entry["operation_name"]),
-                                                    str(entry["at"])))
+                    contents.started.append(Started(number, int(entry["request_id"]), interaction_id,
+                                                    str(entry["operation_name"]), str(entry["at"])))
                 else:
                     problem = "a step whose request is not in the file" if kind == "step" else f"unknown kind {kind!r}"
                     contents.unreadable.append(Unreadable(number, raw, problem))

@@ -142,7 +142,8 @@ class JournalReplayer:
             return
         try:
             recorded = await aio.run(services.record_journaled_start, request_id=start.request_id,
-                                     operation_name=start.operation_name, at=start.at, actor=ACTOR)
+                                     interaction_id=start.interaction_id, operation_name=start.operation_name,
+                                     at=start.at, actor=ACTOR)
         except DATABASE_DOWN:
             raise
         except Exception as error:

@@ -40,6 +40,9 @@ class PostgresStore:
         self.stopping = stopping  # the worker is shutting down: stop insisting
         self.journal = journal  # where a start is written ahead of its record (None: nowhere)
         self.recorded_starts: set[int] = set()  # written ahead and recorded since: replay need not
+        # Request ids this worker is carrying now. A row handed back leaves it before the release
+        # commits: claimed again at once, it is carried again, not taken for one still in hand.
+        self.handling: dict[int, asyncio.Task] = {}
 
     async def started(self, request: VideoRequest, *, operation_name: str) -> VideoRequest:
         if self.journal is not None:
@@ -109,6 +112,7 @@ class PostgresStore:
     async def release(self, request_id: int, reason: str, *, delay: timedelta | None = None) -> None:
         """Hand the request back to the queue (not claimable before ``delay`` has passed)."""
         retry_at = timezone.now() + delay if delay else None
+        self.handling.pop(request_id, None)
         try:
             await aio.run(services.release, request_id=request_id, worker=self.worker, reason=reason,
                           retry_at=retry_at)

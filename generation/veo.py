@@ -236,7 +236,12 @@ class GenaiBackend:
         except Exception as error:
             if _maybe_sent(error):
                 raise StartUnconfirmed(f"{_translate(error)}; it may have started, so it is not sent again") from None
-            raise _translate(error) from None
+            refusal = _translate(error)
+            if isinstance(refusal, OperationLost):
+                # A 404 to a start names no operation: the model (or project) was not found, and
+                # asking again finds nothing more.
+                raise Refused(str(refusal)) from None
+            raise refusal from None
         if not operation.name:
             raise Unavailable("Veo accepted the request but returned no operation name")
         return operation.name

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,10 +21,11 @@ from django.db import DatabaseError
 
 from generation.delivery import Delivery
 from generation.engine import Engine, Run, Superseded
-from generation.health import DATABASE_DOWN, DatabaseHealth
+from generation.health import DATABASE_DOWN, DatabaseHealth, watch_database
 from generation.housekeeping import keep_dashboards_fresh
 from generation.journal import Journal
 from generation.listener import listen_for_work
+from generation.replay import JournalReplayer
 from generation.runtime import sleep_unless
 from generation.storage import LocalStorage, local_storage
 from generation.stores import PostgresStore
@@ -56,7 +57,6 @@ class Worker:
         self._stop = asyncio.Event()
         self.store = PostgresStore(worker=self.name, lost_database=health.failed, stopping=self._stop.is_set,
                                    journal=journal)
-        self._handling: set[int] = set()  # request ids with a handle() under way here
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -84,7 +84,7 @@ class Worker:
                     got = [] if stop.is_set() else await self._claim(wanted)
                     # A row still being handled here had its lease run out while the database was
                     # away; claiming it (under the same name) just renewed the lease.
-                    claimed = [request for request in got if request.id not in self._handling]
+                    claimed = [request for request in got if request.id not in self.store.handling]
                     for _ in range(wanted - len(claimed)):
                         free.release()
                     for request in claimed:
@@ -127,7 +127,7 @@ class Worker:
         run = Run(request, self.store)
         me, request_id = asyncio.current_task(), request.id
         keeper = asyncio.create_task(self._keep_lease(run, me))
-        self._handling.add(request_id)
+        self.store.handling[request_id] = me
         try:
             await self.engine.run(run)
         except Superseded:
@@ -148,7 +148,8 @@ class Worker:
             await asyncio.shield(self.store.release(request_id, "unexpected worker error", delay=RETRY_AFTER_BUG))
         finally:
             keeper.cancel()
-            self._handling.discard(request_id)
+            if self.store.handling.get(request_id) is me:  # not handed back and claimed anew meanwhile
+                del self.store.handling[request_id]
 
     async def _keep_lease(self, run: Run, owner: asyncio.Task) -> bool:
         """Renew the lease every third of its length. Returns True (and stops the owner) when the
@@ -176,3 +177,17 @@ def standalone_worker(*, backend: VeoBackend, deliveries: Mapping[str, Delivery]
     """A worker with an engine of its own, outside the bot (runworker, tests, benchmarks)."""
     engine = Engine(backend=backend, storage=storage or local_storage(), deliveries=deliveries)
     return Worker(engine=engine, health=health or DatabaseHealth(), name=name, slots=slots, journal=journal)
+
+
+async def serve_standalone(worker: Worker, stop: asyncio.Event, *, journal: Journal,
+                           chores: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = ()) -> None:
+    """A worker process without the bot (runworker): the worker, the database watch -- which
+    replays the starts written ahead to the journal, this process's and a killed one's on this
+    machine -- and ``chores``, until ``stop``."""
+    replayer = JournalReplayer(journal=journal, under_way=set, health=worker.health,
+                               recorded_starts=worker.store.recorded_starts)
+    try:
+        await asyncio.gather(worker.run(stop), watch_database(worker.health, stop, every_pass=replayer.replay),
+                             *(chore(stop) for chore in chores))
+    finally:
+        journal.close()

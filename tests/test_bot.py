@@ -327,14 +327,42 @@ def test_slow_generation_past_the_token_lifetime_is_posted_in_the_channel(server
     assert post["attachments"] and "expired" in post["embeds"][0]["footer"]["text"]
 
 
-@pytest.mark.parametrize("break_channel,error", [
-    (lambda server: server.deny_channel(CHANNEL_ID), "missing permissions in channel"),
-    (lambda server: server.delete_channel(CHANNEL_ID), "not found (10003"),
+@pytest.mark.parametrize("revoked,form", [
+    (fake.ATTACH_FILES, "linked"),  # the embed, with a note instead of the file
+    (fake.EMBED_LINKS, "text"),  # no embed at all: the outcome as plain text
+    (fake.EMBED_LINKS | fake.ATTACH_FILES, "text"),
+])
+def test_a_channel_that_refuses_files_or_embeds_gets_a_plainer_post(server, revoked, form):
+    payload = veo()
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        server.revoke_permissions(CHANNEL_ID, revoked)
+        server.advance(16 * 60)  # the interaction token is spent: the outcome goes to the channel
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    row = VideoRequest.objects.get(interaction_id=payload["id"])
+    post = server.messages_in(CHANNEL_ID)[-1]
+    assert (row.delivery_method, row.discord_message_id, row.delivery_error) == ("channel", int(post["id"]), None)
+    assert not post["attachments"] and post["content"].startswith(f"<@{USER_ID}>")
+    if form == "linked":
+        [embed] = post["embeds"]
+        assert embed["title"] == "Your video is ready" and "could not be attached" in str(embed["fields"])
+    else:
+        assert post["embeds"] == [] and "**Your video is ready**" in post["content"]
+        assert "a red fox running through fresh snow" in post["content"]
+
+
+@pytest.mark.parametrize("break_channel,error,posts", [
+    # Missing Permissions: each plainer form (no file, no embed) is tried once, in case it is enough.
+    (lambda server: server.deny_channel(CHANNEL_ID), "missing permissions in channel", 3),
+    (lambda server: server.delete_channel(CHANNEL_ID), "not found (10003", 1),
     # A refusal that is neither 429 nor 5xx is permanent: recorded at the first answer, not retried.
     (lambda server: server.fail(f"POST /channels/{CHANNEL_ID}/messages", (400, 50035, "Invalid Form Body"),
-                                times=None), "Discord answered 400 50035"),
+                                times=None), "Discord answered 400 50035", 1),
 ])
-def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error):
+def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error, posts):
     payload = veo()
 
     async def scenario(bot):
@@ -352,7 +380,7 @@ def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error):
     row = VideoRequest.objects.get(interaction_id=payload["id"])
     assert row.delivery_method == "undeliverable" and error in row.delivery_error
     assert VideoRequestEvent.objects.filter(request_id=row.id, kind="delivered").count() == 1
-    assert len(server.requests(f"POST /channels/{CHANNEL_ID}/messages")) == 1  # refused once: never retried
+    assert len(server.requests(f"POST /channels/{CHANNEL_ID}/messages")) == posts  # and never retried later
 
 
 @pytest.mark.parametrize("outage,method,posts", [

@@ -1,6 +1,7 @@
 """The bot as a real process (tests/bot_process.py): killed mid-generation and restarted, and
 PostgreSQL cut away mid-run (a TCP proxy the test controls) and brought back."""
 
+import signal
 import time
 
 import pytest
@@ -13,7 +14,9 @@ from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
 from tests.fakes.veo_server import FakeVeoServer, scenario
 from tests.tcp_proxy import TcpProxy
-from tests.workers import database_url, truncate_requests, wait_for
+from tests.helpers import next_interaction
+from tests.workers import database_url, start_worker_process, truncate_requests, wait_for
+from tracking import services
 from tracking.models import VideoRequest, VideoRequestEvent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.processes]
@@ -238,3 +241,50 @@ def test_database_lost_between_the_veo_start_and_its_record_starts_nothing_twice
     assert request.status == "completed" and request.operation_name
     assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
                                      ("status_changed", "completed"), ("delivered", None)]
+
+
+def test_a_worker_killed_between_the_veo_start_and_its_record_leaves_the_start_to_its_successor(db_settings,
+                                                                                                tmp_path):
+    """The window Veo's lack of an idempotency key leaves open: Veo has accepted the create, the worker
+    has not recorded the operation name (here because the database went away meanwhile) and is
+    killed. The name was written ahead to its journal; the next worker on the machine replays it,
+    records the start and resumes that operation: one create, one video."""
+    truncate_requests()
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy, \
+            FakeVeoServer(default_scenario=scenario("stall", seconds=3)) as veo_fake:
+        request_id = services.admit_request(
+            interaction_id=next_interaction(), user_id=700, guild_id=None, channel_id=None,
+            params=services.VideoParameters(prompt="a red fox in snow"), source="cli").request_id
+        env = dict(VEO_BACKEND="express", VEO_API_KEY="test-key", VEO_API_BASE_URL=veo_fake.url, VEO_LEASE="2s",
+                   VEO_POLL_INITIAL="200ms", VEO_WORKER_IDLE_POLL="200ms", DATABASE_PROBE_INTERVAL="1s",
+                   VEO_MEDIA_ROOT=str(tmp_path / "media"))
+        doomed = start_worker_process({**db_settings, "HOST": "127.0.0.1", "PORT": proxy.port},
+                                      tmp_path / "doomed.log", **env)
+        try:
+            wait_for(lambda: veo_fake.create_count() == 1, what="the Veo create")
+            proxy.cut()  # the create's answer comes back to a worker that cannot record it
+            wait_for(lambda: "DEGRADED" in (tmp_path / "doomed.log").read_text(), timeout=30,
+                     what="the worker losing its database")
+            journal = tmp_path / "journal"
+            wait_for(lambda: any('"kind":"started"' in p.read_text() for p in journal.glob("*.jsonl")), timeout=30,
+                     what="the start written ahead")
+        finally:
+            doomed.kill()
+            doomed.wait(30)
+        proxy.restore()
+        assert VideoRequest.objects.get(id=request_id).status == "pending"  # nothing in the database names it
+
+        successor = start_worker_process(db_settings, tmp_path / "successor.log", **env)
+        try:
+            wait_for(lambda: VideoRequest.objects.get(id=request_id).delivered_at is not None, timeout=60,
+                     what="the video, from the operation Veo started for the killed worker")
+        finally:
+            successor.send_signal(signal.SIGTERM)
+            successor.wait(30)
+        assert veo_fake.create_count() == 1
+    row = VideoRequest.objects.get(id=request_id)
+    assert row.status == "completed" and {p.operation_name for p in veo_fake.polls()} == {row.operation_name}
+    generating = VideoRequestEvent.objects.get(request_id=request_id, to_status="generating")
+    assert generating.actor == "bot-journal" and "wrote ahead" in generating.detail["reason"]
+    assert "its start (operation" in (tmp_path / "successor.log").read_text()
+    assert not list((tmp_path / "journal").glob("*.jsonl"))  # replayed and gone

@@ -134,6 +134,16 @@ def test_outcome_mapping(fake_veo, settings, name, params, status, code, refunde
     assert VideoRequestEvent.objects.filter(request_id=request_id, kind="refunded").count() == int(refunded)
 
 
+def test_a_model_veo_does_not_know_fails_the_request_once_refunded(fake_veo, settings):
+    """Vertex answers 404 to a start on an unknown (or misspelt) model: a refusal, not a lost operation
+    to retry until the queue deadline."""
+    request_id = admit(user_id=609).request_id
+    (row,) = run_to_the_end(fake_veo, settings, request_id, model="veo-9-generate")
+    assert (row.status, row.error_code, row.counts_toward_quota) == ("failed", "backend_rejected", False)
+    assert "404" in row.error_message and "veo-9-generate" in row.error_message
+    assert [r.status for r in fake_veo.creates()] == [404] and row.attempts == 1
+
+
 def test_safety_filter_reasons_are_kept_for_moderators(fake_veo, settings):
     request_id = admit(user_id=611).request_id
     fake_veo.default_scenario = scenario("safety_filtered", reason="prompt mentions a real person")

@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = "veo-3.1-generate-001"
 
 
-def genai_worker(fake, settings, *, output_gcs_uri: str = "") -> Worker:
+def genai_worker(fake, settings, *, output_gcs_uri: str = "", model: str = MODEL) -> Worker:
     """A worker driving the real google-genai client against a FakeVeoServer; it delivers
     every source the CLI's way (recorded, nothing sent)."""
     settings.VEO_API_BASE_URL = fake.url
     client = make_client(credentials=Credentials(token="test"))
-    backend = GenaiBackend(client, model=MODEL, output_gcs_uri=output_gcs_uri)
+    backend = GenaiBackend(client, model=model, output_gcs_uri=output_gcs_uri)
     return standalone_worker(backend=backend, deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
 
 
@@ -84,7 +84,8 @@ def start_worker_process(db: dict, log_path: Path, **env: str) -> subprocess.Pop
 def runworker_process(env: dict, log_path: Path) -> subprocess.Popen:
     """`manage.py runworker` as a real process with exactly these settings (DATABASE_URL included)."""
     environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    environment.update(env)
+    # A journal of the test's own: one left by another test's killed worker names that test's rows.
+    environment.update({"VEO_JOURNAL_DIR": str(log_path.parent / "journal"), **env})
     handle = open(log_path, "ab")
     return subprocess.Popen([sys.executable, "manage.py", "runworker"], cwd=ROOT, env=environment,
                             stdout=handle, stderr=subprocess.STDOUT)

@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from generation.delivery import CliDelivery
 from generation.journal import Journal
 from tests.degraded_harness import Degraded
 from tests.fakes.veo_server import FakeVeoServer

@@ -31,16 +31,18 @@ WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true),
                     set_config('veobot.replay_at', %(at)s, true))
 UPDATE video_requests SET status = 'generating', operation_name = %(operation_name)s
 FROM who
-WHERE id = %(id)s AND status = 'pending'
+WHERE id = %(id)s AND interaction_id = %(interaction_id)s AND status = 'pending'
 RETURNING id
 """
 
 
-def record_journaled_start(*, request_id: int, operation_name: str, at: str, actor: str) -> bool:
-    """Record a Veo start found in a journal; True if the request was still pending and now generates."""
+def record_journaled_start(*, request_id: int, interaction_id: int, operation_name: str, at: str,
+                           actor: str) -> bool:
+    """Record a Veo start found in a journal; True if the request was still pending and now generates.
+    The interaction id (unique everywhere) makes sure a journal names a request of this database."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_RECORD_START_SQL, {"id": request_id, "operation_name": _text(operation_name)[:4000],
-                                           "at": at, "actor": actor})
+        cursor.execute(_RECORD_START_SQL, {"id": request_id, "interaction_id": interaction_id,
+                                           "operation_name": _text(operation_name)[:4000], "at": at, "actor": actor})
         return cursor.fetchone() is not None
 
 

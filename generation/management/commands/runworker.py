@@ -1,18 +1,15 @@
 """manage.py runworker: a generation worker without the Discord gateway."""
 
-import asyncio
-
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from generation.delivery import CliDelivery
-from generation.health import DatabaseHealth, watch_database
+from generation.health import DatabaseHealth
 from generation.journal import Journal
-from generation.replay import JournalReplayer
 from generation.outbox import Outbox
 from generation.runtime import run_until_signalled
 from generation.veo import configured_backend
-from generation.worker import standalone_worker
+from generation.worker import serve_standalone, standalone_worker
 
 
 class Command(BaseCommand):
@@ -26,18 +23,7 @@ class Command(BaseCommand):
         journal = Journal(settings.VEO_JOURNAL_DIR)  # each Veo start is written here first (generation.stores)
         worker = standalone_worker(backend=configured_backend(), deliveries={"cli": CliDelivery()}, health=health,
                                    slots=slots, journal=journal)
-        # The starts this worker (or a killed one on this machine) wrote ahead and could not record.
-        replayer = JournalReplayer(journal=journal, under_way=set, health=health,
-                                   recorded_starts=worker.store.recorded_starts)
         # No bot token here, but the bucket credentials are: the moderators' removals of gs://
         # outputs are carried out by whichever process holds them.
         outbox = Outbox(health=health)
-
-        async def work(stop):
-            try:
-                await asyncio.gather(worker.run(stop), outbox.run(stop),
-                                     watch_database(health, stop, every_pass=replayer.replay))
-            finally:
-                journal.close()
-
-        run_until_signalled(work)
+        run_until_signalled(lambda stop: serve_standalone(worker, stop, journal=journal, chores=[outbox.run]))
