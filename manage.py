@@ -8,7 +8,6 @@ import sys
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veosite.settings")
     from django.core.management import execute_from_command_line
-
     from django.db import OperationalError as DjangoOperationalError
     from psycopg import OperationalError
 

@@ -152,15 +152,17 @@ def load(params: dict, dbname: str, rows: int, *, reload: bool = False, log=prin
         secondary = conn.execute(
             "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
             " WHERE x.indrelid = 'video_requests'::regclass"
-            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)").fetchall()
+            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+        ).fetchall()
         for name, _ in secondary:
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
         conn.execute("SET session_replication_role = replica")  # no guard or event triggers for history
         started = time.monotonic()
         for first in range(1, rows + 1, BATCH_ROWS):
             last = min(first + BATCH_ROWS - 1, rows)
-            conn.execute(LOAD_SQL, {"first": first, "last": last, "rows": rows, "days": DAYS, "users": USERS,
-                                    "guilds": GUILDS})
+            conn.execute(
+                LOAD_SQL, {"first": first, "last": last, "rows": rows, "days": DAYS, "users": USERS, "guilds": GUILDS}
+            )
             log(f"loaded {last:,} / {rows:,} rows ({time.monotonic() - started:.0f} s)")
         conn.execute("RESET session_replication_role")
         conn.execute("SET maintenance_work_mem = '512MB'")
@@ -177,8 +179,16 @@ def load(params: dict, dbname: str, rows: int, *, reload: bool = False, log=prin
 def _migrate(params: dict, dbname: str, log) -> None:
     from tracking.sql_migrations import Runner
 
-    Runner({"NAME": dbname, "USER": params.get("user", ""), "PASSWORD": params.get("password", ""),
-            "HOST": params.get("host", ""), "PORT": params.get("port", "")}, log=log).migrate()
+    Runner(
+        {
+            "NAME": dbname,
+            "USER": params.get("user", ""),
+            "PASSWORD": params.get("password", ""),
+            "HOST": params.get("host", ""),
+            "PORT": params.get("port", ""),
+        },
+        log=log,
+    ).migrate()
 
 
 def _setup_django(params: dict, dbname: str) -> None:
@@ -213,8 +223,11 @@ def _setup_django(params: dict, dbname: str) -> None:
     searching = admin.AdminSite(name="baseline_search")
     searching.register(VideoRequest, type("SearchOnly", (admin.ModelAdmin,), {**stock, "search_fields": ["prompt"]}))
     urls = types.ModuleType("bench_admin_urls")
-    urls.urlpatterns = [path("admin/", admin.site.urls), path("baseline/", baseline.urls),
-                        path("baseline-search/", searching.urls)]
+    urls.urlpatterns = [
+        path("admin/", admin.site.urls),
+        path("baseline/", baseline.urls),
+        path("baseline-search/", searching.urls),
+    ]
     sys.modules["bench_admin_urls"] = urls
     override_settings(ROOT_URLCONF="bench_admin_urls").enable()
 
@@ -245,11 +258,18 @@ def _time(client, url: str, repeat: int, *, expect: int = 200) -> dict:
         if response.status_code != expect:
             return {"url": url, "error": f"HTTP {response.status_code}"}
     times.sort()
-    return {"url": url, "n": repeat, "p50_ms": round(statistics.median(times), 1),
-            "min_ms": round(times[0], 1), "max_ms": round(times[-1], 1)}
+    return {
+        "url": url,
+        "n": repeat,
+        "p50_ms": round(statistics.median(times), 1),
+        "min_ms": round(times[0], 1),
+        "max_ms": round(times[-1], 1),
+    }
 
 
-def measure(params: dict, dbname: str, *, rows: int, repeat: int, baseline_repeat: int, only: str | None = None) -> dict:
+def measure(
+    params: dict, dbname: str, *, rows: int, repeat: int, baseline_repeat: int, only: str | None = None
+) -> dict:
     _setup_django(params, dbname)
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
@@ -277,24 +297,48 @@ def measure(params: dict, dbname: str, *, rows: int, repeat: int, baseline_repea
 
     pages = [
         ("unfiltered list", "/admin/tracking/videorequest/", "/baseline/tracking/videorequest/"),
-        ("filtered list: status=failed & 1080p", "/admin/tracking/videorequest/?status__exact=failed&resolution__exact=1080p",
-         "/baseline/tracking/videorequest/?status__exact=failed&resolution__exact=1080p"),
-        ("filtered list: review=flagged", "/admin/tracking/videorequest/?review_status__exact=flagged",
-         "/baseline/tracking/videorequest/?review_status__exact=flagged"),
-        ("filtered list: one guild", f"/admin/tracking/videorequest/?guild={guild}",
-         f"/baseline/tracking/videorequest/?guild_id__exact={guild}"),
-        ("filtered list: safety-filtered", "/admin/tracking/videorequest/?safety=yes",
-         "/baseline/tracking/videorequest/?safety_filtered_count__gt=0"),
-        ("search: rare word (kraken)", "/admin/tracking/videorequest/?q=kraken",
-         "/baseline-search/tracking/videorequest/?q=kraken"),
-        ("search: common word (lighthouse)", "/admin/tracking/videorequest/?q=lighthouse",
-         "/baseline-search/tracking/videorequest/?q=lighthouse"),
-        ("search: long-tail word (iv3000)", "/admin/tracking/videorequest/?q=iv3000",
-         "/baseline-search/tracking/videorequest/?q=iv3000"),
+        (
+            "filtered list: status=failed & 1080p",
+            "/admin/tracking/videorequest/?status__exact=failed&resolution__exact=1080p",
+            "/baseline/tracking/videorequest/?status__exact=failed&resolution__exact=1080p",
+        ),
+        (
+            "filtered list: review=flagged",
+            "/admin/tracking/videorequest/?review_status__exact=flagged",
+            "/baseline/tracking/videorequest/?review_status__exact=flagged",
+        ),
+        (
+            "filtered list: one guild",
+            f"/admin/tracking/videorequest/?guild={guild}",
+            f"/baseline/tracking/videorequest/?guild_id__exact={guild}",
+        ),
+        (
+            "filtered list: safety-filtered",
+            "/admin/tracking/videorequest/?safety=yes",
+            "/baseline/tracking/videorequest/?safety_filtered_count__gt=0",
+        ),
+        (
+            "search: rare word (kraken)",
+            "/admin/tracking/videorequest/?q=kraken",
+            "/baseline-search/tracking/videorequest/?q=kraken",
+        ),
+        (
+            "search: common word (lighthouse)",
+            "/admin/tracking/videorequest/?q=lighthouse",
+            "/baseline-search/tracking/videorequest/?q=lighthouse",
+        ),
+        (
+            "search: long-tail word (iv3000)",
+            "/admin/tracking/videorequest/?q=iv3000",
+            "/baseline-search/tracking/videorequest/?q=iv3000",
+        ),
         ("search: phrase + filter", "/admin/tracking/videorequest/?q=%22red+fox%22&status__exact=failed", None),
         ("search: user id", "/admin/tracking/videorequest/?q=12345", None),
-        ("request detail", f"/admin/tracking/videorequest/{detail.id}/change/",
-         f"/baseline/tracking/videorequest/{detail.id}/change/"),
+        (
+            "request detail",
+            f"/admin/tracking/videorequest/{detail.id}/change/",
+            f"/baseline/tracking/videorequest/{detail.id}/change/",
+        ),
         # The page serves the snapshot a worker keeps (the warm-up request stores the first one).
         ("dashboard (default: 24 hours)", "/admin/tracking/videorequest/dashboard/", None),
         ("dashboard (7 days)", "/admin/tracking/videorequest/dashboard/?days=7", None),
@@ -302,8 +346,11 @@ def measure(params: dict, dbname: str, *, rows: int, repeat: int, baseline_repea
         # week reads seven times the index entries; measured fewer times.
         ("dashboard recompute (24 hours)", "/admin/tracking/videorequest/dashboard/?days=1&recompute=1", None, "few"),
         ("dashboard recompute (7 days)", "/admin/tracking/videorequest/dashboard/?days=7&recompute=1", None, "few"),
-        ("export CSV (filtered: flagged, ~40k rows)", "/admin/tracking/videorequest/export/?review_status__exact=flagged",
-         None),
+        (
+            "export CSV (filtered: flagged, ~40k rows)",
+            "/admin/tracking/videorequest/export/?review_status__exact=flagged",
+            None,
+        ),
         ("user page", "/admin/tracking/videorequest/user/1/", None),
     ]
     results = []
@@ -318,16 +365,27 @@ def measure(params: dict, dbname: str, *, rows: int, repeat: int, baseline_repea
         entry["load_average_1m"] = round(load_average, 2)
         print(json.dumps(entry), flush=True)
         results.append(entry)
-    return {"rows": actual_rows, "postgres": version, "shared_buffers": shared_buffers, "work_mem": work_mem,
-            "repeat": repeat, "baseline_repeat": baseline_repeat, "pages": results}
+    return {
+        "rows": actual_rows,
+        "postgres": version,
+        "shared_buffers": shared_buffers,
+        "work_mem": work_mem,
+        "repeat": repeat,
+        "baseline_repeat": baseline_repeat,
+        "pages": results,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--baseline-repeat", type=int, default=5,
-                        help="repeats for the default-admin baseline (its pages can take seconds each)")
+    parser.add_argument(
+        "--baseline-repeat",
+        type=int,
+        default=5,
+        help="repeats for the default-admin baseline (its pages can take seconds each)",
+    )
     parser.add_argument("--load-only", action="store_true")
     parser.add_argument("--reload", action="store_true", help="load afresh even if a matching database exists")
     parser.add_argument("--json", type=Path)
@@ -339,8 +397,9 @@ def main() -> None:
     load(params, dbname, args.rows, reload=args.reload)
     if args.load_only:
         return
-    results = measure(params, dbname, rows=args.rows, repeat=args.repeat, baseline_repeat=args.baseline_repeat,
-                      only=args.only)
+    results = measure(
+        params, dbname, rows=args.rows, repeat=args.repeat, baseline_repeat=args.baseline_repeat, only=args.only
+    )
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

@@ -28,8 +28,17 @@ from psycopg.conninfo import make_conninfo  # noqa: E402
 
 from bench import admission_report as report  # noqa: E402
 from bench import cpu, pgbench_driver, quota_check, request_history  # noqa: E402
-from bench.admission_plans import (ADMISSION, KNOWN_USERS, LOCAL, PROXY, PROXY_DELAY_MS, PROXY_NO_DELAY,  # noqa: E402
-                         QUOTA_LIMIT, Plan, all_plans)
+from bench.admission_plans import (  # noqa: E402
+    ADMISSION,
+    KNOWN_USERS,
+    LOCAL,
+    PROXY,
+    PROXY_DELAY_MS,
+    PROXY_NO_DELAY,
+    QUOTA_LIMIT,
+    Plan,
+    all_plans,
+)
 from bench.server import Server, machine_description, server_description  # noqa: E402
 
 
@@ -37,8 +46,17 @@ from bench.server import Server, machine_description, server_description  # noqa
 def delay_proxy(upstream: str, delay_ms: float):
     """Run bench/delay_proxy.py in its own process (its own core time, not pgbench's); yield pid and port."""
     proxy = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("delay_proxy.py")), "--upstream", upstream,
-         "--delay-ms", str(delay_ms)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            str(Path(__file__).with_name("delay_proxy.py")),
+            "--upstream",
+            upstream,
+            "--delay-ms",
+            str(delay_ms),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = proxy.stdout.readline()
         if not ready.startswith("listening on "):
@@ -69,16 +87,23 @@ class Bench:
         after_id = quota_check.newest_id(self.conn)
         if self.quiet_wait:
             cpu.wait_until_quiet(max_seconds=self.quiet_wait)
-        result = pgbench_driver.run(script=plan.script, conninfo=conninfo, env=self.server.client_env(),
-                                    clients=plan.clients, seconds=plan.seconds or self.duration,
-                                    variables=plan.script_variables(), backend_pids=self.backend_pids,
-                                    own_pids=self.proxy_pids)
+        result = pgbench_driver.run(
+            script=plan.script,
+            conninfo=conninfo,
+            env=self.server.client_env(),
+            clients=plan.clients,
+            seconds=plan.seconds or self.duration,
+            variables=plan.script_variables(),
+            backend_pids=self.backend_pids,
+            own_pids=self.proxy_pids,
+        )
         m = report.Measurement(plan, result)
         if plan.writes_requests:
             m.admitted, m.rejected = quota_check.admitted_and_rejected(self.conn, after_id=after_id)
         if plan.enforces_quota:
-            m.over_admitted = quota_check.over_admissions(self.conn, after_id=after_id, limit=QUOTA_LIMIT,
-                                                          window=plan.window)
+            m.over_admitted = quota_check.over_admissions(
+                self.conn, after_id=after_id, limit=QUOTA_LIMIT, window=plan.window
+            )
         return m
 
 
@@ -89,11 +114,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database", help="benchmark database name (default: veobot_bench_<rows>)")
     parser.add_argument("--reload", action="store_true", help="reload the history even if it could be reused")
     parser.add_argument("--duration", type=int, default=15, help="seconds per measurement")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat every measurement this many times, interleaved; report medians")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat every measurement this many times, interleaved; report medians"
+    )
     parser.add_argument("--warmup", type=int, default=10, help="seconds of unreported admission load first")
-    parser.add_argument("--quiet-wait", type=int, default=20,
-                        help="before each measurement, wait up to this many seconds for other work to pause")
+    parser.add_argument(
+        "--quiet-wait",
+        type=int,
+        default=20,
+        help="before each measurement, wait up to this many seconds for other work to pause",
+    )
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16], help="pgbench client counts")
     parser.add_argument("--json", type=Path, help="also write every figure, round by round, to this file")
     return parser.parse_args()
@@ -102,34 +132,49 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     server = Server.from_dsn(args.dsn) if args.dsn else Server.embedded()
-    data = request_history.prepare(server, dbname=args.database or f"veobot_bench_{args.rows}", rows=args.rows,
-                           reload=args.reload)
+    data = request_history.prepare(
+        server, dbname=args.database or f"veobot_bench_{args.rows}", rows=args.rows, reload=args.reload
+    )
     with server.connect(data.dbname) as conn:
         about_server = server_description(conn)
     about_machine = machine_description()
     print("machine:", ", ".join(f"{key} {value}" for key, value in about_machine.items()))
     print("server: ", ", ".join(f"{key} {value}" for key, value in about_server.items()))
-    print(f"dataset: {data.dbname}, {data.rows:,} rows, {request_history.USERS:,} users, "
-          f"{'reused' if data.reused else 'loaded'}, history ends {data.loaded_at:%Y-%m-%d %H:%M %Z}")
+    print(
+        f"dataset: {data.dbname}, {data.rows:,} rows, {request_history.USERS:,} users, "
+        f"{'reused' if data.reused else 'loaded'}, history ends {data.loaded_at:%Y-%m-%d %H:%M %Z}"
+    )
 
     plans = all_plans(args.clients)
     rounds: list[report.Measurement] = []
     upstream = server.upstream_address()
-    with delay_proxy(upstream, PROXY_DELAY_MS) as (delayed_pid, delayed_port), \
-            delay_proxy(upstream, 0) as (undelayed_pid, undelayed_port), server.connect(data.dbname) as conn:
-        bench = Bench(server, data, {PROXY: delayed_port, PROXY_NO_DELAY: undelayed_port},
-                      [delayed_pid, undelayed_pid], args.duration, args.quiet_wait, conn)
+    with (
+        delay_proxy(upstream, PROXY_DELAY_MS) as (delayed_pid, delayed_port),
+        delay_proxy(upstream, 0) as (undelayed_pid, undelayed_port),
+        server.connect(data.dbname) as conn,
+    ):
+        bench = Bench(
+            server,
+            data,
+            {PROXY: delayed_port, PROXY_NO_DELAY: undelayed_port},
+            [delayed_pid, undelayed_pid],
+            args.duration,
+            args.quiet_wait,
+            conn,
+        )
         if args.warmup:
             print(f"warming up for {args.warmup} s ...", flush=True)
-            bench.measure(Plan(ADMISSION, "admission.sql", LOCAL, max(args.clients), KNOWN_USERS,
-                               seconds=args.warmup))
+            bench.measure(Plan(ADMISSION, "admission.sql", LOCAL, max(args.clients), KNOWN_USERS, seconds=args.warmup))
         for number in range(1, args.rounds + 1):
             for plan in plans:
                 m = bench.measure(plan)
                 rounds.append(m)
-                print(f"round {number}: {plan.label}: {m.result.tps:.0f} tps, p50 {m.result.p50_ms:.3f} ms, "
-                      f"p99 {m.result.p99_ms:.3f} ms, server cpu {m.result.server_cpu_us or 0:.0f} us, "
-                      f"over-admitted {m.over_admitted}, other load {m.result.other_cores or 0:.2f} cores", flush=True)
+                print(
+                    f"round {number}: {plan.label}: {m.result.tps:.0f} tps, p50 {m.result.p50_ms:.3f} ms, "
+                    f"p99 {m.result.p99_ms:.3f} ms, server cpu {m.result.server_cpu_us or 0:.0f} us, "
+                    f"over-admitted {m.over_admitted}, other load {m.result.other_cores or 0:.2f} cores",
+                    flush=True,
+                )
 
     combined = [report.combine([m for m in rounds if m.plan == plan]) for plan in plans]
     report.add_ratios(combined)
@@ -137,15 +182,26 @@ def main() -> int:
     report.print_table(combined, args.rounds)
     report.print_targets(checks)
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": about_machine, "server": about_server,
-            "dataset": {"database": data.dbname, "rows": data.rows, "users": request_history.USERS,
-                        "reused": data.reused},
-            "duration_seconds": args.duration, "rounds": args.rounds,
-            "combined": [report.as_json(m) for m in combined],
-            "raw": [report.as_json(m) for m in rounds],
-            "targets": [dataclasses.asdict(check) for check in checks],
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": about_machine,
+                    "server": about_server,
+                    "dataset": {
+                        "database": data.dbname,
+                        "rows": data.rows,
+                        "users": request_history.USERS,
+                        "reused": data.reused,
+                    },
+                    "duration_seconds": args.duration,
+                    "rounds": args.rounds,
+                    "combined": [report.as_json(m) for m in combined],
+                    "raw": [report.as_json(m) for m in rounds],
+                    "targets": [dataclasses.asdict(check) for check in checks],
+                },
+                indent=2,
+            )
+        )
     over_admitted = sum(m.over_admitted for m in rounds if m.plan.variant == ADMISSION)
     return 1 if over_admitted else 0
 

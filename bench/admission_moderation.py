@@ -21,19 +21,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
-
 from admin_pages import load, server_conninfo  # noqa: E402
 
-CALL = ("SELECT admitted FROM admit_video_request(%s, %s, 77, 78, %s, NULL, 4::smallint, '16:9', '720p', true,"
-        " 'allow_adult', NULL, 'veo-3.1-generate-001', 'discord', 5, interval '24 hours', 0)")
+CALL = (
+    "SELECT admitted FROM admit_video_request(%s, %s, 77, 78, %s, NULL, 4::smallint, '16:9', '720p', true,"
+    " 'allow_adult', NULL, 'veo-3.1-generate-001', 'discord', 5, interval '24 hours', 0)"
+)
 PROMPT = "A red fox walking through a misty pine forest at dawn, slow dolly-in shot, cinematic lighting"
 
 
 def runner(params: dict, dbname: str):
     from tracking.sql_migrations import Runner
 
-    return Runner({"NAME": dbname, "USER": params.get("user", ""), "PASSWORD": params.get("password", ""),
-                   "HOST": params.get("host", ""), "PORT": params.get("port", "")}, log=lambda line: None)
+    return Runner(
+        {
+            "NAME": dbname,
+            "USER": params.get("user", ""),
+            "PASSWORD": params.get("password", ""),
+            "HOST": params.get("host", ""),
+            "PORT": params.get("port", ""),
+        },
+        log=lambda line: None,
+    )
 
 
 def p50_ms(conn: psycopg.Connection, calls: int, first_interaction: int) -> float:
@@ -71,8 +80,9 @@ def main() -> None:
             for n in range(40):
                 conn.execute("INSERT INTO blocked_terms (kind, pattern) VALUES ('word', %s)", [f"forbiddenword{n}"])
             for n in range(10):
-                conn.execute("INSERT INTO blocked_terms (kind, pattern) VALUES ('regex', %s)",
-                             [rf"bad(thing|stuff){n}\d+"])
+                conn.execute(
+                    "INSERT INTO blocked_terms (kind, pattern) VALUES ('regex', %s)", [rf"bad(thing|stuff){n}\d+"]
+                )
             results["0001 + 0003, 50 blocked terms"].append(p50_ms(conn, args.calls, interaction))
             interaction += args.calls
             conn.execute("DELETE FROM blocked_terms")

@@ -14,8 +14,10 @@ QUOTA_WINDOW = timedelta(hours=24)
 HOT_USERS = 16
 HOT_WINDOW = timedelta(seconds=2)
 HOT_USER_BASE = 10**12  # above every loaded or "new" user id
-PROMPT = ("A red fox walking slowly through a misty pine forest at dawn, slow dolly-in shot, "
-          "cinematic lighting, 35mm film grain")
+PROMPT = (
+    "A red fox walking slowly through a misty pine forest at dawn, slow dolly-in shot, "
+    "cinematic lighting, 35mm film grain"
+)
 MODEL = "veo-3.0-generate-001"
 PROXY_DELAY_MS = 0.5
 CALIBRATION_SECONDS = 5
@@ -73,28 +75,48 @@ class Plan:
     def script_variables(self) -> dict[str, object]:
         if not self.writes_requests:
             return {}
-        return {"user_step": self.users.step, "user_count": self.users.count,
-                "user_offset_min": self.users.offset_min, "user_offset_max": self.users.offset_max,
-                "prompt": PROMPT, "model": MODEL, "quota_limit": QUOTA_LIMIT,
-                "quota_window": f"{int(self.window.total_seconds())} seconds"}
+        return {
+            "user_step": self.users.step,
+            "user_count": self.users.count,
+            "user_offset_min": self.users.offset_min,
+            "user_offset_max": self.users.offset_max,
+            "prompt": PROMPT,
+            "model": MODEL,
+            "quota_limit": QUOTA_LIMIT,
+            "quota_window": f"{int(self.window.total_seconds())} seconds",
+        }
 
 
 def all_plans(clients: list[int]) -> list[Plan]:
     """Calibration, then local runs, proxied runs and the hot-user race, in that order."""
-    calibration = [Plan(SELECT_ONE, "select_one.sql", route, 1, seconds=CALIBRATION_SECONDS)
-                   for route in (LOCAL, PROXY_NO_DELAY, PROXY)]
-    local = [Plan(variant, script, LOCAL, n, users)
-             for n in clients
-             for variant, script, users in ((FLOOR, "floor.sql", NEW_USERS),
-                                            (THREE_STATEMENTS, "three_statements.sql", KNOWN_USERS),
-                                            (ADMISSION, "admission.sql", KNOWN_USERS),
-                                            (ADMISSION, "admission.sql", NEW_USERS))]
-    proxied = [Plan(variant, script, PROXY, n, users)
-               for n in clients
-               for variant, script, users in ((FLOOR, "floor.sql", NEW_USERS),
-                                              (THREE_STATEMENTS, "three_statements.sql", KNOWN_USERS),
-                                              (ADMISSION, "admission.sql", KNOWN_USERS))]
-    hot = [Plan(variant, script, LOCAL, max(clients), Users("hot", 1, HOT_USERS, base, base), window=HOT_WINDOW)
-           for variant, script, base in ((THREE_STATEMENTS, "three_statements.sql", HOT_USER_BASE),
-                                         (ADMISSION, "admission.sql", HOT_USER_BASE + 1000))]
+    calibration = [
+        Plan(SELECT_ONE, "select_one.sql", route, 1, seconds=CALIBRATION_SECONDS)
+        for route in (LOCAL, PROXY_NO_DELAY, PROXY)
+    ]
+    local = [
+        Plan(variant, script, LOCAL, n, users)
+        for n in clients
+        for variant, script, users in (
+            (FLOOR, "floor.sql", NEW_USERS),
+            (THREE_STATEMENTS, "three_statements.sql", KNOWN_USERS),
+            (ADMISSION, "admission.sql", KNOWN_USERS),
+            (ADMISSION, "admission.sql", NEW_USERS),
+        )
+    ]
+    proxied = [
+        Plan(variant, script, PROXY, n, users)
+        for n in clients
+        for variant, script, users in (
+            (FLOOR, "floor.sql", NEW_USERS),
+            (THREE_STATEMENTS, "three_statements.sql", KNOWN_USERS),
+            (ADMISSION, "admission.sql", KNOWN_USERS),
+        )
+    ]
+    hot = [
+        Plan(variant, script, LOCAL, max(clients), Users("hot", 1, HOT_USERS, base, base), window=HOT_WINDOW)
+        for variant, script, base in (
+            (THREE_STATEMENTS, "three_statements.sql", HOT_USER_BASE),
+            (ADMISSION, "admission.sql", HOT_USER_BASE + 1000),
+        )
+    ]
     return calibration + local + proxied + hot

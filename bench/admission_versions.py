@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpu, pgbench_driver, request_history  # noqa: E402
-from bench.pgbench_driver import SCRIPTS  # noqa: E402
 from bench.admission_plans import NEW_USERS, Plan  # noqa: E402
+from bench.pgbench_driver import SCRIPTS  # noqa: E402
 from bench.server import REPO, Server, machine_description, server_description  # noqa: E402
 
 PREVIOUS = "admit_video_request_previous"
@@ -69,27 +69,42 @@ def main() -> int:
                         cpu.wait_until_quiet(max_seconds=5)
                         plan = Plan(label, script, "local", clients, NEW_USERS)
                         result = pgbench_driver.run(
-                            script=script, conninfo=server.conninfo(data.dbname, with_password=False),
-                            env=server.client_env(), clients=clients, seconds=args.duration,
+                            script=script,
+                            conninfo=server.conninfo(data.dbname, with_password=False),
+                            env=server.client_env(),
+                            clients=clients,
+                            seconds=args.duration,
                             variables=plan.script_variables(),
-                            backend_pids=lambda: server.backend_pids(conn, data.dbname), own_pids=[])
+                            backend_pids=lambda: server.backend_pids(conn, data.dbname),
+                            own_pids=[],
+                        )
                         results.setdefault((label, clients), []).append(result)
-                        print(f"round {number}: {label}, {clients} client(s): {result.tps:.0f} tps, "
-                              f"p50 {result.p50_ms:.3f} ms, server cpu {result.server_cpu_us or 0:.0f} us", flush=True)
+                        print(
+                            f"round {number}: {label}, {clients} client(s): {result.tps:.0f} tps, "
+                            f"p50 {result.p50_ms:.3f} ms, server cpu {result.server_cpu_us or 0:.0f} us",
+                            flush=True,
+                        )
         finally:
             conn.execute(f"DROP FUNCTION IF EXISTS {PREVIOUS}")
             request_history.prepare(server, dbname=data.dbname, rows=args.rows, reload=False)  # drop the rows added
 
-    print(f"\nmedians of {args.rounds} round(s)\n{'variant':20} {'clients':>7} {'tps':>7} {'p50 ms':>7} "
-          f"{'cpu us':>7} {'cpu/(a)':>7} {'tps/(a)':>7}")
+    print(
+        f"\nmedians of {args.rounds} round(s)\n{'variant':20} {'clients':>7} {'tps':>7} {'p50 ms':>7} "
+        f"{'cpu us':>7} {'cpu/(a)':>7} {'tps/(a)':>7}"
+    )
     for clients in args.clients:
         floor = results[(variant_scripts[0][0], clients)]
-        floor_cpu, floor_tps = statistics.median(r.server_cpu_us or 0 for r in floor), statistics.median(r.tps for r in floor)
+        floor_cpu, floor_tps = (
+            statistics.median(r.server_cpu_us or 0 for r in floor),
+            statistics.median(r.tps for r in floor),
+        )
         for label, _ in variant_scripts:
             rs = results[(label, clients)]
             cpu_us, tps = statistics.median(r.server_cpu_us or 0 for r in rs), statistics.median(r.tps for r in rs)
-            print(f"{label:20} {clients:>7} {tps:>7.0f} {statistics.median(r.p50_ms for r in rs):>7.3f} "
-                  f"{cpu_us:>7.0f} {cpu_us / floor_cpu if floor_cpu else float('nan'):>7.2f} {tps / floor_tps:>7.2f}")
+            print(
+                f"{label:20} {clients:>7} {tps:>7.0f} {statistics.median(r.p50_ms for r in rs):>7.3f} "
+                f"{cpu_us:>7.0f} {cpu_us / floor_cpu if floor_cpu else float('nan'):>7.2f} {tps / floor_tps:>7.2f}"
+            )
     return 0
 
 

@@ -91,8 +91,7 @@ def main() -> None:
         # The floor first, in the same run: discord.py and the fake alone (bench/echo_bot.py).
         with bot(env, Path(tmp) / "floor.log", module="bench.echo_bot") as proc:
             results["floor_latency_1"] = measure(server, proc, concurrent=1, rounds=args.sequential, user_base=1)
-            results["floor_latency_100"] = measure(server, proc, concurrent=100, rounds=args.bursts,
-                                                   user_base=20_000)
+            results["floor_latency_100"] = measure(server, proc, concurrent=100, rounds=args.bursts, user_base=20_000)
         with bot(env, Path(tmp) / "latency.log") as proc:
             results["latency_1"] = measure(server, proc, concurrent=1, rounds=args.sequential, user_base=1)
             results["latency_100"] = measure(server, proc, concurrent=100, rounds=args.bursts, user_base=20_000)
@@ -155,8 +154,11 @@ def prepare(base: dict, name: str, rows: int) -> None:
         print(f"loading {rows - have} rows into {name} ...", file=sys.stderr)
         started = time.monotonic()
         for start in range(have + 1, rows + 1, 250_000):
-            conn.execute(sql.SQL(LOAD_SQL).format(users=sql.Literal(USERS), start=sql.Literal(start),
-                                                  stop=sql.Literal(min(start + 249_999, rows))))
+            conn.execute(
+                sql.SQL(LOAD_SQL).format(
+                    users=sql.Literal(USERS), start=sql.Literal(start), stop=sql.Literal(min(start + 249_999, rows))
+                )
+            )
         conn.execute("VACUUM ANALYZE video_requests")
         print(f"loaded in {time.monotonic() - started:.0f} s", file=sys.stderr)
 
@@ -184,10 +186,20 @@ def bot_env(database_url: str, discord_url: str, tmp: Path, *, seconds: float, *
     from tests.fakes.discord_server import BOT_TOKEN
 
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update({"SECRET_KEY": "bench-only", "DATABASE_URL": database_url, "DISCORD_TOKEN": BOT_TOKEN,
-                "DISCORD_API_BASE_URL": discord_url, "VEO_MEDIA_ROOT": str(tmp / "media"),
-                "VEO_JOURNAL_DIR": str(tmp / "journal"), "SCRIPTED_VEO_SECONDS": str(seconds),
-                "VEO_QUOTA_LIMIT": "1000", "LOG_LEVEL": os.environ.get("BENCH_BOT_LOG_LEVEL", "WARNING"), **extra})
+    env.update(
+        {
+            "SECRET_KEY": "bench-only",
+            "DATABASE_URL": database_url,
+            "DISCORD_TOKEN": BOT_TOKEN,
+            "DISCORD_API_BASE_URL": discord_url,
+            "VEO_MEDIA_ROOT": str(tmp / "media"),
+            "VEO_JOURNAL_DIR": str(tmp / "journal"),
+            "SCRIPTED_VEO_SECONDS": str(seconds),
+            "VEO_QUOTA_LIMIT": "1000",
+            "LOG_LEVEL": os.environ.get("BENCH_BOT_LOG_LEVEL", "WARNING"),
+            **extra,
+        }
+    )
     return env
 
 
@@ -196,8 +208,14 @@ class bot:
         self.env, self.log, self.module = env, log, module
 
     def __enter__(self) -> subprocess.Popen:
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module], cwd=REPO, env=self.env,
-                                     stdin=subprocess.PIPE, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         time.sleep(0.5)
         if self.proc.poll() is not None:
             raise SystemExit(f"bot did not start:\n{self.log.read_text()}")
@@ -265,8 +283,14 @@ def measure(server, proc, *, concurrent: int, rounds: int, user_base: int) -> di
 
     latencies, deferred = [], 0
     for round_ in range(rounds):
-        payloads = [slash_command("veo", {"prompt": f"a red fox in snow, round {round_} take {i}"},
-                                  author=user(user_base + round_ * concurrent + i)) for i in range(concurrent)]
+        payloads = [
+            slash_command(
+                "veo",
+                {"prompt": f"a red fox in snow, round {round_} take {i}"},
+                author=user(user_base + round_ * concurrent + i),
+            )
+            for i in range(concurrent)
+        ]
         registered = send(server, proc, payloads)
         answered = wait_answered(server, registered)
         for interaction_id, at in registered.items():
@@ -275,9 +299,13 @@ def measure(server, proc, *, concurrent: int, rounds: int, user_base: int) -> di
             deferred += kind == 5
         time.sleep(0.5 if concurrent > 1 else 0.02)
     latencies.sort()
-    return {"invocations": len(latencies), "p50_ms": round(statistics.median(latencies), 1),
-            "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
-            "max_ms": round(latencies[-1], 1), "deferred": deferred}
+    return {
+        "invocations": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        "max_ms": round(latencies[-1], 1),
+        "deferred": deferred,
+    }
 
 
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
@@ -294,20 +322,36 @@ def memory(server, database_url: str, tmp: Path, *, in_flight: int) -> dict:
 
     from tests.fakes.interactions import slash_command, user
 
-    env = bot_env(database_url, server.base_url, tmp, seconds=20, SCRIPTED_VEO_VIDEO_BYTES=str(5 * 1024 * 1024),
-                  VEO_MAX_CONCURRENT=str(in_flight + 10), VEO_MAX_STARTS_PER_MINUTE="1000",
-                  VEO_WORKER_SLOTS=str(in_flight + 10), DATABASE_MAX_CONNECTIONS="20")
+    env = bot_env(
+        database_url,
+        server.base_url,
+        tmp,
+        seconds=20,
+        SCRIPTED_VEO_VIDEO_BYTES=str(5 * 1024 * 1024),
+        VEO_MAX_CONCURRENT=str(in_flight + 10),
+        VEO_MAX_STARTS_PER_MINUTE="1000",
+        VEO_WORKER_SLOTS=str(in_flight + 10),
+        DATABASE_MAX_CONNECTIONS="20",
+    )
     with bot(env, tmp / "memory.log") as proc:
         wait(lambda: len(server.requests("GET /oauth2/applications/@me")) >= 2, 60)
         idle = rss_kb(proc.pid)
-        payloads = [slash_command("veo", {"prompt": f"a heavy video number {i}"}, author=user(60_000 + i),
-                                  attachment_size_limit=25 * 1024 * 1024) for i in range(in_flight)]
+        payloads = [
+            slash_command(
+                "veo",
+                {"prompt": f"a heavy video number {i}"},
+                author=user(60_000 + i),
+                attachment_size_limit=25 * 1024 * 1024,
+            )
+            for i in range(in_flight)
+        ]
         send(server, proc, payloads)
 
         def generating() -> int:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM video_requests WHERE interaction_id > 1000000000"
-                               " AND status = 'generating'")
+                cursor.execute(
+                    "SELECT count(*) FROM video_requests WHERE interaction_id > 1000000000 AND status = 'generating'"
+                )
                 return cursor.fetchone()[0]
 
         wait(lambda: generating() >= in_flight, 120)
@@ -315,9 +359,12 @@ def memory(server, database_url: str, tmp: Path, *, in_flight: int) -> dict:
         wait(lambda: all((server.original_response(p["id"]) or {}).get("attachments") for p in payloads), 180)
         peak = rss_kb(proc.pid, "VmHWM")
         uploaded = sum(server.original_response(p["id"])["attachments"][0]["size"] for p in payloads)
-    return {"idle_rss_mb": round(idle / 1024, 1), "rss_with_%d_generating_mb" % in_flight: round(during / 1024, 1),
-            "peak_rss_mb_after_delivering_all": round(peak / 1024, 1),
-            "uploaded_mb": round(uploaded / 1024 / 1024, 1)}
+    return {
+        "idle_rss_mb": round(idle / 1024, 1),
+        f"rss_with_{in_flight}_generating_mb": round(during / 1024, 1),
+        "peak_rss_mb_after_delivering_all": round(peak / 1024, 1),
+        "uploaded_mb": round(uploaded / 1024 / 1024, 1),
+    }
 
 
 if __name__ == "__main__":

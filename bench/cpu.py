@@ -24,7 +24,8 @@ def machine_busy_seconds() -> float:
     hypervisor gave to other machines); guest time is already inside user time.
     """
     user, nice, system, _idle, _iowait, irq, softirq = (
-        int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8])
+        int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+    )
     return (user + nice + system + irq + softirq) * TICK
 
 
@@ -68,8 +69,9 @@ class Window:
         return max(self.other_seconds, 0.0) / (self.end - self.start)
 
 
-def observe(*, seconds: float, backend_pids: Callable[[], list[int]], expected_backends: int,
-            own_pids: list[int]) -> Window | None:
+def observe(
+    *, seconds: float, backend_pids: Callable[[], list[int]], expected_backends: int, own_pids: list[int]
+) -> Window | None:
     """Sample from the moment all clients are connected until one second before the run ends."""
     started = time.monotonic()
     deadline = started + seconds - 1
@@ -80,9 +82,17 @@ def observe(*, seconds: float, backend_pids: Callable[[], list[int]], expected_b
     if len(backends) < expected_backends or time.monotonic() >= deadline - 1:
         return None  # too short a run to say anything
     ours = backends + own_pids
-    start, backend_start, ours_start, busy_start = time.time(), process_seconds(backends), \
-        process_seconds(ours), machine_busy_seconds()
+    start, backend_start, ours_start, busy_start = (
+        time.time(),
+        process_seconds(backends),
+        process_seconds(ours),
+        machine_busy_seconds(),
+    )
     time.sleep(max(deadline - time.monotonic(), 0))
-    end, backend_end, ours_end, busy_end = time.time(), process_seconds(backends), \
-        process_seconds(ours), machine_busy_seconds()
+    end, backend_end, ours_end, busy_end = (
+        time.time(),
+        process_seconds(backends),
+        process_seconds(ours),
+        machine_busy_seconds(),
+    )
     return Window(start, end, backend_end - backend_start, (busy_end - busy_start) - (ours_end - ours_start))

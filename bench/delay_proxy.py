@@ -138,8 +138,9 @@ async def serve(listen: str, upstream: str, delay: float) -> None:
     loop = asyncio.get_running_loop()
     lateness = WakeUpLateness()
     host, port = listen.rsplit(":", 1)
-    server = await loop.create_server(lambda: ClientEndpoint(loop, upstream, delay, lateness), host, int(port),
-                                      family=socket.AF_INET)
+    server = await loop.create_server(
+        lambda: ClientEndpoint(loop, upstream, delay, lateness), host, int(port), family=socket.AF_INET
+    )
     bound_host, bound_port = server.sockets[0].getsockname()[:2]
     print(f"listening on {bound_host}:{bound_port}", flush=True)
     async with server:

@@ -47,28 +47,47 @@ def pgbench_executable() -> str:
     return found
 
 
-def run(*, script: str, conninfo: str, env: dict[str, str], clients: int, seconds: int,
-        variables: dict[str, object], backend_pids: Callable[[], list[int]], own_pids: list[int]) -> Result:
+def run(
+    *,
+    script: str,
+    conninfo: str,
+    env: dict[str, str],
+    clients: int,
+    seconds: int,
+    variables: dict[str, object],
+    backend_pids: Callable[[], list[int]],
+    own_pids: list[int],
+) -> Result:
     """One measurement: no vacuum, prepared statements, one pgbench thread per core at most.
 
     `backend_pids` lists the server processes serving this pgbench; `own_pids` are other
     processes of the benchmark (the delay proxies), not counted as outside load.
     """
     with tempfile.TemporaryDirectory(prefix="veobot-pgbench-") as logs:
-        args = [pgbench_executable(), "--no-vacuum", "--protocol=prepared", f"--client={clients}",
-                f"--jobs={min(clients, os.cpu_count() or 1)}", f"--time={seconds}", f"--file={SCRIPTS / script}",
-                "--log", f"--log-prefix={Path(logs) / 'transactions'}"]
+        args = [
+            pgbench_executable(),
+            "--no-vacuum",
+            "--protocol=prepared",
+            f"--client={clients}",
+            f"--jobs={min(clients, os.cpu_count() or 1)}",
+            f"--time={seconds}",
+            f"--file={SCRIPTS / script}",
+            "--log",
+            f"--log-prefix={Path(logs) / 'transactions'}",
+        ]
         args += [f"--define={name}={value}" for name, value in variables.items()]
         args.append(conninfo)
         pgbench = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            window = cpu.observe(seconds=seconds, backend_pids=backend_pids, expected_backends=clients,
-                                 own_pids=[pgbench.pid, *own_pids])
+            window = cpu.observe(
+                seconds=seconds, backend_pids=backend_pids, expected_backends=clients, own_pids=[pgbench.pid, *own_pids]
+            )
         finally:
             stdout, stderr = pgbench.communicate()
         if pgbench.returncode != 0:
             raise BenchmarkError(
-                f"pgbench {script} exited with {pgbench.returncode}: {stderr.strip() or stdout.strip()}")
+                f"pgbench {script} exited with {pgbench.returncode}: {stderr.strip() or stdout.strip()}"
+            )
         latencies_us, ends = _read_logs(Path(logs))
     tps = TPS_LINE.search(stdout)
     if not latencies_us or not tps:
@@ -79,8 +98,14 @@ def run(*, script: str, conninfo: str, env: dict[str, str], clients: int, second
         in_window = sum(1 for end in ends if window.start <= end < window.end)
         server_cpu_us = window.backend_seconds * 1e6 / in_window if in_window else None
         other_cores = window.other_cores
-    return Result(len(latencies_us), float(tps.group(1)), _percentile(latencies_us, 50) / 1000,
-                  _percentile(latencies_us, 99) / 1000, server_cpu_us, other_cores)
+    return Result(
+        len(latencies_us),
+        float(tps.group(1)),
+        _percentile(latencies_us, 50) / 1000,
+        _percentile(latencies_us, 99) / 1000,
+        server_cpu_us,
+        other_cores,
+    )
 
 
 def _read_logs(log_dir: Path) -> tuple[list[int], list[float]]:

@@ -37,9 +37,11 @@ from bench import cpu, request_history  # noqa: E402
 from bench.server import REPO, Server, machine_description, server_description  # noqa: E402
 from tests.fakes.veo_server import FakeVeoServer  # noqa: E402
 
-ADMIT = ("SELECT admitted FROM admit_video_request(nextval('bench_interaction_ids'), %s, NULL, NULL, %s, NULL,"
-         " 4::smallint, '16:9', '720p', true, 'allow_adult', NULL, 'veo-3.1-generate-001', 'cli', 1000,"
-         " interval '24 hours', 0)")
+ADMIT = (
+    "SELECT admitted FROM admit_video_request(nextval('bench_interaction_ids'), %s, NULL, NULL, %s, NULL,"
+    " 4::smallint, '16:9', '720p', true, 'allow_adult', NULL, 'veo-3.1-generate-001', 'cli', 1000,"
+    " interval '24 hours', 0)"
+)
 
 
 def settle_history(conn) -> None:
@@ -47,8 +49,10 @@ def settle_history(conn) -> None:
     and some failures undelivered, which the workers would otherwise pick up."""
     conn.execute("SET session_replication_role = replica")
     conn.execute("DELETE FROM video_requests WHERE status IN ('pending', 'generating')")
-    conn.execute("UPDATE video_requests SET delivered_at = completed_at, delivery_method = 'channel'"
-                 " WHERE delivered_at IS NULL AND status IN ('completed', 'failed', 'timeout', 'cancelled')")
+    conn.execute(
+        "UPDATE video_requests SET delivered_at = completed_at, delivery_method = 'channel'"
+        " WHERE delivered_at IS NULL AND status IN ('completed', 'failed', 'timeout', 'cancelled')"
+    )
     conn.execute("RESET session_replication_role")
     conn.execute("VACUUM (ANALYZE) video_requests")
 
@@ -63,7 +67,9 @@ def reset_runs(conn, last_loaded_id: int) -> None:
 def queue_requests(conn, count: int) -> None:
     for n in range(count):
         # Users with no history (ids between the loaded ones): every request is admitted.
-        admitted = conn.execute(ADMIT, [request_history.USER_ID_STEP * (n % 50_000) + 7, f"bench prompt {n}"]).fetchone()[0]
+        admitted = conn.execute(
+            ADMIT, [request_history.USER_ID_STEP * (n % 50_000) + 7, f"bench prompt {n}"]
+        ).fetchone()[0]
         assert admitted
 
 
@@ -76,8 +82,17 @@ def database_url(server: Server, dbname: str) -> str:
     return f"postgresql://{auth}@{host}:{params.get('port', '5432')}/{dbname}"
 
 
-def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, requests: int, slots: int,
-        veo: FakeVeoServer, scratch: Path) -> dict:
+def run(
+    server: Server,
+    dbname: str,
+    last_loaded_id: int,
+    *,
+    workers: int,
+    requests: int,
+    slots: int,
+    veo: FakeVeoServer,
+    scratch: Path,
+) -> dict:
     with server.connect(dbname) as conn:
         reset_runs(conn, last_loaded_id)
         queue_requests(conn, requests)
@@ -85,19 +100,37 @@ def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, reque
         # of CPU, and the pipeline, not start-up, is what is measured.
         conn.execute("UPDATE video_requests SET available_at = 'infinity' WHERE id > %s", [last_loaded_id])
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
-    env.update(DATABASE_URL=database_url(server, dbname), VEO_BACKEND="express", VEO_API_KEY="bench-key",
-               VEO_API_BASE_URL=veo.url, VEO_MAX_CONCURRENT="1000", VEO_MAX_STARTS_PER_MINUTE="10000",
-               VEO_POLL_INITIAL="0s", VEO_WORKER_IDLE_POLL="1s", VEO_WORKER_SLOTS=str(slots),
-               VEO_MEDIA_ROOT=str(scratch / "media"), VEO_JOURNAL_DIR=str(scratch / "journal"), LOG_LEVEL="WARNING",
-               DASHBOARD_REFRESH="0s",  # the dashboard chore is not the pipeline
-               # The release below is an UPDATE, not an admission: nothing notifies, and a
-               # listener connection would only blur the one-connection-per-worker count.
-               VEO_WORKER_LISTEN="false")
+    env.update(
+        DATABASE_URL=database_url(server, dbname),
+        VEO_BACKEND="express",
+        VEO_API_KEY="bench-key",
+        VEO_API_BASE_URL=veo.url,
+        VEO_MAX_CONCURRENT="1000",
+        VEO_MAX_STARTS_PER_MINUTE="10000",
+        VEO_POLL_INITIAL="0s",
+        VEO_WORKER_IDLE_POLL="1s",
+        VEO_WORKER_SLOTS=str(slots),
+        VEO_MEDIA_ROOT=str(scratch / "media"),
+        VEO_JOURNAL_DIR=str(scratch / "journal"),
+        LOG_LEVEL="WARNING",
+        DASHBOARD_REFRESH="0s",  # the dashboard chore is not the pipeline
+        # The release below is an UPDATE, not an admission: nothing notifies, and a
+        # listener connection would only blur the one-connection-per-worker count.
+        VEO_WORKER_LISTEN="false",
+    )
     processes = []
     for index in range(workers):
         stats_file = scratch / f"stats-{workers}-{index}.json"
-        processes.append((subprocess.Popen([sys.executable, str(REPO / "bench" / "pipeline_worker.py")], cwd=REPO,
-                                           env={**env, "BENCH_STATS_FILE": str(stats_file)}), stats_file))
+        processes.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, str(REPO / "bench" / "pipeline_worker.py")],
+                    cwd=REPO,
+                    env={**env, "BENCH_STATS_FILE": str(stats_file)},
+                ),
+                stats_file,
+            )
+        )
     worker_pids = [process.pid for process, _ in processes]
     with server.connect(dbname) as conn:
         backends = wait_for_workers(conn, dbname, workers)
@@ -107,13 +140,16 @@ def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, reque
         fake_before = cpu.process_seconds([os.getpid()])
         started, busy_before = time.monotonic(), cpu.machine_busy_seconds()
         conn.execute("UPDATE video_requests SET available_at = clock_timestamp() WHERE id > %s", [last_loaded_id])
-        while conn.execute("SELECT count(*) FROM video_requests WHERE id > %s AND delivered_at IS NULL",
-                           [last_loaded_id]).fetchone()[0]:
+        while conn.execute(
+            "SELECT count(*) FROM video_requests WHERE id > %s AND delivered_at IS NULL", [last_loaded_id]
+        ).fetchone()[0]:
             backends |= worker_backends(conn, dbname)  # a worker may open another connection
             time.sleep(0.2)
         first_start, last_delivery, failed = conn.execute(
             "SELECT min(started_at), max(delivered_at), count(*) FILTER (WHERE status <> 'completed')"
-            " FROM video_requests WHERE id > %s", [last_loaded_id]).fetchone()
+            " FROM video_requests WHERE id > %s",
+            [last_loaded_id],
+        ).fetchone()
     # Read before the workers exit: a backend's CPU time goes with its process.
     backend_cpu = cpu.process_seconds(backends) - backend_before
     worker_cpu = cpu.process_seconds(worker_pids) - worker_before
@@ -128,22 +164,34 @@ def run(server: Server, dbname: str, last_loaded_id: int, *, workers: int, reque
             totals[key] += value
     window = (last_delivery - first_start).total_seconds()
     server_ms = server_active_ms(server, dbname) - active_before
-    return {"workers": workers, "requests": requests, "not_completed": failed, "seconds": window,
-            "requests_per_second": requests / window, "round_trips_per_request": totals["statements"] / requests,
-            "server_db_ms_per_request": server_ms / requests,
-            "server_cpu_ms_per_request": backend_cpu * 1000 / requests,
-            "worker_cpu_ms_per_request": worker_cpu * 1000 / requests,
-            "veo_fake_cpu_ms_per_request": fake_cpu * 1000 / requests,
-            "machine_cpu_ms_per_request": machine_cpu * 1000 / requests,
-            "machine_cores_busy": machine_cpu / elapsed,
-            "client_db_ms_per_request": totals["seconds"] * 1000 / requests, "idle_claims": totals["empty_claims"]}
+    return {
+        "workers": workers,
+        "requests": requests,
+        "not_completed": failed,
+        "seconds": window,
+        "requests_per_second": requests / window,
+        "round_trips_per_request": totals["statements"] / requests,
+        "server_db_ms_per_request": server_ms / requests,
+        "server_cpu_ms_per_request": backend_cpu * 1000 / requests,
+        "worker_cpu_ms_per_request": worker_cpu * 1000 / requests,
+        "veo_fake_cpu_ms_per_request": fake_cpu * 1000 / requests,
+        "machine_cpu_ms_per_request": machine_cpu * 1000 / requests,
+        "machine_cores_busy": machine_cpu / elapsed,
+        "client_db_ms_per_request": totals["seconds"] * 1000 / requests,
+        "idle_claims": totals["empty_claims"],
+    }
 
 
 def worker_backends(conn, dbname: str) -> set[int]:
     """The workers' own backends (not this one): their CPU time is the database's work."""
-    return {pid for (pid,) in conn.execute(
-        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
-        " AND pid <> pg_backend_pid()", [dbname])}
+    return {
+        pid
+        for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
+            " AND pid <> pg_backend_pid()",
+            [dbname],
+        )
+    }
 
 
 def wait_for_workers(conn, dbname: str, workers: int, timeout: float = 60) -> set[int]:
@@ -184,21 +232,34 @@ def main() -> int:
     results = []
     with FakeVeoServer(api_keys=["bench-key"]) as veo, tempfile.TemporaryDirectory() as scratch:
         for workers in [int(n) for n in args.workers.split(",")]:
-            result = run(server, args.dbname, loaded.last_loaded_id, workers=workers, requests=args.requests,
-                         slots=args.slots, veo=veo, scratch=Path(scratch))
+            result = run(
+                server,
+                args.dbname,
+                loaded.last_loaded_id,
+                workers=workers,
+                requests=args.requests,
+                slots=args.slots,
+                veo=veo,
+                scratch=Path(scratch),
+            )
             results.append(result)
-            print(f"{workers} worker(s): {result['requests_per_second']:.1f} req/s over {result['seconds']:.1f} s;"
-                  f" per request {result['round_trips_per_request']:.2f} round trips,"
-                  f" {result['server_db_ms_per_request']:.2f} ms executing in PostgreSQL"
-                  f" ({result['server_cpu_ms_per_request']:.2f} ms of its CPU),"
-                  f" {result['worker_cpu_ms_per_request']:.2f} ms of worker CPU,"
-                  f" {result['veo_fake_cpu_ms_per_request']:.2f} ms of the Veo fake's,"
-                  f" machine {result['machine_cores_busy']:.2f} cores busy"
-                  f" ({result['client_db_ms_per_request']:.2f} ms as the worker saw it);"
-                  f" {result['not_completed']} not completed, {result['idle_claims']} idle claims", flush=True)
+            print(
+                f"{workers} worker(s): {result['requests_per_second']:.1f} req/s over {result['seconds']:.1f} s;"
+                f" per request {result['round_trips_per_request']:.2f} round trips,"
+                f" {result['server_db_ms_per_request']:.2f} ms executing in PostgreSQL"
+                f" ({result['server_cpu_ms_per_request']:.2f} ms of its CPU),"
+                f" {result['worker_cpu_ms_per_request']:.2f} ms of worker CPU,"
+                f" {result['veo_fake_cpu_ms_per_request']:.2f} ms of the Veo fake's,"
+                f" machine {result['machine_cores_busy']:.2f} cores busy"
+                f" ({result['client_db_ms_per_request']:.2f} ms as the worker saw it);"
+                f" {result['not_completed']} not completed, {result['idle_claims']} idle claims",
+                flush=True,
+            )
     if len(results) > 1:
-        print(f"scaling {results[-1]['workers']} vs {results[0]['workers']} workers: "
-              f"{results[-1]['requests_per_second'] / results[0]['requests_per_second']:.2f}x")
+        print(
+            f"scaling {results[-1]['workers']} vs {results[0]['workers']} workers: "
+            f"{results[-1]['requests_per_second'] / results[0]['requests_per_second']:.2f}x"
+        )
     print(json.dumps(results, indent=2))
     return 0
 

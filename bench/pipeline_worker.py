@@ -24,9 +24,9 @@ from django.conf import settings  # noqa: E402
 from django.db.backends.signals import connection_created  # noqa: E402
 
 from generation.delivery import CliDelivery  # noqa: E402
+from generation.journal import Journal  # noqa: E402
 from generation.runtime import run_until_signalled  # noqa: E402
 from generation.veo import configured_backend  # noqa: E402
-from generation.journal import Journal  # noqa: E402
 from generation.worker import serve_standalone, standalone_worker  # noqa: E402
 
 stats = {"statements": 0, "seconds": 0.0, "empty_claims": 0, "empty_claim_seconds": 0.0}

@@ -25,7 +25,9 @@ def newest_id(conn: psycopg.Connection) -> int:
 def admitted_and_rejected(conn: psycopg.Connection, *, after_id: int) -> tuple[int, int]:
     return conn.execute(
         "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'rejected')"
-        " FROM video_requests WHERE id > %s", [after_id]).fetchone()
+        " FROM video_requests WHERE id > %s",
+        [after_id],
+    ).fetchone()
 
 
 def over_admissions(conn: psycopg.Connection, *, after_id: int, limit: int, window: timedelta) -> int:

@@ -59,8 +59,9 @@ def _reusable(server: Server, dbname: str, rows: int, log) -> Dataset | None:
     with server.connect(dbname) as conn:
         if not conn.execute("SELECT to_regclass('bench_dataset')").fetchone()[0]:
             return None
-        found = conn.execute("SELECT rows, last_loaded_id, loaded_at, loaded_at > now() - %s FROM bench_dataset",
-                             [REUSE_WITHIN]).fetchone()
+        found = conn.execute(
+            "SELECT rows, last_loaded_id, loaded_at, loaded_at > now() - %s FROM bench_dataset", [REUSE_WITHIN]
+        ).fetchone()
     if found is None or found[0] != rows or not found[3]:
         log(f"{dbname}: not reusable (want {rows:,} rows loaded within {REUSE_WITHIN}); reloading")
         return None
@@ -97,7 +98,8 @@ def _load(conn: psycopg.Connection, dbname: str, rows: int, log) -> Dataset:
     secondary = conn.execute(
         "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
         " WHERE x.indrelid = 'video_requests'::regclass"
-        " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)").fetchall()
+        " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+    ).fetchall()
     for name, _ in secondary:
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
     # User triggers off: the guard refuses finished rows at birth and the event trigger would
@@ -105,8 +107,19 @@ def _load(conn: psycopg.Connection, dbname: str, rows: int, log) -> Dataset:
     conn.execute("SET session_replication_role = replica")
     for first in range(1, rows + 1, BATCH_ROWS):
         last = min(first + BATCH_ROWS - 1, rows)
-        conn.execute(LOAD_SQL, {"first": first, "last": last, "rows": rows, "anchor": anchor, "history": HISTORY,
-                                "users": USERS, "user_step": USER_ID_STEP, "interaction_base": LOADED_INTERACTION_BASE})
+        conn.execute(
+            LOAD_SQL,
+            {
+                "first": first,
+                "last": last,
+                "rows": rows,
+                "anchor": anchor,
+                "history": HISTORY,
+                "users": USERS,
+                "user_step": USER_ID_STEP,
+                "interaction_base": LOADED_INTERACTION_BASE,
+            },
+        )
         log(f"loaded {last:,} / {rows:,} rows")
     conn.execute("RESET session_replication_role")
     conn.execute("SET maintenance_work_mem = '1GB'")
@@ -114,11 +127,12 @@ def _load(conn: psycopg.Connection, dbname: str, rows: int, log) -> Dataset:
         log(f"building {name}")
         conn.execute(definition)
     last_loaded_id = conn.execute("SELECT max(id) FROM video_requests").fetchone()[0]
-    conn.execute("CREATE TABLE bench_dataset (rows bigint NOT NULL, users integer NOT NULL,"
-                 " last_loaded_id bigint NOT NULL, loaded_at timestamptz NOT NULL)")
+    conn.execute(
+        "CREATE TABLE bench_dataset (rows bigint NOT NULL, users integer NOT NULL,"
+        " last_loaded_id bigint NOT NULL, loaded_at timestamptz NOT NULL)"
+    )
     conn.execute("INSERT INTO bench_dataset VALUES (%s, %s, %s, %s)", [rows, USERS, last_loaded_id, anchor])
-    conn.execute(sql.SQL("CREATE SEQUENCE bench_interaction_ids START {}").format(
-        sql.Literal(BENCH_INTERACTION_START)))
+    conn.execute(sql.SQL("CREATE SEQUENCE bench_interaction_ids START {}").format(sql.Literal(BENCH_INTERACTION_START)))
     return Dataset(dbname, rows, last_loaded_id, anchor, reused=False)
 
 

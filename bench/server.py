@@ -45,8 +45,13 @@ class Server:
 
     def django_settings(self, dbname: str) -> dict:
         """The DATABASES-style entry that tracking.sql_migrations.Runner expects."""
-        return {"NAME": dbname, "USER": self.params.get("user", ""), "PASSWORD": self.params.get("password", ""),
-                "HOST": self.params.get("host", ""), "PORT": self.params.get("port", "")}
+        return {
+            "NAME": dbname,
+            "USER": self.params.get("user", ""),
+            "PASSWORD": self.params.get("password", ""),
+            "HOST": self.params.get("host", ""),
+            "PORT": self.params.get("port", ""),
+        }
 
     def client_env(self) -> dict[str, str]:
         """Environment for pgbench: the password travels here rather than in argv."""
@@ -58,8 +63,10 @@ class Server:
 
     def backend_pids(self, conn: psycopg.Connection, dbname: str) -> list[int]:
         """The server processes serving this benchmark's pgbench clients in ``dbname``."""
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
-                            [self.application_name, dbname])
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
+            [self.application_name, dbname],
+        )
         return [pid for (pid,) in rows]
 
     @property
@@ -82,21 +89,30 @@ def machine_description() -> dict[str, str]:
         if line.startswith("model name"):
             cpu_model = line.split(":", 1)[1].strip()
             break
-    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:"))
+    mem_kib = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+    )
     return {
         "cpus": str(os.cpu_count()),
         "cpu_model": cpu_model,
         "ram": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                 capture_output=True, text=True).stdout.strip() or "unknown",
+        "commit": subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown",
     }
 
 
-SERVER_SETTINGS = ("shared_buffers", "synchronous_commit", "fsync", "wal_sync_method", "max_wal_size",
-                   "max_connections")
+SERVER_SETTINGS = (
+    "shared_buffers",
+    "synchronous_commit",
+    "fsync",
+    "wal_sync_method",
+    "max_wal_size",
+    "max_connections",
+)
 
 
 def server_description(conn: psycopg.Connection) -> dict[str, str]:

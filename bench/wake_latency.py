@@ -40,17 +40,30 @@ def measure(*, listen: bool, requests: int, url: str, scratch: Path) -> list[flo
     from tracking.models import VideoRequest
 
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
-    env.update(DATABASE_URL=url, VEO_BACKEND="offline", VEO_OFFLINE_SECONDS="0", VEO_WORKER_IDLE_POLL=IDLE_POLL,
-               VEO_WORKER_LISTEN="true" if listen else "false", VEO_MAX_CONCURRENT="1000",
-               VEO_MAX_STARTS_PER_MINUTE="10000", VEO_MEDIA_ROOT=str(scratch / "media"), LOG_LEVEL="WARNING",
-               DASHBOARD_REFRESH="0s")
+    env.update(
+        DATABASE_URL=url,
+        VEO_BACKEND="offline",
+        VEO_OFFLINE_SECONDS="0",
+        VEO_WORKER_IDLE_POLL=IDLE_POLL,
+        VEO_WORKER_LISTEN="true" if listen else "false",
+        VEO_MAX_CONCURRENT="1000",
+        VEO_MAX_STARTS_PER_MINUTE="10000",
+        VEO_MEDIA_ROOT=str(scratch / "media"),
+        LOG_LEVEL="WARNING",
+        DASHBOARD_REFRESH="0s",
+    )
     worker = subprocess.Popen([sys.executable, "manage.py", "runworker"], cwd=REPO, env=env)
     latencies = []
     try:
         for n in range(requests + 1):  # the first one only shows that the worker is up
-            answer = services.admit_request(interaction_id=random.getrandbits(62), user_id=10_000 + n, guild_id=None,
-                                            channel_id=None, params=services.VideoParameters(prompt=f"bench {n}"),
-                                            source="cli")
+            answer = services.admit_request(
+                interaction_id=random.getrandbits(62),
+                user_id=10_000 + n,
+                guild_id=None,
+                channel_id=None,
+                params=services.VideoParameters(prompt=f"bench {n}"),
+                source="cli",
+            )
             wakeup.work_admitted()
             deadline = time.monotonic() + 60
             while (row := VideoRequest.objects.filter(id=answer.request_id, started_at__isnull=False).first()) is None:
@@ -68,8 +81,13 @@ def measure(*, listen: bool, requests: int, url: str, scratch: Path) -> list[flo
 
 def summary(latencies: list[float]) -> dict:
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"requests": len(latencies), "p50_ms": round(cuts[49], 1), "p99_ms": round(cuts[98], 1),
-            "mean_ms": round(statistics.fmean(latencies), 1), "max_ms": round(max(latencies), 1)}
+    return {
+        "requests": len(latencies),
+        "p50_ms": round(cuts[49], 1),
+        "p99_ms": round(cuts[98], 1),
+        "mean_ms": round(statistics.fmean(latencies), 1),
+        "max_ms": round(max(latencies), 1),
+    }
 
 
 def main() -> int:

@@ -29,12 +29,20 @@ from generation.storage import LocalStorage, local_storage
 from generation.veo import VeoBackend, configured_backend
 from generation.worker import Worker
 
-MEANWHILE = ("/veo keeps working: admission from the in-process limiter, tracking to the journal in {journal}, "
-             "replayed when the database returns")
+MEANWHILE = (
+    "/veo keeps working: admission from the in-process limiter, tracking to the journal in {journal}, "
+    "replayed when the database returns"
+)
 
 
-def build_bot(*, backend: VeoBackend | None = None, storage: LocalStorage | None = None, run_worker: bool = True,
-              worker_slots: int | None = None, worker_name: str | None = None) -> VeoBot:
+def build_bot(
+    *,
+    backend: VeoBackend | None = None,
+    storage: LocalStorage | None = None,
+    run_worker: bool = True,
+    worker_slots: int | None = None,
+    worker_name: str | None = None,
+) -> VeoBot:
     storage = storage or local_storage()
     backend = backend or configured_backend()
     bot = VeoBot()
@@ -46,8 +54,13 @@ def build_bot(*, backend: VeoBackend | None = None, storage: LocalStorage | None
     runner = DegradedRunner(engine=engine, store=JournalStore(journal=journal, limiter=limiter))
     admitter = Admitter(health=health, limiter=limiter, runner=runner)
     worker = Worker(engine=engine, health=health, slots=worker_slots, name=worker_name, journal=journal)
-    replayer = JournalReplayer(journal=journal, under_way=lambda: runner.under_way, health=health,
-                               written=admitter.replayed, recorded_starts=worker.store.recorded_starts)
+    replayer = JournalReplayer(
+        journal=journal,
+        under_way=lambda: runner.under_way,
+        health=health,
+        written=admitter.replayed,
+        recorded_starts=worker.store.recorded_starts,
+    )
     outbox = Outbox(performers=message_deleter(bot), health=health)
 
     async def probe_first() -> None:
@@ -55,6 +68,8 @@ def build_bot(*, backend: VeoBackend | None = None, storage: LocalStorage | None
         # waits out the pool's connect timeout, with every early /veo waiting behind it.
         if not await asyncio.to_thread(health.probe):
             health.failed(ConnectionError("no answer to the start-up probe"))
+        # What a killed process left, before the worker's first claim (as serve_standalone does).
+        await replayer.replay()
 
     async def watch(stop: asyncio.Event) -> None:
         await watch_database(health, stop, every_pass=replayer.replay)
@@ -62,7 +77,11 @@ def build_bot(*, backend: VeoBackend | None = None, storage: LocalStorage | None
     chores = [runner.run, watch, outbox.run]
     if run_worker:
         chores.append(worker.run)
-    bot.install(cog=veo_commands(admitter=admitter, replies=delivery, health=health), chores=chores,
-                closing=[journal.close], starting=probe_first,
-                description=f"backend {backend.label}" + ("" if run_worker else " (no worker in this process)"))
+    bot.install(
+        cog=veo_commands(admitter=admitter, replies=delivery, health=health),
+        chores=chores,
+        closing=[journal.close],
+        starting=probe_first,
+        description=f"backend {backend.label}" + ("" if run_worker else " (no worker in this process)"),
+    )
     return bot

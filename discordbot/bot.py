@@ -55,8 +55,13 @@ class VeoBot(commands.Bot):
         # No privileged intents and no prefix commands; interactions arrive whatever the intents.
         # Nothing we send pings anyone unless a call says so (only channel deliveries mention
         # the requester).
-        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.none(), help_command=None,
-                         tree_cls=VeoCommandTree, allowed_mentions=discord.AllowedMentions.none())
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.none(),
+            help_command=None,
+            tree_cls=VeoCommandTree,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
         self.tree.on_error = self._on_command_error
         self._cog: commands.Cog | None = None
         self._chores: Sequence[Chore] = ()
@@ -66,8 +71,15 @@ class VeoBot(commands.Bot):
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
-    def install(self, *, cog: commands.Cog, chores: Sequence[Chore], closing: Sequence[Callable[[], None]],
-                starting: Callable[[], Awaitable[None]] | None = None, description: str = "") -> None:
+    def install(
+        self,
+        *,
+        cog: commands.Cog,
+        chores: Sequence[Chore],
+        closing: Sequence[Callable[[], None]],
+        starting: Callable[[], Awaitable[None]] | None = None,
+        description: str = "",
+    ) -> None:
         """What this bot runs (discordbot.app): ``starting`` before anything (the database probe),
         then the ``cog`` and the ``chores`` (each until the bot stops); ``closing``, in order, once
         every chore has ended."""
@@ -79,8 +91,9 @@ class VeoBot(commands.Bot):
             await self._started()
         if self._cog is not None:
             await self.add_cog(self._cog)
-        self._tasks = [asyncio.create_task(chore(self._stop), name=getattr(chore, "__name__", "chore"))
-                       for chore in self._chores]
+        self._tasks = [
+            asyncio.create_task(chore(self._stop), name=getattr(chore, "__name__", "chore")) for chore in self._chores
+        ]
         log.info("bot ready: application %s, %s", self.application_id, self.description_of_work)
 
     async def close(self) -> None:
@@ -93,29 +106,39 @@ class VeoBot(commands.Bot):
         await super().close()
 
     async def _on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        log.error("command /%s failed for interaction %s", getattr(interaction.command, "name", "?"), interaction.id,
-                  exc_info=error)
+        log.error(
+            "command /%s failed for interaction %s",
+            getattr(interaction.command, "name", "?"),
+            interaction.id,
+            exc_info=error,
+        )
         if not interaction.response.is_done():
             try:
                 await interaction.response.send_message(
-                    "Something went wrong on our side; nothing was charged.", ephemeral=True)
+                    "Something went wrong on our side; nothing was charged.", ephemeral=True
+                )
             except discord.HTTPException:
                 pass
+
+
 async def login(bot: VeoBot, token: str) -> None:
     """Log in over REST, turning every failure into one clear line without the token."""
     try:
         await bot.login(token)
     except discord.LoginFailure:
-        raise StartupError("DISCORD_TOKEN was rejected by Discord (401 Unauthorized): "
-                           "copy the bot token again from the Developer Portal") from None
+        raise StartupError(
+            "DISCORD_TOKEN was rejected by Discord (401 Unauthorized): "
+            "copy the bot token again from the Developer Portal"
+        ) from None
     except discord.HTTPException as error:
         raise StartupError(f"Discord refused the login ({error.status} {error.code})") from None
     except aiohttp.ClientError as error:
         raise StartupError(f"could not reach Discord to log in ({type(error).__name__})") from None
     expected = settings.DISCORD_APPLICATION_ID
     if expected and bot.application_id != expected:
-        raise StartupError(f"DISCORD_TOKEN belongs to application {bot.application_id}, "
-                           f"not DISCORD_APPLICATION_ID {expected}")
+        raise StartupError(
+            f"DISCORD_TOKEN belongs to application {bot.application_id}, not DISCORD_APPLICATION_ID {expected}"
+        )
 
 
 async def sync_commands(bot: VeoBot, guild_id: int | None) -> int:
@@ -126,13 +149,24 @@ async def sync_commands(bot: VeoBot, guild_id: int | None) -> int:
         synced = await bot.tree.sync(guild=guild)
     else:
         synced = await bot.tree.sync()
-    log.info("registered %s commands %s: %s", len(synced), f"in guild {guild_id}" if guild_id else "globally",
-             ", ".join(f"/{command.name}" for command in synced))
+    log.info(
+        "registered %s commands %s: %s",
+        len(synced),
+        f"in guild {guild_id}" if guild_id else "globally",
+        ", ".join(f"/{command.name}" for command in synced),
+    )
     return len(synced)
 
 
-async def serve(bot: VeoBot, token: str, stop: asyncio.Event, *, sync: bool = False, guild_id: int | None = None,
-                gateway: Callable[[VeoBot], Awaitable[None]] | None = None) -> None:
+async def serve(
+    bot: VeoBot,
+    token: str,
+    stop: asyncio.Event,
+    *,
+    sync: bool = False,
+    guild_id: int | None = None,
+    gateway: Callable[[VeoBot], Awaitable[None]] | None = None,
+) -> None:
     """Log in, optionally register commands, then receive interactions until ``stop`` is set.
 
     ``gateway`` replaces Discord's gateway connection (tests feed INTERACTION_CREATE payloads)."""

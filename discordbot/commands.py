@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Optional
 
 import discord
 from discord import app_commands
@@ -57,19 +56,33 @@ def veo_commands(*, admitter: Admitter, replies: DiscordDelivery, health: Databa
             negative_prompt="What the video should not contain",
         )
         @app_commands.choices(
-            length=[Choice(name="4 seconds", value=4), Choice(name="6 seconds", value=6),
-                    Choice(name="8 seconds", value=8)],
+            length=[
+                Choice(name="4 seconds", value=4),
+                Choice(name="6 seconds", value=6),
+                Choice(name="8 seconds", value=8),
+            ],
             ratio=[Choice(name="16:9 landscape", value="16:9"), Choice(name="9:16 portrait", value="9:16")],
         )
-        async def veo(self, interaction: discord.Interaction, prompt: Prompt, length: Optional[Choice[int]] = None,
-                      ratio: Optional[Choice[str]] = None, hd: Optional[bool] = None, audio: Optional[bool] = None,
-                      negative_prompt: Optional[Negative] = None):
+        async def veo(
+            self,
+            interaction: discord.Interaction,
+            prompt: Prompt,
+            length: Choice[int] | None = None,
+            ratio: Choice[str] | None = None,
+            hd: bool | None = None,
+            audio: bool | None = None,
+            negative_prompt: Negative | None = None,
+        ):
             resolution = settings.VEO_DEFAULT_RESOLUTION if hd is None else ("1080p" if hd else "720p")
             params = VideoParameters(
-                prompt=prompt, duration_seconds=length.value if length else settings.VEO_DEFAULT_DURATION,
-                aspect_ratio=ratio.value if ratio else settings.VEO_DEFAULT_RATIO, resolution=resolution,
+                prompt=prompt,
+                duration_seconds=length.value if length else settings.VEO_DEFAULT_DURATION,
+                aspect_ratio=ratio.value if ratio else settings.VEO_DEFAULT_RATIO,
+                resolution=resolution,
                 generate_audio=settings.VEO_DEFAULT_AUDIO if audio is None else audio,
-                negative_prompt=negative_prompt, person_generation=settings.VEO_PERSON_GENERATION)
+                negative_prompt=negative_prompt,
+                person_generation=settings.VEO_PERSON_GENERATION,
+            )
             await handle_veo(interaction, params, admitter=admitter, replies=replies)
 
         @app_commands.command(name="quota", description="How many videos you have left, and when the next one frees up")
@@ -83,15 +96,17 @@ def veo_commands(*, admitter: Admitter, replies: DiscordDelivery, health: Databa
     return VeoCommands()
 
 
-async def handle_veo(interaction: discord.Interaction, params: VideoParameters, *, admitter: Admitter,
-                     replies: DiscordDelivery) -> None:
+async def handle_veo(
+    interaction: discord.Interaction, params: VideoParameters, *, admitter: Admitter, replies: DiscordDelivery
+) -> None:
     received = time.perf_counter()
     who = {"user_id": interaction.user.id, "guild_id": interaction.guild_id}
     allowed = settings.ALLOWED_CHANNEL_IDS
     if allowed and interaction.channel_id not in allowed:
         await _refuse_now(interaction, display.channel_not_allowed_text(allowed))
-        logs.step(log, "refused", request_id=None, **who, reason="channel_not_allowed",
-                  channel_id=interaction.channel_id)
+        logs.step(
+            log, "refused", request_id=None, **who, reason="channel_not_allowed", channel_id=interaction.channel_id
+        )
         return
     try:
         clean = services.clean_parameters(params)
@@ -104,9 +119,15 @@ async def handle_veo(interaction: discord.Interaction, params: VideoParameters, 
     owner = not replies.holds(interaction.id)
     if owner:
         replies.expect(interaction)
-    admitting = asyncio.ensure_future(admitter.admit(
-        interaction_id=interaction.id, user_id=interaction.user.id, guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id, params=clean))
+    admitting = asyncio.ensure_future(
+        admitter.admit(
+            interaction_id=interaction.id,
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            params=clean,
+        )
+    )
     deferred, answer = False, None
     done, _ = await asyncio.wait({admitting}, timeout=DEFER_AFTER)
     if not done and owner:
@@ -124,9 +145,17 @@ async def handle_veo(interaction: discord.Interaction, params: VideoParameters, 
         return
 
     step = "duplicate" if decision.duplicate else "admitted" if decision.admitted else "refused"
-    logs.step(log, step, request_id=decision.request.id, **who, reason=decision.reason_code,
-              admit_ms=decision.admit_ms, degraded=decision.degraded or None,
-              interaction_id=interaction.id, prompt=logs.preview(clean.prompt))
+    logs.step(
+        log,
+        step,
+        request_id=decision.request.id,
+        **who,
+        reason=decision.reason_code,
+        admit_ms=decision.admit_ms,
+        degraded=decision.degraded or None,
+        interaction_id=interaction.id,
+        prompt=logs.preview(clean.prompt),
+    )
     if not owner:
         return
     if answer is None:
@@ -134,9 +163,15 @@ async def handle_veo(interaction: discord.Interaction, params: VideoParameters, 
     # Answered here or by another instance (40060): either way the original reply exists and
     # this process holds its token, so delivery may edit it. Otherwise it goes to the channel.
     replies.answered(interaction.id, ok=decision.admitted and answer in (SENT, ELSEWHERE))
-    logs.step(log, "answered" if answer == SENT else f"not_answered ({answer})", request_id=decision.request.id,
-              **who, first_response_ms=(time.perf_counter() - received) * 1000, deferred=deferred or None,
-              public=decision.admitted)
+    logs.step(
+        log,
+        "answered" if answer == SENT else f"not_answered ({answer})",
+        request_id=decision.request.id,
+        **who,
+        first_response_ms=(time.perf_counter() - received) * 1000,
+        deferred=deferred or None,
+        public=decision.admitted,
+    )
     if decision.admitted and not decision.duplicate and not decision.degraded:
         # After the answer, not before: the user waits for the reply, not for other processes.
         await aio.run(wakeup.notify_workers)
@@ -155,8 +190,7 @@ async def _defer(interaction: discord.Interaction) -> str:
 
 def _not_sent(interaction: discord.Interaction, error: discord.HTTPException) -> str:
     if error.code == ALREADY_ACKNOWLEDGED:
-        log.info("interaction %s was already answered (another instance, or a replay): leaving it",
-                 interaction.id)
+        log.info("interaction %s was already answered (another instance, or a replay): leaving it", interaction.id)
         return ELSEWHERE
     log.warning("interaction %s: could not answer (%s %s)", interaction.id, error.status, error.code)
     return FAILED
@@ -166,17 +200,24 @@ async def _answer(interaction: discord.Interaction, decision: Decision, deferred
     none = discord.AllowedMentions.none()
     try:
         if not decision.admitted:
-            text = display.refusal_text(decision.reason_code, decision.reason, limit=decision.limit,
-                                        reset_at=decision.reset_at)
+            text = display.refusal_text(
+                decision.reason_code, decision.reason, limit=decision.limit, reset_at=decision.reset_at
+            )
             if deferred:
                 await interaction.delete_original_response()
                 await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
             else:
                 await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
             return SENT
-        embed = display.queued_embed(decision.request, ahead=decision.ahead, median_ms=decision.median_ms,
-                                     remaining=decision.remaining, limit=decision.limit, reset_at=decision.reset_at,
-                                     degraded=decision.degraded)
+        embed = display.queued_embed(
+            decision.request,
+            ahead=decision.ahead,
+            median_ms=decision.median_ms,
+            remaining=decision.remaining,
+            limit=decision.limit,
+            reset_at=decision.reset_at,
+            degraded=decision.degraded,
+        )
         if deferred:
             await interaction.edit_original_response(embed=embed, allowed_mentions=none)
         else:
@@ -196,10 +237,19 @@ async def _refuse_now(interaction: discord.Interaction, text: str) -> None:
 async def refuse_malformed(interaction: discord.Interaction, problem: str) -> None:
     """An interaction that does not match the command (discordbot.payloads): say what is wrong."""
     name = (interaction.data or {}).get("name")
-    await _refuse_now(interaction, display.invalid_text(problem) if name == "veo"
-                      else display.unanswerable_text(problem))
-    logs.step(log, "refused", request_id=None, user_id=payloads.user_id(interaction), guild_id=interaction.guild_id,
-              reason="malformed_interaction", interaction_id=interaction.id, problem=problem)
+    await _refuse_now(
+        interaction, display.invalid_text(problem) if name == "veo" else display.unanswerable_text(problem)
+    )
+    logs.step(
+        log,
+        "refused",
+        request_id=None,
+        user_id=payloads.user_id(interaction),
+        guild_id=interaction.guild_id,
+        reason="malformed_interaction",
+        interaction_id=interaction.id,
+        problem=problem,
+    )
 
 
 async def _apologise(interaction: discord.Interaction, deferred: bool) -> None:
@@ -222,8 +272,9 @@ async def answer_privately(interaction: discord.Interaction, make: Callable[[], 
     done, _ = await asyncio.wait({making}, timeout=DEFER_AFTER)
     try:
         if done:
-            await interaction.response.send_message(await making, ephemeral=True,
-                                                    allowed_mentions=discord.AllowedMentions.none())
+            await interaction.response.send_message(
+                await making, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         await interaction.followup.send(await making, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
@@ -233,8 +284,9 @@ async def answer_privately(interaction: discord.Interaction, make: Callable[[], 
 
 async def quota_text(interaction: discord.Interaction, *, admitter: Admitter) -> str:
     quota = await admitter.quota(user_id=interaction.user.id, guild_id=interaction.guild_id)
-    return display.quota_text(used=quota.used, limit=quota.limit, window=quota.window, reset_at=quota.reset_at,
-                              degraded=quota.degraded)
+    return display.quota_text(
+        used=quota.used, limit=quota.limit, window=quota.window, reset_at=quota.reset_at, degraded=quota.degraded
+    )
 
 
 async def history_text(interaction: discord.Interaction, *, health: DatabaseHealth) -> str:

@@ -23,11 +23,11 @@ import discord
 from django.conf import settings
 
 from discordbot import display
-from veosite import logs
 from generation.delivery import DeliveryUnavailable, Receipt
 from generation.storage import FILE_SCHEME, GCS_SCHEME, LocalStorage, StorageError
 from tracking import gcs
 from tracking.models import DeliveryMethod, ReviewStatus, Status, VideoRequest
+from veosite import logs
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class DiscordDelivery:
             return None
         try:
             ok = await asyncio.wait_for(asyncio.shield(reply.answered), ACK_WAIT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             ok = False
         return reply if ok and reply.usable else None
 
@@ -107,7 +107,8 @@ class DiscordDelivery:
         try:
             await reply.interaction.edit_original_response(
                 embed=display.progress_embed(request, state=state, elapsed=elapsed),
-                allowed_mentions=discord.AllowedMentions.none())
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
         except discord.HTTPException as error:
             log.info("request %s: progress edit failed (%s %s)", request.id, error.status, error.code)
             if error.code in (EXPIRED_TOKEN, UNKNOWN_MESSAGE):
@@ -124,11 +125,20 @@ class DiscordDelivery:
         self.live.pop(request.interaction_id, None)
         if receipt is None:
             receipt = await self._post_in_channel(request, resumed=reply is None, link=link)
-        logs.step(log, "delivered", request_id=request.id, user_id=request.user_id, guild_id=request.guild_id,
-                  method=receipt.method, status=request.status, error=receipt.error,
-                  removed=True if removed(request) else None, deliver_ms=(time.perf_counter() - started) * 1000,
-                  generation_ms=_generation_ms(request),
-                  level=logging.WARNING if receipt.error else logging.INFO)
+        logs.step(
+            log,
+            "delivered",
+            request_id=request.id,
+            user_id=request.user_id,
+            guild_id=request.guild_id,
+            method=receipt.method,
+            status=request.status,
+            error=receipt.error,
+            removed=True if removed(request) else None,
+            deliver_ms=(time.perf_counter() - started) * 1000,
+            generation_ms=_generation_ms(request),
+            level=logging.WARNING if receipt.error else logging.INFO,
+        )
         return receipt
 
     # -- the two ways ----------------------------------------------------------------------------
@@ -139,18 +149,26 @@ class DiscordDelivery:
             embed, files = self._outcome(request, limit=limit, attach=attach, footer=None, link=link)
             try:
                 message = await reply.interaction.edit_original_response(
-                    content=None, embed=embed, attachments=files, allowed_mentions=discord.AllowedMentions.none())
+                    content=None, embed=embed, attachments=files, allowed_mentions=discord.AllowedMentions.none()
+                )
                 return Receipt(method=DeliveryMethod.INTERACTION, message_id=message.id)
             except discord.HTTPException as error:
                 if error.status == 413 and files:
                     continue
                 # Expired token (401 50027), reply deleted (404 10008), anything else: the channel.
-                log.info("request %s: editing the reply failed (%s %s); posting in the channel instead",
-                         request.id, error.status, error.code)
+                log.info(
+                    "request %s: editing the reply failed (%s %s); posting in the channel instead",
+                    request.id,
+                    error.status,
+                    error.code,
+                )
                 return None
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                log.info("request %s: editing the reply failed (%s); posting in the channel instead",
-                         request.id, type(error).__name__)
+            except (TimeoutError, aiohttp.ClientError) as error:
+                log.info(
+                    "request %s: editing the reply failed (%s); posting in the channel instead",
+                    request.id,
+                    type(error).__name__,
+                )
                 return None
             finally:
                 for file in files:
@@ -168,35 +186,46 @@ class DiscordDelivery:
         # channel's limit (413) or without Attach Files becomes a link, an embed without Embed Links
         # plain text. What no form avoids ends the delivery with the reason.
         for form in ("attached", "linked", "text"):
-            embed, files = self._outcome(request, limit=CHANNEL_SIZE_LIMIT, attach=form == "attached", footer=footer,
-                                         link=link)
+            embed, files = self._outcome(
+                request, limit=CHANNEL_SIZE_LIMIT, attach=form == "attached", footer=footer, link=link
+            )
             if form == "attached" and not files:
                 continue
-            content = mention if form != "text" else display.fit(f"{mention}\n{display.embed_as_text(embed)}",
-                                                                  display.CONTENT_MAX)
+            content = (
+                mention
+                if form != "text"
+                else display.fit(f"{mention}\n{display.embed_as_text(embed)}", display.CONTENT_MAX)
+            )
             try:
-                message = await channel.send(content=content, embed=None if form == "text" else embed, files=files,
-                                             allowed_mentions=allowed)
+                message = await channel.send(
+                    content=content, embed=None if form == "text" else embed, files=files, allowed_mentions=allowed
+                )
                 return Receipt(method=DeliveryMethod.CHANNEL, message_id=message.id)
             except discord.Forbidden as error:
                 if error.code == MISSING_PERMISSIONS and form != "text":
                     continue  # perhaps Attach Files or Embed Links: a plainer form may pass
-                return Receipt(method=DeliveryMethod.UNDELIVERABLE,
-                               error=f"missing permissions in channel {request.channel_id} ({error.code} {error.text})")
+                return Receipt(
+                    method=DeliveryMethod.UNDELIVERABLE,
+                    error=f"missing permissions in channel {request.channel_id} ({error.code} {error.text})",
+                )
             except discord.NotFound as error:
-                return Receipt(method=DeliveryMethod.UNDELIVERABLE,
-                               error=f"channel {request.channel_id} not found ({error.code} {error.text})")
+                return Receipt(
+                    method=DeliveryMethod.UNDELIVERABLE,
+                    error=f"channel {request.channel_id} not found ({error.code} {error.text})",
+                )
             except discord.HTTPException as error:
                 if error.status == 413 and files:
                     continue
                 code = f" {error.code}" if error.code else ""
-                reason = (f"Discord answered {error.status}{code} to a post in channel {request.channel_id}: "
-                          f"{error.text or 'no detail'}")
+                reason = (
+                    f"Discord answered {error.status}{code} to a post in channel {request.channel_id}: "
+                    f"{error.text or 'no detail'}"
+                )
                 if error.status == 429 or error.status >= 500:
                     raise DeliveryUnavailable(reason) from None  # the engine tries again later
                 # Any other refusal (a 400 for what we sent, say) would be refused again: say so once.
                 return Receipt(method=DeliveryMethod.UNDELIVERABLE, error=reason)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            except (TimeoutError, aiohttp.ClientError) as error:
                 raise DeliveryUnavailable(f"could not reach Discord ({type(error).__name__})") from None
             finally:
                 for file in files:
@@ -205,8 +234,9 @@ class DiscordDelivery:
 
     # -- what to say -------------------------------------------------------------------------------
 
-    def _outcome(self, request: VideoRequest, *, limit: int, attach: bool, footer: str | None,
-                 link: str | None) -> tuple[discord.Embed, list[discord.File]]:
+    def _outcome(
+        self, request: VideoRequest, *, limit: int, attach: bool, footer: str | None, link: str | None
+    ) -> tuple[discord.Embed, list[discord.File]]:
         if request.status != Status.COMPLETED:
             return display.failed_embed(request, footer=footer), []
         if removed(request):

@@ -63,8 +63,9 @@ def fit_embed(embed: discord.Embed) -> discord.Embed:
     if embed.description:
         embed.description = fit(embed.description, DESCRIPTION_MAX)
     for index, field in enumerate(embed.fields):
-        embed.set_field_at(index, name=fit(field.name, FIELD_NAME_MAX), value=fit(field.value, FIELD_VALUE_MAX),
-                           inline=field.inline)
+        embed.set_field_at(
+            index, name=fit(field.name, FIELD_NAME_MAX), value=fit(field.value, FIELD_VALUE_MAX), inline=field.inline
+        )
     if embed.footer.text:
         embed.set_footer(text=fit(embed.footer.text, FOOTER_MAX))
     excess = len(embed) - EMBED_TOTAL_MAX
@@ -109,8 +110,16 @@ def quota_line(*, remaining: int, limit: int, reset_at: datetime | None, now: da
     return line
 
 
-def queued_embed(request: VideoRequest, *, ahead: int | None, median_ms: int | None, remaining: int, limit: int,
-                 reset_at: datetime | None, degraded: bool = False) -> discord.Embed:
+def queued_embed(
+    request: VideoRequest,
+    *,
+    ahead: int | None,
+    median_ms: int | None,
+    remaining: int,
+    limit: int,
+    reset_at: datetime | None,
+    degraded: bool = False,
+) -> discord.Embed:
     embed = _base(request, "Queued", COLOURS[Status.PENDING])
     if ahead is not None:
         embed.add_field(name="Position", value="next up" if ahead == 0 else f"{ahead + 1} in queue")
@@ -155,20 +164,27 @@ def completed_embed(request: VideoRequest, *, link: str | None, note: str | None
 def removed_embed(request: VideoRequest, *, footer: str | None) -> discord.Embed:
     """The output was removed by a moderator before it reached the requester: no video, no link."""
     embed = _base(request, "Video removed by moderators", FAILED_COLOUR)
-    embed.add_field(name="Why", value="A moderator removed this video before it was delivered, so it is not shown.",
-                    inline=False)
+    embed.add_field(
+        name="Why", value="A moderator removed this video before it was delivered, so it is not shown.", inline=False
+    )
     embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))
     return fit_embed(embed)
 
 
 def failed_embed(request: VideoRequest, *, footer: str | None) -> discord.Embed:
-    title = {Status.TIMEOUT: "Generation timed out", Status.CANCELLED: "Cancelled"}.get(request.status,
-                                                                                          "Generation failed")
+    title = {Status.TIMEOUT: "Generation timed out", Status.CANCELLED: "Cancelled"}.get(
+        request.status, "Generation failed"
+    )
     embed = _base(request, title, FAILED_COLOUR)
     embed.add_field(name="Why", value=fit(request.error_message or request.error_code, 300), inline=False)
     refunded = not request.counts_toward_quota
-    embed.add_field(name="Quota", value="refunded: this one does not count" if refunded
-                    else "this one still counts (the prompt was refused, not our failure)", inline=False)
+    embed.add_field(
+        name="Quota",
+        value="refunded: this one does not count"
+        if refunded
+        else "this one still counts (the prompt was refused, not our failure)",
+        inline=False,
+    )
     embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))
     return fit_embed(embed)
 

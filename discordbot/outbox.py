@@ -10,8 +10,6 @@ through ``generation.outbox.Outbox`` with this performer:
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import discord
 
@@ -24,14 +22,17 @@ def message_deleter(client: discord.Client) -> dict[str, Performer]:
 
     async def delete_message(action: DiscordAction) -> Failure | None:
         try:
-            await client.http.delete_message(action.channel_id, action.message_id,
-                                             reason=f"veobot moderation: output of request {action.request_id} removed")
+            await client.http.delete_message(
+                action.channel_id,
+                action.message_id,
+                reason=f"veobot moderation: output of request {action.request_id} removed",
+            )
         except discord.NotFound as error:
             # 10008 Unknown Message, 10003 Unknown Channel: nothing left to delete.
             return report(action, "already gone", None, f" ({error.status} {error.code})")
         except discord.HTTPException as error:
             return report(action, "refused", Failure(f"{error.status} {error.code} {error.text}"[:1000]))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             return report(action, "unreachable", Failure(f"could not reach Discord ({type(error).__name__})"))
         return report(action, "deleted", None)
 

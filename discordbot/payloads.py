@@ -37,8 +37,12 @@ def problem(tree: app_commands.CommandTree, interaction: discord.Interaction) ->
 
 
 def _id_problem(interaction: discord.Interaction) -> str | None:
-    ids = {"interaction": interaction.id, "guild": interaction.guild_id, "channel": interaction.channel_id,
-           "user": user_id(interaction)}
+    ids = {
+        "interaction": interaction.id,
+        "guild": interaction.guild_id,
+        "channel": interaction.channel_id,
+        "user": user_id(interaction),
+    }
     for what, value in ids.items():
         if value is not None and not 0 < value < SNOWFLAKE_MAX:
             return f"the {what} id {value} is not a valid Discord id"

@@ -38,15 +38,41 @@ class Decision:
     admit_ms: float = 0.0
 
 
-def unsaved_request(*, request_id: int | None, interaction_id: int, user_id: int, guild_id: int | None,
-                    channel_id: int | None, params: VideoParameters, status: str, created_at: datetime) -> VideoRequest:
+def unsaved_request(
+    *,
+    request_id: int | None,
+    interaction_id: int,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    params: VideoParameters,
+    status: str,
+    created_at: datetime,
+) -> VideoRequest:
     return VideoRequest(
-        id=request_id, source=Source.DISCORD, interaction_id=interaction_id, user_id=user_id, guild_id=guild_id,
-        channel_id=channel_id, prompt=params.prompt, negative_prompt=params.negative_prompt,
-        duration_seconds=params.duration_seconds, aspect_ratio=params.aspect_ratio, resolution=params.resolution,
-        generate_audio=params.generate_audio, person_generation=params.person_generation, seed=params.seed,
-        model=params.model, status=status, created_at=created_at, counts_toward_quota=status == Status.PENDING,
-        output_uris=[], public_urls=[], safety_filtered_reasons=[], attempts=0)
+        id=request_id,
+        source=Source.DISCORD,
+        interaction_id=interaction_id,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        duration_seconds=params.duration_seconds,
+        aspect_ratio=params.aspect_ratio,
+        resolution=params.resolution,
+        generate_audio=params.generate_audio,
+        person_generation=params.person_generation,
+        seed=params.seed,
+        model=params.model,
+        status=status,
+        created_at=created_at,
+        counts_toward_quota=status == Status.PENDING,
+        output_uris=[],
+        public_urls=[],
+        safety_filtered_reasons=[],
+        attempts=0,
+    )
 
 
 @dataclass(frozen=True)
@@ -70,59 +96,131 @@ class Admitter:
         # database cannot count those, so their users stay on the local limiter until it can.
         self._unreplayed: dict[int, set[int]] = {}
 
-    async def admit(self, *, interaction_id: int, user_id: int, guild_id: int | None, channel_id: int | None,
-                    params: VideoParameters) -> Decision:
+    async def admit(
+        self,
+        *,
+        interaction_id: int,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        params: VideoParameters,
+    ) -> Decision:
         """``params`` must already be clean (services.clean_parameters)."""
         started = time.perf_counter()
         if not self.health.degraded and not self._unreplayed.get(user_id):
             try:
-                decision = await self._admit_in_database(interaction_id=interaction_id, user_id=user_id,
-                                                         guild_id=guild_id, channel_id=channel_id, params=params)
+                decision = await self._admit_in_database(
+                    interaction_id=interaction_id,
+                    user_id=user_id,
+                    guild_id=guild_id,
+                    channel_id=channel_id,
+                    params=params,
+                )
             except DATABASE_DOWN as error:
                 self.health.failed(error)
             else:
                 decision.admit_ms = (time.perf_counter() - started) * 1000
                 return decision
-        decision = await self._admit_locally(interaction_id=interaction_id, user_id=user_id, guild_id=guild_id,
-                                             channel_id=channel_id, params=params)
+        decision = await self._admit_locally(
+            interaction_id=interaction_id, user_id=user_id, guild_id=guild_id, channel_id=channel_id, params=params
+        )
         decision.admit_ms = (time.perf_counter() - started) * 1000
         return decision
 
-    async def _admit_in_database(self, *, interaction_id: int, user_id: int, guild_id: int | None,
-                                 channel_id: int | None, params: VideoParameters) -> Decision:
+    async def _admit_in_database(
+        self,
+        *,
+        interaction_id: int,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        params: VideoParameters,
+    ) -> Decision:
         # One trip to the database thread pool for both statements: under a burst of /veo the
         # pool's queue, not the statements, is what the user waits for.
-        answer, estimate = await aio.run(_admit_and_estimate, interaction_id=interaction_id, user_id=user_id,
-                                         guild_id=guild_id, channel_id=channel_id, params=params)
+        answer, estimate = await aio.run(
+            _admit_and_estimate,
+            interaction_id=interaction_id,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            params=params,
+        )
         if answer.admitted and not answer.duplicate:
             wakeup.wake_local_workers()  # our own worker starts it now; other processes hear NOTIFY later
-        self.limiter.remember(user_id=user_id, used=answer.used, limit=answer.limit, reset_at=answer.reset_at,
-                              reason_code=answer.reason_code, reason=answer.reason)
-        request = unsaved_request(request_id=answer.request_id, interaction_id=interaction_id, user_id=user_id,
-                                  guild_id=guild_id, channel_id=channel_id, params=params, status=answer.status,
-                                  created_at=timezone.now())
-        decision = Decision(request, answer.admitted, answer.duplicate, answer.reason_code, answer.reason,
-                            answer.limit, answer.remaining, answer.reset_at)
+        self.limiter.remember(
+            user_id=user_id,
+            used=answer.used,
+            limit=answer.limit,
+            reset_at=answer.reset_at,
+            reason_code=answer.reason_code,
+            reason=answer.reason,
+        )
+        request = unsaved_request(
+            request_id=answer.request_id,
+            interaction_id=interaction_id,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            params=params,
+            status=answer.status,
+            created_at=timezone.now(),
+        )
+        decision = Decision(
+            request,
+            answer.admitted,
+            answer.duplicate,
+            answer.reason_code,
+            answer.reason,
+            answer.limit,
+            answer.remaining,
+            answer.reset_at,
+        )
         if estimate is not None:
             decision.ahead, decision.median_ms = estimate.ahead, estimate.median_generation_ms
         return decision
 
-    async def _admit_locally(self, *, interaction_id: int, user_id: int, guild_id: int | None,
-                             channel_id: int | None, params: VideoParameters) -> Decision:
+    async def _admit_locally(
+        self,
+        *,
+        interaction_id: int,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        params: VideoParameters,
+    ) -> Decision:
         if interaction_id in self._journaled:
             seen = self._journaled[interaction_id]
             return Decision(**{**seen.__dict__, "duplicate": True})
         created_at = timezone.now()
         local = self.limiter.admit(user_id=user_id, at=created_at)
         status = Status.PENDING if local.admitted else Status.REJECTED
-        request = unsaved_request(request_id=None, interaction_id=interaction_id, user_id=user_id, guild_id=guild_id,
-                                  channel_id=channel_id, params=params, status=status, created_at=created_at)
+        request = unsaved_request(
+            request_id=None,
+            interaction_id=interaction_id,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            params=params,
+            status=status,
+            created_at=created_at,
+        )
         request.error_code, request.error_message = local.reason_code, local.reason
         if local.admitted:
             self._unreplayed.setdefault(user_id, set()).add(interaction_id)
         await self.runner.admit(request)  # journaled (fsync'd) before anyone is told anything
-        decision = Decision(request, local.admitted, False, local.reason_code, local.reason, local.limit,
-                            local.remaining, local.reset_at, ahead=self.runner.ahead, degraded=True)
+        decision = Decision(
+            request,
+            local.admitted,
+            False,
+            local.reason_code,
+            local.reason,
+            local.limit,
+            local.remaining,
+            local.reset_at,
+            ahead=self.runner.ahead,
+            degraded=True,
+        )
         self._journaled[interaction_id] = decision
         return decision
 
@@ -148,14 +246,17 @@ class Admitter:
             self._unreplayed.pop(decision.request.user_id, None)
 
 
-def _admit_and_estimate(*, interaction_id: int, user_id: int, guild_id: int | None, channel_id: int | None,
-                        params: VideoParameters) -> tuple[services.Admission, selectors.QueueEstimate | None]:
-    answer = services.admit_request(interaction_id=interaction_id, user_id=user_id, guild_id=guild_id,
-                                    channel_id=channel_id, params=params)
+def _admit_and_estimate(
+    *, interaction_id: int, user_id: int, guild_id: int | None, channel_id: int | None, params: VideoParameters
+) -> tuple[services.Admission, selectors.QueueEstimate | None]:
+    answer = services.admit_request(
+        interaction_id=interaction_id, user_id=user_id, guild_id=guild_id, channel_id=channel_id, params=params
+    )
     if answer.status != Status.PENDING:
         return answer, None
     try:
-        return answer, selectors.queue_estimate(request_id=answer.request_id, duration_seconds=params.duration_seconds,
-                                                resolution=params.resolution)
+        return answer, selectors.queue_estimate(
+            request_id=answer.request_id, duration_seconds=params.duration_seconds, resolution=params.resolution
+        )
     except DATABASE_DOWN:
         return answer, None  # admitted all the same; the reply just has no estimate

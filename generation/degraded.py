@@ -32,13 +32,24 @@ log = logging.getLogger(__name__)
 def journal_request(request: VideoRequest) -> dict:
     """The admission fields replay_video_request() needs, from an in-memory request."""
     return {
-        "interaction_id": request.interaction_id, "user_id": request.user_id, "guild_id": request.guild_id,
-        "channel_id": request.channel_id, "prompt": request.prompt, "negative_prompt": request.negative_prompt,
-        "duration_seconds": request.duration_seconds, "aspect_ratio": request.aspect_ratio,
-        "resolution": request.resolution, "generate_audio": request.generate_audio,
-        "person_generation": request.person_generation, "seed": request.seed, "model": request.model,
-        "source": request.source, "status": request.status, "created_at": request.created_at.isoformat(),
-        "error_code": request.error_code, "error_message": request.error_message,
+        "interaction_id": request.interaction_id,
+        "user_id": request.user_id,
+        "guild_id": request.guild_id,
+        "channel_id": request.channel_id,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "duration_seconds": request.duration_seconds,
+        "aspect_ratio": request.aspect_ratio,
+        "resolution": request.resolution,
+        "generate_audio": request.generate_audio,
+        "person_generation": request.person_generation,
+        "seed": request.seed,
+        "model": request.model,
+        "source": request.source,
+        "status": request.status,
+        "created_at": request.created_at.isoformat(),
+        "error_code": request.error_code,
+        "error_message": request.error_message,
     }
 
 
@@ -55,30 +66,50 @@ class JournalStore:
         self.limiter = limiter
 
     async def admitted(self, request: VideoRequest) -> None:
-        await self._append({"kind": "request", "interaction_id": request.interaction_id,
-                            "request": journal_request(request)})
+        await self._append(
+            {"kind": "request", "interaction_id": request.interaction_id, "request": journal_request(request)}
+        )
 
     async def started(self, request: VideoRequest, *, operation_name: str) -> VideoRequest:
         await self._step(request, {"status": Status.GENERATING, "operation_name": operation_name})
         request.status, request.operation_name, request.started_at = Status.GENERATING, operation_name, timezone.now()
-        logs.step(log, "generating", request_id=None, user_id=request.user_id, guild_id=request.guild_id,
-                  interaction_id=request.interaction_id, degraded=True)
+        logs.step(
+            log,
+            "generating",
+            request_id=None,
+            user_id=request.user_id,
+            guild_id=request.guild_id,
+            interaction_id=request.interaction_id,
+            degraded=True,
+        )
         return request
 
     async def completed(self, request: VideoRequest, *, video: StoredVideo) -> VideoRequest:
         public = [video.public_url] if video.public_url else []
-        await self._step(request, {"status": Status.COMPLETED, "output_uris": [video.uri], "public_urls": public,
-                                   "output_size_bytes": video.size_bytes})
+        await self._step(
+            request,
+            {
+                "status": Status.COMPLETED,
+                "output_uris": [video.uri],
+                "public_urls": public,
+                "output_size_bytes": video.size_bytes,
+            },
+        )
         request.status, request.completed_at = Status.COMPLETED, timezone.now()
         request.output_uris, request.public_urls, request.output_size_bytes = [video.uri], public, video.size_bytes
         return request
 
     async def ended(self, request: VideoRequest, *, ending: Ending) -> VideoRequest:
-        step = {"status": ending.status, "error_code": ending.code, "error_message": ending.message[:4000],
-                "refund": ending.refunded}
+        step = {
+            "status": ending.status,
+            "error_code": ending.code,
+            "error_message": ending.message[:4000],
+            "refund": ending.refunded,
+        }
         if ending.filtered_count or ending.filtered_reasons:
-            step.update(safety_filtered_count=ending.filtered_count,
-                        safety_filtered_reasons=list(ending.filtered_reasons))
+            step.update(
+                safety_filtered_count=ending.filtered_count, safety_filtered_reasons=list(ending.filtered_reasons)
+            )
         await self._step(request, step)
         request.status, request.error_code, request.error_message = ending.status, ending.code, ending.message
         request.safety_filtered_count = ending.filtered_count or None
@@ -91,8 +122,9 @@ class JournalStore:
 
     async def requeue(self, request: VideoRequest, *, reason: str, delay: timedelta) -> bool:
         # Recorded as the worker's release is (a 'released' event), so both modes tell the same history.
-        await self._step(request, {"released": True, "reason": reason,
-                                   "available_at": (timezone.now() + delay).isoformat()})
+        await self._step(
+            request, {"released": True, "reason": reason, "available_at": (timezone.now() + delay).isoformat()}
+        )
         request.attempts += 1  # counted as a worker's claims are: START_ATTEMPTS applies alike
         return True  # no queue to go back to: the engine waits here
 
@@ -100,8 +132,10 @@ class JournalStore:
         return request  # no moderator can act on it before it is replayed
 
     async def delivered(self, request: VideoRequest, *, receipt: Receipt) -> None:
-        await self._step(request, {"delivered": True, "method": receipt.method, "message_id": receipt.message_id,
-                                   "error": receipt.error})
+        await self._step(
+            request,
+            {"delivered": True, "method": receipt.method, "message_id": receipt.message_id, "error": receipt.error},
+        )
         request.delivered_at = timezone.now()
 
     async def undeliverable_here(self, request: VideoRequest, *, reason: str) -> None:
@@ -109,8 +143,13 @@ class JournalStore:
         log.warning("request of interaction %s: %s", request.interaction_id, reason)
 
     async def _step(self, request: VideoRequest, step: dict) -> None:
-        await self._append({"kind": "step", "interaction_id": request.interaction_id,
-                            "step": {"at": timezone.now().isoformat(), **step}})
+        await self._append(
+            {
+                "kind": "step",
+                "interaction_id": request.interaction_id,
+                "step": {"at": timezone.now().isoformat(), **step},
+            }
+        )
 
     async def _append(self, entry: dict) -> None:
         await asyncio.to_thread(self.journal.append, entry)
@@ -162,8 +201,7 @@ class DegradedRunner:
         self.reserved.discard(request.interaction_id)
         task = asyncio.create_task(self._run(run), name=f"degraded-{request.interaction_id}")
         self._tasks.add(task)
-        task.add_done_callback(lambda done: (self._tasks.discard(done),
-                                             self.runs.pop(request.interaction_id, None)))
+        task.add_done_callback(lambda done: (self._tasks.discard(done), self.runs.pop(request.interaction_id, None)))
 
     async def _run(self, run: Run) -> None:
         try:
@@ -173,8 +211,10 @@ class DegradedRunner:
             raise
         except Exception:
             # The journal holds what happened so far; replay hands the rest to the worker.
-            log.exception("request of interaction %s: degraded run failed; it will be resumed after replay",
-                          run.request.interaction_id)
+            log.exception(
+                "request of interaction %s: degraded run failed; it will be resumed after replay",
+                run.request.interaction_id,
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: then the runs under way stop (their journal lets whoever replays it resume them)."""

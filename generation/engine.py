@@ -22,11 +22,19 @@ from django.conf import settings
 from django.utils import timezone
 
 from generation.delivery import Delivery, DeliveryUnavailable, Receipt
-from tracking.outcomes import Ending
 from generation.storage import LocalStorage, StoredVideo, store_output
-from generation.veo import (OperationLost, Outcome, RateLimited, Refused, StartUnconfirmed, Unavailable, VeoBackend,
-                            VideoJob)
-from tracking.models import DeliveryMethod, Status, TERMINAL_STATUSES, VideoRequest
+from generation.veo import (
+    OperationLost,
+    Outcome,
+    RateLimited,
+    Refused,
+    StartUnconfirmed,
+    Unavailable,
+    VeoBackend,
+    VideoJob,
+)
+from tracking.models import TERMINAL_STATUSES, DeliveryMethod, Status, VideoRequest
+from tracking.outcomes import Ending
 from tracking.selectors import humanize_duration
 
 log = logging.getLogger(__name__)
@@ -127,8 +135,14 @@ class Engine:
                 return await self._end(run, Ending("cancelled", run.cancel_reason))
             if timezone.now() - request.created_at > settings.VEO_QUEUE_TIMEOUT:
                 # Veo kept refusing new work (429) for longer than anyone waits for a video.
-                return await self._end(run, Ending("queue_timeout", "Veo was too busy to start this video within "
-                                                   f"{humanize_duration(settings.VEO_QUEUE_TIMEOUT)} of the request"))
+                return await self._end(
+                    run,
+                    Ending(
+                        "queue_timeout",
+                        "Veo was too busy to start this video within "
+                        f"{humanize_duration(settings.VEO_QUEUE_TIMEOUT)} of the request",
+                    ),
+                )
             try:
                 operation_name = await self.backend.start(VideoJob.from_request(request))
             except RateLimited as error:
@@ -178,8 +192,9 @@ class Engine:
                 failures += 1
                 log.warning("request %s: poll failed (%s), %s in a row", _name(request), error, failures)
                 if failures >= POLL_FAILURES:
-                    return await self._end(run, Ending("backend_error",
-                                                       f"Veo stopped answering about this video: {error}"))
+                    return await self._end(
+                        run, Ending("backend_error", f"Veo stopped answering about this video: {error}")
+                    )
                 outcome = None
             if outcome is not None:
                 return await self._finish(run, outcome)
@@ -208,22 +223,40 @@ class Engine:
 
     async def _finish(self, run: Run, outcome: Outcome) -> None:
         if not outcome.videos:
-            return await self._end(run, Ending(outcome.error_code, outcome.error_message or outcome.error_code,
-                                               outcome.filtered_count, tuple(outcome.filtered_reasons)))
+            return await self._end(
+                run,
+                Ending(
+                    outcome.error_code,
+                    outcome.error_message or outcome.error_code,
+                    outcome.filtered_count,
+                    tuple(outcome.filtered_reasons),
+                ),
+            )
         video = outcome.videos[0]
         request = run.request
         # Degraded mode has no request id yet: the interaction id names the file instead.
-        stored = await asyncio.to_thread(store_output, request_id=request.id or request.interaction_id,
-                                         data=video.data, uri=video.uri, mime_type=video.mime_type,
-                                         storage=self.storage)
+        stored = await asyncio.to_thread(
+            store_output,
+            request_id=request.id or request.interaction_id,
+            data=video.data,
+            uri=video.uri,
+            mime_type=video.mime_type,
+            storage=self.storage,
+        )
         run.request = await run.store.completed(request, video=stored)
         log.info("request %s: completed", _name(request))
 
     async def _end(self, run: Run, ending: Ending) -> bool:
         """Record the ending; True (the run goes on, to deliver it)."""
         run.request = await run.store.ended(run.request, ending=ending)
-        log.info("request %s: %s (%s: %s)%s", _name(run.request), ending.status, ending.code, ending.message,
-                 ", refunded" if ending.refunded else "")
+        log.info(
+            "request %s: %s (%s: %s)%s",
+            _name(run.request),
+            ending.status,
+            ending.code,
+            ending.message,
+            ", refunded" if ending.refunded else "",
+        )
         return True
 
     # -- deliver ----------------------------------------------------------------------------
@@ -232,16 +265,21 @@ class Engine:
         request = run.request
         delivery = self.deliveries.get(request.source)
         if delivery is None:
-            await run.store.undeliverable_here(request, reason="finished; awaiting a worker that delivers "
-                                                               f"{request.source} requests")
+            await run.store.undeliverable_here(
+                request, reason=f"finished; awaiting a worker that delivers {request.source} requests"
+            )
             return
         # Deliver what is true now: a moderator may have removed the output meanwhile.
         if not review_is_current:
             request = await run.store.deliverable(request)
         receipt = await self._attempt_delivery(delivery, request)
         await run.store.delivered(request, receipt=receipt)
-        log.info("request %s: delivered (%s)%s", _name(request), receipt.method,
-                 f", with error: {receipt.error}" if receipt.error else "")
+        log.info(
+            "request %s: delivered (%s)%s",
+            _name(request),
+            receipt.method,
+            f", with error: {receipt.error}" if receipt.error else "",
+        )
 
     async def _attempt_delivery(self, delivery: Delivery, request: VideoRequest) -> Receipt:
         """Deliver, retrying while the destination is unavailable; after DELIVERY_ATTEMPTS the
@@ -251,11 +289,16 @@ class Engine:
                 return await delivery.deliver(request)
             except DeliveryUnavailable as error:
                 if attempt == DELIVERY_ATTEMPTS:
-                    return Receipt(method=DeliveryMethod.UNDELIVERABLE,
-                                   error=f"gave up after {attempt} attempts: {error}")
+                    return Receipt(
+                        method=DeliveryMethod.UNDELIVERABLE, error=f"gave up after {attempt} attempts: {error}"
+                    )
                 backoff = retry_backoff(attempt)
-                log.warning("request %s: delivery failed (%s); trying again in %.0f s", _name(request), error,
-                            backoff.total_seconds())
+                log.warning(
+                    "request %s: delivery failed (%s); trying again in %.0f s",
+                    _name(request),
+                    error,
+                    backoff.total_seconds(),
+                )
                 await asyncio.sleep(backoff.total_seconds())
         raise AssertionError("unreachable")
 
@@ -265,7 +308,7 @@ async def _wait(event: asyncio.Event, seconds: float) -> bool:
     try:
         await asyncio.wait_for(event.wait(), timeout=max(seconds, 0))
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return event.is_set()
 
 

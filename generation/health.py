@@ -31,8 +31,15 @@ def connection_parameters(*, application_name: str) -> dict:
     connection of our own outside Django's pool."""
     db = settings.DATABASES["default"]
     options = {key: value for key, value in db.get("OPTIONS", {}).items() if key not in DJANGO_ONLY_OPTIONS}
-    params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"), "host": db.get("HOST"),
-              "port": str(db["PORT"]) if db.get("PORT") else None, **options, "application_name": application_name}
+    params = {
+        "dbname": db["NAME"],
+        "user": db.get("USER"),
+        "password": db.get("PASSWORD"),
+        "host": db.get("HOST"),
+        "port": str(db["PORT"]) if db.get("PORT") else None,
+        **options,
+        "application_name": application_name,
+    }
     return {key: value for key, value in params.items() if value not in (None, "")}
 
 
@@ -50,8 +57,13 @@ class DatabaseHealth:
         if self.down_since is None:
             self.down_since = time.monotonic()
             first = (str(error).strip().splitlines() or [""])[0][:200]
-            log.warning("DEGRADED: PostgreSQL is unreachable (%s: %s); %s", type(error).__name__, first,
-                        self.meanwhile, extra={"fields": {"event": "degraded", "status": "degraded"}})
+            log.warning(
+                "DEGRADED: PostgreSQL is unreachable (%s: %s); %s",
+                type(error).__name__,
+                first,
+                self.meanwhile,
+                extra={"fields": {"event": "degraded", "status": "degraded"}},
+            )
 
     @staticmethod
     def probe() -> bool:
@@ -74,12 +86,16 @@ class DatabaseHealth:
     def recovered(self) -> None:
         outage = time.monotonic() - (self.down_since or time.monotonic())
         self.down_since = None
-        log.warning("database reachable again after %.0f s of degraded mode", outage,
-                    extra={"fields": {"event": "recovered", "status": "ok", "outage_s": round(outage, 1)}})
+        log.warning(
+            "database reachable again after %.0f s of degraded mode",
+            outage,
+            extra={"fields": {"event": "recovered", "status": "ok", "outage_s": round(outage, 1)}},
+        )
 
 
-async def watch_database(health: DatabaseHealth, stop: asyncio.Event, *,
-                         every_pass: Callable[[], Awaitable[object]] | None = None) -> None:
+async def watch_database(
+    health: DatabaseHealth, stop: asyncio.Event, *, every_pass: Callable[[], Awaitable[object]] | None = None
+) -> None:
     """While the database is unreachable, probe it every DATABASE_PROBE_INTERVAL; when it answers,
     end the outage. ``every_pass`` (the journal replay) runs on every pass it is reachable."""
     interval = settings.DATABASE_PROBE_INTERVAL.total_seconds()

@@ -157,8 +157,15 @@ def read(path: Path, *, lines: int | None = None) -> Contents:
                 elif kind == "step" and interaction_id in contents.requests:
                     contents.requests[interaction_id].steps.append(dict(entry["step"]))
                 elif kind == "started":
-                    contents.started.append(Started(number, int(entry["request_id"]), interaction_id,
-                                                    str(entry["operation_name"]), str(entry["at"])))
+                    contents.started.append(
+                        Started(
+                            number,
+                            int(entry["request_id"]),
+                            interaction_id,
+                            str(entry["operation_name"]),
+                            str(entry["at"]),
+                        )
+                    )
                 else:
                     problem = "a step whose request is not in the file" if kind == "step" else f"unknown kind {kind!r}"
                     contents.unreadable.append(Unreadable(number, raw, problem))
@@ -229,8 +236,13 @@ def quarantine_line(directory: Path, line: Unreadable, *, source: str) -> Quaran
 def _quarantine(directory: Path, entry: dict, *, source: str, error: str, name: str) -> Quarantined:
     folder = Path(directory) / QUARANTINE
     folder.mkdir(parents=True, exist_ok=True)
-    entry = {**entry, "error": error, "source": source, "host": socket.gethostname(),
-             "quarantined_at": datetime.now(UTC).isoformat()}
+    entry = {
+        **entry,
+        "error": error,
+        "source": source,
+        "host": socket.gethostname(),
+        "quarantined_at": datetime.now(UTC).isoformat(),
+    }
     data = json.dumps(entry, separators=(",", ":"), default=str).encode()
     stem = f"{Path(source).stem}-{name}-{uuid.uuid4().hex[:6]}"
     # Written whole or not at all (temporary file, fsync, rename), before the journal forgets it.

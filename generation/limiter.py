@@ -34,8 +34,16 @@ class LocalLimiter:
         self._limits: dict[int, int] = {}
         self._bans: dict[int, tuple[str, datetime]] = {}
 
-    def remember(self, *, user_id: int, used: int, limit: int, reset_at: datetime | None,
-                 reason_code: str | None, reason: str | None) -> None:
+    def remember(
+        self,
+        *,
+        user_id: int,
+        used: int,
+        limit: int,
+        reset_at: datetime | None,
+        reason_code: str | None,
+        reason: str | None,
+    ) -> None:
         """Seed from the database's answer. The oldest counted slot is at reset_at - window; the
         others are taken as just now (conservative: they leave the window last)."""
         now = timezone.now()
@@ -64,7 +72,9 @@ class LocalLimiter:
             reason = f"quota exceeded: {len(slots)} of {limit} videos used in the last {settings.VEO_QUOTA_WINDOW}"
             return LocalDecision(False, "quota_exceeded", reason, len(slots), limit, 0, reset_at)
         slots.append(at)
-        return LocalDecision(True, None, None, len(slots), limit, limit - len(slots), min(slots) + settings.VEO_QUOTA_WINDOW)
+        return LocalDecision(
+            True, None, None, len(slots), limit, limit - len(slots), min(slots) + settings.VEO_QUOTA_WINDOW
+        )
 
     def refund(self, *, user_id: int, created_at: datetime) -> None:
         slots = self._slots.get(user_id, [])

@@ -25,14 +25,17 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between attempts to listen again
 APPLICATION_NAME = "veobot-listener"  # how it shows in pg_stat_activity
+
+
 async def listen_for_work(wake: asyncio.Event, *, stop: asyncio.Event, worker: str) -> None:
     """Set ``wake`` on every notification on WORK_CHANNEL until ``stop`` is set or this task
     is cancelled (the worker cancels it on shutdown: nothing here delays it)."""
     retry, unreachable = RETRY_FIRST, False
     while not stop.is_set():
         try:
-            async with await psycopg.AsyncConnection.connect(**connection_parameters(application_name=APPLICATION_NAME),
-                                                         autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                **connection_parameters(application_name=APPLICATION_NAME), autocommit=True
+            ) as conn:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(WORK_CHANNEL)))
                 if unreachable:
                     log.info("worker %s: listening for new work again", worker)
@@ -42,10 +45,14 @@ async def listen_for_work(wake: asyncio.Event, *, stop: asyncio.Event, worker: s
                     wake.set()
         except Exception as error:  # whatever it is, polling carries on; say so once per outage
             if not unreachable:
-                log.warning("worker %s: not listening for new work (%s); finding it by polling every %s s "
-                            "until the database answers again", worker, type(error).__name__,
-                            f"{settings.VEO_WORKER_IDLE_POLL.total_seconds():g}",
-                            exc_info=not isinstance(error, psycopg.Error))
+                log.warning(
+                    "worker %s: not listening for new work (%s); finding it by polling every %s s "
+                    "until the database answers again",
+                    worker,
+                    type(error).__name__,
+                    f"{settings.VEO_WORKER_IDLE_POLL.total_seconds():g}",
+                    exc_info=not isinstance(error, psycopg.Error),
+                )
             unreachable = True
         await sleep_unless(stop, retry)
         retry = min(retry * 2, RETRY_MAX)

@@ -84,8 +84,9 @@ class Outbox:
         if self.health is not None and self.health.degraded:
             return False
         max_attempts = settings.DISCORD_ACTIONS_MAX_ATTEMPTS
-        action = await aio.run(services.claim_discord_action, lease=CLAIM_LEASE, max_attempts=max_attempts,
-                               kinds=self.kinds)
+        action = await aio.run(
+            services.claim_discord_action, lease=CLAIM_LEASE, max_attempts=max_attempts, kinds=self.kinds
+        )
         if action is None:
             return False
         try:
@@ -96,21 +97,39 @@ class Outbox:
             # Something nobody foresaw: counted as a failed attempt, so the action is retried
             # and, once its attempts are used up, ends failed with a reason instead of staying
             # claimed-but-unfinished for ever.
-            log.exception("outbox action %s: request %s %s: unexpected error", action.id, action.request_id,
-                          action.action)
+            log.exception(
+                "outbox action %s: request %s %s: unexpected error", action.id, action.request_id, action.action
+            )
             failure = Failure(f"unexpected error ({type(error).__name__})")
         if failure is None:
             await aio.run(services.finish_discord_action, action_id=action.id)
             return True
         exhausted = action.attempts >= max_attempts
-        await aio.run(services.finish_discord_action, action_id=action.id, error=failure.reason,
-                      retry_after=retry_after(action.attempts), give_up=failure.permanent or exhausted)
+        await aio.run(
+            services.finish_discord_action,
+            action_id=action.id,
+            error=failure.reason,
+            retry_after=retry_after(action.attempts),
+            give_up=failure.permanent or exhausted,
+        )
         if failure.permanent:
-            log.error("outbox action %s: request %s %s failed: %s", action.id, action.request_id, action.action,
-                      failure.reason)
+            log.error(
+                "outbox action %s: request %s %s failed: %s",
+                action.id,
+                action.request_id,
+                action.action,
+                failure.reason,
+            )
         elif exhausted:
-            log.error("outbox action %s: request %s %s%s: giving up after %s attempts (last error: %s)",
-                      action.id, action.request_id, action.action, target(action), action.attempts, failure.reason)
+            log.error(
+                "outbox action %s: request %s %s%s: giving up after %s attempts (last error: %s)",
+                action.id,
+                action.request_id,
+                action.action,
+                target(action),
+                action.attempts,
+                failure.reason,
+            )
         return True
 
 
@@ -126,9 +145,18 @@ async def delete_objects(action: DiscordAction) -> Failure | None:
 
 def report(action: DiscordAction, outcome: str, failure: Failure | None, detail: str = "") -> Failure | None:
     """Log one attempt's outcome (``detail``: e.g. the HTTP status of a 404 taken as done)."""
-    log.log(logging.WARNING if failure else logging.INFO,
-            "request %s outbox action %s %s%s: %s%s%s (attempt %s)", action.request_id, action.id, action.action,
-            target(action), outcome, detail, f": {failure.reason}" if failure else "", action.attempts)
+    log.log(
+        logging.WARNING if failure else logging.INFO,
+        "request %s outbox action %s %s%s: %s%s%s (attempt %s)",
+        action.request_id,
+        action.id,
+        action.action,
+        target(action),
+        outcome,
+        detail,
+        f": {failure.reason}" if failure else "",
+        action.attempts,
+    )
     return failure
 
 

@@ -31,9 +31,15 @@ ACTOR = "bot-journal"
 
 
 class JournalReplayer:
-    def __init__(self, *, journal: journal_module.Journal, under_way: Callable[[], set[int]], health: DatabaseHealth,
-                 written: Callable[[int], None] = lambda interaction_id: None,
-                 recorded_starts: set[int] | None = None):
+    def __init__(
+        self,
+        *,
+        journal: journal_module.Journal,
+        under_way: Callable[[], set[int]],
+        health: DatabaseHealth,
+        written: Callable[[int], None] = lambda interaction_id: None,
+        recorded_starts: set[int] | None = None,
+    ):
         self.journal = journal
         self.under_way = under_way  # interaction ids whose runs have not finished journaling
         self.health = health
@@ -103,8 +109,7 @@ class JournalReplayer:
             for line in contents.unreadable:
                 await self._quarantine_line(line, source=path)
             path.unlink(missing_ok=True)
-            log.info("journal %s (left by a stopped process) replayed: %s requests", path.name,
-                     len(contents.requests))
+            log.info("journal %s (left by a stopped process) replayed: %s requests", path.name, len(contents.requests))
             return written
         finally:
             os.close(fd)
@@ -112,27 +117,44 @@ class JournalReplayer:
     async def _write(self, item: Journaled, *, source: Path) -> int:
         """Replay one request; quarantine it when the database refuses it. Returns 1 if inserted now."""
         try:
-            request_id, inserted = await aio.run(services.replay_journaled_request, request=item.request,
-                                                 steps=item.steps, actor=ACTOR)
+            request_id, inserted = await aio.run(
+                services.replay_journaled_request, request=item.request, steps=item.steps, actor=ACTOR
+            )
         except DATABASE_DOWN:
             raise
         except Exception as error:
             # Whatever it is, it would fail again on every pass and hold up the entries after it.
-            kept = await asyncio.to_thread(journal_module.quarantine_request, self.journal.directory, item,
-                                           source=source.name, error=_describe(error))
-            log.error("journal: request of interaction %s (user %s) could not be replayed and is quarantined as "
-                      "%s: %s. Fix the cause, then run manage.py replay_journal --retry", item.interaction_id,
-                      item.request.get("user_id"), kept.path.name, _describe(error))
+            kept = await asyncio.to_thread(
+                journal_module.quarantine_request,
+                self.journal.directory,
+                item,
+                source=source.name,
+                error=_describe(error),
+            )
+            log.error(
+                "journal: request of interaction %s (user %s) could not be replayed and is quarantined as "
+                "%s: %s. Fix the cause, then run manage.py replay_journal --retry",
+                item.interaction_id,
+                item.request.get("user_id"),
+                kept.path.name,
+                _describe(error),
+            )
             await self._report(kept)
             self.written(item.interaction_id)
             return 0
         self.written(item.interaction_id)
         if inserted:
             last = next((s for s in reversed(item.steps) if s.get("status")), None)
-            logs.step(log, "replayed", request_id=request_id, user_id=item.request.get("user_id"),
-                      guild_id=item.request.get("guild_id"), interaction_id=item.interaction_id,
-                      status=(last or item.request).get("status"),
-                      delivered=any(s.get("delivered") for s in item.steps))
+            logs.step(
+                log,
+                "replayed",
+                request_id=request_id,
+                user_id=item.request.get("user_id"),
+                guild_id=item.request.get("guild_id"),
+                interaction_id=item.interaction_id,
+                status=(last or item.request).get("status"),
+                delivered=any(s.get("delivered") for s in item.steps),
+            )
         return int(inserted)
 
     async def _record_start(self, start: journal_module.Started, *, source: Path) -> None:
@@ -141,9 +163,14 @@ class JournalReplayer:
             self.recorded_starts.discard(start.request_id)
             return
         try:
-            recorded = await aio.run(services.record_journaled_start, request_id=start.request_id,
-                                     interaction_id=start.interaction_id, operation_name=start.operation_name,
-                                     at=start.at, actor=ACTOR)
+            recorded = await aio.run(
+                services.record_journaled_start,
+                request_id=start.request_id,
+                interaction_id=start.interaction_id,
+                operation_name=start.operation_name,
+                at=start.at,
+                actor=ACTOR,
+            )
         except DATABASE_DOWN:
             raise
         except Exception as error:
@@ -151,14 +178,23 @@ class JournalReplayer:
             await self._quarantine_line(line, source=source)
             return
         if recorded:
-            log.warning("request %s: its start (operation %s) was recorded from %s, where its worker wrote it "
-                        "before it could record it", start.request_id, start.operation_name, source.name)
+            log.warning(
+                "request %s: its start (operation %s) was recorded from %s, where its worker wrote it "
+                "before it could record it",
+                start.request_id,
+                start.operation_name,
+                source.name,
+            )
 
     async def _quarantine_line(self, line: journal_module.Unreadable, *, source: Path) -> None:
-        kept = await asyncio.to_thread(journal_module.quarantine_line, self.journal.directory, line,
-                                       source=source.name)
-        log.error("journal %s: line %s is not a journal entry (%s) and is quarantined as %s", source.name,
-                  line.number, line.problem, kept.path.name)
+        kept = await asyncio.to_thread(journal_module.quarantine_line, self.journal.directory, line, source=source.name)
+        log.error(
+            "journal %s: line %s is not a journal entry (%s) and is quarantined as %s",
+            source.name,
+            line.number,
+            line.problem,
+            kept.path.name,
+        )
         await self._report(kept)
 
     async def _report_quarantine(self) -> None:
@@ -196,8 +232,7 @@ def retry_quarantined(kept: Quarantined, *, actor: str) -> str | None:
         return f"an unreadable line cannot be replayed ({kept.entry.get('error')}); inspect it, then --discard it"
     services.record_quarantined(key=kept.key, entry=kept.entry)
     try:
-        services.replay_journaled_request(request=kept.entry["request"], steps=kept.entry.get("steps", []),
-                                          actor=actor)
+        services.replay_journaled_request(request=kept.entry["request"], steps=kept.entry.get("steps", []), actor=actor)
     except DATABASE_DOWN:
         raise
     except Exception as error:

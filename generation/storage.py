@@ -81,8 +81,9 @@ def gcs_public_url(uri: str) -> str:
     return f"https://storage.googleapis.com/{bucket}/{quote(name)}"
 
 
-def store_output(*, request_id: int, data: bytes | None, uri: str | None, mime_type: str,
-                 storage: LocalStorage) -> StoredVideo:
+def store_output(
+    *, request_id: int, data: bytes | None, uri: str | None, mime_type: str, storage: LocalStorage
+) -> StoredVideo:
     """Keep inline bytes as a local file; GCS objects Veo wrote stay where they are, with
     their size read from Cloud Storage (blocking: callers run this in a thread)."""
     if data is not None:
@@ -92,8 +93,9 @@ def store_output(*, request_id: int, data: bytes | None, uri: str | None, mime_t
         info = gcs.object_info(uri)
         if info.problem:
             _size_unknown(request_id, info.problem)
-        return StoredVideo(uri=uri, public_url=public, size_bytes=info.size_bytes,
-                           mime_type=info.content_type or mime_type)
+        return StoredVideo(
+            uri=uri, public_url=public, size_bytes=info.size_bytes, mime_type=info.content_type or mime_type
+        )
     raise StorageError(f"Veo returned neither bytes nor a gs:// URI ({uri!r})")
 
 
@@ -105,9 +107,13 @@ def _size_unknown(request_id: int, problem: str) -> None:
     A missing permission would repeat on every request: warn once per kind of problem."""
     first = problem not in _problems_logged
     _problems_logged.add(problem)
-    log.log(logging.WARNING if first else logging.INFO,
-            "request %s: size of the GCS output unknown (%s)%s", request_id, problem,
-            "; further requests with this problem are logged at INFO" if first else "")
+    log.log(
+        logging.WARNING if first else logging.INFO,
+        "request %s: size of the GCS output unknown (%s)%s",
+        request_id,
+        problem,
+        "; further requests with this problem are logged at INFO" if first else "",
+    )
 
 
 def local_storage() -> LocalStorage:

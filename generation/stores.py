@@ -33,8 +33,14 @@ log = logging.getLogger(__name__)
 class PostgresStore:
     name = "postgres"
 
-    def __init__(self, *, worker: str, lost_database: Callable[[Exception], None], stopping: Callable[[], bool],
-                 journal: Journal | None = None):
+    def __init__(
+        self,
+        *,
+        worker: str,
+        lost_database: Callable[[Exception], None],
+        stopping: Callable[[], bool],
+        journal: Journal | None = None,
+    ):
         self.worker = worker
         self.lost_database = lost_database  # told of every outage met while recording
         self.stopping = stopping  # the worker is shutting down: stop insisting
@@ -49,9 +55,16 @@ class PostgresStore:
             # Killed between Veo's answer and the record below, the worker would leave nothing that
             # names the operation, and whoever took the request over would start it again. Whoever
             # replays this journal (generation.replay) records it instead.
-            await asyncio.to_thread(self.journal.append, {
-                "kind": "started", "interaction_id": request.interaction_id, "request_id": request.id,
-                "operation_name": operation_name, "at": timezone.now().isoformat()})
+            await asyncio.to_thread(
+                self.journal.append,
+                {
+                    "kind": "started",
+                    "interaction_id": request.interaction_id,
+                    "request_id": request.id,
+                    "operation_name": operation_name,
+                    "at": timezone.now().isoformat(),
+                },
+            )
         moved = await self._transition(services.mark_generating, request, insist=True, operation_name=operation_name)
         if self.journal is not None:
             self.recorded_starts.add(request.id)
@@ -61,9 +74,13 @@ class PostgresStore:
         return request
 
     async def completed(self, request: VideoRequest, *, video: StoredVideo) -> VideoRequest:
-        return await self._transition(services.mark_completed, request, output_uris=[video.uri],
-                                      public_urls=[video.public_url] if video.public_url else [],
-                                      output_size_bytes=video.size_bytes)
+        return await self._transition(
+            services.mark_completed,
+            request,
+            output_uris=[video.uri],
+            public_urls=[video.public_url] if video.public_url else [],
+            output_size_bytes=video.size_bytes,
+        )
 
     async def ended(self, request: VideoRequest, *, ending: Ending) -> VideoRequest:
         return await self._transition(services.mark_ended, request, ending=ending)
@@ -97,9 +114,15 @@ class PostgresStore:
 
     async def delivered(self, request: VideoRequest, *, receipt: Receipt) -> None:
         removed = request.review_status == ReviewStatus.REMOVED
-        recorded = await self._insist(services.record_delivery, request_id=request.id, worker=self.worker,
-                                      method=receipt.method, message_id=receipt.message_id, error=receipt.error,
-                                      removal_known=removed)
+        recorded = await self._insist(
+            services.record_delivery,
+            request_id=request.id,
+            worker=self.worker,
+            method=receipt.method,
+            message_id=receipt.message_id,
+            error=receipt.error,
+            removal_known=removed,
+        )
         if not recorded:
             raise Superseded()
         if removed:
@@ -114,8 +137,7 @@ class PostgresStore:
         retry_at = timezone.now() + delay if delay else None
         self.handling.pop(request_id, None)
         try:
-            await aio.run(services.release, request_id=request_id, worker=self.worker, reason=reason,
-                          retry_at=retry_at)
+            await aio.run(services.release, request_id=request_id, worker=self.worker, reason=reason, retry_at=retry_at)
         except DATABASE_DOWN:
             pass  # the lease runs out instead, and the request is claimable again then
 
@@ -126,8 +148,11 @@ class PostgresStore:
             except DATABASE_DOWN as error:
                 self.lost_database(error)
                 if self.stopping():
-                    log.warning("request %s: stopping with %s unrecorded (database unreachable); it will be done "
-                                "again", fields["request_id"], write.__name__)
+                    log.warning(
+                        "request %s: stopping with %s unrecorded (database unreachable); it will be done again",
+                        fields["request_id"],
+                        write.__name__,
+                    )
                     raise
                 await asyncio.sleep(settings.DATABASE_PROBE_INTERVAL.total_seconds())
 

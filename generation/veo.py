@@ -48,9 +48,17 @@ class VideoJob:
 
     @classmethod
     def from_request(cls, request) -> VideoJob:
-        return cls(request.id, request.prompt, request.negative_prompt, request.duration_seconds,
-                   request.aspect_ratio, request.resolution, request.generate_audio, request.seed,
-                   request.person_generation)
+        return cls(
+            request.id,
+            request.prompt,
+            request.negative_prompt,
+            request.duration_seconds,
+            request.aspect_ratio,
+            request.resolution,
+            request.generate_audio,
+            request.seed,
+            request.person_generation,
+        )
 
 
 @dataclass(frozen=True)
@@ -123,8 +131,9 @@ def _http_options(aiohttp_client: aiohttp.ClientSession | None = None) -> types.
         timeout=int(settings.VEO_HTTP_TIMEOUT.total_seconds() * 1000),
         # The SDK retries nothing unless told to. 429 is left out on purpose: a rate-limited
         # start goes back to the queue, where the shared start budget applies.
-        retry_options=types.HttpRetryOptions(attempts=settings.VEO_HTTP_RETRIES, initial_delay=1.0, max_delay=8.0,
-                                             http_status_codes=[500, 502, 503, 504]),
+        retry_options=types.HttpRetryOptions(
+            attempts=settings.VEO_HTTP_RETRIES, initial_delay=1.0, max_delay=8.0, http_status_codes=[500, 502, 503, 504]
+        ),
     )
 
 
@@ -133,9 +142,13 @@ def make_client(*, credentials=None, aiohttp_client: aiohttp.ClientSession | Non
     Without ``aiohttp_client`` the SDK makes its own session."""
     if settings.VEO_BACKEND == "express":
         return genai.Client(vertexai=True, api_key=settings.VEO_API_KEY, http_options=_http_options(aiohttp_client))
-    return genai.Client(vertexai=True, project=settings.GOOGLE_CLOUD_PROJECT,
-                        location=settings.GOOGLE_CLOUD_LOCATION, credentials=credentials,
-                        http_options=_http_options(aiohttp_client))
+    return genai.Client(
+        vertexai=True,
+        project=settings.GOOGLE_CLOUD_PROJECT,
+        location=settings.GOOGLE_CLOUD_LOCATION,
+        credentials=credentials,
+        http_options=_http_options(aiohttp_client),
+    )
 
 
 def _quiet_session() -> aiohttp.ClientSession | None:
@@ -163,8 +176,16 @@ def _maybe_sent(error: Exception) -> bool:
     connection never sent it."""
     if isinstance(error, aiohttp.ClientConnectorError):
         return False
-    return isinstance(error, (TimeoutError, httpx2.TimeoutException, aiohttp.ClientOSError,
-                              aiohttp.ServerDisconnectedError, httpx2.RemoteProtocolError))
+    return isinstance(
+        error,
+        (
+            TimeoutError,
+            httpx2.TimeoutException,
+            aiohttp.ClientOSError,
+            aiohttp.ServerDisconnectedError,
+            httpx2.RemoteProtocolError,
+        ),
+    )
 
 
 # A start goes out once per attempt: the SDK would retry a dropped connection after the
@@ -232,7 +253,8 @@ class GenaiBackend:
     async def start(self, job: VideoJob) -> str:
         try:
             operation = await self._client().aio.models.generate_videos(
-                model=self.model, source=types.GenerateVideosSource(prompt=job.prompt), config=self._config(job))
+                model=self.model, source=types.GenerateVideosSource(prompt=job.prompt), config=self._config(job)
+            )
         except Exception as error:
             if _maybe_sent(error):
                 raise StartUnconfirmed(f"{_translate(error)}; it may have started, so it is not sent again") from None
@@ -259,22 +281,29 @@ class GenaiBackend:
 def _outcome(operation: types.GenerateVideosOperation) -> Outcome:
     if operation.error:
         error = operation.error
-        return Outcome(error_code="operation_failed",
-                       error_message=f"Veo reported an error: {error.get('message') or error}"[:2000])
+        return Outcome(
+            error_code="operation_failed",
+            error_message=f"Veo reported an error: {error.get('message') or error}"[:2000],
+        )
     response = operation.response or operation.result
     videos = []
     for generated in (response.generated_videos or []) if response else []:
         video = generated.video
         if video and (video.video_bytes or video.uri):
-            videos.append(GeneratedVideo(mime_type=video.mime_type or "video/mp4", data=video.video_bytes,
-                                         uri=video.uri))
+            videos.append(
+                GeneratedVideo(mime_type=video.mime_type or "video/mp4", data=video.video_bytes, uri=video.uri)
+            )
     if videos:
         return Outcome(videos=videos)
     filtered = (response.rai_media_filtered_count or 0) if response else 0
     reasons = list((response.rai_media_filtered_reasons or []) if response else [])
     if filtered or reasons:
-        return Outcome(error_code="content_filtered", filtered_count=filtered or len(reasons), filtered_reasons=reasons,
-                       error_message="Veo's safety filters blocked this video" + (f": {reasons[0]}" if reasons else ""))
+        return Outcome(
+            error_code="content_filtered",
+            filtered_count=filtered or len(reasons),
+            filtered_reasons=reasons,
+            error_message="Veo's safety filters blocked this video" + (f": {reasons[0]}" if reasons else ""),
+        )
     return Outcome(error_code="operation_failed", error_message="Veo finished without a video or a reason")
 
 

@@ -44,8 +44,15 @@ def worker_name() -> str:
 
 
 class Worker:
-    def __init__(self, *, engine: Engine, health: DatabaseHealth, name: str | None = None, slots: int | None = None,
-                 journal: Journal | None = None):
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        health: DatabaseHealth,
+        name: str | None = None,
+        slots: int | None = None,
+        journal: Journal | None = None,
+    ):
         """``health``: this process's view of the database; while it is down nothing is claimed
         (generation.health.watch_database tells when it is back). ``journal``: where each Veo start
         is written ahead of its record in PostgreSQL (generation.stores)."""
@@ -55,21 +62,29 @@ class Worker:
         self.slots = slots or settings.VEO_WORKER_SLOTS
         self.lease = settings.VEO_LEASE
         self._stop = asyncio.Event()
-        self.store = PostgresStore(worker=self.name, lost_database=health.failed, stopping=self._stop.is_set,
-                                   journal=journal)
+        self.store = PostgresStore(
+            worker=self.name, lost_database=health.failed, stopping=self._stop.is_set, journal=journal
+        )
 
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and handle work until ``stop`` is set; then hand back whatever is held."""
-        log.info("worker %s started: backend %s, %s slots, delivers %s", self.name, self.engine.backend.label,
-                 self.slots, ", ".join(sorted(self.engine.deliveries)))
+        log.info(
+            "worker %s started: backend %s, %s slots, delivers %s",
+            self.name,
+            self.engine.backend.label,
+            self.slots,
+            ", ".join(sorted(self.engine.deliveries)),
+        )
         free = asyncio.Semaphore(self.slots)
         running: set[asyncio.Task] = set()
         # Set when work is admitted (here or, through NOTIFY, elsewhere): ends the idle sleep.
         wake = asyncio.Event()
-        chores = [asyncio.create_task(keep_dashboards_fresh(stop), name="dashboards"),
-                  asyncio.create_task(self._stopping(stop), name="stopping")]
+        chores = [
+            asyncio.create_task(keep_dashboards_fresh(stop), name="dashboards"),
+            asyncio.create_task(self._stopping(stop), name="stopping"),
+        ]
         if settings.VEO_WORKER_LISTEN:
             chores.append(asyncio.create_task(listen_for_work(wake, stop=stop, worker=self.name), name="listener"))
         try:
@@ -111,9 +126,14 @@ class Worker:
             return []
         try:
             return await aio.run(
-                services.claim_work, worker=self.name, lease=self.lease, sources=list(self.engine.deliveries),
+                services.claim_work,
+                worker=self.name,
+                lease=self.lease,
+                sources=list(self.engine.deliveries),
                 max_concurrent=settings.VEO_MAX_CONCURRENT,
-                max_starts_per_minute=settings.VEO_MAX_STARTS_PER_MINUTE, limit=limit)
+                max_starts_per_minute=settings.VEO_MAX_STARTS_PER_MINUTE,
+                limit=limit,
+            )
         except DATABASE_DOWN as error:
             self.health.failed(error)
         except DatabaseError:
@@ -136,12 +156,14 @@ class Worker:
             # Nothing to release it with: the lease runs out, and whoever claims the row once the
             # database is back resumes it from its stored state (the operation name is kept).
             self.health.failed(error)
-            log.warning("request %s: database unreachable mid-request; it resumes once the database is back",
-                        request_id)
+            log.warning(
+                "request %s: database unreachable mid-request; it resumes once the database is back", request_id
+            )
         except asyncio.CancelledError:
             if not keeper.done() or not keeper.result():
-                await asyncio.shield(self.store.release(request_id, "worker shutting down; another worker will "
-                                                                    "resume it"))
+                await asyncio.shield(
+                    self.store.release(request_id, "worker shutting down; another worker will resume it")
+                )
             raise
         except Exception:
             log.exception("request %s: unexpected error; releasing it for a retry", request_id)
@@ -158,8 +180,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
             try:
-                status = await aio.run(services.renew_lease, request_id=request_id, worker=self.name,
-                                       lease=self.lease)
+                status = await aio.run(services.renew_lease, request_id=request_id, worker=self.name, lease=self.lease)
             except DatabaseError:
                 continue  # keep working; the lease may still be valid when the database returns
             if status is None:
@@ -170,24 +191,42 @@ class Worker:
                 run.cancel("cancelled while it ran")
 
 
-
-def standalone_worker(*, backend: VeoBackend, deliveries: Mapping[str, Delivery], health: DatabaseHealth | None = None,
-                      storage: LocalStorage | None = None, name: str | None = None, slots: int | None = None,
-                      journal: Journal | None = None) -> Worker:
+def standalone_worker(
+    *,
+    backend: VeoBackend,
+    deliveries: Mapping[str, Delivery],
+    health: DatabaseHealth | None = None,
+    storage: LocalStorage | None = None,
+    name: str | None = None,
+    slots: int | None = None,
+    journal: Journal | None = None,
+) -> Worker:
     """A worker with an engine of its own, outside the bot (runworker, tests, benchmarks)."""
     engine = Engine(backend=backend, storage=storage or local_storage(), deliveries=deliveries)
     return Worker(engine=engine, health=health or DatabaseHealth(), name=name, slots=slots, journal=journal)
 
 
-async def serve_standalone(worker: Worker, stop: asyncio.Event, *, journal: Journal,
-                           chores: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = ()) -> None:
+async def serve_standalone(
+    worker: Worker,
+    stop: asyncio.Event,
+    *,
+    journal: Journal,
+    chores: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
+) -> None:
     """A worker process without the bot (runworker): the worker, the database watch -- which
     replays the starts written ahead to the journal, this process's and a killed one's on this
     machine -- and ``chores``, until ``stop``."""
-    replayer = JournalReplayer(journal=journal, under_way=set, health=worker.health,
-                               recorded_starts=worker.store.recorded_starts)
+    replayer = JournalReplayer(
+        journal=journal, under_way=set, health=worker.health, recorded_starts=worker.store.recorded_starts
+    )
     try:
-        await asyncio.gather(worker.run(stop), watch_database(worker.health, stop, every_pass=replayer.replay),
-                             *(chore(stop) for chore in chores))
+        # Before the first claim: a start a killed worker wrote ahead must be recorded before its
+        # request, claimable again once that worker's lease runs out, could be started twice.
+        await replayer.replay()
+        await asyncio.gather(
+            worker.run(stop),
+            watch_database(worker.health, stop, every_pass=replayer.replay),
+            *(chore(stop) for chore in chores),
+        )
     finally:
         journal.close()

@@ -44,8 +44,9 @@ def main() -> None:
         backend = configured_backend()  # the real google-genai client, against the Veo fake
     else:
         size = int(os.environ.get("SCRIPTED_VEO_VIDEO_BYTES", "0"))  # 0: the bundled sample
-        backend = ScriptedVeo(seconds=float(os.environ.get("SCRIPTED_VEO_SECONDS", "0")),
-                              video=(b"\0" * size) if size else None)
+        backend = ScriptedVeo(
+            seconds=float(os.environ.get("SCRIPTED_VEO_SECONDS", "0")), video=(b"\0" * size) if size else None
+        )
     bot = build_bot(backend=backend)
     run_until_signalled(lambda stop: serve(bot, settings.DISCORD_TOKEN, stop, gateway=stdin_gateway))
 
@@ -59,8 +60,14 @@ class BotProcess:
         self.log_path = log_path
         environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
         environment.update(env)
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bot_process"], cwd=ROOT, env=environment,
-                                     stdin=subprocess.PIPE, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bot_process"],
+            cwd=ROOT,
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=open(log_path, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         wait_for(lambda: "bot ready" in self.log() or self.proc.poll() is not None, timeout=60, what="bot start")
         assert self.proc.poll() is None, self.log()
 

@@ -10,18 +10,25 @@ import multiprocessing
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import count
 
 import psycopg
 
-ADMIT = ("SELECT admitted FROM admit_video_request(%s, %s, NULL, NULL, 'a red fox in snow', NULL, 4::smallint,"
-         " '16:9', '720p', true, 'allow_adult', NULL, 'veo-test', 'discord', %s, interval '24 hours', 0)")
+ADMIT = (
+    "SELECT admitted FROM admit_video_request(%s, %s, NULL, NULL, 'a red fox in snow', NULL, 4::smallint,"
+    " '16:9', '720p', true, 'allow_adult', NULL, 'veo-test', 'discord', %s, interval '24 hours', 0)"
+)
 
 
 def conninfo(db: dict) -> dict:
-    return {"host": db.get("HOST") or None, "port": db.get("PORT") or None, "user": db.get("USER") or None,
-            "password": db.get("PASSWORD") or None, "dbname": db["NAME"]}
+    return {
+        "host": db.get("HOST") or None,
+        "port": db.get("PORT") or None,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+        "dbname": db["NAME"],
+    }
 
 
 def _in_threads(target, arguments) -> None:
@@ -43,7 +50,7 @@ def _admit_many(info: dict, user_id: int, interaction_ids: list[int], limit: int
             together.wait()
             results.append(connection.execute(ADMIT, [interaction_id, user_id, limit]).fetchone()[0])
 
-        _in_threads(admit_one, zip(connections, interaction_ids))
+        _in_threads(admit_one, zip(connections, interaction_ids, strict=False))
     finally:
         for connection in connections:
             connection.close()
@@ -52,7 +59,9 @@ def _admit_many(info: dict, user_id: int, interaction_ids: list[int], limit: int
 def admit_from_threads(db: dict, *, user_id: int, attempts: int, limit: int, first_interaction: int) -> list[bool]:
     results: list[bool] = []
     start = threading.Barrier(1)
-    _admit_many(conninfo(db), user_id, list(range(first_interaction, first_interaction + attempts)), limit, start, results)
+    _admit_many(
+        conninfo(db), user_id, list(range(first_interaction, first_interaction + attempts)), limit, start, results
+    )
     return results
 
 
@@ -62,15 +71,20 @@ def _process_main(info, user_id, interaction_ids, limit, start, queue) -> None:
     queue.put(results)
 
 
-def admit_from_processes(db: dict, *, user_id: int, processes: int, per_process: int, limit: int,
-                         first_interaction: int) -> list[bool]:
+def admit_from_processes(
+    db: dict, *, user_id: int, processes: int, per_process: int, limit: int, first_interaction: int
+) -> list[bool]:
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(processes)
     queue = context.Queue()
     ids = count(first_interaction)
-    workers = [context.Process(target=_process_main, args=(
-        conninfo(db), user_id, [next(ids) for _ in range(per_process)], limit, start, queue))
-        for _ in range(processes)]
+    workers = [
+        context.Process(
+            target=_process_main,
+            args=(conninfo(db), user_id, [next(ids) for _ in range(per_process)], limit, start, queue),
+        )
+        for _ in range(processes)
+    ]
     for worker in workers:
         worker.start()
     results = [admitted for _ in workers for admitted in queue.get(timeout=120)]
@@ -81,9 +95,11 @@ def admit_from_processes(db: dict, *, user_id: int, processes: int, per_process:
 
 # -- planned attacks: many users, paced attempts, every answer kept ----------------------------
 
-ADMIT_WITH = ("SELECT request_id, admitted, duplicate, status, reason_code, reason FROM admit_video_request("
-              "%s, %s, %s, NULL, 'a red fox in snow', NULL, 4::smallint, '16:9', '720p', true, 'allow_adult', NULL,"
-              " 'veo-test', 'discord', %s, %s, %s)")
+ADMIT_WITH = (
+    "SELECT request_id, admitted, duplicate, status, reason_code, reason, reset_at FROM admit_video_request("
+    "%s, %s, %s, NULL, 'a red fox in snow', NULL, 4::smallint, '16:9', '720p', true, 'allow_adult', NULL,"
+    " 'veo-test', 'discord', %s, %s, %s)"
+)
 
 
 @dataclass(frozen=True)
@@ -113,15 +129,35 @@ def _run_lanes(info: dict, lanes: list[list[Attempt]], defaults: Defaults, start
             for attempt in lane:
                 time.sleep(attempt.pause)
                 try:
-                    row = connection.execute(ADMIT_WITH, [
-                        attempt.interaction_id, attempt.user_id, attempt.guild_id,
-                        defaults.limit, defaults.window, defaults.max_in_flight]).fetchone()
+                    row = connection.execute(
+                        ADMIT_WITH,
+                        [
+                            attempt.interaction_id,
+                            attempt.user_id,
+                            attempt.guild_id,
+                            defaults.limit,
+                            defaults.window,
+                            defaults.max_in_flight,
+                        ],
+                    ).fetchone()
                     answers.append((attempt.interaction_id, attempt.user_id, *row, None))
                 except psycopg.Error as error:  # kept, not raised: the run counts errors
-                    answers.append((attempt.interaction_id, attempt.user_id, None, None, None, None, None, None,
-                                    f"{type(error).__name__}: {error}"))
+                    answers.append(
+                        (
+                            attempt.interaction_id,
+                            attempt.user_id,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            f"{type(error).__name__}: {error}",
+                        )
+                    )
 
-        _in_threads(run_lane, zip(connections, lanes))
+        _in_threads(run_lane, zip(connections, lanes, strict=False))
     finally:
         for connection in connections:
             connection.close()
@@ -133,8 +169,9 @@ def _attack_process_main(info, lanes, defaults, start, queue) -> None:
     queue.put(answers)
 
 
-def attack_from_processes(db: dict, plan: list[list[list[Attempt]]], defaults: Defaults,
-                          just_before=lambda: None) -> list[Answer]:
+def attack_from_processes(
+    db: dict, plan: list[list[list[Attempt]]], defaults: Defaults, just_before=lambda: None
+) -> list[Answer]:
     """plan[process][lane] -> attempts; one OS process per plan entry, one connection per lane.
     ``just_before()`` runs once every process is connected, right before they all start.
 
@@ -142,8 +179,10 @@ def attack_from_processes(db: dict, plan: list[list[list[Attempt]]], defaults: D
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(len(plan) + 1)  # and this process, which runs just_before first
     queue = context.Queue()
-    workers = [context.Process(target=_attack_process_main, args=(conninfo(db), lanes, defaults, start, queue))
-               for lanes in plan]
+    workers = [
+        context.Process(target=_attack_process_main, args=(conninfo(db), lanes, defaults, start, queue))
+        for lanes in plan
+    ]
     for worker in workers:
         worker.start()
     while start.n_waiting < len(plan):
@@ -168,4 +207,5 @@ class Answer:
     status: str | None
     reason_code: str | None
     reason: str | None
+    reset_at: datetime | None  # when the next slot frees, as the refusal says
     error: str | None

@@ -71,8 +71,9 @@ class DyingBackend:
 class Degraded:
     def __init__(self, journal_dir: Path, media: Path, *, die_after: int | None = None):
         self.journal = DyingJournal(journal_dir, die_after=die_after)
-        backend = DyingBackend(GenaiBackend(make_client(credentials=Credentials(token="test")), model=MODEL),
-                               self.journal)
+        backend = DyingBackend(
+            GenaiBackend(make_client(credentials=Credentials(token="test")), model=MODEL), self.journal
+        )
         self.engine = Engine(backend=backend, storage=LocalStorage(media), deliveries={"discord": CliDelivery()})
         self.limiter = LocalLimiter()
         self.runner = DegradedRunner(engine=self.engine, store=JournalStore(journal=self.journal, limiter=self.limiter))
@@ -80,8 +81,16 @@ class Degraded:
     @staticmethod
     def request(prompt: str, *, user_id: int = 7):
         params = services.clean_parameters(VideoParameters(prompt=prompt))
-        return unsaved_request(request_id=None, interaction_id=next_interaction(), user_id=user_id, guild_id=None,
-                               channel_id=8, params=params, status=Status.PENDING, created_at=timezone.now())
+        return unsaved_request(
+            request_id=None,
+            interaction_id=next_interaction(),
+            user_id=user_id,
+            guild_id=None,
+            channel_id=8,
+            params=params,
+            status=Status.PENDING,
+            created_at=timezone.now(),
+        )
 
     async def run(self, *requests, cancel_generating=frozenset()) -> list:
         """Admit (journal) and run ``requests`` until each ends or the process dies; those in

@@ -35,16 +35,21 @@ class VideoRequestFactory(factory.django.DjangoModelFactory):
     resolution = "720p"
     model = "veo-3.1-generate-001"
     status = "completed"
-    counts_toward_quota = factory.LazyAttribute(lambda o: o.status not in ("rejected", "failed", "timeout", "cancelled"))
+    counts_toward_quota = factory.LazyAttribute(
+        lambda o: o.status not in ("rejected", "failed", "timeout", "cancelled")
+    )
     created_at = factory.LazyFunction(timezone.now)
     started_at = factory.LazyAttribute(
-        lambda o: o.created_at + timedelta(seconds=1) if o.status not in ("pending", "rejected") else None)
+        lambda o: o.created_at + timedelta(seconds=1) if o.status not in ("pending", "rejected") else None
+    )
     completed_at = factory.LazyAttribute(
-        lambda o: o.started_at + timedelta(seconds=40) if o.status in ("completed", "failed", "timeout") else None)
+        lambda o: o.started_at + timedelta(seconds=40) if o.status in ("completed", "failed", "timeout") else None
+    )
     operation_name = factory.LazyAttribute(lambda o: "projects/p/locations/l/operations/x" if o.started_at else None)
     output_uris = factory.LazyAttribute(lambda o: ["file:sample.mp4"] if o.status == "completed" else [])
     error_code = factory.LazyAttribute(
-        lambda o: {"failed": "backend_error", "timeout": "timeout", "rejected": "quota_exceeded"}.get(o.status))
+        lambda o: {"failed": "backend_error", "timeout": "timeout", "rejected": "quota_exceeded"}.get(o.status)
+    )
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):

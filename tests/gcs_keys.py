@@ -31,11 +31,23 @@ class ThrowawayKey:
 
 def service_account_key(folder: Path, *, token_uri: str, email: str = EMAIL) -> ThrowawayKey:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     path = folder / "service-account.json"
-    path.write_text(json.dumps({"type": "service_account", "project_id": "veobot-test", "private_key_id": "0" * 40,
-                                "private_key": pem, "client_email": email, "client_id": "1", "token_uri": token_uri}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "veobot-test",
+                "private_key_id": "0" * 40,
+                "private_key": pem,
+                "client_email": email,
+                "client_id": "1",
+                "token_uri": token_uri,
+            }
+        )
+    )
     return ThrowawayKey(path=path, email=email, public_key=private.public_key())
 
 
@@ -44,8 +56,16 @@ def user_credentials_file(folder: Path) -> Path:
     they can call APIs but cannot sign. (google-auth always refreshes them at Google's token
     endpoint: use them only where nothing is called.)"""
     path = folder / "user-credentials.json"
-    path.write_text(json.dumps({"type": "authorized_user", "client_id": "id", "client_secret": "not-a-secret",
-                                "refresh_token": "not-a-token"}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "id",
+                "client_secret": "not-a-secret",
+                "refresh_token": "not-a-token",
+            }
+        )
+    )
     return path
 
 

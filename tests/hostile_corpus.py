@@ -7,6 +7,7 @@ accepted, and then stored exactly as normalised (whitespace runs collapsed).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
@@ -45,7 +46,7 @@ PROMPTS = [
     Text("masked_link", "[free nitro](https://phish.example/login) a fox in snow", None),
     Text("spoiler_and_heading", "# ||a fox|| > in _snow_ ~~melting~~", None),
     Text("sql_drop", "a fox'); DROP TABLE video_requests; --", None),
-    Text("sql_comment_union", "a fox\" OR 1=1 UNION SELECT password FROM auth_user /*", None),
+    Text("sql_comment_union", 'a fox" OR 1=1 UNION SELECT password FROM auth_user /*', None),
     Text("emoji_only", "🦊🦊🦊🦊🦊", None),
     Text("flag_and_zwj_emoji", "🏳️‍🌈👩‍👩‍👧‍👦🏴‍☠️", None),
     Text("whitespace_only", " \t\n\u3000\u00a0   ", "prompt has no visible characters"),
@@ -55,9 +56,34 @@ PROMPTS = [
 ]
 
 # Pieces that Hypothesis mixes into generated text: everything above, in small parts.
-FRAGMENTS = ["\x00", "\ud83d", "\udfff", "\u202e", "\u2066", "\x1b", "\x07", "@everyone", "@here",
-             "<@123456789012345678>", "<@&123456789012345678>", "```", "`", "**", "||", "[x](https://e.example)",
-             "'; DROP TABLE video_requests; --", "\u0301\u0334", "🦊", "\u200b", " ", "\n", "\t", "%s", "{}", "\\"]
+FRAGMENTS = [
+    "\x00",
+    "\ud83d",
+    "\udfff",
+    "\u202e",
+    "\u2066",
+    "\x1b",
+    "\x07",
+    "@everyone",
+    "@here",
+    "<@123456789012345678>",
+    "<@&123456789012345678>",
+    "```",
+    "`",
+    "**",
+    "||",
+    "[x](https://e.example)",
+    "'; DROP TABLE video_requests; --",
+    "\u0301\u0334",
+    "🦊",
+    "\u200b",
+    " ",
+    "\n",
+    "\t",
+    "%s",
+    "{}",
+    "\\",
+]
 
 # Any code point (lone surrogates included) and the fragments, joined.
 hostile_text = st.lists(
@@ -69,11 +95,17 @@ hostile_text = st.lists(
 # Text that must be accepted: hostile for Discord (mentions, markdown, SQL, zalgo, emoji) but
 # without what the bot refuses (NUL, surrogates, control and bidirectional characters), after
 # a visible start. It stays far below the 600-character limit.
-_REFUSED = {"\x00", "\ud83d", "\udfff", "\u202e", "\u2066", "\x1b", "\x07"}
+
+
+def _refused(fragment: str) -> bool:
+    """Whether the bot refuses text containing this: control characters, surrogates, bidi controls."""
+    return any(unicodedata.category(char) in ("Cc", "Cs") or char in BIDI for char in fragment)
+
 displayable_text = st.lists(
-    st.one_of(st.text(st.characters(exclude_categories=("Cc", "Cs"), exclude_characters="".join(BIDI)),
-                      max_size=12),
-              st.sampled_from([fragment for fragment in FRAGMENTS if fragment not in _REFUSED])),
+    st.one_of(
+        st.text(st.characters(exclude_categories=("Cc", "Cs"), exclude_characters="".join(BIDI)), max_size=12),
+        st.sampled_from([fragment for fragment in FRAGMENTS if not _refused(fragment)]),
+    ),
     max_size=12,
 ).map(lambda parts: "a fox " + "".join(parts))
 
@@ -126,37 +158,90 @@ def option(name: str, value, kind: int) -> dict:
 
 PROMPT = option("prompt", "a red fox running through fresh snow", 3)
 TAMPERED = [
-    Options("length_as_string", [PROMPT, option("length", "8", 3)], "the option length must be a whole number, not text"),
-    Options("length_string_typed_integer", [PROMPT, option("length", "8", 4)],
-            "the option length must be a whole number (got '8')"),
-    Options("length_as_float", [PROMPT, option("length", 6.5, 10)], "the option length must be a whole number, not a number"),
-    Options("length_out_of_choices", [PROMPT, option("length", 5, 4)], "the option length must be one of 4, 6, 8 (got 5)"),
-    Options("length_negative", [PROMPT, option("length", -8, 4)], r"the option length must be one of 4, 6, 8 (got \-8)"),
-    Options("length_huge", [PROMPT, option("length", 2**70, 4)], "the option length must be one of 4, 6, 8 (got 1180591"),
-    Options("length_boolean", [PROMPT, option("length", True, 4)], "the option length must be a whole number (got True)"),
-    Options("unknown_ratio", [PROMPT, option("ratio", "21:9", 3)], "the option ratio must be one of 16:9, 9:16 (got '21:9')"),
-    Options("ratio_with_mention", [PROMPT, option("ratio", "@everyone", 3)],
-            "the option ratio must be one of 16:9, 9:16 (got '@\u200beveryone')"),
+    Options(
+        "length_as_string", [PROMPT, option("length", "8", 3)], "the option length must be a whole number, not text"
+    ),
+    Options(
+        "length_string_typed_integer",
+        [PROMPT, option("length", "8", 4)],
+        "the option length must be a whole number (got '8')",
+    ),
+    Options(
+        "length_as_float", [PROMPT, option("length", 6.5, 10)], "the option length must be a whole number, not a number"
+    ),
+    Options(
+        "length_out_of_choices", [PROMPT, option("length", 5, 4)], "the option length must be one of 4, 6, 8 (got 5)"
+    ),
+    Options(
+        "length_negative", [PROMPT, option("length", -8, 4)], r"the option length must be one of 4, 6, 8 (got \-8)"
+    ),
+    Options(
+        "length_huge", [PROMPT, option("length", 2**70, 4)], "the option length must be one of 4, 6, 8 (got 1180591"
+    ),
+    Options(
+        "length_boolean", [PROMPT, option("length", True, 4)], "the option length must be a whole number (got True)"
+    ),
+    Options(
+        "unknown_ratio", [PROMPT, option("ratio", "21:9", 3)], "the option ratio must be one of 16:9, 9:16 (got '21:9')"
+    ),
+    Options(
+        "ratio_with_mention",
+        [PROMPT, option("ratio", "@everyone", 3)],
+        "the option ratio must be one of 16:9, 9:16 (got '@\u200beveryone')",
+    ),
     Options("hd_as_string", [PROMPT, option("hd", "true", 5)], "the option hd must be true or false (got 'true')"),
-    Options("audio_as_integer", [PROMPT, option("audio", 1, 4)], "the option audio must be true or false, not a whole number"),
+    Options(
+        "audio_as_integer",
+        [PROMPT, option("audio", 1, 4)],
+        "the option audio must be true or false, not a whole number",
+    ),
     Options("seed_unknown_option", [PROMPT, option("seed", 2**64, 4)], "/veo has no option 'seed'"),
-    Options("unknown_option_long_name", [PROMPT, option("x" * 500, 1, 4)], "/veo has no option 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…."),
+    Options(
+        "unknown_option_long_name",
+        [PROMPT, option("x" * 500, 1, 4)],
+        "/veo has no option 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx….",
+    ),
     Options("missing_prompt", [option("length", 8, 4)], "the option prompt is required"),
     Options("no_options_at_all", [], "the option prompt is required"),
     Options("prompt_twice", [PROMPT, PROMPT], "the option prompt was given twice"),
     Options("prompt_as_integer", [option("prompt", 12345, 4)], "the option prompt must be text, not a whole number"),
-    Options("prompt_as_user_option", [option("prompt", "not-a-snowflake", 6)], "the option prompt must be text, not a user"),
-    Options("prompt_as_subcommand", [{"name": "prompt", "type": 1, "options": []}],
-            "the option prompt must be text, not a subcommand"),
-    Options("unknown_type_code", [option("prompt", "a fox in snow", 99)], "the option prompt must be text, not option type 99"),
+    Options(
+        "prompt_as_user_option", [option("prompt", "not-a-snowflake", 6)], "the option prompt must be text, not a user"
+    ),
+    Options(
+        "prompt_as_subcommand",
+        [{"name": "prompt", "type": 1, "options": []}],
+        "the option prompt must be text, not a subcommand",
+    ),
+    Options(
+        "unknown_type_code",
+        [option("prompt", "a fox in snow", 99)],
+        "the option prompt must be text, not option type 99",
+    ),
     Options("option_without_name", [PROMPT, {"type": 4, "value": 8}], "/veo has no option None"),
     Options("prompt_null", [option("prompt", None, 3)], "the option prompt must be text (got None)"),
-    Options("negative_as_list", [PROMPT, option("negative_prompt", ["a"], 3)],
-            r"the option negative_prompt must be text (got \['a'\])"),
-    Options("all_valid_plus_float_length_as_integer_type", [PROMPT, option("length", 8.0, 4)],
-            "the option length must be a whole number (got 8.0)"),
-    Options("every_option_valid", [PROMPT, option("length", 8, 4), option("ratio", "9:16", 3), option("hd", True, 5),
-                                   option("audio", False, 5), option("negative_prompt", "rain", 3)], None),
+    Options(
+        "negative_as_list",
+        [PROMPT, option("negative_prompt", ["a"], 3)],
+        r"the option negative_prompt must be text (got \['a'\])",
+    ),
+    Options(
+        "all_valid_plus_float_length_as_integer_type",
+        [PROMPT, option("length", 8.0, 4)],
+        "the option length must be a whole number (got 8.0)",
+    ),
+    Options(
+        "every_option_valid",
+        [
+            PROMPT,
+            option("length", 8, 4),
+            option("ratio", "9:16", 3),
+            option("hd", True, 5),
+            option("audio", False, 5),
+            option("negative_prompt", "rain", 3),
+        ],
+        None,
+    ),
 ]
 
 # Ids that are integers (discord.py parses them) but no Discord snowflake.
@@ -164,12 +249,18 @@ NOT_SNOWFLAKES = [0, -1, 2**63, 2**64 + 5]
 
 # Raw option values of every JSON type, for generated payloads.
 json_values = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=False, allow_infinity=False), hostile_text, st.lists(st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=False, allow_infinity=False),
+    hostile_text,
+    st.lists(st.integers(), max_size=2),
 )
-generated_option = st.fixed_dictionaries({
-    "name": st.sampled_from(["prompt", "length", "ratio", "hd", "audio", "negative_prompt", "seed", "", "PROMPT"]),
-    "type": st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, -1, 99]),
-    "value": json_values,
-})
+generated_option = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["prompt", "length", "ratio", "hd", "audio", "negative_prompt", "seed", "", "PROMPT"]),
+        "type": st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, -1, 99]),
+        "value": json_values,
+    }
+)
 generated_options = st.lists(generated_option, max_size=5)

@@ -28,8 +28,10 @@ def install() -> str:
     settings.load_profile(PROFILE)
     if core.global_force_seed is None:  # --hypothesis-seed on the command line wins
         core.global_force_seed = SEED
-    return (f"hypothesis: profile {PROFILE} (x{SCALE[PROFILE]} examples), seed {core.global_force_seed} "
-            f"(replay with VEOBOT_HYPOTHESIS_SEED={core.global_force_seed})")
+    return (
+        f"hypothesis: profile {PROFILE} (x{SCALE[PROFILE]} examples), seed {core.global_force_seed} "
+        f"(replay with VEOBOT_HYPOTHESIS_SEED={core.global_force_seed})"
+    )
 
 
 def examples(quick: int) -> int:

@@ -31,7 +31,8 @@ class Outcome:
         put off (429, 5xx) adds a 'released' event each time, in either mode; an endless 429 has some."""
         released = events.count(("released", None))
         return [event for event in events if event != ("released", None)] == self.history and (
-            released > 0 if self.name == "queue_timeout" else True)
+            released > 0 if self.name == "queue_timeout" else True
+        )
 
     @property
     def history(self) -> list[tuple[str, str | None]]:
@@ -48,19 +49,33 @@ class Outcome:
 
 OUTCOMES = [
     Outcome("completed", "[scenario:multi_poll polls=2]", "completed", None, refunded=False, started=True),
-    Outcome("content_filtered", "[scenario:safety_filtered]", "failed", "content_filtered", refunded=False,
-            started=True),
-    Outcome("operation_failed", "[scenario:error_operation]", "failed", "operation_failed", refunded=True,
-            started=True),
-    Outcome("backend_rejected", "[scenario:http_error status=400]", "failed", "backend_rejected", refunded=True,
-            started=False),
+    Outcome(
+        "content_filtered", "[scenario:safety_filtered]", "failed", "content_filtered", refunded=False, started=True
+    ),
+    Outcome(
+        "operation_failed", "[scenario:error_operation]", "failed", "operation_failed", refunded=True, started=True
+    ),
+    Outcome(
+        "backend_rejected",
+        "[scenario:http_error status=400]",
+        "failed",
+        "backend_rejected",
+        refunded=True,
+        started=False,
+    ),
     Outcome("timeout", "[scenario:hang]", "timeout", "timeout", refunded=True, started=True),
     Outcome("queue_timeout", "[scenario:rate_limited]", "timeout", "queue_timeout", refunded=True, started=False),
     Outcome("operation_lost", "[scenario:lost]", "timeout", "operation_lost", refunded=True, started=True),
-    Outcome("backend_error", "[scenario:server_error on=poll]", "failed", "backend_error", refunded=True,
-            started=True),
-    Outcome("cancelled", "[scenario:slow seconds=600]", "cancelled", "cancelled", refunded=True, started=True,
-            cancelled_while="generating"),
+    Outcome("backend_error", "[scenario:server_error on=poll]", "failed", "backend_error", refunded=True, started=True),
+    Outcome(
+        "cancelled",
+        "[scenario:slow seconds=600]",
+        "cancelled",
+        "cancelled",
+        refunded=True,
+        started=True,
+        cancelled_while="generating",
+    ),
 ]
 BY_NAME = {outcome.name: outcome for outcome in OUTCOMES}
 
@@ -75,5 +90,11 @@ QUICK_DEADLINES = {
     "VEO_POLL_MAX": timedelta(milliseconds=200),
     "VEO_HTTP_RETRIES": 1,
 }
-QUICK_DEADLINES_ENV = {"VEO_GENERATION_TIMEOUT": "5s", "VEO_QUEUE_TIMEOUT": "5s", "VEO_RETRY_BACKOFF": "200ms",
-                       "VEO_POLL_INITIAL": "50ms", "VEO_POLL_MAX": "200ms", "VEO_HTTP_RETRIES": "1"}
+QUICK_DEADLINES_ENV = {
+    "VEO_GENERATION_TIMEOUT": "5s",
+    "VEO_QUEUE_TIMEOUT": "5s",
+    "VEO_RETRY_BACKOFF": "200ms",
+    "VEO_POLL_INITIAL": "50ms",
+    "VEO_POLL_MAX": "200ms",
+    "VEO_HTTP_RETRIES": "1",
+}

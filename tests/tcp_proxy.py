@@ -60,7 +60,8 @@ class TcpProxy:
         try:
             if self.target_host.startswith("/"):
                 up_reader, up_writer = await asyncio.open_unix_connection(
-                    f"{self.target_host}/.s.PGSQL.{self.target_port}")
+                    f"{self.target_host}/.s.PGSQL.{self.target_port}"
+                )
             else:
                 up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:

@@ -39,8 +39,11 @@ def effect(action: str, row: VideoRequest) -> bool:
 def make_row(action: str, media_root) -> VideoRequest:
     (media_root / "v.mp4").write_bytes(b"0123456789")
     status = "pending" if action == "cancel_requests" else "completed"
-    return VideoRequestFactory(status=status, output_uris=["file:v.mp4"] if status == "completed" else [],
-                               discord_message_id=99 if status == "completed" else None)
+    return VideoRequestFactory(
+        status=status,
+        output_uris=["file:v.mp4"] if status == "completed" else [],
+        discord_message_id=99 if status == "completed" else None,
+    )
 
 
 @pytest.mark.parametrize("page_name", PAGES)
@@ -60,13 +63,22 @@ def test_moderators_and_superusers_read_every_page(as_role, media_root, role, pa
 
 
 @pytest.mark.parametrize("action", ACTIONS)
-@pytest.mark.parametrize(("role", "allowed"), [("anonymous", False), ("non_staff", False), ("moderator", True),
-                                               ("superuser", True)])
+@pytest.mark.parametrize(
+    ("role", "allowed"), [("anonymous", False), ("non_staff", False), ("moderator", True), ("superuser", True)]
+)
 def test_each_action_by_role(as_role, accounts, media_root, django_capture_on_commit_callbacks, role, allowed, action):
     row = make_row(action, media_root)
     with django_capture_on_commit_callbacks(execute=True):
-        response = as_role(role).post(LIST, {"action": action, "_selected_action": [row.id], "apply": "1",
-                                             "reason": "policy 4.2", "scope": "everywhere"})
+        response = as_role(role).post(
+            LIST,
+            {
+                "action": action,
+                "_selected_action": [row.id],
+                "apply": "1",
+                "reason": "policy 4.2",
+                "scope": "everywhere",
+            },
+        )
     assert response.status_code == 302
     assert effect(action, row) is allowed
     if allowed:
@@ -76,8 +88,9 @@ def test_each_action_by_role(as_role, accounts, media_root, django_capture_on_co
         assert entry.user == accounts[role] and "policy 4.2" in entry.get_change_message()
 
 
-@pytest.mark.parametrize(("role", "allowed"), [("anonymous", False), ("non_staff", False), ("moderator", False),
-                                               ("superuser", True)])
+@pytest.mark.parametrize(
+    ("role", "allowed"), [("anonymous", False), ("non_staff", False), ("moderator", False), ("superuser", True)]
+)
 def test_only_superusers_delete(as_role, role, allowed):
     row = VideoRequestFactory()
     client = as_role(role)
@@ -93,8 +106,10 @@ def test_only_superusers_delete(as_role, role, allowed):
 
 def test_moderators_cannot_edit_request_facts(as_role):
     row = VideoRequestFactory(prompt="original prompt text")
-    response = as_role("moderator").post(LIST + f"{row.id}/change/", {
-        "prompt": "changed", "user_id": 1, "review_status": "flagged", "review_note": "looks off"})
+    response = as_role("moderator").post(
+        LIST + f"{row.id}/change/",
+        {"prompt": "changed", "user_id": 1, "review_status": "flagged", "review_note": "looks off"},
+    )
     assert response.status_code == 302
     row.refresh_from_db()
     assert row.prompt == "original prompt text" and row.user_id == 1001
@@ -117,15 +132,17 @@ def test_moderators_do_not_manage_users_or_delete_bans(as_role, accounts):
 def test_the_outbox_row_belongs_to_the_removal(as_role, media_root, django_capture_on_commit_callbacks):
     row = make_row("remove_outputs", media_root)
     with django_capture_on_commit_callbacks(execute=True):
-        as_role("moderator").post(LIST, {"action": "remove_outputs", "_selected_action": [row.id], "apply": "1",
-                                         "reason": "gore"})
+        as_role("moderator").post(
+            LIST, {"action": "remove_outputs", "_selected_action": [row.id], "apply": "1", "reason": "gore"}
+        )
     action = DiscordAction.objects.get(request_id=row.id)
     assert (action.requested_by, action.reason, action.message_id) == ("mod", "gore", 99)
     assert not (media_root / "v.mp4").exists()
 
 
-@pytest.mark.parametrize(("role", "status"), [("anonymous", 302), ("non_staff", 302), ("moderator", 403),
-                                              ("superuser", 200)])
+@pytest.mark.parametrize(
+    ("role", "status"), [("anonymous", 302), ("non_staff", 302), ("moderator", 403), ("superuser", 200)]
+)
 def test_only_superusers_read_the_data_lifecycle_audit(as_role, role, status):
     call_command("purge_requests", "--actor", "ops", stdout=io.StringIO())
     audit = DataLifecycleAudit.objects.get()

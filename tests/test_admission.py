@@ -35,8 +35,12 @@ def test_same_interaction_twice_gives_one_row_and_the_same_answer():
     first = admit(user_id=2, interaction_id=interaction)
     second = admit(user_id=2, interaction_id=interaction)
     assert second.duplicate and not first.duplicate
-    assert (first.request_id, first.admitted, first.remaining, first.reset_at) == \
-           (second.request_id, second.admitted, second.remaining, second.reset_at)
+    assert (first.request_id, first.admitted, first.remaining, first.reset_at) == (
+        second.request_id,
+        second.admitted,
+        second.remaining,
+        second.reset_at,
+    )
     assert VideoRequest.objects.filter(interaction_id=interaction).count() == 1
     assert VideoRequestEvent.objects.filter(request_id=first.request_id).count() == 1
 
@@ -102,11 +106,11 @@ def test_policy_precedence_user_and_guild_over_user_over_guild_over_default():
     QuotaPolicyFactory(user_id=10, quota_limit=3)
     QuotaPolicyFactory(user_id=10, guild_id=501, quota_limit=1)
 
-    assert selectors.quota_status(user_id=11, guild_id=500).limit == 2        # guild policy
-    assert selectors.quota_status(user_id=11, guild_id=999).limit == 5        # default
-    assert selectors.quota_status(user_id=10, guild_id=500).limit == 3        # user beats guild
-    assert selectors.quota_status(user_id=10, guild_id=501).limit == 1        # user+guild beats user
-    assert selectors.quota_status(user_id=10, guild_id=None).limit == 3       # DM: user policy
+    assert selectors.quota_status(user_id=11, guild_id=500).limit == 2  # guild policy
+    assert selectors.quota_status(user_id=11, guild_id=999).limit == 5  # default
+    assert selectors.quota_status(user_id=10, guild_id=500).limit == 3  # user beats guild
+    assert selectors.quota_status(user_id=10, guild_id=501).limit == 1  # user+guild beats user
+    assert selectors.quota_status(user_id=10, guild_id=None).limit == 3  # DM: user policy
 
     assert [admit(user_id=10, guild_id=501).admitted for _ in range(2)] == [True, False]
 
@@ -171,9 +175,13 @@ def test_failures_on_our_side_are_refunded_once():
 def test_content_filtered_failures_count_by_default(settings):
     answer = admit(user_id=19)
     services.mark_generating(request_id=answer.request_id, operation_name="operations/1")
-    services.mark_failed(request_id=answer.request_id, error_code="content_filtered",
-                         error_message="Veo filtered the output", safety_filtered_count=1,
-                         safety_filtered_reasons=["violence"])
+    services.mark_failed(
+        request_id=answer.request_id,
+        error_code="content_filtered",
+        error_message="Veo filtered the output",
+        safety_filtered_count=1,
+        safety_filtered_reasons=["violence"],
+    )
     row = VideoRequest.objects.get(id=answer.request_id)
     assert row.counts_toward_quota and row.safety_filtered_reasons == ["violence"]
 
@@ -194,11 +202,14 @@ def test_moderator_refund_gives_the_slot_back_once():
     assert not admit(user_id=20).admitted
 
 
-@pytest.mark.parametrize("prompt,expected", [
-    ("a fox\x00 in snow", "NUL character"),
-    ("a fox \ud83d in snow", "unpaired surrogate"),
-    ("a fox \udc00", "unpaired surrogate"),
-])
+@pytest.mark.parametrize(
+    "prompt,expected",
+    [
+        ("a fox\x00 in snow", "NUL character"),
+        ("a fox \ud83d in snow", "unpaired surrogate"),
+        ("a fox \udc00", "unpaired surrogate"),
+    ],
+)
 def test_text_postgres_cannot_store_is_refused_and_nothing_is_written(prompt, expected):
     before = VideoRequest.objects.count()
     with pytest.raises(InvalidInput, match=expected) as caught:
@@ -212,15 +223,18 @@ def test_negative_prompt_is_checked_too():
         admit(user_id=22, negative_prompt="blurry\x00")
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("prompt", "hey", "prompt must be 5-600 characters"),
-    ("prompt", "x" * 601, "prompt must be 5-600 characters"),
-    ("duration_seconds", 5, "duration_seconds must be one of 4, 6, 8"),
-    ("aspect_ratio", "4:3", "aspect_ratio must be one of"),
-    ("resolution", "4k", "resolution must be one of"),
-    ("seed", -1, "seed must be"),
-    ("person_generation", "everyone", "person_generation must be one of"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("prompt", "hey", "prompt must be 5-600 characters"),
+        ("prompt", "x" * 601, "prompt must be 5-600 characters"),
+        ("duration_seconds", 5, "duration_seconds must be one of 4, 6, 8"),
+        ("aspect_ratio", "4:3", "aspect_ratio must be one of"),
+        ("resolution", "4k", "resolution must be one of"),
+        ("seed", -1, "seed must be"),
+        ("person_generation", "everyone", "person_generation must be one of"),
+    ],
+)
 def test_invalid_parameters_get_a_specific_message(field, value, message):
     params = {"prompt": "a red fox in snow", field: value}
     before = VideoRequest.objects.count()

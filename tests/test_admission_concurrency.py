@@ -22,14 +22,16 @@ def _assert_exactly_limit(user_id: int, results: list[bool], attempts: int) -> N
 @pytest.mark.parametrize("round_number", range(10))
 def test_threads_with_their_own_connections(db_settings, round_number):
     user_id = 880_000 + round_number
-    results = admit_from_threads(db_settings, user_id=user_id, attempts=24, limit=LIMIT,
-                                 first_interaction=user_id * 1000)
+    results = admit_from_threads(
+        db_settings, user_id=user_id, attempts=24, limit=LIMIT, first_interaction=user_id * 1000
+    )
     _assert_exactly_limit(user_id, results, 24)
 
 
 @pytest.mark.parametrize("round_number", range(3))
 def test_processes_with_threads(db_settings, round_number):
     user_id = 890_000 + round_number
-    results = admit_from_processes(db_settings, user_id=user_id, processes=4, per_process=8, limit=LIMIT,
-                                   first_interaction=user_id * 1000)
+    results = admit_from_processes(
+        db_settings, user_id=user_id, processes=4, per_process=8, limit=LIMIT, first_interaction=user_id * 1000
+    )
     _assert_exactly_limit(user_id, results, 32)

@@ -11,8 +11,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 
 def block(pattern: str, kind: str = "word", guild_id: int | None = None, **fields) -> BlockedTerm:
-    return services.save_blocked_term(term=BlockedTerm(pattern=pattern, kind=kind, guild_id=guild_id, **fields),
-                                      actor="mod")
+    return services.save_blocked_term(
+        term=BlockedTerm(pattern=pattern, kind=kind, guild_id=guild_id, **fields), actor="mod"
+    )
 
 
 def test_a_blocked_word_rejects_the_prompt_with_a_clear_message_and_records_it():
@@ -64,14 +65,17 @@ def test_bans_come_before_blocked_terms():
     assert admit(prompt="a kraken").reason_code == "banned"
 
 
-@pytest.mark.parametrize(("pattern", "problem"), [
-    ("(unclosed", "parentheses () not balanced"),
-    (r"(a)\1", "back-references"),
-    ("x*", "matches an empty prompt"),
-    ("a" * 201, "at most 200 characters"),
-    ("(?i)nude", "embedded options"),
-    ("***:nude", "embedded options"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("(unclosed", "parentheses () not balanced"),
+        (r"(a)\1", "back-references"),
+        ("x*", "matches an empty prompt"),
+        ("a" * 201, "at most 200 characters"),
+        ("(?i)nude", "embedded options"),
+        ("***:nude", "embedded options"),
+    ],
+)
 def test_bad_regexes_are_refused_by_the_database_with_a_clear_message(pattern, problem):
     assert problem in selectors.blocked_term_problem(kind="regex", pattern=pattern)
     with pytest.raises(InvalidInput, match=problem.split()[0]):

@@ -71,11 +71,20 @@ def test_happy_path_queued_embed_then_the_video_attached_and_the_database_comple
     assert server.attachment_data(video["id"])[4:8] == b"ftyp"
     assert (row.status, row.delivery_method, row.discord_message_id) == ("completed", "interaction", int(final["id"]))
     assert (row.duration_seconds, row.aspect_ratio, row.resolution, row.generate_audio, row.negative_prompt) == (
-        8, "9:16", "1080p", False, "rain")
+        8,
+        "9:16",
+        "1080p",
+        False,
+        "rain",
+    )
     assert (row.user_id, row.guild_id, row.channel_id) == (USER_ID, GUILD_ID, CHANNEL_ID)
     assert row.created_at <= row.started_at <= row.completed_at <= row.delivered_at
-    assert events(row.id) == [("created", "pending"), ("status_changed", "generating"),
-                              ("status_changed", "completed"), ("delivered", None)]
+    assert events(row.id) == [
+        ("created", "pending"),
+        ("status_changed", "generating"),
+        ("status_changed", "completed"),
+        ("delivered", None),
+    ]
     assert len(server.messages_in(CHANNEL_ID)) == 1  # one message, edited in place
 
 
@@ -122,8 +131,10 @@ def test_progress_edits_the_reply_while_generating(server, monkeypatch):
 
     async def scenario(bot):
         await deliver_and_wait(bot, payload, server=server)
-        await eventually(lambda: server.original_response(payload["id"])["embeds"][0]["title"] == "Generating…",
-                         what="a progress edit")
+        await eventually(
+            lambda: server.original_response(payload["id"])["embeds"][0]["title"] == "Generating…",
+            what="a progress edit",
+        )
         return server.original_response(payload["id"])["embeds"][0]
 
     progress = run_bot(scenario, backend=ScriptedVeo(seconds=2))
@@ -166,8 +177,11 @@ def test_gcs_video_over_the_limit_is_linked_with_a_signed_url(server, settings, 
         settings.VEO_GCS_SIGNED_URL_TTL = timedelta(days=7) if signing else timedelta(0)
         settings.VEO_BACKEND, settings.GOOGLE_CLOUD_PROJECT, settings.VEO_API_BASE_URL = "vertex", "p", veo_fake.url
         settings.GCS_API_BASE_URL = veo_fake.url
-        backend = GenaiBackend(make_client(credentials=Credentials(token="test")), model="veo-3.1-generate-001",
-                               output_gcs_uri="gs://veo-out/videos")
+        backend = GenaiBackend(
+            make_client(credentials=Credentials(token="test")),
+            model="veo-3.1-generate-001",
+            output_gcs_uri="gs://veo-out/videos",
+        )
 
         async def scenario(bot):
             await deliver_and_wait(bot, payload, server=server)
@@ -225,10 +239,13 @@ def test_channel_not_allowed_is_refused_without_a_row(server, settings):
     assert not VideoRequest.objects.exists()
 
 
-@pytest.mark.parametrize("prompt,expected", [
-    ("hi", "prompt must be 5-600 characters (got 2)"),
-    ("a fox\x00 in snow", "prompt contains a NUL character (U+0000) at position 6"),
-])
+@pytest.mark.parametrize(
+    "prompt,expected",
+    [
+        ("hi", "prompt must be 5-600 characters (got 2)"),
+        ("a fox\x00 in snow", "prompt contains a NUL character (U+0000) at position 6"),
+    ],
+)
 def test_invalid_options_are_refused_without_a_row(server, prompt, expected):
     text = _refusal(server, veo(prompt))
     assert text.startswith("Can't queue that: " + expected) and text.endswith("Nothing was charged.")
@@ -327,11 +344,14 @@ def test_slow_generation_past_the_token_lifetime_is_posted_in_the_channel(server
     assert post["attachments"] and "expired" in post["embeds"][0]["footer"]["text"]
 
 
-@pytest.mark.parametrize("revoked,form", [
-    (fake.ATTACH_FILES, "linked"),  # the embed, with a note instead of the file
-    (fake.EMBED_LINKS, "text"),  # no embed at all: the outcome as plain text
-    (fake.EMBED_LINKS | fake.ATTACH_FILES, "text"),
-])
+@pytest.mark.parametrize(
+    "revoked,form",
+    [
+        (fake.ATTACH_FILES, "linked"),  # the embed, with a note instead of the file
+        (fake.EMBED_LINKS, "text"),  # no embed at all: the outcome as plain text
+        (fake.EMBED_LINKS | fake.ATTACH_FILES, "text"),
+    ],
+)
 def test_a_channel_that_refuses_files_or_embeds_gets_a_plainer_post(server, revoked, form):
     payload = veo()
 
@@ -354,14 +374,22 @@ def test_a_channel_that_refuses_files_or_embeds_gets_a_plainer_post(server, revo
         assert "a red fox running through fresh snow" in post["content"]
 
 
-@pytest.mark.parametrize("break_channel,error,posts", [
-    # Missing Permissions: each plainer form (no file, no embed) is tried once, in case it is enough.
-    (lambda server: server.deny_channel(CHANNEL_ID), "missing permissions in channel", 3),
-    (lambda server: server.delete_channel(CHANNEL_ID), "not found (10003", 1),
-    # A refusal that is neither 429 nor 5xx is permanent: recorded at the first answer, not retried.
-    (lambda server: server.fail(f"POST /channels/{CHANNEL_ID}/messages", (400, 50035, "Invalid Form Body"),
-                                times=None), "Discord answered 400 50035", 1),
-])
+@pytest.mark.parametrize(
+    "break_channel,error,posts",
+    [
+        # Missing Permissions: each plainer form (no file, no embed) is tried once, in case it is enough.
+        (lambda server: server.deny_channel(CHANNEL_ID), "missing permissions in channel", 3),
+        (lambda server: server.delete_channel(CHANNEL_ID), "not found (10003", 1),
+        # A refusal that is neither 429 nor 5xx is permanent: recorded at the first answer, not retried.
+        (
+            lambda server: server.fail(
+                f"POST /channels/{CHANNEL_ID}/messages", (400, 50035, "Invalid Form Body"), times=None
+            ),
+            "Discord answered 400 50035",
+            1,
+        ),
+    ],
+)
 def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error, posts):
     payload = veo()
 
@@ -383,10 +411,13 @@ def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error, pos
     assert len(server.requests(f"POST /channels/{CHANNEL_ID}/messages")) == posts  # and never retried later
 
 
-@pytest.mark.parametrize("outage,method,posts", [
-    (1, "channel", 2),  # the second attempt goes through
-    (None, "undeliverable", engine_module.DELIVERY_ATTEMPTS),  # Discord never comes back: recorded, bounded
-])
+@pytest.mark.parametrize(
+    "outage,method,posts",
+    [
+        (1, "channel", 2),  # the second attempt goes through
+        (None, "undeliverable", engine_module.DELIVERY_ATTEMPTS),  # Discord never comes back: recorded, bounded
+    ],
+)
 def test_discord_unavailable_in_the_channel_is_retried_then_recorded(server, settings, outage, method, posts):
     settings.VEO_RETRY_BACKOFF = timedelta(0)
     payload = veo()
@@ -404,8 +435,10 @@ def test_discord_unavailable_in_the_channel_is_retried_then_recorded(server, set
     assert row.delivery_method == method
     assert len(server.requests(f"POST /channels/{CHANNEL_ID}/messages")) == posts
     if method == "undeliverable":
-        assert row.delivery_error == (f"gave up after {posts} attempts: Discord answered 503 to a post in channel"
-                                      f" {CHANNEL_ID}: 503: Service Unavailable")
+        assert row.delivery_error == (
+            f"gave up after {posts} attempts: Discord answered 503 to a post in channel"
+            f" {CHANNEL_ID}: 503: Service Unavailable"
+        )
     assert row.attempts == 1  # retried under one claim, not released and re-claimed
 
 
@@ -466,9 +499,14 @@ def test_quota_shows_used_limit_and_next_slot(server, settings):
 def test_history_lists_the_last_ten_with_status_age_and_link(server):
     now = timezone.now()
     for minutes in reversed(range(12)):  # oldest first, as they would have been made
-        VideoRequestFactory(user_id=USER_ID, created_at=now - timedelta(minutes=minutes + 1),
-                            prompt=f"prompt number {minutes}", delivered_at=now, delivery_method="channel",
-                            discord_message_id=900 + minutes)
+        VideoRequestFactory(
+            user_id=USER_ID,
+            created_at=now - timedelta(minutes=minutes + 1),
+            prompt=f"prompt number {minutes}",
+            delivered_at=now,
+            delivery_method="channel",
+            discord_message_id=900 + minutes,
+        )
     VideoRequestFactory(user_id=USER_ID + 1, prompt="someone else's")
     payload = slash_command("history")
     run_bot(lambda bot: deliver_and_wait(bot, payload, server=server), run_worker=False)

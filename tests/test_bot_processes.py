@@ -13,8 +13,8 @@ from tests.fakes import discord_server as fake
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
 from tests.fakes.veo_server import FakeVeoServer, scenario
-from tests.tcp_proxy import TcpProxy
 from tests.helpers import next_interaction
+from tests.tcp_proxy import TcpProxy
 from tests.workers import database_url, start_worker_process, truncate_requests, wait_for
 from tracking import services
 from tracking.models import VideoRequest, VideoRequestEvent
@@ -38,12 +38,22 @@ def bots(db_settings, tmp_path, server):
     started: list[BotProcess] = []
 
     def start(name: str, *, seconds: float, database: str | None = None, **env) -> BotProcess:
-        bot = BotProcess({
-            "SECRET_KEY": "tests-only", "DATABASE_URL": database or database_url(db_settings),
-            "DISCORD_TOKEN": BOT_TOKEN, "DISCORD_API_BASE_URL": server.base_url,
-            "VEO_MEDIA_ROOT": str(tmp_path / "media"), "VEO_JOURNAL_DIR": str(tmp_path / "journal"),
-            "VEO_LEASE": "2s", "DATABASE_PROBE_INTERVAL": "1s", "VEO_QUOTA_LIMIT": "3",
-            "SCRIPTED_VEO_SECONDS": str(seconds), **env}, tmp_path / f"{name}.log")
+        bot = BotProcess(
+            {
+                "SECRET_KEY": "tests-only",
+                "DATABASE_URL": database or database_url(db_settings),
+                "DISCORD_TOKEN": BOT_TOKEN,
+                "DISCORD_API_BASE_URL": server.base_url,
+                "VEO_MEDIA_ROOT": str(tmp_path / "media"),
+                "VEO_JOURNAL_DIR": str(tmp_path / "journal"),
+                "VEO_LEASE": "2s",
+                "DATABASE_PROBE_INTERVAL": "1s",
+                "VEO_QUOTA_LIMIT": "3",
+                "SCRIPTED_VEO_SECONDS": str(seconds),
+                **env,
+            },
+            tmp_path / f"{name}.log",
+        )
         started.append(bot)
         return bot
 
@@ -88,8 +98,12 @@ def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server)
 
     request = row(payload)
     assert (request.status, request.delivery_method, request.attempts) == ("completed", "channel", 2)
-    assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
-                                     ("status_changed", "completed"), ("delivered", None)]
+    assert lifecycle(request.id) == [
+        ("created", "pending"),
+        ("status_changed", "generating"),
+        ("status_changed", "completed"),
+        ("delivered", None),
+    ]
     queued, post = server.messages_in(CHANNEL_ID)
     assert queued["embeds"][0]["title"] == "Queued" and int(post["id"]) == request.discord_message_id
     assert post["content"] == f"<@{USER_ID}>" and post["attachments"]
@@ -139,12 +153,25 @@ def test_database_outage_degraded_answers_then_replay_with_nothing_missing(bots,
     for payload in during:
         request = row(payload)
         assert (request.status, request.delivery_method, request.counts_toward_quota) == (
-            "completed", "interaction", True)
-        assert cut_at <= request.created_at.timestamp() <= request.started_at.timestamp() \
-            <= request.completed_at.timestamp() <= request.delivered_at.timestamp() <= restored_at
+            "completed",
+            "interaction",
+            True,
+        )
+        assert (
+            cut_at
+            <= request.created_at.timestamp()
+            <= request.started_at.timestamp()
+            <= request.completed_at.timestamp()
+            <= request.delivered_at.timestamp()
+            <= restored_at
+        )
         assert request.output_size_bytes and request.duration_ms >= 900
-        assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
-                                         ("status_changed", "completed"), ("delivered", None)]
+        assert lifecycle(request.id) == [
+            ("created", "pending"),
+            ("status_changed", "generating"),
+            ("status_changed", "completed"),
+            ("delivered", None),
+        ]
         times = [e.at for e in VideoRequestEvent.objects.filter(request_id=request.id).order_by("id")]
         assert times == sorted(times) and times[-1].timestamp() <= restored_at
     refused = row(over)
@@ -171,8 +198,12 @@ def test_killed_during_the_outage_loses_nothing(bots, server, db_settings, tmp_p
         wait_for(lambda: (r := row(payload)) and r.delivered_at, timeout=60, what="delivery after the restart")
     request = row(payload)
     assert (request.status, request.delivery_method) == ("completed", "channel")
-    assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
-                                     ("status_changed", "completed"), ("delivered", None)]
+    assert lifecycle(request.id) == [
+        ("created", "pending"),
+        ("status_changed", "generating"),
+        ("status_changed", "completed"),
+        ("delivered", None),
+    ]
     assert not list((tmp_path / "journal").glob("*.jsonl"))
     post = server.messages_in(CHANNEL_ID)[-1]
     assert post["content"] == f"<@{USER_ID}>" and "resumed after a restart" in post["embeds"][0]["footer"]["text"]
@@ -203,7 +234,7 @@ def test_quota_holds_while_the_outages_requests_still_run_after_recovery(bots, s
         during = [veo(f"a red fox, take {n}") for n in range(3)]
         for payload in during:
             bot.send(server, payload)
-            wait_for(lambda: server.original_response(payload["id"]), what="a degraded answer")
+            wait_for(lambda payload=payload: server.original_response(payload["id"]), what="a degraded answer")
         proxy.restore()
         wait_for(lambda: "database reachable again" in bot.log(), what="recovery")
         # The three are still generating, so not yet replayed: the database cannot count them.
@@ -222,10 +253,19 @@ def test_quota_holds_while_the_outages_requests_still_run_after_recovery(bots, s
 def test_database_lost_between_the_veo_start_and_its_record_starts_nothing_twice(bots, server, db_settings):
     # The Veo fake holds the create's answer for 3 s; the database goes away meanwhile, so the
     # operation name cannot be stored at once. It used to be dropped, and the request started again.
-    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy, \
-            FakeVeoServer(default_scenario=scenario("stall", seconds=3)) as veo_fake:
-        bot = bots("bot", seconds=0, database=through(proxy, db_settings), VEO_BACKEND="express",
-                   VEO_API_KEY="test-key", VEO_API_BASE_URL=veo_fake.url, VEO_POLL_INITIAL="1s")
+    with (
+        TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy,
+        FakeVeoServer(default_scenario=scenario("stall", seconds=3)) as veo_fake,
+    ):
+        bot = bots(
+            "bot",
+            seconds=0,
+            database=through(proxy, db_settings),
+            VEO_BACKEND="express",
+            VEO_API_KEY="test-key",
+            VEO_API_BASE_URL=veo_fake.url,
+            VEO_POLL_INITIAL="1s",
+        )
         payload = veo()
         bot.send(server, payload)
         wait_for(lambda: veo_fake.create_count() == 1, what="the Veo create")
@@ -239,35 +279,59 @@ def test_database_lost_between_the_veo_start_and_its_record_starts_nothing_twice
         assert veo_fake.create_count() == 1
     request = row(payload)
     assert request.status == "completed" and request.operation_name
-    assert lifecycle(request.id) == [("created", "pending"), ("status_changed", "generating"),
-                                     ("status_changed", "completed"), ("delivered", None)]
+    assert lifecycle(request.id) == [
+        ("created", "pending"),
+        ("status_changed", "generating"),
+        ("status_changed", "completed"),
+        ("delivered", None),
+    ]
 
 
-def test_a_worker_killed_between_the_veo_start_and_its_record_leaves_the_start_to_its_successor(db_settings,
-                                                                                                tmp_path):
+def test_a_worker_killed_between_the_veo_start_and_its_record_leaves_the_start_to_its_successor(db_settings, tmp_path):
     """The window Veo's lack of an idempotency key leaves open: Veo has accepted the create, the worker
     has not recorded the operation name (here because the database went away meanwhile) and is
     killed. The name was written ahead to its journal; the next worker on the machine replays it,
     records the start and resumes that operation: one create, one video."""
     truncate_requests()
-    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy, \
-            FakeVeoServer(default_scenario=scenario("stall", seconds=3)) as veo_fake:
+    with (
+        TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy,
+        FakeVeoServer(default_scenario=scenario("stall", seconds=3)) as veo_fake,
+    ):
         request_id = services.admit_request(
-            interaction_id=next_interaction(), user_id=700, guild_id=None, channel_id=None,
-            params=services.VideoParameters(prompt="a red fox in snow"), source="cli").request_id
-        env = dict(VEO_BACKEND="express", VEO_API_KEY="test-key", VEO_API_BASE_URL=veo_fake.url, VEO_LEASE="2s",
-                   VEO_POLL_INITIAL="200ms", VEO_WORKER_IDLE_POLL="200ms", DATABASE_PROBE_INTERVAL="1s",
-                   VEO_MEDIA_ROOT=str(tmp_path / "media"))
-        doomed = start_worker_process({**db_settings, "HOST": "127.0.0.1", "PORT": proxy.port},
-                                      tmp_path / "doomed.log", **env)
+            interaction_id=next_interaction(),
+            user_id=700,
+            guild_id=None,
+            channel_id=None,
+            params=services.VideoParameters(prompt="a red fox in snow"),
+            source="cli",
+        ).request_id
+        env = {
+            "VEO_BACKEND": "express",
+            "VEO_API_KEY": "test-key",
+            "VEO_API_BASE_URL": veo_fake.url,
+            "VEO_LEASE": "2s",
+            "VEO_POLL_INITIAL": "200ms",
+            "VEO_WORKER_IDLE_POLL": "200ms",
+            "DATABASE_PROBE_INTERVAL": "1s",
+            "VEO_MEDIA_ROOT": str(tmp_path / "media"),
+        }
+        doomed = start_worker_process(
+            {**db_settings, "HOST": "127.0.0.1", "PORT": proxy.port}, tmp_path / "doomed.log", **env
+        )
         try:
             wait_for(lambda: veo_fake.create_count() == 1, what="the Veo create")
             proxy.cut()  # the create's answer comes back to a worker that cannot record it
-            wait_for(lambda: "DEGRADED" in (tmp_path / "doomed.log").read_text(), timeout=30,
-                     what="the worker losing its database")
+            wait_for(
+                lambda: "DEGRADED" in (tmp_path / "doomed.log").read_text(),
+                timeout=30,
+                what="the worker losing its database",
+            )
             journal = tmp_path / "journal"
-            wait_for(lambda: any('"kind":"started"' in p.read_text() for p in journal.glob("*.jsonl")), timeout=30,
-                     what="the start written ahead")
+            wait_for(
+                lambda: any('"kind":"started"' in p.read_text() for p in journal.glob("*.jsonl")),
+                timeout=30,
+                what="the start written ahead",
+            )
         finally:
             doomed.kill()
             doomed.wait(30)
@@ -276,8 +340,11 @@ def test_a_worker_killed_between_the_veo_start_and_its_record_leaves_the_start_t
 
         successor = start_worker_process(db_settings, tmp_path / "successor.log", **env)
         try:
-            wait_for(lambda: VideoRequest.objects.get(id=request_id).delivered_at is not None, timeout=60,
-                     what="the video, from the operation Veo started for the killed worker")
+            wait_for(
+                lambda: VideoRequest.objects.get(id=request_id).delivered_at is not None,
+                timeout=60,
+                what="the video, from the operation Veo started for the killed worker",
+            )
         finally:
             successor.send_signal(signal.SIGTERM)
             successor.wait(30)

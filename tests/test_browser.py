@@ -21,8 +21,10 @@ DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "moderation.
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install chromium)",
+    ),
     # live_server serves from another thread, so rows must be committed.
     pytest.mark.django_db(transaction=True),
 ]
@@ -67,9 +69,20 @@ def browser(launch_browser):
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "headless": True,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run"]}
+    return {
+        **browser_type_launch_args,
+        "executable_path": str(CHROMIUM),
+        "headless": True,
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
 
 
 @pytest.fixture
@@ -102,8 +115,13 @@ def test_moderator_flow(page, live_server, empty_tables, moderator, settings, tm
     settings.VEO_MEDIA_ROOT = tmp_path
     (tmp_path / "fox.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 2000)
     VideoRequestFactory.create_batch(5, user_id=4444)
-    suspect = VideoRequestFactory(user_id=31337, prompt="a kraken attacking a <script>alert(1)</script> ship",
-                                  output_uris=["file:fox.mp4"], channel_id=3001, discord_message_id=91)
+    suspect = VideoRequestFactory(
+        user_id=31337,
+        prompt="a kraken attacking a <script>alert(1)</script> ship",
+        output_uris=["file:fox.mp4"],
+        channel_id=3001,
+        discord_message_id=91,
+    )
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     username, password = moderator

@@ -25,8 +25,14 @@ def empty_queue():
 
 
 def _claim(limit: int, *, max_concurrent: int = 100, max_starts_per_minute: int = 100, worker: str = "w1"):
-    return services.claim_work(worker=worker, lease=LEASE, sources=["discord"], max_concurrent=max_concurrent,
-                               max_starts_per_minute=max_starts_per_minute, limit=limit)
+    return services.claim_work(
+        worker=worker,
+        lease=LEASE,
+        sources=["discord"],
+        max_concurrent=max_concurrent,
+        max_starts_per_minute=max_starts_per_minute,
+        limit=limit,
+    )
 
 
 def _queue(count: int) -> list[int]:
@@ -87,8 +93,10 @@ def test_many_connections_claiming_at_once_never_exceed_the_caps(db_settings):
         with psycopg.connect(**info, autocommit=True) as conn:
             together.wait()
             for _ in range(3):
-                rows = conn.execute("SELECT id FROM claim_video_request(%s, %s, %s, %s, %s, %s)",
-                                    [worker, LEASE, ["discord"], 17, 1000, 4]).fetchall()
+                rows = conn.execute(
+                    "SELECT id FROM claim_video_request(%s, %s, %s, %s, %s, %s)",
+                    [worker, LEASE, ["discord"], 17, 1000, 4],
+                ).fetchall()
                 claimed.extend(row[0] for row in rows)
 
     _in_threads(claim_from_own_connection, [(f"w{n}",) for n in range(12)])

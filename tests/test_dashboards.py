@@ -11,7 +11,7 @@ from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
 from tests.factories import VideoRequestFactory
 from tests.workers import truncate_requests, wait_for, worker_thread
-from tracking import dashboards, selectors
+from tracking import analytics, dashboards
 from tracking.models import DashboardSnapshot
 
 pytestmark = pytest.mark.sql
@@ -49,7 +49,7 @@ def test_the_snapshot_round_trips_every_figure(snapshots):
     for status in ("completed", "completed", "failed", "rejected", "timeout"):
         VideoRequestFactory(status=status, guild_id=4242, safety_filtered_count=1 if status == "failed" else 0)
     for days in (1, 7):
-        live = selectors.dashboard(until=timezone.now(), days=days)
+        live = analytics.dashboard(until=timezone.now(), days=days)
         assert dashboards._decode(dashboards._encode(live)) == live
         assert live.top_guilds and live.generation_time.p50_ms is not None
 
@@ -66,9 +66,14 @@ def test_refresh_due_recomputes_old_periods_once_and_one_worker_at_a_time(snapsh
     assert dashboards.refresh_due() == [1, 7]
     assert dashboards.refresh_due() == []
     DashboardSnapshot.objects.filter(days=7).update(computed_at=timezone.now() - timedelta(minutes=5))
-    with psycopg.connect(dbname=db_settings["NAME"], host=db_settings["HOST"] or None,
-                         port=db_settings["PORT"] or None, user=db_settings["USER"] or None,
-                         password=db_settings["PASSWORD"] or None, autocommit=True) as other:
+    with psycopg.connect(
+        dbname=db_settings["NAME"],
+        host=db_settings["HOST"] or None,
+        port=db_settings["PORT"] or None,
+        user=db_settings["USER"] or None,
+        password=db_settings["PASSWORD"] or None,
+        autocommit=True,
+    ) as other:
         other.execute("SELECT pg_advisory_lock(%s)", [dashboards.REFRESH_LOCK])
         assert dashboards.refresh_due() == []  # another worker is at it
         other.execute("SELECT pg_advisory_unlock(%s)", [dashboards.REFRESH_LOCK])  # not left to the disconnect
@@ -100,9 +105,15 @@ def test_a_running_worker_keeps_the_snapshots(snapshots):
     VideoRequestFactory(user_id=31337)
     worker = standalone_worker(backend=OfflineBackend(seconds=0), deliveries={"cli": CliDelivery()})
     with worker_thread(worker):
-        wait_for(lambda: DashboardSnapshot.objects.filter(days__in=[1, 7]).count() == 2, timeout=20,
-                 what="both periods computed by the worker")
+        wait_for(
+            lambda: DashboardSnapshot.objects.filter(days__in=[1, 7]).count() == 2,
+            timeout=20,
+            what="both periods computed by the worker",
+        )
         first = DashboardSnapshot.objects.get(days=1).computed_at
-        wait_for(lambda: DashboardSnapshot.objects.get(days=1).computed_at > first, timeout=20,
-                 what="the 1-day snapshot recomputed")
+        wait_for(
+            lambda: DashboardSnapshot.objects.get(days=1).computed_at > first,
+            timeout=20,
+            what="the 1-day snapshot recomputed",
+        )
     assert DashboardSnapshot.objects.get(days=1).data["top_users"][0]["user_id"] == 31337

@@ -48,12 +48,14 @@ def retention(settings):
 
 # -- purge ----------------------------------------------------------------------------------
 
+
 def test_purge_deletes_old_finished_requests_in_batches_and_keeps_the_rest(media_root, retention):
     old = [with_video(media_root, 40 + n) for n in range(5)]
     old_rejected = VideoRequestFactory(created_at=days_ago(50), status="rejected")
     in_flight = [VideoRequestFactory(created_at=days_ago(60), status=s) for s in ("pending", "generating")]
-    leased = VideoRequestFactory(created_at=days_ago(60), claimed_by="w1",
-                                 lease_expires_at=timezone.now() + timedelta(minutes=1))
+    leased = VideoRequestFactory(
+        created_at=days_ago(60), claimed_by="w1", lease_expires_at=timezone.now() + timedelta(minutes=1)
+    )
     recent = with_video(media_root, 10)
 
     out = run("purge_requests", "--batch", "2", "--actor", "ops")
@@ -66,8 +68,13 @@ def test_purge_deletes_old_finished_requests_in_batches_and_keeps_the_rest(media
     assert sorted(p.name for p in media_root.iterdir()) == [f"{recent.id}.mp4"]
     audit = DataLifecycleAudit.objects.get()
     assert (audit.operation, audit.actor, audit.outcome, audit.subject_key) == ("purge_requests", "ops", "done", None)
-    assert audit.counts == {"requests": 6, "events": 10, "local_files": 5, "gcs_objects_deleted": 0,
-                            "gcs_objects_left": 0}
+    assert audit.counts == {
+        "requests": 6,
+        "events": 10,
+        "local_files": 5,
+        "gcs_objects_deleted": 0,
+        "gcs_objects_left": 0,
+    }
     assert audit.parameters["batch"] == 2 and audit.finished_at is not None
     assert old_rejected.id not in kept
 
@@ -111,11 +118,14 @@ def test_a_row_locked_elsewhere_is_skipped_not_waited_for(db_settings, retention
     assert list(VideoRequest.objects.values_list("id", flat=True)) == [rows[0].id]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--batch", "0"), "--batch must be at least 1"),
-    (("--actor", "x" * 201), "the actor recorded in the audit must be 1 to 200 characters"),
-    (("--actor", "ops\x00"), "actor"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--batch", "0"), "--batch must be at least 1"),
+        (("--actor", "x" * 201), "the actor recorded in the audit must be 1 to 200 characters"),
+        (("--actor", "ops\x00"), "actor"),
+    ],
+)
 def test_bad_options_are_refused_and_change_nothing(media_root, retention, args, message):
     with_video(media_root, 40)
     with pytest.raises(CommandError, match=message):
@@ -127,19 +137,26 @@ def test_audit_records_cannot_be_deleted_or_rewritten(retention):
     run("purge_requests")
     audit = DataLifecycleAudit.objects.get()
     for statement in ("DELETE FROM data_lifecycle_audit", "UPDATE data_lifecycle_audit SET counts = '{}'"):
-        with pytest.raises(Exception, match="data_lifecycle_audit keeps its records"), transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(statement)
+        with (
+            pytest.raises(Exception, match="data_lifecycle_audit keeps its records"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement)
     assert DataLifecycleAudit.objects.get().counts == audit.counts
 
 
 # -- erasure --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def subject(media_root):
     """User 4242's data of every kind, and someone else's."""
-    rows = [with_video(media_root, 400, user_id=4242), with_video(media_root, 1, user_id=4242),
-            VideoRequestFactory(user_id=4242, status="rejected")]
+    rows = [
+        with_video(media_root, 400, user_id=4242),
+        with_video(media_root, 1, user_id=4242),
+        VideoRequestFactory(user_id=4242, status="rejected"),
+    ]
     QuotaPolicyFactory(user_id=4242, quota_limit=9)
     UserBanFactory(user_id=4242, lifted_at=timezone.now(), lifted_by="mod")
     other = with_video(media_root, 1, user_id=7)
@@ -170,8 +187,16 @@ def test_erasure_deletes_the_users_data_and_keeps_others(subject, media_root):
     audit = DataLifecycleAudit.objects.get()
     assert (audit.operation, audit.actor, audit.outcome) == ("erase_user", "dpo", "done")
     assert audit.subject_key == lifecycle.subject_key(4242) and "4242" not in str(audit.counts) + audit.subject_key
-    assert audit.counts == {"requests": 3, "events": 4, "local_files": 2, "gcs_objects_deleted": 0,
-                            "gcs_objects_left": 0, "quota_policies": 1, "bans_deleted": 1, "bans_kept": 1}
+    assert audit.counts == {
+        "requests": 3,
+        "events": 4,
+        "local_files": 2,
+        "gcs_objects_deleted": 0,
+        "gcs_objects_left": 0,
+        "quota_policies": 1,
+        "bans_deleted": 1,
+        "bans_kept": 1,
+    }
     assert run("erase_user", "4242", "--check").startswith("erased on ")
     assert run("erase_user", "7", "--check") == "no erasure of user 7 is recorded\n"
 
@@ -192,6 +217,7 @@ def test_after_erasure_the_ban_in_force_still_refuses_the_user(subject):
 
 
 # -- outputs in Cloud Storage ---------------------------------------------------------------------
+
 
 def gcs_video(fake, user_id: int, days: float) -> tuple[VideoRequest, str]:
     """A finished request whose video Veo wrote to the fake's bucket."""
@@ -215,8 +241,9 @@ def test_purge_and_erasure_delete_objects_in_the_bucket(bucket, retention):
     fake, credentials = bucket
     old, old_uri = gcs_video(fake, 1001, 40)
     _, kept_uri = gcs_video(fake, 1001, 1)
-    deleted = lifecycle.purge_requests(cutoff=lifecycle.purge_cutoff(retention_days=30), batch=10, actor="ops",
-                                       gcs_credentials=credentials)
+    deleted = lifecycle.purge_requests(
+        cutoff=lifecycle.purge_cutoff(retention_days=30), batch=10, actor="ops", gcs_credentials=credentials
+    )
     assert (deleted.requests, deleted.gcs_deleted, deleted.gcs_left) == (1, 1, [])
     assert set(fake.gcs_objects) == {kept_uri}
     assert [r.method for r in fake.requests if r.kind == "delete"] == ["DELETE"]
@@ -227,18 +254,24 @@ def test_purge_and_erasure_delete_objects_in_the_bucket(bucket, retention):
     assert DataLifecycleAudit.objects.get(operation="erase_user").counts["gcs_objects_deleted"] == 1
 
 
-@pytest.mark.parametrize(("bucket_setting", "api", "problem"), [
-    ("", None, "no bucket is configured (VEO_OUTPUT_GCS_URI)"),
-    ("gs://veo-out/veo", "http://127.0.0.1:9", "Cloud Storage unreachable (ConnectionError)"),
-])
+@pytest.mark.parametrize(
+    ("bucket_setting", "api", "problem"),
+    [
+        ("", None, "no bucket is configured (VEO_OUTPUT_GCS_URI)"),
+        ("gs://veo-out/veo", "http://127.0.0.1:9", "Cloud Storage unreachable (ConnectionError)"),
+    ],
+)
 def test_objects_that_cannot_be_deleted_are_listed(bucket, settings, retention, bucket_setting, api, problem):
     fake, credentials = bucket
     _, uri = gcs_video(fake, 1001, 40)
     settings.VEO_OUTPUT_GCS_URI, settings.GCS_API_BASE_URL = bucket_setting, api or settings.GCS_API_BASE_URL
-    deleted = lifecycle.purge_requests(cutoff=lifecycle.purge_cutoff(retention_days=30), batch=10, actor="ops",
-                                       gcs_credentials=credentials)
+    deleted = lifecycle.purge_requests(
+        cutoff=lifecycle.purge_cutoff(retention_days=30), batch=10, actor="ops", gcs_credentials=credentials
+    )
     assert lifecycle.gcs_report(deleted) == [
-        f"1 gs:// objects are left in the bucket ({problem}); remove them with `gcloud storage rm`:", f"  {uri}"]
+        f"1 gs:// objects are left in the bucket ({problem}); remove them with `gcloud storage rm`:",
+        f"  {uri}",
+    ]
     assert set(fake.gcs_objects) == {uri} and deleted.requests == 1
     assert DataLifecycleAudit.objects.get().counts["gcs_objects_left"] == 1
 
@@ -251,8 +284,9 @@ def test_an_interrupted_purge_records_what_it_had_deleted(media_root, retention)
         raise KeyboardInterrupt  # Ctrl-C between two batches
 
     with pytest.raises(KeyboardInterrupt):
-        lifecycle.purge_requests(cutoff=lifecycle.purge_cutoff(retention_days=30), batch=3, actor="ops",
-                                 progress=stop_after_the_first_batch)
+        lifecycle.purge_requests(
+            cutoff=lifecycle.purge_cutoff(retention_days=30), batch=3, actor="ops", progress=stop_after_the_first_batch
+        )
     audit = DataLifecycleAudit.objects.get()
     assert (audit.outcome, audit.counts["requests"], audit.counts["local_files"]) == ("interrupted", 3, 3)
     assert VideoRequest.objects.count() == 1 and len(list(media_root.iterdir())) == 1

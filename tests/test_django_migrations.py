@@ -40,8 +40,9 @@ def _manage(*args: str, db: dict) -> str:
     """manage.py on another database, as a deployment runs it."""
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
     env.update(SECRET_KEY="tests-only", DATABASE_URL=database_url(db), VEOBOT_ENV_FILE=os.devnull)
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=180)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -57,9 +58,15 @@ def _recorded(db: dict) -> set[str]:
 
 
 def _moderator_permissions(db: dict) -> set[str]:
-    return {codename for (codename,) in _query(
-        db, "SELECT p.codename FROM auth_group g JOIN auth_group_permissions gp ON gp.group_id = g.id"
-            " JOIN auth_permission p ON p.id = gp.permission_id WHERE g.name = %s", (MODERATORS,))}
+    return {
+        codename
+        for (codename,) in _query(
+            db,
+            "SELECT p.codename FROM auth_group g JOIN auth_group_permissions gp ON gp.group_id = g.id"
+            " JOIN auth_permission p ON p.id = gp.permission_id WHERE g.name = %s",
+            (MODERATORS,),
+        )
+    }
 
 
 def test_a_database_that_applied_the_seven_replaced_migrations_sees_migrate_as_a_no_op(db_settings):

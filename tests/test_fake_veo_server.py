@@ -19,9 +19,10 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import google.oauth2.credentials
@@ -106,11 +107,11 @@ class Veo:
         self.flavor = flavor
 
     async def generate(self, prompt: str, model: str = MODEL, **config: Any) -> types.GenerateVideosOperation:
-        kwargs = dict(
-            model=model,
-            source=types.GenerateVideosSource(prompt=prompt),
-            config=types.GenerateVideosConfig(**config),
-        )
+        kwargs = {
+            "model": model,
+            "source": types.GenerateVideosSource(prompt=prompt),
+            "config": types.GenerateVideosConfig(**config),
+        }
         if self.flavor == "async":
             return await self.client.aio.models.generate_videos(**kwargs)
         return self.client.models.generate_videos(**kwargs)
@@ -356,9 +357,7 @@ def test_safety_filtered_finishes_without_videos(sdk, veo):
 
 
 def test_safety_filter_can_drop_some_samples(sdk, veo):
-    operation = sdk.run(
-        lambda api: api.finish("a cat [scenario:safety_filtered count=1]", number_of_videos=2)
-    )
+    operation = sdk.run(lambda api: api.finish("a cat [scenario:safety_filtered count=1]", number_of_videos=2))
 
     assert len(operation.response.generated_videos) == 1
     assert operation.response.rai_media_filtered_count == 1
@@ -377,9 +376,7 @@ def test_rate_limited_create_raises_client_error_429_then_succeeds(sdk, veo):
             error = raised.value
             assert (error.code, error.status) == (429, "RESOURCE_EXHAUSTED")
             assert error.message == "Resource exhausted. Please try again later."
-            assert error.details == {
-                "error": {"code": 429, "message": error.message, "status": "RESOURCE_EXHAUSTED"}
-            }
+            assert error.details == {"error": {"code": 429, "message": error.message, "status": "RESOURCE_EXHAUSTED"}}
         return await api.generate(prompt)
 
     operation = sdk.run(flow)
@@ -655,7 +652,7 @@ def _denied(resource: str) -> dict:
     return {
         "code": 403,
         "message": f"Permission 'aiplatform.endpoints.predict' denied on resource "
-                   f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).",
+        f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).",
         "status": "PERMISSION_DENIED",
     }
 
@@ -664,8 +661,13 @@ def _denied(resource: str) -> dict:
 def test_a_wrong_credential_is_refused_with_403_permission_denied(veo, mode):
     options = types.HttpOptions(base_url=veo.url)
     if mode == "vertex":
-        client = genai.Client(vertexai=True, project="p", location="us-central1", http_options=options,
-                              credentials=google.oauth2.credentials.Credentials(token="someone-elses-token"))
+        client = genai.Client(
+            vertexai=True,
+            project="p",
+            location="us-central1",
+            http_options=options,
+            credentials=google.oauth2.credentials.Credentials(token="someone-elses-token"),
+        )
     else:
         client = genai.Client(vertexai=True, api_key="someone-elses-key", http_options=options)
 
@@ -718,11 +720,14 @@ def test_cloud_storage_needs_an_accepted_bearer_token(veo):
     issued = _raw(veo, path, headers={"Authorization": "Bearer fake-access-token"})
 
     assert key_only[0] == 401 and _error(key_only[1]) == {
-        "code": 401, "message": "Request is missing required authentication credential.", "status": "UNAUTHENTICATED"}
+        "code": 401,
+        "message": "Request is missing required authentication credential.",
+        "status": "UNAUTHENTICATED",
+    }
     assert wrong[0] == 403 and _error(wrong[1]) == {
         "code": 403,
         "message": f"The caller does not have storage.objects.get access to the Google Cloud Storage object {uri}."
-                   " Permission 'storage.objects.get' denied on resource (or it may not exist).",
+        " Permission 'storage.objects.get' denied on resource (or it may not exist).",
         "status": "PERMISSION_DENIED",
     }
     assert issued == (200, veo.gcs_object(uri))
@@ -730,17 +735,37 @@ def test_cloud_storage_needs_an_accepted_bearer_token(veo):
 
 # Each documented parameter: a value the model accepts, and one it refuses with this message.
 PARAMETER_CASES = [
-    ("durationSeconds", 6, 5,
-     f"Unsupported output video duration 5 seconds for model {MODEL}; supported durations are [4, 6, 8]."),
-    ("durationSeconds", 4, "8",
-     f"Unsupported output video duration 8 seconds for model {MODEL}; supported durations are [4, 6, 8]."),
-    ("aspectRatio", "9:16", "1:1",
-     f"Unsupported aspectRatio \"1:1\" for model {MODEL}; supported values are ['16:9', '9:16']."),
-    ("resolution", "1080p", "4k",
-     f"Unsupported resolution \"4k\" for model {MODEL}; supported values are ['720p', '1080p']."),
-    ("personGeneration", "allow_all", "ALLOW_ADULT",
-     f"Unsupported personGeneration \"ALLOW_ADULT\" for model {MODEL}; supported values are"
-     " ['allow_adult', 'dont_allow', 'allow_all']."),
+    (
+        "durationSeconds",
+        6,
+        5,
+        f"Unsupported output video duration 5 seconds for model {MODEL}; supported durations are [4, 6, 8].",
+    ),
+    (
+        "durationSeconds",
+        4,
+        "8",
+        f"Unsupported output video duration 8 seconds for model {MODEL}; supported durations are [4, 6, 8].",
+    ),
+    (
+        "aspectRatio",
+        "9:16",
+        "1:1",
+        f"Unsupported aspectRatio \"1:1\" for model {MODEL}; supported values are ['16:9', '9:16'].",
+    ),
+    (
+        "resolution",
+        "1080p",
+        "4k",
+        f"Unsupported resolution \"4k\" for model {MODEL}; supported values are ['720p', '1080p'].",
+    ),
+    (
+        "personGeneration",
+        "allow_all",
+        "ALLOW_ADULT",
+        f'Unsupported personGeneration "ALLOW_ADULT" for model {MODEL}; supported values are'
+        " ['allow_adult', 'dont_allow', 'allow_all'].",
+    ),
     ("sampleCount", 4, 5, f"sampleCount must be between 1 and 4 for model {MODEL}, got 5."),
     ("sampleCount", 1, 0, f"sampleCount must be between 1 and 4 for model {MODEL}, got 0."),
     ("seed", 4294967295, 4294967296, "seed must be an integer between 0 and 4294967295, got 4294967296."),
@@ -751,14 +776,20 @@ PARAMETER_CASES = [
 
 def _create_with(veo, parameters: dict, model: str = MODEL) -> tuple[int, bytes]:
     path = CREATE_PATH["vertex"].replace(MODEL, model)
-    return _raw(veo, path, {"instances": [{"prompt": "a cat"}], "parameters": parameters},
-                headers={"Authorization": "Bearer test"})
+    return _raw(
+        veo,
+        path,
+        {"instances": [{"prompt": "a cat"}], "parameters": parameters},
+        headers={"Authorization": "Bearer test"},
+    )
 
 
-@pytest.mark.parametrize(("name", "accepted", "refused", "message"), PARAMETER_CASES,
-                         ids=[f"{case[0]}={case[2]!r}" for case in PARAMETER_CASES])
-def test_parameter_values_outside_the_documented_sets_are_400_invalid_argument(veo, name, accepted, refused,
-                                                                               message):
+@pytest.mark.parametrize(
+    ("name", "accepted", "refused", "message"),
+    PARAMETER_CASES,
+    ids=[f"{case[0]}={case[2]!r}" for case in PARAMETER_CASES],
+)
+def test_parameter_values_outside_the_documented_sets_are_400_invalid_argument(veo, name, accepted, refused, message):
     ok_status, _ = _create_with(veo, {name: accepted})
     status, body = _create_with(veo, {name: refused})
 
@@ -770,18 +801,29 @@ def test_parameter_values_outside_the_documented_sets_are_400_invalid_argument(v
 def test_a_model_where_1080p_needs_8_seconds_refuses_it_at_4(veo):
     veo.models["veo-strict"] = ModelCapabilities(resolutions={"720p": (4, 6, 8), "1080p": (8,)})
 
-    statuses = [_create_with(veo, {"resolution": "1080p", "durationSeconds": seconds}, model="veo-strict")
-                for seconds in (8, 4)] + [_create_with(veo, {"resolution": "1080p"}, model="veo-strict")]
+    statuses = [
+        _create_with(veo, {"resolution": "1080p", "durationSeconds": seconds}, model="veo-strict") for seconds in (8, 4)
+    ] + [_create_with(veo, {"resolution": "1080p"}, model="veo-strict")]
 
     assert [status for status, _ in statuses] == [200, 400, 200]  # left out, the duration is 8 s
-    assert _error(statuses[1][1])["message"] == "Resolution 1080p is only supported with durations [8] for model" \
-                                                " veo-strict."
+    assert (
+        _error(statuses[1][1])["message"] == "Resolution 1080p is only supported with durations [8] for model"
+        " veo-strict."
+    )
 
 
 @pytest.mark.parametrize("model", sorted(MODEL_CAPABILITIES))
 def test_every_known_model_accepts_the_bots_parameters(veo, model):
-    parameters = {"sampleCount": 1, "durationSeconds": 4, "aspectRatio": "16:9", "resolution": "1080p",
-                  "personGeneration": "allow_adult", "generateAudio": True, "seed": 7, "negativePrompt": "blur"}
+    parameters = {
+        "sampleCount": 1,
+        "durationSeconds": 4,
+        "aspectRatio": "16:9",
+        "resolution": "1080p",
+        "personGeneration": "allow_adult",
+        "generateAudio": True,
+        "seed": 7,
+        "negativePrompt": "blur",
+    }
 
     assert _create_with(veo, parameters, model=model)[0] == 200
 
@@ -797,8 +839,10 @@ def test_an_unknown_model_is_404_not_found_through_the_sdk(sdk, veo):
     resource = CREATE_PATH[sdk.mode].replace(MODEL, "veo-9-generate")
     resource = resource.removeprefix("/v1beta1/").removesuffix(":predictLongRunning")
     assert (error.code, error.status) == (404, "NOT_FOUND")
-    assert error.message == (f"Publisher Model `{resource}` was not found or your project does not have access to"
-                             " it. Please ensure you are using a valid model version.")
+    assert error.message == (
+        f"Publisher Model `{resource}` was not found or your project does not have access to"
+        " it. Please ensure you are using a valid model version."
+    )
     assert veo.operations == {}
 
 
@@ -826,7 +870,8 @@ def test_gcs_objects_can_be_downloaded_over_the_json_api(veo):
     bucket, _, obj = uri.removeprefix("gs://").partition("/")
 
     status, data = _raw(
-        veo, f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(obj, safe='')}?alt=media",
+        veo,
+        f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(obj, safe='')}?alt=media",
         headers={"Authorization": "Bearer test"},
     )
 
@@ -848,7 +893,5 @@ def test_tiny_mp4_is_a_well_formed_iso_bmff_file(tmp_path):
     if shutil.which("ffprobe"):
         path = tmp_path / "tiny.mp4"
         path.write_bytes(data)
-        probe = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_format", str(path)], capture_output=True, text=True
-        )
+        probe = subprocess.run(["ffprobe", "-v", "error", "-show_format", str(path)], capture_output=True, text=True)
         assert probe.returncode == 0 and "format_name=mov,mp4" in probe.stdout

@@ -49,9 +49,14 @@ def test_v4_signing_matches_the_published_vectors(tmp_path, vector):
     key = service_account_key(tmp_path, token_uri="http://127.0.0.1:9/token", email=VECTORS["signerEmail"])
     signer = service_account.Credentials.from_service_account_file(str(key.path))
     method, expected = vector["method"], vector["expectedUrl"]
-    url = gcs_signing.sign_url(bucket=vector["bucket"], name=vector["object"], signer=signer,
-                               ttl=timedelta(seconds=vector["expiration"]),
-                               now=datetime.fromisoformat(vector["timestamp"]), method=method)
+    url = gcs_signing.sign_url(
+        bucket=vector["bucket"],
+        name=vector["object"],
+        signer=signer,
+        ttl=timedelta(seconds=vector["expiration"]),
+        now=datetime.fromisoformat(vector["timestamp"]),
+        method=method,
+    )
 
     # Everything but the signature is byte for byte the published URL ...
     assert unsigned_part(url) == unsigned_part(expected)
@@ -71,8 +76,9 @@ def test_object_names_are_escaped_in_the_path_and_the_ttl_is_bounded(tmp_path):
     key = service_account_key(tmp_path, token_uri="http://127.0.0.1:9/token")
     signer = service_account.Credentials.from_service_account_file(str(key.path))
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    url = gcs_signing.sign_url(bucket="veo-out", name="videos/12/a b&c+é.mp4", signer=signer,
-                               ttl=gcs_signing.MAX_TTL, now=now)
+    url = gcs_signing.sign_url(
+        bucket="veo-out", name="videos/12/a b&c+é.mp4", signer=signer, ttl=gcs_signing.MAX_TTL, now=now
+    )
     parts = urlsplit(url)
     assert parts.path == "/veo-out/videos/12/a%20b%26c%2B%C3%A9.mp4"
     query = parse_qs(parts.query)
@@ -97,11 +103,14 @@ def test_object_info_reads_size_and_type_with_a_service_account(gcs_api, signing
     assert metadata.path == "/storage/v1/b/veo-out/o/veo%2F1%2Fsample_0.mp4"
 
 
-@pytest.mark.parametrize(("status", "stall", "problem"), [
-    (403, 0, "Cloud Storage answered 403"),
-    (404, 0, "Cloud Storage answered 404"),
-    (None, 3, "Cloud Storage unreachable (ReadTimeout)"),
-])
+@pytest.mark.parametrize(
+    ("status", "stall", "problem"),
+    [
+        (403, 0, "Cloud Storage answered 403"),
+        (404, 0, "Cloud Storage answered 404"),
+        (None, 3, "Cloud Storage unreachable (ReadTimeout)"),
+    ],
+)
 def test_object_info_reports_problems_instead_of_raising(gcs_api, signing_key, settings, status, stall, problem):
     settings.VEO_HTTP_TIMEOUT = timedelta(seconds=1)
     uri = "gs://veo-out/veo/2/sample_0.mp4"

@@ -26,18 +26,19 @@ from tests import hostile_corpus as corpus
 from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes import discord_server as fake
 from tests.fakes.interactions import CHANNEL_ID, deliver, deliver_and_wait, slash_command, user
+from tests.hypothesis_profiles import examples
 from tests.workers import database_url
 from tracking import services
 from tracking.errors import InvalidInput
 from tracking.models import VideoRequest
-from tests.hypothesis_profiles import examples
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # A new seed every run (tests/hypothesis_profiles.py, printed in pytest's header); more examples
 # in CI and in `make chaos`; no per-example deadline on a shared machine.
-PROPERTY = hypothesis_settings(max_examples=examples(quick=60),
-                               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PROPERTY = hypothesis_settings(
+    max_examples=examples(quick=60), suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 def normalised(text: str) -> str:
@@ -139,14 +140,20 @@ def test_hostile_prompts_through_veo(server, quiet_logs):
 @pytest.mark.usefixtures("bot_settings")
 def test_markdown_and_mentions_are_escaped_in_the_queued_embed(server):
     masked, everyone = prompt_payload("[free nitro](https://phish.example) a fox"), prompt_payload("@everyone a fox")
-    fence = veo_payload([corpus.option("prompt", "```a fox in snow", 3),
-                         corpus.option("negative_prompt", "<@&123456789012345678> ||rain||", 3)])
+    fence = veo_payload(
+        [
+            corpus.option("prompt", "```a fox in snow", 3),
+            corpus.option("negative_prompt", "<@&123456789012345678> ||rain||", 3),
+        ]
+    )
     run_payloads(server, [masked, everyone, fence])
     assert reply_to(server, masked)["embeds"][0]["description"] == r"\[free nitro\](https://phish.example) a fox"
     assert reply_to(server, everyone)["embeds"][0]["description"] == "@\u200beveryone a fox"
     embed = reply_to(server, fence)["embeds"][0]
     assert embed["description"] == r"\`\`\`a fox in snow"
-    assert {f["name"]: f["value"] for f in embed["fields"]}["Avoid"] == "\\<@\u200b&123456789012345678\\> \\|\\|rain\\|\\|"
+    assert {f["name"]: f["value"] for f in embed["fields"]}[
+        "Avoid"
+    ] == "\\<@\u200b&123456789012345678\\> \\|\\|rain\\|\\|"
 
 
 @bot_test
@@ -160,8 +167,10 @@ def test_a_hostile_prompt_delivered_in_the_channel_pings_only_the_requester(serv
     async def scenario(bot):
         await deliver_and_wait(bot, payload, server=server)
         server.advance(16 * 60)
-        await eventually(lambda: VideoRequest.objects.filter(interaction_id=int(payload["id"]),
-                                                             delivered_at__isnull=False).exists(), what="delivery")
+        await eventually(
+            lambda: VideoRequest.objects.filter(interaction_id=int(payload["id"]), delivered_at__isnull=False).exists(),
+            what="delivery",
+        )
 
     run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
     queued, post = server.messages_in(CHANNEL_ID)
@@ -196,7 +205,12 @@ def test_tampered_options_get_a_specific_private_refusal(server, quiet_logs):
             assert_refused_privately(server, payloads[case.name], case.refusal)
     row = VideoRequest.objects.get(interaction_id=int(payloads["every_option_valid"]["id"]))
     assert (row.duration_seconds, row.aspect_ratio, row.resolution, row.generate_audio, row.negative_prompt) == (
-        8, "9:16", "1080p", False, "rain")
+        8,
+        "9:16",
+        "1080p",
+        False,
+        "rain",
+    )
     assert VideoRequest.objects.count() == 1
     assert assert_inert(server) == len(corpus.TAMPERED)
 
@@ -209,7 +223,10 @@ def test_ids_that_are_not_snowflakes_are_refused_for_every_command(server, quiet
     payloads = []
     for bad in corpus.NOT_SNOWFLAKES:
         options = {"prompt": "a red fox in snow"} if command == "veo" else {}
-        as_user, in_guild = slash_command(command, options, author=user(bad)), slash_command(command, options, guild_id=bad)
+        as_user, in_guild = (
+            slash_command(command, options, author=user(bad)),
+            slash_command(command, options, guild_id=bad),
+        )
         with_id, in_channel = slash_command(command, options), slash_command(command, options)
         with_id["id"] = str(bad)
         in_channel["channel_id"] = in_channel["channel"]["id"] = str(bad)
@@ -317,8 +334,16 @@ def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, nega
     except InvalidInput as error:
         assert error.field in ("prompt", "negative_prompt") and str(error)
         return
-    request = unsaved_request(request_id=1, interaction_id=1, user_id=1, guild_id=1, channel_id=1, params=clean,
-                              status="pending", created_at=None)
+    request = unsaved_request(
+        request_id=1,
+        interaction_id=1,
+        user_id=1,
+        guild_id=1,
+        channel_id=1,
+        params=clean,
+        status="pending",
+        created_at=None,
+    )
     embed = display.queued_embed(request, ahead=0, median_ms=None, remaining=1, limit=5, reset_at=None)
     message = {"embeds": [embed.to_dict()]}
     assert len(embed) <= display.EMBED_TOTAL_MAX and len(embed.description) <= display.DESCRIPTION_MAX
@@ -346,15 +371,18 @@ def test_hostile_prompts_through_the_cli(case, quiet_logs):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("args", "message"), [
-    (["--user", "0"], "user_id must be a positive 64-bit Discord id (got 0)"),
-    (["--user", str(2**64)], "user_id must be a positive 64-bit Discord id"),
-    (["--user", "42", "--guild", "-7"], "guild_id must be a positive 64-bit Discord id (got -7)"),
-    (["--user", "42", "--seed", str(2**70)], "seed must be a whole number from 0 to 4294967295"),
-    (["--user", "42", "--seed", "-1"], "seed must be a whole number from 0 to 4294967295"),
-    (["--user", "42", "--negative", "rain\x00"], "negative_prompt contains a NUL character (U+0000) at position 5"),
-    (["--user", "42", "--negative", "\u202erain"], "negative_prompt contains a bidirectional control character"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "0"], "user_id must be a positive 64-bit Discord id (got 0)"),
+        (["--user", str(2**64)], "user_id must be a positive 64-bit Discord id"),
+        (["--user", "42", "--guild", "-7"], "guild_id must be a positive 64-bit Discord id (got -7)"),
+        (["--user", "42", "--seed", str(2**70)], "seed must be a whole number from 0 to 4294967295"),
+        (["--user", "42", "--seed", "-1"], "seed must be a whole number from 0 to 4294967295"),
+        (["--user", "42", "--negative", "rain\x00"], "negative_prompt contains a NUL character (U+0000) at position 5"),
+        (["--user", "42", "--negative", "\u202erain"], "negative_prompt contains a bidirectional control character"),
+    ],
+)
 def test_cli_refuses_out_of_range_ids_and_values_without_a_row(args, message):
     before = VideoRequest.objects.count()
     with pytest.raises(CommandError) as raised:
@@ -363,21 +391,37 @@ def test_cli_refuses_out_of_range_ids_and_values_without_a_row(args, message):
     assert VideoRequest.objects.count() == before
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    # Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape).
-    ([b"a fox \xff in snow", b"--user", b"42"], "prompt contains an unpaired surrogate (U+DCFF) at position 7"),
-    (["a red fox in snow", "--user", "abc"], "argument --user: invalid int value: 'abc'"),
-    (["a red fox in snow", "--user", "42", "--duration", "5"], "argument --duration: invalid choice: 5"),
-    (["a red fox in snow", "--user", "42", "--ratio", "21:9"], "argument --ratio: invalid choice: '21:9'"),
-    (["a red fox in snow", "--user", "42", "--seed", "1e3"], "argument --seed: invalid int value: '1e3'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape).
+        ([b"a fox \xff in snow", b"--user", b"42"], "prompt contains an unpaired surrogate (U+DCFF) at position 7"),
+        (["a red fox in snow", "--user", "abc"], "argument --user: invalid int value: 'abc'"),
+        (["a red fox in snow", "--user", "42", "--duration", "5"], "argument --duration: invalid choice: 5"),
+        (["a red fox in snow", "--user", "42", "--ratio", "21:9"], "argument --ratio: invalid choice: '21:9'"),
+        (["a red fox in snow", "--user", "42", "--seed", "1e3"], "argument --seed: invalid int value: '1e3'"),
+    ],
+)
 def test_cli_process_refuses_with_one_line_and_no_traceback(db_settings, argv, message):
     before = VideoRequest.objects.count()
-    environment = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "tests-only", "DISCORD_TOKEN": "",
-                   "DATABASE_URL": database_url(db_settings)}
-    result = subprocess.run([sys.executable.encode(), b"manage.py", b"veo", *[
-        arg if isinstance(arg, bytes) else arg.encode() for arg in argv]], cwd=ROOT, env=environment,
-        capture_output=True, timeout=120)
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "SECRET_KEY": "tests-only",
+        "DISCORD_TOKEN": "",
+        "DATABASE_URL": database_url(db_settings),
+    }
+    result = subprocess.run(
+        [
+            sys.executable.encode(),
+            b"manage.py",
+            b"veo",
+            *[arg if isinstance(arg, bytes) else arg.encode() for arg in argv],
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        timeout=120,
+    )
     stderr = result.stderr.decode(errors="replace")
     assert result.returncode != 0 and message in stderr and "Traceback" not in stderr, stderr
     assert VideoRequest.objects.count() == before
@@ -387,10 +431,37 @@ def test_cli_process_refuses_with_one_line_and_no_traceback(db_settings, argv, m
 
 LIST = "/admin/tracking/videorequest/"
 # A browser cannot send a lone surrogate (it is not UTF-8); its bytes arrive decoded as U+FFFD.
-PANEL_CASES = {"nul", "zalgo", "right_to_left_override", "ansi_escape", "everyone", "masked_link", "sql_drop",
-               "emoji_only", "whitespace_only", "zero_width_only"}
+PANEL_CASES = {
+    "nul",
+    "zalgo",
+    "right_to_left_override",
+    "ansi_escape",
+    "everyone",
+    "masked_link",
+    "sql_drop",
+    "emoji_only",
+    "whitespace_only",
+    "zero_width_only",
+}
 HOSTILE_VALUES = [case.text for case in corpus.PROMPTS if case.name in PANEL_CASES] + [
-    "²", "١٢٣", "#²", "9999", "9" * 30, "-1", "0", "1e9", "' OR 1=1 --", "%00", "\\", "&&", "!!!", "-", '"', "a:*", "<->"]
+    "²",
+    "١٢٣",
+    "#²",
+    "9999",
+    "9" * 30,
+    "-1",
+    "0",
+    "1e9",
+    "' OR 1=1 --",
+    "%00",
+    "\\",
+    "&&",
+    "!!!",
+    "-",
+    '"',
+    "a:*",
+    "<->",
+]
 
 
 @pytest.fixture
@@ -410,10 +481,26 @@ def shown_messages(response) -> list[str]:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("parameter", ["q", "guild", "created_from", "created_to", "status__exact",
-                                       "review_status__exact", "duration_seconds__exact", "aspect_ratio__exact",
-                                       "safety", "delivered", "o", "p", "created_at__year", "created_at__month",
-                                       "created_at__day"])
+@pytest.mark.parametrize(
+    "parameter",
+    [
+        "q",
+        "guild",
+        "created_from",
+        "created_to",
+        "status__exact",
+        "review_status__exact",
+        "duration_seconds__exact",
+        "aspect_ratio__exact",
+        "safety",
+        "delivered",
+        "o",
+        "p",
+        "created_at__year",
+        "created_at__month",
+        "created_at__day",
+    ],
+)
 def test_hostile_list_parameters_never_break_the_list(mod, parameter, quiet_logs):
     from tests.factories import VideoRequestFactory
 
@@ -427,12 +514,15 @@ def test_hostile_list_parameters_never_break_the_list(mod, parameter, quiet_logs
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("url", "parameters"), [
-    ("/admin/tracking/userban/", ["q", "o", "p", "lifted_at__isempty"]),
-    ("/admin/tracking/quotapolicy/", ["q", "o", "p"]),
-    ("/admin/tracking/blockedterm/", ["q", "o", "p", "kind__exact", "enabled__exact"]),
-    ("/admin/tracking/discordaction/", ["q", "o", "p"]),
-])
+@pytest.mark.parametrize(
+    ("url", "parameters"),
+    [
+        ("/admin/tracking/userban/", ["q", "o", "p", "lifted_at__isempty"]),
+        ("/admin/tracking/quotapolicy/", ["q", "o", "p"]),
+        ("/admin/tracking/blockedterm/", ["q", "o", "p", "kind__exact", "enabled__exact"]),
+        ("/admin/tracking/discordaction/", ["q", "o", "p"]),
+    ],
+)
 def test_hostile_parameters_on_the_other_lists(mod, url, parameters, quiet_logs):
     for parameter in parameters:
         for value in HOSTILE_VALUES:
@@ -440,10 +530,13 @@ def test_hostile_parameters_on_the_other_lists(mod, url, parameters, quiet_logs)
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("value", "message"), [
-    ("²", "guild: enter a guild id (digits) or dm for direct messages"),
-    ("9" * 30, "guild: enter a guild id (digits) or dm for direct messages"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("²", "guild: enter a guild id (digits) or dm for direct messages"),
+        ("9" * 30, "guild: enter a guild id (digits) or dm for direct messages"),
+    ],
+)
 def test_a_hostile_guild_filter_says_what_to_enter(mod, value, message):
     assert message in shown_messages(page(mod, LIST, {"guild": value}))
 
@@ -459,32 +552,57 @@ def test_an_export_with_an_invalid_filter_says_so(mod):
 def test_a_nul_in_a_list_address_is_dropped_with_a_message(mod, url):
     response = mod.get(url, {"q": "a fox\x00 in snow", "status__exact": "\x00", "o": "1"}, follow=True)
     assert response.status_code == 200 and response.redirect_chain[-1][0].endswith("?o=1")
-    assert ("Ignored 'q', 'status__exact': the address contained a NUL character (U+0000), which no value can hold."
-            in shown_messages(response))
+    assert (
+        "Ignored 'q', 'status__exact': the address contained a NUL character (U+0000), which no value can hold."
+        in shown_messages(response)
+    )
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", [
-    LIST + "user/0/", LIST + f"user/{2**63}/", LIST + f"user/{2**70}/", LIST + "user/42/?before=²",
-    LIST + f"user/42/?before={2**70}", LIST + "user/42/?before=-5", LIST + "user/42/?before=%00",
-    LIST + f"{2**70}/change/", LIST + "abc/change/", LIST + f"{2**63}/output/0/", LIST + f"1/output/{2**70}/",
-    LIST + "dashboard/?days=%00", LIST + "dashboard/?days=²",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        LIST + "user/0/",
+        LIST + f"user/{2**63}/",
+        LIST + f"user/{2**70}/",
+        LIST + "user/42/?before=²",
+        LIST + f"user/42/?before={2**70}",
+        LIST + "user/42/?before=-5",
+        LIST + "user/42/?before=%00",
+        LIST + f"{2**70}/change/",
+        LIST + "abc/change/",
+        LIST + f"{2**63}/output/0/",
+        LIST + f"1/output/{2**70}/",
+        LIST + "dashboard/?days=%00",
+        LIST + "dashboard/?days=²",
+    ],
+)
 def test_hostile_ids_in_panel_urls_are_not_found_or_ignored(mod, url, quiet_logs):
     page(mod, url)
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("action", ["approve_requests", "flag_requests", "remove_outputs", "refund_requests",
-                                    "cancel_requests", "ban_users"])
+@pytest.mark.parametrize(
+    "action", ["approve_requests", "flag_requests", "remove_outputs", "refund_requests", "cancel_requests", "ban_users"]
+)
 def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
     from tests.factories import VideoRequestFactory
 
     row = VideoRequestFactory(prompt="a red fox in snow")
-    for reason, accepted in [("a\x00b", False), ("x" * 1001, False), (" \t\n ", False),
-                             ("@everyone <script>alert(1)</script> '; DROP TABLE user_bans; --", True)]:
-        data = {"action": action, "_selected_action": [row.id], "apply": "1", "reason": reason, "scope": "everywhere",
-                "_from_detail": "²"}
+    for reason, accepted in [
+        ("a\x00b", False),
+        ("x" * 1001, False),
+        (" \t\n ", False),
+        ("@everyone <script>alert(1)</script> '; DROP TABLE user_bans; --", True),
+    ]:
+        data = {
+            "action": action,
+            "_selected_action": [row.id],
+            "apply": "1",
+            "reason": reason,
+            "scope": "everywhere",
+            "_from_detail": "²",
+        }
         response = page(mod, LIST, data, post=True)
         if not accepted:
             assert response.status_code == 200 and response.context["form"].errors  # asked again, with why
@@ -493,27 +611,55 @@ def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("url", "data", "error"), [
-    ("/admin/tracking/userban/add/", {"user_id": str(2**64), "reason": "spam"}, "Ensure this value is less than"),
-    ("/admin/tracking/userban/add/", {"user_id": "-4", "reason": "spam"}, "The user id must be a Discord id"),
-    ("/admin/tracking/userban/add/", {"user_id": "42", "reason": "sp\x00am"}, "Null characters are not allowed."),
-    ("/admin/tracking/userban/add/", {"user_id": "42", "reason": "spam", "expires_at_0": "9999999-01-01",
-                                      "expires_at_1": "25:61"}, "Enter a valid date."),
-    ("/admin/tracking/quotapolicy/add/", {"user_id": "42", "quota_limit": str(2**40), "quota_window": "1 00:00:00"},
-     "Ensure this value is less than"),
-    ("/admin/tracking/quotapolicy/add/", {"user_id": "42", "quota_limit": "5", "quota_window": "999999999999 00:00:00"},
-     "The number of days must be between"),
-    ("/admin/tracking/quotapolicy/add/", {"user_id": "42", "quota_limit": "5", "quota_window": "\x00"},
-     "Enter a valid duration."),
-    ("/admin/tracking/quotapolicy/add/", {"guild_id": "²", "quota_limit": "5", "quota_window": "1 00:00:00"},
-     "Enter a whole number."),
-    ("/admin/tracking/blockedterm/add/", {"kind": "word", "pattern": "kra\x00ken", "enabled": "on"},
-     "Null characters are not allowed."),
-    ("/admin/tracking/blockedterm/add/", {"kind": "regex", "pattern": "(a+)+$" * 50, "enabled": "on"}, ""),
-    ("/admin/tracking/blockedterm/add/", {"kind": "sql", "pattern": "x", "enabled": "on"}, "Select a valid choice."),
-    ("/admin/tracking/blockedterm/add/", {"kind": "word", "pattern": "x", "guild_id": str(2**63), "enabled": "on"},
-     "Ensure this value is less than"),
-])
+@pytest.mark.parametrize(
+    ("url", "data", "error"),
+    [
+        ("/admin/tracking/userban/add/", {"user_id": str(2**64), "reason": "spam"}, "Ensure this value is less than"),
+        ("/admin/tracking/userban/add/", {"user_id": "-4", "reason": "spam"}, "The user id must be a Discord id"),
+        ("/admin/tracking/userban/add/", {"user_id": "42", "reason": "sp\x00am"}, "Null characters are not allowed."),
+        (
+            "/admin/tracking/userban/add/",
+            {"user_id": "42", "reason": "spam", "expires_at_0": "9999999-01-01", "expires_at_1": "25:61"},
+            "Enter a valid date.",
+        ),
+        (
+            "/admin/tracking/quotapolicy/add/",
+            {"user_id": "42", "quota_limit": str(2**40), "quota_window": "1 00:00:00"},
+            "Ensure this value is less than",
+        ),
+        (
+            "/admin/tracking/quotapolicy/add/",
+            {"user_id": "42", "quota_limit": "5", "quota_window": "999999999999 00:00:00"},
+            "The number of days must be between",
+        ),
+        (
+            "/admin/tracking/quotapolicy/add/",
+            {"user_id": "42", "quota_limit": "5", "quota_window": "\x00"},
+            "Enter a valid duration.",
+        ),
+        (
+            "/admin/tracking/quotapolicy/add/",
+            {"guild_id": "²", "quota_limit": "5", "quota_window": "1 00:00:00"},
+            "Enter a whole number.",
+        ),
+        (
+            "/admin/tracking/blockedterm/add/",
+            {"kind": "word", "pattern": "kra\x00ken", "enabled": "on"},
+            "Null characters are not allowed.",
+        ),
+        ("/admin/tracking/blockedterm/add/", {"kind": "regex", "pattern": "(a+)+$" * 50, "enabled": "on"}, ""),
+        (
+            "/admin/tracking/blockedterm/add/",
+            {"kind": "sql", "pattern": "x", "enabled": "on"},
+            "Select a valid choice.",
+        ),
+        (
+            "/admin/tracking/blockedterm/add/",
+            {"kind": "word", "pattern": "x", "guild_id": str(2**63), "enabled": "on"},
+            "Ensure this value is less than",
+        ),
+    ],
+)
 def test_hostile_ban_policy_and_blocked_term_forms_are_refused_with_a_reason(mod, url, data, error, quiet_logs):
     from tracking.models import BlockedTerm, QuotaPolicy, UserBan
 

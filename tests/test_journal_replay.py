@@ -66,8 +66,11 @@ def history(request_id: int) -> list[tuple]:
 
 
 def assert_recorded_as(outcome, row: VideoRequest) -> None:
-    assert (row.status, row.error_code, row.counts_toward_quota) == (outcome.status, outcome.code,
-                                                                     not outcome.refunded), outcome.name
+    assert (row.status, row.error_code, row.counts_toward_quota) == (
+        outcome.status,
+        outcome.code,
+        not outcome.refunded,
+    ), outcome.name
     assert outcome.told_by(history(row.id)), (outcome.name, history(row.id))
     assert row.delivered_at is not None and row.delivery_method == "cli"
     assert row.created_at <= row.completed_at <= row.delivered_at
@@ -98,8 +101,10 @@ def test_every_outcome_the_degraded_runner_journals_replays_whole(outcome, veo, 
 
 def test_all_outcomes_in_one_journal_replay_in_one_pass(veo, tmp_path):
     degraded = Degraded(tmp_path / "journal", tmp_path / "media")
-    requests = {outcome.name: degraded.request(outcome.prompt(f"a heron, take {n}"), user_id=100 + n)
-                for n, outcome in enumerate(OUTCOMES)}
+    requests = {
+        outcome.name: degraded.request(outcome.prompt(f"a heron, take {n}"), user_id=100 + n)
+        for n, outcome in enumerate(OUTCOMES)
+    }
 
     async def outage_then_recovery():
         await degraded.run(*requests.values(), cancel_generating={requests["cancelled"].interaction_id})
@@ -128,7 +133,7 @@ def _function(path: Path) -> str:
     """The CREATE OR REPLACE FUNCTION replay_video_request statement of a migration file."""
     text = path.read_text()
     start = text.index("CREATE OR REPLACE FUNCTION replay_video_request")
-    return text[start:text.index("$$;", text.index("BEGIN", start)) + 3]
+    return text[start : text.index("$$;", text.index("BEGIN", start)) + 3]
 
 
 def test_an_unreplayable_entry_is_quarantined_and_retried_after_the_fix(veo, tmp_path, capsys):
@@ -137,8 +142,10 @@ def test_an_unreplayable_entry_is_quarantined_and_retried_after_the_fix(veo, tmp
     every pass gave up on it and on every entry after it, forever. Replayed by that function, the
     entry is now quarantined and the others land; once the function is fixed, a retry lands it."""
     degraded = Degraded(tmp_path / "journal", tmp_path / "media")
-    first, failed, last = (degraded.request(BY_NAME[name].prompt(f"a heron, {name}"), user_id=200 + n)
-                           for n, name in enumerate(["completed", "operation_failed", "completed"]))
+    first, failed, last = (
+        degraded.request(BY_NAME[name].prompt(f"a heron, {name}"), user_id=200 + n)
+        for n, name in enumerate(["completed", "operation_failed", "completed"])
+    )
     asyncio.run(degraded.run(first, failed, last))
     _as_the_previous_version_wrote_it(degraded.journal.path, failed.interaction_id)
     with connection.cursor() as cursor:
@@ -162,8 +169,11 @@ def test_an_unreplayable_entry_is_quarantined_and_retried_after_the_fix(veo, tmp
 
     out = io.StringIO()
     call_command("replay_journal", stdout=out)
-    assert re.search(rf"{re.escape(kept.key)}: request of interaction {failed.interaction_id}, quarantined .*"
-                     r"cannot extract elements from a scalar", out.getvalue())
+    assert re.search(
+        rf"{re.escape(kept.key)}: request of interaction {failed.interaction_id}, quarantined .*"
+        r"cannot extract elements from a scalar",
+        out.getvalue(),
+    )
     call_command("replay_journal", "--retry", stdout=out)
     assert f"{kept.key}: replayed" in out.getvalue()
     assert_recorded_as(BY_NAME["operation_failed"], VideoRequest.objects.get(interaction_id=failed.interaction_id))
@@ -181,20 +191,26 @@ def test_lines_that_are_not_entries_are_kept_aside_and_the_rest_lands(tmp_path):
     good = [journal_request(_request(user_id=300 + n)) for n in range(2)]
     refused = {**journal_request(_request(user_id=302)), "duration_seconds": 5}  # no such length: a CHECK refuses it
     garbage, orphan_step = b"\x00\xff not json at all\n", {"kind": "step", "interaction_id": 1, "step": {}}
-    lines = [json.dumps({"kind": "request", "interaction_id": good[0]["interaction_id"], "request": good[0]}).encode()
-             + b"\n", garbage, json.dumps(orphan_step).encode() + b"\n",
-             json.dumps({"kind": "request", "interaction_id": refused["interaction_id"], "request": refused}).encode()
-             + b"\n",
-             json.dumps({"kind": "request", "interaction_id": good[1]["interaction_id"], "request": good[1]}).encode()
-             + b"\n"]
+    lines = [
+        json.dumps({"kind": "request", "interaction_id": good[0]["interaction_id"], "request": good[0]}).encode()
+        + b"\n",
+        garbage,
+        json.dumps(orphan_step).encode() + b"\n",
+        json.dumps({"kind": "request", "interaction_id": refused["interaction_id"], "request": refused}).encode()
+        + b"\n",
+        json.dumps({"kind": "request", "interaction_id": good[1]["interaction_id"], "request": good[1]}).encode()
+        + b"\n",
+    ]
     (directory / "deadhost-1-abc.jsonl").write_bytes(b"".join(lines))
 
     replayer = JournalReplayer(journal=Journal(directory), under_way=set, health=DatabaseHealth())
     assert asyncio.run(replayer.replay()) == 2
     assert set(VideoRequest.objects.values_list("user_id", flat=True)) == {300, 301}
     assert not (directory / "deadhost-1-abc.jsonl").exists()
-    kept = {entry.entry.get("line") or entry.entry["interaction_id"]: entry
-            for entry in journal_module.quarantined(directory)}
+    kept = {
+        entry.entry.get("line") or entry.entry["interaction_id"]: entry
+        for entry in journal_module.quarantined(directory)
+    }
     assert set(kept) == {2, 3, refused["interaction_id"]}
     assert base64.b64decode(kept[2].entry["raw_base64"]) == garbage
     assert "a step whose request is not in the file" in kept[3].entry["error"]
@@ -213,27 +229,47 @@ def test_lines_that_are_not_entries_are_kept_aside_and_the_rest_lands(tmp_path):
 
 def _request(*, user_id: int):
     params = services.clean_parameters(VideoParameters(prompt=f"a heron for user {user_id}"))
-    return unsaved_request(request_id=None, interaction_id=next_interaction(), user_id=user_id, guild_id=None,
-                           channel_id=8, params=params, status=Status.PENDING, created_at=timezone.now())
+    return unsaved_request(
+        request_id=None,
+        interaction_id=next_interaction(),
+        user_id=user_id,
+        guild_id=None,
+        channel_id=8,
+        params=params,
+        status=Status.PENDING,
+        created_at=timezone.now(),
+    )
 
 
 def test_a_run_that_ends_during_a_pass_is_written_whole_in_a_later_one(tmp_path):
     """It was read while still generating; written from that read, the worker would have taken
     the delivered request for unfinished and delivered it again."""
     journal = Journal(tmp_path / "journal")
-    steps = {"generating": {"status": Status.GENERATING, "operation_name": "operations/1"},
-             "completed": {"status": Status.COMPLETED, "output_uris": ["file:1.mp4"], "public_urls": [],
-                           "output_size_bytes": 10},
-             "delivered": {"delivered": True, "method": "interaction", "message_id": 99, "error": None}}
+    steps = {
+        "generating": {"status": Status.GENERATING, "operation_name": "operations/1"},
+        "completed": {
+            "status": Status.COMPLETED,
+            "output_uris": ["file:1.mp4"],
+            "public_urls": [],
+            "output_size_bytes": 10,
+        },
+        "delivered": {"delivered": True, "method": "interaction", "message_id": 99, "error": None},
+    }
     one, two = _request(user_id=7), _request(user_id=8)
 
     def journaled(request, *names):
         if not names or names[0] == "generating":
-            journal.append({"kind": "request", "interaction_id": request.interaction_id,
-                            "request": journal_request(request)})
+            journal.append(
+                {"kind": "request", "interaction_id": request.interaction_id, "request": journal_request(request)}
+            )
         for name in names:
-            journal.append({"kind": "step", "interaction_id": request.interaction_id,
-                            "step": {"at": timezone.now().isoformat(), **steps[name]}})
+            journal.append(
+                {
+                    "kind": "step",
+                    "interaction_id": request.interaction_id,
+                    "step": {"at": timezone.now().isoformat(), **steps[name]},
+                }
+            )
 
     journaled(one, "generating", "completed", "delivered")  # ended before the pass
     journaled(two, "generating")  # still running when the pass begins ...
@@ -244,8 +280,9 @@ def test_a_run_that_ends_during_a_pass_is_written_whole_in_a_later_one(tmp_path)
             journaled(two, "completed", "delivered")
             under_way.discard(two.interaction_id)
 
-    replayer = JournalReplayer(journal=journal, under_way=lambda: set(under_way), health=DatabaseHealth(),
-                               written=two_ends)
+    replayer = JournalReplayer(
+        journal=journal, under_way=lambda: set(under_way), health=DatabaseHealth(), written=two_ends
+    )
 
     async def passes():
         return await replayer.replay(), await replayer.replay()

@@ -56,17 +56,25 @@ def test_the_packages_are_read():
 
 
 def test_only_discordbot_imports_discord():
-    outside = sorted(f"{name} imports {imported}" for name, found in ALL_IMPORTS.items()
-                     if not name.startswith("discordbot") for imported in found
-                     if imported == "discord" or imported.startswith("discord."))
+    outside = sorted(
+        f"{name} imports {imported}"
+        for name, found in ALL_IMPORTS.items()
+        if not name.startswith("discordbot")
+        for imported in found
+        if imported == "discord" or imported.startswith("discord.")
+    )
     assert outside == []
 
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_import_runs_up_a_layer(package):
-    upward = sorted(f"{name} imports {imported}" for name, found in GRAPH.items()
-                    if name.split(".")[0] == package and name != URLCONF
-                    for imported in found if LAYER[imported.split(".")[0]] > LAYER[package])
+    upward = sorted(
+        f"{name} imports {imported}"
+        for name, found in GRAPH.items()
+        if name.split(".")[0] == package and name != URLCONF
+        for imported in found
+        if LAYER[imported.split(".")[0]] > LAYER[package]
+    )
     assert upward == []
 
 
@@ -76,7 +84,9 @@ def test_no_module_imports_itself_back():
 
 
 def test_no_module_is_over_400_lines():
-    long = {name: length for name, path in MODULES.items() if (length := len(path.read_text().splitlines())) > MAX_LINES}
+    long = {
+        name: length for name, path in MODULES.items() if (length := len(path.read_text().splitlines())) > MAX_LINES
+    }
     assert long == {}
 
 

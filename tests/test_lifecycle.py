@@ -14,8 +14,14 @@ from tracking.models import Status, VideoRequest, VideoRequestEvent
 pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 LEGAL = {
-    ("pending", "generating"), ("pending", "failed"), ("pending", "timeout"), ("pending", "cancelled"),
-    ("generating", "completed"), ("generating", "failed"), ("generating", "timeout"), ("generating", "cancelled"),
+    ("pending", "generating"),
+    ("pending", "failed"),
+    ("pending", "timeout"),
+    ("pending", "cancelled"),
+    ("generating", "completed"),
+    ("generating", "failed"),
+    ("generating", "timeout"),
+    ("generating", "cancelled"),
 }
 STATUSES = [s.value for s in Status]
 
@@ -23,8 +29,12 @@ STATUSES = [s.value for s in Status]
 def _force_status(request_id: int, status: str) -> None:
     """Put a row in any status via legal edges only."""
     paths = {
-        "pending": [], "generating": ["generating"], "completed": ["generating", "completed"],
-        "failed": ["failed"], "timeout": ["timeout"], "cancelled": ["cancelled"],
+        "pending": [],
+        "generating": ["generating"],
+        "completed": ["generating", "completed"],
+        "failed": ["failed"],
+        "timeout": ["timeout"],
+        "cancelled": ["cancelled"],
     }
     for step in paths[status]:
         _raw_update(request_id, step)
@@ -39,13 +49,16 @@ def _raw_update(request_id: int, status: str) -> None:
             " error_code = CASE WHEN %s IN ('failed', 'timeout') THEN 'backend_error' ELSE error_code END,"
             # Ended on our side: refunded, as the refund rule (video_requests_ended_by_us_never_counts) requires.
             " counts_toward_quota = counts_toward_quota AND %s NOT IN ('failed', 'timeout', 'cancelled')"
-            " WHERE id = %s", [status, status, status, status, request_id])
+            " WHERE id = %s",
+            [status, status, status, status, request_id],
+        )
 
 
 def _row_in(status: str) -> int:
     if status == "rejected":
-        services.admit_request  # rejected rows are born rejected: use a banned user
+        # Rejected rows are born rejected: a banned user's request.
         from tests.factories import UserBanFactory
+
         UserBanFactory(user_id=7007)
         admission = admit(user_id=7007)
         assert admission.status == "rejected"
@@ -55,29 +68,39 @@ def _row_in(status: str) -> int:
     return request_id
 
 
-@pytest.mark.parametrize("from_status,to_status",
-                         [pair for pair in itertools.product(STATUSES, STATUSES) if pair[0] != pair[1]])
+@pytest.mark.parametrize(
+    "from_status,to_status", [pair for pair in itertools.product(STATUSES, STATUSES) if pair[0] != pair[1]]
+)
 def test_every_transition_is_accepted_or_refused_by_the_database(from_status, to_status):
     request_id = _row_in(from_status)
     if (from_status, to_status) in LEGAL:
         _raw_update(request_id, to_status)
         assert VideoRequest.objects.get(id=request_id).status == to_status
     else:
-        with pytest.raises(IntegrityError, match=f"invalid status transition for request {request_id}: "
-                                                 f"{from_status} -> {to_status}"):
-            with transaction.atomic():
-                _raw_update(request_id, to_status)
+        with (
+            pytest.raises(
+                IntegrityError,
+                match=f"invalid status transition for request {request_id}: {from_status} -> {to_status}",
+            ),
+            transaction.atomic(),
+        ):
+            _raw_update(request_id, to_status)
         assert VideoRequest.objects.get(id=request_id).status == from_status
 
 
 @pytest.mark.parametrize("status", ["generating", "completed", "failed", "timeout", "cancelled"])
 def test_rows_cannot_be_born_past_pending(status):
-    with pytest.raises(IntegrityError, match=f"a new request must be pending or rejected, not {status}"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO video_requests (interaction_id, user_id, prompt, duration_seconds, aspect_ratio,"
-                " resolution, model, status, counts_toward_quota, operation_name, output_uris, error_code)"
-                " VALUES (1, 1, 'p', 4, '16:9', '720p', 'm', %s, true, 'op', ARRAY['x'], 'e')", [status])
+    with (
+        pytest.raises(IntegrityError, match=f"a new request must be pending or rejected, not {status}"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "INSERT INTO video_requests (interaction_id, user_id, prompt, duration_seconds, aspect_ratio,"
+            " resolution, model, status, counts_toward_quota, operation_name, output_uris, error_code)"
+            " VALUES (1, 1, 'p', 4, '16:9', '720p', 'm', %s, true, 'op', ARRAY['x'], 'e')",
+            [status],
+        )
 
 
 def test_full_lifecycle_records_timestamps_duration_and_history():
@@ -129,36 +152,45 @@ def test_unknown_request_is_reported():
 
 def test_duration_and_lifecycle_timestamps_are_not_writable_by_callers():
     request_id = admit(user_id=45).request_id
-    with pytest.raises(Exception, match="duration_ms"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("UPDATE video_requests SET duration_ms = 5 WHERE id = %s", [request_id])
-    with pytest.raises(IntegrityError, match="set by the database"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("UPDATE video_requests SET started_at = now() WHERE id = %s", [request_id])
+    with pytest.raises(Exception, match="duration_ms"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE video_requests SET duration_ms = 5 WHERE id = %s", [request_id])
+    with (
+        pytest.raises(IntegrityError, match="set by the database"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE video_requests SET started_at = now() WHERE id = %s", [request_id])
 
 
 def test_request_facts_are_read_only():
     request_id = admit(user_id=46).request_id
-    with pytest.raises(IntegrityError, match="facts are read-only"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("UPDATE video_requests SET prompt = 'something else' WHERE id = %s", [request_id])
+    with (
+        pytest.raises(IntegrityError, match="facts are read-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE video_requests SET prompt = 'something else' WHERE id = %s", [request_id])
 
 
 def test_events_are_append_only():
     request_id = admit(user_id=47).request_id
-    with pytest.raises(Exception, match="append-only"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("UPDATE video_request_events SET actor = 'me' WHERE request_id = %s", [request_id])
+    with pytest.raises(Exception, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE video_request_events SET actor = 'me' WHERE request_id = %s", [request_id])
 
 
 def test_enum_and_range_checks_hold_in_sql():
     request_id = admit(user_id=48).request_id
-    for column, value in [("review_status", "great"), ("attempts", -1), ("safety_filtered_count", -2),
-                          ("delivery_method", "pigeon")]:
-        with pytest.raises(IntegrityError):
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(sql.SQL("UPDATE video_requests SET {} = %s WHERE id = %s").format(sql.Identifier(column)),
-                               [value, request_id])
+    for column, value in [
+        ("review_status", "great"),
+        ("attempts", -1),
+        ("safety_filtered_count", -2),
+        ("delivery_method", "pigeon"),
+    ]:
+        with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("UPDATE video_requests SET {} = %s WHERE id = %s").format(sql.Identifier(column)),
+                [value, request_id],
+            )
 
 
 def test_cancel_records_actor_reason_and_refunds():

@@ -124,8 +124,10 @@ def test_parallel_guesses_cannot_slip_past_the_limit(db_settings):
 
     def guess(connection, n):
         together.wait()
-        wait = connection.execute("SELECT login_attempt(%s, %s, interval '15 minutes', 3, 1000)",
-                                  [throttle.username_key("boss"), f"198.51.100.{n}"]).fetchone()[0]
+        wait = connection.execute(
+            "SELECT login_attempt(%s, %s, interval '15 minutes', 3, 1000)",
+            [throttle.username_key("boss"), f"198.51.100.{n}"],
+        ).fetchone()[0]
         allowed.append(wait is None)
 
     threads = [threading.Thread(target=guess, args=(c, n)) for n, c in enumerate(connections)]
@@ -133,6 +135,6 @@ def test_parallel_guesses_cannot_slip_past_the_limit(db_settings):
         thread.start()
     for thread in threads:
         thread.join()
-    for connection in connections:
-        connection.close()
+    for each in connections:
+        each.close()
     assert (allowed.count(True), allowed.count(False)) == (3, 17)

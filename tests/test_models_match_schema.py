@@ -9,17 +9,27 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 # Django field type -> information_schema data_type
 TYPES = {
-    "BigAutoField": "bigint", "BigIntegerField": "bigint", "IntegerField": "integer",
-    "SmallIntegerField": "smallint", "TextField": "text", "BooleanField": "boolean",
-    "DateTimeField": "timestamp with time zone", "DurationField": "interval", "JSONField": "jsonb",
-    "ArrayField": "ARRAY", "ForeignKey": "bigint",
+    "BigAutoField": "bigint",
+    "BigIntegerField": "bigint",
+    "IntegerField": "integer",
+    "SmallIntegerField": "smallint",
+    "TextField": "text",
+    "BooleanField": "boolean",
+    "DateTimeField": "timestamp with time zone",
+    "DurationField": "interval",
+    "JSONField": "jsonb",
+    "ArrayField": "ARRAY",
+    "ForeignKey": "bigint",
 }
 
 
 def _columns(table: str) -> dict[str, tuple[str, bool]]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns"
-                       " WHERE table_schema = 'public' AND table_name = %s", [table])
+        cursor.execute(
+            "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name = %s",
+            [table],
+        )
         return {name: (data_type, nullable) for name, data_type, nullable in cursor.fetchall()}
 
 
@@ -28,9 +38,11 @@ UNMANAGED = [model for model in apps.get_app_config("tracking").get_models() if 
 
 def test_every_sql_table_has_a_model():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-                       " AND table_type = 'BASE TABLE' AND table_name NOT LIKE 'django\\_%%'"
-                       " AND table_name NOT LIKE 'auth\\_%%'")
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            " AND table_type = 'BASE TABLE' AND table_name NOT LIKE 'django\\_%%'"
+            " AND table_name NOT LIKE 'auth\\_%%'"
+        )
         tables = {row[0] for row in cursor.fetchall()}
     assert tables == {model._meta.db_table for model in UNMANAGED}
 
@@ -39,8 +51,9 @@ def test_every_sql_table_has_a_model():
 def test_model_columns_types_and_nullability_match(model):
     columns = _columns(model._meta.db_table)
     fields = {field.column: field for field in model._meta.concrete_fields}
-    assert set(fields) == set(columns), f"{model.__name__}: model-only {set(fields) - set(columns)}, " \
-                                        f"SQL-only {set(columns) - set(fields)}"
+    assert set(fields) == set(columns), (
+        f"{model.__name__}: model-only {set(fields) - set(columns)}, SQL-only {set(columns) - set(fields)}"
+    )
     for name, field in fields.items():
         data_type, nullable = columns[name]
         if isinstance(field, GeneratedField):

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from tests.factories import VideoRequestFactory
 from tests.helpers import admit
-from tracking import selectors, services
+from tracking import analytics, selectors, services
 from tracking.errors import InvalidInput
 from tracking.models import DiscordAction, UserBan, VideoRequest, VideoRequestEvent
 
@@ -39,19 +39,30 @@ def test_a_reason_is_required():
 
 
 def test_remove_output_hides_it_queues_the_discord_deletion_and_deletes_the_local_file(
-        media_root, django_capture_on_commit_callbacks):
+    media_root, django_capture_on_commit_callbacks
+):
     (media_root / "out").mkdir()
     video = media_root / "out" / "v.mp4"
     video.write_bytes(b"\x00" * 100)
-    row = VideoRequestFactory(output_uris=["file:out/v.mp4"], public_urls=["https://example.test/v.mp4"],
-                              channel_id=3001, discord_message_id=777)
+    row = VideoRequestFactory(
+        output_uris=["file:out/v.mp4"],
+        public_urls=["https://example.test/v.mp4"],
+        channel_id=3001,
+        discord_message_id=777,
+    )
     with django_capture_on_commit_callbacks(execute=True):
         (removal,) = services.remove_output(request_ids=[row.id], actor="alice", reason="gore")
     row.refresh_from_db()
     assert row.review_status == "removed" and row.public_urls == [] and not video.exists()
     action = DiscordAction.objects.get(id=removal.discord_action_id)
-    assert (action.action, action.channel_id, action.message_id, action.requested_by, action.reason, action.done_at) \
-        == ("delete_message", 3001, 777, "alice", "gore", None)
+    assert (
+        action.action,
+        action.channel_id,
+        action.message_id,
+        action.requested_by,
+        action.reason,
+        action.done_at,
+    ) == ("delete_message", 3001, 777, "alice", "gore", None)
     (event,) = events(row.id, "output_removed")
     assert event.actor == "alice" and event.detail["reason"] == "gore" and event.detail["outputs"] == ["file:out/v.mp4"]
     assert events(row.id, "review_changed")[0].detail["to"] == "removed"
@@ -69,8 +80,9 @@ def test_remove_output_without_a_discord_message_queues_nothing():
 
 def test_refund_gives_the_slot_back_once():
     answer = admit()
-    assert services.refund_requests(request_ids=[answer.request_id], actor="alice", reason="our bug") \
-        == [answer.request_id]
+    assert services.refund_requests(request_ids=[answer.request_id], actor="alice", reason="our bug") == [
+        answer.request_id
+    ]
     assert services.refund_requests(request_ids=[answer.request_id], actor="alice", reason="again") == []
     assert not VideoRequest.objects.get(id=answer.request_id).counts_toward_quota
     (event,) = events(answer.request_id, "refunded")
@@ -92,8 +104,9 @@ def test_cancel_only_touches_pending_or_generating_requests():
 def test_ban_applies_from_the_next_request_and_is_recorded_on_the_request():
     first = admit()
     expires = timezone.now() + timedelta(days=1)
-    ban_id = services.ban_user(user_id=1001, reason="nsfw prompts", actor="alice", expires_at=expires,
-                               request_ids=[first.request_id])
+    ban_id = services.ban_user(
+        user_id=1001, reason="nsfw prompts", actor="alice", expires_at=expires, request_ids=[first.request_id]
+    )
     ban = UserBan.objects.get(id=ban_id)
     assert (ban.banned_by, ban.reason, ban.guild_id) == ("alice", "nsfw prompts", None)
     (event,) = events(first.request_id, "user_banned")
@@ -118,8 +131,9 @@ def test_ban_expiry_must_be_in_the_future():
 def test_a_quota_policy_applies_from_the_next_request():
     from tracking.models import QuotaPolicy
 
-    services.save_quota_policy(policy=QuotaPolicy(user_id=1001, quota_limit=1, quota_window=timedelta(hours=1)),
-                               actor="alice")
+    services.save_quota_policy(
+        policy=QuotaPolicy(user_id=1001, quota_limit=1, quota_window=timedelta(hours=1)), actor="alice"
+    )
     assert admit().admitted
     assert admit().reason_code == "quota_exceeded"
     assert QuotaPolicy.objects.get().created_by == "alice"
@@ -128,16 +142,23 @@ def test_a_quota_policy_applies_from_the_next_request():
 def test_dashboard_and_user_overview_read_what_happened():
     now = timezone.now()
     VideoRequestFactory(created_at=now - timedelta(hours=2), user_id=5, guild_id=9)
-    VideoRequestFactory(created_at=now - timedelta(hours=3), user_id=5, guild_id=9, status="failed",
-                        safety_filtered_count=1, safety_filtered_reasons=["Violence"], error_code="content_filtered")
+    VideoRequestFactory(
+        created_at=now - timedelta(hours=3),
+        user_id=5,
+        guild_id=9,
+        status="failed",
+        safety_filtered_count=1,
+        safety_filtered_reasons=["Violence"],
+        error_code="content_filtered",
+    )
     VideoRequestFactory(created_at=now - timedelta(days=3), user_id=6, guild_id=None, status="rejected")
-    board = selectors.dashboard(until=now, days=7)
+    board = analytics.dashboard(until=now, days=7)
     assert sum(day.total for day in board.activity.buckets) == 3 and len(board.activity.buckets) == 8
     assert board.activity.totals["completed"] == 1 and board.failure_rate == 0.5 and board.safety_filter_rate == 0.5
     assert board.top_users[0].user_id == 5 and board.top_users[0].requests == 2
     assert board.top_guilds[0].guild_id == 9 and sum(board.activity.per_hour_of_day) == 3
     assert board.generation_time.count == 1
-    day = selectors.dashboard(until=now, days=1)
+    day = analytics.dashboard(until=now, days=1)
     assert len(day.activity.buckets) in (24, 25) and sum(b.total for b in day.activity.buckets) == 2
     services.ban_user(user_id=5, reason="spam", actor="alice")
     overview = selectors.user_overview(user_id=5)

@@ -44,8 +44,11 @@ class Scope:
                     for target in node.targets:
                         if isinstance(target, ast.Name):
                             names.setdefault(target.id, []).append(node.value)
-                elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name) \
-                        and node.value is not None:
+                elif (
+                    isinstance(node, (ast.AnnAssign, ast.AugAssign))
+                    and isinstance(node.target, ast.Name)
+                    and node.value is not None
+                ):
                     names.setdefault(node.target.id, []).append(node.value)
             self.bindings.append(names)
 
@@ -66,15 +69,17 @@ def constant(node: ast.expr, scope: Scope, seen: frozenset = frozenset()) -> boo
             return False
         return all(constant(value, scope, seen | {node.id}) for value in values)
     if isinstance(node, ast.JoinedStr):
-        return all(constant(part.value if isinstance(part, ast.FormattedValue) else part, scope, seen)
-                   for part in node.values)
+        return all(
+            constant(part.value if isinstance(part, ast.FormattedValue) else part, scope, seen) for part in node.values
+        )
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
         return constant(node.left, scope, seen) and constant(node.right, scope, seen)
     if isinstance(node, (ast.Tuple, ast.List)):
         return all(constant(item, scope, seen) for item in node.elts)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("format", "join"):
         return constant(node.func.value, scope, seen) and all(
-            constant(a, scope, seen) for a in [*node.args, *(k.value for k in node.keywords)])
+            constant(a, scope, seen) for a in [*node.args, *(k.value for k in node.keywords)]
+        )
     return False
 
 
@@ -105,8 +110,10 @@ def violations(source: str, label: str) -> list[str]:
     found = []
     functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     owner = {id(call): fn for fn in functions for call in ast.walk(fn) if isinstance(call, ast.Call)}
-    module = ast.Module(body=[n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                                          ast.ClassDef))], type_ignores=[])
+    module = ast.Module(
+        body=[n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))],
+        type_ignores=[],
+    )
     for call in ast.walk(tree):
         if not (isinstance(call, ast.Call) and _called_name(call) in SQL_CALLS):
             continue
@@ -128,21 +135,24 @@ def test_no_sql_is_built_from_strings():
     assert found == [], "SQL built from strings (use parameters, or psycopg.sql.Identifier):\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize(("source", "flagged"), [
-    ('cursor.execute(f"SELECT * FROM t WHERE id = {user_id}")', True),
-    ('cursor.execute("SELECT * FROM t WHERE id = %s" % user_id)', True),
-    ('cursor.execute("SELECT * FROM {}".format(table))', True),
-    ('cursor.execute(LOAD.format(stop=n))', True),
-    ('cursor.execute("SELECT * FROM t WHERE name = \'" + name + "\'")', True),
-    ('query = f"DELETE FROM {table}"\ncursor.execute(query)', True),
-    ('Model.objects.raw(f"SELECT * FROM t WHERE id = {n}")', True),
-    ('qs.extra(where=["id = %s" % n])', True),
-    ('qs.extra(where="id = " + n)', True),
-    ('RawSQL("x = " + column, ())', True),
-    ('cursor.execute("SELECT * FROM t WHERE id = %s", [user_id])', False),
-    ('_WHO = "who AS (SELECT 1)"\n_SQL = f"WITH {_WHO} SELECT 2"\ncursor.execute(_SQL)', False),
-    ('cursor.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(table)))', False),
-    ('cursor.execute(statement)', False),
-])
+@pytest.mark.parametrize(
+    ("source", "flagged"),
+    [
+        ('cursor.execute(f"SELECT * FROM t WHERE id = {user_id}")', True),
+        ('cursor.execute("SELECT * FROM t WHERE id = %s" % user_id)', True),
+        ('cursor.execute("SELECT * FROM {}".format(table))', True),
+        ("cursor.execute(LOAD.format(stop=n))", True),
+        ('cursor.execute("SELECT * FROM t WHERE name = \'" + name + "\'")', True),
+        ('query = f"DELETE FROM {table}"\ncursor.execute(query)', True),
+        ('Model.objects.raw(f"SELECT * FROM t WHERE id = {n}")', True),
+        ('qs.extra(where=["id = %s" % n])', True),
+        ('qs.extra(where="id = " + n)', True),
+        ('RawSQL("x = " + column, ())', True),
+        ('cursor.execute("SELECT * FROM t WHERE id = %s", [user_id])', False),
+        ('_WHO = "who AS (SELECT 1)"\n_SQL = f"WITH {_WHO} SELECT 2"\ncursor.execute(_SQL)', False),
+        ('cursor.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(table)))', False),
+        ("cursor.execute(statement)", False),
+    ],
+)
 def test_the_check_tells_string_building_from_constants(source, flagged):
     assert bool(violations(source, "example.py")) is flagged

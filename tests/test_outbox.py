@@ -68,16 +68,21 @@ def test_removing_a_delivered_video_deletes_its_message(server):
         assert server.message(row.discord_message_id) is not None
         [removal] = await remove(row.id)
         assert removal.discord_action_id is not None
-        done = await eventually(lambda: DiscordAction.objects.filter(id=removal.discord_action_id,
-                                                                     done_at__isnull=False).first(),
-                                what="the deletion")
+        done = await eventually(
+            lambda: DiscordAction.objects.filter(id=removal.discord_action_id, done_at__isnull=False).first(),
+            what="the deletion",
+        )
         return row, done
 
     row, action = run_bot(scenario)
     assert server.message(row.discord_message_id) is None  # gone for everyone in the channel
     assert server.messages_in(CHANNEL_ID) == []
     assert (action.channel_id, action.message_id, action.attempts, action.last_error) == (
-        CHANNEL_ID, row.discord_message_id, 1, None)
+        CHANNEL_ID,
+        row.discord_message_id,
+        1,
+        None,
+    )
     [delete] = deletes(server)
     assert delete.path == f"/channels/{CHANNEL_ID}/messages/{row.discord_message_id}" and delete.status == 204
     stored = Path(django_settings.VEO_MEDIA_ROOT) / row.output_uris[0].removeprefix("file:")
@@ -90,17 +95,23 @@ def test_a_message_or_channel_already_gone_counts_as_done(server, gone):
 
     async def scenario(bot):
         message = await bot.get_partial_messageable(CHANNEL_ID, guild_id=GUILD_ID).send("a video")
-        request = await aio.run(VideoRequestFactory.create, channel_id=CHANNEL_ID, guild_id=GUILD_ID,
-                                discord_message_id=message.id, delivered_at=timezone.now(),
-                                delivery_method="channel")
+        request = await aio.run(
+            VideoRequestFactory.create,
+            channel_id=CHANNEL_ID,
+            guild_id=GUILD_ID,
+            discord_message_id=message.id,
+            delivered_at=timezone.now(),
+            delivery_method="channel",
+        )
         if gone == "message":
             await message.delete()  # e.g. the user or a Discord moderator deleted it first
         else:
             server.delete_channel(CHANNEL_ID)
         [removal] = await remove(request.id)
-        return await eventually(lambda: DiscordAction.objects.filter(id=removal.discord_action_id,
-                                                                     done_at__isnull=False).first(),
-                                what="the action done")
+        return await eventually(
+            lambda: DiscordAction.objects.filter(id=removal.discord_action_id, done_at__isnull=False).first(),
+            what="the action done",
+        )
 
     action = run_bot(scenario, run_worker=False)
     assert (action.attempts, action.last_error) == (1, None)
@@ -115,9 +126,10 @@ def test_missing_permissions_is_recorded_and_retried_later_then_given_up_once(se
         row = await deliver_one(bot, server)
         server.deny_channel(CHANNEL_ID)
         [removal] = await remove(row.id)
-        action = await eventually(lambda: DiscordAction.objects.filter(id=removal.discord_action_id,
-                                                                       failed_at__isnull=False).first(),
-                                  what="the refusal recorded")
+        action = await eventually(
+            lambda: DiscordAction.objects.filter(id=removal.discord_action_id, failed_at__isnull=False).first(),
+            what="the refusal recorded",
+        )
         await asyncio.sleep(0.5)  # ten polls: a given-up action is not claimed again
         return row, action
 
@@ -139,20 +151,29 @@ def test_a_refused_action_is_retried_after_its_backoff(server):
 
     async def scenario(bot):
         message = await bot.get_partial_messageable(CHANNEL_ID, guild_id=GUILD_ID).send("a video")
-        request = await aio.run(VideoRequestFactory.create, channel_id=CHANNEL_ID, guild_id=GUILD_ID,
-                                discord_message_id=message.id, delivered_at=timezone.now(),
-                                delivery_method="channel")
+        request = await aio.run(
+            VideoRequestFactory.create,
+            channel_id=CHANNEL_ID,
+            guild_id=GUILD_ID,
+            discord_message_id=message.id,
+            delivered_at=timezone.now(),
+            delivery_method="channel",
+        )
         server.deny_channel(CHANNEL_ID)
         [removal] = await remove(request.id)
-        await eventually(lambda: DiscordAction.objects.filter(id=removal.discord_action_id,
-                                                              last_error__isnull=False).exists(), what="a refusal")
+        await eventually(
+            lambda: DiscordAction.objects.filter(id=removal.discord_action_id, last_error__isnull=False).exists(),
+            what="a refusal",
+        )
         server.deny_channel(CHANNEL_ID, error=None)  # permissions fixed
         # The backoff has passed (as if 30 s went by): the next poll deletes it.
-        await aio.run(lambda: DiscordAction.objects.filter(id=removal.discord_action_id)
-                      .update(not_before=timezone.now()))
+        await aio.run(
+            lambda: DiscordAction.objects.filter(id=removal.discord_action_id).update(not_before=timezone.now())
+        )
         return message.id, await eventually(
             lambda: DiscordAction.objects.filter(id=removal.discord_action_id, done_at__isnull=False).first(),
-            what="the retry")
+            what="the retry",
+        )
 
     message_id, action = run_bot(scenario, run_worker=False)
     assert (action.attempts, action.last_error) == (2, None)
@@ -171,14 +192,20 @@ def test_two_bots_perform_each_action_once(server):
         try:
             ids = []
             for message in messages:
-                request = await aio.run(VideoRequestFactory.create, channel_id=CHANNEL_ID, guild_id=GUILD_ID,
-                                        discord_message_id=message.id, delivered_at=timezone.now(),
-                                        delivery_method="channel")
+                request = await aio.run(
+                    VideoRequestFactory.create,
+                    channel_id=CHANNEL_ID,
+                    guild_id=GUILD_ID,
+                    discord_message_id=message.id,
+                    delivered_at=timezone.now(),
+                    delivery_method="channel",
+                )
                 ids.append(request.id)
             removals = await aio.run(services.remove_output, request_ids=ids, actor=MODERATOR, reason="spam")
             assert len(removals) == count and all(r.discord_action_id for r in removals)
-            await eventually(lambda: not DiscordAction.objects.filter(done_at__isnull=True).exists(),
-                             what="every action done")
+            await eventually(
+                lambda: not DiscordAction.objects.filter(done_at__isnull=True).exists(), what="every action done"
+            )
             await asyncio.sleep(0.3)  # room for a second performance, if there were one
         finally:
             await second.close()
@@ -201,8 +228,9 @@ def test_a_video_removed_before_delivery_is_not_delivered(server, way):
 
     async def scenario(bot):
         await deliver_and_wait(bot, payload, server=server)
-        row = await eventually(lambda: VideoRequest.objects.filter(interaction_id=payload["id"]).first(),
-                               what="the request")
+        row = await eventually(
+            lambda: VideoRequest.objects.filter(interaction_id=payload["id"]).first(), what="the request"
+        )
         await remove(row.id, reason="a real person's likeness")
         if way == "channel":
             server.advance(16 * 60)  # the token is spent: the outcome is posted in the channel
@@ -235,12 +263,18 @@ def test_removed_while_the_delivery_was_on_its_way_queues_the_deletion():
     assert services.record_delivery(request_id=request.id, worker=None, method="channel", message_id=555)
     [action] = DiscordAction.objects.filter(request_id=request.id)
     assert (action.channel_id, action.message_id, action.requested_by, action.reason, action.done_at) == (
-        CHANNEL_ID, 555, MODERATOR, "spam", None)
+        CHANNEL_ID,
+        555,
+        MODERATOR,
+        "spam",
+        None,
+    )
 
 
 def test_a_delivery_that_said_removed_queues_nothing():
     request = VideoRequestFactory(channel_id=CHANNEL_ID, guild_id=GUILD_ID, user_id=USER_ID)
     services.remove_output(request_ids=[request.id], actor=MODERATOR, reason="spam")
-    assert services.record_delivery(request_id=request.id, worker=None, method="channel", message_id=555,
-                                    removal_known=True)
+    assert services.record_delivery(
+        request_id=request.id, worker=None, method="channel", message_id=555, removal_known=True
+    )
     assert not DiscordAction.objects.filter(request_id=request.id).exists()

@@ -41,8 +41,9 @@ def stored_video(gcs_api, name="sample_0.mp4", **fields):
 
 
 def bucket_action(request_id, **ended):
-    return lambda: DiscordAction.objects.filter(request_id=request_id, action=DiscordActionKind.DELETE_GCS_OBJECTS,
-                                                **ended).first()
+    return lambda: DiscordAction.objects.filter(
+        request_id=request_id, action=DiscordActionKind.DELETE_GCS_OBJECTS, **ended
+    ).first()
 
 
 def deletes(gcs_api, uri=None):
@@ -53,9 +54,11 @@ def deletes(gcs_api, uri=None):
 
 def remove_and_wait(request_id, **ended):
     """Remove the output with the bot running; returns (the removal, the action once ``ended`` holds)."""
+
     async def scenario(bot):
-        [removal] = await aio.run(services.remove_output, request_ids=[request_id], actor=MODERATOR,
-                                  reason="graphic content")
+        [removal] = await aio.run(
+            services.remove_output, request_ids=[request_id], actor=MODERATOR, reason="graphic content"
+        )
         return removal, await eventually(bucket_action(request_id, **ended), what=f"the bucket action {ended}")
 
     return run_bot(scenario, run_worker=False)
@@ -90,11 +93,18 @@ def test_a_delivered_gcs_output_loses_both_its_message_and_its_object(server, gc
     async def scenario(bot):
         message = await bot.get_partial_messageable(CHANNEL_ID, guild_id=GUILD_ID).send("a signed link")
         row, uri = await aio.run(lambda: stored_video(gcs_api, channel_id=CHANNEL_ID, guild_id=GUILD_ID))
-        await aio.run(lambda: type(row).objects.filter(id=row.id).update(
-            discord_message_id=message.id, delivered_at=timezone.now(), delivery_method="channel"))
+        await aio.run(
+            lambda: (
+                type(row)
+                .objects.filter(id=row.id)
+                .update(discord_message_id=message.id, delivered_at=timezone.now(), delivery_method="channel")
+            )
+        )
         [removal] = await aio.run(services.remove_output, request_ids=[row.id], actor=MODERATOR, reason="spam")
-        await eventually(lambda: not DiscordAction.objects.filter(request_id=row.id, done_at__isnull=True).exists(),
-                         what="both actions done")
+        await eventually(
+            lambda: not DiscordAction.objects.filter(request_id=row.id, done_at__isnull=True).exists(),
+            what="both actions done",
+        )
         return removal, message.id, uri
 
     removal, message_id, uri = run_bot(scenario, run_worker=False)
@@ -153,15 +163,18 @@ def test_a_garbled_token_answer_is_retried_then_fails_with_its_reason(server, gc
     assert "Traceback" not in caplog.text
 
 
-def test_permission_denied_fails_at_once_with_a_reason_the_moderators_see(server, gcs_api, as_role, caplog,
-                                                                          signing_key):
+def test_permission_denied_fails_at_once_with_a_reason_the_moderators_see(
+    server, gcs_api, as_role, caplog, signing_key
+):
     caplog.set_level(logging.INFO)
     row, uri = stored_video(gcs_api)
     gcs_api.script_gcs_deletes(403)
     _, action = remove_and_wait(row.id, failed_at__isnull=False)
 
-    reason = ("Cloud Storage answered 403 (permission denied: the credentials may not delete objects in this bucket)"
-              f"; left in the bucket: {uri}")
+    reason = (
+        "Cloud Storage answered 403 (permission denied: the credentials may not delete objects in this bucket)"
+        f"; left in the bucket: {uri}"
+    )
     assert (action.attempts, action.done_at, action.last_error) == (1, None, reason)
     assert uri in gcs_api.gcs_objects and len(deletes(gcs_api)) == 1  # failed for good: never tried again
     body = page(as_role, row.id)
@@ -172,8 +185,11 @@ def test_permission_denied_fails_at_once_with_a_reason_the_moderators_see(server
     for text in (body, outbox, caplog.text, action.last_error):
         assert "Traceback" not in text and "fake-access-token" not in text and "PRIVATE KEY" not in text
     assert private_key not in caplog.text
-    assert [r for r in caplog.records if r.levelno == logging.ERROR and "failed: Cloud Storage answered 403"
-            in r.getMessage()]
+    assert [
+        r
+        for r in caplog.records
+        if r.levelno == logging.ERROR and "failed: Cloud Storage answered 403" in r.getMessage()
+    ]
 
 
 def test_without_a_bucket_configured_the_removal_says_so(server, gcs_api, settings, as_role):
@@ -195,18 +211,26 @@ def test_a_local_file_output_is_removed_as_before(server, gcs_api, media_root, a
     assert 'id="vb-removal"' not in page(as_role, row.id)
 
 
-def test_a_worker_without_the_gateway_deletes_the_objects_and_leaves_discord_actions(gcs_api, signing_key,
-                                                                                   db_settings, tmp_path):
+def test_a_worker_without_the_gateway_deletes_the_objects_and_leaves_discord_actions(
+    gcs_api, signing_key, db_settings, tmp_path
+):
     from tests.workers import start_worker_process, truncate_requests, wait_for
 
     truncate_requests()
-    row, uri = stored_video(gcs_api, discord_message_id=snowflake(), delivered_at=timezone.now(),
-                            delivery_method="channel")
+    row, uri = stored_video(
+        gcs_api, discord_message_id=snowflake(), delivered_at=timezone.now(), delivery_method="channel"
+    )
     [removal] = services.remove_output(request_ids=[row.id], actor=MODERATOR, reason="spam")
     assert removal.bucket_action_id and removal.discord_action_id
     worker = start_worker_process(
-        db_settings, tmp_path / "worker.log", GCS_API_BASE_URL=gcs_api.url, VEO_OUTPUT_GCS_URI=BUCKET,
-        GOOGLE_APPLICATION_CREDENTIALS=str(signing_key.path), DISCORD_ACTIONS_POLL="1s", VEO_MEDIA_ROOT=str(tmp_path))
+        db_settings,
+        tmp_path / "worker.log",
+        GCS_API_BASE_URL=gcs_api.url,
+        VEO_OUTPUT_GCS_URI=BUCKET,
+        GOOGLE_APPLICATION_CREDENTIALS=str(signing_key.path),
+        DISCORD_ACTIONS_POLL="1s",
+        VEO_MEDIA_ROOT=str(tmp_path),
+    )
     try:
         wait_for(bucket_action(row.id, done_at__isnull=False), timeout=60, what="the bucket deletion")
     finally:
@@ -224,7 +248,8 @@ def test_removing_twice_queues_one_bucket_deletion(gcs_api):
     [first] = services.remove_output(request_ids=[row.id], actor=MODERATOR, reason="spam")
     assert services.remove_output(request_ids=[row.id], actor=MODERATOR, reason="spam") == []
     assert list(DiscordAction.objects.filter(request_id=row.id).values_list("id", "object_uris")) == [
-        (first.bucket_action_id, [uri])]
+        (first.bucket_action_id, [uri])
+    ]
 
 
 def test_objects_stored_after_the_removal_are_queued_when_the_worker_finishes(gcs_api):
@@ -237,4 +262,8 @@ def test_objects_stored_after_the_removal_are_queued_when_the_worker_finishes(gc
     services.discard_removed_outputs(request_id=row.id)  # a repeat queues nothing more
     [action] = DiscordAction.objects.filter(request_id=row.id)
     assert (action.action, action.object_uris, action.requested_by, action.reason) == (
-        DiscordActionKind.DELETE_GCS_OBJECTS, [uri], MODERATOR, "spam")
+        DiscordActionKind.DELETE_GCS_OBJECTS,
+        [uri],
+        MODERATOR,
+        "spam",
+    )

@@ -47,10 +47,14 @@ def test_every_ending_is_recorded_as_the_table_says(settings, code, started, ref
 @pytest.mark.parametrize("code", sorted(set(CODES) - {"content_filtered"}))
 def test_the_database_refuses_an_ending_of_ours_that_still_counts(code):
     request_id = admit(user_id=8200).request_id
-    with pytest.raises(IntegrityError, match="video_requests_ended_by_us_never_counts"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("UPDATE video_requests SET status = %s, error_code = %s WHERE id = %s",
-                           [CODES[code], code, request_id])
+    with (
+        pytest.raises(IntegrityError, match="video_requests_ended_by_us_never_counts"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "UPDATE video_requests SET status = %s, error_code = %s WHERE id = %s", [CODES[code], code, request_id]
+        )
     assert VideoRequest.objects.get(id=request_id).status == Status.PENDING
 
 

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from veosite import logs
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import GUILD_ID
 from tests.workers import ROOT, database_url, wait_for
+from veosite import logs
 
 WRONG_TOKEN = "MTIzNDU2Nzg5.wrong.token-that-must-never-be-printed"
 
@@ -21,8 +21,9 @@ WRONG_TOKEN = "MTIzNDU2Nzg5.wrong.token-that-must-never-be-printed"
 def manage(*args, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     environment.update({"SECRET_KEY": "tests-only", "DISCORD_TOKEN": "", **env})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture
@@ -37,12 +38,19 @@ def test_runbot_without_a_token_stops_with_one_line(db_settings):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "CommandError: DISCORD_TOKEN is not set: put the bot token from the Discord Developer Portal in .env "
-        "(see .env.example)"]
+        "(see .env.example)"
+    ]
 
 
 def test_runbot_with_a_rejected_token_says_so_without_showing_it(db_settings, server):
-    result = manage("runbot", env={"DATABASE_URL": database_url(db_settings), "DISCORD_TOKEN": WRONG_TOKEN,
-                                   "DISCORD_API_BASE_URL": server.base_url})
+    result = manage(
+        "runbot",
+        env={
+            "DATABASE_URL": database_url(db_settings),
+            "DISCORD_TOKEN": WRONG_TOKEN,
+            "DISCORD_API_BASE_URL": server.base_url,
+        },
+    )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("CommandError: DISCORD_TOKEN was rejected by Discord (401 Unauthorized)")
@@ -51,16 +59,31 @@ def test_runbot_with_a_rejected_token_says_so_without_showing_it(db_settings, se
 
 
 def test_runbot_refuses_a_token_of_another_application(db_settings, server):
-    result = manage("runbot", env={"DATABASE_URL": database_url(db_settings), "DISCORD_TOKEN": BOT_TOKEN,
-                                   "DISCORD_API_BASE_URL": server.base_url, "DISCORD_APPLICATION_ID": "42"})
+    result = manage(
+        "runbot",
+        env={
+            "DATABASE_URL": database_url(db_settings),
+            "DISCORD_TOKEN": BOT_TOKEN,
+            "DISCORD_API_BASE_URL": server.base_url,
+            "DISCORD_APPLICATION_ID": "42",
+        },
+    )
     assert result.stderr.strip().splitlines()[-1] == (
-        f"CommandError: DISCORD_TOKEN belongs to application {server.application_id}, not DISCORD_APPLICATION_ID 42")
+        f"CommandError: DISCORD_TOKEN belongs to application {server.application_id}, not DISCORD_APPLICATION_ID 42"
+    )
 
 
 def test_synccommands_registers_the_three_commands_in_a_guild(db_settings, server):
-    result = manage("synccommands", "--guild", str(GUILD_ID),
-                    env={"DATABASE_URL": database_url(db_settings), "DISCORD_TOKEN": BOT_TOKEN,
-                         "DISCORD_API_BASE_URL": server.base_url})
+    result = manage(
+        "synccommands",
+        "--guild",
+        str(GUILD_ID),
+        env={
+            "DATABASE_URL": database_url(db_settings),
+            "DISCORD_TOKEN": BOT_TOKEN,
+            "DISCORD_API_BASE_URL": server.base_url,
+        },
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"registered 3 commands in guild {GUILD_ID}"
     commands = {c["name"]: c for c in server.commands(GUILD_ID)}
@@ -76,8 +99,13 @@ def test_runbot_or_worker_without_a_token_says_so_and_runs_the_worker(db_setting
     environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     environment.update(SECRET_KEY="tests-only", DISCORD_TOKEN="", DATABASE_URL=database_url(db_settings))
     log = tmp_path / "run.log"
-    proc = subprocess.Popen([sys.executable, "manage.py", "runbot", "--or-worker"], cwd=ROOT, env=environment,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runbot", "--or-worker"],
+        cwd=ROOT,
+        env=environment,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         # The worker's own start line (after the signal handlers are in place); the earlier
         # "… is not started" notice must not count.
@@ -102,8 +130,9 @@ def test_json_log_lines_carry_the_step_fields():
     logger = logging.getLogger("tests.json")
     logger.addHandler(Capture())
     logger.setLevel(logging.INFO)
-    logs.step(logger, "admitted", request_id=7, user_id=1, guild_id=None, admit_ms=3.14159,
-              prompt=logs.preview("x" * 500))
+    logs.step(
+        logger, "admitted", request_id=7, user_id=1, guild_id=None, admit_ms=3.14159, prompt=logs.preview("x" * 500)
+    )
     entry = json.loads(captured[-1])
     assert entry["message"].startswith("request 7 admitted user_id=1 admit_ms=3.1")
     assert (entry["event"], entry["request_id"], entry["admit_ms"], entry["level"]) == ("admitted", 7, 3.1, "INFO")

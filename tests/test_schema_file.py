@@ -30,23 +30,29 @@ def _load_schema_file(*, db: dict) -> None:
 def test_schema_file_is_what_the_migrations_build(db_settings):
     assert SCHEMA_FILE.read_text().startswith(HEADER), STALE
     name = db_settings["NAME"]
-    with (scratch_database(server=db_settings, name=f"{name}_migrated") as migrated,
-          scratch_database(server=db_settings, name=f"{name}_from_file") as from_file):
+    with (
+        scratch_database(server=db_settings, name=f"{name}_migrated") as migrated,
+        scratch_database(server=db_settings, name=f"{name}_from_file") as from_file,
+    ):
         Runner(migrated, log=lambda line: None).migrate()
         _load_schema_file(db=from_file)
         built, loaded = normalise(text=dump(db=migrated)), normalise(text=dump(db=from_file))
-    diff = list(difflib.unified_diff(loaded.splitlines(), built.splitlines(), "schema.sql", "the migrations",
-                                     lineterm=""))
+    diff = list(
+        difflib.unified_diff(loaded.splitlines(), built.splitlines(), "schema.sql", "the migrations", lineterm="")
+    )
     assert not diff, "\n".join([STALE, *diff[:80]])
 
 
 def test_normalise_drops_pg_dump_noise_and_keeps_function_bodies_verbatim():
     body = "-- a comment in the body\nSET LOCAL lock_timeout = '1s';\n\n\nBEGIN\nEND;\n"
-    raw = ("--\n-- PostgreSQL database dump\n--\n\n\\restrict Xy12\n\nSET statement_timeout = 0;\n"
-           "SELECT pg_catalog.set_config('search_path', '', false);\n\n--\n-- Name: f(); Type: FUNCTION\n--\n\n"
-           f"CREATE FUNCTION public.f() RETURNS void\n    LANGUAGE plpgsql\n    AS $$\n{body}$$;\n\n\n\n"
-           "CREATE TABLE public.t (\n    a integer\n);\nALTER TABLE ONLY public.t ALTER COLUMN a SET (pg_attver=42);\n"
-           "ALTER TABLE ONLY public.t ALTER COLUMN a SET (n_distinct=5);\n\n\\unrestrict Xy12\n")
+    raw = (
+        "--\n-- PostgreSQL database dump\n--\n\n\\restrict Xy12\n\nSET statement_timeout = 0;\n"
+        "SELECT pg_catalog.set_config('search_path', '', false);\n\n--\n-- Name: f(); Type: FUNCTION\n--\n\n"
+        f"CREATE FUNCTION public.f() RETURNS void\n    LANGUAGE plpgsql\n    AS $$\n{body}$$;\n\n\n\n"
+        "CREATE TABLE public.t (\n    a integer\n);\nALTER TABLE ONLY public.t ALTER COLUMN a SET (pg_attver=42);\n"
+        "ALTER TABLE ONLY public.t ALTER COLUMN a SET (n_distinct=5);\n\n\\unrestrict Xy12\n"
+    )
     assert normalise(text=raw) == HEADER + (
         f"CREATE FUNCTION public.f() RETURNS void\n    LANGUAGE plpgsql\n    AS $$\n{body}$$;\n\n"
-        "CREATE TABLE public.t (\n    a integer\n);\nALTER TABLE ONLY public.t ALTER COLUMN a SET (n_distinct=5);\n")
+        "CREATE TABLE public.t (\n    a integer\n);\nALTER TABLE ONLY public.t ALTER COLUMN a SET (n_distinct=5);\n"
+    )

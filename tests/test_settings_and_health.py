@@ -17,23 +17,27 @@ ROOT = Path(__file__).resolve().parent.parent
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")}
     clean.update(VEOBOT_ENV_FILE=os.devnull, **env)  # only what the test sets, not a developer's .env
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("env,variable", [
-    ({"DEBUG": "false"}, "SECRET_KEY"),
-    ({"SECRET_KEY": "k", "DATABASE_MAX_CONNECTIONS": "0"}, "DATABASE_MAX_CONNECTIONS"),
-    ({"SECRET_KEY": "k", "DATABASE_MAX_CONNECTIONS": "101"}, "DATABASE_MAX_CONNECTIONS"),
-    ({"SECRET_KEY": "k", "DATABASE_MAX_CONNECTIONS": "ten"}, "DATABASE_MAX_CONNECTIONS"),
-    ({"SECRET_KEY": "k", "DEBUG": "maybe"}, "DEBUG"),
-    ({"SECRET_KEY": "k", "VEO_QUOTA_WINDOW": "forever"}, "VEO_QUOTA_WINDOW"),
-    ({"SECRET_KEY": "k", "VEO_QUOTA_LIMIT": "-1"}, "VEO_QUOTA_LIMIT"),
-    ({"SECRET_KEY": "k", "DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL"),
-    ({"SECRET_KEY": "k", "VEO_GCS_SIGNED_URL_TTL": "8d"}, "VEO_GCS_SIGNED_URL_TTL"),
-    ({"SECRET_KEY": "k", "VEO_GCS_SIGNED_URL_TTL": "a week"}, "VEO_GCS_SIGNED_URL_TTL"),
-    ({"SECRET_KEY": "k", "GCS_API_BASE_URL": "storage.googleapis.com"}, "GCS_API_BASE_URL"),
-])
+@pytest.mark.parametrize(
+    "env,variable",
+    [
+        ({"DEBUG": "false"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "k", "DATABASE_MAX_CONNECTIONS": "0"}, "DATABASE_MAX_CONNECTIONS"),
+        ({"SECRET_KEY": "k", "DATABASE_MAX_CONNECTIONS": "101"}, "DATABASE_MAX_CONNECTIONS"),
+        ({"SECRET_KEY": "k", "DATABASE_MAX_CONNECTIONS": "ten"}, "DATABASE_MAX_CONNECTIONS"),
+        ({"SECRET_KEY": "k", "DEBUG": "maybe"}, "DEBUG"),
+        ({"SECRET_KEY": "k", "VEO_QUOTA_WINDOW": "forever"}, "VEO_QUOTA_WINDOW"),
+        ({"SECRET_KEY": "k", "VEO_QUOTA_LIMIT": "-1"}, "VEO_QUOTA_LIMIT"),
+        ({"SECRET_KEY": "k", "DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL"),
+        ({"SECRET_KEY": "k", "VEO_GCS_SIGNED_URL_TTL": "8d"}, "VEO_GCS_SIGNED_URL_TTL"),
+        ({"SECRET_KEY": "k", "VEO_GCS_SIGNED_URL_TTL": "a week"}, "VEO_GCS_SIGNED_URL_TTL"),
+        ({"SECRET_KEY": "k", "GCS_API_BASE_URL": "storage.googleapis.com"}, "GCS_API_BASE_URL"),
+    ],
+)
 def test_wrong_setting_stops_start_up_with_one_line_naming_it(env, variable):
     result = _manage("check", **env)
     assert result.returncode == 2
@@ -63,13 +67,19 @@ def test_healthz_reports_database_latency(client):
 
 def test_healthz_is_503_degraded_when_the_database_is_unreachable():
     """Promptly: within its own short timeout, not the pool's 10 s connect timeout."""
-    script = ("import django, json; django.setup(); from django.test import Client;"
-              "r = Client(HTTP_HOST='localhost').get('/healthz'); print(r.status_code, r.content.decode())")
+    script = (
+        "import django, json; django.setup(); from django.test import Client;"
+        "r = Client(HTTP_HOST='localhost').get('/healthz'); print(r.status_code, r.content.decode())"
+    )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update(SECRET_KEY="k", DATABASE_URL="postgresql://veobot:s3cret-pass@127.0.0.1:9/veobot",
-               DJANGO_SETTINGS_MODULE="veosite.settings")
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    env.update(
+        SECRET_KEY="k",
+        DATABASE_URL="postgresql://veobot:s3cret-pass@127.0.0.1:9/veobot",
+        DJANGO_SETTINGS_MODULE="veosite.settings",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     status, body = result.stdout.strip().split(" ", 1)
     assert status == "503"
     payload = json.loads(body)
@@ -79,30 +89,47 @@ def test_healthz_is_503_degraded_when_the_database_is_unreachable():
 
 
 PRODUCTION = {
-    "SECRET_KEY": "pr0duction-" + "k3y-" * 12, "DEBUG": "false", "ALLOWED_HOSTS": "veobot.example.com",
-    "SECURE_SSL_REDIRECT": "true", "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
-    "SESSION_COOKIE_SECURE": "true", "CSRF_COOKIE_SECURE": "true", "SECURE_HSTS_SECONDS": "31536000",
-    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true", "SECURE_HSTS_PRELOAD": "true",
+    "SECRET_KEY": "pr0duction-" + "k3y-" * 12,
+    "DEBUG": "false",
+    "ALLOWED_HOSTS": "veobot.example.com",
+    "SECURE_SSL_REDIRECT": "true",
+    "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
+    "SESSION_COOKIE_SECURE": "true",
+    "CSRF_COOKIE_SECURE": "true",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+    "SECURE_HSTS_PRELOAD": "true",
 }
 
 
 def _production_env(**env: str) -> dict:
     """Only what a production unit would have: no variable of the test run leaks in."""
-    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), "VEOBOT_ENV_FILE": os.devnull,
-            **PRODUCTION, **env}
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/"),
+        "VEOBOT_ENV_FILE": os.devnull,
+        **PRODUCTION,
+        **env,
+    }
 
 
 def test_check_deploy_is_clean_with_the_documented_production_values():
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
-                            env=_production_env(DATABASE_URL="postgresql://veobot@127.0.0.1:9/veobot"),
-                            capture_output=True, text=True, timeout=120)  # check does not contact the database
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=_production_env(DATABASE_URL="postgresql://veobot@127.0.0.1:9/veobot"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # check does not contact the database
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
 
 
 def test_check_deploy_flags_the_development_defaults():
-    result = _manage("check", "--deploy", SECRET_KEY=PRODUCTION["SECRET_KEY"],
-                     DATABASE_URL="postgresql://veobot@127.0.0.1:9/veobot")
+    result = _manage(
+        "check", "--deploy", SECRET_KEY=PRODUCTION["SECRET_KEY"], DATABASE_URL="postgresql://veobot@127.0.0.1:9/veobot"
+    )
     for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert warning in result.stderr, warning
 
@@ -112,17 +139,21 @@ def test_the_development_defaults_keep_plain_http_working(settings):
     assert settings.SECURE_HSTS_SECONDS == 0 and settings.SECURE_PROXY_SSL_HEADER is None
 
 
-@pytest.mark.parametrize("env,variable", [
-    ({"SECURE_PROXY_SSL_HEADER": "https"}, "SECURE_PROXY_SSL_HEADER"),
-    ({"SECURE_HSTS_SECONDS": "soon"}, "SECURE_HSTS_SECONDS"),
-    ({"CSRF_TRUSTED_ORIGINS": "veobot.example.com"}, "CSRF_TRUSTED_ORIGINS"),
-    ({"ADMIN_LOGIN_IP_HEADER": "X Real IP"}, "ADMIN_LOGIN_IP_HEADER"),
-    ({"REQUEST_RETENTION_DAYS": "-1"}, "REQUEST_RETENTION_DAYS"),
-])
+@pytest.mark.parametrize(
+    "env,variable",
+    [
+        ({"SECURE_PROXY_SSL_HEADER": "https"}, "SECURE_PROXY_SSL_HEADER"),
+        ({"SECURE_HSTS_SECONDS": "soon"}, "SECURE_HSTS_SECONDS"),
+        ({"CSRF_TRUSTED_ORIGINS": "veobot.example.com"}, "CSRF_TRUSTED_ORIGINS"),
+        ({"ADMIN_LOGIN_IP_HEADER": "X Real IP"}, "ADMIN_LOGIN_IP_HEADER"),
+        ({"REQUEST_RETENTION_DAYS": "-1"}, "REQUEST_RETENTION_DAYS"),
+    ],
+)
 def test_wrong_security_and_lifecycle_settings_are_named(env, variable):
     result = _manage("check", SECRET_KEY="k", **env)
-    assert result.returncode == 2 and result.stderr.startswith("veobot: configuration error: " + variable), \
+    assert result.returncode == 2 and result.stderr.startswith("veobot: configuration error: " + variable), (
         result.stderr
+    )
 
 
 @pytest.mark.slow
@@ -138,31 +169,51 @@ def test_gunicorn_with_the_production_settings(db_settings, tmp_path):
     from tests.workers import database_url, wait_for
 
     port = free_port()
-    env = _production_env(DATABASE_URL=database_url(db_settings), ALLOWED_HOSTS="veobot.example.com,127.0.0.1",
-                          ADMIN_LOGIN_MAX_FAILURES="3")
+    env = _production_env(
+        DATABASE_URL=database_url(db_settings),
+        ALLOWED_HOSTS="veobot.example.com,127.0.0.1",
+        ADMIN_LOGIN_MAX_FAILURES="3",
+    )
     log = tmp_path / "gunicorn.log"
-    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "veosite.wsgi:application", "--bind",
-                               f"127.0.0.1:{port}", "--workers", "2"], cwd=ROOT, env=env, stdout=open(log, "wb"),
-                              stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "veosite.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
     base, https = f"http://127.0.0.1:{port}", {"Host": "veobot.example.com", "X-Forwarded-Proto": "https"}
     try:
         wait_for(lambda: http_status(f"{base}/healthz") == 200, timeout=60, what="gunicorn")
-        plain = requests.get(f"{base}/admin/login/", headers={"Host": "veobot.example.com"}, allow_redirects=False,
-                             timeout=30)
+        plain = requests.get(
+            f"{base}/admin/login/", headers={"Host": "veobot.example.com"}, allow_redirects=False, timeout=30
+        )
         assert plain.status_code == 301 and plain.headers["Location"] == "https://veobot.example.com/admin/login/"
         secure = requests.get(f"{base}/admin/login/", headers=https, timeout=30)
         assert secure.status_code == 200
         assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
-        assert secure.headers["Set-Cookie"].startswith("csrftoken=") and secure.headers["Set-Cookie"].endswith("; Secure")
+        assert secure.headers["Set-Cookie"].startswith("csrftoken=") and secure.headers["Set-Cookie"].endswith(
+            "; Secure"
+        )
 
         answers = set()
         for _ in range(8):  # whichever of the two workers answers, the count is the one in PostgreSQL
             page = requests.get(f"{base}/admin/login/", headers=https, timeout=30)
             cookie = page.cookies["csrftoken"]
             token = csrf_token(page.text)
-            response = requests.post(f"{base}/admin/login/", timeout=30, data={
-                "csrfmiddlewaretoken": token, "username": "boss", "password": "wrong"},
-                headers={**https, "Cookie": f"csrftoken={cookie}", "Referer": "https://veobot.example.com/admin/"})
+            response = requests.post(
+                f"{base}/admin/login/",
+                timeout=30,
+                data={"csrfmiddlewaretoken": token, "username": "boss", "password": "wrong"},
+                headers={**https, "Cookie": f"csrftoken={cookie}", "Referer": "https://veobot.example.com/admin/"},
+            )
             answers.add(response.status_code)
             refused = "Too many failed sign-in attempts" in response.text
         assert answers == {200} and refused

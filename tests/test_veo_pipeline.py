@@ -7,6 +7,7 @@ import signal
 from datetime import timedelta
 
 import pytest
+
 from tests.fakes.veo_server import FakeClock, FakeVeoServer, scenario
 from tests.helpers import admit, next_interaction
 from tests.workers import MODEL, genai_worker, start_worker_process, truncate_requests, wait_for, worker_thread
@@ -14,6 +15,7 @@ from tracking import services
 from tracking.models import VideoRequest, VideoRequestEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
 
 @pytest.fixture
 def fake_veo():
@@ -39,14 +41,26 @@ def pipeline_settings(settings, tmp_path):
 
 def run_to_the_end(fake, settings, *request_ids, **worker_options) -> list[VideoRequest]:
     with worker_thread(genai_worker(fake, settings, **worker_options)):
-        wait_for(lambda: VideoRequest.objects.filter(id__in=request_ids, delivered_at__isnull=False).count()
-                 == len(request_ids), what="delivery")
+        wait_for(
+            lambda: (
+                VideoRequest.objects.filter(id__in=request_ids, delivered_at__isnull=False).count() == len(request_ids)
+            ),
+            what="delivery",
+        )
     return [VideoRequest.objects.get(id=i) for i in request_ids]
 
 
 def test_completed_with_every_parameter_sent(fake_veo, settings):
-    request_id = admit(user_id=601, prompt="a red fox in snow", duration_seconds=8, aspect_ratio="9:16",
-                       resolution="1080p", generate_audio=False, negative_prompt="blurry", seed=42).request_id
+    request_id = admit(
+        user_id=601,
+        prompt="a red fox in snow",
+        duration_seconds=8,
+        aspect_ratio="9:16",
+        resolution="1080p",
+        generate_audio=False,
+        negative_prompt="blurry",
+        seed=42,
+    ).request_id
     fake_veo.default_scenario = scenario("multi_poll", polls=3)
     (row,) = run_to_the_end(fake_veo, settings, request_id)
 
@@ -55,12 +69,23 @@ def test_completed_with_every_parameter_sent(fake_veo, settings):
     (create,) = fake_veo.creates()
     assert create.prompt == "a red fox in snow" and create.auth == "bearer"
     assert create.parameters == {
-        "sampleCount": 1, "durationSeconds": 8, "aspectRatio": "9:16", "resolution": "1080p",
-        "generateAudio": False, "negativePrompt": "blurry", "seed": 42, "personGeneration": "allow_adult"}
+        "sampleCount": 1,
+        "durationSeconds": 8,
+        "aspectRatio": "9:16",
+        "resolution": "1080p",
+        "generateAudio": False,
+        "negativePrompt": "blurry",
+        "seed": 42,
+        "personGeneration": "allow_adult",
+    }
     assert len(fake_veo.polls(row.operation_name)) == 3
     kinds = list(VideoRequestEvent.objects.filter(request_id=request_id).values_list("kind", "to_status"))
-    assert kinds == [("created", "pending"), ("status_changed", "generating"), ("status_changed", "completed"),
-                     ("delivered", None)]
+    assert kinds == [
+        ("created", "pending"),
+        ("status_changed", "generating"),
+        ("status_changed", "completed"),
+        ("delivered", None),
+    ]
 
 
 def test_gcs_output_is_recorded_with_its_public_url(fake_veo, settings):
@@ -89,8 +114,9 @@ def test_gcs_output_size_is_read_from_the_bucket_when_it_completes(fake_veo, set
 
 
 @pytest.mark.parametrize("problem", ["403", "404", "timeout", "no credentials", "garbled token"])
-def test_gcs_output_whose_size_cannot_be_read_still_completes(fake_veo, settings, tmp_path, monkeypatch, caplog,
-                                                              problem):
+def test_gcs_output_whose_size_cannot_be_read_still_completes(
+    fake_veo, settings, tmp_path, monkeypatch, caplog, problem
+):
     from generation import storage
     from tests.gcs_keys import service_account_key
 
@@ -106,24 +132,30 @@ def test_gcs_output_whose_size_cannot_be_read_still_completes(fake_veo, settings
     rows = run_to_the_end(fake_veo, settings, first, second, output_gcs_uri="gs://veobot-out/videos")
 
     assert [(row.status, row.output_size_bytes) for row in rows] == [("completed", None)] * 2
-    reason = {"403": "Cloud Storage answered 403", "404": "Cloud Storage answered 404",
-              "timeout": "Cloud Storage unreachable (ReadTimeout)",
-              "garbled token": "Cloud Storage unreachable (TypeError)",
-              "no credentials": "no Google credentials (Application Default Credentials)"}[problem]
+    reason = {
+        "403": "Cloud Storage answered 403",
+        "404": "Cloud Storage answered 404",
+        "timeout": "Cloud Storage unreachable (ReadTimeout)",
+        "garbled token": "Cloud Storage unreachable (TypeError)",
+        "no credentials": "no Google credentials (Application Default Credentials)",
+    }[problem]
     unknown = [r for r in caplog.records if "size of the GCS output unknown" in r.getMessage()]
     assert [(r.levelname, reason in r.getMessage()) for r in unknown] == [("WARNING", True), ("INFO", True)]
     assert "BEGIN PRIVATE KEY" not in caplog.text and "fake-access-token" not in caplog.text
 
 
-@pytest.mark.parametrize("name,params,status,code,refunded", [
-    ("error_operation", {}, "failed", "operation_failed", True),
-    ("safety_filtered", {}, "failed", "content_filtered", False),
-    ("http_error", {"status": 400}, "failed", "backend_rejected", True),
-    ("http_error", {"status": 403}, "failed", "backend_rejected", True),
-    ("server_error", {}, "failed", "backend_error", True),
-    ("server_error", {"on": "poll"}, "failed", "backend_error", True),
-    ("lost", {}, "timeout", "operation_lost", True),
-])
+@pytest.mark.parametrize(
+    "name,params,status,code,refunded",
+    [
+        ("error_operation", {}, "failed", "operation_failed", True),
+        ("safety_filtered", {}, "failed", "content_filtered", False),
+        ("http_error", {"status": 400}, "failed", "backend_rejected", True),
+        ("http_error", {"status": 403}, "failed", "backend_rejected", True),
+        ("server_error", {}, "failed", "backend_error", True),
+        ("server_error", {"on": "poll"}, "failed", "backend_error", True),
+        ("lost", {}, "timeout", "operation_lost", True),
+    ],
+)
 def test_outcome_mapping(fake_veo, settings, name, params, status, code, refunded):
     request_id = admit(user_id=610).request_id
     fake_veo.default_scenario = scenario(name, **params)
@@ -197,8 +229,10 @@ def test_429_storm_respects_the_start_rate_cap(fake_veo, settings):
     fake_veo.default_scenario = scenario("rate_limited")  # every start refused
     with worker_thread(genai_worker(fake_veo, settings)), worker_thread(genai_worker(fake_veo, settings)):
         wait_for(lambda: len(fake_veo.creates()) >= 3, what="three start attempts")
-        wait_for(lambda: VideoRequest.objects.filter(id__in=ids, claimed_by__isnull=True).count() == 6,
-                 what="leases released")
+        wait_for(
+            lambda: VideoRequest.objects.filter(id__in=ids, claimed_by__isnull=True).count() == 6,
+            what="leases released",
+        )
     assert len(fake_veo.creates()) == 3  # the budget, not one more, however often 429 came back
     assert set(VideoRequest.objects.filter(id__in=ids).values_list("status", flat=True)) == {"pending"}
 
@@ -208,15 +242,30 @@ def test_killed_worker_is_resumed_by_another_with_exactly_one_create(db_settings
     clock = FakeClock()
     with FakeVeoServer(clock=clock, default_scenario=scenario("slow", seconds=60)) as fake:
         request_id = services.admit_request(
-            interaction_id=next_interaction(), user_id=630 + round_number, guild_id=None, channel_id=None,
-            params=services.VideoParameters(prompt="a red fox in snow"), source="cli").request_id
-        env = dict(VEO_BACKEND="express", VEO_API_KEY="test-key", VEO_API_BASE_URL=fake.url,
-                   VEO_LEASE="2s", VEO_POLL_INITIAL="0s", VEO_POLL_MAX="1s", VEO_WORKER_IDLE_POLL="0s",
-                   VEO_MEDIA_ROOT=str(tmp_path / "media"))
+            interaction_id=next_interaction(),
+            user_id=630 + round_number,
+            guild_id=None,
+            channel_id=None,
+            params=services.VideoParameters(prompt="a red fox in snow"),
+            source="cli",
+        ).request_id
+        env = {
+            "VEO_BACKEND": "express",
+            "VEO_API_KEY": "test-key",
+            "VEO_API_BASE_URL": fake.url,
+            "VEO_LEASE": "2s",
+            "VEO_POLL_INITIAL": "0s",
+            "VEO_POLL_MAX": "1s",
+            "VEO_WORKER_IDLE_POLL": "0s",
+            "VEO_MEDIA_ROOT": str(tmp_path / "media"),
+        }
         first = start_worker_process(db_settings, tmp_path / "first.log", **env)
         try:
-            wait_for(lambda: VideoRequest.objects.get(id=request_id).status == "generating", timeout=60,
-                     what="first worker generating")
+            wait_for(
+                lambda: VideoRequest.objects.get(id=request_id).status == "generating",
+                timeout=60,
+                what="first worker generating",
+            )
             wait_for(lambda: len(fake.polls()) >= 1, what="first worker polling")
         finally:
             os.kill(first.pid, signal.SIGKILL)  # no cleanup, no lease hand-back
@@ -227,8 +276,11 @@ def test_killed_worker_is_resumed_by_another_with_exactly_one_create(db_settings
         clock.advance(61)  # Veo finishes while nobody is watching
         second = start_worker_process(db_settings, tmp_path / "second.log", **env)
         try:
-            wait_for(lambda: VideoRequest.objects.get(id=request_id).delivered_at is not None, timeout=60,
-                     what="second worker delivery")
+            wait_for(
+                lambda: VideoRequest.objects.get(id=request_id).delivered_at is not None,
+                timeout=60,
+                what="second worker delivery",
+            )
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(30)

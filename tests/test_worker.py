@@ -33,8 +33,9 @@ def quick_worker(settings, tmp_path):
 
 
 def offline_worker(seconds: float = 0, **kwargs) -> Worker:
-    return standalone_worker(backend=OfflineBackend(seconds=seconds), deliveries={"discord": CliDelivery(), "cli": CliDelivery()},
-                  **kwargs)
+    return standalone_worker(
+        backend=OfflineBackend(seconds=seconds), deliveries={"discord": CliDelivery(), "cli": CliDelivery()}, **kwargs
+    )
 
 
 def _finished(*ids):
@@ -53,8 +54,12 @@ def test_full_lifecycle_to_completed_with_timestamps_events_and_file(settings):
     path = settings.VEO_MEDIA_ROOT / row.output_uris[0].removeprefix("file:")
     assert path.read_bytes()[4:8] == b"ftyp" and row.output_size_bytes == path.stat().st_size
     events = [(e.kind, e.to_status) for e in VideoRequestEvent.objects.filter(request_id=request_id).order_by("id")]
-    assert events == [("created", "pending"), ("status_changed", "generating"), ("status_changed", "completed"),
-                      ("delivered", None)]
+    assert events == [
+        ("created", "pending"),
+        ("status_changed", "generating"),
+        ("status_changed", "completed"),
+        ("delivered", None),
+    ]
 
 
 def test_many_requests_two_workers_each_processed_exactly_once():
@@ -73,8 +78,13 @@ def test_many_requests_two_workers_each_processed_exactly_once():
 
 def test_expired_lease_of_a_dead_worker_is_resumed_not_restarted(settings):
     request_id = admit(user_id=520).request_id
-    dead = services.claim_next(worker="dead-worker", lease=timedelta(seconds=1), sources=["discord"],
-                               max_concurrent=10, max_starts_per_minute=10)
+    dead = services.claim_next(
+        worker="dead-worker",
+        lease=timedelta(seconds=1),
+        sources=["discord"],
+        max_concurrent=10,
+        max_starts_per_minute=10,
+    )
     operation = f"offline/{request_id}/0.000/deadbeef"  # started long ago: finished when polled
     services.mark_generating(request_id=request_id, operation_name=operation, worker="dead-worker")
     with worker_thread(offline_worker()):
@@ -86,8 +96,13 @@ def test_expired_lease_of_a_dead_worker_is_resumed_not_restarted(settings):
 
 def test_finished_but_undelivered_is_delivered_after_a_crash():
     request_id = admit(user_id=521).request_id
-    services.claim_next(worker="dead-worker", lease=timedelta(seconds=1), sources=["discord"], max_concurrent=10,
-                        max_starts_per_minute=10)
+    services.claim_next(
+        worker="dead-worker",
+        lease=timedelta(seconds=1),
+        sources=["discord"],
+        max_concurrent=10,
+        max_starts_per_minute=10,
+    )
     services.mark_generating(request_id=request_id, operation_name="offline/x/0/0", worker="dead-worker")
     services.mark_completed(request_id=request_id, output_uris=["file:000000/x.mp4"], worker="dead-worker")
     with worker_thread(offline_worker()):
@@ -132,8 +147,19 @@ def test_start_rate_cap_is_global(settings):
 
 def test_cli_submits_through_admission_and_waits_for_the_outcome(capsys):
     with worker_thread(offline_worker(seconds=0.1)):
-        call_command("veo", "a red fox in snow", "--user", "560", "--duration", "6", "--ratio", "9:16", "--wait",
-                     "--timeout", "30")
+        call_command(
+            "veo",
+            "a red fox in snow",
+            "--user",
+            "560",
+            "--duration",
+            "6",
+            "--ratio",
+            "9:16",
+            "--wait",
+            "--timeout",
+            "30",
+        )
     out = capsys.readouterr().out
     assert "queued" in out and "completed" in out and "SAMPLE video" in out and ".mp4" in out
     row = VideoRequest.objects.get(user_id=560)
@@ -153,8 +179,9 @@ def test_a_request_veo_never_let_start_times_out_refunded(settings):
     stale, fresh = admit(user_id=580).request_id, admit(user_id=581).request_id
     with connection.cursor() as cursor:  # as if Veo had answered 429 for the last 31 minutes
         cursor.execute("SET session_replication_role = replica")
-        cursor.execute("UPDATE video_requests SET created_at = created_at - interval '31 minutes' WHERE id = %s",
-                       [stale])
+        cursor.execute(
+            "UPDATE video_requests SET created_at = created_at - interval '31 minutes' WHERE id = %s", [stale]
+        )
         cursor.execute("RESET session_replication_role")
     backend = OfflineBackend(seconds=0)
     with worker_thread(standalone_worker(backend=backend, deliveries={"cli": CliDelivery(), "discord": CliDelivery()})):

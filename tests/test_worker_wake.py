@@ -48,15 +48,24 @@ def idle_worker_settings(settings, tmp_path):
 
 
 def worker_env(tmp_path, **env) -> dict:
-    return {"VEO_BACKEND": "offline", "VEO_OFFLINE_SECONDS": "0", "VEO_MEDIA_ROOT": str(tmp_path / "media"),
-            "VEO_WORKER_IDLE_POLL": f"{IDLE_POLL.total_seconds():g}s", "VEO_QUOTA_LIMIT": "1000", **env}
+    return {
+        "VEO_BACKEND": "offline",
+        "VEO_OFFLINE_SECONDS": "0",
+        "VEO_MEDIA_ROOT": str(tmp_path / "media"),
+        "VEO_WORKER_IDLE_POLL": f"{IDLE_POLL.total_seconds():g}s",
+        "VEO_QUOTA_LIMIT": "1000",
+        **env,
+    }
 
 
 def listeners() -> set[int]:
     """Backends of workers listening for new work on the test database."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
-                       " AND query ILIKE 'LISTEN%%'", [APPLICATION_NAME])
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
+            " AND query ILIKE 'LISTEN%%'",
+            [APPLICATION_NAME],
+        )
         return {pid for (pid,) in cursor.fetchall()}
 
 
@@ -74,8 +83,15 @@ def admit_from_cli(db: dict, user_id: int) -> int:
     """`manage.py veo` in its own process: admits, then notifies, and exits."""
     environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     environment.update(SECRET_KEY="tests-only", DATABASE_URL=database_url(db), VEO_QUOTA_LIMIT="1000")
-    out = subprocess.run([sys.executable, "manage.py", "veo", "a heron over a misty river", "--user", str(user_id)],
-                         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "manage.py", "veo", "a heron over a misty river", "--user", str(user_id)],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     return int(re.search(r"request (\d+) queued", out).group(1))
 
 
@@ -115,9 +131,11 @@ def test_the_bots_own_admission_wakes_its_worker(server, settings, tmp_path):
     async def scenario(bot):
         await asyncio.sleep(0.5)  # the worker's first claim found nothing: it is asleep
         await deliver_and_wait(bot, payload, server=server)
-        return await eventually(lambda: VideoRequest.objects.filter(
-            interaction_id=int(payload["id"]), started_at__isnull=False).first(),
-            timeout=IDLE_POLL.total_seconds() / 2, what="the start")
+        return await eventually(
+            lambda: VideoRequest.objects.filter(interaction_id=int(payload["id"]), started_at__isnull=False).first(),
+            timeout=IDLE_POLL.total_seconds() / 2,
+            what="the start",
+        )
 
     request = run_bot(scenario, backend=ScriptedVeo(seconds=0))
     assert waited(request.id) < PROMPTLY
@@ -125,7 +143,9 @@ def test_the_bots_own_admission_wakes_its_worker(server, settings, tmp_path):
 
 def test_a_killed_listener_listens_again_and_loses_no_work(caplog):
     caplog.set_level(logging.INFO, logger="generation.listener")
-    worker = standalone_worker(backend=OfflineBackend(seconds=0), deliveries={"discord": CliDelivery(), "cli": CliDelivery()})
+    worker = standalone_worker(
+        backend=OfflineBackend(seconds=0), deliveries={"discord": CliDelivery(), "cli": CliDelivery()}
+    )
     with worker_thread(worker):
         [first] = wait_for(listeners, what="the worker listening")
         with connection.cursor() as cursor:

@@ -87,8 +87,9 @@ def runworker_process(env: dict, log_path: Path) -> subprocess.Popen:
     # A journal of the test's own: one left by another test's killed worker names that test's rows.
     environment.update({"VEO_JOURNAL_DIR": str(log_path.parent / "journal"), **env})
     handle = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "manage.py", "runworker"], cwd=ROOT, env=environment,
-                            stdout=handle, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runworker"], cwd=ROOT, env=environment, stdout=handle, stderr=subprocess.STDOUT
+    )
 
 
 def truncate_requests() -> None:

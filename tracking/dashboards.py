@@ -17,9 +17,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tracking import selectors
+from tracking import analytics
+from tracking.analytics import Activity, BucketCounts, Dashboard, GuildStats, Percentiles, UserStats
 from tracking.models import DashboardSnapshot
-from tracking.selectors import Activity, BucketCounts, Dashboard, GuildStats, Percentiles, UserStats
 
 PERIODS = (1, 7)  # the days the page offers
 FORMAT = 1  # bumped when Dashboard changes shape; older snapshots are then recomputed
@@ -48,13 +48,14 @@ def current(*, days: int) -> Snapshot:
 def compute(*, days: int, live: bool = False) -> Snapshot:
     """Aggregate the period now, and keep the result for the next page views."""
     started = time.monotonic()
-    board = selectors.dashboard(until=timezone.now(), days=days)
+    board = analytics.dashboard(until=timezone.now(), days=days)
     took = round((time.monotonic() - started) * 1000)
     computed_at = timezone.now()
     if settings.DASHBOARD_REFRESH:
         DashboardSnapshot.objects.update_or_create(
-            days=days, defaults={"until": board.until, "computed_at": computed_at, "compute_ms": took,
-                                 "data": _encode(board)})
+            days=days,
+            defaults={"until": board.until, "computed_at": computed_at, "compute_ms": took, "data": _encode(board)},
+        )
     return Snapshot(board, computed_at, took, live=live)
 
 
@@ -84,12 +85,18 @@ def _decode(data: dict) -> Dashboard:
     when = datetime.fromisoformat
     seen = data["activity"]
     return Dashboard(
-        since=when(data["since"]), until=when(data["until"]),
+        since=when(data["since"]),
+        until=when(data["until"]),
         activity=Activity(
             buckets=[BucketCounts(when(bucket["start"]), bucket["by_status"]) for bucket in seen["buckets"]],
-            per_hour_of_day=seen["per_hour_of_day"], totals=seen["totals"], safety_filtered=seen["safety_filtered"],
-            top_users=[UserStats(**user) for user in seen["top_users"]]),
+            per_hour_of_day=seen["per_hour_of_day"],
+            totals=seen["totals"],
+            safety_filtered=seen["safety_filtered"],
+            top_users=[UserStats(**user) for user in seen["top_users"]],
+        ),
         generation_time=Percentiles(**data["generation_time"]),
-        failure_rate=data["failure_rate"], safety_filter_rate=data["safety_filter_rate"],
+        failure_rate=data["failure_rate"],
+        safety_filter_rate=data["safety_filter_rate"],
         top_users=[UserStats(**user) for user in data["top_users"]],
-        top_guilds=[GuildStats(**guild) for guild in data["top_guilds"]])
+        top_guilds=[GuildStats(**guild) for guild in data["top_guilds"]],
+    )

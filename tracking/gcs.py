@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 GCS_SCHEME = "gs://"
 GCS_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 NO_CREDENTIALS = "no Google credentials (Application Default Credentials)"
-NO_SIGNER = ("no signing credentials: signed links need a service-account key (GOOGLE_APPLICATION_CREDENTIALS) "
-             "or impersonated credentials")
+NO_SIGNER = (
+    "no signing credentials: signed links need a service-account key (GOOGLE_APPLICATION_CREDENTIALS) "
+    "or impersonated credentials"
+)
 # What a call to Cloud Storage may raise. A token endpoint (or a proxy in front of it) that
 # answers 200 with something other than a token makes google-auth itself fail with
 # TypeError / KeyError / ValueError while parsing it: still a problem to report, not a crash.
@@ -88,8 +90,11 @@ def object_info(uri: str, *, credentials: Credentials | None = None) -> ObjectIn
         return ObjectInfo(problem=NO_CREDENTIALS)
     try:
         with session(credentials) as http:
-            response = http.get(object_url(uri), params={"fields": "size,contentType"},
-                                timeout=settings.VEO_HTTP_TIMEOUT.total_seconds())
+            response = http.get(
+                object_url(uri),
+                params={"fields": "size,contentType"},
+                timeout=settings.VEO_HTTP_TIMEOUT.total_seconds(),
+            )
     except FAILURES as error:
         return ObjectInfo(problem=f"Cloud Storage unreachable ({type(error).__name__})")
     if response.status_code != 200:

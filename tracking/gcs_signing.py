@@ -28,8 +28,9 @@ def string_to_sign(*, timestamp: str, scope: str, request: str) -> str:
     return "\n".join([ALGORITHM, timestamp, scope, hashlib.sha256(request.encode()).hexdigest()])
 
 
-def sign_url(*, bucket: str, name: str, signer: Signing, ttl: timedelta, now: datetime | None = None,
-             method: str = "GET") -> str:
+def sign_url(
+    *, bucket: str, name: str, signer: Signing, ttl: timedelta, now: datetime | None = None, method: str = "GET"
+) -> str:
     """A URL that lets anyone holding it ``method`` the object for ``ttl`` from ``now``.
 
     ``signer`` is any google-auth credential that can sign (a service-account key signs

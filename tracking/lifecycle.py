@@ -55,16 +55,23 @@ class Deleted:
         self.gcs_problem = gcs.problem or self.gcs_problem
 
     def as_counts(self) -> dict:
-        return {"requests": self.requests, "events": self.events, "local_files": self.local_files,
-                "gcs_objects_deleted": self.gcs_deleted, "gcs_objects_left": len(self.gcs_left)}
+        return {
+            "requests": self.requests,
+            "events": self.events,
+            "local_files": self.local_files,
+            "gcs_objects_deleted": self.gcs_deleted,
+            "gcs_objects_left": len(self.gcs_left),
+        }
 
 
 def gcs_report(deleted: Deleted) -> list[str]:
     """What to tell the operator about outputs in Cloud Storage."""
     lines = [f"deleted {deleted.gcs_deleted} gs:// objects"] if deleted.gcs_deleted else []
     if deleted.gcs_left:
-        lines.append(f"{len(deleted.gcs_left)} gs:// objects are left in the bucket ({deleted.gcs_problem}); "
-                     "remove them with `gcloud storage rm`:")
+        lines.append(
+            f"{len(deleted.gcs_left)} gs:// objects are left in the bucket ({deleted.gcs_problem}); "
+            "remove them with `gcloud storage rm`:"
+        )
         lines += [f"  {uri}" for uri in deleted.gcs_left]
     return lines
 
@@ -78,6 +85,7 @@ def subject_key(user_id: int) -> str:
 
 # -- audit ---------------------------------------------------------------------------------
 
+
 def _check_actor(actor: str) -> str:
     actor = storable_text("actor", actor).strip()
     if not 1 <= len(actor) <= 200:
@@ -87,18 +95,24 @@ def _check_actor(actor: str) -> str:
 
 def _start_audit(*, operation: str, actor: str, parameters: dict, subject: str | None = None) -> int:
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO data_lifecycle_audit (operation, actor, subject_key, parameters)"
-                       " VALUES (%s, %s, %s, %s) RETURNING id", [operation, actor, subject, json.dumps(parameters)])
+        cursor.execute(
+            "INSERT INTO data_lifecycle_audit (operation, actor, subject_key, parameters)"
+            " VALUES (%s, %s, %s, %s) RETURNING id",
+            [operation, actor, subject, json.dumps(parameters)],
+        )
         return cursor.fetchone()[0]
 
 
 def _finish_audit(audit_id: int, *, counts: dict, outcome: str) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE data_lifecycle_audit SET counts = %s, outcome = %s, finished_at = clock_timestamp()"
-                       " WHERE id = %s", [json.dumps(counts), outcome, audit_id])
+        cursor.execute(
+            "UPDATE data_lifecycle_audit SET counts = %s, outcome = %s, finished_at = clock_timestamp() WHERE id = %s",
+            [json.dumps(counts), outcome, audit_id],
+        )
 
 
 # -- retention purge -----------------------------------------------------------------------
+
 
 def purge_cutoff(*, retention_days: int) -> datetime | None:
     """Finished requests created before this moment may be purged; None: keep everything.
@@ -136,8 +150,10 @@ SELECT (SELECT count(*) FROM doomed),
 
 
 def _output_counts(uris: list[str]) -> dict:
-    return {"local_files": sum(uri.startswith("file:") for uri in uris),
-            "gcs_objects": sum(uri.startswith("gs://") for uri in uris)}
+    return {
+        "local_files": sum(uri.startswith("file:") for uri in uris),
+        "gcs_objects": sum(uri.startswith("gs://") for uri in uris),
+    }
 
 
 def count_purgeable(*, cutoff: datetime) -> dict:
@@ -148,14 +164,21 @@ def count_purgeable(*, cutoff: datetime) -> dict:
     return {"requests": requests, "events": events, **_output_counts(uris)}
 
 
-def purge_requests(*, cutoff: datetime, batch: int, actor: str, gcs_credentials=None,
-                   progress: Callable[[Deleted], None] = lambda deleted: None) -> Deleted:
+def purge_requests(
+    *,
+    cutoff: datetime,
+    batch: int,
+    actor: str,
+    gcs_credentials=None,
+    progress: Callable[[Deleted], None] = lambda deleted: None,
+) -> Deleted:
     """Delete finished requests created before cutoff, batch rows per short transaction (no
     long locks; workers and admissions carry on), then their local files. Audited."""
     if batch < 1:
         raise InvalidInput("batch", "the batch size must be at least 1")
-    audit_id = _start_audit(operation="purge_requests", actor=_check_actor(actor),
-                            parameters={"cutoff": cutoff.isoformat(), "batch": batch})
+    audit_id = _start_audit(
+        operation="purge_requests", actor=_check_actor(actor), parameters={"cutoff": cutoff.isoformat(), "batch": batch}
+    )
     deleted, outcome = Deleted(), "interrupted"
     try:
         while True:
@@ -173,6 +196,7 @@ def purge_requests(*, cutoff: datetime, batch: int, actor: str, gcs_credentials=
 
 
 # -- erasure of one user -------------------------------------------------------------------
+
 
 @dataclass
 class Erasure:
@@ -203,8 +227,11 @@ def in_flight_count(*, user_id: int) -> int:
     """The user's requests a worker has or will have in hand: queued, generating, or held
     under a live lease (being delivered)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM video_requests WHERE user_id = %s"
-                       " AND (status IN ('pending', 'generating') OR lease_expires_at > clock_timestamp())", [user_id])
+        cursor.execute(
+            "SELECT count(*) FROM video_requests WHERE user_id = %s"
+            " AND (status IN ('pending', 'generating') OR lease_expires_at > clock_timestamp())",
+            [user_id],
+        )
         return cursor.fetchone()[0]
 
 
@@ -222,18 +249,30 @@ def erase_user(*, user_id: int, actor: str, gcs_credentials=None) -> Erasure:
             cursor.execute("SELECT pg_advisory_xact_lock(1986161410, hashint8(%s))", [user_id])
         busy = in_flight_count(user_id=user_id)
         if busy:
-            raise InvalidInput("user_id", f"user {user_id} has {busy} request(s) queued, generating or being "
-                                          "delivered; cancel them in the admin (or let them finish), then erase again")
+            raise InvalidInput(
+                "user_id",
+                f"user {user_id} has {busy} request(s) queued, generating or being "
+                "delivered; cancel them in the admin (or let them finish), then erase again",
+            )
         with connection.cursor() as cursor:
             cursor.execute(_ERASE_SQL, {"user": user_id})
             requests, events, uris, policies, bans_deleted, bans_kept = cursor.fetchone()
-        audit_id = _start_audit(operation="erase_user", actor=actor, subject=subject_key(user_id),
-                                parameters=_output_counts(uris))
+        audit_id = _start_audit(
+            operation="erase_user", actor=actor, subject=subject_key(user_id), parameters=_output_counts(uris)
+        )
     deleted, outcome = Deleted(), "interrupted"
     try:  # the rows are gone; the audit row ends saying how far the outputs got, whatever happens
         deleted.add(requests, events, uris, gcs_credentials=gcs_credentials)
         outcome = "done"
     finally:
-        _finish_audit(audit_id, outcome=outcome, counts={**deleted.as_counts(), "quota_policies": policies,
-                                                         "bans_deleted": bans_deleted, "bans_kept": bans_kept})
+        _finish_audit(
+            audit_id,
+            outcome=outcome,
+            counts={
+                **deleted.as_counts(),
+                "quota_policies": policies,
+                "bans_deleted": bans_deleted,
+                "bans_kept": bans_kept,
+            },
+        )
     return Erasure(deleted, policies, bans_deleted, bans_kept, audit_id)

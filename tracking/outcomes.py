@@ -16,11 +16,18 @@ from django.conf import settings
 from tracking.models import Status
 
 # The lifecycle's legal moves; a request is born pending (admitted) or rejected (refused).
-TRANSITIONS = frozenset({
-    (Status.PENDING, Status.GENERATING), (Status.PENDING, Status.FAILED), (Status.PENDING, Status.TIMEOUT),
-    (Status.PENDING, Status.CANCELLED), (Status.GENERATING, Status.COMPLETED), (Status.GENERATING, Status.FAILED),
-    (Status.GENERATING, Status.TIMEOUT), (Status.GENERATING, Status.CANCELLED),
-})
+TRANSITIONS = frozenset(
+    {
+        (Status.PENDING, Status.GENERATING),
+        (Status.PENDING, Status.FAILED),
+        (Status.PENDING, Status.TIMEOUT),
+        (Status.PENDING, Status.CANCELLED),
+        (Status.GENERATING, Status.COMPLETED),
+        (Status.GENERATING, Status.FAILED),
+        (Status.GENERATING, Status.TIMEOUT),
+        (Status.GENERATING, Status.CANCELLED),
+    }
+)
 
 # error code -> the status it ends in. Every code but the safety filter's is a failure on
 # our side (or Veo's), and refunded.

@@ -57,3 +57,10 @@ def fetch_requests(sql: str, params) -> list[VideoRequest]:
 
 
 _needs_conversion: bool | None = None  # settled by the first call
+
+
+def fetch_tuples(query: str, params: list | dict) -> list[tuple]:
+    """Plain rows of a read-only query, as tuples."""
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall()

@@ -97,8 +97,10 @@ def scratch_database(*, server: dict, name: str) -> Iterator[dict]:
     """A new empty database `name` on `server`'s PostgreSQL, dropped afterwards.
 
     From template0, so nothing a site added to template1 ends up in the dump."""
-    recreate = [sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))]
+    recreate = [
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)),
+    ]
     _maintenance(server=server, statements=recreate)
     try:
         yield {**server, "NAME": name}
@@ -107,9 +109,15 @@ def scratch_database(*, server: dict, name: str) -> Iterator[dict]:
 
 
 def _maintenance(*, server: dict, statements: list[sql.Composed]) -> None:
-    with psycopg.connect(host=server.get("HOST") or None, port=server.get("PORT") or None,
-                         user=server.get("USER") or None, password=server.get("PASSWORD") or None,
-                         dbname="postgres", connect_timeout=10, autocommit=True) as conn:
+    with psycopg.connect(
+        host=server.get("HOST") or None,
+        port=server.get("PORT") or None,
+        user=server.get("USER") or None,
+        password=server.get("PASSWORD") or None,
+        dbname="postgres",
+        connect_timeout=10,
+        autocommit=True,
+    ) as conn:
         for statement in statements:
             conn.execute(statement)
 

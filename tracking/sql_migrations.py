@@ -38,8 +38,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # checksum installations recorded, the checksum of the statements alone, which must not change
 # -- tests/test_migrate_sql.py checks that it did not). Those installations have nothing to redo.
 COMMENT_EDITS = {
-    "0004_bot": ("23ae582229ea0ae6638ddea00a36931d4e48003853f03fce7a36a5ef7b04d993",
-                 "ce963b90871a4d71b1c68acbb3410a74037d4a2fbc8d318a4156d3458852da9e"),
+    "0004_bot": (
+        "23ae582229ea0ae6638ddea00a36931d4e48003853f03fce7a36a5ef7b04d993",
+        "ce963b90871a4d71b1c68acbb3410a74037d4a2fbc8d318a4156d3458852da9e",
+    )
 }
 
 
@@ -124,8 +126,13 @@ def psql_executable() -> str:
 def libpq_environment(db: dict) -> dict[str, str]:
     """Connection settings for psql as PG* variables: the password never appears in argv."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-    fields = {"PGHOST": db.get("HOST"), "PGPORT": db.get("PORT"), "PGUSER": db.get("USER"),
-              "PGPASSWORD": db.get("PASSWORD"), "PGDATABASE": db.get("NAME")}
+    fields = {
+        "PGHOST": db.get("HOST"),
+        "PGPORT": db.get("PORT"),
+        "PGUSER": db.get("USER"),
+        "PGPASSWORD": db.get("PASSWORD"),
+        "PGDATABASE": db.get("NAME"),
+    }
     env.update({key: str(value) for key, value in fields.items() if value})
     env["PGCONNECT_TIMEOUT"] = "10"
     env["PGAPPNAME"] = "veobot-migrate-sql"
@@ -145,8 +152,13 @@ class Runner:
 
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(
-            host=self.db.get("HOST") or None, port=self.db.get("PORT") or None, user=self.db.get("USER") or None,
-            password=self.db.get("PASSWORD") or None, dbname=self.db["NAME"], connect_timeout=10, autocommit=True,
+            host=self.db.get("HOST") or None,
+            port=self.db.get("PORT") or None,
+            user=self.db.get("USER") or None,
+            password=self.db.get("PASSWORD") or None,
+            dbname=self.db["NAME"],
+            connect_timeout=10,
+            autocommit=True,
         )
 
     def _locked(self, conn: psycopg.Connection) -> None:
@@ -169,11 +181,14 @@ class Runner:
             if file is None:
                 raise MigrationError(
                     f"{version:04d}_{record.name} is applied but its file is missing from {self.directory.name}/; "
-                    "restore it (or roll it back with the old checkout) before migrating")
+                    "restore it (or roll it back with the old checkout) before migrating"
+                )
             if not file.matches(record.checksum):
                 raise MigrationError(
                     f"{file.path.name} was edited after it was applied (checksum {record.checksum[:12]} recorded, "
-                    f"{file.checksum[:12]} on disk); restore the applied version and put changes in a new migration")
+                    f"{file.checksum[:12]} on disk); restore the applied version and put changes in a new migration"
+                )
+
     def _verify_order(self, files: list[MigrationFile], applied: dict[int, AppliedMigration]) -> None:
         """Applying an older file after a newer one could run changes out of order; rolling
         back (the way out of this state) stays allowed."""
@@ -182,7 +197,8 @@ class Runner:
             raise MigrationError(
                 f"{min(pending):04d} is pending but newer {max(applied):04d} is already applied; "
                 f"renumber the new file after the newest applied migration, or roll back to it first "
-                f"(migrate_sql --down --to {min(pending) - 1})")
+                f"(migrate_sql --down --to {min(pending) - 1})"
+            )
 
     def status(self) -> list[MigrationState]:
         files = discover(self.directory)
@@ -216,9 +232,14 @@ class Runner:
                 if file.version in applied:
                     continue
                 self.log(f"applying {file.path.name}")
-                self._run_psql(file.path, record=(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (:'v', :'n', :'c');",
-                    {"v": str(file.version), "n": file.name, "c": file.checksum}), label=file.label)
+                self._run_psql(
+                    file.path,
+                    record=(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (:'v', :'n', :'c');",
+                        {"v": str(file.version), "n": file.name, "c": file.checksum},
+                    ),
+                    label=file.label,
+                )
                 done.append(file.label)
         return done
 
@@ -242,8 +263,11 @@ class Runner:
                 if not file.down_path.exists():
                     raise MigrationError(f"{file.down_path.name} is missing: cannot roll back {file.label}")
                 self.log(f"rolling back {file.label}")
-                self._run_psql(file.down_path, record=(
-                    "DELETE FROM schema_migrations WHERE version = :'v';", {"v": str(version)}), label=file.label)
+                self._run_psql(
+                    file.down_path,
+                    record=("DELETE FROM schema_migrations WHERE version = :'v';", {"v": str(version)}),
+                    label=file.label,
+                )
                 done.append(file.label)
         return done
 
@@ -257,7 +281,9 @@ class Runner:
         result = subprocess.run(args, input=script, env=self.env, capture_output=True, text=True)
         if result.returncode != 0:
             detail = " ".join(line.strip() for line in result.stderr.strip().splitlines() if line.strip())
-            raise MigrationError(f"{label} failed and was rolled back: {detail or 'psql exited with ' + str(result.returncode)}")
+            raise MigrationError(
+                f"{label} failed and was rolled back: {detail or 'psql exited with ' + str(result.returncode)}"
+            )
 
 
 def _psql_quote(text: str) -> str:

@@ -22,12 +22,16 @@ def storable_text(field: str, value: str) -> str:
         raise InvalidInput(field, f"{field} must be text")
     nul = value.find("\x00")
     if nul != -1:
-        raise InvalidInput(field, f"{field} contains a NUL character (U+0000) at position {nul + 1}; remove it and try again")
+        raise InvalidInput(
+            field, f"{field} contains a NUL character (U+0000) at position {nul + 1}; remove it and try again"
+        )
     for position, char in enumerate(value):
         if "\ud800" <= char <= "\udfff":
             raise InvalidInput(
-                field, f"{field} contains an unpaired surrogate (U+{ord(char):04X}) at position {position + 1}, "
-                       "which is not valid Unicode text; remove it and try again")
+                field,
+                f"{field} contains an unpaired surrogate (U+{ord(char):04X}) at position {position + 1}, "
+                "which is not valid Unicode text; remove it and try again",
+            )
     return value
 
 
@@ -37,11 +41,17 @@ def prompt_text(field: str, value: str) -> str:
     storable_text(field, value)
     for position, char in enumerate(value):
         if char in BIDI_CONTROLS:
-            raise InvalidInput(field, f"{field} contains a bidirectional control character (U+{ord(char):04X}) "
-                                      f"at position {position + 1}; remove it and try again")
+            raise InvalidInput(
+                field,
+                f"{field} contains a bidirectional control character (U+{ord(char):04X}) "
+                f"at position {position + 1}; remove it and try again",
+            )
         if unicodedata.category(char) == "Cc" and not char.isspace():
-            raise InvalidInput(field, f"{field} contains a control character (U+{ord(char):04X}) "
-                                      f"at position {position + 1}; remove it and try again")
+            raise InvalidInput(
+                field,
+                f"{field} contains a control character (U+{ord(char):04X}) "
+                f"at position {position + 1}; remove it and try again",
+            )
     return value
 
 

@@ -34,9 +34,16 @@ def client_ip(request) -> str:
 def attempt(*, username: str, client_ip: str) -> timedelta | None:
     """Record a sign-in attempt; None to go ahead, or how long to wait when refused."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT login_attempt(%s, %s, %s, %s, %s)",
-                       [username_key(username), client_ip, settings.ADMIN_LOGIN_LOCKOUT,
-                        settings.ADMIN_LOGIN_MAX_FAILURES, settings.ADMIN_LOGIN_MAX_FAILURES_PER_IP])
+        cursor.execute(
+            "SELECT login_attempt(%s, %s, %s, %s, %s)",
+            [
+                username_key(username),
+                client_ip,
+                settings.ADMIN_LOGIN_LOCKOUT,
+                settings.ADMIN_LOGIN_MAX_FAILURES,
+                settings.ADMIN_LOGIN_MAX_FAILURES_PER_IP,
+            ],
+        )
         return cursor.fetchone()[0]
 
 

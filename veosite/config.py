@@ -96,7 +96,6 @@ def get_duration(name: str, default: str, *, minimum: timedelta, maximum: timede
     return value
 
 
-
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 PREVIEW_CHARS = 60
 
@@ -18,7 +18,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -35,15 +35,28 @@ def preview(text: str | None, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def step(logger: logging.Logger, name: str, *, request_id: int | None, user_id: int | None = None,
-         guild_id: int | None = None, level: int = logging.INFO, **fields) -> None:
+def step(
+    logger: logging.Logger,
+    name: str,
+    *,
+    request_id: int | None,
+    user_id: int | None = None,
+    guild_id: int | None = None,
+    level: int = logging.INFO,
+    **fields,
+) -> None:
     """Log one lifecycle step of a request: ``request 12 admitted user=… guild=… admit_ms=3.1``.
 
     Timings are passed as ``*_ms`` floats and rounded; the same fields go into JSON output."""
-    fields = {key: round(value, 1) if isinstance(value, float) else value
-              for key, value in fields.items() if value is not None}
+    fields = {
+        key: round(value, 1) if isinstance(value, float) else value
+        for key, value in fields.items()
+        if value is not None
+    }
     data = {"event": name, "request_id": request_id, "user_id": user_id, "guild_id": guild_id, **fields}
-    text = " ".join(f"{key}={value}" for key, value in data.items()
-                    if key not in ("event", "request_id") and value is not None)
-    logger.log(level, "request %s %s %s", request_id if request_id is not None else "-", name, text,
-               extra={"fields": data})
+    text = " ".join(
+        f"{key}={value}" for key, value in data.items() if key not in ("event", "request_id") and value is not None
+    )
+    logger.log(
+        level, "request %s %s %s", request_id if request_id is not None else "-", name, text, extra={"fields": data}
+    )

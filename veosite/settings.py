@@ -60,9 +60,9 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-            ],
+            ]
         },
-    },
+    }
 ]
 
 # --- Database -----------------------------------------------------------------
@@ -99,11 +99,7 @@ def _database() -> dict:
         "connect_timeout": DATABASE_CONNECT_TIMEOUT,
         "options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
         "application_name": "veobot",
-        "pool": {
-            "min_size": 1,
-            "max_size": DATABASE_MAX_CONNECTIONS,
-            "timeout": DATABASE_CONNECT_TIMEOUT,
-        },
+        "pool": {"min_size": 1, "max_size": DATABASE_MAX_CONNECTIONS, "timeout": DATABASE_CONNECT_TIMEOUT},
     }
     return db
 
@@ -135,7 +131,8 @@ GOOGLE_CLOUD_PROJECT = config.get_str("GOOGLE_CLOUD_PROJECT", "")
 GOOGLE_CLOUD_LOCATION = config.get_str("GOOGLE_CLOUD_LOCATION", "us-central1")
 VEO_API_KEY = config.get_str("VEO_API_KEY", "")
 VEO_BACKEND = config.get_str(
-    "VEO_BACKEND", "vertex" if GOOGLE_CLOUD_PROJECT else "express" if VEO_API_KEY else "offline")
+    "VEO_BACKEND", "vertex" if GOOGLE_CLOUD_PROJECT else "express" if VEO_API_KEY else "offline"
+)
 if VEO_BACKEND not in ("vertex", "express", "offline"):
     raise ConfigError(f"VEO_BACKEND must be vertex, express or offline (got {VEO_BACKEND!r})")
 if VEO_BACKEND == "vertex" and not GOOGLE_CLOUD_PROJECT:
@@ -159,29 +156,37 @@ if not GCS_API_BASE_URL.startswith(("https://", "http://")):
 VEO_GCS_PUBLIC_URLS = config.get_bool("VEO_GCS_PUBLIC_URLS", False)
 # How long the V4 signed links to GCS outputs posted in Discord work (7d is V4's maximum);
 # 0 posts none. Signing needs a service-account key or impersonated credentials.
-VEO_GCS_SIGNED_URL_TTL: timedelta = config.get_duration("VEO_GCS_SIGNED_URL_TTL", "7d", minimum=timedelta(0),
-                                                        maximum=timedelta(days=7))
+VEO_GCS_SIGNED_URL_TTL: timedelta = config.get_duration(
+    "VEO_GCS_SIGNED_URL_TTL", "7d", minimum=timedelta(0), maximum=timedelta(days=7)
+)
 VEO_PERSON_GENERATION = config.get_str("VEO_PERSON_GENERATION", "allow_adult")
 if VEO_PERSON_GENERATION not in ("dont_allow", "allow_adult", "allow_all"):
-    raise ConfigError(f"VEO_PERSON_GENERATION must be dont_allow, allow_adult or allow_all (got {VEO_PERSON_GENERATION!r})")
+    raise ConfigError(
+        f"VEO_PERSON_GENERATION must be dont_allow, allow_adult or allow_all (got {VEO_PERSON_GENERATION!r})"
+    )
 # Per HTTP call to Veo: timeout, and retries of 5xx answers to polls. A start is sent once per
 # attempt (a retried create can be a second video); the worker retries a start that got a 5xx,
 # and a rate-limited one goes back to the queue, where the start-rate cap applies.
-VEO_HTTP_TIMEOUT: timedelta = config.get_duration("VEO_HTTP_TIMEOUT", "30s", minimum=timedelta(seconds=1),
-                                                  maximum=timedelta(minutes=5))
+VEO_HTTP_TIMEOUT: timedelta = config.get_duration(
+    "VEO_HTTP_TIMEOUT", "30s", minimum=timedelta(seconds=1), maximum=timedelta(minutes=5)
+)
 VEO_HTTP_RETRIES = config.get_int("VEO_HTTP_RETRIES", 3, minimum=1, maximum=10)
 # Whole generation, from the operation start; Veo can take more than 5 minutes.
-VEO_GENERATION_TIMEOUT: timedelta = config.get_duration("VEO_GENERATION_TIMEOUT", "10m", minimum=timedelta(seconds=5),
-                                                        maximum=timedelta(hours=2))
+VEO_GENERATION_TIMEOUT: timedelta = config.get_duration(
+    "VEO_GENERATION_TIMEOUT", "10m", minimum=timedelta(seconds=5), maximum=timedelta(hours=2)
+)
 # A request still waiting to start this long after it was made (Veo refusing new work with
 # 429 all that time) ends as `timeout` (queue_timeout), refunded, instead of waiting forever.
-VEO_QUEUE_TIMEOUT: timedelta = config.get_duration("VEO_QUEUE_TIMEOUT", "1h", minimum=timedelta(seconds=5),
-                                                   maximum=timedelta(days=7))
+VEO_QUEUE_TIMEOUT: timedelta = config.get_duration(
+    "VEO_QUEUE_TIMEOUT", "1h", minimum=timedelta(seconds=5), maximum=timedelta(days=7)
+)
 # Poll backoff: starts at VEO_POLL_INITIAL, x1.5 each time, capped at VEO_POLL_MAX.
-VEO_POLL_INITIAL: timedelta = config.get_duration("VEO_POLL_INITIAL", "1s", minimum=timedelta(seconds=0),
-                                                  maximum=timedelta(minutes=1))
-VEO_POLL_MAX: timedelta = config.get_duration("VEO_POLL_MAX", "10s", minimum=VEO_POLL_INITIAL,
-                                              maximum=timedelta(minutes=5))
+VEO_POLL_INITIAL: timedelta = config.get_duration(
+    "VEO_POLL_INITIAL", "1s", minimum=timedelta(seconds=0), maximum=timedelta(minutes=1)
+)
+VEO_POLL_MAX: timedelta = config.get_duration(
+    "VEO_POLL_MAX", "10s", minimum=VEO_POLL_INITIAL, maximum=timedelta(minutes=5)
+)
 # How long the offline backend pretends to generate.
 VEO_OFFLINE_SECONDS = config.get_int("VEO_OFFLINE_SECONDS", 3, minimum=0, maximum=600)
 
@@ -191,16 +196,17 @@ VEO_MAX_CONCURRENT = config.get_int("VEO_MAX_CONCURRENT", 4, minimum=1, maximum=
 # Veo operation starts per minute, across every worker (Vertex's default quota is about 10).
 VEO_MAX_STARTS_PER_MINUTE = config.get_int("VEO_MAX_STARTS_PER_MINUTE", 10, minimum=1, maximum=10_000)
 # A worker's claim on a request; renewed while it works, recovered by others when it dies.
-VEO_LEASE: timedelta = config.get_duration("VEO_LEASE", "60s", minimum=timedelta(seconds=1),
-                                           maximum=timedelta(hours=1))
+VEO_LEASE: timedelta = config.get_duration("VEO_LEASE", "60s", minimum=timedelta(seconds=1), maximum=timedelta(hours=1))
 # Requests one worker process handles at once (polling is cheap; starts are capped globally).
 VEO_WORKER_SLOTS = config.get_int("VEO_WORKER_SLOTS", 8, minimum=1, maximum=1000)
 # First wait before a rate-limited (429) or failed start is retried; doubles per attempt, max 5 min.
-VEO_RETRY_BACKOFF: timedelta = config.get_duration("VEO_RETRY_BACKOFF", "5s", minimum=timedelta(seconds=0),
-                                                   maximum=timedelta(minutes=5))
+VEO_RETRY_BACKOFF: timedelta = config.get_duration(
+    "VEO_RETRY_BACKOFF", "5s", minimum=timedelta(seconds=0), maximum=timedelta(minutes=5)
+)
 # How often an idle worker looks for new work.
-VEO_WORKER_IDLE_POLL: timedelta = config.get_duration("VEO_WORKER_IDLE_POLL", "1s", minimum=timedelta(seconds=0),
-                                                      maximum=timedelta(minutes=1))
+VEO_WORKER_IDLE_POLL: timedelta = config.get_duration(
+    "VEO_WORKER_IDLE_POLL", "1s", minimum=timedelta(seconds=0), maximum=timedelta(minutes=1)
+)
 # Idle workers LISTEN for the NOTIFY sent after each admission and start at once; the polling
 # above stays as the safety net. Off: polling only (e.g. behind a transaction-pooling
 # PgBouncer, where LISTEN hears nothing).
@@ -208,8 +214,9 @@ VEO_WORKER_LISTEN = config.get_bool("VEO_WORKER_LISTEN", True)
 
 # How often a worker recomputes the moderators' dashboard (kept in dashboard_snapshots); the
 # page shows that snapshot with its age. 0s: no snapshots, the page computes on every view.
-DASHBOARD_REFRESH: timedelta = config.get_duration("DASHBOARD_REFRESH", "5m", minimum=timedelta(seconds=0),
-                                                   maximum=timedelta(hours=1))
+DASHBOARD_REFRESH: timedelta = config.get_duration(
+    "DASHBOARD_REFRESH", "5m", minimum=timedelta(seconds=0), maximum=timedelta(hours=1)
+)
 
 # --- Outputs ---------------------------------------------------------------------------
 # Local video files live here (never a public directory; the admin streams them to staff).
@@ -246,12 +253,14 @@ if VEO_PUBLIC_MEDIA_URL and not VEO_PUBLIC_MEDIA_URL.startswith(("https://", "ht
 # and are replayed into the database when it returns.
 VEO_JOURNAL_DIR = Path(config.get_str("VEO_JOURNAL_DIR", str(DATA_DIR / "journal")))
 # How often the bot checks whether an unreachable database is back.
-DATABASE_PROBE_INTERVAL: timedelta = config.get_duration("DATABASE_PROBE_INTERVAL", "2s", minimum=timedelta(seconds=1),
-                                                         maximum=timedelta(minutes=5))
+DATABASE_PROBE_INTERVAL: timedelta = config.get_duration(
+    "DATABASE_PROBE_INTERVAL", "2s", minimum=timedelta(seconds=1), maximum=timedelta(minutes=5)
+)
 # How often the bot looks for moderators' actions (the discord_actions outbox: Discord messages
 # and bucket objects to delete).
-DISCORD_ACTIONS_POLL: timedelta = config.get_duration("DISCORD_ACTIONS_POLL", "5s", minimum=timedelta(seconds=0),
-                                                      maximum=timedelta(minutes=5))
+DISCORD_ACTIONS_POLL: timedelta = config.get_duration(
+    "DISCORD_ACTIONS_POLL", "5s", minimum=timedelta(seconds=0), maximum=timedelta(minutes=5)
+)
 # An action Discord keeps refusing (e.g. 403 Missing Permissions) or Cloud Storage cannot do
 # yet (5xx, network) is retried with a doubling backoff (30 s, 1 min, ... at most 1 h) and
 # failed after this many attempts.
@@ -286,8 +295,9 @@ SESSION_COOKIE_AGE = 12 * 3600  # a moderator signs in again after half a day
 # many times within ADMIN_LOGIN_LOCKOUT is refused until the oldest failure leaves the window.
 ADMIN_LOGIN_MAX_FAILURES = config.get_int("ADMIN_LOGIN_MAX_FAILURES", 5, minimum=1, maximum=1000)
 ADMIN_LOGIN_MAX_FAILURES_PER_IP = config.get_int("ADMIN_LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1, maximum=100_000)
-ADMIN_LOGIN_LOCKOUT: timedelta = config.get_duration("ADMIN_LOGIN_LOCKOUT", "15m", minimum=timedelta(seconds=1),
-                                                     maximum=timedelta(days=1))
+ADMIN_LOGIN_LOCKOUT: timedelta = config.get_duration(
+    "ADMIN_LOGIN_LOCKOUT", "15m", minimum=timedelta(seconds=1), maximum=timedelta(days=1)
+)
 # The header a trusted proxy sets to the client's address (e.g. X-Real-IP, or X-Forwarded-For,
 # whose last entry is used); empty: the connection's address (REMOTE_ADDR).
 ADMIN_LOGIN_IP_HEADER = config.get_header_name("ADMIN_LOGIN_IP_HEADER")
@@ -324,6 +334,10 @@ LOGGING = {
     # the guilds intent is off: the bot needs no intents (it keeps no guild cache) on purpose.
     # psycopg's pool warns at every failed connection attempt while PostgreSQL is down; the bot,
     # the worker and manage.py report an outage themselves, once.
-    "loggers": {"pgserver": {"level": "WARNING"}, "discord": {"level": "INFO"}, "discord.state": {"level": "ERROR"},
-                "psycopg.pool": {"level": "ERROR"}},
+    "loggers": {
+        "pgserver": {"level": "WARNING"},
+        "discord": {"level": "INFO"},
+        "discord.state": {"level": "ERROR"},
+        "psycopg.pool": {"level": "ERROR"},
+    },
 }

@@ -8,7 +8,4 @@ admin.site.site_title = "veobot"
 admin.site.index_title = "Requests, quotas and bans"
 admin.site.index_template = "admin/veobot/index.html"  # adds the dashboard link
 
-urlpatterns = [
-    path("healthz", healthz, name="healthz"),
-    path("admin/", admin.site.urls),
-]
+urlpatterns = [path("healthz", healthz, name="healthz"), path("admin/", admin.site.urls)]

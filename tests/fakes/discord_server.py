@@ -28,9 +28,10 @@ import mimetypes
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -106,7 +107,7 @@ def new_snowflake(at: float | None = None) -> int:
 
 
 def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).isoformat()
+    return datetime.fromtimestamp(at, UTC).isoformat()
 
 
 def _truthy(value: str | None) -> bool:
@@ -301,8 +302,14 @@ class FakeDiscordServer:
     event loop, tests read state from theirs; everything shared is guarded by one lock.
     """
 
-    def __init__(self, *, application_id: int = DEFAULT_APPLICATION_ID, bot_token: str = BOT_TOKEN,
-                 bucket_limit: int = DEFAULT_BUCKET_LIMIT, bucket_window: float = DEFAULT_BUCKET_WINDOW):
+    def __init__(
+        self,
+        *,
+        application_id: int = DEFAULT_APPLICATION_ID,
+        bot_token: str = BOT_TOKEN,
+        bucket_limit: int = DEFAULT_BUCKET_LIMIT,
+        bucket_window: float = DEFAULT_BUCKET_WINDOW,
+    ):
         self.application_id = application_id
         self.bot_token = bot_token
         self.bot_user = {
@@ -410,15 +417,27 @@ class FakeDiscordServer:
             return copy.deepcopy(self._interactions[interaction_id])
 
     def add_channel(
-        self, channel_id: int, *, guild_id: int | None = None, name: str = "general",
+        self,
+        channel_id: int,
+        *,
+        guild_id: int | None = None,
+        name: str = "general",
         app_permissions: int = DEFAULT_BOT_PERMISSIONS,
     ) -> None:
         """Make a guild text channel (or, with guild_id=None, a DM) exist for channel routes, where the
         bot has `app_permissions` (by default View Channel, Send Messages, Embed Links, Attach Files)."""
         data = {"id": str(channel_id), "type": 1 if guild_id is None else 0, "last_message_id": None, "flags": 0}
         if guild_id is not None:
-            data |= {"guild_id": str(guild_id), "name": name, "position": 0, "permission_overwrites": [],
-                     "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0}
+            data |= {
+                "guild_id": str(guild_id),
+                "name": name,
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "topic": None,
+                "rate_limit_per_user": 0,
+            }
         with self._lock:
             self._channels[channel_id] = _Channel(data, app_permissions=app_permissions)
 
@@ -453,7 +472,9 @@ class FakeDiscordServer:
         with self._lock:
             self._known_channel(channel_id).deleted = True
 
-    def set_attachment_size_limit(self, limit: int, *, guild_id: int | None = None, channel_id: int | None = None) -> None:
+    def set_attachment_size_limit(
+        self, limit: int, *, guild_id: int | None = None, channel_id: int | None = None
+    ) -> None:
         """Per-file limit for channel posts (interaction webhooks use the payload's attachment_size_limit)."""
         with self._lock:
             if channel_id is not None:
@@ -514,10 +535,14 @@ class FakeDiscordServer:
     def messages_in(self, channel_id: int, *, ephemeral: bool | None = None) -> list[dict]:
         """Messages currently in a channel, oldest first; ephemeral=False keeps what everyone sees."""
         with self._lock:
-            return copy.deepcopy([
-                m for m in self._messages.values()
-                if m["channel_id"] == str(channel_id) and (ephemeral is None or bool(m["flags"] & EPHEMERAL) == ephemeral)
-            ])
+            return copy.deepcopy(
+                [
+                    m
+                    for m in self._messages.values()
+                    if m["channel_id"] == str(channel_id)
+                    and (ephemeral is None or bool(m["flags"] & EPHEMERAL) == ephemeral)
+                ]
+            )
 
     def original_response(self, interaction_id: int) -> dict | None:
         with self._lock:
@@ -588,8 +613,12 @@ class FakeDiscordServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         record = RecordedRequest(
-            method=request.method, path=request.path.removeprefix(API_PREFIX), query=dict(request.query),
-            json=None, uploads=[], at=self.now(),
+            method=request.method,
+            path=request.path.removeprefix(API_PREFIX),
+            query=dict(request.query),
+            json=None,
+            uploads=[],
+            at=self.now(),
         )
         resource = request.match_info.route.resource
         if resource is not None:
@@ -623,8 +652,9 @@ class FakeDiscordServer:
             record.response = json.loads(response.body) if response.content_type == "application/json" else None
         return response
 
-    def _answer_before_route(self, request: web.Request,
-                             method_and_path: str) -> tuple[web.Response | None, _BucketState | None]:
+    def _answer_before_route(
+        self, request: web.Request, method_and_path: str
+    ) -> tuple[web.Response | None, _BucketState | None]:
         """A scripted 429 (which leaves the bucket alone), else the route's bucket (429 when it is
         exhausted), else a scripted error; None when the route itself answers."""
         scripted = self._take_rate_limit(method_and_path)
@@ -675,9 +705,19 @@ class FakeDiscordServer:
     def _get_application(self, call: _Call) -> dict:
         owner = {"id": str(OWNER_ID), "username": "owner", "discriminator": "0", "global_name": None, "avatar": None}
         return {
-            "id": str(self.application_id), "name": "veobot", "icon": None, "description": "", "summary": "",
-            "bot_public": True, "bot_require_code_grant": False, "verify_key": "0" * 64, "flags": 0,
-            "owner": owner, "team": None, "bot": self.bot_user, "redirect_uris": [],
+            "id": str(self.application_id),
+            "name": "veobot",
+            "icon": None,
+            "description": "",
+            "summary": "",
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "verify_key": "0" * 64,
+            "flags": 0,
+            "owner": owner,
+            "team": None,
+            "bot": self.bot_user,
+            "redirect_uris": [],
             # Must stay None: with an endpoint URL Discord would not send interactions over the gateway.
             "interactions_endpoint_url": None,
             "integration_types_config": {"0": {}},
@@ -698,10 +738,15 @@ class FakeDiscordServer:
         stored = []
         for command in call.json or []:
             entry = {
-                "type": 1, "description": "", "options": [], "default_member_permissions": None, "nsfw": False,
+                "type": 1,
+                "description": "",
+                "options": [],
+                "default_member_permissions": None,
+                "nsfw": False,
                 **command,
                 "id": previous.get(command["name"]) or str(new_snowflake(self.now())),
-                "application_id": str(self.application_id), "version": str(new_snowflake(self.now())),
+                "application_id": str(self.application_id),
+                "version": str(new_snowflake(self.now())),
             }
             if scope is not None:
                 entry["guild_id"] = str(scope)
@@ -738,11 +783,13 @@ class FakeDiscordServer:
 
         message = None
         if kind == 4:
-            message = self._create_message(it.channel_id, data, call.uploads, interaction=it,
-                                           ephemeral=bool(data.get("flags", 0) & EPHEMERAL))
+            message = self._create_message(
+                it.channel_id, data, call.uploads, interaction=it, ephemeral=bool(data.get("flags", 0) & EPHEMERAL)
+            )
         elif kind == 5:
-            message = self._new_message(it.channel_id, interaction=it,
-                                        flags=LOADING | (data.get("flags", 0) & EPHEMERAL))
+            message = self._new_message(
+                it.channel_id, interaction=it, flags=LOADING | (data.get("flags", 0) & EPHEMERAL)
+            )
         elif kind == 7:
             message = self._edit_message(self._component_message(it), data, call.uploads)
         if kind == 6:
@@ -755,7 +802,8 @@ class FakeDiscordServer:
             return None
         response = {
             "interaction": {
-                "id": str(it.id), "type": it.type,
+                "id": str(it.id),
+                "type": it.type,
                 "response_message_loading": kind == 5,
                 "response_message_ephemeral": bool(message and message["flags"] & EPHEMERAL),
             },
@@ -786,8 +834,9 @@ class FakeDiscordServer:
             # it edits the original, and its visibility stays what the defer chose.
             message = self._edit_message(original, body, call.uploads)
         else:
-            message = self._create_message(it.channel_id, body, call.uploads, interaction=it,
-                                           ephemeral=bool(body.get("flags", 0) & EPHEMERAL))
+            message = self._create_message(
+                it.channel_id, body, call.uploads, interaction=it, ephemeral=bool(body.get("flags", 0) & EPHEMERAL)
+            )
             it.followup_message_ids.append(int(message["id"]))
         return _wire(message) if _truthy(call.query.get("wait")) else None
 
@@ -898,14 +947,27 @@ class FakeDiscordServer:
 
     # --- messages ------------------------------------------------------------------------
 
-    def _new_message(self, channel_id: int, *, kind: int = 0, flags: int = 0,
-                     interaction: FakeInteraction | None = None) -> dict:
+    def _new_message(
+        self, channel_id: int, *, kind: int = 0, flags: int = 0, interaction: FakeInteraction | None = None
+    ) -> dict:
         now = self.now()
         message = {
-            "id": str(new_snowflake(now)), "channel_id": str(channel_id), "type": kind, "content": "",
-            "author": self.bot_user, "timestamp": _iso(now), "edited_timestamp": None, "tts": False,
-            "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [], "embeds": [],
-            "components": [], "pinned": False, "flags": flags,
+            "id": str(new_snowflake(now)),
+            "channel_id": str(channel_id),
+            "type": kind,
+            "content": "",
+            "author": self.bot_user,
+            "timestamp": _iso(now),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "flags": flags,
             "allowed_mentions": None,  # fake-only: what the bot asked for; stripped from responses
         }
         if interaction is not None:
@@ -914,21 +976,37 @@ class FakeDiscordServer:
                 "webhook_id": str(interaction.application_id),
                 "application_id": str(interaction.application_id),
                 "interaction_metadata": {
-                    "id": str(interaction.id), "type": interaction.type, "user": interaction.user,
+                    "id": str(interaction.id),
+                    "type": interaction.type,
+                    "user": interaction.user,
                     "authorizing_integration_owners": interaction.payload.get("authorizing_integration_owners", {}),
                 },
             }
         self._messages[int(message["id"])] = message
         return message
 
-    def _create_message(self, channel_id: int, body: dict, uploads: list[Upload], *, kind: int = 0,
-                        ephemeral: bool = False, interaction: FakeInteraction | None = None) -> dict:
+    def _create_message(
+        self,
+        channel_id: int,
+        body: dict,
+        uploads: list[Upload],
+        *,
+        kind: int = 0,
+        ephemeral: bool = False,
+        interaction: FakeInteraction | None = None,
+    ) -> dict:
         flags = (body.get("flags") or 0) & ~(EPHEMERAL | LOADING) | (EPHEMERAL if ephemeral else 0)
         message = self._new_message(channel_id, kind=kind, flags=flags, interaction=interaction)
         try:
             self._apply(message, body, uploads)
-            if not (message["content"] or message["embeds"] or message["attachments"] or message["components"]
-                    or body.get("sticker_ids") or body.get("poll")):
+            if not (
+                message["content"]
+                or message["embeds"]
+                or message["attachments"]
+                or message["components"]
+                or body.get("sticker_ids")
+                or body.get("poll")
+            ):
                 raise DiscordError(*EMPTY_MESSAGE)
         except DiscordError:
             del self._messages[int(message["id"])]
@@ -959,7 +1037,9 @@ class FakeDiscordServer:
         if "message_reference" in body:
             message["message_reference"] = body["message_reference"]
         message["attachments"] = self._attachments(message, body, uploads)
-        message["mentions"], message["mention_everyone"] = self._mentions(message["content"], message["allowed_mentions"])
+        message["mentions"], message["mention_everyone"] = self._mentions(
+            message["content"], message["allowed_mentions"]
+        )
 
     def _attachments(self, message: dict, body: dict, uploads: list[Upload]) -> list[dict]:
         """With an `attachments` array, the message keeps exactly the listed existing attachments
@@ -981,7 +1061,11 @@ class FakeDiscordServer:
         self._files[attachment_id] = upload.data
         url = f"{self.origin}/attachments/{message['channel_id']}/{attachment_id}/{upload.filename}"
         attachment = {
-            "id": str(attachment_id), "filename": upload.filename, "size": upload.size, "url": url, "proxy_url": url,
+            "id": str(attachment_id),
+            "filename": upload.filename,
+            "size": upload.size,
+            "url": url,
+            "proxy_url": url,
             "content_type": _guess_type(upload.filename, upload.content_type),
         }
         if description:
@@ -1001,7 +1085,11 @@ class FakeDiscordServer:
 
     def _user(self, user_id: int) -> dict:
         return self._users.get(user_id) or {
-            "id": str(user_id), "username": f"user{user_id}", "discriminator": "0", "global_name": None, "avatar": None,
+            "id": str(user_id),
+            "username": f"user{user_id}",
+            "discriminator": "0",
+            "global_name": None,
+            "avatar": None,
         }
 
     # --- interactions --------------------------------------------------------------------
@@ -1017,11 +1105,16 @@ class FakeDiscordServer:
             # What the bot may do in that channel right now; channel routes are checked against it.
             self._channels[channel_id].app_permissions = int(payload["app_permissions"])
         return FakeInteraction(
-            id=int(payload["id"]), token=payload["token"], type=payload["type"],
-            application_id=int(payload["application_id"]), channel_id=channel_id,
-            guild_id=_int_or_none(payload.get("guild_id")), user=user,
+            id=int(payload["id"]),
+            token=payload["token"],
+            type=payload["type"],
+            application_id=int(payload["application_id"]),
+            channel_id=channel_id,
+            guild_id=_int_or_none(payload.get("guild_id")),
+            user=user,
             attachment_size_limit=int(payload.get("attachment_size_limit", DEFAULT_ATTACHMENT_SIZE_LIMIT)),
-            created_at=self.now(), payload=copy.deepcopy(payload),
+            created_at=self.now(),
+            payload=copy.deepcopy(payload),
         )
 
     def _age(self, it: FakeInteraction) -> float:
@@ -1057,14 +1150,19 @@ async def _read_multipart(request: web.Request, call: _Call) -> None:
         if part.name == "payload_json":
             call.json = _parse_json(data)
         else:
-            call.uploads.append(Upload(part.name or "", part.filename or "", len(data),
-                                       part.headers.get("Content-Type"), data))
+            call.uploads.append(
+                Upload(part.name or "", part.filename or "", len(data), part.headers.get("Content-Type"), data)
+            )
 
 
-_CONTENT_TYPE_ERRORS = {"_errors": [{
-    "code": "CONTENT_TYPE_INVALID",
-    "message": "Expected \"Content-Type\" header to be one of {'application/json', 'multipart/form-data'}.",
-}]}
+_CONTENT_TYPE_ERRORS = {
+    "_errors": [
+        {
+            "code": "CONTENT_TYPE_INVALID",
+            "message": "Expected \"Content-Type\" header to be one of {'application/json', 'multipart/form-data'}.",
+        }
+    ]
+}
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -1086,20 +1184,21 @@ def _body(error: tuple) -> tuple[int, dict]:
 
 
 def _rate_limited(rule: _RateLimit) -> web.Response:
-    response = _json(429, {"message": "You are being rate limited.", "retry_after": rule.retry_after,
-                           "global": rule.is_global})
-    response.headers.update({
-        "Retry-After": str(math.ceil(rule.retry_after)),
-        "X-RateLimit-Scope": "global" if rule.is_global else "user",
-    })
+    response = _json(
+        429, {"message": "You are being rate limited.", "retry_after": rule.retry_after, "global": rule.is_global}
+    )
+    response.headers.update(
+        {"Retry-After": str(math.ceil(rule.retry_after)), "X-RateLimit-Scope": "global" if rule.is_global else "user"}
+    )
     if rule.is_global:
         response.headers["X-RateLimit-Global"] = "true"
     return response
 
 
 def _bucket_exhausted(bucket: _BucketState) -> web.Response:
-    response = _json(429, {"message": "You are being rate limited.", "retry_after": bucket.reset_after,
-                           "global": False})
+    response = _json(
+        429, {"message": "You are being rate limited.", "retry_after": bucket.reset_after, "global": False}
+    )
     response.headers.update({"Retry-After": str(math.ceil(bucket.reset_after)), "X-RateLimit-Scope": "user"})
     return response
 
@@ -1202,7 +1301,9 @@ def _validate_message(body: dict, errors: _FormErrors, prefix: tuple) -> None:
             errors.too_long(path + keys, text, limit)
             total += len(text or "")
     if total > EMBED_TOTAL_MAX:
-        errors.add(prefix + ("embeds",), "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {EMBED_TOTAL_MAX}")
+        errors.add(
+            prefix + ("embeds",), "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {EMBED_TOTAL_MAX}"
+        )
 
 
 def _validate_command(command: dict, path: tuple, errors: _FormErrors) -> None:
@@ -1218,5 +1319,6 @@ def _validate_command(command: dict, path: tuple, errors: _FormErrors) -> None:
         if not _COMMAND_NAME.match(option.get("name") or ""):
             errors.add(path + ("options", i, "name"), "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
         if not 1 <= len(option.get("description") or "") <= 100:
-            errors.add(path + ("options", i, "description"), "BASE_TYPE_BAD_LENGTH",
-                       "Must be between 1 and 100 in length.")
+            errors.add(
+                path + ("options", i, "description"), "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+            )

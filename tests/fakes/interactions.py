@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -27,12 +28,22 @@ USER_ID = 1_180_000_000_000_000_300
 
 # The bot's permissions in a typical text channel, and a member's.
 APP_PERMISSIONS = discord.Permissions(
-    view_channel=True, send_messages=True, send_messages_in_threads=True, embed_links=True,
-    attach_files=True, read_message_history=True, add_reactions=True, use_external_emojis=True,
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    embed_links=True,
+    attach_files=True,
+    read_message_history=True,
+    add_reactions=True,
+    use_external_emojis=True,
 ).value
 MEMBER_PERMISSIONS = discord.Permissions(
-    view_channel=True, send_messages=True, embed_links=True, attach_files=True,
-    read_message_history=True, use_application_commands=True,
+    view_channel=True,
+    send_messages=True,
+    embed_links=True,
+    attach_files=True,
+    read_message_history=True,
+    use_application_commands=True,
 ).value
 
 # Interaction context types
@@ -44,8 +55,14 @@ _OPTION_TYPES = ((bool, 5), (int, 4), (float, 10), (str, 3))
 
 def user(user_id: int = USER_ID, username: str = "alice", global_name: str | None = "Alice") -> dict:
     return {
-        "id": str(user_id), "username": username, "global_name": global_name, "discriminator": "0",
-        "avatar": None, "public_flags": 0, "primary_guild": None, "avatar_decoration_data": None,
+        "id": str(user_id),
+        "username": username,
+        "global_name": global_name,
+        "discriminator": "0",
+        "avatar": None,
+        "public_flags": 0,
+        "primary_guild": None,
+        "avatar_decoration_data": None,
         "collectibles": None,
     }
 
@@ -86,10 +103,21 @@ def slash_command(
     if command_guild_id is not None:
         data["guild_id"] = str(command_guild_id)
     return _interaction(
-        2, data, author=author, guild_id=guild_id, channel_id=channel_id, roles=roles, permissions=permissions,
-        app_permissions=app_permissions, locale=locale, guild_locale=guild_locale,
-        attachment_size_limit=attachment_size_limit, entitlements=entitlements, context=context,
-        authorizing_integration_owners=authorizing_integration_owners, application_id=application_id,
+        2,
+        data,
+        author=author,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        roles=roles,
+        permissions=permissions,
+        app_permissions=app_permissions,
+        locale=locale,
+        guild_locale=guild_locale,
+        attachment_size_limit=attachment_size_limit,
+        entitlements=entitlements,
+        context=context,
+        authorizing_integration_owners=authorizing_integration_owners,
+        application_id=application_id,
     )
 
 
@@ -183,15 +211,35 @@ def _interaction(
             "guild_locale": guild_locale,
             "channel_id": str(channel_id),
             "channel": {
-                "id": str(channel_id), "type": 0, "guild_id": str(guild_id), "name": "general", "position": 0,
-                "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
-                "last_message_id": None, "rate_limit_per_user": 0, "flags": 0, "permissions": str(permissions),
+                "id": str(channel_id),
+                "type": 0,
+                "guild_id": str(guild_id),
+                "name": "general",
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "topic": None,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
+                "flags": 0,
+                "permissions": str(permissions),
             },
             "member": {
-                "user": author, "roles": [str(r) for r in roles], "permissions": str(permissions),
-                "joined_at": "2024-01-01T00:00:00.000000+00:00", "nick": None, "avatar": None, "banner": None,
-                "premium_since": None, "communication_disabled_until": None, "deaf": False, "mute": False,
-                "pending": False, "flags": 0, "unusual_dm_activity_until": None,
+                "user": author,
+                "roles": [str(r) for r in roles],
+                "permissions": str(permissions),
+                "joined_at": "2024-01-01T00:00:00.000000+00:00",
+                "nick": None,
+                "avatar": None,
+                "banner": None,
+                "premium_since": None,
+                "communication_disabled_until": None,
+                "deaf": False,
+                "mute": False,
+                "pending": False,
+                "flags": 0,
+                "unusual_dm_activity_until": None,
             },
             "context": GUILD if context is None else context,
             "authorizing_integration_owners": authorizing_integration_owners or {"0": str(guild_id)},

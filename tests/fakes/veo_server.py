@@ -32,9 +32,10 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 # Google's canonical status name for each HTTP status the fake answers with.
@@ -92,8 +93,7 @@ class ModelCapabilities:
     durations: tuple[int, ...] = (4, 6, 8)
     default_duration: int = 8  # what the service uses when durationSeconds is left out
     aspect_ratios: tuple[str, ...] = ("16:9", "9:16")
-    resolutions: dict[str, tuple[int, ...]] = field(
-        default_factory=lambda: {"720p": (4, 6, 8), "1080p": (4, 6, 8)})
+    resolutions: dict[str, tuple[int, ...]] = field(default_factory=lambda: {"720p": (4, 6, 8), "1080p": (4, 6, 8)})
     person_generation: tuple[str, ...] = ("allow_adult", "dont_allow", "allow_all")
     max_samples: int = 4  # sampleCount is 1..max_samples
 
@@ -181,7 +181,7 @@ def _filtered(count: int | None = None, reason: str = DEFAULT_RAI_REASON) -> dic
 
 
 _BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "instant": lambda: {},
+    "instant": dict,
     "multi_poll": lambda polls=3: {"polls": polls},
     "slow": lambda seconds=60.0: {"seconds": seconds},
     "hang": lambda: {"never_done": True},
@@ -192,12 +192,8 @@ _BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     # count=None filters every requested sample; fewer leaves the rest as videos.
     "safety_filtered": lambda count=None, reason=DEFAULT_RAI_REASON: _filtered(count, reason),
     "rate_limited": lambda times=None: {"fail_status": 429, "fail_times": times},
-    "server_error": lambda times=None, on="create", status=500: {
-        "fail_status": status, "fail_times": times, "on": on
-    },
-    "http_error": lambda status=400, times=None, on="create": {
-        "fail_status": status, "fail_times": times, "on": on
-    },
+    "server_error": lambda times=None, on="create", status=500: {"fail_status": status, "fail_times": times, "on": on},
+    "http_error": lambda status=400, times=None, on="create": {"fail_status": status, "fail_times": times, "on": on},
     "stall": lambda seconds=5.0, on="create", times=None: {"stall_seconds": seconds, "on": on, "stall_times": times},
     "inline_bytes": lambda: {"delivery": "inline"},
     "gcs": lambda: {"delivery": "gcs"},
@@ -299,11 +295,7 @@ def _json_reply(status: int, payload: Any, stall_seconds: float = 0.0) -> _Reply
 
 def _error_reply(error: _HttpError, stall_seconds: float = 0.0) -> _Reply:
     payload = {
-        "error": {
-            "code": error.status,
-            "message": error.message,
-            "status": STATUS_NAMES.get(error.status, "UNKNOWN"),
-        }
+        "error": {"code": error.status, "message": error.message, "status": STATUS_NAMES.get(error.status, "UNKNOWN")}
     }
     return _json_reply(error.status, payload, stall_seconds)
 
@@ -398,21 +390,13 @@ class VeoFakeState:
     def creates(self, prompt: str | None = None) -> list[RecordedRequest]:
         """Create attempts (including refused ones: check ``.status``), optionally for one
         exact prompt."""
-        return [
-            r
-            for r in self.requests
-            if r.kind == "create" and (prompt is None or r.prompt == prompt)
-        ]
+        return [r for r in self.requests if r.kind == "create" and (prompt is None or r.prompt == prompt)]
 
     def create_count(self, prompt: str | None = None) -> int:
         return len(self.creates(prompt))
 
     def polls(self, operation_name: str | None = None) -> list[RecordedRequest]:
-        return [
-            r
-            for r in self.requests
-            if r.kind == "poll" and operation_name in (None, r.operation_name)
-        ]
+        return [r for r in self.requests if r.kind == "poll" and operation_name in (None, r.operation_name)]
 
     @property
     def operations(self) -> dict[str, FakeOperation]:
@@ -498,8 +482,10 @@ class VeoFakeState:
             raise _HttpError(401, MISSING_CREDENTIAL)
         if not self._accepts(credential):
             raise _HttpError(
-                403, f"Permission 'aiplatform.endpoints.predict' denied on resource "
-                     f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).")
+                403,
+                f"Permission 'aiplatform.endpoints.predict' denied on resource "
+                f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).",
+            )
 
     def _check_storage_credential(self, credential: _Credential | None, kind: str, bucket: str, obj: str) -> None:
         """Cloud Storage needs an OAuth token for private objects: an API key names a project, not a
@@ -508,14 +494,20 @@ class VeoFakeState:
             raise _HttpError(401, MISSING_CREDENTIAL)
         if not self._accepts(credential):
             permission = "storage.objects.delete" if kind == "delete" else "storage.objects.get"
-            raise _HttpError(403, f"The caller does not have {permission} access to the Google Cloud Storage "
-                                  f"object gs://{bucket}/{obj}. Permission '{permission}' denied on resource "
-                                  f"(or it may not exist).")
+            raise _HttpError(
+                403,
+                f"The caller does not have {permission} access to the Google Cloud Storage "
+                f"object gs://{bucket}/{obj}. Permission '{permission}' denied on resource "
+                f"(or it may not exist).",
+            )
 
     def _check_model(self, call: re.Match[str]) -> None:
         if call["publisher"] != "google" or call["model"] not in self.models:
-            raise _HttpError(404, f"Publisher Model `{call['resource']}` was not found or your project does not have"
-                                  " access to it. Please ensure you are using a valid model version.")
+            raise _HttpError(
+                404,
+                f"Publisher Model `{call['resource']}` was not found or your project does not have"
+                " access to it. Please ensure you are using a valid model version.",
+            )
 
     def _accepts(self, credential: _Credential) -> bool:
         if credential.kind == "api_key":
@@ -536,10 +528,10 @@ class VeoFakeState:
         if chosen.on == "create" and _stalls(chosen, self._create_stalls[prompt]):
             self._create_stalls[prompt] += 1
             stall = chosen.stall_seconds
-        if chosen.on == "create" and chosen.fail_status is not None:
-            if chosen.fail_times is None or self._create_failures[prompt] < chosen.fail_times:
-                self._create_failures[prompt] += 1
-                return _error_reply(_HttpError(chosen.fail_status), stall)
+        failing = chosen.fail_times is None or self._create_failures[prompt] < chosen.fail_times
+        if chosen.on == "create" and chosen.fail_status is not None and failing:
+            self._create_failures[prompt] += 1
+            return _error_reply(_HttpError(chosen.fail_status), stall)
         if from_queue:
             self._queue.popleft()
 
@@ -558,10 +550,7 @@ class VeoFakeState:
             scenario=chosen,
             created_at=self.clock(),
             storage_uri=record.parameters.get("storageUri"),
-            videos=[
-                chosen.video_bytes or self.video_bytes or tiny_mp4(f"{op_id}/{i}")
-                for i in range(samples)
-            ],
+            videos=[chosen.video_bytes or self.video_bytes or tiny_mp4(f"{op_id}/{i}") for i in range(samples)],
         )
         return _json_reply(200, {"name": name}, stall)
 
@@ -594,16 +583,12 @@ class VeoFakeState:
         if s.on == "poll" and _stalls(s, op.poll_stalls):
             op.poll_stalls += 1
             stall = s.stall_seconds
-        if s.on == "poll" and s.fail_status is not None:
-            if s.fail_times is None or op.poll_failures < s.fail_times:
-                op.poll_failures += 1
-                return _error_reply(_HttpError(s.fail_status), stall)
+        failing = s.fail_times is None or op.poll_failures < s.fail_times
+        if s.on == "poll" and s.fail_status is not None and failing:
+            op.poll_failures += 1
+            return _error_reply(_HttpError(s.fail_status), stall)
         op.polls += 1
-        done = (
-            not s.never_done
-            and op.polls >= s.polls
-            and self.clock() - op.created_at >= s.seconds
-        )
+        done = not s.never_done and op.polls >= s.polls and self.clock() - op.created_at >= s.seconds
         return _json_reply(200, self._finished(op) if done else {"name": name}, stall)
 
     def _finished(self, op: FakeOperation) -> dict[str, Any]:
@@ -645,8 +630,13 @@ class VeoFakeState:
         data = self._gcs.get(f"gs://{bucket}/{obj}")
         if data is None:
             return _error_reply(_HttpError(404, f"No such object: {bucket}/{obj}"), self.gcs_metadata_stall)
-        resource = {"kind": "storage#object", "bucket": bucket, "name": obj, "size": str(len(data)),
-                    "contentType": "video/mp4"}
+        resource = {
+            "kind": "storage#object",
+            "bucket": bucket,
+            "name": obj,
+            "size": str(len(data)),
+            "contentType": "video/mp4",
+        }
         return _json_reply(200, resource, self.gcs_metadata_stall)
 
     def _delete(self, bucket: str, obj: str) -> _Reply:
@@ -669,8 +659,15 @@ def _stalls(chosen: Scenario, stalled_so_far: int) -> bool:
 def _parameter_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:
     """Why Vertex would refuse these parameters for ``model`` (400 INVALID_ARGUMENT), or None.
     Parameters that are left out (or null) take the service's defaults and are always fine."""
-    checks = (_duration_problem, _aspect_ratio_problem, _resolution_problem, _person_generation_problem,
-              _sample_count_problem, _seed_problem, _negative_prompt_problem)
+    checks = (
+        _duration_problem,
+        _aspect_ratio_problem,
+        _resolution_problem,
+        _person_generation_problem,
+        _sample_count_problem,
+        _seed_problem,
+        _negative_prompt_problem,
+    )
     for check in checks:
         problem = check(model, capabilities, parameters)
         if problem:
@@ -682,8 +679,10 @@ def _duration_problem(model: str, capabilities: ModelCapabilities, parameters: d
     value = parameters.get("durationSeconds")
     if value is None or _whole_number(value) in capabilities.durations:
         return None
-    return (f"Unsupported output video duration {value} seconds for model {model}; supported durations are"
-            f" {list(capabilities.durations)}.")
+    return (
+        f"Unsupported output video duration {value} seconds for model {model}; supported durations are"
+        f" {list(capabilities.durations)}."
+    )
 
 
 def _aspect_ratio_problem(model: str, capabilities: ModelCapabilities, parameters: dict[str, Any]) -> str | None:

@@ -24,11 +24,21 @@ def process_env(*, database: str, veo_url: str, tmp_path: Path, quota_limit: int
     """Settings shared by every process of a run: one database, one Veo fake, one media folder,
     short leases so a killed process's work is picked up within seconds."""
     return {
-        "SECRET_KEY": "tests-only", "DATABASE_URL": database, "VEOBOT_ENV_FILE": "/dev/null",
-        "VEO_BACKEND": "express", "VEO_API_KEY": "test-key", "VEO_API_BASE_URL": veo_url,
-        "VEO_MEDIA_ROOT": str(tmp_path / "media"), "VEO_JOURNAL_DIR": str(tmp_path / "journal"),
-        "VEO_LEASE": "5s", "VEO_POLL_INITIAL": "1s", "VEO_POLL_MAX": "2s", "VEO_WORKER_IDLE_POLL": "1s",
-        "VEO_MAX_CONCURRENT": "1000", "VEO_MAX_STARTS_PER_MINUTE": "10000", "VEO_QUOTA_LIMIT": str(quota_limit),
+        "SECRET_KEY": "tests-only",
+        "DATABASE_URL": database,
+        "VEOBOT_ENV_FILE": "/dev/null",
+        "VEO_BACKEND": "express",
+        "VEO_API_KEY": "test-key",
+        "VEO_API_BASE_URL": veo_url,
+        "VEO_MEDIA_ROOT": str(tmp_path / "media"),
+        "VEO_JOURNAL_DIR": str(tmp_path / "journal"),
+        "VEO_LEASE": "5s",
+        "VEO_POLL_INITIAL": "1s",
+        "VEO_POLL_MAX": "2s",
+        "VEO_WORKER_IDLE_POLL": "1s",
+        "VEO_MAX_CONCURRENT": "1000",
+        "VEO_MAX_STARTS_PER_MINUTE": "10000",
+        "VEO_QUOTA_LIMIT": str(quota_limit),
         "DATABASE_PROBE_INTERVAL": "1s",
     }
 
@@ -55,8 +65,9 @@ class Fleet:
         self.starts[name] += 1
         log_path = self.tmp_path / f"{name}.{self.starts[name]}.log"
         if name == "bot":
-            self.bot = BotProcess({**self.env, "DISCORD_TOKEN": BOT_TOKEN,
-                                   "DISCORD_API_BASE_URL": self.server.base_url}, log_path)
+            self.bot = BotProcess(
+                {**self.env, "DISCORD_TOKEN": BOT_TOKEN, "DISCORD_API_BASE_URL": self.server.base_url}, log_path
+            )
         else:
             self.workers[name] = runworker_process(self.env, log_path)
 
@@ -70,8 +81,11 @@ class Fleet:
     def send(self, payload: dict) -> None:
         """Hand one interaction to the bot and wait until Discord has its first answer."""
         self.bot.send(self.server, payload)
-        wait_for(lambda: self.server.interaction(payload["id"]).acknowledged_at is not None, timeout=30,
-                 what=f"an answer to interaction {payload['id']}")
+        wait_for(
+            lambda: self.server.interaction(payload["id"]).acknowledged_at is not None,
+            timeout=30,
+            what=f"an answer to interaction {payload['id']}",
+        )
 
     def stop(self) -> None:
         """SIGTERM everything still running (as a deploy would); kill what does not stop."""
@@ -101,8 +115,11 @@ def final_answers(server: FakeDiscordServer, payloads: dict[str, dict]) -> dict[
     """prompt -> how many final answers its user got: the original reply once it holds an
     outcome or a refusal, plus every channel post about that prompt (a delivery after a
     restart mentions the user and shows the prompt)."""
-    posts = Counter(message["embeds"][0]["description"] for message in server.messages_in(CHANNEL_ID)
-                    if message["content"].startswith("<@") and message["embeds"])
+    posts = Counter(
+        message["embeds"][0]["description"]
+        for message in server.messages_in(CHANNEL_ID)
+        if message["content"].startswith("<@") and message["embeds"]
+    )
     answers = {}
     for prompt, payload in payloads.items():
         original = server.original_response(payload["id"])

@@ -63,5 +63,8 @@ class OwnPostgres:
 
     def start(self) -> None:
         """Start again on the same socket, as pgserver first started it."""
-        self._pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.pgdata / "log"), "start"],
-                     pgdata=self.pgdata, user=self.system_user)
+        self._pg_ctl(
+            ["-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.pgdata / "log"), "start"],
+            pgdata=self.pgdata,
+            user=self.system_user,
+        )

@@ -60,7 +60,7 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
     # Every outcome once among the requests sent during the outage, the rest at random.
     rng = random.Random(chaos_seed)
     outcomes = [rng.choice(PROVOKED) for _ in range(requests)]
-    for number, outcome in zip(during, PROVOKED):
+    for number, outcome in zip(during, PROVOKED, strict=False):
         outcomes[number] = outcome
     # Request n comes from user n % users, so each user's asks are spread over the whole run.
     payloads, expected = {}, {}
@@ -68,7 +68,7 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
         author = user(FIRST_USER + number % users, username=f"user{number % users}")
         prompt = outcomes[number].prompt(f"a calm lake at dawn, take {number}")
         payloads[prompt], expected[prompt] = slash_command("veo", {"prompt": prompt}, author=author), outcomes[number]
-    schedule = [(at, "send", prompt) for at, prompt in zip(sent_at, payloads)]
+    schedule = [(at, "send", prompt) for at, prompt in zip(sent_at, payloads, strict=False)]
     schedule += [(outage_from, "stop", None), (outage_from + outage, "start", None)]
     if kill_bot:
         # Between two requests: killed just as a request's Veo create is answered, the bot has
@@ -78,16 +78,24 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
         between = send_window / requests / 2
         schedule.append((outage_from + outage / 2 + between, "kill", "bot"))
     schedule.sort(key=lambda event: event[0])
-    chaos_report.inject(requests=requests, users=users, quota=QUOTA, asks_per_user=ASKS_PER_USER,
-                        postgres=f"{postgres.version}, stopped with pg_ctl -m fast", outage_seconds=outage,
-                        bot_killed_during_outage=kill_bot,
-                        outcomes_sent=dict(Counter(outcome.name for outcome in outcomes)),
-                        outcomes_during_outage=dict(Counter(outcomes[number].name for number in during)))
+    chaos_report.inject(
+        requests=requests,
+        users=users,
+        quota=QUOTA,
+        asks_per_user=ASKS_PER_USER,
+        postgres=f"{postgres.version}, stopped with pg_ctl -m fast",
+        outage_seconds=outage,
+        bot_killed_during_outage=kill_bot,
+        outcomes_sent=dict(Counter(outcome.name for outcome in outcomes)),
+        outcomes_during_outage=dict(Counter(outcomes[number].name for number in during)),
+    )
 
     sent_by = {}  # prompt -> (which bot process got it, whether the database was down)
     with FakeDiscordServer() as server, FakeVeoServer() as veo:
-        env = {**process_env(database=database_url(db), veo_url=veo.url, tmp_path=tmp_path, quota_limit=QUOTA),
-               **QUICK_DEADLINES_ENV}
+        env = {
+            **process_env(database=database_url(db), veo_url=veo.url, tmp_path=tmp_path, quota_limit=QUOTA),
+            **QUICK_DEADLINES_ENV,
+        }
         fleet = Fleet(env=env, server=server, tmp_path=tmp_path)
         try:
             began, down = time.monotonic(), False
@@ -107,11 +115,20 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
                     fleet.kill("bot")
                     fleet.start("bot")  # the database is still down: the new bot starts degraded
             journal = tmp_path / "journal"
-            wait_for(lambda: len(_rows(db)) == requests and not list(journal.glob("*.jsonl")),
-                     timeout=scale(quick=60, full=180), interval=0.5, what="every request replayed")
-            wait_for(lambda: all(history[-1] in (("delivered", None), ("created", "rejected"))
-                                 for history in _histories(db).values()),
-                     timeout=60, interval=0.5, what="every admitted request delivered")
+            wait_for(
+                lambda: len(_rows(db)) == requests and not list(journal.glob("*.jsonl")),
+                timeout=scale(quick=60, full=180),
+                interval=0.5,
+                what="every request replayed",
+            )
+            wait_for(
+                lambda: all(
+                    history[-1] in (("delivered", None), ("created", "rejected")) for history in _histories(db).values()
+                ),
+                timeout=60,
+                interval=0.5,
+                what="every admitted request delivered",
+            )
             time.sleep(2)  # room for a duplicate delivery, if one were on its way
             fleet.stop()
         finally:
@@ -128,15 +145,21 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
     counted = {prompt for prompt in admitted if rows[prompt]["counts"]}
     per_process = Counter((rows[prompt]["user_id"], sent_by[prompt][0]) for prompt in counted)
     per_user = Counter(rows[prompt]["user_id"] for prompt in counted)
-    wrong = {prompt: (rows[prompt], histories[prompt]) for prompt in admitted
-             if (rows[prompt]["status"], rows[prompt]["error_code"], rows[prompt]["counts"])
-             != (expected[prompt].status, expected[prompt].code, not expected[prompt].refunded)
-             or not expected[prompt].told_by(histories[prompt])}
+    wrong = {
+        prompt: (rows[prompt], histories[prompt])
+        for prompt in admitted
+        if (rows[prompt]["status"], rows[prompt]["error_code"], rows[prompt]["counts"])
+        != (expected[prompt].status, expected[prompt].code, not expected[prompt].refunded)
+        or not expected[prompt].told_by(histories[prompt])
+    }
     logs = fleet.logs()
     chaos_report.find(
-        rows=len(rows), statuses=dict(Counter(row["status"] for row in rows.values())),
-        ended_as_expected={name: sum(expected[p].name == name for p in admitted if p not in wrong)
-                           for name in sorted({expected[p].name for p in admitted})},
+        rows=len(rows),
+        statuses=dict(Counter(row["status"] for row in rows.values())),
+        ended_as_expected={
+            name: sum(expected[p].name == name for p in admitted if p not in wrong)
+            for name in sorted({expected[p].name for p in admitted})
+        },
         ended_otherwise=len(wrong),
         answered_during_outage=sum(down for _, down in sent_by.values()),
         final_answers=dict(Counter(answers.values())),
@@ -145,9 +168,11 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
         users_over_quota_overall=sum(count > QUOTA for count in per_user.values()),
         veo_creates=sum(creates.values()),
         started_twice=sum(creates[p] > 1 for p in admitted if expected[p].name != "queue_timeout"),
-        quarantined=len(quarantined), journal_files_left=len(journal_left),
+        quarantined=len(quarantined),
+        journal_files_left=len(journal_left),
         degraded_warnings=logs.count("DEGRADED: PostgreSQL is unreachable"),
-        bot_processes=fleet.starts["bot"])
+        bot_processes=fleet.starts["bot"],
+    )
 
     assert set(rows) == set(payloads)  # every interaction is in the database after recovery
     assert [p for p, count in answers.items() if count != 1] == []  # one final answer each
@@ -167,18 +192,23 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
 
 def _rows(db: dict) -> dict[str, dict]:
     with _connect(db) as conn:
-        cursor = conn.execute("SELECT prompt, user_id, status, error_code, counts_toward_quota,"
-                              " delivered_at IS NOT NULL FROM video_requests")
-        return {row[0]: {"user_id": row[1], "status": row[2], "error_code": row[3], "counts": row[4],
-                         "delivered": row[5]} for row in cursor}
+        cursor = conn.execute(
+            "SELECT prompt, user_id, status, error_code, counts_toward_quota,"
+            " delivered_at IS NOT NULL FROM video_requests"
+        )
+        return {
+            row[0]: {"user_id": row[1], "status": row[2], "error_code": row[3], "counts": row[4], "delivered": row[5]}
+            for row in cursor
+        }
 
 
 def _histories(db: dict) -> dict[str, list[tuple]]:
     histories = defaultdict(list)
     with _connect(db) as conn:
         for prompt, kind, to_status in conn.execute(
-                "SELECT r.prompt, e.kind, e.to_status FROM video_request_events e"
-                " JOIN video_requests r ON r.id = e.request_id ORDER BY e.id"):
+            "SELECT r.prompt, e.kind, e.to_status FROM video_request_events e"
+            " JOIN video_requests r ON r.id = e.request_id ORDER BY e.id"
+        ):
             histories[prompt].append((kind, to_status))
     return dict(histories)
 

@@ -3,7 +3,8 @@ the Discord fake misbehaves at random per request (seeded): 429s with retry-afte
 and global), 5xx, unknown webhooks and expired interaction tokens, missing permissions and
 small upload limits in the channel.
 
-Afterwards every request's outcome must be what delivery promises (docs/ARCHITECTURE.md) given its faults:
+Every fault is sent once first, then at random (seeded, the seed printed), and some generations
+fail; the run checks it met every fault. Afterwards every request's outcome must be what delivery promises (docs/ARCHITECTURE.md) given its faults:
 the original reply edited while its token works, else a post in the channel mentioning the
 requester, the file attached when it fits, else a link, or a recorded delivery failure with
 its reason. Nothing is delivered twice and nothing silently dropped.
@@ -151,17 +152,25 @@ def test_discord_misbehaving_at_random(server, settings, tmp_path, scale, chaos_
     deliveries = scale(quick=20, full=100)
     rng = random.Random(chaos_seed)
     names, weights = list(FAULTS), [FAULTS[name][0] for name in FAULTS]
+    # Every fault once, then at random; some generations fail (their failure is what is delivered).
+    faults = names + rng.choices(names, weights, k=deliveries - len(names))
+    failed = [rng.random() < 0.15 for _ in faults]
+    failed[rng.randrange(len(names))] = True  # at least one failure, among the faults sent once
     plans = []
-    for number in range(deliveries):
-        fault = rng.choices(names, weights)[0]
-        failed_generation = rng.random() < 0.15
+    for number, (fault, failed_generation) in enumerate(zip(faults, failed, strict=True)):
         payload = slash_command(
-            "veo", {"prompt": f"a red fox in snow, take {number}" + (" [fail]" if failed_generation else "")},
-            author=user(USER_ID + 1000 + number, f"user{number}"), channel_id=CHANNEL_ID + 1000 + number,
-            attachment_size_limit=SMALL if fault == "small_interaction_limit" else 10 * 1024 * 1024)
+            "veo",
+            {"prompt": f"a red fox in snow, take {number}" + (" [fail]" if failed_generation else "")},
+            author=user(USER_ID + 1000 + number, f"user{number}"),
+            channel_id=CHANNEL_ID + 1000 + number,
+            attachment_size_limit=SMALL if fault == "small_interaction_limit" else 10 * 1024 * 1024,
+        )
         plans.append(Plan(fault, payload, failed_generation))
-    chaos_report.inject(deliveries=deliveries, faults=dict(Counter(p.fault for p in plans)),
-                        failed_generations=sum(p.failed_generation for p in plans))
+    chaos_report.inject(
+        deliveries=deliveries,
+        faults=dict(Counter(p.fault for p in plans)),
+        failed_generations=sum(p.failed_generation for p in plans),
+    )
 
     async def scenario(bot):
         for plan in plans:
@@ -169,20 +178,35 @@ def test_discord_misbehaving_at_random(server, settings, tmp_path, scale, chaos_
             await deliver_and_wait(bot, plan.payload, server=server)
             _after_reply(server, plan)
         ids = [plan.interaction_id for plan in plans]
-        await eventually(lambda: VideoRequest.objects.filter(interaction_id__in=ids, delivered_at__isnull=False)
-                         .count() == len(ids), timeout=300, what="every request delivered or recorded undeliverable")
+        await eventually(
+            lambda: VideoRequest.objects.filter(interaction_id__in=ids, delivered_at__isnull=False).count() == len(ids),
+            timeout=300,
+            what="every request delivered or recorded undeliverable",
+        )
 
     try:
         run_bot(scenario, backend=ScriptedVeo(seconds=1.0))
     finally:
-        rows = {row.interaction_id: row for row in VideoRequest.objects.filter(
-            interaction_id__in=[plan.interaction_id for plan in plans])}
-        wrong = {plan.interaction_id: (plan.fault, problems) for plan in plans
-                 if (problems := _problems(server, plan, rows.get(plan.interaction_id)))}
-        received = Counter(f"{r.method} {r.route} {r.status}" for r in server.requests()
-                           if r.route and ("messages" in r.route))
-        chaos_report.find(methods=dict(Counter(str(row.delivery_method) for row in rows.values())),
-                          recorded_failures=dict(Counter(re.sub(r"\d{15,}", "<id>", row.delivery_error)
-                                                         for row in rows.values() if row.delivery_error)),
-                          discord_received=dict(received), wrong_outcome=len(wrong))
+        rows = {
+            row.interaction_id: row
+            for row in VideoRequest.objects.filter(interaction_id__in=[plan.interaction_id for plan in plans])
+        }
+        wrong = {
+            plan.interaction_id: (plan.fault, problems)
+            for plan in plans
+            if (problems := _problems(server, plan, rows.get(plan.interaction_id)))
+        }
+        received = Counter(
+            f"{r.method} {r.route} {r.status}" for r in server.requests() if r.route and ("messages" in r.route)
+        )
+        chaos_report.find(
+            methods=dict(Counter(str(row.delivery_method) for row in rows.values())),
+            recorded_failures=dict(
+                Counter(re.sub(r"\d{15,}", "<id>", row.delivery_error) for row in rows.values() if row.delivery_error)
+            ),
+            discord_received=dict(received),
+            wrong_outcome=len(wrong),
+        )
     assert not wrong, f"{len(wrong)} deliveries went wrong, e.g. {list(wrong.items())[:3]}"
+    assert {plan.fault for plan in plans} == set(FAULTS)  # the coverage this run claims
+    assert {plan.failed_generation for plan in plans} == {True, False}

@@ -1,10 +1,13 @@
 """Process crashes: kill -9 the bot or a worker at random moments while /veo requests run.
 
-Whatever is killed is started again at once. Afterwards every request must be finished,
-its user must have exactly one final answer in Discord, and Veo must have seen exactly one
-create per request (a resumed request polls its stored operation, never starts another).
-VEOBOT_CHAOS_SEED replays a run: the seed fixes the generation times, the kill moments and
-the kill targets.
+Requests end every way a request can (tests/outcomes.py: each once, then at random; successes
+take 1 s up to the run's slowest). Whatever is killed is started again at once. Afterwards
+every request must have ended as its scenario says, with its whole history, its user must
+have exactly one final answer in Discord, and Veo must have seen exactly one create per
+request (a resumed request polls its stored operation, never starts another; a start whose
+record a kill prevented is recorded from the killed process's journal) -- more only for a
+start Veo refused with 429. VEOBOT_CHAOS_SEED replays a run: the seed fixes the outcomes, the
+generation times, the kill moments and the kill targets.
 """
 
 import os
@@ -17,9 +20,13 @@ import pytest
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.interactions import slash_command, user
 from tests.fakes.veo_server import FakeVeoServer
+from tests.outcomes import BY_NAME, OUTCOMES, QUICK_DEADLINES_ENV
 from tests.reliability.fleet import Fleet, final_answers, process_env
 from tests.workers import database_url, truncate_requests, wait_for
-from tracking.models import TERMINAL_STATUSES, VideoRequest
+from tracking.models import TERMINAL_STATUSES, VideoRequest, VideoRequestEvent
+
+# Cancellation is the one ending a run of processes cannot provoke (tests/reliability/test_degraded_property.py).
+PROVOKED = [outcome for outcome in OUTCOMES if not outcome.cancelled_while]
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -39,23 +46,38 @@ def test_kill_9_bots_and_workers_loses_and_duplicates_nothing(chaos_report, scal
     rng = random.Random(seed)
     truncate_requests()
 
-    # One user per request, so each answer in Discord belongs to exactly one request.
-    payloads = {}
-    for number in range(requests):
-        seconds = rng.uniform(1, slowest)
-        prompt = f"a red fox, take {number} [scenario:slow seconds={seconds:.1f}]"
+    # One user per request, so each answer in Discord belongs to exactly one request. Every outcome
+    # once, then at random, successes weighted so that most requests are generating when a kill lands.
+    outcomes = PROVOKED + rng.choices(
+        PROVOKED, [4 if o.name == "completed" else 1 for o in PROVOKED], k=requests - len(PROVOKED)
+    )
+    payloads, expected = {}, {}
+    for number, outcome in enumerate(outcomes):
+        marker = (
+            f"[scenario:slow seconds={rng.uniform(1, slowest):.1f}]" if outcome.name == "completed" else outcome.marker
+        )
+        prompt = f"a red fox, take {number} {marker}"
         author = user(FIRST_USER + number, username=f"user{number}")
-        payloads[prompt] = slash_command("veo", {"prompt": prompt}, author=author)
+        payloads[prompt], expected[prompt] = slash_command("veo", {"prompt": prompt}, author=author), outcome
     # Kills land anywhere from the first request until the slowest generation has ended.
     schedule = [(number * send_window / requests, "send", prompt) for number, prompt in enumerate(payloads)]
     kill_targets = ["bot", "worker-1", "worker-2"]
     schedule += [(rng.uniform(0.5, send_window + slowest), "kill", rng.choice(kill_targets)) for _ in range(kills)]
     schedule.sort(key=lambda event: event[0])
-    chaos_report.inject(seed=seed, requests=requests, generation_seconds=f"1-{slowest}",
-                        processes="1 bot + 2 runworker", kills=kills)
+    chaos_report.inject(
+        seed=seed,
+        requests=requests,
+        generation_seconds=f"1-{slowest}",
+        processes="1 bot + 2 runworker",
+        kills=kills,
+        outcomes=dict(Counter(outcome.name for outcome in outcomes)),
+    )
 
     with FakeDiscordServer() as server, FakeVeoServer() as veo:
-        env = process_env(database=database_url(db_settings), veo_url=veo.url, tmp_path=tmp_path, quota_limit=5)
+        env = {
+            **process_env(database=database_url(db_settings), veo_url=veo.url, tmp_path=tmp_path, quota_limit=5),
+            **QUICK_DEADLINES_ENV,
+        }
         fleet = Fleet(env=env, server=server, tmp_path=tmp_path, workers=2)
         try:
             began, killed = time.monotonic(), []
@@ -82,18 +104,33 @@ def test_kill_9_bots_and_workers_loses_and_duplicates_nothing(chaos_report, scal
         creates = Counter(create.prompt for create in veo.creates())
         assert server.internal_errors == []
 
-    rows = list(VideoRequest.objects.all())
-    statuses = Counter(row.status for row in rows)
+    rows = {row.prompt: row for row in VideoRequest.objects.all()}
+    histories = {
+        prompt: [(e.kind, e.to_status) for e in VideoRequestEvent.objects.filter(request_id=row.id).order_by("id")]
+        for prompt, row in rows.items()
+    }
+    wrong = {
+        prompt: (row.status, row.error_code, row.counts_toward_quota, histories[prompt])
+        for prompt, row in rows.items()
+        if (row.status, row.error_code, row.counts_toward_quota)
+        != (expected[prompt].status, expected[prompt].code, not expected[prompt].refunded)
+        or not expected[prompt].told_by(histories[prompt])
+    }
+    retried = BY_NAME["queue_timeout"]  # its starts are refused (429) and sent again: not a second video
+    created_twice = [p for p in payloads if creates[p] != 1 and not (expected[p] is retried and creates[p] > 1)]
     chaos_report.find(
-        rows=len(rows), statuses=dict(statuses),
-        delivery=dict(Counter(row.delivery_method for row in rows)),
-        resumed_after_a_kill=sum(row.attempts > 1 for row in rows),
+        rows=len(rows),
+        statuses=dict(Counter(f"{row.status}/{row.error_code or '-'}" for row in rows.values())),
+        ended_otherwise=len(wrong),
+        delivery=dict(Counter(row.delivery_method for row in rows.values())),
+        resumed_after_a_kill=sum(row.attempts > 1 for row in rows.values()),
         final_answers=dict(Counter(answers.values())),
         veo_creates=sum(creates.values()),
-        prompts_created_twice=sum(count > 1 for count in creates.values()),
-        prompts_never_created=sum(prompt not in creates for prompt in payloads))
-    assert len(rows) == requests and statuses == {"completed": requests}
-    assert all(row.delivered_at for row in rows)
+        prompts_created_twice=len(created_twice),
+        prompts_never_created=sum(prompt not in creates for prompt in payloads),
+    )
+    assert set(rows) == set(payloads) and all(row.delivered_at for row in rows.values())
+    assert wrong == {}  # every request ended as its scenario says, with its whole history
     assert [p for p, count in answers.items() if count != 1] == []  # one final answer per user
-    assert [p for p in payloads if creates[p] != 1] == []  # one Veo create per request
+    assert created_twice == [] and [p for p in payloads if creates[p] == 0] == []  # one Veo create per request
     assert "Traceback" not in fleet.logs()

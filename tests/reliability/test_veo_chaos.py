@@ -3,8 +3,9 @@ the Veo fake misbehaving at random per request (seeded): 429 storms, 500s on sta
 poll, answers slower than the HTTP timeout, lost operations, safety filters, operation
 errors, hangs and generations slower than the deadline.
 
-Afterwards each request's status, error code and refund must be what its fault calls for,
-and no request may have been created twice at Veo.
+Every fault is sent once first, then at random (seeded, the seed printed); the run checks
+that each fault was met and ended as it should. Afterwards each request's status, error code
+and refund must be what its fault calls for, and no request may have been created twice at Veo.
 """
 
 import random
@@ -49,8 +50,7 @@ FAULTS = {
     "429_storm": (4, lambda rng: f"[scenario:rate_limited times={rng.randint(1, 4)}]", COMPLETED),
     "500_on_start_transient": (1, lambda rng: f"[scenario:server_error times={START_ATTEMPTS - 1}]", COMPLETED),
     "500_on_start": (1, lambda rng: "[scenario:server_error]", refunded("failed", "backend_error")),
-    "500_on_poll_transient": (1, lambda rng: f"[scenario:server_error on=poll times={POLL_FAILURES - 1}]",
-                              COMPLETED),
+    "500_on_poll_transient": (1, lambda rng: f"[scenario:server_error on=poll times={POLL_FAILURES - 1}]", COMPLETED),
     "500_on_poll": (1, lambda rng: "[scenario:server_error on=poll]", refunded("failed", "backend_error")),
     "poll_timeout_transient": (1, lambda rng: f"[scenario:stall on=poll seconds={STALL} times=1]", COMPLETED),
     # A create that timed out may have started a (billed) video: it must not be sent again.
@@ -60,8 +60,11 @@ FAULTS = {
     "operation_error": (1, lambda rng: "[scenario:error_operation]", refunded("failed", "operation_failed")),
     "rejected_400": (1, lambda rng: "[scenario:http_error status=400]", refunded("failed", "backend_rejected")),
     "hang": (1, lambda rng: "[scenario:hang]", refunded("timeout", "timeout")),
-    "slower_than_deadline": (1, lambda rng: f"[scenario:slow seconds={GENERATION_TIMEOUT.total_seconds() + 2:g}]",
-                             refunded("timeout", "timeout")),
+    "slower_than_deadline": (
+        1,
+        lambda rng: f"[scenario:slow seconds={GENERATION_TIMEOUT.total_seconds() + 2:g}]",
+        refunded("timeout", "timeout"),
+    ),
 }
 
 
@@ -93,21 +96,29 @@ def test_veo_misbehaving_at_random(chaos_settings, scale, chaos_seed, chaos_repo
     chaos_settings.VEO_REFUND_CONTENT_FILTERED = rng.random() < 0.5
     names, weights = list(FAULTS), [FAULTS[name][0] for name in FAULTS]
 
+    # Every fault once, then at random: a run that never drew one would say nothing about it.
+    faults = names + rng.choices(names, weights, k=requests - len(names))
     planned = {}  # request id -> (fault, prompt, expected)
-    for number in range(requests):
-        fault = rng.choices(names, weights)[0]
+    for number, fault in enumerate(faults):
         _, marker, expect = FAULTS[fault]
         prompt = f"a red fox, take {number} {marker(rng)}"  # unique: the fake counts faults per prompt
         expected = expect or Expected("failed", "content_filtered", not chaos_settings.VEO_REFUND_CONTENT_FILTERED)
         planned[admit(user_id=780_000 + number % 50, prompt=prompt).request_id] = (fault, prompt, expected)
-    chaos_report.inject(requests=requests, workers="2 threads x 12 slots, real google-genai client",
-                        refund_content_filtered=chaos_settings.VEO_REFUND_CONTENT_FILTERED,
-                        faults=dict(Counter(fault for fault, _, _ in planned.values())))
+    chaos_report.inject(
+        requests=requests,
+        workers="2 threads x 12 slots, real google-genai client",
+        refund_content_filtered=chaos_settings.VEO_REFUND_CONTENT_FILTERED,
+        faults=dict(Counter(fault for fault, _, _ in planned.values())),
+    )
 
     with FakeVeoServer() as veo:
         with worker_thread(genai_worker(veo, chaos_settings)), worker_thread(genai_worker(veo, chaos_settings)):
-            wait_for(lambda: VideoRequest.objects.filter(id__in=planned, delivered_at__isnull=False).count()
-                     == len(planned), timeout=600, interval=0.2, what="every request finished and delivered")
+            wait_for(
+                lambda: VideoRequest.objects.filter(id__in=planned, delivered_at__isnull=False).count() == len(planned),
+                timeout=600,
+                interval=0.2,
+                what="every request finished and delivered",
+            )
         creates = {prompt: [c.status for c in veo.creates(prompt)] for _, prompt, _ in planned.values()}
 
     rows = VideoRequest.objects.in_bulk(list(planned))
@@ -121,13 +132,18 @@ def test_veo_misbehaving_at_random(chaos_settings, scale, chaos_seed, chaos_repo
             duplicated.append((request_id, fault, creates[prompt]))
         if row.status != "completed" and not row.error_message:
             unexplained.append(request_id)
-    chaos_report.find(statuses=dict(Counter(f"{r.status}/{r.error_code or '-'}" for r in rows.values())),
-                      refunded=sum(1 for r in rows.values() if not r.counts_toward_quota),
-                      creates_sent=sum(len(c) for c in creates.values()),
-                      creates_429=sum(c.count(429) for c in creates.values()),
-                      wrong_outcome=len(wrong), duplicate_creates=len(duplicated),
-                      failures_without_message=len(unexplained))
+    chaos_report.find(
+        statuses=dict(Counter(f"{r.status}/{r.error_code or '-'}" for r in rows.values())),
+        refunded=sum(1 for r in rows.values() if not r.counts_toward_quota),
+        creates_sent=sum(len(c) for c in creates.values()),
+        creates_429=sum(c.count(429) for c in creates.values()),
+        wrong_outcome=len(wrong),
+        duplicate_creates=len(duplicated),
+        failures_without_message=len(unexplained),
+        faults_met_and_ended_right=len({fault for _, (fault, _, _) in planned.items()} - {w[1] for w in wrong}),
+    )
 
+    assert {fault for fault, _, _ in planned.values()} == set(FAULTS)  # the coverage this run claims
     assert not wrong, f"{len(wrong)} requests ended wrongly, e.g. (id, fault, expected, found) {wrong[:3]}"
     assert not duplicated, f"{len(duplicated)} requests were created twice at Veo, e.g. {duplicated[:3]}"
     assert not unexplained, f"requests that failed without a message: {unexplained[:5]}"

@@ -2,12 +2,27 @@
 
 from django.contrib import admin
 
-from tracking.admin.policies import (BlockedTermAdmin, DataLifecycleAuditAdmin, DiscordActionAdmin, JournalQuarantineAdmin,
-                                     QuotaPolicyAdmin, SchemaMigrationAdmin, UserBanAdmin)
 from tracking.admin.forms import ThrottledLoginForm
+from tracking.admin.policies import (
+    BlockedTermAdmin,
+    DataLifecycleAuditAdmin,
+    DiscordActionAdmin,
+    JournalQuarantineAdmin,
+    QuotaPolicyAdmin,
+    SchemaMigrationAdmin,
+    UserBanAdmin,
+)
 from tracking.admin.requests import VideoRequestAdmin
-from tracking.models import (BlockedTerm, DataLifecycleAudit, DiscordAction, JournalQuarantine, QuotaPolicy, SchemaMigration,
-                             UserBan, VideoRequest)
+from tracking.models import (
+    BlockedTerm,
+    DataLifecycleAudit,
+    DiscordAction,
+    JournalQuarantine,
+    QuotaPolicy,
+    SchemaMigration,
+    UserBan,
+    VideoRequest,
+)
 
 admin.site.register(VideoRequest, VideoRequestAdmin)
 admin.site.register(UserBan, UserBanAdmin)

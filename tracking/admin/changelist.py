@@ -77,12 +77,11 @@ class ModerationChangeList(ChangeList):
             raise IncorrectLookupParameters from None
         self.paginator = paginator
 
-
     def _search_results(self) -> None:
         """A search is not counted: counting matches means running the text match on every
         candidate row. One row beyond the page tells whether there is a next page."""
         offset = (self.page_num - 1) * self.list_per_page
-        rows = list(self.queryset[offset: offset + self.list_per_page + 1])
+        rows = list(self.queryset[offset : offset + self.list_per_page + 1])
         self.search_more = len(rows) > self.list_per_page
         self.result_list = rows[: self.list_per_page]
         self.paginator = BoundedPaginator(self.queryset, self.list_per_page, known_count=offset + len(rows))
@@ -115,22 +114,42 @@ def hierarchy_choices(cl: ModerationChangeList, first: datetime | None, last: da
     first, last = timezone.localtime(first).date(), timezone.localtime(last).date()
     if year and month and day:
         current = date(year, month, day)
-        return {"show": True, "back": {"link": link({f"{field}__year": year, f"{field}__month": month}),
-                                      "title": current.strftime("%B %Y")},
-                "choices": [{"title": current.strftime("%-d %B")}]}
+        return {
+            "show": True,
+            "back": {
+                "link": link({f"{field}__year": year, f"{field}__month": month}),
+                "title": current.strftime("%B %Y"),
+            },
+            "choices": [{"title": current.strftime("%-d %B")}],
+        }
     if year and month:
         start = date(year, month, 1)
         end = (start + timedelta(days=32)).replace(day=1)
         days = [start + timedelta(days=n) for n in range((end - start).days)]
-        return {"show": True, "back": {"link": link({f"{field}__year": year}), "title": str(year)},
-                "choices": [{"link": link({f"{field}__year": year, f"{field}__month": month, f"{field}__day": d.day}),
-                             "title": d.strftime("%-d %B")} for d in days if first <= d <= last]}
+        return {
+            "show": True,
+            "back": {"link": link({f"{field}__year": year}), "title": str(year)},
+            "choices": [
+                {
+                    "link": link({f"{field}__year": year, f"{field}__month": month, f"{field}__day": d.day}),
+                    "title": d.strftime("%-d %B"),
+                }
+                for d in days
+                if first <= d <= last
+            ],
+        }
     if year:
         months = [date(year, m, 1) for m in range(1, 13)]
-        return {"show": True, "back": {"link": link({}), "title": "All dates"},
-                "choices": [{"link": link({f"{field}__year": year, f"{field}__month": m.month}),
-                             "title": m.strftime("%B %Y")} for m in months
-                            if (first.year, first.month) <= (m.year, m.month) <= (last.year, last.month)]}
-    return {"show": True, "choices": [{"link": link({f"{field}__year": y}), "title": str(y)}
-                                      for y in range(first.year, last.year + 1)]}
-
+        return {
+            "show": True,
+            "back": {"link": link({}), "title": "All dates"},
+            "choices": [
+                {"link": link({f"{field}__year": year, f"{field}__month": m.month}), "title": m.strftime("%B %Y")}
+                for m in months
+                if (first.year, first.month) <= (m.year, m.month) <= (last.year, last.month)
+            ],
+        }
+    return {
+        "show": True,
+        "choices": [{"link": link({f"{field}__year": y}), "title": str(y)} for y in range(first.year, last.year + 1)],
+    }

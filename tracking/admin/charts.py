@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tracking.analytics import BucketCounts
 from tracking.models import Status
-from tracking.selectors import BucketCounts
 
 STATUS_COLOURS = {
-    Status.COMPLETED: "#2e7d32", Status.FAILED: "#c62828", Status.TIMEOUT: "#ef6c00", Status.CANCELLED: "#757575",
-    Status.REJECTED: "#6a1b9a", Status.PENDING: "#1565c0", Status.GENERATING: "#00838f",
+    Status.COMPLETED: "#2e7d32",
+    Status.FAILED: "#c62828",
+    Status.TIMEOUT: "#ef6c00",
+    Status.CANCELLED: "#757575",
+    Status.REJECTED: "#6a1b9a",
+    Status.PENDING: "#1565c0",
+    Status.GENERATING: "#00838f",
 }
 WIDTH, HEIGHT, TOP, BOTTOM, LEFT = 720, 220, 10, 30, 50
 
@@ -56,11 +61,22 @@ def stacked(days: list[BucketCounts], *, hourly: bool) -> Chart:
                 continue
             h = plot * n / peak
             bottom -= h
-            rects.append(Rect(round(x, 1), round(bottom, 1), round(slot * 0.8, 1), round(h, 1), colour,
-                              f"{day.start:%Y-%m-%d %H:00 UTC} {status}: {n:,}" if hourly
-                              else f"{day.start:%Y-%m-%d} {status}: {n:,}"))
+            rects.append(
+                Rect(
+                    round(x, 1),
+                    round(bottom, 1),
+                    round(slot * 0.8, 1),
+                    round(h, 1),
+                    colour,
+                    f"{day.start:%Y-%m-%d %H:00 UTC} {status}: {n:,}"
+                    if hourly
+                    else f"{day.start:%Y-%m-%d} {status}: {n:,}",
+                )
+            )
         if i % every == 0:
-            labels.append(Label(round(x, 1), HEIGHT - BOTTOM + 15, f"{day.start:%H}h" if hourly else f"{day.start:%m-%d}"))
+            labels.append(
+                Label(round(x, 1), HEIGHT - BOTTOM + 15, f"{day.start:%H}h" if hourly else f"{day.start:%m-%d}")
+            )
     return Chart(WIDTH, HEIGHT, rects, labels, peak)
 
 
@@ -73,8 +89,16 @@ def hours(per_hour: list[int]) -> Chart:
     for hour, n in enumerate(per_hour):
         x = LEFT + hour * slot + slot * 0.1
         h = plot * n / peak
-        rects.append(Rect(round(x, 1), round(HEIGHT - BOTTOM - h, 1), round(slot * 0.8, 1), round(h, 1), "#1565c0",
-                          f"{hour:02d}:00 UTC: {n:,}"))
+        rects.append(
+            Rect(
+                round(x, 1),
+                round(HEIGHT - BOTTOM - h, 1),
+                round(slot * 0.8, 1),
+                round(h, 1),
+                "#1565c0",
+                f"{hour:02d}:00 UTC: {n:,}",
+            )
+        )
         if hour % 3 == 0:
             labels.append(Label(round(x, 1), HEIGHT - BOTTOM + 15, f"{hour:02d}h"))
     return Chart(WIDTH, HEIGHT, rects, labels, peak)

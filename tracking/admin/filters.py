@@ -26,8 +26,13 @@ class InputFilter(admin.SimpleListFilter):
     def choices(self, changelist):
         # The form re-submits every other current parameter as a hidden field.
         others = [(k, v) for k, v in changelist.params.items() if k != self.parameter_name and k != "p"]
-        yield {"others": others, "value": self.value() or "", "placeholder": self.placeholder,
-               "name": self.parameter_name, "clear": changelist.get_query_string(remove=[self.parameter_name, "p"])}
+        yield {
+            "others": others,
+            "value": self.value() or "",
+            "placeholder": self.placeholder,
+            "name": self.parameter_name,
+            "clear": changelist.get_query_string(remove=[self.parameter_name, "p"]),
+        }
 
     def clean(self, value: str):
         raise NotImplementedError

@@ -27,8 +27,9 @@ class ThrottledLoginForm(AdminAuthenticationForm):
             return super().clean()  # the field errors say what is missing
         wait = throttle.attempt(username=username, client_ip=throttle.client_ip(self.request))
         if wait is not None:
-            raise forms.ValidationError(self.error_messages["throttled"], code="throttled",
-                                        params={"wait": throttle.wait_text(wait)})
+            raise forms.ValidationError(
+                self.error_messages["throttled"], code="throttled", params={"wait": throttle.wait_text(wait)}
+            )
         cleaned = super().clean()  # a wrong password raises here and the attempt stays counted
         throttle.succeeded(username=username)
         return cleaned
@@ -37,16 +38,20 @@ class ThrottledLoginForm(AdminAuthenticationForm):
 class ReasonForm(forms.Form):
     """The intermediate page of every moderation action."""
 
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=1000,
-                             help_text=REASON_HELP)
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=1000, help_text=REASON_HELP
+    )
 
 
 class BanForm(ReasonForm):
     SCOPES = [("everywhere", "Everywhere"), ("guild", "Only in the request's guild")]
     scope = forms.ChoiceField(choices=SCOPES, initial="everywhere", widget=forms.RadioSelect)
-    expires_at = forms.DateTimeField(required=False, label="Expires at (UTC)",
-                                     help_text="YYYY-MM-DD HH:MM; leave empty for a permanent ban.",
-                                     widget=forms.DateTimeInput(attrs={"placeholder": "YYYY-MM-DD HH:MM"}))
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires at (UTC)",
+        help_text="YYYY-MM-DD HH:MM; leave empty for a permanent ban.",
+        widget=forms.DateTimeInput(attrs={"placeholder": "YYYY-MM-DD HH:MM"}),
+    )
 
 
 class ReviewForm(forms.ModelForm):
@@ -112,8 +117,12 @@ class DatabaseCheckedForm(forms.ModelForm):
             cause = error.__cause__
             diag = getattr(cause, "diag", None)
             name = getattr(diag, "constraint_name", None)
-            self.add_error(None, CONSTRAINT_MESSAGES.get(name) or getattr(diag, "message_primary", None)
-                           or "The database refused these values.")
+            self.add_error(
+                None,
+                CONSTRAINT_MESSAGES.get(name)
+                or getattr(diag, "message_primary", None)
+                or "The database refused these values.",
+            )
         finally:
             if adding:
                 self.instance.pk = None

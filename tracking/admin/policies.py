@@ -32,8 +32,17 @@ class ReadOnlyAdmin(RefusesNulParameters, admin.ModelAdmin):
 
 class QuotaPolicyAdmin(RefusesNulParameters, admin.ModelAdmin):
     form = QuotaPolicyForm
-    list_display = ("id", "user_id", "guild_id", "quota_limit", "quota_window", "max_in_flight", "note",
-                    "created_by", "updated_at")
+    list_display = (
+        "id",
+        "user_id",
+        "guild_id",
+        "quota_limit",
+        "quota_window",
+        "max_in_flight",
+        "note",
+        "created_by",
+        "updated_at",
+    )
     search_fields = ("=user_id", "=guild_id")
     readonly_fields = ("created_by", "created_at", "updated_at")
 
@@ -61,8 +70,9 @@ class UserBanAdmin(RefusesNulParameters, admin.ModelAdmin):
     def user_link(self, obj):
         from django.urls import reverse
 
-        return format_html('<a href="{}">{}</a>', reverse("admin:tracking_videorequest_user", args=[obj.user_id]),
-                           obj.user_id)
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:tracking_videorequest_user", args=[obj.user_id]), obj.user_id
+        )
 
     @admin.display(description="state")
     def state(self, obj) -> str:
@@ -76,8 +86,13 @@ class UserBanAdmin(RefusesNulParameters, admin.ModelAdmin):
         if change:
             obj.save(update_fields=["reason", "expires_at"])
         else:
-            obj.id = services.ban_user(user_id=obj.user_id, guild_id=obj.guild_id, reason=obj.reason,
-                                       actor=actor_of(request), expires_at=obj.expires_at)
+            obj.id = services.ban_user(
+                user_id=obj.user_id,
+                guild_id=obj.guild_id,
+                reason=obj.reason,
+                actor=actor_of(request),
+                expires_at=obj.expires_at,
+            )
 
     @admin.action(description="Lift the selected bans", permissions=["change"])
     def lift_bans(self, request, queryset):
@@ -101,8 +116,22 @@ class BlockedTermAdmin(RefusesNulParameters, admin.ModelAdmin):
 class DiscordActionAdmin(ReadOnlyAdmin):
     """The outbox status: pending until done_at or failed_at; last_error says why it failed."""
 
-    list_display = ("id", "action", "request", "channel_id", "message_id", "object_uris", "requested_by", "reason",
-                    "created_at", "done_at", "failed_at", "attempts", "last_error", "not_before")
+    list_display = (
+        "id",
+        "action",
+        "request",
+        "channel_id",
+        "message_id",
+        "object_uris",
+        "requested_by",
+        "reason",
+        "created_at",
+        "done_at",
+        "failed_at",
+        "attempts",
+        "last_error",
+        "not_before",
+    )
     list_filter = ("action", ("done_at", admin.EmptyFieldListFilter), ("failed_at", admin.EmptyFieldListFilter))
     raw_id_fields = ("request",)
 
@@ -129,8 +158,17 @@ class JournalQuarantineAdmin(ReadOnlyAdmin):
     """Degraded-mode journal entries a bot could not replay: for operators (superusers), who fix
     the cause and run ``manage.py replay_journal --retry`` on the machine named in the key."""
 
-    list_display = ("entry_key", "kind", "interaction_id", "user_id", "error", "quarantined_at", "resolution",
-                    "resolved_at", "resolved_by")
+    list_display = (
+        "entry_key",
+        "kind",
+        "interaction_id",
+        "user_id",
+        "error",
+        "quarantined_at",
+        "resolution",
+        "resolved_at",
+        "resolved_by",
+    )
     list_filter = ("kind", "resolution")
     search_fields = ("=interaction_id", "=user_id", "entry_key")
 

@@ -28,8 +28,11 @@ def refuse_nul(request: HttpRequest, *, to: str | None = None) -> HttpResponseRe
     spoiled = sorted({key for key, values in request.GET.lists() for value in [key, *values] if "\x00" in value})
     if not spoiled:
         return None
-    messages.error(request, f"Ignored {', '.join(repr(key) for key in spoiled)}: the address contained a NUL "
-                            "character (U+0000), which no value can hold.")
+    messages.error(
+        request,
+        f"Ignored {', '.join(repr(key) for key in spoiled)}: the address contained a NUL "
+        "character (U+0000), which no value can hold.",
+    )
     query = request.GET.copy()
     for key in spoiled:
         query.pop(key)

@@ -61,8 +61,9 @@ def signed_redirect(uri: str) -> HttpResponse:
     signed = gcs.signed_link(uri, ttl=ADMIN_LINK_TTL)
     if signed.url is None:
         log.warning("GCS output not viewable in the admin: %s", signed.problem)
-        response = HttpResponse(f"Not viewable: {signed.problem}.\n", status=503,
-                                content_type="text/plain; charset=utf-8")
+        response = HttpResponse(
+            f"Not viewable: {signed.problem}.\n", status=503, content_type="text/plain; charset=utf-8"
+        )
     else:
         response = HttpResponseRedirect(signed.url)
         response["Referrer-Policy"] = "no-referrer"
@@ -82,10 +83,32 @@ def _read(handle, remaining: int) -> Iterator[bytes]:
         handle.close()
 
 
-EXPORT_COLUMNS = ["id", "created_at", "status", "review_status", "user_id", "guild_id", "channel_id", "source",
-                  "prompt", "negative_prompt", "duration_seconds", "aspect_ratio", "resolution", "generate_audio",
-                  "model", "duration_ms", "safety_filtered_count", "error_code", "error_message", "delivered_at",
-                  "reviewed_by", "reviewed_at", "review_note", "counts_toward_quota"]
+EXPORT_COLUMNS = [
+    "id",
+    "created_at",
+    "status",
+    "review_status",
+    "user_id",
+    "guild_id",
+    "channel_id",
+    "source",
+    "prompt",
+    "negative_prompt",
+    "duration_seconds",
+    "aspect_ratio",
+    "resolution",
+    "generate_audio",
+    "model",
+    "duration_ms",
+    "safety_filtered_count",
+    "error_code",
+    "error_message",
+    "delivered_at",
+    "reviewed_by",
+    "reviewed_at",
+    "review_note",
+    "counts_toward_quota",
+]
 
 
 class _Echo:

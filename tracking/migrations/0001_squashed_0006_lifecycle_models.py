@@ -45,8 +45,7 @@ def create_group(apps, schema_editor):
     permission_model = apps.get_model("auth", "Permission")
     group, _ = group_model.objects.get_or_create(name=GROUP)
     codenames = [f"{action}_{model}" for model, actions in PERMISSIONS for action in actions]
-    group.permissions.set(permission_model.objects.filter(content_type__app_label="tracking",
-                                                          codename__in=codenames))
+    group.permissions.set(permission_model.objects.filter(content_type__app_label="tracking", codename__in=codenames))
 
 
 def delete_group(apps, schema_editor):
@@ -55,11 +54,11 @@ def delete_group(apps, schema_editor):
 
 BLOCKED_TERM_MATCH_PATTERN = (
     "CASE WHEN kind = 'word' THEN '(^|[^[:alnum:]_])' || regexp_replace(pattern, '([.^$*+?()\\[\\]{}|\\\\-])', "
-    "'\\\\\\1', 'g') || '($|[^[:alnum:]_])' ELSE pattern END")
+    "'\\\\\\1', 'g') || '($|[^[:alnum:]_])' ELSE pattern END"
+)
 
 
 class Migration(migrations.Migration):
-
     replaces = [
         ("tracking", "0001_initial"),
         ("tracking", "0002_moderation_models"),
@@ -82,14 +81,24 @@ class Migration(migrations.Migration):
             name="QuotaPolicy",
             fields=[
                 ("id", models.BigAutoField(primary_key=True, serialize=False)),
-                ("user_id", models.BigIntegerField(
-                    blank=True, help_text="Applies to this user (with guild: only there).", null=True)),
-                ("guild_id", models.BigIntegerField(
-                    blank=True, help_text="Applies to everyone in this guild.", null=True)),
+                (
+                    "user_id",
+                    models.BigIntegerField(
+                        blank=True, help_text="Applies to this user (with guild: only there).", null=True
+                    ),
+                ),
+                (
+                    "guild_id",
+                    models.BigIntegerField(blank=True, help_text="Applies to everyone in this guild.", null=True),
+                ),
                 ("quota_limit", models.IntegerField(help_text="Videos allowed per window.")),
                 ("quota_window", models.DurationField(help_text="Rolling window, e.g. 1 00:00:00 for a day.")),
-                ("max_in_flight", models.IntegerField(
-                    blank=True, help_text="Queued or generating at once (blank: no cap).", null=True)),
+                (
+                    "max_in_flight",
+                    models.IntegerField(
+                        blank=True, help_text="Queued or generating at once (blank: no cap).", null=True
+                    ),
+                ),
                 ("note", models.TextField(blank=True, db_default="")),
                 ("created_by", models.TextField(db_default="system")),
                 ("created_at", models.DateTimeField(db_default=Now())),
@@ -134,65 +143,117 @@ class Migration(migrations.Migration):
                 ("prompt", models.TextField()),
                 ("negative_prompt", models.TextField(blank=True, null=True)),
                 ("duration_seconds", models.SmallIntegerField(choices=[(4, "4 s"), (6, "6 s"), (8, "8 s")])),
-                ("aspect_ratio", models.TextField(
-                    choices=[("16:9", "16:9 (landscape)"), ("9:16", "9:16 (portrait)")])),
+                ("aspect_ratio", models.TextField(choices=[("16:9", "16:9 (landscape)"), ("9:16", "9:16 (portrait)")])),
                 ("resolution", models.TextField(choices=[("720p", "Hd"), ("1080p", "Full Hd")])),
                 ("generate_audio", models.BooleanField(db_default=True)),
-                ("person_generation", models.TextField(
-                    choices=[("dont_allow", "No people"), ("allow_adult", "Adults only"), ("allow_all", "Anyone")],
-                    db_default="allow_adult")),
+                (
+                    "person_generation",
+                    models.TextField(
+                        choices=[("dont_allow", "No people"), ("allow_adult", "Adults only"), ("allow_all", "Anyone")],
+                        db_default="allow_adult",
+                    ),
+                ),
                 ("seed", models.BigIntegerField(blank=True, null=True)),
                 ("model", models.TextField()),
-                ("status", models.TextField(choices=[
-                    ("pending", "Pending"), ("generating", "Generating"), ("completed", "Completed"),
-                    ("failed", "Failed"), ("timeout", "Timeout"), ("cancelled", "Cancelled"),
-                    ("rejected", "Rejected")])),
+                (
+                    "status",
+                    models.TextField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("generating", "Generating"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                            ("timeout", "Timeout"),
+                            ("cancelled", "Cancelled"),
+                            ("rejected", "Rejected"),
+                        ]
+                    ),
+                ),
                 ("operation_name", models.TextField(blank=True, null=True)),
                 ("created_at", models.DateTimeField(db_default=Now())),
                 ("available_at", models.DateTimeField(db_default=Now())),
                 ("started_at", models.DateTimeField(blank=True, null=True)),
                 ("completed_at", models.DateTimeField(blank=True, null=True)),
-                ("duration_ms", models.GeneratedField(
-                    db_persist=True, output_field=models.IntegerField(null=True),
-                    expression=RawSQL("(extract(epoch FROM (completed_at - started_at)) * 1000)::integer", ()))),
+                (
+                    "duration_ms",
+                    models.GeneratedField(
+                        db_persist=True,
+                        output_field=models.IntegerField(null=True),
+                        expression=RawSQL("(extract(epoch FROM (completed_at - started_at)) * 1000)::integer", ()),
+                    ),
+                ),
                 ("output_uris", ArrayField(base_field=models.TextField(), blank=True, db_default="{}", size=None)),
                 ("public_urls", ArrayField(base_field=models.TextField(), blank=True, db_default="{}", size=None)),
                 ("output_size_bytes", models.BigIntegerField(blank=True, null=True)),
                 ("safety_filtered_count", models.IntegerField(db_default=0)),
-                ("safety_filtered_reasons", ArrayField(
-                    base_field=models.TextField(), blank=True, db_default="{}", size=None)),
+                (
+                    "safety_filtered_reasons",
+                    ArrayField(base_field=models.TextField(), blank=True, db_default="{}", size=None),
+                ),
                 ("error_code", models.TextField(blank=True, null=True)),
                 ("error_message", models.TextField(blank=True, null=True)),
                 ("delivered_at", models.DateTimeField(blank=True, null=True)),
-                ("delivery_method", models.TextField(blank=True, null=True, choices=[
-                    ("interaction", "Edited the interaction response"), ("channel", "Posted in the channel"),
-                    ("cli", "Printed by the CLI"), ("undeliverable", "Could not be delivered")])),
+                (
+                    "delivery_method",
+                    models.TextField(
+                        blank=True,
+                        null=True,
+                        choices=[
+                            ("interaction", "Edited the interaction response"),
+                            ("channel", "Posted in the channel"),
+                            ("cli", "Printed by the CLI"),
+                            ("undeliverable", "Could not be delivered"),
+                        ],
+                    ),
+                ),
                 ("discord_message_id", models.BigIntegerField(blank=True, null=True)),
                 ("delivery_error", models.TextField(blank=True, null=True)),
                 ("counts_toward_quota", models.BooleanField()),
                 ("claimed_by", models.TextField(blank=True, null=True)),
                 ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
                 ("attempts", models.IntegerField(db_default=0)),
-                ("review_status", models.TextField(
-                    choices=[("unreviewed", "Unreviewed"), ("approved", "Approved"), ("flagged", "Flagged"),
-                             ("removed", "Removed")],
-                    db_default="unreviewed")),
+                (
+                    "review_status",
+                    models.TextField(
+                        choices=[
+                            ("unreviewed", "Unreviewed"),
+                            ("approved", "Approved"),
+                            ("flagged", "Flagged"),
+                            ("removed", "Removed"),
+                        ],
+                        db_default="unreviewed",
+                    ),
+                ),
                 ("reviewed_by", models.TextField(blank=True, null=True)),
                 ("reviewed_at", models.DateTimeField(blank=True, null=True)),
                 ("review_note", models.TextField(blank=True, null=True)),
             ],
-            options={"verbose_name": "video request", "db_table": "video_requests", "ordering": ["-id"],
-                     "managed": False},
+            options={
+                "verbose_name": "video request",
+                "db_table": "video_requests",
+                "ordering": ["-id"],
+                "managed": False,
+            },
         ),
         migrations.CreateModel(
             name="VideoRequestEvent",
             fields=[
                 ("id", models.BigAutoField(primary_key=True, serialize=False)),
                 ("at", models.DateTimeField(db_default=Now())),
-                ("kind", models.TextField(choices=[
-                    ("created", "Created"), ("status_changed", "Status Changed"), ("refunded", "Refunded"),
-                    ("review_changed", "Review Changed"), ("delivered", "Delivered"), ("released", "Released"),
-                    ("note", "Note")])),
+                (
+                    "kind",
+                    models.TextField(
+                        choices=[
+                            ("created", "Created"),
+                            ("status_changed", "Status Changed"),
+                            ("refunded", "Refunded"),
+                            ("review_changed", "Review Changed"),
+                            ("delivered", "Delivered"),
+                            ("released", "Released"),
+                            ("note", "Note"),
+                        ]
+                    ),
+                ),
                 ("from_status", models.TextField(blank=True, null=True)),
                 ("to_status", models.TextField(blank=True, null=True)),
                 ("actor", models.TextField(db_default="system")),
@@ -205,17 +266,40 @@ class Migration(migrations.Migration):
             fields=[
                 ("id", models.BigAutoField(primary_key=True, serialize=False)),
                 ("guild_id", models.BigIntegerField(blank=True, help_text="Blank: blocked everywhere.", null=True)),
-                ("kind", models.TextField(choices=[("word", "Word or phrase"), ("regex", "Regular expression")],
-                                          db_default="word", default="word")),
-                ("pattern", models.TextField(help_text=(
-                    "A word or phrase (matched whole, any case), or a PostgreSQL regular expression (any case; "
-                    "at most 200 characters, no back-references)."))),
-                ("match_pattern", models.GeneratedField(
-                    db_persist=True, expression=RawSQL(BLOCKED_TERM_MATCH_PATTERN, ()),
-                    output_field=models.TextField())),
-                ("message", models.TextField(
-                    blank=True, db_default="", default="",
-                    help_text='Shown to the user after "prompt refused: " (blank: a standard message).')),
+                (
+                    "kind",
+                    models.TextField(
+                        choices=[("word", "Word or phrase"), ("regex", "Regular expression")],
+                        db_default="word",
+                        default="word",
+                    ),
+                ),
+                (
+                    "pattern",
+                    models.TextField(
+                        help_text=(
+                            "A word or phrase (matched whole, any case), or a PostgreSQL regular expression (any case; "
+                            "at most 200 characters, no back-references)."
+                        )
+                    ),
+                ),
+                (
+                    "match_pattern",
+                    models.GeneratedField(
+                        db_persist=True,
+                        expression=RawSQL(BLOCKED_TERM_MATCH_PATTERN, ()),
+                        output_field=models.TextField(),
+                    ),
+                ),
+                (
+                    "message",
+                    models.TextField(
+                        blank=True,
+                        db_default="",
+                        default="",
+                        help_text='Shown to the user after "prompt refused: " (blank: a standard message).',
+                    ),
+                ),
                 ("enabled", models.BooleanField(db_default=True, default=True)),
                 ("created_by", models.TextField(db_default="system")),
                 ("created_at", models.DateTimeField(db_default=Now())),
@@ -262,21 +346,35 @@ class Migration(migrations.Migration):
             name="DataLifecycleAudit",
             fields=[
                 ("id", models.BigAutoField(primary_key=True, serialize=False)),
-                ("operation", models.TextField(
-                    choices=[("purge_requests", "Retention purge"), ("erase_user", "Erasure of a user's data")])),
+                (
+                    "operation",
+                    models.TextField(
+                        choices=[("purge_requests", "Retention purge"), ("erase_user", "Erasure of a user's data")]
+                    ),
+                ),
                 ("actor", models.TextField()),
-                ("subject_key", models.TextField(
-                    blank=True, help_text="Keyed hash of the erased user's id.", null=True)),
+                (
+                    "subject_key",
+                    models.TextField(blank=True, help_text="Keyed hash of the erased user's id.", null=True),
+                ),
                 ("parameters", models.JSONField(db_default={})),
                 ("counts", models.JSONField(db_default={})),
                 ("started_at", models.DateTimeField(db_default=Now())),
                 ("finished_at", models.DateTimeField(blank=True, null=True)),
-                ("outcome", models.TextField(
-                    choices=[("running", "Running"), ("done", "Done"), ("interrupted", "Interrupted")],
-                    db_default="running")),
+                (
+                    "outcome",
+                    models.TextField(
+                        choices=[("running", "Running"), ("done", "Done"), ("interrupted", "Interrupted")],
+                        db_default="running",
+                    ),
+                ),
             ],
-            options={"verbose_name": "data lifecycle record", "db_table": "data_lifecycle_audit",
-                     "ordering": ["-id"], "managed": False},
+            options={
+                "verbose_name": "data lifecycle record",
+                "db_table": "data_lifecycle_audit",
+                "ordering": ["-id"],
+                "managed": False,
+            },
         ),
         migrations.CreateModel(
             name="LoginFailure",

@@ -5,35 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
-    dependencies = [
-        ('tracking', '0001_squashed_0006_lifecycle_models'),
-    ]
+    dependencies = [("tracking", "0001_squashed_0006_lifecycle_models")]
 
     operations = [
         migrations.CreateModel(
-            name='JournalQuarantine',
+            name="JournalQuarantine",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('entry_key', models.TextField(help_text='The host that keeps the entry and its file name.', unique=True)),
-                ('host', models.TextField()),
-                ('interaction_id', models.BigIntegerField(blank=True, null=True)),
-                ('user_id', models.BigIntegerField(blank=True, null=True)),
-                ('kind', models.TextField(choices=[('request', 'request'), ('line', 'unreadable line')])),
-                ('error', models.TextField()),
-                ('entry', models.TextField(help_text='The entry as JSON text.')),
-                ('quarantined_at', models.DateTimeField()),
-                ('reported_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('resolution', models.TextField(blank=True, choices=[('replayed', 'Replayed'), ('discarded', 'Discarded')], null=True)),
-                ('resolved_by', models.TextField(blank=True, null=True)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "entry_key",
+                    models.TextField(help_text="The host that keeps the entry and its file name.", unique=True),
+                ),
+                ("host", models.TextField()),
+                ("interaction_id", models.BigIntegerField(blank=True, null=True)),
+                ("user_id", models.BigIntegerField(blank=True, null=True)),
+                ("kind", models.TextField(choices=[("request", "request"), ("line", "unreadable line")])),
+                ("error", models.TextField()),
+                ("entry", models.TextField(help_text="The entry as JSON text.")),
+                ("quarantined_at", models.DateTimeField()),
+                ("reported_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "resolution",
+                    models.TextField(
+                        blank=True, choices=[("replayed", "Replayed"), ("discarded", "Discarded")], null=True
+                    ),
+                ),
+                ("resolved_by", models.TextField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'quarantined journal entry',
-                'verbose_name_plural': 'quarantined journal entries',
-                'db_table': 'journal_quarantine',
-                'ordering': ['-id'],
-                'managed': False,
+                "verbose_name": "quarantined journal entry",
+                "verbose_name_plural": "quarantined journal entries",
+                "db_table": "journal_quarantine",
+                "ordering": ["-id"],
+                "managed": False,
             },
-        ),
+        )
     ]

@@ -5,24 +5,87 @@ these functions pass values through one statement each and translate the databas
 refusals into ``tracking.errors``. Callers use them as ``services.admit_request(...)``.
 """
 
-from tracking.services.admission import (WORK_CHANNEL, Admission, VideoParameters, admit_request, clean_parameters,
-                                         notify_work)
-from tracking.services.moderation import (Removal, add_review_note, approve, ban_user, cancel_requests, clean_reason,
-                                          discard_removed_outputs, flag, lift_bans, mark_unreviewed, refund_requests,
-                                          remove_output, save_blocked_term, save_quota_policy)
+from tracking.services.admission import (
+    WORK_CHANNEL,
+    Admission,
+    VideoParameters,
+    admit_request,
+    clean_parameters,
+    notify_work,
+)
+from tracking.services.moderation import (
+    Removal,
+    add_review_note,
+    approve,
+    ban_user,
+    cancel_requests,
+    clean_reason,
+    discard_removed_outputs,
+    flag,
+    lift_bans,
+    mark_unreviewed,
+    refund_requests,
+    remove_output,
+    save_blocked_term,
+    save_quota_policy,
+)
 from tracking.services.outbox import claim_discord_action, finish_discord_action
 from tracking.services.queue import claim_next, claim_work, record_delivery, release, renew_lease
-from tracking.services.replay import (record_journaled_start, record_quarantined, replay_journaled_request,
-                                      resolve_quarantined)
-from tracking.services.transitions import (Transition, cancel, mark_completed, mark_ended, mark_failed, mark_generating,
-                                           mark_timeout, refund)
+from tracking.services.replay import (
+    record_journaled_start,
+    record_quarantined,
+    replay_journaled_request,
+    resolve_quarantined,
+)
+from tracking.services.transitions import (
+    Transition,
+    cancel,
+    mark_completed,
+    mark_ended,
+    mark_failed,
+    mark_generating,
+    mark_timeout,
+    refund,
+)
 
 __all__ = [
-    "WORK_CHANNEL", "Admission", "VideoParameters", "admit_request", "clean_parameters", "notify_work",
-    "Removal", "add_review_note", "approve", "ban_user", "cancel_requests", "clean_reason", "discard_removed_outputs",
-    "flag", "lift_bans", "mark_unreviewed", "refund_requests", "remove_output", "save_blocked_term",
-    "save_quota_policy", "claim_discord_action", "finish_discord_action", "claim_next", "claim_work",
-    "record_delivery", "release", "renew_lease", "replay_journaled_request",
-    "record_journaled_start", "record_quarantined", "resolve_quarantined",
-    "Transition", "cancel", "mark_completed", "mark_ended", "mark_failed", "mark_generating", "mark_timeout", "refund",
+    "WORK_CHANNEL",
+    "Admission",
+    "VideoParameters",
+    "admit_request",
+    "clean_parameters",
+    "notify_work",
+    "Removal",
+    "add_review_note",
+    "approve",
+    "ban_user",
+    "cancel_requests",
+    "clean_reason",
+    "discard_removed_outputs",
+    "flag",
+    "lift_bans",
+    "mark_unreviewed",
+    "refund_requests",
+    "remove_output",
+    "save_blocked_term",
+    "save_quota_policy",
+    "claim_discord_action",
+    "finish_discord_action",
+    "claim_next",
+    "claim_work",
+    "record_delivery",
+    "release",
+    "renew_lease",
+    "replay_journaled_request",
+    "record_journaled_start",
+    "record_quarantined",
+    "resolve_quarantined",
+    "Transition",
+    "cancel",
+    "mark_completed",
+    "mark_ended",
+    "mark_failed",
+    "mark_generating",
+    "mark_timeout",
+    "refund",
 ]

@@ -40,7 +40,6 @@ class Admission:
     reset_at: datetime | None
 
 
-
 def clean_parameters(params: VideoParameters) -> VideoParameters:
     """Validate and normalise parameters; raise InvalidInput with a specific message."""
     prompt = " ".join(prompt_text("prompt", params.prompt).split())
@@ -53,7 +52,9 @@ def clean_parameters(params: VideoParameters) -> VideoParameters:
     if negative is not None:
         negative = " ".join(prompt_text("negative_prompt", negative).split()) or None
         if negative and len(negative) > high:
-            raise InvalidInput("negative_prompt", f"negative_prompt must be at most {high} characters (got {len(negative)})")
+            raise InvalidInput(
+                "negative_prompt", f"negative_prompt must be at most {high} characters (got {len(negative)})"
+            )
     require_choice("duration_seconds", params.duration_seconds, (4, 6, 8))
     require_choice("aspect_ratio", params.aspect_ratio, AspectRatio.values)
     require_choice("resolution", params.resolution, Resolution.values)
@@ -99,10 +100,25 @@ def admit_request(
         cursor.execute(
             "SELECT request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining, reset_at"
             " FROM admit_video_request(%s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [interaction_id, user_id, guild_id, channel_id, clean.prompt, clean.negative_prompt,
-             clean.duration_seconds, clean.aspect_ratio, clean.resolution, clean.generate_audio,
-             clean.person_generation, clean.seed, clean.model, source, settings.VEO_QUOTA_LIMIT,
-             settings.VEO_QUOTA_WINDOW, settings.VEO_QUOTA_MAX_IN_FLIGHT],
+            [
+                interaction_id,
+                user_id,
+                guild_id,
+                channel_id,
+                clean.prompt,
+                clean.negative_prompt,
+                clean.duration_seconds,
+                clean.aspect_ratio,
+                clean.resolution,
+                clean.generate_audio,
+                clean.person_generation,
+                clean.seed,
+                clean.model,
+                source,
+                settings.VEO_QUOTA_LIMIT,
+                settings.VEO_QUOTA_WINDOW,
+                settings.VEO_QUOTA_MAX_IN_FLIGHT,
+            ],
         )
         return Admission(*cursor.fetchone())
 

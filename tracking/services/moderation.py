@@ -74,7 +74,7 @@ def mark_unreviewed(*, request_ids: Sequence[int], actor: str, reason: str) -> l
 class Removal:
     request_id: int
     discord_action_id: int | None  # None: no Discord message to delete (CLI, undelivered)
-    local_files: tuple[str, ...]   # local outputs deleted once the removal committed
+    local_files: tuple[str, ...]  # local outputs deleted once the removal committed
     bucket_action_id: int | None = None  # the bot deletes these gs:// objects (None: there are none)
     gcs_objects: tuple[str, ...] = ()
 
@@ -128,9 +128,16 @@ def remove_output(*, request_ids: Sequence[int], actor: str, reason: str) -> lis
     values = {"ids": _ids(request_ids), "actor": actor, "reason": clean_reason(reason)}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_REMOVE_SQL, values)
-        removals = [Removal(request_id, action_id, tuple(u for u in uris if u.startswith("file:")),
-                            bucket_action_id, tuple(objects or ()))
-                    for request_id, action_id, uris, bucket_action_id, objects in cursor.fetchall()]
+        removals = [
+            Removal(
+                request_id,
+                action_id,
+                tuple(u for u in uris if u.startswith("file:")),
+                bucket_action_id,
+                tuple(objects or ()),
+            )
+            for request_id, action_id, uris, bucket_action_id, objects in cursor.fetchall()
+        ]
         files = [uri for removal in removals for uri in removal.local_files]
         transaction.on_commit(lambda: media.delete_local_files(files))
     return removals
@@ -153,8 +160,9 @@ def discard_removed_outputs(*, request_id: int) -> list[str]:
     generation finished later), and queue its gs:// objects for the bot to delete; returns
     the local URIs deleted. Does nothing unless it is removed."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT output_uris FROM video_requests WHERE id = %s AND review_status = 'removed'",
-                       [request_id])
+        cursor.execute(
+            "SELECT output_uris FROM video_requests WHERE id = %s AND review_status = 'removed'", [request_id]
+        )
         row = cursor.fetchone()
         cursor.execute(_QUEUE_LATE_OBJECTS_SQL, [request_id])
     uris = [uri for uri in (row[0] if row else None) or () if uri.startswith("file:")]
@@ -165,8 +173,7 @@ def discard_removed_outputs(*, request_id: int) -> list[str]:
 def refund_requests(*, request_ids: Sequence[int], actor: str, reason: str) -> list[int]:
     """Give quota slots back; returns the ids refunded now (others never counted or were refunded)."""
     reason = clean_reason(reason)
-    return [request_id for request_id in _ids(request_ids)
-            if refund(request_id=request_id, actor=actor, reason=reason)]
+    return [request_id for request_id in _ids(request_ids) if refund(request_id=request_id, actor=actor, reason=reason)]
 
 
 _CANCEL_SQL = f"""
@@ -183,8 +190,12 @@ def cancel_requests(*, request_ids: Sequence[int], actor: str, reason: str) -> l
     """Cancel the pending or generating requests among request_ids (the others are left
     alone); the users get their slots back. Returns the ids cancelled."""
     reason = clean_reason(reason)
-    values = {"ids": _ids(request_ids), "actor": actor, "reason": reason,
-              "message": f"cancelled by {actor}: {reason}"[:4000]}
+    values = {
+        "ids": _ids(request_ids),
+        "actor": actor,
+        "reason": reason,
+        "message": f"cancelled by {actor}: {reason}"[:4000],
+    }
     with connection.cursor() as cursor:
         cursor.execute(_CANCEL_SQL, values)
         return sorted(row[0] for row in cursor.fetchall())
@@ -205,8 +216,15 @@ SELECT id FROM ban
 """
 
 
-def ban_user(*, user_id: int, reason: str, actor: str, guild_id: int | None = None,
-             expires_at: datetime | None = None, request_ids: Sequence[int] = ()) -> int:
+def ban_user(
+    *,
+    user_id: int,
+    reason: str,
+    actor: str,
+    guild_id: int | None = None,
+    expires_at: datetime | None = None,
+    request_ids: Sequence[int] = (),
+) -> int:
     """Ban a user (everywhere, or in one guild) until expires_at (None: permanently); the
     ban applies from the user's next request. The requests that prompted it (request_ids)
     get a user_banned event. Returns the ban id."""
@@ -214,8 +232,14 @@ def ban_user(*, user_id: int, reason: str, actor: str, guild_id: int | None = No
     require_snowflake("guild_id", guild_id, required=False)
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput("expires_at", "the expiry must be in the future (leave it empty for a permanent ban)")
-    values = {"user_id": user_id, "guild_id": guild_id, "reason": clean_reason(reason), "actor": actor,
-              "expires_at": expires_at, "ids": sorted(set(request_ids))}
+    values = {
+        "user_id": user_id,
+        "guild_id": guild_id,
+        "reason": clean_reason(reason),
+        "actor": actor,
+        "expires_at": expires_at,
+        "ids": sorted(set(request_ids)),
+    }
     with connection.cursor() as cursor:
         cursor.execute(_BAN_SQL, values)
         return cursor.fetchone()[0]
@@ -224,8 +248,11 @@ def ban_user(*, user_id: int, reason: str, actor: str, guild_id: int | None = No
 def lift_bans(*, ban_ids: Sequence[int], actor: str) -> list[int]:
     """Lift bans in force now; returns the ids lifted (already lifted ones are left alone)."""
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE user_bans SET lifted_at = clock_timestamp(), lifted_by = %s"
-                       " WHERE id = ANY(%s) AND lifted_at IS NULL RETURNING id", [actor, list(ban_ids)])
+        cursor.execute(
+            "UPDATE user_bans SET lifted_at = clock_timestamp(), lifted_by = %s"
+            " WHERE id = ANY(%s) AND lifted_at IS NULL RETURNING id",
+            [actor, list(ban_ids)],
+        )
         return sorted(row[0] for row in cursor.fetchall())
 
 

@@ -15,8 +15,10 @@ def replay_journaled_request(*, request: dict, steps: Sequence[dict], actor: str
     timestamps and every transition (validated by the usual triggers), in one transaction.
     Idempotent on the interaction id: returns (request id, False) if it is already there."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT request_id, inserted FROM replay_video_request(%s::jsonb, %s::jsonb, %s)",
-                       [json.dumps(request), json.dumps(list(steps)), actor])
+        cursor.execute(
+            "SELECT request_id, inserted FROM replay_video_request(%s::jsonb, %s::jsonb, %s)",
+            [json.dumps(request), json.dumps(list(steps)), actor],
+        )
         request_id, inserted = cursor.fetchone()
     return request_id, inserted
 
@@ -36,13 +38,20 @@ RETURNING id
 """
 
 
-def record_journaled_start(*, request_id: int, interaction_id: int, operation_name: str, at: str,
-                           actor: str) -> bool:
+def record_journaled_start(*, request_id: int, interaction_id: int, operation_name: str, at: str, actor: str) -> bool:
     """Record a Veo start found in a journal; True if the request was still pending and now generates.
     The interaction id (unique everywhere) makes sure a journal names a request of this database."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_RECORD_START_SQL, {"id": request_id, "interaction_id": interaction_id,
-                                           "operation_name": _text(operation_name)[:4000], "at": at, "actor": actor})
+        cursor.execute(
+            _RECORD_START_SQL,
+            {
+                "id": request_id,
+                "interaction_id": interaction_id,
+                "operation_name": _text(operation_name)[:4000],
+                "at": at,
+                "actor": actor,
+            },
+        )
         return cursor.fetchone() is not None
 
 
@@ -57,10 +66,16 @@ def record_quarantined(*, key: str, entry: dict) -> None:
     """Report a quarantined journal entry (once: a repeat is a no-op). ``entry`` is the entry as
     generation.journal keeps it; stored as escaped JSON text, whatever it holds."""
     request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
-    values = {"key": _text(key)[:300], "host": _text(entry.get("host", "?")),
-              "interaction_id": _bigint(entry.get("interaction_id")), "user_id": _bigint(request.get("user_id")),
-              "kind": "request" if entry.get("kind") == "request" else "line", "error": _text(entry.get("error", "")),
-              "entry": json.dumps(entry, default=str), "at": entry.get("quarantined_at")}
+    values = {
+        "key": _text(key)[:300],
+        "host": _text(entry.get("host", "?")),
+        "interaction_id": _bigint(entry.get("interaction_id")),
+        "user_id": _bigint(request.get("user_id")),
+        "kind": "request" if entry.get("kind") == "request" else "line",
+        "error": _text(entry.get("error", "")),
+        "entry": json.dumps(entry, default=str),
+        "at": entry.get("quarantined_at"),
+    }
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_QUARANTINED_SQL, values)
 
@@ -70,9 +85,11 @@ def resolve_quarantined(*, key: str, resolution: str, actor: str) -> bool:
     if resolution not in QuarantineResolution.values:
         raise ValueError(f"unknown resolution {resolution!r}")
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE journal_quarantine SET resolved_at = clock_timestamp(), resolution = %s,"
-                       " resolved_by = %s WHERE entry_key = %s AND resolved_at IS NULL RETURNING id",
-                       [resolution, actor, key])
+        cursor.execute(
+            "UPDATE journal_quarantine SET resolved_at = clock_timestamp(), resolution = %s,"
+            " resolved_by = %s WHERE entry_key = %s AND resolved_at IS NULL RETURNING id",
+            [resolution, actor, key],
+        )
         return cursor.fetchone() is not None
 
 

@@ -13,10 +13,9 @@ from django.db import IntegrityError, connection, transaction
 
 from tracking import rows
 from tracking.errors import InvalidTransition, RequestNotFound
-from tracking.outcomes import Ending, refunded
 from tracking.models import Status, VideoRequest
+from tracking.outcomes import Ending, refunded
 from tracking.text import storable_text
-
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,6 @@ class Transition:
     changed: bool  # False: the request already had that status (a no-op)
     # The row as the transition left it (when changed): callers need not read it again.
     row: VideoRequest | None = dataclasses.field(default=None, compare=False, repr=False)
-
 
 
 # One round trip: transition_video_request (SQL) stamps who and why for the event trigger,
@@ -41,12 +39,30 @@ SELECT * FROM transition_video_request(
 """
 
 
-def _transition(request_id: int, status: str, *, actor: str, reason: str | None = None, refund: bool = False,
-                worker: str | None = None, **fields) -> Transition:
+def _transition(
+    request_id: int,
+    status: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    refund: bool = False,
+    worker: str | None = None,
+    **fields,
+) -> Transition:
     """Move a request to ``status``. With ``worker``, only while that worker holds the lease:
     a worker that lost its lease gets ``changed=False`` and the current status back."""
-    values = dict.fromkeys(("operation_name", "output_uris", "public_urls", "output_size_bytes",
-                            "safety_filtered_count", "safety_filtered_reasons", "error_code", "error_message"))
+    values = dict.fromkeys(
+        (
+            "operation_name",
+            "output_uris",
+            "public_urls",
+            "output_size_bytes",
+            "safety_filtered_count",
+            "safety_filtered_reasons",
+            "error_code",
+            "error_message",
+        )
+    )
     values.update(fields)
     for name in ("error_message", "operation_name"):
         if values[name] is not None:
@@ -81,8 +97,9 @@ def _refusal(error: IntegrityError) -> Exception:
     return error
 
 
-def mark_generating(*, request_id: int, operation_name: str, worker: str | None = None,
-                    actor: str = "worker") -> Transition:
+def mark_generating(
+    *, request_id: int, operation_name: str, worker: str | None = None, actor: str = "worker"
+) -> Transition:
     return _transition(request_id, Status.GENERATING, actor=actor, worker=worker, operation_name=operation_name)
 
 
@@ -95,16 +112,30 @@ def mark_completed(
     worker: str | None = None,
     actor: str = "worker",
 ) -> Transition:
-    return _transition(request_id, Status.COMPLETED, actor=actor, worker=worker, output_uris=list(output_uris),
-                       public_urls=list(public_urls), output_size_bytes=output_size_bytes)
+    return _transition(
+        request_id,
+        Status.COMPLETED,
+        actor=actor,
+        worker=worker,
+        output_uris=list(output_uris),
+        public_urls=list(public_urls),
+        output_size_bytes=output_size_bytes,
+    )
 
 
 def mark_ended(*, request_id: int, ending: Ending, worker: str | None = None, actor: str = "worker") -> Transition:
     """End a request without a video, as ``ending`` says (status, code, refund: tracking.outcomes)."""
-    return _transition(request_id, ending.status, actor=actor, worker=worker, refund=ending.refunded,
-                       error_code=ending.code, error_message=ending.message,
-                       safety_filtered_count=ending.filtered_count or None,
-                       safety_filtered_reasons=list(ending.filtered_reasons) or None)
+    return _transition(
+        request_id,
+        ending.status,
+        actor=actor,
+        worker=worker,
+        refund=ending.refunded,
+        error_code=ending.code,
+        error_message=ending.message,
+        safety_filtered_count=ending.filtered_count or None,
+        safety_filtered_reasons=list(ending.filtered_reasons) or None,
+    )
 
 
 def mark_failed(
@@ -119,23 +150,50 @@ def mark_failed(
     actor: str = "worker",
 ) -> Transition:
     """Fail a request. ``refund`` None: the refund rule decides (tracking.outcomes.refunded)."""
-    return _transition(request_id, Status.FAILED, actor=actor, worker=worker,
-                       refund=refunded(error_code) if refund is None else refund, error_code=error_code,
-                       error_message=error_message, safety_filtered_count=safety_filtered_count,
-                       safety_filtered_reasons=list(safety_filtered_reasons) if safety_filtered_reasons else None)
+    return _transition(
+        request_id,
+        Status.FAILED,
+        actor=actor,
+        worker=worker,
+        refund=refunded(error_code) if refund is None else refund,
+        error_code=error_code,
+        error_message=error_message,
+        safety_filtered_count=safety_filtered_count,
+        safety_filtered_reasons=list(safety_filtered_reasons) if safety_filtered_reasons else None,
+    )
 
 
-def mark_timeout(*, request_id: int, error_message: str, error_code: str = "timeout",
-                 worker: str | None = None, actor: str = "worker") -> Transition:
+def mark_timeout(
+    *,
+    request_id: int,
+    error_message: str,
+    error_code: str = "timeout",
+    worker: str | None = None,
+    actor: str = "worker",
+) -> Transition:
     """A deadline passed on our side: always refunded."""
-    return _transition(request_id, Status.TIMEOUT, actor=actor, worker=worker, refund=True, error_code=error_code,
-                       error_message=error_message)
+    return _transition(
+        request_id,
+        Status.TIMEOUT,
+        actor=actor,
+        worker=worker,
+        refund=True,
+        error_code=error_code,
+        error_message=error_message,
+    )
 
 
 def cancel(*, request_id: int, actor: str, reason: str) -> Transition:
     """Cancel a pending or generating request; the user gets the slot back."""
-    return _transition(request_id, Status.CANCELLED, actor=actor, reason=reason, refund=True,
-                       error_code="cancelled", error_message=f"cancelled by {actor}: {reason}")
+    return _transition(
+        request_id,
+        Status.CANCELLED,
+        actor=actor,
+        reason=reason,
+        refund=True,
+        error_code="cancelled",
+        error_message=f"cancelled by {actor}: {reason}",
+    )
 
 
 _REFUND_SQL = """

@@ -21,8 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("keys", nargs="*", help="entries to act on (default with --retry: all of them)")
         action = parser.add_mutually_exclusive_group()
         action.add_argument("--retry", action="store_true", help="replay the entries again")
-        action.add_argument("--discard", action="store_true",
-                            help="give the named entries up (their record in the database keeps them)")
+        action.add_argument(
+            "--discard", action="store_true", help="give the named entries up (their record in the database keeps them)"
+        )
 
     def handle(self, *args, keys: list[str], retry: bool, discard: bool, **options):
         kept = journal.quarantined(settings.VEO_JOURNAL_DIR)
@@ -53,6 +54,9 @@ class Command(BaseCommand):
 
 
 def _describe(entry: journal.Quarantined) -> str:
-    what = (f"request of interaction {entry.entry.get('interaction_id')}" if entry.replayable
-            else f"line {entry.entry.get('line')} of {entry.entry.get('source')}")
+    what = (
+        f"request of interaction {entry.entry.get('interaction_id')}"
+        if entry.replayable
+        else f"line {entry.entry.get('line')} of {entry.entry.get('source')}"
+    )
     return f"{entry.key}: {what}, quarantined {entry.entry.get('quarantined_at')}: {entry.entry.get('error')}"

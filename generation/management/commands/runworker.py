@@ -21,8 +21,9 @@ class Command(BaseCommand):
     def handle(self, *args, slots: int | None, **options):
         health = DatabaseHealth()
         journal = Journal(settings.VEO_JOURNAL_DIR)  # each Veo start is written here first (generation.stores)
-        worker = standalone_worker(backend=configured_backend(), deliveries={"cli": CliDelivery()}, health=health,
-                                   slots=slots, journal=journal)
+        worker = standalone_worker(
+            backend=configured_backend(), deliveries={"cli": CliDelivery()}, health=health, slots=slots, journal=journal
+        )
         # No bot token here, but the bucket credentials are: the moderators' removals of gs://
         # outputs are carried out by whichever process holds them.
         outbox = Outbox(health=health)

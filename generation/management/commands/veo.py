@@ -42,18 +42,31 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         params = services.VideoParameters(
-            prompt=opts["prompt"], duration_seconds=opts["duration"], aspect_ratio=opts["ratio"],
-            resolution=opts["resolution"], generate_audio=opts["audio"], negative_prompt=opts["negative"],
-            seed=opts["seed"])
+            prompt=opts["prompt"],
+            duration_seconds=opts["duration"],
+            aspect_ratio=opts["ratio"],
+            resolution=opts["resolution"],
+            generate_audio=opts["audio"],
+            negative_prompt=opts["negative"],
+            seed=opts["seed"],
+        )
         try:
-            answer = services.admit_request(interaction_id=cli_interaction_id(), user_id=opts["user"],
-                                            guild_id=opts["guild"], channel_id=None, params=params, source="cli")
+            answer = services.admit_request(
+                interaction_id=cli_interaction_id(),
+                user_id=opts["user"],
+                guild_id=opts["guild"],
+                channel_id=None,
+                params=params,
+                source="cli",
+            )
         except InvalidInput as error:
             raise CommandError(str(error)) from None
         if not answer.admitted:
             raise CommandError(f"request {answer.request_id} refused: {answer.reason}")
         wakeup.work_admitted()
-        self.stdout.write(f"request {answer.request_id} queued ({answer.remaining} of {answer.limit} left in the window)")
+        self.stdout.write(
+            f"request {answer.request_id} queued ({answer.remaining} of {answer.limit} left in the window)"
+        )
         if opts["wait"]:
             self._wait(answer.request_id, opts["timeout"])
 
@@ -65,22 +78,29 @@ class Command(BaseCommand):
             if request.status != last_status:
                 last_status = request.status
                 self.stdout.write(f"  {timezone.now():%H:%M:%S} {request.status}")
-            if request.status in (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED) \
-                    and request.delivered_at:
+            if (
+                request.status in (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
+                and request.delivered_at
+            ):
                 self._report(request)
                 return
             time.sleep(0.5)
-        raise CommandError(f"request {request_id} still {last_status} after {timeout:g} s "
-                           "(is a worker running? `make run` starts one, or `manage.py runworker`)")
+        raise CommandError(
+            f"request {request_id} still {last_status} after {timeout:g} s "
+            "(is a worker running? `make run` starts one, or `manage.py runworker`)"
+        )
 
     def _report(self, request: VideoRequest) -> None:
         queued = (request.started_at - request.created_at).total_seconds() if request.started_at else None
-        lines = [f"request {request.id}: {request.status}",
-                 f"  model:      {request.model}" + ("  (SAMPLE video: no Veo credentials configured)"
-                                                    if request.model == "offline-sample" else ""),
-                 f"  queued:     {queued:.1f} s" if queued is not None else "  queued:     -",
-                 f"  generating: {request.duration_ms / 1000:.1f} s" if request.duration_ms is not None
-                 else "  generating: -"]
+        lines = [
+            f"request {request.id}: {request.status}",
+            f"  model:      {request.model}"
+            + ("  (SAMPLE video: no Veo credentials configured)" if request.model == "offline-sample" else ""),
+            f"  queued:     {queued:.1f} s" if queued is not None else "  queued:     -",
+            f"  generating: {request.duration_ms / 1000:.1f} s"
+            if request.duration_ms is not None
+            else "  generating: -",
+        ]
         if request.status == Status.COMPLETED:
             for uri in request.output_uris:
                 where = storage.local_storage().path(uri) if uri.startswith(storage.FILE_SCHEME) else uri

@@ -52,5 +52,8 @@ class Command(BaseCommand):
                 user.save(update_fields=["is_staff"])
             verb = "updated"
         user.groups.add(group)
-        self.stdout.write(self.style.SUCCESS(f"{verb} moderator '{username}'"
-                                             + (f" with password: {shown} (shown once)" if shown else "")))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{verb} moderator '{username}'" + (f" with password: {shown} (shown once)" if shown else "")
+            )
+        )

@@ -8,12 +8,17 @@ from tracking.sql_migrations import MigrationError
 
 
 class Command(BaseCommand):
-    help = ("Apply every migrations_sql/ file to a scratch database on the configured server, dump its schema "
-            "and write it to migrations_sql/schema.sql.")
+    help = (
+        "Apply every migrations_sql/ file to a scratch database on the configured server, dump its schema "
+        "and write it to migrations_sql/schema.sql."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS,
-                            help="the server to use (a scratch database is created and dropped there)")
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            help="the server to use (a scratch database is created and dropped there)",
+        )
 
     def handle(self, *args, database: str, **options):
         try:

@@ -26,8 +26,11 @@ class Command(BaseCommand):
         password = password or secrets.token_urlsafe(12)
         users.objects.create_superuser(username=username, email="", password=password)
         if shown:
-            self.stdout.write(self.style.SUCCESS(
-                f"created admin account '{username}' with password: {password}\n"
-                "(shown once; change it in the admin, or set ADMIN_USERNAME/ADMIN_PASSWORD before the first run)"))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"created admin account '{username}' with password: {password}\n"
+                    "(shown once; change it in the admin, or set ADMIN_USERNAME/ADMIN_PASSWORD before the first run)"
+                )
+            )
         else:
             self.stdout.write(f"created admin account '{username}' (password from ADMIN_PASSWORD)")

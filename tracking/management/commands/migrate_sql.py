@@ -12,8 +12,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--list", action="store_true", help="show applied and pending migrations")
         parser.add_argument("--down", action="store_true", help="roll back the newest applied migration")
-        parser.add_argument("--to", type=int, metavar="VERSION",
-                            help="with --down: roll back every migration newer than VERSION (0 = all)")
+        parser.add_argument(
+            "--to",
+            type=int,
+            metavar="VERSION",
+            help="with --down: roll back every migration newer than VERSION (0 = all)",
+        )
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args, list: bool, down: bool, to: int | None, database: str, **options):

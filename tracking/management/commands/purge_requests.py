@@ -19,8 +19,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
-        parser.add_argument("--days", type=int, default=None,
-                            help="retention in days for this run (default REQUEST_RETENTION_DAYS; 0 keeps all)")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=None,
+            help="retention in days for this run (default REQUEST_RETENTION_DAYS; 0 keeps all)",
+        )
         parser.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
         parser.add_argument("--actor", default=None, help="who runs it, for the audit (default: the OS user)")
 
@@ -37,17 +41,22 @@ class Command(BaseCommand):
         since = f"finished requests created before {cutoff:%Y-%m-%d %H:%M} UTC"
         if dry_run:
             found = lifecycle.count_purgeable(cutoff=cutoff)
-            self.stdout.write(f"dry run: would delete {found['requests']} {since}, with {found['events']} events, "
-                              f"{found['local_files']} local files and {found['gcs_objects']} gs:// objects")
+            self.stdout.write(
+                f"dry run: would delete {found['requests']} {since}, with {found['events']} events, "
+                f"{found['local_files']} local files and {found['gcs_objects']} gs:// objects"
+            )
             return
         try:
             deleted = lifecycle.purge_requests(
-                cutoff=cutoff, batch=batch, actor=actor or getpass.getuser(),
-                progress=lambda so_far: self.stdout.write(f"  ... {so_far.requests} requests deleted"))
+                cutoff=cutoff,
+                batch=batch,
+                actor=actor or getpass.getuser(),
+                progress=lambda so_far: self.stdout.write(f"  ... {so_far.requests} requests deleted"),
+            )
         except InvalidInput as error:
             raise CommandError(str(error)) from None
-        self.stdout.write(f"deleted {deleted.requests} {since}, with {deleted.events} events and "
-                          f"{deleted.local_files} local files")
+        self.stdout.write(
+            f"deleted {deleted.requests} {since}, with {deleted.events} events and {deleted.local_files} local files"
+        )
         for line in lifecycle.gcs_report(deleted):
             self.stdout.write(line)
-

@@ -1,0 +1,110 @@
+"""The request admin's extra pages: a video's bytes, the CSV export, the dashboard, a user's page."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+
+from tracking import dashboards, gcs, media, selectors
+from tracking.admin import charts, views
+from tracking.admin.actions import actor_of
+from tracking.admin.query import digits, refuse_nul
+from tracking.models import ReviewStatus, VideoRequest
+
+
+class RequestPages:
+    """Mixed into the requests' ModelAdmin (tracking.admin.requests)."""
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:object_id>/output/<int:index>/", wrap(self.output_view), name="tracking_videorequest_output"),
+            path("export/", wrap(self.export_view), name="tracking_videorequest_export"),
+            path("dashboard/", wrap(self.dashboard_view), name="tracking_videorequest_dashboard"),
+            path("user/<int:user_id>/", wrap(self.user_view), name="tracking_videorequest_user"),
+        ] + super().get_urls()
+
+    def _require_view(self, request) -> None:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+
+    def output_view(self, request, object_id: int, index: int):
+        self._require_view(request)
+        obj = VideoRequest.objects.filter(id=object_id).only("id", "output_uris", "review_status").first()
+        if obj is None or obj.review_status == ReviewStatus.REMOVED or index >= len(obj.output_uris):
+            raise views.not_found()
+        uri = obj.output_uris[index]
+        path_ = media.local_output_path(uri)
+        if path_ is not None:
+            return views.stream_video(request, path_, download_name=f"veobot-request-{obj.id}-{index}.mp4")
+        if uri.startswith(gcs.GCS_SCHEME):
+            return views.signed_redirect(uri)
+        raise views.not_found()
+
+    def export_view(self, request):
+        self._require_view(request)
+        refused = refuse_nul(request, to=reverse("admin:tracking_videorequest_changelist"))
+        if refused:
+            return refused
+        try:
+            cl = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            self.message_user(request, "Nothing exported: a filter in the address is not valid.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:tracking_videorequest_changelist"))
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        return views.export_csv(
+            cl.get_queryset(request), filename=f"veobot-requests-{stamp}.csv", user=actor_of(request)
+        )
+
+    def dashboard_view(self, request):
+        self._require_view(request)
+        days = request.GET.get("days", "1")
+        days = int(days) if days in ("1", "7") else 1
+        if request.GET.get("recompute"):
+            # Computed now and stored for everyone; redirected so a reload does not repeat it.
+            dashboards.compute(days=days)
+            return HttpResponseRedirect(f"?days={days}")
+        snapshot = dashboards.current(days=days)
+        data = snapshot.dashboard
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Dashboard",
+            "d": data,
+            "days": days,
+            "snapshot": snapshot,
+            "refresh": selectors.humanize_duration(settings.DASHBOARD_REFRESH),
+            "totals": data.activity.totals,
+            "total": sum(data.activity.totals.values()),
+            "day_chart": charts.stacked(data.activity.buckets, hourly=days == 1),
+            "hour_chart": charts.hours(data.activity.per_hour_of_day),
+            "colours": charts.STATUS_COLOURS.items(),
+            "changelist_url": reverse("admin:tracking_videorequest_changelist"),
+        }
+        return TemplateResponse(request, "admin/tracking/dashboard.html", context)
+
+    def user_view(self, request, user_id: int):
+        self._require_view(request)
+        before_id = digits(request.GET.get("before"))
+        if before_id is not None and before_id >= 2**63:
+            before_id = None
+        if not 0 < user_id < 2**63:
+            raise views.not_found()
+        overview = selectors.user_overview(user_id=user_id, before_id=before_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"User {user_id}",
+            "o": overview,
+            "now": timezone.now(),
+            "resets_in": overview.quota.resets_in(now=timezone.now()),
+            "can_ban": request.user.has_perm("tracking.add_userban"),
+            "changelist_url": reverse("admin:tracking_videorequest_changelist"),
+        }
+        return TemplateResponse(request, "admin/tracking/user.html", context)
