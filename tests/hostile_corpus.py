@@ -101,6 +101,7 @@ def _refused(fragment: str) -> bool:
     """Whether the bot refuses text containing this: control characters, surrogates, bidi controls."""
     return any(unicodedata.category(char) in ("Cc", "Cs") or char in BIDI for char in fragment)
 
+
 displayable_text = st.lists(
     st.one_of(
         st.text(st.characters(exclude_categories=("Cc", "Cs"), exclude_characters="".join(BIDI)), max_size=12),
