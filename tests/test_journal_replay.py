@@ -22,19 +22,15 @@ from django.test import Client
 from django.utils import timezone
 
 from generation import journal as journal_module
-from generation.admission import unsaved_request
 from generation.degraded import journal_request
 from generation.health import DatabaseHealth
 from generation.journal import Journal
 from generation.replay import JournalReplayer
 from tests.degraded_harness import Degraded
 from tests.fakes.veo_server import FakeVeoServer
-from tests.helpers import next_interaction
 from tests.outcomes import BY_NAME, OUTCOMES, QUICK_DEADLINES
 from tests.workers import truncate_requests
-from tracking import services
 from tracking.models import JournalQuarantine, Status, VideoRequest, VideoRequestEvent
-from tracking.services import VideoParameters
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sql]
 
@@ -228,17 +224,7 @@ def test_lines_that_are_not_entries_are_kept_aside_and_the_rest_lands(tmp_path):
 
 
 def _request(*, user_id: int):
-    params = services.clean_parameters(VideoParameters(prompt=f"a heron for user {user_id}"))
-    return unsaved_request(
-        request_id=None,
-        interaction_id=next_interaction(),
-        user_id=user_id,
-        guild_id=None,
-        channel_id=8,
-        params=params,
-        status=Status.PENDING,
-        created_at=timezone.now(),
-    )
+    return Degraded.request(f"a heron for user {user_id}", user_id=user_id)
 
 
 def test_a_run_that_ends_during_a_pass_is_written_whole_in_a_later_one(tmp_path):
