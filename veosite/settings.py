@@ -46,7 +46,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "veosite.urls"
+ROOT_URLCONF = "tracking.urls"
 WSGI_APPLICATION = "veosite.wsgi.application"
 ASGI_APPLICATION = "veosite.asgi.application"
 

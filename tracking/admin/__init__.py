@@ -33,3 +33,7 @@ admin.site.register(SchemaMigration, SchemaMigrationAdmin)
 admin.site.register(DataLifecycleAudit, DataLifecycleAuditAdmin)
 admin.site.register(JournalQuarantine, JournalQuarantineAdmin)
 admin.site.login_form = ThrottledLoginForm
+admin.site.site_header = "veobot moderation"
+admin.site.site_title = "veobot"
+admin.site.index_title = "Requests, quotas and bans"
+admin.site.index_template = "admin/veobot/index.html"  # adds the dashboard link
