@@ -24,7 +24,6 @@ from django.conf import settings  # noqa: E402
 from django.db.backends.signals import connection_created  # noqa: E402
 
 from generation.delivery import CliDelivery  # noqa: E402
-from generation.journal import Journal  # noqa: E402
 from generation.runtime import run_until_signalled  # noqa: E402
 from generation.veo import configured_backend  # noqa: E402
 from generation.worker import serve_standalone, standalone_worker  # noqa: E402
@@ -57,7 +56,8 @@ def instrument(sender, connection, **kwargs):
 
 connection_created.connect(instrument)
 # As runworker runs it: each start written ahead to a journal, which the database watch replays.
-journal = Journal(settings.VEO_JOURNAL_DIR)
-worker = standalone_worker(backend=configured_backend(), deliveries={"cli": CliDelivery()}, journal=journal)
-run_until_signalled(lambda stop: serve_standalone(worker, stop, journal=journal))
+worker = standalone_worker(
+    backend=configured_backend(), deliveries={"cli": CliDelivery()}, journal_dir=settings.VEO_JOURNAL_DIR
+)
+run_until_signalled(lambda stop: serve_standalone(worker, stop, journal_dir=settings.VEO_JOURNAL_DIR))
 Path(os.environ["BENCH_STATS_FILE"]).write_text(json.dumps(stats))

@@ -21,7 +21,7 @@ from generation.degraded import DegradedRunner, JournalStore
 from generation.delivery import CliDelivery
 from generation.engine import Engine
 from generation.health import DatabaseHealth, watch_database
-from generation.journal import Journal
+from generation.journal import Journal, WriteAhead
 from generation.limiter import LocalLimiter
 from generation.outbox import Outbox
 from generation.replay import JournalReplayer
@@ -53,13 +53,11 @@ def build_bot(
     journal = Journal(settings.VEO_JOURNAL_DIR)
     runner = DegradedRunner(engine=engine, store=JournalStore(journal=journal, limiter=limiter))
     admitter = Admitter(health=health, limiter=limiter, runner=runner)
-    worker = Worker(engine=engine, health=health, slots=worker_slots, name=worker_name, journal=journal)
+    # Each Veo start is written ahead to the journal folder before its record (generation.stores).
+    ahead = WriteAhead(settings.VEO_JOURNAL_DIR)
+    worker = Worker(engine=engine, health=health, slots=worker_slots, name=worker_name, ahead=ahead)
     replayer = JournalReplayer(
-        journal=journal,
-        under_way=lambda: runner.under_way,
-        health=health,
-        written=admitter.replayed,
-        recorded_starts=worker.store.recorded_starts,
+        journal=journal, under_way=lambda: runner.under_way, health=health, written=admitter.replayed
     )
     outbox = Outbox(performers=message_deleter(bot), health=health)
 

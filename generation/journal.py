@@ -132,6 +132,58 @@ class Journal:
             os.close(self._fd)  # releases the lock: another process may now replay the file
             self._fd = None
 
+    def remove(self) -> None:
+        """Everything it held is in PostgreSQL: delete the file."""
+        with self._lock:
+            if self._fd is not None:
+                self.path.unlink(missing_ok=True)
+                os.close(self._fd)
+                self._fd = None
+
+
+class WriteAhead:
+    """Veo starts written ahead of their record in PostgreSQL, in journal files of their own.
+
+    A worker writes the operation name here the moment Veo answers a start, then records it in
+    PostgreSQL and says so (``recorded``). A file goes as soon as every start in it is recorded
+    (when starts overlap, a busy file gives way to a new one every LINES_PER_FILE lines), so
+    nothing is read back while the process lives: only a killed process leaves a file, with the
+    starts it had not recorded, for generation.replay."""
+
+    LINES_PER_FILE = 200
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self._lock = threading.Lock()
+        self._current = Journal(self.directory)
+        self._outstanding: dict[Journal, int] = {}  # file -> starts in it not yet recorded
+
+    def write(self, entry: dict) -> Journal:
+        """Write a start (blocking: call through asyncio.to_thread); returns the file it is in."""
+        with self._lock:
+            if self._current.lines >= self.LINES_PER_FILE:
+                self._current = Journal(self.directory)  # the full one goes once its starts are recorded
+            journal = self._current
+            self._outstanding[journal] = self._outstanding.get(journal, 0) + 1
+        journal.append(entry)
+        return journal
+
+    def recorded(self, journal: Journal) -> None:
+        """One start written to ``journal`` is in PostgreSQL now (blocking, briefly)."""
+        with self._lock:
+            self._outstanding[journal] -= 1
+            if not self._outstanding[journal]:
+                del self._outstanding[journal]
+                journal.remove()
+                if journal is self._current:
+                    self._current = Journal(self.directory)
+
+    def close(self) -> None:
+        """On shutdown: the files with starts still unrecorded stay, for replay."""
+        with self._lock:
+            for journal in self._outstanding:
+                journal.close()
+
 
 def _fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)

@@ -38,14 +38,11 @@ class JournalReplayer:
         under_way: Callable[[], set[int]],
         health: DatabaseHealth,
         written: Callable[[int], None] = lambda interaction_id: None,
-        recorded_starts: set[int] | None = None,
     ):
         self.journal = journal
         self.under_way = under_way  # interaction ids whose runs have not finished journaling
         self.health = health
         self.written = written  # told each interaction id now in the database (or in quarantine)
-        # Request ids whose start this process's worker wrote ahead and has recorded since.
-        self.recorded_starts = recorded_starts if recorded_starts is not None else set()
         self.replayed: set[int] = set()  # requests of our own current file that are done with
         self.done_lines: set[int] = set()  # other lines of our own current file that are done with
         self.reported: set[str] = set()  # quarantined entries recorded in the database
@@ -81,10 +78,6 @@ class JournalReplayer:
                 continue
             written += await self._write(item, source=self.journal.path)
             self.replayed.add(item.interaction_id)
-        for start in contents.started:
-            if start.number not in self.done_lines:
-                await self._record_start(start, source=self.journal.path)
-                self.done_lines.add(start.number)
         for line in contents.unreadable:
             if line.number not in self.done_lines:
                 await self._quarantine_line(line, source=self.journal.path)
@@ -158,10 +151,7 @@ class JournalReplayer:
         return int(inserted)
 
     async def _record_start(self, start: journal_module.Started, *, source: Path) -> None:
-        """A start written ahead of its record: record it, unless our own worker already did."""
-        if start.request_id in self.recorded_starts:
-            self.recorded_starts.discard(start.request_id)
-            return
+        """A start a killed process wrote ahead of its record (generation.journal.WriteAhead): record it."""
         try:
             recorded = await aio.run(
                 services.record_journaled_start,

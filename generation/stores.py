@@ -20,7 +20,7 @@ from django.utils import timezone
 from generation.delivery import Receipt
 from generation.engine import Superseded
 from generation.health import DATABASE_DOWN
-from generation.journal import Journal
+from generation.journal import WriteAhead
 from generation.storage import StoredVideo
 from tracking import aio, services
 from tracking.errors import InvalidTransition
@@ -39,35 +39,33 @@ class PostgresStore:
         worker: str,
         lost_database: Callable[[Exception], None],
         stopping: Callable[[], bool],
-        journal: Journal | None = None,
+        ahead: WriteAhead | None = None,
     ):
         self.worker = worker
         self.lost_database = lost_database  # told of every outage met while recording
         self.stopping = stopping  # the worker is shutting down: stop insisting
-        self.journal = journal  # where a start is written ahead of its record (None: nowhere)
-        self.recorded_starts: set[int] = set()  # written ahead and recorded since: replay need not
+        self.ahead = ahead  # where a start is written before its record here (None: nowhere)
         # Request ids this worker is carrying now. A row handed back leaves it before the release
         # commits: claimed again at once, it is carried again, not taken for one still in hand.
         self.handling: dict[int, asyncio.Task] = {}
 
     async def started(self, request: VideoRequest, *, operation_name: str) -> VideoRequest:
-        if self.journal is not None:
+        written = None
+        if self.ahead is not None:
             # Killed between Veo's answer and the record below, the worker would leave nothing that
             # names the operation, and whoever took the request over would start it again. Whoever
-            # replays this journal (generation.replay) records it instead.
-            await asyncio.to_thread(
-                self.journal.append,
-                {
-                    "kind": "started",
-                    "interaction_id": request.interaction_id,
-                    "request_id": request.id,
-                    "operation_name": operation_name,
-                    "at": timezone.now().isoformat(),
-                },
-            )
+            # replays a killed process's journal (generation.replay) records it instead.
+            entry = {
+                "kind": "started",
+                "interaction_id": request.interaction_id,
+                "request_id": request.id,
+                "operation_name": operation_name,
+                "at": timezone.now().isoformat(),
+            }
+            written = await asyncio.to_thread(self.ahead.write, entry)
         moved = await self._transition(services.mark_generating, request, insist=True, operation_name=operation_name)
-        if self.journal is not None:
-            self.recorded_starts.add(request.id)
+        if written is not None:
+            await asyncio.to_thread(self.ahead.recorded, written)
         if moved is not request:
             return moved  # cancelled by a moderator while Veo was starting it
         request.status, request.operation_name, request.started_at = Status.GENERATING, operation_name, timezone.now()

@@ -15,6 +15,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -23,7 +24,7 @@ from generation.delivery import Delivery
 from generation.engine import Engine, Run, Superseded
 from generation.health import DATABASE_DOWN, DatabaseHealth, watch_database
 from generation.housekeeping import keep_dashboards_fresh
-from generation.journal import Journal
+from generation.journal import Journal, WriteAhead
 from generation.listener import listen_for_work
 from generation.replay import JournalReplayer
 from generation.runtime import sleep_unless
@@ -51,11 +52,11 @@ class Worker:
         health: DatabaseHealth,
         name: str | None = None,
         slots: int | None = None,
-        journal: Journal | None = None,
+        ahead: WriteAhead | None = None,
     ):
         """``health``: this process's view of the database; while it is down nothing is claimed
-        (generation.health.watch_database tells when it is back). ``journal``: where each Veo start
-        is written ahead of its record in PostgreSQL (generation.stores)."""
+        (generation.health.watch_database tells when it is back). ``ahead``: where each Veo start
+        is written before its record in PostgreSQL (generation.stores)."""
         self.engine = engine
         self.health = health
         self.name = name or worker_name()
@@ -63,7 +64,7 @@ class Worker:
         self.lease = settings.VEO_LEASE
         self._stop = asyncio.Event()
         self.store = PostgresStore(
-            worker=self.name, lost_database=health.failed, stopping=self._stop.is_set, journal=journal
+            worker=self.name, lost_database=health.failed, stopping=self._stop.is_set, ahead=ahead
         )
 
     # -- the loop -------------------------------------------------------------------------
@@ -115,6 +116,8 @@ class Worker:
             close = getattr(self.engine.backend, "aclose", None)
             if close is not None:
                 await close()
+            if self.store.ahead is not None:
+                self.store.ahead.close()  # what a handed-back start left unrecorded stays for replay
             log.info("worker %s stopped", self.name)
 
     async def _stopping(self, stop: asyncio.Event) -> None:
@@ -199,26 +202,27 @@ def standalone_worker(
     storage: LocalStorage | None = None,
     name: str | None = None,
     slots: int | None = None,
-    journal: Journal | None = None,
+    journal_dir: Path | None = None,
 ) -> Worker:
-    """A worker with an engine of its own, outside the bot (runworker, tests, benchmarks)."""
+    """A worker with an engine of its own, outside the bot (runworker, tests, benchmarks);
+    with ``journal_dir``, each Veo start is written there before its record in PostgreSQL."""
     engine = Engine(backend=backend, storage=storage or local_storage(), deliveries=deliveries)
-    return Worker(engine=engine, health=health or DatabaseHealth(), name=name, slots=slots, journal=journal)
+    ahead = WriteAhead(journal_dir) if journal_dir is not None else None
+    return Worker(engine=engine, health=health or DatabaseHealth(), name=name, slots=slots, ahead=ahead)
 
 
 async def serve_standalone(
     worker: Worker,
     stop: asyncio.Event,
     *,
-    journal: Journal,
+    journal_dir: Path,
     chores: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
 ) -> None:
     """A worker process without the bot (runworker): the worker, the database watch -- which
-    replays the starts written ahead to the journal, this process's and a killed one's on this
-    machine -- and ``chores``, until ``stop``."""
-    replayer = JournalReplayer(
-        journal=journal, under_way=set, health=worker.health, recorded_starts=worker.store.recorded_starts
-    )
+    replays the journals killed processes left in ``journal_dir`` (their starts written ahead) --
+    and ``chores``, until ``stop``."""
+    journal = Journal(journal_dir)  # this process writes none: it only finds the others'
+    replayer = JournalReplayer(journal=journal, under_way=set, health=worker.health)
     try:
         # Before the first claim: a start a killed worker wrote ahead must be recorded before its
         # request, claimable again once that worker's lease runs out, could be started twice.

@@ -277,3 +277,38 @@ def test_a_run_that_ends_during_a_pass_is_written_whole_in_a_later_one(tmp_path)
     second = VideoRequest.objects.get(interaction_id=two.interaction_id)
     assert (second.status, second.delivery_method) == (Status.COMPLETED, "interaction")
     assert not journal.path.exists()  # everything replayed: the journal is discarded
+
+
+def test_starts_written_ahead_leave_no_file_once_recorded_and_a_file_when_killed(tmp_path, monkeypatch):
+    """A live worker never reads its write-ahead back: a file goes when every start in it is
+    recorded; a full one gives way to a new one; what a stopped process had not recorded stays."""
+    monkeypatch.setattr(journal_module.WriteAhead, "LINES_PER_FILE", 2)
+    ahead = journal_module.WriteAhead(tmp_path)
+
+    def start(n: int):
+        return ahead.write(
+            {
+                "kind": "started",
+                "interaction_id": n,
+                "request_id": n,
+                "operation_name": f"op/{n}",
+                "at": timezone.now().isoformat(),
+            }
+        )
+
+    files = lambda: sorted(path.name for path in tmp_path.glob("*.jsonl"))  # noqa: E731
+    one, two = start(1), start(2)
+    assert one is two and len(files()) == 1
+    three = start(3)  # the first file is full: a new one
+    assert three is not one and len(files()) == 2
+    ahead.recorded(one)
+    assert len(files()) == 2  # start 2 is not recorded yet
+    ahead.recorded(two)
+    assert files() == [three.path.name]
+    ahead.recorded(three)
+    assert files() == []
+    left = start(4)
+    ahead.close()  # stopped with start 4 unrecorded: its file stays, for whoever replays it
+    assert files() == [left.path.name]
+    [entry] = journal_module.read(left.path).started
+    assert (entry.request_id, entry.operation_name) == (4, "op/4")

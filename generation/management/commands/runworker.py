@@ -5,7 +5,6 @@ from django.core.management.base import BaseCommand
 
 from generation.delivery import CliDelivery
 from generation.health import DatabaseHealth
-from generation.journal import Journal
 from generation.outbox import Outbox
 from generation.runtime import run_until_signalled
 from generation.veo import configured_backend
@@ -20,11 +19,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, slots: int | None, **options):
         health = DatabaseHealth()
-        journal = Journal(settings.VEO_JOURNAL_DIR)  # each Veo start is written here first (generation.stores)
         worker = standalone_worker(
-            backend=configured_backend(), deliveries={"cli": CliDelivery()}, health=health, slots=slots, journal=journal
+            backend=configured_backend(),
+            deliveries={"cli": CliDelivery()},
+            health=health,
+            slots=slots,
+            journal_dir=settings.VEO_JOURNAL_DIR,  # each Veo start is written there first (generation.stores)
         )
         # No bot token here, but the bucket credentials are: the moderators' removals of gs://
         # outputs are carried out by whichever process holds them.
         outbox = Outbox(health=health)
-        run_until_signalled(lambda stop: serve_standalone(worker, stop, journal=journal, chores=[outbox.run]))
+        run_until_signalled(
+            lambda stop: serve_standalone(worker, stop, journal_dir=settings.VEO_JOURNAL_DIR, chores=[outbox.run])
+        )
