@@ -34,6 +34,8 @@ def install() -> str:
     )
 
 
-def examples(quick: int) -> int:
-    """``quick`` examples in `make test`, more in the bigger profiles."""
+def examples(quick: int, *, full: int | None = None) -> int:
+    """``quick`` examples in `make test`, more in CI, ``full`` (default: many more) in `make chaos`."""
+    if PROFILE == "full" and full is not None:
+        return full
     return quick * SCALE.get(PROFILE, 1)
