@@ -558,27 +558,53 @@ def test_a_nul_in_a_list_address_is_dropped_with_a_message(mod, url):
     )
 
 
+NOT_FOUND, MISSING = "not found", "missing"  # a 404; Django's redirect to the index saying so
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "url",
+    ("url", "answer"),
     [
-        LIST + "user/0/",
-        LIST + f"user/{2**63}/",
-        LIST + f"user/{2**70}/",
-        LIST + "user/42/?before=²",
-        LIST + f"user/42/?before={2**70}",
-        LIST + "user/42/?before=-5",
-        LIST + "user/42/?before=%00",
-        LIST + f"{2**70}/change/",
-        LIST + "abc/change/",
-        LIST + f"{2**63}/output/0/",
-        LIST + f"1/output/{2**70}/",
-        LIST + "dashboard/?days=%00",
-        LIST + "dashboard/?days=²",
+        # An id in the path that no request, user or output can have: not found.
+        ("user/0/", NOT_FOUND),
+        (f"user/{2**63}/", NOT_FOUND),
+        (f"user/{2**70}/", NOT_FOUND),
+        (f"{2**63}/output/0/", NOT_FOUND),
+        (f"{{row}}/output/{2**70}/", NOT_FOUND),  # a real request, an output index it cannot have
+        # The change page answers like the admin does for any missing object.
+        (f"{2**70}/change/", MISSING),
+        ("abc/change/", MISSING),
+        # A query parameter that is not a usable value is ignored: the page as without it.
+        ("user/42/?before=²", "user/42/"),
+        (f"user/42/?before={2**70}", "user/42/"),
+        ("user/42/?before=-5", "user/42/"),
+        ("user/42/?before=%00", "user/42/"),
+        ("dashboard/?days=%00", "dashboard/"),
+        ("dashboard/?days=²", "dashboard/"),
     ],
 )
-def test_hostile_ids_in_panel_urls_are_not_found_or_ignored(mod, url, quiet_logs):
-    page(mod, url)
+def test_hostile_ids_in_panel_urls_are_not_found_or_ignored(mod, url, answer, quiet_logs):
+    from tests.factories import VideoRequestFactory
+
+    VideoRequestFactory.create_batch(3, user_id=42)
+    row = VideoRequestFactory(output_uris=["file:sample.mp4"])
+    url = LIST + url.format(row=row.id)
+    if answer == NOT_FOUND:
+        assert page(mod, url).status_code == 404
+    elif answer == MISSING:
+        response = mod.get(url, follow=True)
+        missing = url.removeprefix(LIST).split("/")[0]
+        assert response.redirect_chain == [("/admin/", 302)] and response.status_code == 200
+        assert f"video request with ID “{missing}” doesn’t exist. Perhaps it was deleted?" in shown_messages(response)
+    else:
+        hostile, plain = page(mod, url), page(mod, LIST + answer)
+        assert hostile.status_code == plain.status_code == 200
+        assert hostile.context["title"] == plain.context["title"]
+        if "o" in plain.context:  # the user's page: the same (first) page of their requests
+            shown = [[r.id for r in response.context["o"].history.requests] for response in (hostile, plain)]
+            assert shown[0] == shown[1] and len(shown[0]) == 3
+        else:  # the dashboard: the default period
+            assert hostile.context["days"] == plain.context["days"] == 1
 
 
 @pytest.mark.django_db
