@@ -607,20 +607,32 @@ def test_hostile_ids_in_panel_urls_are_not_found_or_ignored(mod, url, answer, qu
             assert hostile.context["days"] == plain.context["days"] == 1
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    "action", ["approve_requests", "flag_requests", "remove_outputs", "refund_requests", "cancel_requests", "ban_users"]
-)
-def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
-    from tests.factories import VideoRequestFactory
+ACTIONS = {  # the action, what its success message and the admin log call it
+    "approve_requests": "approved",
+    "flag_requests": "flagged",
+    "remove_outputs": "output removed",
+    "refund_requests": "refunded",
+    "cancel_requests": "cancelled",
+    "ban_users": "user banned",
+}
+HOSTILE_REASON = "@everyone <script>alert(1)</script> '; DROP TABLE user_bans; --"
 
-    row = VideoRequestFactory(prompt="a red fox in snow")
-    for reason, accepted in [
-        ("a\x00b", False),
-        ("x" * 1001, False),
-        (" \t\n ", False),
-        ("@everyone <script>alert(1)</script> '; DROP TABLE user_bans; --", True),
-    ]:
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ACTIONS)
+def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
+    from django.contrib.admin.models import LogEntry
+
+    from tests.factories import VideoRequestFactory
+    from tracking.models import UserBan, VideoRequestEvent
+
+    # A request the action applies to (only a pending or generating one can be cancelled).
+    row = VideoRequestFactory(
+        prompt="a red fox in snow", status="pending" if action == "cancel_requests" else "completed"
+    )
+    verb = ACTIONS[action]
+
+    def post(reason: str):
         data = {
             "action": action,
             "_selected_action": [row.id],
@@ -629,10 +641,29 @@ def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
             "scope": "everywhere",
             "_from_detail": "²",
         }
-        response = page(mod, LIST, data, post=True)
-        if not accepted:
-            assert response.status_code == 200 and response.context["form"].errors  # asked again, with why
-            assert b"<script>alert" not in response.content
+        return page(mod, LIST, data, post=True)
+
+    for reason, error in [
+        ("a\x00b", "Null characters are not allowed."),
+        ("x" * 1001, "Ensure this value has at most 1000 characters (it has 1001)."),
+        (" \t\n ", "This field is required."),
+    ]:
+        response = post(reason)
+        assert response.status_code == 200 and response.context["form"].errors == {"reason": [error]}  # asked again
+        assert b"<script>alert" not in response.content
+        assert not LogEntry.objects.exists() and not VideoRequestEvent.objects.filter(actor="mod").exists()
+
+    # Accepted: the action is done, and the reason is recorded as typed (data, not markup or SQL).
+    response = post(HOSTILE_REASON)
+    assert response.status_code == 302 and response["Location"] == LIST  # "²" is no request to go back to
+    assert f"{verb.capitalize()}: 1 request(s)." in shown_messages(mod.get(LIST))
+    assert [entry.change_message for entry in LogEntry.objects.filter(object_id=str(row.id))] == [
+        f"{verb}; reason: {HOSTILE_REASON}"
+    ]
+    events = VideoRequestEvent.objects.filter(request_id=row.id, actor="mod")
+    assert events.exists() and all(event.detail["reason"] == HOSTILE_REASON for event in events)
+    bans = list(UserBan.objects.values_list("user_id", "reason"))  # the table named in the reason is still there
+    assert bans == ([(row.user_id, HOSTILE_REASON)] if action == "ban_users" else [])
     assert VideoRequest.objects.filter(id=row.id).exists()
 
 
