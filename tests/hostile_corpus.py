@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from tracking.text import BIDI_CONTROLS as BIDI
+from tests.hostile_rules import BIDI_CONTROLS as BIDI
 
 ZALGO = "".join(letter + "\u0301\u0316\u0334\u035c\u0360" for letter in "a fox in snow")
 

@@ -17,12 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 
 from tests import hostile_corpus as corpus
+from tests import hostile_rules as rules
 from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes import discord_server as fake
 from tests.fakes.interactions import CHANNEL_ID, deliver, deliver_and_wait, slash_command, user
@@ -256,53 +258,100 @@ def test_ids_that_are_not_numbers_stop_in_discord_py_before_any_of_our_code(serv
     assert server.requests("POST /interactions/*/callback") == [] and not VideoRequest.objects.exists()
 
 
+@pytest.mark.parametrize("case", corpus.PROMPTS + corpus.TAMPERED, ids=str)
+def test_the_model_of_the_rules_agrees_with_every_fixed_case(case):
+    """tests/hostile_rules.py, which the properties below trust, answers each hand-written case
+    of the corpus as the case says (its refusal is the start of the model's message)."""
+    options = case.options if isinstance(case, corpus.Options) else [corpus.option("prompt", case.text, 3)]
+    answer = rules.veo_answer(options, low=5, high=600)  # README: prompts of 5-600 characters
+    if case.refusal is None:
+        assert isinstance(answer, rules.Queued), answer
+    elif isinstance(answer, rules.Refused):
+        assert (answer.reason + ".").startswith(case.refusal), answer
+    else:
+        assert isinstance(answer, rules.Echo), answer
+        assert (answer.before + answer.shown() + answer.after + ".").startswith(rules.as_rendered(case.refusal))
+
+
+def expected_answer(options: list[dict]):
+    """What the model (tests/hostile_rules.py) says /veo must answer, with this run's bounds."""
+    return rules.veo_answer(
+        options, low=django_settings.VEO_PROMPT_MIN_LENGTH, high=django_settings.VEO_PROMPT_MAX_LENGTH
+    )
+
+
+def assert_answer(server, payload, answer) -> str:
+    """The bot answered ``payload`` exactly as the model says; returns "refused" or "queued"."""
+    reply = reply_to(server, payload)
+    row = VideoRequest.objects.filter(interaction_id=int(payload["id"])).first()
+    if isinstance(answer, rules.Queued):
+        assert not reply["flags"] & fake.EPHEMERAL and reply["embeds"][0]["title"] == "Queued", (answer, reply)
+        assert row is not None and row.status == "pending", answer
+        default = django_settings  # an option not sent: the configured default
+        stored = (row.prompt, row.negative_prompt, row.duration_seconds, row.aspect_ratio, row.resolution)
+        assert stored + (row.generate_audio,) == (
+            answer.prompt,
+            answer.negative_prompt,
+            default.VEO_DEFAULT_DURATION if answer.duration_seconds is None else answer.duration_seconds,
+            default.VEO_DEFAULT_RATIO if answer.aspect_ratio is None else answer.aspect_ratio,
+            default.VEO_DEFAULT_RESOLUTION if answer.resolution is None else answer.resolution,
+            default.VEO_DEFAULT_AUDIO if answer.generate_audio is None else answer.generate_audio,
+        ), answer
+        return "queued"
+    assert reply["flags"] & fake.EPHEMERAL, (answer, reply)
+    content, head, tail = reply["content"], "Can't queue that: ", ". Nothing was charged."
+    if isinstance(answer, rules.Refused):
+        assert content == head + answer.reason + tail
+    else:  # the value sent is echoed: shortened, and shown as sent but inert
+        head, tail = head + answer.before, answer.after + tail
+        assert content.startswith(head) and content.endswith(tail), (answer, content)
+        echoed = content[len(head) : len(content) - len(tail)]
+        assert rules.as_rendered(echoed) == answer.shown(), (answer, content)
+        assert corpus.live_markup(echoed) == [], content
+    assert row is None, answer
+    return "refused"
+
+
 @bot_test
 @pytest.mark.usefixtures("bot_settings")
 def test_generated_prompts_and_options_through_veo(server, quiet_logs):
     """Hypothesis-generated prompts (any code point; then only what must be accepted), then
-    whole generated option lists, into one running bot: each is refused privately with a
-    reason and no row, or queued with its row; the acceptable ones are all queued."""
+    whole generated option lists, into one running bot: the model of the rules
+    (tests/hostile_rules.py) decides from each input whether it is refused, privately, with
+    which message and no row, or queued with which stored values; the bot must answer exactly
+    that."""
     seen = {"refused": 0, "queued": 0}
-
-    def judge(payload, prompt):
-        reply = reply_to(server, payload)
-        if reply["flags"] & fake.EPHEMERAL:
-            assert reply["content"].startswith("Can't queue that: ") and "went wrong" not in reply["content"]
-            assert not VideoRequest.objects.filter(interaction_id=int(payload["id"])).exists()
-            seen["refused"] += 1
-        else:
-            assert reply["embeds"][0]["title"] == "Queued"
-            if prompt is not None:
-                assert VideoRequest.objects.get(interaction_id=int(payload["id"])).prompt == normalised(prompt)
-            seen["queued"] += 1
 
     async def scenario(bot):
         loop = asyncio.get_running_loop()
 
-        def send(payload):
+        def send(options):
+            payload = veo_payload(options)
             asyncio.run_coroutine_threadsafe(deliver_and_wait(bot, payload, server=server), loop).result()
+            return payload
 
         @PROPERTY
         @given(prompt=corpus.hostile_text)
         def prompts(prompt):
-            payload = prompt_payload(prompt)
-            send(payload)
-            judge(payload, prompt)
+            options = [corpus.option("prompt", prompt, 3)]
+            answer = expected_answer(options)
+            seen[assert_answer(server, send(options), answer)] += 1
 
         @PROPERTY
         @given(prompt=corpus.displayable_text)
         def displayable(prompt):
-            payload = prompt_payload(prompt)
-            send(payload)
+            options = [corpus.option("prompt", prompt, 3)]
+            answer = expected_answer(options)
+            assert answer == rules.Queued(prompt=normalised(prompt)), "the strategy makes only acceptable prompts"
+            payload = send(options)
             assert_queued(server, payload, prompt)
-            seen["queued"] += 1
+            seen[assert_answer(server, payload, answer)] += 1
 
         @PROPERTY
         @given(options=corpus.generated_options)
         def options(options):
-            payload = veo_payload(options)
-            send(payload)
-            judge(payload, None)
+            answer = expected_answer(options)
+            seen[assert_answer(server, send(options), answer)] += 1
 
         def both():
             try:
@@ -325,15 +374,22 @@ def test_generated_prompts_and_options_through_veo(server, quiet_logs):
 @PROPERTY
 @given(prompt=corpus.hostile_text | corpus.displayable_text, negative=corpus.hostile_text | corpus.displayable_text)
 def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, negative):
+    """The model (tests/hostile_rules.py) decides whether the pair is refused, for which field
+    and why, or accepted as what; an accepted pair is shown as typed, inert, within the limits."""
     from discordbot import display
     from generation.admission import unsaved_request
 
+    answer = rules.text_answer(
+        prompt, negative, low=django_settings.VEO_PROMPT_MIN_LENGTH, high=django_settings.VEO_PROMPT_MAX_LENGTH
+    )
     params = services.VideoParameters(prompt=prompt, negative_prompt=negative)
-    try:
-        clean = services.clean_parameters(params)
-    except InvalidInput as error:
-        assert error.field in ("prompt", "negative_prompt") and str(error)
+    if isinstance(answer, rules.Refused):
+        with pytest.raises(InvalidInput) as raised:
+            services.clean_parameters(params)
+        assert (raised.value.field, str(raised.value)) == (answer.field, answer.reason)
         return
+    clean = services.clean_parameters(params)
+    assert (clean.prompt, clean.negative_prompt) == (answer.prompt, answer.negative_prompt)
     request = unsaved_request(
         request_id=1,
         interaction_id=1,
@@ -349,6 +405,12 @@ def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, nega
     assert len(embed) <= display.EMBED_TOTAL_MAX and len(embed.description) <= display.DESCRIPTION_MAX
     for text in corpus.shown_texts(message):
         assert corpus.live_markup(text) == [], text
+    # Shown as typed (these texts are far below the limits: nothing is shortened).
+    avoid = [field.value for field in embed.fields if field.name == "Avoid"]
+    assert rules.as_rendered(embed.description) == rules.unseen(answer.prompt)
+    assert [rules.as_rendered(value) for value in avoid] == (
+        [rules.unseen(answer.negative_prompt)] if answer.negative_prompt else []
+    )
 
 
 # -- manage.py veo --------------------------------------------------------------------------------------
