@@ -235,3 +235,22 @@ def unseen(text: str) -> str:
 def as_rendered(text: str) -> str:
     """What Discord shows for ``text`` (escapes dropped), as ``unseen`` compares it."""
     return unseen(_ESCAPED.sub(r"\1", text))
+
+
+INLINE_MARKERS = "*_`~|"  # bold, italics, code, strikethrough, spoilers: anywhere in a line
+LINE_MARKERS = "#>-"  # headings, quotes, lists: at the start of a line
+
+
+def unescaped_markdown(text: str) -> list[str]:
+    """The markdown characters in ``text`` that Discord would act on (not escaped by a backslash)."""
+    found, position = [], 0
+    while position < len(text):
+        char = text[position]
+        if char == "\\" and _ESCAPED.match(text, position):
+            position += 2
+            continue
+        at_line_start = position == 0 or text[position - 1] == "\n"
+        if char in INLINE_MARKERS or (char in LINE_MARKERS and at_line_start):
+            found.append(char)
+        position += 1
+    return found

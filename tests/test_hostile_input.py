@@ -307,7 +307,7 @@ def assert_answer(server, payload, answer) -> str:
         assert content.startswith(head) and content.endswith(tail), (answer, content)
         echoed = content[len(head) : len(content) - len(tail)]
         assert rules.as_rendered(echoed) == answer.shown(), (answer, content)
-        assert corpus.live_markup(echoed) == [], content
+        assert corpus.live_markup(echoed) == [] and rules.unescaped_markdown(echoed) == [], content
     assert row is None, answer
     return "refused"
 
@@ -407,6 +407,7 @@ def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, nega
         assert corpus.live_markup(text) == [], text
     # Shown as typed (these texts are far below the limits: nothing is shortened).
     avoid = [field.value for field in embed.fields if field.name == "Avoid"]
+    assert [rules.unescaped_markdown(text) for text in [embed.description, *avoid]] == [[]] * (1 + len(avoid))
     assert rules.as_rendered(embed.description) == rules.unseen(answer.prompt)
     assert [rules.as_rendered(value) for value in avoid] == (
         [rules.unseen(answer.negative_prompt)] if answer.negative_prompt else []
