@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from tracking.text import BIDI_CONTROLS as BIDI
+from tests.hostile_rules import BIDI_CONTROLS as BIDI
 
 ZALGO = "".join(letter + "\u0301\u0316\u0334\u035c\u0360" for letter in "a fox in snow")
 
@@ -264,4 +264,18 @@ generated_option = st.fixed_dictionaries(
         "value": json_values,
     }
 )
-generated_options = st.lists(generated_option, max_size=5)
+# Options as a registered /veo could send them (the right type code, a value of that type, often
+# one of the choices), so that generated lists also pass the shape checks and reach the text
+# checks and the queue.
+_text = hostile_text | displayable_text
+well_formed_option = st.one_of(
+    st.builds(option, st.just("prompt"), _text, st.just(3)),
+    st.builds(option, st.just("length"), st.sampled_from([4, 6, 8]) | st.integers(-10, 10), st.just(4)),
+    st.builds(option, st.just("ratio"), st.sampled_from(["16:9", "9:16"]) | hostile_text, st.just(3)),
+    st.builds(option, st.sampled_from(["hd", "audio"]), st.booleans(), st.just(5)),
+    st.builds(option, st.just("negative_prompt"), _text, st.just(3)),
+)
+generated_options = st.one_of(
+    st.lists(generated_option | well_formed_option, max_size=5),
+    st.lists(well_formed_option, max_size=6, unique_by=lambda option: option["name"]),
+)

@@ -17,12 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 
 from tests import hostile_corpus as corpus
+from tests import hostile_rules as rules
 from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes import discord_server as fake
 from tests.fakes.interactions import CHANNEL_ID, deliver, deliver_and_wait, slash_command, user
@@ -256,53 +258,100 @@ def test_ids_that_are_not_numbers_stop_in_discord_py_before_any_of_our_code(serv
     assert server.requests("POST /interactions/*/callback") == [] and not VideoRequest.objects.exists()
 
 
+@pytest.mark.parametrize("case", corpus.PROMPTS + corpus.TAMPERED, ids=str)
+def test_the_model_of_the_rules_agrees_with_every_fixed_case(case):
+    """tests/hostile_rules.py, which the properties below trust, answers each hand-written case
+    of the corpus as the case says (its refusal is the start of the model's message)."""
+    options = case.options if isinstance(case, corpus.Options) else [corpus.option("prompt", case.text, 3)]
+    answer = rules.veo_answer(options, low=5, high=600)  # README: prompts of 5-600 characters
+    if case.refusal is None:
+        assert isinstance(answer, rules.Queued), answer
+    elif isinstance(answer, rules.Refused):
+        assert (answer.reason + ".").startswith(case.refusal), answer
+    else:
+        assert isinstance(answer, rules.Echo), answer
+        assert (answer.before + answer.shown() + answer.after + ".").startswith(rules.as_rendered(case.refusal))
+
+
+def expected_answer(options: list[dict]):
+    """What the model (tests/hostile_rules.py) says /veo must answer, with this run's bounds."""
+    return rules.veo_answer(
+        options, low=django_settings.VEO_PROMPT_MIN_LENGTH, high=django_settings.VEO_PROMPT_MAX_LENGTH
+    )
+
+
+def assert_answer(server, payload, answer) -> str:
+    """The bot answered ``payload`` exactly as the model says; returns "refused" or "queued"."""
+    reply = reply_to(server, payload)
+    row = VideoRequest.objects.filter(interaction_id=int(payload["id"])).first()
+    if isinstance(answer, rules.Queued):
+        assert not reply["flags"] & fake.EPHEMERAL and reply["embeds"][0]["title"] == "Queued", (answer, reply)
+        assert row is not None and row.status == "pending", answer
+        default = django_settings  # an option not sent: the configured default
+        stored = (row.prompt, row.negative_prompt, row.duration_seconds, row.aspect_ratio, row.resolution)
+        assert stored + (row.generate_audio,) == (
+            answer.prompt,
+            answer.negative_prompt,
+            default.VEO_DEFAULT_DURATION if answer.duration_seconds is None else answer.duration_seconds,
+            default.VEO_DEFAULT_RATIO if answer.aspect_ratio is None else answer.aspect_ratio,
+            default.VEO_DEFAULT_RESOLUTION if answer.resolution is None else answer.resolution,
+            default.VEO_DEFAULT_AUDIO if answer.generate_audio is None else answer.generate_audio,
+        ), answer
+        return "queued"
+    assert reply["flags"] & fake.EPHEMERAL, (answer, reply)
+    content, head, tail = reply["content"], "Can't queue that: ", ". Nothing was charged."
+    if isinstance(answer, rules.Refused):
+        assert content == head + answer.reason + tail
+    else:  # the value sent is echoed: shortened, and shown as sent but inert
+        head, tail = head + answer.before, answer.after + tail
+        assert content.startswith(head) and content.endswith(tail), (answer, content)
+        echoed = content[len(head) : len(content) - len(tail)]
+        assert rules.as_rendered(echoed) == answer.shown(), (answer, content)
+        assert corpus.live_markup(echoed) == [] and rules.unescaped_markdown(echoed) == [], content
+    assert row is None, answer
+    return "refused"
+
+
 @bot_test
 @pytest.mark.usefixtures("bot_settings")
 def test_generated_prompts_and_options_through_veo(server, quiet_logs):
     """Hypothesis-generated prompts (any code point; then only what must be accepted), then
-    whole generated option lists, into one running bot: each is refused privately with a
-    reason and no row, or queued with its row; the acceptable ones are all queued."""
+    whole generated option lists, into one running bot: the model of the rules
+    (tests/hostile_rules.py) decides from each input whether it is refused, privately, with
+    which message and no row, or queued with which stored values; the bot must answer exactly
+    that."""
     seen = {"refused": 0, "queued": 0}
-
-    def judge(payload, prompt):
-        reply = reply_to(server, payload)
-        if reply["flags"] & fake.EPHEMERAL:
-            assert reply["content"].startswith("Can't queue that: ") and "went wrong" not in reply["content"]
-            assert not VideoRequest.objects.filter(interaction_id=int(payload["id"])).exists()
-            seen["refused"] += 1
-        else:
-            assert reply["embeds"][0]["title"] == "Queued"
-            if prompt is not None:
-                assert VideoRequest.objects.get(interaction_id=int(payload["id"])).prompt == normalised(prompt)
-            seen["queued"] += 1
 
     async def scenario(bot):
         loop = asyncio.get_running_loop()
 
-        def send(payload):
+        def send(options):
+            payload = veo_payload(options)
             asyncio.run_coroutine_threadsafe(deliver_and_wait(bot, payload, server=server), loop).result()
+            return payload
 
         @PROPERTY
         @given(prompt=corpus.hostile_text)
         def prompts(prompt):
-            payload = prompt_payload(prompt)
-            send(payload)
-            judge(payload, prompt)
+            options = [corpus.option("prompt", prompt, 3)]
+            answer = expected_answer(options)
+            seen[assert_answer(server, send(options), answer)] += 1
 
         @PROPERTY
         @given(prompt=corpus.displayable_text)
         def displayable(prompt):
-            payload = prompt_payload(prompt)
-            send(payload)
+            options = [corpus.option("prompt", prompt, 3)]
+            answer = expected_answer(options)
+            assert answer == rules.Queued(prompt=normalised(prompt)), "the strategy makes only acceptable prompts"
+            payload = send(options)
             assert_queued(server, payload, prompt)
-            seen["queued"] += 1
+            seen[assert_answer(server, payload, answer)] += 1
 
         @PROPERTY
         @given(options=corpus.generated_options)
         def options(options):
-            payload = veo_payload(options)
-            send(payload)
-            judge(payload, None)
+            answer = expected_answer(options)
+            seen[assert_answer(server, send(options), answer)] += 1
 
         def both():
             try:
@@ -325,15 +374,22 @@ def test_generated_prompts_and_options_through_veo(server, quiet_logs):
 @PROPERTY
 @given(prompt=corpus.hostile_text | corpus.displayable_text, negative=corpus.hostile_text | corpus.displayable_text)
 def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, negative):
+    """The model (tests/hostile_rules.py) decides whether the pair is refused, for which field
+    and why, or accepted as what; an accepted pair is shown as typed, inert, within the limits."""
     from discordbot import display
     from generation.admission import unsaved_request
 
+    answer = rules.text_answer(
+        prompt, negative, low=django_settings.VEO_PROMPT_MIN_LENGTH, high=django_settings.VEO_PROMPT_MAX_LENGTH
+    )
     params = services.VideoParameters(prompt=prompt, negative_prompt=negative)
-    try:
-        clean = services.clean_parameters(params)
-    except InvalidInput as error:
-        assert error.field in ("prompt", "negative_prompt") and str(error)
+    if isinstance(answer, rules.Refused):
+        with pytest.raises(InvalidInput) as raised:
+            services.clean_parameters(params)
+        assert (raised.value.field, str(raised.value)) == (answer.field, answer.reason)
         return
+    clean = services.clean_parameters(params)
+    assert (clean.prompt, clean.negative_prompt) == (answer.prompt, answer.negative_prompt)
     request = unsaved_request(
         request_id=1,
         interaction_id=1,
@@ -349,6 +405,13 @@ def test_any_accepted_text_is_shown_inert_and_within_discord_limits(prompt, nega
     assert len(embed) <= display.EMBED_TOTAL_MAX and len(embed.description) <= display.DESCRIPTION_MAX
     for text in corpus.shown_texts(message):
         assert corpus.live_markup(text) == [], text
+    # Shown as typed (these texts are far below the limits: nothing is shortened).
+    avoid = [field.value for field in embed.fields if field.name == "Avoid"]
+    assert [rules.unescaped_markdown(text) for text in [embed.description, *avoid]] == [[]] * (1 + len(avoid))
+    assert rules.as_rendered(embed.description) == rules.unseen(answer.prompt)
+    assert [rules.as_rendered(value) for value in avoid] == (
+        [rules.unseen(answer.negative_prompt)] if answer.negative_prompt else []
+    )
 
 
 # -- manage.py veo --------------------------------------------------------------------------------------
@@ -558,43 +621,81 @@ def test_a_nul_in_a_list_address_is_dropped_with_a_message(mod, url):
     )
 
 
+NOT_FOUND, MISSING = "not found", "missing"  # a 404; Django's redirect to the index saying so
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "url",
+    ("url", "answer"),
     [
-        LIST + "user/0/",
-        LIST + f"user/{2**63}/",
-        LIST + f"user/{2**70}/",
-        LIST + "user/42/?before=²",
-        LIST + f"user/42/?before={2**70}",
-        LIST + "user/42/?before=-5",
-        LIST + "user/42/?before=%00",
-        LIST + f"{2**70}/change/",
-        LIST + "abc/change/",
-        LIST + f"{2**63}/output/0/",
-        LIST + f"1/output/{2**70}/",
-        LIST + "dashboard/?days=%00",
-        LIST + "dashboard/?days=²",
+        # An id in the path that no request, user or output can have: not found.
+        ("user/0/", NOT_FOUND),
+        (f"user/{2**63}/", NOT_FOUND),
+        (f"user/{2**70}/", NOT_FOUND),
+        (f"{2**63}/output/0/", NOT_FOUND),
+        (f"{{row}}/output/{2**70}/", NOT_FOUND),  # a real request, an output index it cannot have
+        # The change page answers like the admin does for any missing object.
+        (f"{2**70}/change/", MISSING),
+        ("abc/change/", MISSING),
+        # A query parameter that is not a usable value is ignored: the page as without it.
+        ("user/42/?before=²", "user/42/"),
+        (f"user/42/?before={2**70}", "user/42/"),
+        ("user/42/?before=-5", "user/42/"),
+        ("user/42/?before=%00", "user/42/"),
+        ("dashboard/?days=%00", "dashboard/"),
+        ("dashboard/?days=²", "dashboard/"),
     ],
 )
-def test_hostile_ids_in_panel_urls_are_not_found_or_ignored(mod, url, quiet_logs):
-    page(mod, url)
+def test_hostile_ids_in_panel_urls_are_not_found_or_ignored(mod, url, answer, quiet_logs):
+    from tests.factories import VideoRequestFactory
+
+    VideoRequestFactory.create_batch(3, user_id=42)
+    row = VideoRequestFactory(output_uris=["file:sample.mp4"])
+    url = LIST + url.format(row=row.id)
+    if answer == NOT_FOUND:
+        assert page(mod, url).status_code == 404
+    elif answer == MISSING:
+        response = mod.get(url, follow=True)
+        missing = url.removeprefix(LIST).split("/")[0]
+        assert response.redirect_chain == [("/admin/", 302)] and response.status_code == 200
+        assert f"video request with ID “{missing}” doesn’t exist. Perhaps it was deleted?" in shown_messages(response)
+    else:
+        hostile, plain = page(mod, url), page(mod, LIST + answer)
+        assert hostile.status_code == plain.status_code == 200
+        assert hostile.context["title"] == plain.context["title"]
+        if "o" in plain.context:  # the user's page: the same (first) page of their requests
+            shown = [[r.id for r in response.context["o"].history.requests] for response in (hostile, plain)]
+            assert shown[0] == shown[1] and len(shown[0]) == 3
+        else:  # the dashboard: the default period
+            assert hostile.context["days"] == plain.context["days"] == 1
+
+
+ACTIONS = {  # the action, what its success message and the admin log call it
+    "approve_requests": "approved",
+    "flag_requests": "flagged",
+    "remove_outputs": "output removed",
+    "refund_requests": "refunded",
+    "cancel_requests": "cancelled",
+    "ban_users": "user banned",
+}
+HOSTILE_REASON = "@everyone <script>alert(1)</script> '; DROP TABLE user_bans; --"
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "action", ["approve_requests", "flag_requests", "remove_outputs", "refund_requests", "cancel_requests", "ban_users"]
-)
+@pytest.mark.parametrize("action", ACTIONS)
 def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
-    from tests.factories import VideoRequestFactory
+    from django.contrib.admin.models import LogEntry
 
-    row = VideoRequestFactory(prompt="a red fox in snow")
-    for reason, accepted in [
-        ("a\x00b", False),
-        ("x" * 1001, False),
-        (" \t\n ", False),
-        ("@everyone <script>alert(1)</script> '; DROP TABLE user_bans; --", True),
-    ]:
+    from tests.factories import VideoRequestFactory
+    from tracking.models import UserBan, VideoRequestEvent
+
+    # A request the action applies to (only a pending or generating one can be cancelled).
+    row = VideoRequestFactory(
+        prompt="a red fox in snow", status="pending" if action == "cancel_requests" else "completed"
+    )
+    verb = ACTIONS[action]
+
+    def post(reason: str):
         data = {
             "action": action,
             "_selected_action": [row.id],
@@ -603,10 +704,29 @@ def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
             "scope": "everywhere",
             "_from_detail": "²",
         }
-        response = page(mod, LIST, data, post=True)
-        if not accepted:
-            assert response.status_code == 200 and response.context["form"].errors  # asked again, with why
-            assert b"<script>alert" not in response.content
+        return page(mod, LIST, data, post=True)
+
+    for reason, error in [
+        ("a\x00b", "Null characters are not allowed."),
+        ("x" * 1001, "Ensure this value has at most 1000 characters (it has 1001)."),
+        (" \t\n ", "This field is required."),
+    ]:
+        response = post(reason)
+        assert response.status_code == 200 and response.context["form"].errors == {"reason": [error]}  # asked again
+        assert b"<script>alert" not in response.content
+        assert not LogEntry.objects.exists() and not VideoRequestEvent.objects.filter(actor="mod").exists()
+
+    # Accepted: the action is done, and the reason is recorded as typed (data, not markup or SQL).
+    response = post(HOSTILE_REASON)
+    assert response.status_code == 302 and response["Location"] == LIST  # "²" is no request to go back to
+    assert f"{verb.capitalize()}: 1 request(s)." in shown_messages(mod.get(LIST))
+    assert [entry.change_message for entry in LogEntry.objects.filter(object_id=str(row.id))] == [
+        f"{verb}; reason: {HOSTILE_REASON}"
+    ]
+    events = VideoRequestEvent.objects.filter(request_id=row.id, actor="mod")
+    assert events.exists() and all(event.detail["reason"] == HOSTILE_REASON for event in events)
+    bans = list(UserBan.objects.values_list("user_id", "reason"))  # the table named in the reason is still there
+    assert bans == ([(row.user_id, HOSTILE_REASON)] if action == "ban_users" else [])
     assert VideoRequest.objects.filter(id=row.id).exists()
 
 
@@ -647,7 +767,11 @@ def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
             {"kind": "word", "pattern": "kra\x00ken", "enabled": "on"},
             "Null characters are not allowed.",
         ),
-        ("/admin/tracking/blockedterm/add/", {"kind": "regex", "pattern": "(a+)+$" * 50, "enabled": "on"}, ""),
+        (
+            "/admin/tracking/blockedterm/add/",
+            {"kind": "regex", "pattern": "(a+)+$" * 50, "enabled": "on"},
+            "a regular expression must be at most 200 characters (got 300)",  # docs/SCHEMA.md, blocked terms
+        ),
         (
             "/admin/tracking/blockedterm/add/",
             {"kind": "sql", "pattern": "x", "enabled": "on"},
@@ -666,5 +790,5 @@ def test_hostile_ban_policy_and_blocked_term_forms_are_refused_with_a_reason(mod
     counts = [model.objects.count() for model in (UserBan, QuotaPolicy, BlockedTerm)]
     response = page(mod, url, data, post=True)
     assert response.status_code == 200, "the form was accepted"
-    assert error in response.content.decode()
+    assert error and error in response.content.decode()
     assert [model.objects.count() for model in (UserBan, QuotaPolicy, BlockedTerm)] == counts
