@@ -20,8 +20,21 @@ from discordbot import display
 SNOWFLAKE_MAX = 2**63  # PostgreSQL bigint; Discord's ids are far below
 NAME_SHOWN = 32  # a made-up option name is quoted at most this long
 
-# What users call each option type; the others (user, channel, …) by discord.py's enum name.
-TYPE_NAMES = {3: "text", 4: "a whole number", 5: "true or false", 10: "a number"}
+# What users are told each option type is, in plain words ("a subcommand_group" and "a
+# attachment", as discord.py's names would read, are not).
+TYPE_NAMES = {
+    1: "a subcommand",
+    2: "a subcommand group",
+    3: "text",
+    4: "a whole number",
+    5: "true or false",
+    6: "a user",
+    7: "a channel",
+    8: "a role",
+    9: "a user or role",
+    10: "a number",
+    11: "an attachment",
+}
 
 
 def problem(tree: app_commands.CommandTree, interaction: discord.Interaction) -> str | None:
@@ -103,12 +116,9 @@ def _has_type(value: Any, kind: int) -> bool:
 
 
 def _type_name(kind: Any) -> str:
-    if kind in TYPE_NAMES:
+    if isinstance(kind, int) and kind in TYPE_NAMES:
         return TYPE_NAMES[kind]
-    try:
-        return f"a {discord.AppCommandOptionType(kind).name}"
-    except ValueError:
-        return f"option type {_quoted(kind)}"
+    return f"option type {_quoted(kind)}"
 
 
 def _quoted(value: Any) -> str:

@@ -102,21 +102,20 @@ def text_answer(prompt: str, negative: str | None = None, *, low: int, high: int
 # -- the options of a raw /veo interaction ----------------------------------------------------------
 
 TEXT, WHOLE, BOOLEAN, NUMBER = 3, 4, 5, 10
-# What users are told each option type is: their own words for text, numbers and booleans, the
-# others by discord.py's name for the type after "a" (as discordbot/payloads.py documents it,
-# hence "a subcommand_group" and "a attachment"); a code that is no type is echoed.
+# What users are told each option type is, in plain words (Discord's documentation calls type 9
+# MENTIONABLE: a user or a role); a code that is no type is echoed.
 TYPE_NAMES = {
     1: "a subcommand",
-    2: "a subcommand_group",
+    2: "a subcommand group",
     TEXT: "text",
     WHOLE: "a whole number",
     BOOLEAN: "true or false",
     6: "a user",
     7: "a channel",
     8: "a role",
-    9: "a mentionable",
+    9: "a user or role",
     NUMBER: "a number",
-    11: "a attachment",
+    11: "an attachment",
 }
 
 

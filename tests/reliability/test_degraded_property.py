@@ -68,7 +68,8 @@ DEATH = st.none() | st.integers(min_value=0, max_value=20)
 
 
 @hypothesis_settings(
-    max_examples=examples(quick=8, full=60), suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=examples(quick=8, full=60),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(outcomes=SCENARIOS, die_after=DEATH)
 def test_any_outcomes_and_any_death_during_an_outage_lose_nothing(outcomes, die_after, veo, settings):
