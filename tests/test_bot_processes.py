@@ -16,9 +16,10 @@ from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
 from tests.fakes.veo_server import DEFAULT_API_KEY, FakeVeoServer, scenario
 from tests.helpers import next_interaction
 from tests.tcp_proxy import TcpProxy
-from tests.workers import database_url, start_worker_process, truncate_requests, wait_for
+from tests.workers import database_url, start_worker_process, truncate_requests, wait_for, watch_for_second_deliveries
 from tracking import services
 from tracking.models import VideoRequest, VideoRequestEvent
+from veosite.config import parse_duration
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.processes]
 
@@ -28,6 +29,9 @@ def server():
     with FakeDiscordServer() as server:
         yield server
         assert server.internal_errors == []
+
+
+LEASE, IDLE_POLL = "2s", "1s"  # the bots' VEO_LEASE and VEO_WORKER_IDLE_POLL
 
 
 @pytest.fixture
@@ -54,7 +58,8 @@ def bots(db_settings, tmp_path, server, veo_fake):
                 "VEO_BACKEND": "express",
                 "VEO_API_KEY": DEFAULT_API_KEY,
                 "VEO_API_BASE_URL": veo_fake.url,
-                "VEO_LEASE": "2s",
+                "VEO_LEASE": LEASE,
+                "VEO_WORKER_IDLE_POLL": IDLE_POLL,
                 "DATABASE_PROBE_INTERVAL": "1s",
                 "VEO_QUOTA_LIMIT": "3",
                 **env,
@@ -91,7 +96,7 @@ def attached(server, payload) -> bool:
     return bool(reply and reply["attachments"])
 
 
-def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server):
+def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server, db_settings):
     first = bots("first", seconds=6)
     payload = veo()
     first.send(server, payload)
@@ -100,7 +105,8 @@ def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server)
 
     second = bots("second", seconds=6)
     wait_for(lambda: (r := row(payload)) and r.delivered_at, timeout=60, what="delivery after restart")
-    time.sleep(1.5)  # room for a duplicate delivery, if there were one
+    # A duplicate would come from a claim: watched until none could still be on its way.
+    watch_for_second_deliveries(db_settings, server, lease=parse_duration(LEASE), claim_poll=parse_duration(IDLE_POLL))
     assert second.stop() == 0
 
     request = row(payload)
