@@ -3,9 +3,9 @@
     .venv/bin/python bench/bot_latency.py                 # 1M rows, 1 and 100 concurrent, 50 in flight
     .venv/bin/python bench/bot_latency.py --rows 100000 --bursts 3 --json /tmp/bot.json
 
-The bot runs as its own process (tests/bot_process.py: discordbot.bot.serve with stdin as the
-gateway) against the fake Discord server (tests/fakes/discord_server.py, in this process, on
-loopback) and a scripted Veo backend. Each /veo payload is registered with the fake (its
+The bot runs as its own process (bench/scripted_bot.py: tests/bot_process.py, discordbot.bot.serve
+with stdin as the gateway) against the fake Discord server (tests/fakes/discord_server.py, in this
+process, on loopback) and a scripted Veo backend in the bot's process (why: bench/scripted_bot.py). Each /veo payload is registered with the fake (its
 clock starts: "INTERACTION_CREATE received") and written to the bot's stdin; the fake stamps
 the first interaction callback it receives. Latency = callback received - registered.
 
@@ -204,7 +204,7 @@ def bot_env(database_url: str, discord_url: str, tmp: Path, *, seconds: float, *
 
 
 class bot:
-    def __init__(self, env: dict, log: Path, module: str = "tests.bot_process"):
+    def __init__(self, env: dict, log: Path, module: str = "bench.scripted_bot"):
         self.env, self.log, self.module = env, log, module
 
     def __enter__(self) -> subprocess.Popen:

@@ -1,8 +1,13 @@
-"""Running the real VeoBot (discord.py, worker, degraded mode) against the fake Discord server.
+"""Running the real VeoBot (discord.py, worker, degraded mode) against the fakes.
 
 The only stand-ins: Discord itself (tests/fakes/discord_server.py, fed real INTERACTION_CREATE
-payloads) and Veo (``ScriptedVeo`` below, a VeoBackend that follows instructions in the
-prompt). The database is the real test database.
+payloads) and the Veo service (tests/fakes/veo_server.py), which the real google-genai client
+behind ``GenaiBackend`` talks HTTP to. The database is the real test database.
+
+A bot test asks for the ``veo_fake`` fixture (tests/conftest.py: ``fake_veo`` below); what Veo
+does with a prompt is the fake's ``default_scenario`` ("instant" unless the test sets it, e.g.
+``scenario("slow", seconds=0.3)``) or a ``[scenario:NAME ...]`` marker in the prompt (the ones
+for every outcome are in tests/outcomes.py).
 """
 
 from __future__ import annotations
@@ -16,43 +21,40 @@ from django.conf import settings
 from discordbot.app import build_bot
 from discordbot.bot import VeoBot
 from generation.storage import LocalStorage
-from generation.veo import SAMPLE_VIDEO, GeneratedVideo, OperationLost, Outcome, VideoJob
+from generation.veo import SAMPLE_VIDEO, GenaiBackend
 from tests.fakes.discord_server import BOT_TOKEN
+from tests.fakes.veo_server import DEFAULT_API_KEY, FakeVeoServer
 from tracking import aio
 
 SAMPLE_BYTES = SAMPLE_VIDEO.read_bytes()
 
 
-class ScriptedVeo:
-    """A Veo backend for tests: takes ``seconds`` per video; a prompt containing "[fail]" ends in
-    an error from Veo. The operation name carries the start time, so any process can resume it."""
+def fake_veo(settings):
+    """A running Veo fake with the settings pointing at it (express mode, with a key it accepts).
+    Every video it makes is the bundled sample (64 KB), so upload limits in tests apply to a real
+    MP4 of a known size."""
+    with FakeVeoServer(video_bytes=SAMPLE_BYTES) as veo:
+        settings.VEO_BACKEND, settings.VEO_API_KEY = "express", DEFAULT_API_KEY
+        settings.VEO_API_BASE_URL = veo.url
+        settings.VEO_RECORDED_MODEL = settings.VEO_MODEL  # as with any real backend
+        yield veo
+        # Refusals no scenario asks for: a route the fake lacks, or a credential it does not take.
+        unasked = [(r.method, r.path, r.status) for r in veo.requests if r.kind == "unknown" or r.status in (401, 403)]
+        assert unasked == []
 
-    label = "scripted test backend"
 
-    def __init__(self, *, seconds: float = 0.0, video: bytes | None = None):
-        self.seconds = seconds
-        self.video = video or SAMPLE_BYTES
-        self.starts = 0
-
-    async def start(self, job: VideoJob) -> str:
-        self.starts += 1
-        kind = "fail" if "[fail]" in job.prompt else "ok"
-        return f"scripted/{kind}/{time.time():.3f}/{job.request_id}"
-
-    async def poll(self, operation_name: str) -> Outcome | None:
-        try:
-            _, kind, started, _ = operation_name.split("/")
-        except ValueError:
-            raise OperationLost(operation_name) from None
-        if time.time() < float(started) + self.seconds:
-            return None
-        if kind == "fail":
-            return Outcome(error_code="operation_failed", error_message="Veo reported an error: internal error")
-        return Outcome(videos=[GeneratedVideo(mime_type="video/mp4", data=self.video)])
+def genai_backend() -> GenaiBackend:
+    """The production backend for the Veo fake of the ``veo_fake`` fixture: what
+    ``configured_backend()`` makes, a google-genai client per event loop, made at the first call
+    to Veo (making one loads three TLS contexts, a tenth of a second or more: bots that never call
+    Veo skip it) and closed when the worker stops."""
+    if not settings.VEO_API_BASE_URL:
+        raise RuntimeError("no Veo fake to talk to: ask for the veo_fake fixture (tests/conftest.py)")
+    return GenaiBackend(None, model=settings.VEO_MODEL, output_gcs_uri=settings.VEO_OUTPUT_GCS_URI)
 
 
 def new_bot(*, backend=None, **kwargs) -> VeoBot:
-    return build_bot(backend=backend or ScriptedVeo(), storage=LocalStorage(Path(settings.VEO_MEDIA_ROOT)), **kwargs)
+    return build_bot(backend=backend or genai_backend(), storage=LocalStorage(Path(settings.VEO_MEDIA_ROOT)), **kwargs)
 
 
 def run_bot(scenario, *, bot_factory=new_bot, **kwargs):

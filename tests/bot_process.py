@@ -1,9 +1,11 @@
 """``python -m tests.bot_process``: the real bot (VeoBot, worker, journal) in its own process.
 
-Exactly what ``manage.py runbot`` runs (``discordbot.bot.serve`` of ``discordbot.app.build_bot``), except that the gateway is
-stdin: each line is an INTERACTION_CREATE payload, handed to discord.py the way the gateway
-would (tests/fakes/interactions.py). REST calls go to DISCORD_API_BASE_URL (the fake); Veo is
-``ScriptedVeo`` taking SCRIPTED_VEO_SECONDS per video (of SCRIPTED_VEO_VIDEO_BYTES bytes, or the sample). Tests use it to kill a bot for real.
+Exactly what ``manage.py runbot`` runs (``discordbot.bot.serve`` of ``discordbot.app.build_bot``,
+with ``configured_backend()``), except that the gateway is stdin: each line is an
+INTERACTION_CREATE payload, handed to discord.py the way the gateway would
+(tests/fakes/interactions.py). REST calls go to DISCORD_API_BASE_URL (the fake); Veo calls go
+through google-genai to VEO_API_BASE_URL, which must name a Veo fake (tests/fakes/veo_server.py).
+Tests use it to kill a bot for real.
 """
 
 import asyncio
@@ -26,7 +28,9 @@ async def stdin_gateway(bot) -> None:
     await asyncio.Event().wait()  # stdin closed: keep serving until signalled
 
 
-def main() -> None:
+def main(backend=None) -> None:
+    """Serve until SIGTERM. ``backend`` None: the configured one, which must be google-genai talking
+    to a local fake (never Google itself); otherwise a callable making the backend (bench/)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veosite.settings")
     import django
 
@@ -37,17 +41,15 @@ def main() -> None:
     from discordbot.bot import point_at_api, serve
     from generation.runtime import run_until_signalled
     from generation.veo import configured_backend
-    from tests.bot_harness import ScriptedVeo
 
     point_at_api(settings.DISCORD_API_BASE_URL)
-    if settings.VEO_API_BASE_URL:
-        backend = configured_backend()  # the real google-genai client, against the Veo fake
+    if backend is None:
+        if settings.VEO_BACKEND == "offline" or not settings.VEO_API_BASE_URL:
+            sys.exit("tests.bot_process needs VEO_BACKEND=express (or vertex) and VEO_API_BASE_URL of a Veo fake")
+        made = configured_backend()  # the real google-genai client, against the Veo fake
     else:
-        size = int(os.environ.get("SCRIPTED_VEO_VIDEO_BYTES", "0"))  # 0: the bundled sample
-        backend = ScriptedVeo(
-            seconds=float(os.environ.get("SCRIPTED_VEO_SECONDS", "0")), video=(b"\0" * size) if size else None
-        )
-    bot = build_bot(backend=backend)
+        made = backend()
+    bot = build_bot(backend=made)
     run_until_signalled(lambda stop: serve(bot, settings.DISCORD_TOKEN, stop, gateway=stdin_gateway))
 
 

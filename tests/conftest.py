@@ -28,6 +28,15 @@ def db_settings(transactional_db):
     return dict(connection.settings_dict)
 
 
+@pytest.fixture
+def veo_fake(settings):
+    """The Veo fake, with the settings pointing at it: bots from tests/bot_harness.py (and anything
+    else built from settings.VEO_API_BASE_URL) reach it through the real google-genai client."""
+    from tests.bot_harness import fake_veo
+
+    yield from fake_veo(settings)
+
+
 # -- moderation panel: one account per role ------------------------------------------------
 
 ROLES = ("anonymous", "non_staff", "moderator", "superuser")

@@ -1,5 +1,6 @@
 """The Discord bot end to end: the real discord.py client against the fake Discord server, the
-real worker and database, and a scripted Veo backend (tests/bot_harness.py)."""
+real worker and database, and the real google-genai client against the Veo fake
+(tests/bot_harness.py)."""
 
 import asyncio
 from datetime import timedelta
@@ -9,10 +10,11 @@ import pytest
 from django.utils import timezone
 
 from generation import engine as engine_module
-from tests.bot_harness import ScriptedVeo, eventually, fake_discord, new_bot, quick_bot_settings, run_bot
+from tests.bot_harness import eventually, fake_discord, new_bot, quick_bot_settings, run_bot
 from tests.concurrency import conninfo
 from tests.factories import UserBanFactory, VideoRequestFactory
 from tests.fakes import discord_server as fake
+from tests.fakes import veo_server
 from tests.fakes.discord_server import BOT_TOKEN
 from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver, deliver_and_wait, slash_command
 from tracking.models import VideoRequest, VideoRequestEvent
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def bot_settings(settings, tmp_path):
+def bot_settings(settings, tmp_path, veo_fake):
     quick_bot_settings(settings, tmp_path)
 
 
@@ -43,7 +45,8 @@ def veo(prompt="a red fox running through fresh snow", **options):
 # -- the happy path ---------------------------------------------------------------------------------
 
 
-def test_happy_path_queued_embed_then_the_video_attached_and_the_database_complete(server):
+def test_happy_path_queued_embed_then_the_video_attached_and_the_database_complete(server, veo_fake):
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=0.3)
     payload = veo(opts={"length": 8, "ratio": "9:16", "hd": True, "audio": False, "negative_prompt": "rain"})
 
     async def scenario(bot):
@@ -52,7 +55,7 @@ def test_happy_path_queued_embed_then_the_video_attached_and_the_database_comple
         await eventually(delivered(int(payload["id"])), what="delivery")
         return queued
 
-    queued = run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    queued = run_bot(scenario)
 
     interaction = server.interaction(payload["id"])
     assert interaction.response_type == 4 and interaction.acknowledged_after < 1  # answered, not deferred
@@ -88,25 +91,19 @@ def test_happy_path_queued_embed_then_the_video_attached_and_the_database_comple
     assert len(server.messages_in(CHANNEL_ID)) == 1  # one message, edited in place
 
 
-def test_happy_path_through_the_real_veo_client_and_the_veo_fake(server, settings):
-    """Same path with google-genai itself talking HTTP to the local Veo fake."""
-    from google.oauth2.credentials import Credentials
-
-    from generation.veo import GenaiBackend, make_client
-    from tests.fakes.veo_server import FakeVeoServer, scenario
-
+def test_happy_path_through_the_real_veo_client_and_the_veo_fake(server, veo_fake):
+    """What Veo is sent and answers: the options as the create's parameters, the operation it
+    names stored and polled until done."""
+    veo_fake.default_scenario = veo_server.scenario("multi_poll", polls=2)
     payload = veo("a lighthouse in a storm", opts={"length": 6, "negative_prompt": "people"})
-    with FakeVeoServer(default_scenario=scenario("multi_poll", polls=2)) as veo_fake:
-        settings.VEO_BACKEND, settings.GOOGLE_CLOUD_PROJECT, settings.VEO_API_BASE_URL = "vertex", "p", veo_fake.url
-        backend = GenaiBackend(make_client(credentials=Credentials(token="test")), model="veo-3.1-generate-001")
 
-        async def scenario_(bot):
-            await deliver_and_wait(bot, payload, server=server)
-            await eventually(delivered(int(payload["id"])), what="delivery")
+    async def scenario_(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
 
-        run_bot(scenario_, backend=backend)
-        [create] = veo_fake.creates()
-        [operation] = veo_fake.operations
+    run_bot(scenario_)
+    [create] = veo_fake.creates()
+    [operation] = veo_fake.operations
 
     assert create.prompt == "a lighthouse in a storm"
     assert (create.parameters["durationSeconds"], create.parameters["negativePrompt"]) == (6, "people")
@@ -125,8 +122,9 @@ def test_defaults_come_from_settings(server, settings):
     assert (row.duration_seconds, row.resolution, row.aspect_ratio, row.generate_audio) == (6, "1080p", "9:16", False)
 
 
-def test_progress_edits_the_reply_while_generating(server, monkeypatch):
+def test_progress_edits_the_reply_while_generating(server, monkeypatch, veo_fake):
     monkeypatch.setattr(engine_module, "PROGRESS_EVERY", timedelta(milliseconds=300))
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=2)
     payload = veo()
 
     async def scenario(bot):
@@ -137,7 +135,7 @@ def test_progress_edits_the_reply_while_generating(server, monkeypatch):
         )
         return server.original_response(payload["id"])["embeds"][0]
 
-    progress = run_bot(scenario, backend=ScriptedVeo(seconds=2))
+    progress = run_bot(scenario)
     assert {f["name"] for f in progress["fields"]} >= {"Settings", "Elapsed"}
 
 
@@ -160,34 +158,26 @@ def test_video_over_the_interactions_limit_is_linked_with_a_note(server, setting
 
 
 @pytest.mark.parametrize("signing", [True, False])
-def test_gcs_video_over_the_limit_is_linked_with_a_signed_url(server, settings, tmp_path, monkeypatch, signing):
+def test_gcs_video_over_the_limit_is_linked_with_a_signed_url(
+    server, settings, tmp_path, monkeypatch, signing, veo_fake
+):
     """Veo writes to the bucket; the size read from it says "too big to attach"; the reply
     links a V4 signed URL (or, with signed links turned off, says to ask a moderator)."""
-    from google.oauth2.credentials import Credentials
-
-    from generation.veo import GenaiBackend, make_client
     from tests.bot_harness import SAMPLE_BYTES
-    from tests.fakes.veo_server import FakeVeoServer
     from tests.gcs_keys import service_account_key, signature_is_valid
 
     payload = veo(attachment_size_limit=1024)
-    with FakeVeoServer(video_bytes=SAMPLE_BYTES) as veo_fake:
-        key = service_account_key(tmp_path, token_uri=f"{veo_fake.url}/token")
-        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key.path))
-        settings.VEO_GCS_SIGNED_URL_TTL = timedelta(days=7) if signing else timedelta(0)
-        settings.VEO_BACKEND, settings.GOOGLE_CLOUD_PROJECT, settings.VEO_API_BASE_URL = "vertex", "p", veo_fake.url
-        settings.GCS_API_BASE_URL = veo_fake.url
-        backend = GenaiBackend(
-            make_client(credentials=Credentials(token="test")),
-            model="veo-3.1-generate-001",
-            output_gcs_uri="gs://veo-out/videos",
-        )
+    key = service_account_key(tmp_path, token_uri=f"{veo_fake.url}/token")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key.path))
+    settings.VEO_GCS_SIGNED_URL_TTL = timedelta(days=7) if signing else timedelta(0)
+    settings.GCS_API_BASE_URL = veo_fake.url
+    settings.VEO_OUTPUT_GCS_URI = "gs://veo-out/videos"  # the bot's backend is made after this
 
-        async def scenario(bot):
-            await deliver_and_wait(bot, payload, server=server)
-            await eventually(delivered(int(payload["id"])), what="delivery")
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
 
-        run_bot(scenario, backend=backend)
+    run_bot(scenario)
 
     row = VideoRequest.objects.get(interaction_id=payload["id"])
     final = server.original_response(payload["id"])
@@ -310,7 +300,7 @@ def test_user_text_never_pings_and_long_text_fits_discord(server, settings):
 
 
 def test_veo_failure_says_so_and_refunds(server):
-    payload = veo("a red fox [fail] in snow")
+    payload = veo("a red fox in snow [scenario:error_operation]")
 
     async def scenario(bot):
         await deliver_and_wait(bot, payload, server=server)
@@ -322,11 +312,13 @@ def test_veo_failure_says_so_and_refunds(server):
     assert ("refunded", None) in events(row.id)
     embed = server.original_response(payload["id"])["embeds"][0]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
-    assert embed["title"] == "Generation failed" and "internal error" in fields["Why"]
+    assert embed["title"] == "Generation failed"
+    assert fields["Why"] == "Veo reported an error: Video generation failed."  # the fake's message, passed on
     assert fields["Quota"] == "refunded: this one does not count"
 
 
-def test_slow_generation_past_the_token_lifetime_is_posted_in_the_channel(server):
+def test_slow_generation_past_the_token_lifetime_is_posted_in_the_channel(server, veo_fake):
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=0.5)
     payload = veo()
 
     async def scenario(bot):
@@ -334,7 +326,7 @@ def test_slow_generation_past_the_token_lifetime_is_posted_in_the_channel(server
         server.advance(16 * 60)  # the interaction token is now spent
         await eventually(delivered(int(payload["id"])), what="delivery")
 
-    run_bot(scenario, backend=ScriptedVeo(seconds=0.5))
+    run_bot(scenario)
     row = VideoRequest.objects.get(interaction_id=payload["id"])
     queued, post = server.messages_in(CHANNEL_ID)
     assert queued["embeds"][0]["title"] == "Queued"  # the expired reply is left as it was
@@ -352,7 +344,8 @@ def test_slow_generation_past_the_token_lifetime_is_posted_in_the_channel(server
         (fake.EMBED_LINKS | fake.ATTACH_FILES, "text"),
     ],
 )
-def test_a_channel_that_refuses_files_or_embeds_gets_a_plainer_post(server, revoked, form):
+def test_a_channel_that_refuses_files_or_embeds_gets_a_plainer_post(server, revoked, form, veo_fake):
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=0.3)
     payload = veo()
 
     async def scenario(bot):
@@ -361,7 +354,7 @@ def test_a_channel_that_refuses_files_or_embeds_gets_a_plainer_post(server, revo
         server.advance(16 * 60)  # the interaction token is spent: the outcome goes to the channel
         await eventually(delivered(int(payload["id"])), what="delivery")
 
-    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    run_bot(scenario)
     row = VideoRequest.objects.get(interaction_id=payload["id"])
     post = server.messages_in(CHANNEL_ID)[-1]
     assert (row.delivery_method, row.discord_message_id, row.delivery_error) == ("channel", int(post["id"]), None)
@@ -390,7 +383,8 @@ def test_a_channel_that_refuses_files_or_embeds_gets_a_plainer_post(server, revo
         ),
     ],
 )
-def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error, posts):
+def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error, posts, veo_fake):
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=0.3)
     payload = veo()
 
     async def scenario(bot):
@@ -404,7 +398,7 @@ def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error, pos
         await deliver_and_wait(bot, second, server=server)
         await eventually(delivered(int(second["id"])), what="second delivery")
 
-    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    run_bot(scenario)
     row = VideoRequest.objects.get(interaction_id=payload["id"])
     assert row.delivery_method == "undeliverable" and error in row.delivery_error
     assert VideoRequestEvent.objects.filter(request_id=row.id, kind="delivered").count() == 1
@@ -418,8 +412,9 @@ def test_undeliverable_is_recorded_not_a_crash(server, break_channel, error, pos
         (None, "undeliverable", engine_module.DELIVERY_ATTEMPTS),  # Discord never comes back: recorded, bounded
     ],
 )
-def test_discord_unavailable_in_the_channel_is_retried_then_recorded(server, settings, outage, method, posts):
+def test_discord_unavailable_in_the_channel_is_retried_then_recorded(server, settings, outage, method, posts, veo_fake):
     settings.VEO_RETRY_BACKOFF = timedelta(0)
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=0.3)
     payload = veo()
     # 503 is not retried by discord.py; it used to escape as an "unexpected worker error" and the
     # finished row was claimed again at once, forever.
@@ -430,7 +425,7 @@ def test_discord_unavailable_in_the_channel_is_retried_then_recorded(server, set
         server.expire_interaction(payload["id"])
         await eventually(delivered(int(payload["id"])), what="delivery")
 
-    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    run_bot(scenario)
     row = VideoRequest.objects.get(interaction_id=payload["id"])
     assert row.delivery_method == method
     assert len(server.requests(f"POST /channels/{CHANNEL_ID}/messages")) == posts
@@ -445,11 +440,12 @@ def test_discord_unavailable_in_the_channel_is_retried_then_recorded(server, set
 # -- duplicates -----------------------------------------------------------------------------------
 
 
-def test_duplicate_interaction_on_two_bot_instances_gives_one_request_and_one_answer(server):
+def test_duplicate_interaction_on_two_bot_instances_gives_one_request_and_one_answer(server, veo_fake):
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=0.3)
     payload = veo()
 
     async def scenario(first):
-        second = new_bot(backend=ScriptedVeo(seconds=0.3))
+        second = new_bot()
         await second.login(BOT_TOKEN)
         try:
             server.register_interaction(payload)
@@ -459,7 +455,7 @@ def test_duplicate_interaction_on_two_bot_instances_gives_one_request_and_one_an
         finally:
             await second.close()
 
-    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    run_bot(scenario)
     assert VideoRequest.objects.filter(interaction_id=payload["id"]).count() == 1
     callbacks = server.requests("POST /interactions/*/callback")
     assert sorted(r.status for r in callbacks) == [200, 400]  # the second got 40060 and gave up

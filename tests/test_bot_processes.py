@@ -1,5 +1,6 @@
 """The bot as a real process (tests/bot_process.py): killed mid-generation and restarted, and
-PostgreSQL cut away mid-run (a TCP proxy the test controls) and brought back."""
+PostgreSQL cut away mid-run (a TCP proxy the test controls) and brought back. Veo is the Veo
+fake, in the test's process, reached by the bots through the real google-genai client."""
 
 import signal
 import time
@@ -12,12 +13,13 @@ from tests.bot_process import BotProcess
 from tests.fakes import discord_server as fake
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
-from tests.fakes.veo_server import FakeVeoServer, scenario
+from tests.fakes.veo_server import DEFAULT_API_KEY, FakeVeoServer, scenario
 from tests.helpers import next_interaction
 from tests.tcp_proxy import TcpProxy
-from tests.workers import database_url, start_worker_process, truncate_requests, wait_for
+from tests.workers import database_url, start_worker_process, truncate_requests, wait_for, watch_for_second_deliveries
 from tracking import services
 from tracking.models import VideoRequest, VideoRequestEvent
+from veosite.config import parse_duration
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.processes]
 
@@ -29,15 +31,22 @@ def server():
         assert server.internal_errors == []
 
 
+LEASE, IDLE_POLL = "2s", "1s"  # the bots' VEO_LEASE and VEO_WORKER_IDLE_POLL
+
+
 @pytest.fixture
-def bots(db_settings, tmp_path, server):
-    """Start bot processes on the test database (or given DATABASE_URL); all killed afterwards."""
+def bots(db_settings, tmp_path, server, veo_fake):
+    """Start bot processes on the test database (or given DATABASE_URL), their Veo the
+    ``veo_fake``; all killed afterwards. ``seconds``: how long each video Veo starts from then on
+    takes."""
     truncate_requests()
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE user_bans, quota_policies")
     started: list[BotProcess] = []
 
-    def start(name: str, *, seconds: float, database: str | None = None, **env) -> BotProcess:
+    def start(name: str, *, seconds: float | None = None, database: str | None = None, **env) -> BotProcess:
+        if seconds is not None:
+            veo_fake.default_scenario = scenario("slow", seconds=seconds)
         bot = BotProcess(
             {
                 "SECRET_KEY": "tests-only",
@@ -46,10 +55,13 @@ def bots(db_settings, tmp_path, server):
                 "DISCORD_API_BASE_URL": server.base_url,
                 "VEO_MEDIA_ROOT": str(tmp_path / "media"),
                 "VEO_JOURNAL_DIR": str(tmp_path / "journal"),
-                "VEO_LEASE": "2s",
+                "VEO_BACKEND": "express",
+                "VEO_API_KEY": DEFAULT_API_KEY,
+                "VEO_API_BASE_URL": veo_fake.url,
+                "VEO_LEASE": LEASE,
+                "VEO_WORKER_IDLE_POLL": IDLE_POLL,
                 "DATABASE_PROBE_INTERVAL": "1s",
                 "VEO_QUOTA_LIMIT": "3",
-                "SCRIPTED_VEO_SECONDS": str(seconds),
                 **env,
             },
             tmp_path / f"{name}.log",
@@ -84,7 +96,7 @@ def attached(server, payload) -> bool:
     return bool(reply and reply["attachments"])
 
 
-def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server):
+def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server, db_settings):
     first = bots("first", seconds=6)
     payload = veo()
     first.send(server, payload)
@@ -93,7 +105,8 @@ def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server)
 
     second = bots("second", seconds=6)
     wait_for(lambda: (r := row(payload)) and r.delivered_at, timeout=60, what="delivery after restart")
-    time.sleep(1.5)  # room for a duplicate delivery, if there were one
+    # A duplicate would come from a claim: watched until none could still be on its way.
+    watch_for_second_deliveries(db_settings, server, lease=parse_duration(LEASE), claim_poll=parse_duration(IDLE_POLL))
     assert second.stop() == 0
 
     request = row(payload)
@@ -250,22 +263,12 @@ def test_quota_holds_while_the_outages_requests_still_run_after_recovery(bots, s
     assert VideoRequest.objects.filter(counts_toward_quota=True).count() == 3
 
 
-def test_database_lost_between_the_veo_start_and_its_record_starts_nothing_twice(bots, server, db_settings):
+def test_database_lost_between_the_veo_start_and_its_record_starts_nothing_twice(bots, server, db_settings, veo_fake):
     # The Veo fake holds the create's answer for 3 s; the database goes away meanwhile, so the
     # operation name cannot be stored at once. It used to be dropped, and the request started again.
-    with (
-        TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy,
-        FakeVeoServer(default_scenario=scenario("stall", seconds=3)) as veo_fake,
-    ):
-        bot = bots(
-            "bot",
-            seconds=0,
-            database=through(proxy, db_settings),
-            VEO_BACKEND="express",
-            VEO_API_KEY="test-key",
-            VEO_API_BASE_URL=veo_fake.url,
-            VEO_POLL_INITIAL="1s",
-        )
+    veo_fake.default_scenario = scenario("stall", seconds=3)
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        bot = bots("bot", database=through(proxy, db_settings), VEO_POLL_INITIAL="1s")
         payload = veo()
         bot.send(server, payload)
         wait_for(lambda: veo_fake.create_count() == 1, what="the Veo create")

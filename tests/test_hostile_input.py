@@ -25,8 +25,9 @@ from hypothesis import settings as hypothesis_settings
 
 from tests import hostile_corpus as corpus
 from tests import hostile_rules as rules
-from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
+from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes import discord_server as fake
+from tests.fakes import veo_server
 from tests.fakes.interactions import CHANNEL_ID, deliver, deliver_and_wait, slash_command, user
 from tests.hypothesis_profiles import examples
 from tests.workers import database_url
@@ -63,7 +64,7 @@ server = pytest.fixture(fake_discord, name="server")
 
 
 @pytest.fixture
-def bot_settings(settings, tmp_path):
+def bot_settings(settings, tmp_path, veo_fake):
     quick_bot_settings(settings, tmp_path)
     settings.VEO_QUOTA_LIMIT = 10_000  # every case is judged on its input alone
 
@@ -160,11 +161,12 @@ def test_markdown_and_mentions_are_escaped_in_the_queued_embed(server):
 
 @bot_test
 @pytest.mark.usefixtures("bot_settings")
-def test_a_hostile_prompt_delivered_in_the_channel_pings_only_the_requester(server):
+def test_a_hostile_prompt_delivered_in_the_channel_pings_only_the_requester(server, veo_fake):
     """Past the token's lifetime the video is posted in the channel with the one deliberate
     mention: the requester. The prompt in that post stays inert."""
     prompt = "@everyone <@&123456789012345678> <@123456789012345679> [win](https://phish.example) ```fox"
     payload = prompt_payload(prompt)
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=0.3)
 
     async def scenario(bot):
         await deliver_and_wait(bot, payload, server=server)
@@ -174,7 +176,7 @@ def test_a_hostile_prompt_delivered_in_the_channel_pings_only_the_requester(serv
             what="delivery",
         )
 
-    run_bot(scenario, backend=ScriptedVeo(seconds=0.3))
+    run_bot(scenario)
     queued, post = server.messages_in(CHANNEL_ID)
     requester = int(payload["member"]["user"]["id"])
     assert post["content"] == f"<@{requester}>" and post["allowed_mentions"] == {"parse": [], "users": [requester]}

@@ -11,8 +11,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from tests.bot_harness import ScriptedVeo, eventually, fake_discord, new_bot, quick_bot_settings, run_bot
+from tests.bot_harness import eventually, fake_discord, new_bot, quick_bot_settings, run_bot
 from tests.factories import VideoRequestFactory
+from tests.fakes import veo_server
 from tests.fakes.discord_server import BOT_TOKEN
 from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver_and_wait, slash_command
 from tracking import aio, services
@@ -24,7 +25,7 @@ MODERATOR = "mod-alice"
 
 
 @pytest.fixture(autouse=True)
-def bot_settings(settings, tmp_path):
+def bot_settings(settings, tmp_path, veo_fake):
     quick_bot_settings(settings, tmp_path)
     settings.DISCORD_ACTIONS_POLL = timedelta(milliseconds=50)
 
@@ -223,7 +224,8 @@ def test_two_bots_perform_each_action_once(server):
 
 
 @pytest.mark.parametrize("way", ["interaction", "channel"])
-def test_a_video_removed_before_delivery_is_not_delivered(server, way):
+def test_a_video_removed_before_delivery_is_not_delivered(server, way, veo_fake):
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=0.5)
     payload = veo()
 
     async def scenario(bot):
@@ -236,7 +238,7 @@ def test_a_video_removed_before_delivery_is_not_delivered(server, way):
             server.advance(16 * 60)  # the token is spent: the outcome is posted in the channel
         await eventually(delivered(int(payload["id"])), what="delivery")
 
-    run_bot(scenario, backend=ScriptedVeo(seconds=0.5))
+    run_bot(scenario)
     row = VideoRequest.objects.get(interaction_id=payload["id"])
     assert (row.status, row.review_status, row.delivery_method) == ("completed", "removed", way)
     message = server.message(row.discord_message_id)

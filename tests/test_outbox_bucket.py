@@ -24,7 +24,7 @@ PAGE = "/admin/tracking/videorequest/{}/change/"
 
 
 @pytest.fixture(autouse=True)
-def bot_settings(settings, tmp_path, gcs_api, signing_key):
+def bot_settings(settings, tmp_path, gcs_api, signing_key, veo_fake):
     quick_bot_settings(settings, tmp_path)
     settings.DISCORD_ACTIONS_POLL = timedelta(milliseconds=50)
     settings.VEO_OUTPUT_GCS_URI = BUCKET

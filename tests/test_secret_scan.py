@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from tests.factories import VideoRequestFactory
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.interactions import slash_command
-from tests.fakes.veo_server import FakeVeoServer
+from tests.fakes.veo_server import FakeVeoServer, scenario
 from tests.helpers import csrf_token, free_port, http_status, next_interaction
 from tests.tcp_proxy import TcpProxy
 from tests.test_bot_processes import BotProcess
@@ -149,6 +149,7 @@ def test_the_bot_through_success_refusal_and_outage(db_settings, db_password, tm
     truncate_requests()
     with (
         FakeDiscordServer(bot_token=TOKEN) as server,
+        FakeVeoServer(api_keys=[VEO_KEY], default_scenario=scenario("slow", seconds=0.5)) as veo,
         TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy,
     ):
         database_url = url_with_password(db_settings, db_password, host="127.0.0.1", port=proxy.port)
@@ -157,9 +158,10 @@ def test_the_bot_through_success_refusal_and_outage(db_settings, db_password, tm
                 database_url,
                 tmp_path,
                 DISCORD_API_BASE_URL=server.base_url,
+                VEO_BACKEND="express",
+                VEO_API_BASE_URL=veo.url,
                 VEO_LEASE="2s",
                 DATABASE_PROBE_INTERVAL="1s",
-                SCRIPTED_VEO_SECONDS="0.5",
             ),
             tmp_path / "bot.log",
         )
@@ -190,6 +192,7 @@ def test_the_bot_through_success_refusal_and_outage(db_settings, db_password, tm
         finally:
             bot.cleanup()
         sent = "\n".join(repr(call.json) for call in server.requests())
+        assert {r.auth for r in veo.creates()} == {"api_key"} and len(veo.creates()) == 2  # the key was in use
     log = bot.log()
     assert "DEGRADED" in log and "database reachable again" in log  # the paths were really taken
     assert_no_secrets(log, "bot log", db_password)

@@ -22,7 +22,7 @@ from generation.delivery import CliDelivery
 from generation.listener import APPLICATION_NAME
 from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
-from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
+from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes.interactions import deliver_and_wait, slash_command
 from tests.helpers import admit
 from tests.tcp_proxy import TcpProxy
@@ -122,7 +122,7 @@ def test_admission_in_another_process_wakes_an_idle_worker_process(db_settings, 
 server = pytest.fixture(fake_discord, name="server")
 
 
-def test_the_bots_own_admission_wakes_its_worker(server, settings, tmp_path):
+def test_the_bots_own_admission_wakes_its_worker(server, settings, tmp_path, veo_fake):
     quick_bot_settings(settings, tmp_path)
     settings.VEO_WORKER_IDLE_POLL = IDLE_POLL
     settings.VEO_WORKER_LISTEN = False  # no NOTIFY heard: only the in-process wake-up can start it
@@ -137,7 +137,7 @@ def test_the_bots_own_admission_wakes_its_worker(server, settings, tmp_path):
             what="the start",
         )
 
-    request = run_bot(scenario, backend=ScriptedVeo(seconds=0))
+    request = run_bot(scenario)
     assert waited(request.id) < PROMPTLY
 
 

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from django.db import connection
@@ -96,3 +97,44 @@ def truncate_requests() -> None:
     """Workers claim whatever is queued, so worker tests start from an empty queue."""
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE video_requests CASCADE")
+
+
+def watch_for_second_deliveries(db: dict, server, *, lease: timedelta, claim_poll: timedelta) -> None:
+    """After every request is delivered: fail at any sign of a second delivery, for as long as one
+    could still be on its way -- until a full lease and a claim poll have passed since the last.
+
+    A delivery is made by a process holding the request's claim, and recording it frees the claim;
+    a delivered request is never claimable again. So a second delivery can only come from
+    (a) a process that claimed the request earlier and lost its lease to the one that delivered:
+    it finds out at its next renewal, a third of a lease later, and stops -- a post it still makes
+    lands within the lease -- or (b) a process claiming a delivered request again, which an idle
+    process tries every claim poll (VEO_WORKER_IDLE_POLL). Both would show here within that
+    window: a claimed row, a claim counted in ``attempts``, a second 'delivered' event, or a
+    message posted or edited in Discord after everything was delivered."""
+    from psycopg import connect
+
+    from tests.concurrency import conninfo
+
+    state_sql = (
+        "SELECT (SELECT count(*) FROM video_requests WHERE claimed_by IS NOT NULL),"
+        " (SELECT coalesce(sum(attempts), 0) FROM video_requests),"
+        " (SELECT count(*) FROM video_request_events WHERE kind = 'delivered'),"
+        " (SELECT max(delivered_at) FROM video_requests) + %s - clock_timestamp()"
+    )
+
+    def discord_writes() -> int:
+        return sum(r.method != "GET" for r in server.requests())
+
+    with connect(**conninfo(db), autocommit=True) as conn:
+        claimed, attempts, delivered, left = conn.execute(state_sql, [lease + claim_poll]).fetchone()
+        writes = discord_writes()
+        assert claimed == 0, f"{claimed} requests still claimed after every delivery"
+        while left is not None and left.total_seconds() > 0:
+            time.sleep(min(0.2, left.total_seconds()))
+            now = conn.execute(state_sql, [lease + claim_poll]).fetchone()
+            assert now[:3] == (0, attempts, delivered), (
+                f"after every delivery: {now[0]} claimed (was 0), {now[1]} claims counted (was {attempts}),"
+                f" {now[2]} deliveries recorded (was {delivered})"
+            )
+            assert discord_writes() == writes, "Discord was written to after every request was delivered"
+            left = now[3]

@@ -14,7 +14,8 @@ from discordbot.display import inert
 from tests.bot_process import BotProcess
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import CHANNEL_ID
-from tests.workers import runworker_process, wait_for
+from tests.workers import runworker_process, wait_for, watch_for_second_deliveries
+from veosite.config import parse_duration
 
 # Titles of a reply that is still waiting for its outcome.
 IN_PROGRESS = {"Queued", "Generating…"}
@@ -85,6 +86,17 @@ class Fleet:
             lambda: self.server.interaction(payload["id"]).acknowledged_at is not None,
             timeout=30,
             what=f"an answer to interaction {payload['id']}",
+        )
+
+    def watch_for_second_deliveries(self, db: dict) -> None:
+        """Once every request is delivered: fail at any sign of a second delivery until none could
+        still come, a full lease and a claim poll of these processes after the last delivery
+        (tests/workers.py says why that is long enough)."""
+        watch_for_second_deliveries(
+            db,
+            self.server,
+            lease=parse_duration(self.env["VEO_LEASE"]),
+            claim_poll=parse_duration(self.env["VEO_WORKER_IDLE_POLL"]),
         )
 
     def stop(self) -> None:

@@ -129,7 +129,7 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
                 interval=0.5,
                 what="every admitted request delivered",
             )
-            time.sleep(2)  # room for a duplicate delivery, if one were on its way
+            fleet.watch_for_second_deliveries(db)
             fleet.stop()
         finally:
             fleet.cleanup()

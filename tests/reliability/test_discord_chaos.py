@@ -1,7 +1,7 @@
-"""Discord chaos: the real bot (discord.py, worker, database) delivering a batch of videos while
-the Discord fake misbehaves at random per request (seeded): 429s with retry-after (per route
-and global), 5xx, unknown webhooks and expired interaction tokens, missing permissions and
-small upload limits in the channel.
+"""Discord chaos: the real bot (discord.py, worker, database, google-genai against the Veo fake)
+delivering a batch of videos while the Discord fake misbehaves at random per request (seeded):
+429s with retry-after (per route and global), 5xx, unknown webhooks and expired interaction
+tokens, missing permissions and small upload limits in the channel.
 
 Every fault is sent once first, then at random (seeded, the seed printed), and some generations
 fail; the run checks it met every fault. Afterwards every request's outcome must be what delivery promises (docs/ARCHITECTURE.md) given its faults:
@@ -19,9 +19,11 @@ from datetime import timedelta
 
 import pytest
 
-from tests.bot_harness import ScriptedVeo, eventually, fake_discord, quick_bot_settings, run_bot
+from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes import discord_server as fake
+from tests.fakes import veo_server
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, deliver_and_wait, slash_command, user
+from tests.outcomes import BY_NAME
 from tracking.models import VideoRequest
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
@@ -29,6 +31,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
 server = pytest.fixture(fake_discord, name="server")
 MEDIA_URL = "https://media.example.com/veo/"
 SMALL = 1024  # bytes: an upload limit the sample video does not fit
+FAILED = BY_NAME["operation_failed"]  # an error from Veo: a failure embed is what gets delivered
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,9 @@ def _problems(server, plan: Plan, row: VideoRequest | None) -> list[str]:
     return problems
 
 
-def test_discord_misbehaving_at_random(server, settings, tmp_path, scale, chaos_seed, chaos_report):
+def test_discord_misbehaving_at_random(server, settings, tmp_path, scale, chaos_seed, chaos_report, veo_fake):
     quick_bot_settings(settings, tmp_path)
+    veo_fake.default_scenario = veo_server.scenario("slow", seconds=1.0)
     settings.VEO_PUBLIC_MEDIA_URL = MEDIA_URL
     settings.VEO_RETRY_BACKOFF = timedelta(milliseconds=50)  # between delivery attempts
     settings.VEO_WORKER_SLOTS = settings.VEO_MAX_CONCURRENT = 16
@@ -160,7 +164,7 @@ def test_discord_misbehaving_at_random(server, settings, tmp_path, scale, chaos_
     for number, (fault, failed_generation) in enumerate(zip(faults, failed, strict=True)):
         payload = slash_command(
             "veo",
-            {"prompt": f"a red fox in snow, take {number}" + (" [fail]" if failed_generation else "")},
+            {"prompt": (FAILED.prompt if failed_generation else str)(f"a red fox in snow, take {number}")},
             author=user(USER_ID + 1000 + number, f"user{number}"),
             channel_id=CHANNEL_ID + 1000 + number,
             attachment_size_limit=SMALL if fault == "small_interaction_limit" else 10 * 1024 * 1024,
@@ -185,7 +189,7 @@ def test_discord_misbehaving_at_random(server, settings, tmp_path, scale, chaos_
         )
 
     try:
-        run_bot(scenario, backend=ScriptedVeo(seconds=1.0))
+        run_bot(scenario)
     finally:
         rows = {
             row.interaction_id: row

@@ -96,7 +96,7 @@ def test_kill_9_bots_and_workers_loses_and_duplicates_nothing(chaos_report, scal
                 return rows.count() == requests
 
             wait_for(all_delivered, timeout=scale(quick=90, full=300), interval=0.5, what="every request delivered")
-            time.sleep(2)  # room for a duplicate delivery, if one were on its way
+            fleet.watch_for_second_deliveries(db_settings)
             fleet.stop()
         finally:
             fleet.cleanup()
