@@ -15,7 +15,9 @@ died, and may be replayed in full. Lines:
   {"kind": "request", "interaction_id": …, "request": {admission fields, status, created_at, …}}
   {"kind": "step", "interaction_id": …, "step": {"status": …, "at": …, …}}   (lifecycle)
   {"kind": "step", "interaction_id": …, "step": {"delivered": true, "at": …, "method": …}}
-  {"kind": "started", "interaction_id": …, "request_id": …, "operation_name": …, "at": …}   (write-ahead)
+  {"kind": "started", "interaction_id": …, "request_id": …, "operation_name": …, "at": …}   (written ahead)
+  {"kind": "delivered", "interaction_id": …, "request_id": …, "method": …, "message_id": …, "error": …,
+   "removal_known": …, "at": …}                                                              (written ahead)
 
 Replay (generation.replay) is idempotent on the interaction id. What cannot be replayed -- a
 line that is not JSON, a step whose request is missing, a request the database refuses -- is
@@ -42,7 +44,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
-QUARANTINE = "quarantine"  # the folder, inside the journal's, of entries that could not be replayed
+QUARANTINE = "quarantine"
+# What each kind written ahead carries besides its request and time.
+AHEAD_KINDS = {
+    "started": ("operation_name",),
+    "delivered": ("method", "message_id", "error", "removal_known"),
+}  # the folder, inside the journal's, of entries that could not be replayed
 
 
 @dataclass
@@ -64,13 +71,15 @@ class Unreadable:
 
 
 @dataclass(frozen=True)
-class Started:
-    """A Veo operation started for a request already in PostgreSQL, written ahead of its record there."""
+class Ahead:
+    """What happened outside to a request already in PostgreSQL -- a Veo start ("started"), a delivery
+    ("delivered") -- written ahead of its record there."""
 
     number: int  # the line
+    kind: str
     request_id: int
     interaction_id: int
-    operation_name: str
+    facts: dict  # operation_name; or method, message_id, error, removal_known
     at: str
 
 
@@ -80,7 +89,7 @@ class Contents:
     PostgreSQL, and the lines that make no sense."""
 
     requests: dict[int, Journaled] = field(default_factory=dict)
-    started: list[Started] = field(default_factory=list)
+    ahead: list[Ahead] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
 
 
@@ -142,10 +151,11 @@ class Journal:
 
 
 class WriteAhead:
-    """Veo starts written ahead of their record in PostgreSQL, in journal files of their own.
+    """What a worker did outside -- a Veo start, a delivery -- written ahead of its record in
+    PostgreSQL, in journal files of their own.
 
-    A worker writes the operation name here the moment Veo answers a start, then records it in
-    PostgreSQL and says so (``recorded``). A file goes as soon as every start in it is recorded
+    A worker writes the operation name here the moment Veo answers a start (the receipt the moment
+    Discord took a delivery), then records it in PostgreSQL and says so (``recorded``). A file goes as soon as every start in it is recorded
     (when starts overlap, a busy file gives way to a new one every LINES_PER_FILE lines), so
     nothing is read back while the process lives: only a killed process leaves a file, with the
     starts it had not recorded, for generation.replay."""
@@ -159,7 +169,7 @@ class WriteAhead:
         self._outstanding: dict[Journal, int] = {}  # file -> starts in it not yet recorded
 
     def write(self, entry: dict) -> Journal:
-        """Write a start (blocking: call through asyncio.to_thread); returns the file it is in."""
+        """Write an entry (blocking: call through asyncio.to_thread); returns the file it is in."""
         with self._lock:
             if self._current.lines >= self.LINES_PER_FILE:
                 self._current = Journal(self.directory)  # the full one goes once its starts are recorded
@@ -169,7 +179,7 @@ class WriteAhead:
         return journal
 
     def recorded(self, journal: Journal) -> None:
-        """One start written to ``journal`` is in PostgreSQL now (blocking, briefly)."""
+        """One entry written to ``journal`` is in PostgreSQL now (blocking, briefly)."""
         with self._lock:
             self._outstanding[journal] -= 1
             if not self._outstanding[journal]:
@@ -208,15 +218,10 @@ def read(path: Path, *, lines: int | None = None) -> Contents:
                     contents.requests.setdefault(interaction_id, Journaled(interaction_id, dict(entry["request"])))
                 elif kind == "step" and interaction_id in contents.requests:
                     contents.requests[interaction_id].steps.append(dict(entry["step"]))
-                elif kind == "started":
-                    contents.started.append(
-                        Started(
-                            number,
-                            int(entry["request_id"]),
-                            interaction_id,
-                            str(entry["operation_name"]),
-                            str(entry["at"]),
-                        )
+                elif kind in AHEAD_KINDS:
+                    facts = {key: entry[key] for key in AHEAD_KINDS[kind]}
+                    contents.ahead.append(
+                        Ahead(number, kind, int(entry["request_id"]), interaction_id, facts, str(entry["at"]))
                     )
                 else:
                     problem = "a step whose request is not in the file" if kind == "step" else f"unknown kind {kind!r}"

@@ -97,8 +97,8 @@ class JournalReplayer:
             written = 0
             for item in contents.requests.values():
                 written += await self._write(item, source=path)
-            for start in contents.started:
-                await self._record_start(start, source=path)
+            for entry in contents.ahead:
+                await self._record_ahead(entry, source=path)
             for line in contents.unreadable:
                 await self._quarantine_line(line, source=path)
             path.unlink(missing_ok=True)
@@ -150,30 +150,32 @@ class JournalReplayer:
             )
         return int(inserted)
 
-    async def _record_start(self, start: journal_module.Started, *, source: Path) -> None:
-        """A start a killed process wrote ahead of its record (generation.journal.WriteAhead): record it."""
+    async def _record_ahead(self, entry: journal_module.Ahead, *, source: Path) -> None:
+        """A start or a delivery a killed process wrote ahead of its record (generation.journal.WriteAhead):
+        record it, unless someone did since."""
+        record = services.record_journaled_start if entry.kind == "started" else services.record_journaled_delivery
         try:
             recorded = await aio.run(
-                services.record_journaled_start,
-                request_id=start.request_id,
-                interaction_id=start.interaction_id,
-                operation_name=start.operation_name,
-                at=start.at,
+                record,
+                request_id=entry.request_id,
+                interaction_id=entry.interaction_id,
+                at=entry.at,
                 actor=ACTOR,
+                **entry.facts,
             )
         except DATABASE_DOWN:
             raise
         except Exception as error:
-            line = journal_module.Unreadable(start.number, json.dumps(start.__dict__).encode(), _describe(error))
+            line = journal_module.Unreadable(entry.number, json.dumps(entry.__dict__).encode(), _describe(error))
             await self._quarantine_line(line, source=source)
             return
         if recorded:
             log.warning(
-                "request %s: its start (operation %s) was recorded from %s, where its worker wrote it "
-                "before it could record it",
-                start.request_id,
-                start.operation_name,
+                "request %s: %s recorded from %s, where its worker wrote it before it could record it (%s)",
+                entry.request_id,
+                entry.kind,
                 source.name,
+                entry.facts,
             )
 
     async def _quarantine_line(self, line: journal_module.Unreadable, *, source: Path) -> None:

@@ -50,22 +50,11 @@ class PostgresStore:
         self.handling: dict[int, asyncio.Task] = {}
 
     async def started(self, request: VideoRequest, *, operation_name: str) -> VideoRequest:
-        written = None
-        if self.ahead is not None:
-            # Killed between Veo's answer and the record below, the worker would leave nothing that
-            # names the operation, and whoever took the request over would start it again. Whoever
-            # replays a killed process's journal (generation.replay) records it instead.
-            entry = {
-                "kind": "started",
-                "interaction_id": request.interaction_id,
-                "request_id": request.id,
-                "operation_name": operation_name,
-                "at": timezone.now().isoformat(),
-            }
-            written = await asyncio.to_thread(self.ahead.write, entry)
+        # Killed between Veo's answer and the record below, the worker would leave nothing that
+        # names the operation, and whoever took the request over would start it again.
+        written = await self._write_ahead(request, "started", operation_name=operation_name)
         moved = await self._transition(services.mark_generating, request, insist=True, operation_name=operation_name)
-        if written is not None:
-            await asyncio.to_thread(self.ahead.recorded, written)
+        await self._recorded(written)
         if moved is not request:
             return moved  # cancelled by a moderator while Veo was starting it
         request.status, request.operation_name, request.started_at = Status.GENERATING, operation_name, timezone.now()
@@ -112,20 +101,40 @@ class PostgresStore:
 
     async def delivered(self, request: VideoRequest, *, receipt: Receipt) -> None:
         removed = request.review_status == ReviewStatus.REMOVED
-        recorded = await self._insist(
-            services.record_delivery,
-            request_id=request.id,
-            worker=self.worker,
-            method=receipt.method,
-            message_id=receipt.message_id,
-            error=receipt.error,
-            removal_known=removed,
-        )
+        # Discord has it: killed before the record below (or while the database is away), the
+        # worker would leave the request undelivered in the record, and it would be sent again.
+        facts = {
+            "method": receipt.method,
+            "message_id": receipt.message_id,
+            "error": receipt.error,
+            "removal_known": removed,
+        }
+        written = await self._write_ahead(request, "delivered", **facts)
+        recorded = await self._insist(services.record_delivery, request_id=request.id, worker=self.worker, **facts)
+        await self._recorded(written)
         if not recorded:
             raise Superseded()
         if removed:
             # Removed before it was generated or stored: its file outlived the removal.
             await aio.run(services.discard_removed_outputs, request_id=request.id)
+
+    async def _write_ahead(self, request: VideoRequest, kind: str, **facts):
+        """What happened outside, written to this process's journal before its record here;
+        whoever replays a killed process's journal (generation.replay) records it instead."""
+        if self.ahead is None:
+            return None
+        entry = {
+            "kind": kind,
+            "interaction_id": request.interaction_id,
+            "request_id": request.id,
+            **facts,
+            "at": timezone.now().isoformat(),
+        }
+        return await asyncio.to_thread(self.ahead.write, entry)
+
+    async def _recorded(self, written) -> None:
+        if written is not None:
+            await asyncio.to_thread(self.ahead.recorded, written)
 
     async def undeliverable_here(self, request: VideoRequest, *, reason: str) -> None:
         await self.release(request.id, reason)
@@ -146,10 +155,12 @@ class PostgresStore:
             except DATABASE_DOWN as error:
                 self.lost_database(error)
                 if self.stopping():
+                    left = "its journal keeps it for the next process" if self.ahead else "it will be done again"
                     log.warning(
-                        "request %s: stopping with %s unrecorded (database unreachable); it will be done again",
+                        "request %s: stopping with %s unrecorded (database unreachable); %s",
                         fields["request_id"],
                         write.__name__,
+                        left,
                     )
                     raise
                 await asyncio.sleep(settings.DATABASE_PROBE_INTERVAL.total_seconds())

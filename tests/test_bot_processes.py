@@ -356,5 +356,41 @@ def test_a_worker_killed_between_the_veo_start_and_its_record_leaves_the_start_t
     assert row.status == "completed" and {p.operation_name for p in veo_fake.polls()} == {row.operation_name}
     generating = VideoRequestEvent.objects.get(request_id=request_id, to_status="generating")
     assert generating.actor == "bot-journal" and "wrote ahead" in generating.detail["reason"]
-    assert "its start (operation" in (tmp_path / "successor.log").read_text()
+    assert "started recorded from" in (tmp_path / "successor.log").read_text()
     assert not list((tmp_path / "journal").glob("*.jsonl"))  # replayed and gone
+
+
+def test_a_bot_killed_between_a_delivery_and_its_record_leaves_it_to_its_successor(bots, server, db_settings, tmp_path):
+    """Discord has taken the video (the original reply is edited) when the database goes away, so
+    the delivery cannot be recorded, and the bot is killed while it insists. The delivery was
+    written ahead to its journal; the next bot records it instead of posting the video again."""
+    payload = veo()
+    edit = f"PATCH /webhooks/*/{payload['token']}/messages/@original"
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        doomed = bots("doomed", seconds=1, database=through(proxy, db_settings))
+        doomed.send(server, payload)
+        wait_for(lambda: (r := row(payload)) and r.status == "generating", what="generating")
+        server.rate_limit(edit, retry_after=3)  # the delivery's edit waits 3 s: the database goes meanwhile
+        wait_for(lambda: server.requests(edit), what="the delivery under way")
+        proxy.cut()
+        wait_for(lambda: attached(server, payload), timeout=30, what="the video in the reply")
+        journal = tmp_path / "journal"
+        wait_for(
+            lambda: any('"kind":"delivered"' in p.read_text() for p in journal.glob("*.jsonl")),
+            timeout=30,
+            what="the delivery written ahead",
+        )
+        doomed.kill()
+        proxy.restore()
+    assert row(payload).delivered_at is None  # nothing in the database says it was delivered
+
+    successor = bots("successor", seconds=1)
+    wait_for(lambda: (r := row(payload)) and r.delivered_at, timeout=60, what="the delivery recorded")
+    watch_for_second_deliveries(db_settings, server, lease=parse_duration(LEASE), claim_poll=parse_duration(IDLE_POLL))
+    assert successor.stop() == 0
+    request = row(payload)
+    assert (request.status, request.delivery_method) == ("completed", "interaction")
+    assert request.discord_message_id == int(server.original_response(payload["id"])["id"])
+    assert server.messages_in(CHANNEL_ID) == [server.original_response(payload["id"])]  # no second post
+    assert lifecycle(request.id)[-1] == ("delivered", None)
+    assert "delivered recorded from" in successor.log()

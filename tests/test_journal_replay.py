@@ -310,5 +310,5 @@ def test_starts_written_ahead_leave_no_file_once_recorded_and_a_file_when_killed
     left = start(4)
     ahead.close()  # stopped with start 4 unrecorded: its file stays, for whoever replays it
     assert files() == [left.path.name]
-    [entry] = journal_module.read(left.path).started
-    assert (entry.request_id, entry.operation_name) == (4, "op/4")
+    [entry] = journal_module.read(left.path).ahead
+    assert (entry.kind, entry.request_id, entry.facts) == ("started", 4, {"operation_name": "op/4"})

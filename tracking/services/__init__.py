@@ -32,6 +32,7 @@ from tracking.services.moderation import (
 from tracking.services.outbox import claim_discord_action, finish_discord_action
 from tracking.services.queue import claim_next, claim_work, record_delivery, release, renew_lease
 from tracking.services.replay import (
+    record_journaled_delivery,
     record_journaled_start,
     record_quarantined,
     replay_journaled_request,
@@ -77,6 +78,7 @@ __all__ = [
     "release",
     "renew_lease",
     "replay_journaled_request",
+    "record_journaled_delivery",
     "record_journaled_start",
     "record_quarantined",
     "resolve_quarantined",

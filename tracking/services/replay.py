@@ -55,6 +55,47 @@ def record_journaled_start(*, request_id: int, interaction_id: int, operation_na
         return cursor.fetchone() is not None
 
 
+# A delivery its worker wrote ahead to its journal (Discord had taken it; its record had not
+# been made), recorded as the worker would have: once, whoever holds the lease now.
+_RECORD_DELIVERY_SQL = """
+WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true))
+SELECT record_video_request_delivery(r.id, NULL, %(method)s, %(message_id)s::bigint, %(error)s::text,
+                                     %(removal_known)s)
+FROM who, video_requests r
+WHERE r.id = %(id)s AND r.interaction_id = %(interaction_id)s AND r.delivered_at IS NULL
+"""
+
+
+def record_journaled_delivery(
+    *,
+    request_id: int,
+    interaction_id: int,
+    method: str,
+    message_id: int | None,
+    error: str | None,
+    removal_known: bool,
+    at: str,
+    actor: str,
+) -> bool:
+    """Record a delivery found in a journal; True if the request was not recorded delivered yet.
+    (It is stamped now: the delivery happened at ``at``, a moment before.)"""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _RECORD_DELIVERY_SQL,
+            {
+                "id": request_id,
+                "interaction_id": interaction_id,
+                "method": method,
+                "message_id": message_id,
+                "error": _text(error) if error else None,
+                "removal_known": bool(removal_known),
+                "actor": actor,
+            },
+        )
+        row = cursor.fetchone()
+        return row is not None and row[0] is not None
+
+
 _RECORD_QUARANTINED_SQL = """
 INSERT INTO journal_quarantine (entry_key, host, interaction_id, user_id, kind, error, entry, quarantined_at)
 VALUES (%(key)s, %(host)s, %(interaction_id)s, %(user_id)s, %(kind)s, %(error)s, %(entry)s, %(at)s)
