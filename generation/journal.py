@@ -44,6 +44,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
+AHEAD_SUFFIX = ".ahead.jsonl"  # WriteAhead's files: only a killed process leaves one with anything to replay
 QUARANTINE = "quarantine"
 # What each kind written ahead carries besides its request and time.
 AHEAD_KINDS = {
@@ -96,12 +97,16 @@ class Contents:
 class Journal:
     """This process's journal file, created on the first write."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, suffix: str = SUFFIX):
         self.directory = Path(directory)
-        self.path = self.directory / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        self.suffix = suffix
+        self.path = self._new_path()
         self._fd: int | None = None
         self._lock = threading.Lock()  # appends come from worker threads
         self.lines = 0  # written to the current file
+
+    def _new_path(self) -> Path:
+        return self.directory / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{self.suffix}"
 
     def append(self, entry: dict) -> None:
         """Write one line and fsync it (blocking: call through asyncio.to_thread)."""
@@ -132,7 +137,7 @@ class Journal:
             self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
-            self.path = self.directory / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+            self.path = self._new_path()
             self.lines = 0
             return True
 
@@ -152,47 +157,54 @@ class Journal:
 
 class WriteAhead:
     """What a worker did outside -- a Veo start, a delivery -- written ahead of its record in
-    PostgreSQL, in journal files of their own.
+    PostgreSQL, in journal files of their own (``*.ahead.jsonl``).
 
     A worker writes the operation name here the moment Veo answers a start (the receipt the moment
-    Discord took a delivery), then records it in PostgreSQL and says so (``recorded``). A file goes as soon as every start in it is recorded
-    (when starts overlap, a busy file gives way to a new one every LINES_PER_FILE lines), so
-    nothing is read back while the process lives: only a killed process leaves a file, with the
-    starts it had not recorded, for generation.replay."""
+    Discord took a delivery), then records it in PostgreSQL and says so (``recorded``). A file
+    gives way to a new one every LINES_PER_FILE lines and goes once everything in it is recorded;
+    on a clean stop every file whose entries are all recorded goes. Nothing is read back while
+    the process lives: only a killed one leaves files, and generation.replay records from them
+    what nobody has recorded since."""
 
-    LINES_PER_FILE = 200
+    LINES_PER_FILE = 1000
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self._lock = threading.Lock()
-        self._current = Journal(self.directory)
-        self._outstanding: dict[Journal, int] = {}  # file -> starts in it not yet recorded
+        self._current = Journal(self.directory, suffix=AHEAD_SUFFIX)
+        self._outstanding: dict[Journal, int] = {}  # file -> entries in it not yet recorded
 
     def write(self, entry: dict) -> Journal:
         """Write an entry (blocking: call through asyncio.to_thread); returns the file it is in."""
         with self._lock:
             if self._current.lines >= self.LINES_PER_FILE:
-                self._current = Journal(self.directory)  # the full one goes once its starts are recorded
+                self._retire(self._current)
+                self._current = Journal(self.directory, suffix=AHEAD_SUFFIX)
             journal = self._current
             self._outstanding[journal] = self._outstanding.get(journal, 0) + 1
         journal.append(entry)
         return journal
 
     def recorded(self, journal: Journal) -> None:
-        """One entry written to ``journal`` is in PostgreSQL now (blocking, briefly)."""
+        """One entry written to ``journal`` is in PostgreSQL now (cheap: a full file's removal at most)."""
         with self._lock:
             self._outstanding[journal] -= 1
-            if not self._outstanding[journal]:
-                del self._outstanding[journal]
-                journal.remove()
-                if journal is self._current:
-                    self._current = Journal(self.directory)
+            if journal is not self._current:
+                self._retire(journal)
+
+    def _retire(self, journal: Journal) -> None:
+        if not self._outstanding.get(journal):
+            self._outstanding.pop(journal, None)
+            journal.remove()
 
     def close(self) -> None:
-        """On shutdown: the files with starts still unrecorded stay, for replay."""
+        """On shutdown: files whose entries are all recorded go; the others stay, for replay."""
         with self._lock:
-            for journal in self._outstanding:
-                journal.close()
+            for journal in {*self._outstanding, self._current}:
+                if self._outstanding.get(journal):
+                    journal.close()
+                else:
+                    journal.remove()
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -326,3 +338,8 @@ def quarantined(directory: Path) -> list[Quarantined]:
         except (OSError, ValueError) as error:
             log.warning("quarantined entry %s is unreadable itself (%s)", path.name, error)
     return found
+
+
+def degraded_journals(directory: Path) -> list[Path]:
+    """The journal files of degraded mode (not the write-ahead ones) in a folder."""
+    return [path for path in sorted(Path(directory).glob(f"*{SUFFIX}")) if not path.name.endswith(AHEAD_SUFFIX)]

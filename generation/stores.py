@@ -54,7 +54,7 @@ class PostgresStore:
         # names the operation, and whoever took the request over would start it again.
         written = await self._write_ahead(request, "started", operation_name=operation_name)
         moved = await self._transition(services.mark_generating, request, insist=True, operation_name=operation_name)
-        await self._recorded(written)
+        self._recorded(written)
         if moved is not request:
             return moved  # cancelled by a moderator while Veo was starting it
         request.status, request.operation_name, request.started_at = Status.GENERATING, operation_name, timezone.now()
@@ -111,7 +111,7 @@ class PostgresStore:
         }
         written = await self._write_ahead(request, "delivered", **facts)
         recorded = await self._insist(services.record_delivery, request_id=request.id, worker=self.worker, **facts)
-        await self._recorded(written)
+        self._recorded(written)
         if not recorded:
             raise Superseded()
         if removed:
@@ -132,9 +132,9 @@ class PostgresStore:
         }
         return await asyncio.to_thread(self.ahead.write, entry)
 
-    async def _recorded(self, written) -> None:
+    def _recorded(self, written) -> None:
         if written is not None:
-            await asyncio.to_thread(self.ahead.recorded, written)
+            self.ahead.recorded(written)
 
     async def undeliverable_here(self, request: VideoRequest, *, reason: str) -> None:
         await self.release(request.id, reason)

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from generation.journal import degraded_journals
 from tests.bot_process import BotProcess
 from tests.fakes import discord_server as fake
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
@@ -150,7 +151,7 @@ def test_database_outage_degraded_answers_then_replay_with_nothing_missing(bots,
         proxy.restore()
 
         wait_for(lambda: all(row(p) for p in [*during, over]), timeout=30, what="the replay")
-        wait_for(lambda: not list((tmp_path / "journal").glob("*.jsonl")), what="the journal emptied")
+        wait_for(lambda: not degraded_journals(tmp_path / "journal"), what="the journal emptied")
         assert bot.stop() == 0
 
     # Answers during the outage: fast, specific, private refusal, video attached.
@@ -217,7 +218,7 @@ def test_killed_during_the_outage_loses_nothing(bots, server, db_settings, tmp_p
         ("status_changed", "completed"),
         ("delivered", None),
     ]
-    assert not list((tmp_path / "journal").glob("*.jsonl"))
+    assert not degraded_journals(tmp_path / "journal")
     post = server.messages_in(CHANNEL_ID)[-1]
     assert post["content"] == f"<@{USER_ID}>" and "resumed after a restart" in post["embeds"][0]["footer"]["text"]
 

@@ -279,9 +279,10 @@ def test_a_run_that_ends_during_a_pass_is_written_whole_in_a_later_one(tmp_path)
     assert not journal.path.exists()  # everything replayed: the journal is discarded
 
 
-def test_starts_written_ahead_leave_no_file_once_recorded_and_a_file_when_killed(tmp_path, monkeypatch):
-    """A live worker never reads its write-ahead back: a file goes when every start in it is
-    recorded; a full one gives way to a new one; what a stopped process had not recorded stays."""
+def test_what_is_written_ahead_leaves_no_file_once_recorded_and_a_file_when_killed(tmp_path, monkeypatch):
+    """A live worker never reads its write-ahead back: a full file gives way to a new one and goes
+    once everything in it is recorded; a clean stop removes what is all recorded; what a stopped
+    process had not recorded stays, for replay."""
     monkeypatch.setattr(journal_module.WriteAhead, "LINES_PER_FILE", 2)
     ahead = journal_module.WriteAhead(tmp_path)
 
@@ -296,19 +297,24 @@ def test_starts_written_ahead_leave_no_file_once_recorded_and_a_file_when_killed
             }
         )
 
-    files = lambda: sorted(path.name for path in tmp_path.glob("*.jsonl"))  # noqa: E731
+    files = lambda: sorted(path.name for path in tmp_path.glob("*.ahead.jsonl"))  # noqa: E731
     one, two = start(1), start(2)
-    assert one is two and len(files()) == 1
+    assert one is two and files() == [one.path.name]
     three = start(3)  # the first file is full: a new one
     assert three is not one and len(files()) == 2
     ahead.recorded(one)
     assert len(files()) == 2  # start 2 is not recorded yet
     ahead.recorded(two)
-    assert files() == [three.path.name]
+    assert files() == [three.path.name]  # the full file went with its last entry
     ahead.recorded(three)
-    assert files() == []
+    assert files() == [three.path.name]  # the current file stays while the process lives
     left = start(4)
+    assert left is three
     ahead.close()  # stopped with start 4 unrecorded: its file stays, for whoever replays it
     assert files() == [left.path.name]
-    [entry] = journal_module.read(left.path).ahead
-    assert (entry.kind, entry.request_id, entry.facts) == ("started", 4, {"operation_name": "op/4"})
+    entries = journal_module.read(left.path).ahead  # replay records 4; 3 is recorded already (a no-op)
+    assert [(e.kind, e.request_id, e.facts) for e in entries] == [
+        ("started", 3, {"operation_name": "op/3"}),
+        ("started", 4, {"operation_name": "op/4"}),
+    ]
+    assert journal_module.degraded_journals(tmp_path) == []  # not taken for degraded mode's journal

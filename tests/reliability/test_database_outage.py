@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 import psycopg
 import pytest
 
+from generation.journal import degraded_journals
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.interactions import slash_command, user
 from tests.fakes.veo_server import FakeVeoServer
@@ -116,7 +117,7 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
                     fleet.start("bot")  # the database is still down: the new bot starts degraded
             journal = tmp_path / "journal"
             wait_for(
-                lambda: len(_rows(db)) == requests and not list(journal.glob("*.jsonl")),
+                lambda: len(_rows(db)) == requests and not degraded_journals(journal),
                 timeout=scale(quick=60, full=180),
                 interval=0.5,
                 what="every request replayed",
