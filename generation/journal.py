@@ -122,7 +122,8 @@ class Journal:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours until we exit
-            _fsync_directory(self.directory)  # the new file's name survives a crash too
+            if self.durable:
+                _fsync_directory(self.directory)  # the new file's name survives a crash too
         os.write(self._fd, line)  # one write of a whole line, O_APPEND: lines never interleave
         if self.durable:
             os.fsync(self._fd)
@@ -182,7 +183,8 @@ class WriteAhead:
         self._outstanding: dict[Journal, int] = {}  # file -> entries in it not yet recorded
 
     def write(self, entry: dict) -> Journal:
-        """Write an entry (blocking: call through asyncio.to_thread); returns the file it is in."""
+        """Write an entry; returns the file it is in. Not fsync'd, it takes microseconds: call it
+        from the event loop."""
         with self._lock:
             if self._current.lines >= self.LINES_PER_FILE:
                 self._retire(self._current)

@@ -52,7 +52,7 @@ class PostgresStore:
     async def started(self, request: VideoRequest, *, operation_name: str) -> VideoRequest:
         # Killed between Veo's answer and the record below, the worker would leave nothing that
         # names the operation, and whoever took the request over would start it again.
-        written = await self._write_ahead(request, "started", operation_name=operation_name)
+        written = self._write_ahead(request, "started", operation_name=operation_name)
         moved = await self._transition(services.mark_generating, request, insist=True, operation_name=operation_name)
         self._recorded(written)
         if moved is not request:
@@ -109,7 +109,7 @@ class PostgresStore:
             "error": receipt.error,
             "removal_known": removed,
         }
-        written = await self._write_ahead(request, "delivered", **facts)
+        written = self._write_ahead(request, "delivered", **facts)
         recorded = await self._insist(services.record_delivery, request_id=request.id, worker=self.worker, **facts)
         self._recorded(written)
         if not recorded:
@@ -118,7 +118,7 @@ class PostgresStore:
             # Removed before it was generated or stored: its file outlived the removal.
             await aio.run(services.discard_removed_outputs, request_id=request.id)
 
-    async def _write_ahead(self, request: VideoRequest, kind: str, **facts):
+    def _write_ahead(self, request: VideoRequest, kind: str, **facts):
         """What happened outside, written to this process's journal before its record here;
         whoever replays a killed process's journal (generation.replay) records it instead."""
         if self.ahead is None:
@@ -130,7 +130,7 @@ class PostgresStore:
             **facts,
             "at": timezone.now().isoformat(),
         }
-        return await asyncio.to_thread(self.ahead.write, entry)
+        return self.ahead.write(entry)
 
     def _recorded(self, written) -> None:
         if written is not None:
