@@ -77,12 +77,12 @@ def test_kill_9_bots_and_workers_loses_and_duplicates_nothing(chaos_report, scal
         env = {
             **process_env(database=database_url(db_settings), veo_url=veo.url, tmp_path=tmp_path, quota_limit=5),
             **QUICK_DEADLINES_ENV,
-            # A killed process's requests wait out its lease before anyone resumes them: the deadlines
-            # must leave room for that, or a request resumed late ends by its deadline (rightly, but
-            # not as its scenario says).
+            # The deadlines leave room for the slowest success and for a killed process's lease,
+            # which its requests wait out before anyone resumes them; otherwise a success resumed
+            # late ends by its deadline (rightly, but not as its scenario says).
             "VEO_LEASE": "2s",
-            "VEO_GENERATION_TIMEOUT": "10s",
-            "VEO_QUEUE_TIMEOUT": "10s",
+            "VEO_GENERATION_TIMEOUT": f"{slowest + 8}s",
+            "VEO_QUEUE_TIMEOUT": f"{slowest + 8}s",
         }
         fleet = Fleet(env=env, server=server, tmp_path=tmp_path, workers=2)
         try:
