@@ -22,10 +22,12 @@ from django.conf import settings
 
 from discordbot import payloads
 from discordbot.commands import refuse_malformed
+from generation.runtime import sleep_unless
 
 log = logging.getLogger(__name__)
 
 Chore = Callable[[asyncio.Event], Awaitable[None]]  # runs until the event is set
+RESTART_AFTER = 1  # seconds before a chore that failed starts again
 
 
 class StartupError(Exception):
@@ -92,7 +94,7 @@ class VeoBot(commands.Bot):
         if self._cog is not None:
             await self.add_cog(self._cog)
         self._tasks = [
-            asyncio.create_task(chore(self._stop), name=getattr(chore, "__name__", "chore")) for chore in self._chores
+            asyncio.create_task(self._keep(chore), name=getattr(chore, "__name__", "chore")) for chore in self._chores
         ]
         log.info("bot ready: application %s, %s", self.application_id, self.description_of_work)
 
@@ -104,6 +106,19 @@ class VeoBot(commands.Bot):
             for close in self._closing:
                 close()
         await super().close()
+
+    async def _keep(self, chore: Chore) -> None:
+        """Run a chore until the bot stops. One that fails is logged and started again: a task that
+        died unnoticed would leave, say, degraded mode without the watch that ends it."""
+        while not self._stop.is_set():
+            try:
+                await chore(self._stop)
+                return
+            except Exception:
+                log.exception(
+                    "%s failed; starting it again in %s s", getattr(chore, "__name__", "a chore"), RESTART_AFTER
+                )
+                await sleep_unless(self._stop, RESTART_AFTER)
 
     async def _on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         log.error(
