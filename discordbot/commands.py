@@ -24,7 +24,7 @@ from discordbot import display, payloads
 from discordbot.discord_delivery import DiscordDelivery
 from generation import wakeup
 from generation.admission import Admitter, Decision
-from generation.health import DATABASE_DOWN, DatabaseHealth
+from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, selectors, services
 from tracking.errors import InvalidInput
 from tracking.services import VideoParameters
@@ -153,6 +153,7 @@ async def handle_veo(
         reason=decision.reason_code,
         admit_ms=decision.admit_ms,
         degraded=decision.degraded or None,
+        held=decision.held or None,
         interaction_id=interaction.id,
         prompt=logs.preview(clean.prompt),
     )
@@ -217,6 +218,7 @@ async def _answer(interaction: discord.Interaction, decision: Decision, deferred
             limit=decision.limit,
             reset_at=decision.reset_at,
             degraded=decision.degraded,
+            held=decision.held,
         )
         if deferred:
             await interaction.edit_original_response(embed=embed, allowed_mentions=none)
@@ -292,7 +294,7 @@ async def quota_text(interaction: discord.Interaction, *, admitter: Admitter) ->
 async def history_text(interaction: discord.Interaction, *, health: DatabaseHealth) -> str:
     if not health.degraded:
         try:
-            page = await aio.run(selectors.user_history, user_id=interaction.user.id, limit=10)
+            page = await aio.run_within(ANSWER_TIMEOUT, selectors.user_history, user_id=interaction.user.id, limit=10)
         except DATABASE_DOWN as error:
             health.failed(error)
         else:

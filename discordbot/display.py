@@ -119,6 +119,7 @@ def queued_embed(
     limit: int,
     reset_at: datetime | None,
     degraded: bool = False,
+    held: bool = False,
 ) -> discord.Embed:
     embed = _base(request, "Queued", COLOURS[Status.PENDING])
     if ahead is not None:
@@ -129,7 +130,9 @@ def queued_embed(
         embed.add_field(name="ETA", value=f"~{humanize_duration(timedelta(milliseconds=median_ms * rounds))}")
     embed.add_field(name="Quota", value=quota_line(remaining=remaining, limit=limit, reset_at=reset_at))
     footer = label(request)
-    if degraded:
+    if held:
+        footer += " · the database did not answer in time: saved, and it starts once the database answers"
+    elif degraded:
         footer += " · database unreachable: running from the local journal"
     embed.set_footer(text=footer)
     return fit_embed(embed)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from generation import wakeup
 from generation.degraded import DegradedRunner
-from generation.health import DATABASE_DOWN, DatabaseHealth
+from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from generation.limiter import LocalLimiter
 from tracking import aio, selectors, services
 from tracking.models import Source, Status, VideoRequest
@@ -35,6 +35,9 @@ class Decision:
     ahead: int | None = None
     median_ms: int | None = None
     degraded: bool = False
+    # Degraded because the database did not answer in time: it may have admitted the request all
+    # the same, so the request waits for it instead of running here (Admitter.admit).
+    held: bool = False
     admit_ms: float = 0.0
 
 
@@ -107,6 +110,7 @@ class Admitter:
     ) -> Decision:
         """``params`` must already be clean (services.clean_parameters)."""
         started = time.perf_counter()
+        held = False
         if not self.health.degraded and not self._unreplayed.get(user_id):
             try:
                 decision = await self._admit_in_database(
@@ -118,11 +122,19 @@ class Admitter:
                 )
             except DATABASE_DOWN as error:
                 self.health.failed(error)
+                # Refused connections never reached it; a call that went unanswered (a network
+                # partition) may have: the database may admit it whenever the call gets through.
+                held = isinstance(error, aio.NoAnswer)
             else:
                 decision.admit_ms = (time.perf_counter() - started) * 1000
                 return decision
         decision = await self._admit_locally(
-            interaction_id=interaction_id, user_id=user_id, guild_id=guild_id, channel_id=channel_id, params=params
+            interaction_id=interaction_id,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            params=params,
+            held=held,
         )
         decision.admit_ms = (time.perf_counter() - started) * 1000
         return decision
@@ -138,7 +150,8 @@ class Admitter:
     ) -> Decision:
         # One trip to the database thread pool for both statements: under a burst of /veo the
         # pool's queue, not the statements, is what the user waits for.
-        answer, estimate = await aio.run(
+        answer, estimate = await aio.run_within(
+            ANSWER_TIMEOUT,
             _admit_and_estimate,
             interaction_id=interaction_id,
             user_id=user_id,
@@ -188,7 +201,12 @@ class Admitter:
         guild_id: int | None,
         channel_id: int | None,
         params: VideoParameters,
+        held: bool,
     ) -> Decision:
+        """This process's answer while the database is away. A ``held`` request is journaled but
+        not run: replay gives it to the database, which runs it as a row it admitted itself if its
+        unanswered admission got through after all, or as the journal's row if not. Either way it
+        runs once, where a run here could have been a second one."""
         if interaction_id in self._journaled:
             seen = self._journaled[interaction_id]
             return Decision(**{**seen.__dict__, "duplicate": True})
@@ -208,7 +226,7 @@ class Admitter:
         request.error_code, request.error_message = local.reason_code, local.reason
         if local.admitted:
             self._unreplayed.setdefault(user_id, set()).add(interaction_id)
-        await self.runner.admit(request)  # journaled (fsync'd) before anyone is told anything
+        await self.runner.admit(request, hold=held)  # journaled (fsync'd) before anyone is told anything
         decision = Decision(
             request,
             local.admitted,
@@ -218,8 +236,9 @@ class Admitter:
             local.limit,
             local.remaining,
             local.reset_at,
-            ahead=self.runner.ahead,
+            ahead=None if held else self.runner.ahead,
             degraded=True,
+            held=held and local.admitted,
         )
         self._journaled[interaction_id] = decision
         return decision
@@ -227,7 +246,9 @@ class Admitter:
     async def quota(self, *, user_id: int, guild_id: int | None) -> Quota:
         if not self.health.degraded:
             try:
-                status = await aio.run(selectors.quota_status, user_id=user_id, guild_id=guild_id)
+                status = await aio.run_within(
+                    ANSWER_TIMEOUT, selectors.quota_status, user_id=user_id, guild_id=guild_id
+                )
             except DATABASE_DOWN as error:
                 self.health.failed(error)
             else:

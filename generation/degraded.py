@@ -175,16 +175,18 @@ class DegradedRunner:
     def ahead(self) -> int:
         return max(len(self.runs) - settings.VEO_WORKER_SLOTS, 0)
 
-    async def admit(self, request: VideoRequest) -> None:
-        """Journal an admitted or refused request (before anyone is told); run the admitted ones."""
-        if request.status == Status.PENDING:
+    async def admit(self, request: VideoRequest, *, hold: bool = False) -> None:
+        """Journal an admitted or refused request (before anyone is told); run the admitted ones,
+        except one to ``hold``: replay hands that to the database as it is (generation.admission)."""
+        runs = request.status == Status.PENDING and not hold
+        if runs:
             self.reserved.add(request.interaction_id)  # a replay must not take it for finished
         try:
             await self.store.admitted(request)
         except BaseException:
             self.reserved.discard(request.interaction_id)
             raise
-        if request.status == Status.PENDING:
+        if runs:
             self._submit(request)
 
     def cancel(self, interaction_id: int, *, reason: str) -> bool:

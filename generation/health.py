@@ -3,6 +3,12 @@
 ``DatabaseHealth`` notices an outage (any call failing with one of ``DATABASE_DOWN``), logs one
 warning for it, and from then on probes with a short connect timeout instead of letting every
 request wait out the pool's; degraded mode (generation.degraded) runs while it says so.
+
+A server that is down refuses or resets connections, and calls fail at once. A network partition
+does neither: packets stop, and a call waits for as long as it lasts. So what a user waits on has
+a deadline (``ANSWER_TIMEOUT``, tracking.aio.run_within), and while the database is up a
+heartbeat on a connection of its own notices a partition within
+HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT even when nothing else touches the database.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
 from generation.runtime import sleep_unless
+from tracking.aio import NoAnswer
 
 log = logging.getLogger(__name__)
 
 DATABASE_DOWN = (OperationalError, InterfaceError)  # the database went away (pool timeouts included)
 PROBE_TIMEOUT = 2  # seconds: a probe answers fast or the database counts as down
+ANSWER_TIMEOUT = 2  # seconds: a call a Discord user waits on (Discord gives the first answer 3 s)
+HEARTBEAT_INTERVAL = 0.5  # seconds between two heartbeats while the database is up
+HEARTBEAT_TIMEOUT = 1  # seconds a heartbeat waits for its answer
 # Keys of the database OPTIONS that are Django's, not libpq connection parameters.
 DJANGO_ONLY_OPTIONS = {"pool", "isolation_level", "assume_role", "server_side_binding", "cursor_factory", "context"}
 
@@ -93,11 +103,71 @@ class DatabaseHealth:
         )
 
 
+class Heartbeat:
+    """``SELECT 1`` on a connection of its own (outside the pool, so never queued behind a burst of
+    requests), given up after HEARTBEAT_TIMEOUT. A connection left hanging by a partition is
+    abandoned to its thread, which closes it whenever the network lets it finish."""
+
+    def __init__(self) -> None:
+        self._conn: psycopg.Connection | None = None
+
+    async def check(self) -> None:
+        """Raises one of DATABASE_DOWN unless the database answers in time."""
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._beat), HEARTBEAT_TIMEOUT)
+        except TimeoutError:
+            self._conn = None
+            raise NoAnswer(f"PostgreSQL did not answer a heartbeat within {HEARTBEAT_TIMEOUT} s") from None
+        except psycopg.Error as error:
+            self._conn = None
+            raise OperationalError(str(error)) from error
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _beat(self) -> None:
+        reused = self._conn is not None
+        try:
+            self._select_one()
+        except psycopg.OperationalError:
+            if not reused:
+                raise
+            self._select_one()  # the connection died meanwhile (an outage since, a restart): a new one
+
+    def _select_one(self) -> None:
+        conn = self._conn
+        try:
+            if conn is None:
+                params = {
+                    **connection_parameters(application_name="veobot-heartbeat"),
+                    "connect_timeout": PROBE_TIMEOUT,
+                }
+                conn = self._conn = psycopg.connect(**params, autocommit=True)
+            conn.execute("SELECT 1")
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            if self._conn is conn:
+                self._conn = None
+            raise
+        if self._conn is not conn:  # given up on while it hung: nobody else will close it
+            conn.close()
+
+
 async def watch_database(
     health: DatabaseHealth, stop: asyncio.Event, *, every_pass: Callable[[], Awaitable[object]] | None = None
 ) -> None:
     """While the database is unreachable, probe it every DATABASE_PROBE_INTERVAL; when it answers,
-    end the outage. ``every_pass`` (the journal replay) runs on every pass it is reachable."""
+    end the outage. ``every_pass`` (the journal replay) runs on every pass it is reachable. Beside
+    that, the heartbeat: its own loop, so that a pass waiting on the database cannot hold it up."""
+    await asyncio.gather(_probe_and_replay(health, stop, every_pass), _heartbeats(health, stop))
+
+
+async def _probe_and_replay(
+    health: DatabaseHealth, stop: asyncio.Event, every_pass: Callable[[], Awaitable[object]] | None
+) -> None:
     interval = settings.DATABASE_PROBE_INTERVAL.total_seconds()
     pool_closed = False
     while not stop.is_set():
@@ -115,3 +185,19 @@ async def watch_database(
         except Exception:
             log.exception("database watch: unexpected error (will retry)")
         await sleep_unless(stop, interval)
+
+
+async def _heartbeats(health: DatabaseHealth, stop: asyncio.Event) -> None:
+    heartbeat = Heartbeat()
+    try:
+        while not stop.is_set():
+            if not health.degraded:
+                try:
+                    await heartbeat.check()
+                except DATABASE_DOWN as error:
+                    health.failed(error)
+                except Exception:
+                    log.exception("database heartbeat: unexpected error (will retry)")
+            await sleep_unless(stop, HEARTBEAT_INTERVAL)
+    finally:
+        await asyncio.to_thread(heartbeat.close)

@@ -1,5 +1,10 @@
-"""A TCP proxy in front of PostgreSQL that a test can cut and restore: an outage on demand,
-without stopping the server other tests share."""
+"""A TCP proxy in front of PostgreSQL that a test can cut, partition and restore: an outage on
+demand, without stopping the server other tests share.
+
+``cut`` is a server that died: connections reset, new ones refused. ``partition`` is a network
+that stopped carrying packets: nothing is closed or refused, nothing gets through either way,
+and connections made meanwhile hang in their handshake; ``restore`` lets everything held back
+through, as TCP retransmission does when a partition heals."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ class TcpProxy:
     def __init__(self, *, host: str, port: int | None):
         self.target_host, self.target_port = host, port or 5432
         self.up = True
+        self.flowing = asyncio.Event()  # cleared while partitioned
         self._pipes: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="pg-proxy", daemon=True)
@@ -41,10 +47,16 @@ class TcpProxy:
         self.up = False
         asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result(10)
 
+    def partition(self) -> None:
+        """Stop forwarding, both ways, without closing or refusing anything."""
+        self._loop.call_soon_threadsafe(self.flowing.clear)
+
     def restore(self) -> None:
         self.up = True
+        self._loop.call_soon_threadsafe(self.flowing.set)
 
     async def _serve(self) -> int:
+        self.flowing.set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         return self._server.sockets[0].getsockname()[1]
 
@@ -57,6 +69,7 @@ class TcpProxy:
         if not self.up:
             writer.transport.abort()
             return
+        await self.flowing.wait()  # partitioned: the client's handshake waits, as on a dead route
         try:
             if self.target_host.startswith("/"):
                 up_reader, up_writer = await asyncio.open_unix_connection(
@@ -73,6 +86,7 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self.flowing.wait()  # partitioned: held back, neither lost nor refused
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

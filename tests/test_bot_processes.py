@@ -196,6 +196,58 @@ def test_database_outage_degraded_answers_then_replay_with_nothing_missing(bots,
     assert log.count("database reachable again") == 1 and "Traceback" not in log
 
 
+def test_network_partition_answers_every_veo_in_time_and_runs_each_request_once(
+    bots, server, db_settings, tmp_path, veo_fake
+):
+    # A partition resets nothing and refuses nothing: packets stop. The first /veo's admission
+    # goes out just as they stop and is never answered; nor is the heartbeat. The bot must
+    # give up on the database in time to answer, and the request it could not hear about must
+    # still run once -- the database admits it when the partition heals.
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        bot = bots("bot", seconds=1, database=through(proxy, db_settings))
+        before = veo("a calm lake before the partition")
+        bot.send(server, before)
+        wait_for(lambda: (r := row(before)) and r.delivered_at, what="delivery before the partition")
+
+        proxy.partition()
+        unheard = veo("a red fox, sent as the network stops")
+        bot.send(server, unheard)
+        wait_for(lambda: "DEGRADED: PostgreSQL is unreachable" in bot.log(), what="the partition noticed")
+        during = veo("a red fox, sent during the partition")
+        bot.send(server, during)
+        wait_for(lambda: attached(server, during), timeout=30, what="a video during the partition")
+        wait_for(lambda: server.original_response(unheard["id"]), what="the unheard request's answer")
+        held = server.original_response(unheard["id"])
+        assert held["embeds"][0]["title"] == "Queued"
+        assert "did not answer in time" in held["embeds"][0]["footer"]["text"]
+        assert not attached(server, unheard)  # held: not run while the database may have it
+        proxy.restore()
+
+        wait_for(lambda: all((r := row(p)) and r.delivered_at for p in (unheard, during)), timeout=60, what="both")
+        wait_for(lambda: not degraded_journals(tmp_path / "journal"), what="the journal emptied")
+        watch_for_second_deliveries(
+            db_settings, server, lease=parse_duration(LEASE), claim_poll=parse_duration(IDLE_POLL)
+        )
+        assert bot.stop() == 0
+
+    for payload in (unheard, during):
+        assert server.interaction(payload["id"]).acknowledged_after < fake.INTERACTION_DEADLINE
+        request = row(payload)
+        assert (request.status, request.counts_toward_quota) == ("completed", True)
+        assert lifecycle(request.id) == [
+            ("created", "pending"),
+            ("status_changed", "generating"),
+            ("status_changed", "completed"),
+            ("delivered", None),
+        ]
+    assert sorted(create.prompt for create in veo_fake.creates()) == sorted(
+        payload["data"]["options"][0]["value"] for payload in (before, unheard, during)
+    )  # one Veo start each
+    assert attached(server, unheard) or server.messages_in(CHANNEL_ID)[-1]["attachments"]
+    log = bot.log()
+    assert log.count("DEGRADED: PostgreSQL is unreachable") == 1 and "Traceback" not in log
+
+
 def test_killed_during_the_outage_loses_nothing(bots, server, db_settings, tmp_path):
     with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
         via_proxy = through(proxy, db_settings)

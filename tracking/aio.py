@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connections
+from django.db import OperationalError, connections
 
 T = TypeVar("T")
 
@@ -38,3 +38,18 @@ async def run(fn: Callable[..., T], /, **kwargs: Any) -> T:
     """``await run(services.admit_request, user_id=..., ...)`` without blocking the loop."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool(), functools.partial(_call_and_release, fn, kwargs))
+
+
+class NoAnswer(OperationalError):
+    """PostgreSQL did not answer in time: as good as unreachable for whoever is waiting (a network
+    partition resets nothing, so without a deadline a call would wait for as long as it lasts)."""
+
+
+async def run_within(seconds: float, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """``run``, given up after ``seconds`` with ``NoAnswer``. The call itself cannot be stopped: its
+    thread finishes whenever the database answers, so what it does must be safe to do late (an
+    admission is: the caller records what it told the user, and replay reconciles the two)."""
+    try:
+        return await asyncio.wait_for(run(fn, **kwargs), seconds)
+    except TimeoutError:
+        raise NoAnswer(f"PostgreSQL did not answer within {seconds:g} s") from None

@@ -97,6 +97,13 @@ def _database() -> dict:
     db["OPTIONS"] = {
         **options,
         "connect_timeout": DATABASE_CONNECT_TIMEOUT,
+        # Over TCP, a partition (nothing reset, nothing answered) fails a connection after 20 s
+        # of unacknowledged data or a minute of silence, instead of the kernel's 15 minutes; a
+        # call a user waits on has its own, shorter deadline (generation.health.ANSWER_TIMEOUT).
+        "tcp_user_timeout": 20_000,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
         "options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
         "application_name": "veobot",
         "pool": {"min_size": 1, "max_size": DATABASE_MAX_CONNECTIONS, "timeout": DATABASE_CONNECT_TIMEOUT},

@@ -8,7 +8,10 @@ The bot must answer every interaction (degraded answers while the database is aw
 each user to the quota within each process, and after recovery the database must hold every
 request, ended as its scenario says, with its complete history, replayed from the journal,
 and nothing quarantined. The second variant also kills the bot (-9) in the middle of the
-outage and starts a new one while the database is still down.
+outage and starts a new one while the database is still down. The third is a network partition
+instead: the bots reach PostgreSQL through a TCP proxy that stops forwarding, both ways, without
+closing or refusing anything (tests/tcp_proxy.py), until it lets everything held back through.
+Every variant also holds each interaction to Discord's 3 s for its first answer.
 
 Cancellation is the one ending not provoked here: during an outage only the requester can
 cancel, and tests/reliability/test_degraded_property.py covers it with the engine's own call.
@@ -17,17 +20,19 @@ cancel, and tests/reliability/test_degraded_property.py covers it with the engin
 import random
 import time
 from collections import Counter, defaultdict
+from datetime import datetime
 
 import psycopg
 import pytest
 
 from generation.journal import degraded_journals
-from tests.fakes.discord_server import FakeDiscordServer
+from tests.fakes.discord_server import INTERACTION_DEADLINE, FakeDiscordServer
 from tests.fakes.interactions import slash_command, user
 from tests.fakes.veo_server import FakeVeoServer
 from tests.outcomes import OUTCOMES, QUICK_DEADLINES_ENV
 from tests.reliability.fleet import Fleet, final_answers, process_env
 from tests.reliability.own_postgres import OwnPostgres
+from tests.tcp_proxy import TcpProxy
 from tests.workers import database_url, wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.own_server]
@@ -46,8 +51,12 @@ def postgres():
     server.stop()  # not left running between runs
 
 
-@pytest.mark.parametrize("kill_bot", [False, True], ids=["bot_stays_up", "bot_killed_during_outage"])
-def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale, tmp_path, postgres, kill_bot):
+@pytest.mark.parametrize(
+    ("fault", "kill_bot"),
+    [("stopped", False), ("stopped", True), ("partitioned", False)],
+    ids=["bot_stays_up", "bot_killed_during_outage", "network_partitioned"],
+)
+def test_database_lost_mid_run_loses_nothing(chaos_report, chaos_seed, scale, tmp_path, postgres, fault, kill_bot):
     requests = scale(quick=24, full=200)
     outage = scale(quick=8, full=60)  # seconds PostgreSQL is stopped
     send_window = scale(quick=16, full=120)  # the outage sits in its middle
@@ -84,7 +93,8 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
         users=users,
         quota=QUOTA,
         asks_per_user=ASKS_PER_USER,
-        postgres=f"{postgres.version}, stopped with pg_ctl -m fast",
+        postgres=postgres.version,
+        fault="stopped with pg_ctl -m fast" if fault == "stopped" else "partitioned: a proxy stops forwarding",
         outage_seconds=outage,
         bot_killed_during_outage=kill_bot,
         outcomes_sent=dict(Counter(outcome.name for outcome in outcomes)),
@@ -92,9 +102,10 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
     )
 
     sent_by = {}  # prompt -> (which bot process got it, whether the database was down)
-    with FakeDiscordServer() as server, FakeVeoServer() as veo:
+    with FakeDiscordServer() as server, FakeVeoServer() as veo, TcpProxy(host=postgres.socket_dir, port=None) as proxy:
+        bots_db = {**db, "HOST": "127.0.0.1", "PORT": proxy.port} if fault == "partitioned" else db
         env = {
-            **process_env(database=database_url(db), veo_url=veo.url, tmp_path=tmp_path, quota_limit=QUOTA),
+            **process_env(database=database_url(bots_db), veo_url=veo.url, tmp_path=tmp_path, quota_limit=QUOTA),
             **QUICK_DEADLINES_ENV,
         }
         fleet = Fleet(env=env, server=server, tmp_path=tmp_path)
@@ -106,10 +117,11 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
                     fleet.send(payloads[what])
                     sent_by[what] = (fleet.starts["bot"], down)
                 elif kind == "stop":
-                    postgres.stop()
-                    down, stopped_at = True, time.monotonic()
+                    stopped_at, stopped_wall = time.monotonic(), time.time()
+                    proxy.partition() if fault == "partitioned" else postgres.stop()
+                    down = True
                 elif kind == "start":
-                    postgres.start()
+                    proxy.restore() if fault == "partitioned" else postgres.start()
                     down = False
                     chaos_report.inject(outage_measured_seconds=round(time.monotonic() - stopped_at, 1))
                 else:
@@ -135,6 +147,7 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
         finally:
             fleet.cleanup()
         answers = final_answers(server, payloads)
+        first_answer = {prompt: server.interaction(payloads[prompt]["id"]).acknowledged_after for prompt in payloads}
         creates = Counter(create.prompt for create in veo.creates())
         assert server.internal_errors == []
     quarantined = list((tmp_path / "journal" / "quarantine").glob("*.json"))
@@ -163,6 +176,9 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
         },
         ended_otherwise=len(wrong),
         answered_during_outage=sum(down for _, down in sent_by.values()),
+        slowest_first_answer_during_outage_s=round(max(first_answer[p] or 99 for p in sent_by if sent_by[p][1]), 2),
+        slowest_first_answer_otherwise_s=round(max(first_answer[p] or 99 for p in sent_by if not sent_by[p][1]), 2),
+        held_for_the_database=logs.count(" held=True"),
         final_answers=dict(Counter(answers.values())),
         refusals=sum(histories[p] == REFUSAL for p in rows),
         most_counted_per_user_and_process=max(per_process.values(), default=0),
@@ -172,10 +188,12 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
         quarantined=len(quarantined),
         journal_files_left=len(journal_left),
         degraded_warnings=logs.count("DEGRADED: PostgreSQL is unreachable"),
+        outage_noticed_after_s=_noticed_after(logs, stopped_wall),
         bot_processes=fleet.starts["bot"],
     )
 
     assert set(rows) == set(payloads)  # every interaction is in the database after recovery
+    assert [p for p, after in first_answer.items() if after is None or after >= INTERACTION_DEADLINE] == []
     assert [p for p, count in answers.items() if count != 1] == []  # one final answer each
     assert wrong == {}  # every request ended as its scenario says, with its whole history
     assert {p: histories[p] for p in rows if p not in admitted and histories[p] != REFUSAL} == {}
@@ -189,6 +207,16 @@ def test_database_stopped_mid_run_loses_nothing(chaos_report, chaos_seed, scale,
     # With the bot killed, a start it could not record before the outage dies with it and is made
     # again: the known gap in docs/RELIABILITY.md, counted above as started_twice.
     assert "Traceback" not in logs
+
+
+def _noticed_after(logs: str, since: float) -> float | None:
+    """Seconds from the fault to the first process's DEGRADED warning (the logs' local-time stamps)."""
+    stamps = [
+        datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for line in logs.splitlines()
+        if "DEGRADED: PostgreSQL is unreachable" in line
+    ]
+    return round(min(stamps) - since, 2) if stamps else None
 
 
 def _rows(db: dict) -> dict[str, dict]:

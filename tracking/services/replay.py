@@ -5,15 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from tracking.models import QuarantineResolution
+
+INTERACTION_KEY = "video_requests_interaction_id_key"
 
 
 def replay_journaled_request(*, request: dict, steps: Sequence[dict], actor: str) -> tuple[int, bool]:
     """Write one request the bot journaled while the database was unreachable, with its original
     timestamps and every transition (validated by the usual triggers), in one transaction.
     Idempotent on the interaction id: returns (request id, False) if it is already there."""
+    try:
+        return _replay(request=request, steps=steps, actor=actor)
+    except IntegrityError as error:
+        if getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) != INTERACTION_KEY:
+            raise
+        # Its admission got there meanwhile: one the database answered too late to be heard
+        # (generation.admission, a held request). The row is there now; this finds it.
+        return _replay(request=request, steps=steps, actor=actor)
+
+
+def _replay(*, request: dict, steps: Sequence[dict], actor: str) -> tuple[int, bool]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT request_id, inserted FROM replay_video_request(%s::jsonb, %s::jsonb, %s)",

@@ -1,0 +1,62 @@
+"""The database watch (generation.health) against a PostgreSQL that stops answering: a network
+partition, through a TCP proxy that stops forwarding without closing anything, and a server
+that refuses connections. Nothing but the watch touches the database here, so what notices
+the outage is the heartbeat."""
+
+import asyncio
+import time
+
+import pytest
+
+from generation.health import DatabaseHealth, watch_database
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:Overriding setting DATABASES"),
+]
+
+
+@pytest.fixture
+def proxied(settings, db_settings):
+    """The watch's connections (generation.health.connection_parameters) go through a proxy."""
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        default = settings.DATABASES["default"]
+        settings.DATABASES = {**settings.DATABASES, "default": {**default, "HOST": "127.0.0.1", "PORT": proxy.port}}
+        yield proxy
+
+
+async def _until(condition, *, timeout: float = 15, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("fault", ["partition", "cut"])
+def test_heartbeat_notices_the_outage_with_nothing_else_asking_and_the_probe_its_end(proxied, fault):
+    health, passes = DatabaseHealth(), []
+
+    async def every_pass() -> None:
+        passes.append(health.degraded)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        watch = asyncio.create_task(watch_database(health, stop, every_pass=every_pass))
+        await _until(lambda: len(passes) >= 1, what="a first pass")
+        await asyncio.sleep(1.5)  # heartbeats answered meanwhile
+        assert not health.degraded
+        getattr(proxied, fault)()
+        await _until(lambda: health.degraded, what="the outage noticed")
+        replays_during = len(passes)
+        await asyncio.sleep(1.5)
+        assert health.degraded and len(passes) == replays_during  # no replay while it is down
+        proxied.restore()
+        await _until(lambda: not health.degraded, what="the end of the outage")
+        await _until(lambda: len(passes) > replays_during, what="a replay pass after it")
+        stop.set()
+        await asyncio.wait_for(watch, 10)  # stops promptly, even with a heartbeat left hanging
+
+    asyncio.run(scenario())
+    assert not any(passes)  # every_pass only ever ran while the database was up
