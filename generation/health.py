@@ -88,10 +88,18 @@ class DatabaseHealth:
 
     @staticmethod
     def reset_pool() -> None:
-        """Close the connection pool (blocking: run it in a thread). Entering an outage, this stops
-        its reconnect attempts; leaving one, it drops the dead connections. The next call opens a
-        new pool."""
+        """Entering an outage: close the connection pool, which stops its reconnect attempts
+        (blocking: run it in a thread). The next call opens a new pool."""
         connections["default"].close_pool()
+
+    @staticmethod
+    def refresh_pool() -> None:
+        """Leaving an outage: drop the dead connections the pool still holds idle (blocking). Not
+        a close: the calls already under way hold the pool, and would fail on a closed one --
+        a false new outage the moment this one ended."""
+        pool = connections["default"].pool
+        if pool is not None and not pool.closed:
+            pool.check()
 
     def recovered(self) -> None:
         outage = time.monotonic() - (self.down_since or time.monotonic())
@@ -177,7 +185,7 @@ async def _probe_and_replay(
                     await asyncio.to_thread(health.reset_pool)
                     pool_closed = True
                 if await asyncio.to_thread(health.probe):
-                    await asyncio.to_thread(health.reset_pool)
+                    await asyncio.to_thread(health.refresh_pool)
                     pool_closed = False
                     health.recovered()
             if not health.degraded and every_pass is not None:

@@ -4,11 +4,13 @@ that refuses connections. Nothing but the watch touches the database here, so wh
 the outage is the heartbeat."""
 
 import asyncio
+import threading
 import time
 
 import pytest
+from django.db import connection
 
-from generation.health import DatabaseHealth, watch_database
+from generation.health import DATABASE_DOWN, DatabaseHealth, watch_database
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [
@@ -60,3 +62,33 @@ def test_heartbeat_notices_the_outage_with_nothing_else_asking_and_the_probe_its
 
     asyncio.run(scenario())
     assert not any(passes)  # every_pass only ever ran while the database was up
+
+
+def test_leaving_an_outage_fails_no_call_under_way():
+    # Calls keep taking connections from the pool while the outage ends. Ending it by closing the
+    # pool failed the ones holding it ("the pool is closed"): a false new outage at once.
+    stop, errors, calls = threading.Event(), [], [0]
+
+    def caller() -> None:
+        while not stop.is_set():
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                calls[0] += 1
+            except DATABASE_DOWN as error:
+                errors.append(error)
+            finally:
+                connection.close()
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(30):
+            DatabaseHealth.refresh_pool()  # (with the pool closed here instead, calls failed)
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert calls[0] > 0 and errors == []

@@ -207,6 +207,9 @@ def test_database_lost_mid_run_loses_nothing(chaos_report, chaos_seed, scale, tm
     # With the bot killed, a start it could not record before the outage dies with it and is made
     # again: the known gap in docs/RELIABILITY.md, counted above as started_twice.
     assert "Traceback" not in logs
+    # One warning per outage and process: a second one is an outage that was not there (calls
+    # failing on a pool closed under them as the first one ended).
+    assert logs.count("DEGRADED: PostgreSQL is unreachable") == fleet.starts["bot"]
 
 
 def _noticed_after(logs: str, since: float) -> float | None:
