@@ -216,7 +216,9 @@ def test_network_partition_answers_every_veo_in_time_and_runs_each_request_once(
         during = veo("a red fox, sent during the partition")
         bot.send(server, during)
         wait_for(lambda: attached(server, during), timeout=30, what="a video during the partition")
-        wait_for(lambda: server.original_response(unheard["id"]), what="the unheard request's answer")
+        wait_for(
+            lambda: (r := server.original_response(unheard["id"])) and r["embeds"], what="the unheard one's answer"
+        )
         held = server.original_response(unheard["id"])
         assert held["embeds"][0]["title"] == "Queued"
         assert "did not answer in time" in held["embeds"][0]["footer"]["text"]
