@@ -25,7 +25,7 @@ from discordbot.discord_delivery import DiscordDelivery
 from generation import wakeup
 from generation.admission import Admitter, Decision
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
-from tracking import aio, selectors, services
+from tracking import aio, capabilities, selectors, services
 from tracking.errors import InvalidInput
 from tracking.services import VideoParameters
 from veosite import logs
@@ -44,6 +44,7 @@ def veo_commands(*, admitter: Admitter, replies: DiscordDelivery, health: Databa
     answers. Made when the bot is built, so the prompt bounds come from the settings then."""
     Prompt = app_commands.Range[str, settings.VEO_PROMPT_MIN_LENGTH, settings.VEO_PROMPT_MAX_LENGTH]
     Negative = app_commands.Range[str, 1, settings.VEO_PROMPT_MAX_LENGTH]
+    can = capabilities.of(settings.VEO_MODEL)  # the options offer what the configured model does
 
     class VeoCommands(commands.Cog):
         @app_commands.command(name="veo", description="Generate a short video with Google Veo")
@@ -51,17 +52,14 @@ def veo_commands(*, admitter: Admitter, replies: DiscordDelivery, health: Databa
             prompt="What the video should show",
             length=f"Length in seconds (default {settings.VEO_DEFAULT_DURATION})",
             ratio=f"Aspect ratio (default {settings.VEO_DEFAULT_RATIO})",
-            hd=f"1080p instead of 720p (default {'on' if settings.VEO_DEFAULT_RESOLUTION == '1080p' else 'off'})",
+            hd=f"1080p instead of 720p (default {'on' if settings.VEO_DEFAULT_RESOLUTION == '1080p' else 'off'})"
+            + _hd_lengths(can),
             audio=f"Generate sound (default {'on' if settings.VEO_DEFAULT_AUDIO else 'off'})",
             negative_prompt="What the video should not contain",
         )
         @app_commands.choices(
-            length=[
-                Choice(name="4 seconds", value=4),
-                Choice(name="6 seconds", value=6),
-                Choice(name="8 seconds", value=8),
-            ],
-            ratio=[Choice(name="16:9 landscape", value="16:9"), Choice(name="9:16 portrait", value="9:16")],
+            length=[Choice(name=f"{seconds} seconds", value=seconds) for seconds in can.durations],
+            ratio=[Choice(name=RATIO_NAMES[ratio], value=ratio) for ratio in can.aspect_ratios],
         )
         async def veo(
             self,
@@ -176,6 +174,17 @@ async def handle_veo(
     if decision.admitted and not decision.duplicate and not decision.degraded:
         # After the answer, not before: the user waits for the reply, not for other processes.
         await aio.run(wakeup.notify_workers)
+
+
+RATIO_NAMES = {"16:9": "16:9 landscape", "9:16": "9:16 portrait"}
+
+
+def _hd_lengths(can: capabilities.ModelCapabilities) -> str:
+    """Where the model makes 1080p only at some lengths, the option says so (Discord: 100 characters)."""
+    lengths = can.lengths_at("1080p")
+    if not lengths or set(lengths) == set(can.durations):
+        return ""
+    return f"; only at {' or '.join(str(length) for length in lengths)} s"
 
 
 SENT, ELSEWHERE, FAILED = "sent", "answered elsewhere", "failed"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import itertools
 import json
 import re
 import shutil
@@ -40,6 +41,8 @@ from tests.fakes.veo_server import (
     scenario,
     tiny_mp4,
 )
+from tracking.errors import InvalidInput
+from tracking.services import VideoParameters, clean_parameters
 
 MODEL = "veo-3.1-generate-001"
 OP_ID = r"[0-9a-f-]{36}"
@@ -813,19 +816,33 @@ def test_a_model_where_1080p_needs_8_seconds_refuses_it_at_4(veo):
 
 
 @pytest.mark.parametrize("model", sorted(MODEL_CAPABILITIES))
-def test_every_known_model_accepts_the_bots_parameters(veo, model):
-    parameters = {
-        "sampleCount": 1,
-        "durationSeconds": 4,
-        "aspectRatio": "16:9",
-        "resolution": "1080p",
-        "personGeneration": "allow_adult",
-        "generateAudio": True,
-        "seed": 7,
-        "negativePrompt": "blur",
-    }
-
-    assert _create_with(veo, parameters, model=model)[0] == 200
+def test_what_the_bot_admits_for_a_model_is_what_veo_accepts_and_no_more(veo, model):
+    # The bot's check before admission (clean_parameters) and the fake read the same table
+    # (tracking.capabilities): every combination one lets through, the other accepts.
+    agreed = []
+    for seconds, resolution, ratio in itertools.product((4, 5, 6, 8), ("720p", "1080p"), ("16:9", "9:16", "1:1")):
+        wanted = VideoParameters(
+            prompt="a red fox", duration_seconds=seconds, resolution=resolution, aspect_ratio=ratio, model=model
+        )
+        try:
+            clean_parameters(wanted)
+            admitted = True
+        except InvalidInput:
+            admitted = False
+        parameters = {
+            "sampleCount": 1,
+            "durationSeconds": seconds,
+            "aspectRatio": ratio,
+            "resolution": resolution,
+            "personGeneration": "allow_adult",
+            "generateAudio": True,
+            "seed": 7,
+            "negativePrompt": "blur",
+        }
+        status = _create_with(veo, parameters, model=model)[0]
+        agreed.append((seconds, resolution, ratio, admitted, status == 200))
+    assert [case for case in agreed if case[3] != case[4]] == []
+    assert any(case[3] for case in agreed) and not all(case[3] for case in agreed)
 
 
 def test_an_unknown_model_is_404_not_found_through_the_sdk(sdk, veo):

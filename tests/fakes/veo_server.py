@@ -38,6 +38,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tracking import capabilities
+from tracking.capabilities import ModelCapabilities
+
 # Google's canonical status name for each HTTP status the fake answers with.
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -81,36 +84,10 @@ MISSING_CREDENTIAL = "Request is missing required authentication credential."
 _MARKER = re.compile(r"\[scenario:(?P<name>\w+)(?P<params>(?:\s+\w+=[^\s\]]+)*)\s*\]")
 
 
-@dataclass(frozen=True)
-class ModelCapabilities:
-    """The parameter values one Veo model accepts, from the Vertex AI Veo model reference.
-
-    ``resolutions`` maps each resolution to the durations it is offered at, so a model where
-    1080p needs 8 s (as the Gemini API documents for Veo 3.1) would be ``{"1080p": (8,)}``. The
-    stored Vertex docs list 720p and 1080p at every Veo 3 duration, so no row here restricts it.
-    """
-
-    durations: tuple[int, ...] = (4, 6, 8)
-    default_duration: int = 8  # what the service uses when durationSeconds is left out
-    aspect_ratios: tuple[str, ...] = ("16:9", "9:16")
-    resolutions: dict[str, tuple[int, ...]] = field(default_factory=lambda: {"720p": (4, 6, 8), "1080p": (4, 6, 8)})
-    person_generation: tuple[str, ...] = ("allow_adult", "dont_allow", "allow_all")
-    max_samples: int = 4  # sampleCount is 1..max_samples
-
-
-_VEO_3 = ModelCapabilities()
-# Every model id the fake serves; any other answers 404 NOT_FOUND, as Vertex does for an
-# unknown publisher model.
-MODEL_CAPABILITIES: dict[str, ModelCapabilities] = {
-    "veo-3.1-generate-001": _VEO_3,
-    "veo-3.1-fast-generate-001": _VEO_3,
-    "veo-3.0-generate-001": _VEO_3,
-    "veo-3.0-fast-generate-001": _VEO_3,
-    "veo-3.1-generate-preview": _VEO_3,
-    "veo-3.1-fast-generate-preview": _VEO_3,
-    "veo-3.0-generate-preview": _VEO_3,
-    "veo-3.0-fast-generate-preview": _VEO_3,
-}
+# Every model id the fake serves, with what it accepts: the project's own capability table, so
+# the fake and the bot's checks before admission say the same. Any other model answers 404
+# NOT_FOUND, as Vertex does for an unknown publisher model.
+MODEL_CAPABILITIES: dict[str, ModelCapabilities] = dict(capabilities.MODELS)
 SEED_MAX = 2**32 - 1  # seed is a uint32
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection
 
+from tracking import capabilities
 from tracking.errors import InvalidInput
 from tracking.models import AspectRatio, PersonGeneration, Resolution, Source
 from tracking.text import has_visible, prompt_text, storable_text
@@ -55,10 +56,23 @@ def clean_parameters(params: VideoParameters) -> VideoParameters:
             raise InvalidInput(
                 "negative_prompt", f"negative_prompt must be at most {high} characters (got {len(negative)})"
             )
-    require_choice("duration_seconds", params.duration_seconds, (4, 6, 8))
-    require_choice("aspect_ratio", params.aspect_ratio, AspectRatio.values)
-    require_choice("resolution", params.resolution, Resolution.values)
-    require_choice("person_generation", params.person_generation, PersonGeneration.values)
+    model_id = params.model or settings.VEO_MODEL  # the offline sample stands in for the configured model
+    can = capabilities.of(model_id)
+    require_choice("duration_seconds", params.duration_seconds, can.durations)
+    require_choice("aspect_ratio", params.aspect_ratio, can.aspect_ratios)
+    require_choice("resolution", params.resolution, [r for r in Resolution.values if r in can.resolutions])
+    if params.duration_seconds not in can.lengths_at(params.resolution):
+        lengths = " or ".join(str(length) for length in can.lengths_at(params.resolution))
+        raise InvalidInput(
+            "resolution",
+            f"{model_id} makes {params.resolution} videos only {lengths} seconds long"
+            f" (got {params.duration_seconds}): choose {lengths} seconds, or another resolution",
+        )
+    require_choice(
+        "person_generation",
+        params.person_generation,
+        [p for p in PersonGeneration.values if p in can.person_generation],
+    )
     if not isinstance(params.generate_audio, bool):
         raise InvalidInput("generate_audio", "generate_audio must be true or false")
     if params.seed is not None and (isinstance(params.seed, bool) or not 0 <= params.seed <= 4_294_967_295):
