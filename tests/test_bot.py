@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from django.utils import timezone
 
+from discordbot.commands import veo_commands
 from generation import engine as engine_module
 from tests.bot_harness import eventually, fake_discord, new_bot, quick_bot_settings, run_bot
 from tests.concurrency import conninfo
@@ -240,6 +241,33 @@ def test_invalid_options_are_refused_without_a_row(server, prompt, expected):
     text = _refusal(server, veo(prompt))
     assert text.startswith("Can't queue that: " + expected) and text.endswith("Nothing was charged.")
     assert not VideoRequest.objects.exists()
+
+
+def test_a_length_the_model_does_not_make_at_that_resolution_is_refused_naming_the_model(server, settings):
+    settings.VEO_MODEL = "veo-3.1-lite-generate-001"  # 1080p only at 8 s (tracking/capabilities.py)
+    text = _refusal(server, veo(opts={"length": 4, "hd": True}))
+    assert text == (
+        "Can't queue that: veo-3.1-lite-generate-001 makes 1080p videos only 8 seconds long (got 4):"
+        " choose 8 seconds, or another resolution. Nothing was charged."
+    )
+    assert not VideoRequest.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "model,hd",
+    [
+        ("veo-3.1-generate-001", "1080p instead of 720p (default off)"),
+        ("veo-3.1-lite-generate-001", "1080p instead of 720p (default off); only at 8 s"),
+    ],
+)
+def test_the_commands_options_say_what_the_configured_model_makes(settings, model, hd):
+    settings.VEO_MODEL = model
+    cog = veo_commands(admitter=None, replies=None, health=None)
+    [command] = [c for c in cog.get_app_commands() if c.name == "veo"]
+    options = {parameter.name: parameter for parameter in command.parameters}
+    assert options["hd"].description == hd
+    assert [choice.value for choice in options["length"].choices] == [4, 6, 8]
+    assert [choice.value for choice in options["ratio"].choices] == ["16:9", "9:16"]
 
 
 def test_slow_admission_defers_in_time_then_answers(server, db_settings):

@@ -231,3 +231,22 @@ def test_a_command_without_its_database_says_so_in_one_line(args):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("veobot: the database at 127.0.0.1:9/veobot is unreachable: ")
     assert "s3cret-pass" not in result.stdout + result.stderr
+
+
+def test_defaults_the_model_does_not_make_stop_start_up_naming_both(tmp_path):
+    env = {
+        **os.environ,
+        "SECRET_KEY": "tests-only",
+        "VEOBOT_ENV_FILE": "/dev/null",
+        "VEO_MODEL": "veo-3.1-lite-generate-001",
+        "VEO_DEFAULT_RESOLUTION": "1080p",
+        "VEO_DEFAULT_DURATION": "4",
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert (
+        "VEO_DEFAULT_DURATION=4 with VEO_DEFAULT_RESOLUTION=1080p: veo-3.1-lite-generate-001 makes 1080p"
+        " videos only 8 seconds long" in done.stderr
+    )

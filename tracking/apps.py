@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class TrackingConfig(AppConfig):
     name = "tracking"
     verbose_name = "Video requests"
+
+    def ready(self) -> None:
+        from tracking import checks  # noqa: F401  (registers the start-up checks)

@@ -65,3 +65,17 @@ UNKNOWN = ModelCapabilities(image_input=False)
 
 def of(model: str) -> ModelCapabilities:
     return MODELS.get(model, UNKNOWN)
+
+
+def defaults_problem(*, model: str, duration: int, resolution: str, ratio: str) -> str | None:
+    """Why the configured defaults would have every plain /veo refused by ``model``, or None."""
+    can = of(model)
+    if duration not in can.lengths_at(resolution):
+        offered = " or ".join(str(length) for length in can.lengths_at(resolution)) or "no length"
+        return (
+            f"VEO_DEFAULT_DURATION={duration} with VEO_DEFAULT_RESOLUTION={resolution}: {model} makes"
+            f" {resolution} videos only {offered} seconds long"
+        )
+    if ratio not in can.aspect_ratios:
+        return f"VEO_DEFAULT_RATIO={ratio}: {model} offers {', '.join(can.aspect_ratios)}"
+    return None
