@@ -517,7 +517,7 @@ def test_quota_shows_used_limit_and_next_slot(server, settings):
     run_bot(lambda bot: deliver_and_wait(bot, payload, server=server), run_worker=False)
     reply = server.original_response(payload["id"])
     assert reply["flags"] & fake.EPHEMERAL
-    assert reply["content"] == "You have used 2 of 3 videos in the last 1d.\nNext slot frees in 2h 15m."
+    assert reply["content"] == "You have used 2 of 3 videos in the last 24h.\nNext slot frees in 2h 15m."
 
 
 def test_history_lists_the_last_ten_with_status_age_and_link(server):

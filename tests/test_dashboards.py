@@ -1,5 +1,6 @@
 """The dashboard snapshots: what the page shows, how old it may be, who recomputes it."""
 
+import re
 from datetime import timedelta
 
 import psycopg
@@ -95,6 +96,7 @@ def test_page_says_how_old_the_figures_are_and_recomputes_on_request(snapshots, 
     VideoRequestFactory(user_id=42424)
     page = moderator.get(DASHBOARD).content.decode()
     assert "Figures as of" in page and "every 5m" in page and "42424" not in page
+    assert re.search(r"UTC \(\d+s ago\)", page)  # written as every duration is, not "0 minutes ago"
     response = moderator.get(f"{DASHBOARD}?days=1&recompute=1")
     assert response.status_code == 302 and response["Location"] == "?days=1"
     assert "42424" in moderator.get(DASHBOARD).content.decode()

@@ -1,6 +1,7 @@
 """Small template helpers for the moderation panel."""
 
 from django import template
+from django.utils import timezone
 
 from tracking import selectors
 
@@ -26,6 +27,12 @@ def percent(value) -> str:
 @register.filter
 def seconds(ms) -> str:
     return "–" if ms is None else f"{ms / 1000:.1f} s"
+
+
+@register.filter
+def ago(moment) -> str:
+    """How long ago, written as every duration in veobot is ('23h 59m'), not Django's timesince."""
+    return "–" if moment is None else selectors.humanize_duration(timezone.now() - moment)
 
 
 @register.simple_tag
