@@ -16,6 +16,7 @@ import discord
 from django.conf import settings
 from django.utils import timezone
 
+from tracking import capabilities
 from tracking.models import Status, VideoRequest
 from tracking.selectors import humanize_duration
 
@@ -151,13 +152,16 @@ def size_mb(size: int) -> str:
 
 
 def completed_embed(request: VideoRequest, *, link: str | None, note: str | None, footer: str | None) -> discord.Embed:
-    embed = _base(request, "Your video is ready", COLOURS[Status.COMPLETED])
+    sample = request.model == capabilities.SAMPLE_MODEL
+    embed = _base(request, "Your sample video is ready" if sample else "Your video is ready", COLOURS[Status.COMPLETED])
     if link and len(link) <= FIELD_VALUE_MAX:
         embed.add_field(name="Video", value=link, inline=False)
     elif link:
         # A signed URL can outgrow a field, and a shortened one is a broken one: the title carries it.
         embed.url = link
         embed.add_field(name="Video", value="Open it from the title link above.", inline=False)
+    if request.model == capabilities.SAMPLE_MODEL:
+        note = " ".join(filter(None, [capabilities.SAMPLE_NOTE, note]))
     if note:
         embed.add_field(name="Note", value=note, inline=False)
     embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from discordbot.commands import veo_commands
 from generation import engine as engine_module
+from generation.veo import OfflineBackend
 from tests.bot_harness import eventually, fake_discord, new_bot, quick_bot_settings, run_bot
 from tests.concurrency import conninfo
 from tests.factories import UserBanFactory, VideoRequestFactory
@@ -18,6 +19,7 @@ from tests.fakes import discord_server as fake
 from tests.fakes import veo_server
 from tests.fakes.discord_server import BOT_TOKEN
 from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver, deliver_and_wait, slash_command
+from tracking import capabilities
 from tracking.models import VideoRequest, VideoRequestEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -241,6 +243,22 @@ def test_invalid_options_are_refused_without_a_row(server, prompt, expected):
     text = _refusal(server, veo(prompt))
     assert text.startswith("Can't queue that: " + expected) and text.endswith("Nothing was charged.")
     assert not VideoRequest.objects.exists()
+
+
+def test_the_sample_video_says_it_is_one_in_discord(server, settings):
+    settings.VEO_BACKEND, settings.VEO_RECORDED_MODEL = "offline", capabilities.SAMPLE_MODEL
+    payload = veo()
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario, bot_factory=lambda **kwargs: new_bot(backend=OfflineBackend(seconds=0.1), **kwargs))
+    final = server.original_response(payload["id"])
+    [embed] = final["embeds"]
+    assert embed["title"] == "Your sample video is ready" and final["attachments"]
+    assert {f["name"]: f["value"] for f in embed["fields"]}["Note"] == capabilities.SAMPLE_NOTE
+    assert VideoRequest.objects.get(interaction_id=payload["id"]).model == "offline-sample"
 
 
 def test_a_length_the_model_does_not_make_at_that_resolution_is_refused_naming_the_model(server, settings):

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The model recorded on requests the offline backend answers with the bundled sample video
+# (veosite.settings.VEO_RECORDED_MODEL): not a generation, and every message about it says so.
+SAMPLE_MODEL = "offline-sample"
+SAMPLE_NOTE = "This is the bundled sample video, not a generation: this bot has no Veo credentials configured."
+
 LENGTHS = (4, 6, 8)  # seconds: every Veo 3 model; the schema's duration CHECK says the same
 BOTH_RESOLUTIONS = {"720p": LENGTHS, "1080p": LENGTHS}
 

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from generation import storage, wakeup
-from tracking import services
+from tracking import capabilities, services
 from tracking.errors import InvalidInput
 from tracking.models import Status, VideoRequest
 
@@ -95,7 +95,7 @@ class Command(BaseCommand):
         lines = [
             f"request {request.id}: {request.status}",
             f"  model:      {request.model}"
-            + ("  (SAMPLE video: no Veo credentials configured)" if request.model == "offline-sample" else ""),
+            + ("  (SAMPLE video: no Veo credentials configured)" if request.model == capabilities.SAMPLE_MODEL else ""),
             f"  queued:     {queued:.1f} s" if queued is not None else "  queued:     -",
             f"  generating: {request.duration_ms / 1000:.1f} s"
             if request.duration_ms is not None
