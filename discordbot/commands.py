@@ -27,6 +27,7 @@ from generation.admission import Admitter, Decision
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, capabilities, selectors, services
 from tracking.errors import InvalidInput
+from tracking.models import TERMINAL_STATUSES
 from tracking.services import VideoParameters
 from veosite import logs
 
@@ -157,6 +158,18 @@ async def handle_veo(
     )
     if not owner:
         return
+    if decision.duplicate and decision.request.status in TERMINAL_STATUSES:
+        # A replay of an interaction whose request has ended: its answer was given, and its
+        # outcome delivered; a "Queued" now would be a second answer, and a wrong one.
+        if deferred:
+            await _withdraw(interaction)
+        replies.answered(interaction.id, ok=False)
+        log.info(
+            "interaction %s replayed after its request ended (%s): not answered again",
+            interaction.id,
+            decision.request.status,
+        )
+        return
     if answer is None:
         answer = await _answer(interaction, decision, deferred)
     # Answered here or by another instance (40060): either way the original reply exists and
@@ -236,6 +249,13 @@ async def _answer(interaction: discord.Interaction, decision: Decision, deferred
         return SENT
     except discord.HTTPException as error:
         return _not_sent(interaction, error)
+
+
+async def _withdraw(interaction: discord.Interaction) -> None:
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException as error:
+        _not_sent(interaction, error)
 
 
 async def _refuse_now(interaction: discord.Interaction, text: str) -> None:

@@ -245,6 +245,22 @@ def test_invalid_options_are_refused_without_a_row(server, prompt, expected):
     assert not VideoRequest.objects.exists()
 
 
+def test_a_replay_of_an_interaction_whose_request_ended_gets_no_second_answer(server):
+    payload = veo()
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
+        before = len(server.requests())
+        await deliver_and_wait(bot, payload, server=server)  # the same interaction again
+        return server.requests()[before:]
+
+    after_replay = run_bot(scenario, run_worker=True)
+    assert [(r.method, r.route) for r in after_replay] == []  # not even an attempt Discord would refuse
+    assert server.original_response(payload["id"])["embeds"][0]["title"] == "Your video is ready"
+    assert VideoRequest.objects.filter(interaction_id=payload["id"]).count() == 1
+
+
 def test_the_sample_video_says_it_is_one_in_discord(server, settings):
     settings.VEO_BACKEND, settings.VEO_RECORDED_MODEL = "offline", capabilities.SAMPLE_MODEL
     payload = veo()
