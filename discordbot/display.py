@@ -126,9 +126,7 @@ def queued_embed(
     if ahead is not None:
         embed.add_field(name="Position", value="next up" if ahead == 0 else f"{ahead + 1} in queue")
     if median_ms is not None:
-        # Requests ahead run VEO_MAX_CONCURRENT at a time, each about the median.
-        rounds = 1 + (ahead or 0) // settings.VEO_MAX_CONCURRENT
-        embed.add_field(name="ETA", value=f"~{humanize_duration(timedelta(milliseconds=median_ms * rounds))}")
+        embed.add_field(name="ETA", value=f"~{humanize_duration(eta(ahead or 0, median_ms))}")
     embed.add_field(name="Quota", value=quota_line(remaining=remaining, limit=limit, reset_at=reset_at))
     footer = label(request)
     if held:
@@ -137,6 +135,15 @@ def queued_embed(
         footer += " · database unreachable: running from the local journal"
     embed.set_footer(text=footer)
     return fit_embed(embed)
+
+
+def eta(ahead: int, median_ms: int) -> timedelta:
+    """When a request with ``ahead`` pending before it will be ready. Those ahead start
+    VEO_MAX_CONCURRENT at a time, each taking about the median, and no faster than
+    VEO_MAX_STARTS_PER_MINUTE: whichever of the two binds decides when this one starts."""
+    by_concurrency = ahead // settings.VEO_MAX_CONCURRENT * median_ms
+    by_start_rate = ahead * 60_000 / settings.VEO_MAX_STARTS_PER_MINUTE
+    return timedelta(milliseconds=max(by_concurrency, by_start_rate) + median_ms)
 
 
 def progress_embed(request: VideoRequest, *, state: str, elapsed: timedelta) -> discord.Embed:
