@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 
+import discord
 from django.conf import settings
 
+from discordbot import buttons
 from discordbot.bot import VeoBot
+from discordbot.buttons import cancel_button
 from discordbot.commands import veo_commands
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.outbox import message_deleter
-from generation.admission import Admitter
+from generation.admission import Admitter, Decision
 from generation.degraded import DegradedRunner, JournalStore
 from generation.delivery import CliDelivery
 from generation.engine import Engine
@@ -75,8 +78,17 @@ def build_bot(
     chores = [runner.run, watch, outbox.run]
     if run_worker:
         chores.append(worker.run)
+    cancel = cancel_button(health=health, runner=runner)
+
+    def queued_view(decision: Decision) -> discord.ui.View | None:
+        # Not for a held request: until the database answers, nobody can say whether it runs.
+        return (
+            buttons.queued_view(cancel, interaction_id=decision.request.interaction_id) if not decision.held else None
+        )
+
     bot.install(
-        cog=veo_commands(admitter=admitter, replies=delivery, health=health),
+        cog=veo_commands(admitter=admitter, replies=delivery, health=health, queued_view=queued_view),
+        items=[cancel],
         chores=chores,
         closing=[journal.close],
         starting=probe_first,

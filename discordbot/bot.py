@@ -67,6 +67,7 @@ class VeoBot(commands.Bot):
         self.tree.on_error = self._on_command_error
         self._cog: commands.Cog | None = None
         self._chores: Sequence[Chore] = ()
+        self._items: Sequence[type[discord.ui.DynamicItem]] = ()
         self._closing: Sequence[Callable[[], None]] = ()
         self._started: Callable[[], Awaitable[None]] | None = None
         self.description_of_work = "no worker in this process"
@@ -77,15 +78,17 @@ class VeoBot(commands.Bot):
         self,
         *,
         cog: commands.Cog,
+        items: Sequence[type[discord.ui.DynamicItem]] = (),
         chores: Sequence[Chore],
         closing: Sequence[Callable[[], None]],
         starting: Callable[[], Awaitable[None]] | None = None,
         description: str = "",
     ) -> None:
         """What this bot runs (discordbot.app): ``starting`` before anything (the database probe),
-        then the ``cog`` and the ``chores`` (each until the bot stops); ``closing``, in order, once
+        then the ``cog``, the buttons' ``items`` and the ``chores`` (each until the bot stops); ``closing``, in order, once
         every chore has ended."""
         self._cog, self._chores, self._closing, self._started = cog, tuple(chores), tuple(closing), starting
+        self._items = tuple(items)
         self.description_of_work = description or self.description_of_work
 
     async def setup_hook(self) -> None:
@@ -93,6 +96,7 @@ class VeoBot(commands.Bot):
             await self._started()
         if self._cog is not None:
             await self.add_cog(self._cog)
+        self.add_dynamic_items(*self._items)  # buttons answer clicks on messages of any past process
         self._tasks = [
             asyncio.create_task(self._keep(chore), name=getattr(chore, "__name__", "chore")) for chore in self._chores
         ]

@@ -38,11 +38,18 @@ DEFER_AFTER = 1.5
 ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION = 40060, 10062
 
 
-def veo_commands(*, admitter: Admitter, replies: DiscordDelivery, health: DatabaseHealth) -> commands.Cog:
+def veo_commands(
+    *,
+    admitter: Admitter,
+    replies: DiscordDelivery,
+    health: DatabaseHealth,
+    queued_view: Callable[[Decision], discord.ui.View | None] = lambda decision: None,
+) -> commands.Cog:
     """The Cog of our three commands. ``admitter`` admits /veo (in the database, or locally while it
     is unreachable) and knows each user's quota; ``replies`` is the Discord delivery, told which
     replies this process holds so the outcome can edit them; ``health`` says whether the database
-    answers. Made when the bot is built, so the prompt bounds come from the settings then."""
+    answers; ``queued_view`` gives a queued answer its buttons (discordbot.buttons). Made when the
+    bot is built, so the prompt bounds come from the settings then."""
     Prompt = app_commands.Range[str, settings.VEO_PROMPT_MIN_LENGTH, settings.VEO_PROMPT_MAX_LENGTH]
     Negative = app_commands.Range[str, 1, settings.VEO_PROMPT_MAX_LENGTH]
     can = capabilities.of(settings.VEO_MODEL)  # the options offer what the configured model does
@@ -82,7 +89,7 @@ def veo_commands(*, admitter: Admitter, replies: DiscordDelivery, health: Databa
                 negative_prompt=negative_prompt,
                 person_generation=settings.VEO_PERSON_GENERATION,
             )
-            await handle_veo(interaction, params, admitter=admitter, replies=replies)
+            await handle_veo(interaction, params, admitter=admitter, replies=replies, queued_view=queued_view)
 
         @app_commands.command(name="quota", description="How many videos you have left, and when the next one frees up")
         async def quota(self, interaction: discord.Interaction):
@@ -96,7 +103,12 @@ def veo_commands(*, admitter: Admitter, replies: DiscordDelivery, health: Databa
 
 
 async def handle_veo(
-    interaction: discord.Interaction, params: VideoParameters, *, admitter: Admitter, replies: DiscordDelivery
+    interaction: discord.Interaction,
+    params: VideoParameters,
+    *,
+    admitter: Admitter,
+    replies: DiscordDelivery,
+    queued_view: Callable[[Decision], discord.ui.View | None] = lambda decision: None,
 ) -> None:
     received = time.perf_counter()
     who = {"user_id": interaction.user.id, "guild_id": interaction.guild_id}
@@ -171,7 +183,7 @@ async def handle_veo(
         )
         return
     if answer is None:
-        answer = await _answer(interaction, decision, deferred)
+        answer = await _answer(interaction, decision, deferred, view=queued_view(decision))
     # Answered here or by another instance (40060): either way the original reply exists and
     # this process holds its token, so delivery may edit it. Otherwise it goes to the channel.
     replies.answered(interaction.id, ok=decision.admitted and answer in (SENT, ELSEWHERE))
@@ -219,7 +231,9 @@ def _not_sent(interaction: discord.Interaction, error: discord.HTTPException) ->
     return FAILED
 
 
-async def _answer(interaction: discord.Interaction, decision: Decision, deferred: bool) -> str:
+async def _answer(
+    interaction: discord.Interaction, decision: Decision, deferred: bool, *, view: discord.ui.View | None
+) -> str:
     none = discord.AllowedMentions.none()
     try:
         if not decision.admitted:
@@ -242,10 +256,11 @@ async def _answer(interaction: discord.Interaction, decision: Decision, deferred
             degraded=decision.degraded,
             held=decision.held,
         )
+        buttons = {"view": view} if view is not None else {}
         if deferred:
-            await interaction.edit_original_response(embed=embed, allowed_mentions=none)
+            await interaction.edit_original_response(embed=embed, allowed_mentions=none, **buttons)
         else:
-            await interaction.response.send_message(embed=embed, allowed_mentions=none)
+            await interaction.response.send_message(embed=embed, allowed_mentions=none, **buttons)
         return SENT
     except discord.HTTPException as error:
         return _not_sent(interaction, error)

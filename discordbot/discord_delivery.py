@@ -108,6 +108,7 @@ class DiscordDelivery:
             await reply.interaction.edit_original_response(
                 embed=display.progress_embed(request, state=state, elapsed=elapsed),
                 allowed_mentions=discord.AllowedMentions.none(),
+                view=None,  # started: nothing left to cancel
             )
         except discord.HTTPException as error:
             log.info("request %s: progress edit failed (%s %s)", request.id, error.status, error.code)
@@ -149,7 +150,11 @@ class DiscordDelivery:
             embed, files = self._outcome(request, limit=limit, attach=attach, footer=None, link=link)
             try:
                 message = await reply.interaction.edit_original_response(
-                    content=None, embed=embed, attachments=files, allowed_mentions=discord.AllowedMentions.none()
+                    content=None,
+                    embed=embed,
+                    attachments=files,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                    view=None,  # ended: no buttons of the queued message stay
                 )
                 return Receipt(method=DeliveryMethod.INTERACTION, message_id=message.id)
             except discord.HTTPException as error:

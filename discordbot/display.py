@@ -203,6 +203,32 @@ def failed_embed(request: VideoRequest, *, footer: str | None) -> discord.Embed:
     return fit_embed(embed)
 
 
+# -- the requester's buttons (ephemeral, plain text) ------------------------------------------------
+
+CANCEL_UNREACHABLE = (
+    "The database is unreachable right now, so this request cannot be cancelled; try again in a minute."
+)
+
+
+def cancel_text(answer: str, status: str | None) -> str:
+    """What a click on Cancel did (tracking.services.Cancelled)."""
+    if answer == "done":
+        return "Cancelled. Nothing was charged: your quota slot is back."
+    if answer == "not_yours":
+        return "Only the person who asked for this video can cancel it."
+    if answer == "starting":
+        return "It is starting at Veo right now, so it can no longer be cancelled."
+    if answer == "started":
+        return "Veo has already started this video, so it can no longer be cancelled (Veo bills it from the start)."
+    if answer == "ended":
+        return (
+            "This request is already cancelled."
+            if status == Status.CANCELLED
+            else (f"This request has already ended ({status}); there is nothing to cancel.")
+        )
+    return "There is no such request (any more)."
+
+
 # -- refusals (ephemeral, plain text) ---------------------------------------------------------------
 
 

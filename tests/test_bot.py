@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from discordbot.commands import veo_commands
@@ -18,7 +19,16 @@ from tests.factories import UserBanFactory, VideoRequestFactory
 from tests.fakes import discord_server as fake
 from tests.fakes import veo_server
 from tests.fakes.discord_server import BOT_TOKEN
-from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver, deliver_and_wait, slash_command
+from tests.fakes.interactions import (
+    CHANNEL_ID,
+    GUILD_ID,
+    USER_ID,
+    button_click,
+    deliver,
+    deliver_and_wait,
+    slash_command,
+    user,
+)
 from tracking import capabilities
 from tracking.models import VideoRequest, VideoRequestEvent
 
@@ -574,3 +584,112 @@ def test_history_lists_the_last_ten_with_status_age_and_link(server):
     assert "completed · 1m" in lines[1] and "ago · prompt number 0" in lines[1]
     assert lines[1].endswith("https://discord.com/channels/2001/3001/900")  # the factory's guild and channel
     assert "someone else's" not in reply["content"] and "prompt number 10" not in reply["content"]
+
+
+# -- the Cancel button ---------------------------------------------------------------------------------
+
+OTHER_USER_ID = USER_ID + 1
+
+
+def _cancel_id(payload) -> str:
+    return f"veo:cancel:{payload['id']}"
+
+
+def _click(server, message: dict, custom_id: str, **kwargs) -> str:
+    """Click a button on ``message`` in a freshly started bot (so the button must outlive the process
+    that drew it); returns the private answer."""
+    click = button_click(message, custom_id, **kwargs)
+    run_bot(lambda bot: deliver_and_wait(bot, click, server=server), run_worker=False)
+    reply = server.original_response(click["id"])
+    assert reply["flags"] & fake.EPHEMERAL
+    return reply["content"]
+
+
+def _queued(server, payload) -> dict:
+    run_bot(lambda bot: deliver_and_wait(bot, payload, server=server), run_worker=False)  # nobody starts it
+    return server.original_response(payload["id"])
+
+
+def test_the_requester_cancels_a_queued_request_from_another_process_and_gets_the_slot_back(server):
+    payload = veo()
+    queued = _queued(server, payload)
+    [row] = queued["components"]
+    [button] = row["components"]
+    assert (button["label"], button["custom_id"]) == ("Cancel", _cancel_id(payload))
+
+    answer = _click(server, queued, _cancel_id(payload))
+
+    assert answer == "Cancelled. Nothing was charged: your quota slot is back."
+    request = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert (request.status, request.error_code, request.counts_toward_quota) == ("cancelled", "cancelled", False)
+    assert events(request.id)[:2] == [("created", "pending"), ("status_changed", "cancelled")]
+    cancelled = VideoRequestEvent.objects.get(request_id=request.id, to_status="cancelled")
+    assert cancelled.actor == f"discord:{USER_ID}"
+    # A second click changes nothing and says why.
+    assert _click(server, queued, _cancel_id(payload)) == "This request is already cancelled."
+
+
+def test_someone_elses_cancel_changes_nothing(server):
+    payload = veo()
+    queued = _queued(server, payload)
+
+    answer = _click(server, queued, _cancel_id(payload), author=user(OTHER_USER_ID, username="mallory"))
+
+    assert answer == "Only the person who asked for this video can cancel it."
+    request = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert (request.status, request.counts_toward_quota) == ("pending", True)
+
+
+@pytest.mark.parametrize(
+    "status,claimed,expected",
+    [
+        ("generating", False, "Veo has already started this video, so it can no longer be cancelled"),
+        ("pending", True, "It is starting at Veo right now, so it can no longer be cancelled."),
+        ("completed", False, "This request has already ended (completed); there is nothing to cancel."),
+    ],
+)
+def test_cancel_once_veo_may_have_started_is_refused_with_the_reason(server, status, claimed, expected):
+    payload = veo()
+    queued = _queued(server, payload)
+    request = VideoRequest.objects.get(interaction_id=payload["id"])
+    with connection.cursor() as cursor:  # as a worker would have moved it on
+        if claimed or status != "pending":
+            cursor.execute(
+                "UPDATE video_requests SET claimed_by = 'w', lease_expires_at = now() + interval '1 minute'"
+                " WHERE id = %s",
+                [request.id],
+            )
+        if status != "pending":
+            cursor.execute(
+                "UPDATE video_requests SET status = 'generating', operation_name = 'op' WHERE id = %s", [request.id]
+            )
+        if status == "completed":
+            cursor.execute(
+                "UPDATE video_requests SET status = 'completed', output_uris = '{file:///x.mp4}' WHERE id = %s",
+                [request.id],
+            )
+
+    answer = _click(server, queued, _cancel_id(payload))
+
+    assert answer.startswith(expected)
+    assert VideoRequest.objects.get(id=request.id).status == status
+
+
+def test_cancel_naming_an_unknown_request_says_so(server):
+    queued = _queued(server, veo())
+    # A message whose button names an interaction the database has no request for (discord.py
+    # only dispatches a click to a button the clicked message carries).
+    queued["components"][0]["components"][0]["custom_id"] = unknown = "veo:cancel:1180000000000000998"
+    assert _click(server, queued, unknown) == "There is no such request (any more)."
+
+
+def test_the_result_keeps_no_cancel_button(server, veo_fake):
+    payload = veo()
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario)
+    final = server.original_response(payload["id"])
+    assert final["embeds"][0]["title"] == "Your video is ready" and final["components"] == []

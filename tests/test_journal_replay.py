@@ -21,6 +21,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from discordbot import buttons
 from generation import journal as journal_module
 from generation.degraded import journal_request
 from generation.health import DatabaseHealth
@@ -318,3 +319,44 @@ def test_what_is_written_ahead_leaves_no_file_once_recorded_and_a_file_when_kill
         ("started", 4, {"operation_name": "op/4"}),
     ]
     assert journal_module.degraded_journals(tmp_path) == []  # not taken for degraded mode's journal
+
+
+def test_the_requester_cancels_a_request_degraded_mode_has_not_started_yet(veo, tmp_path, settings):
+    # One slot: the first request generates (slowly), the second waits for the slot; its
+    # requester's Cancel (discordbot.buttons.cancel, as a click runs it) ends it here, refunded.
+    settings.VEO_WORKER_SLOTS = 1
+    degraded = Degraded(tmp_path / "journal", tmp_path / "media")
+    running = degraded.request("a slow fox [scenario:slow seconds=1.5]")
+    waiting = degraded.request("a red fox waiting for the slot")
+    health = DatabaseHealth()
+    health.failed(ConnectionError("the database is away in this test"))
+
+    async def scenario():
+        run = asyncio.create_task(degraded.run(running, waiting))
+        while degraded.runner.runs.get(running.interaction_id) is None or running.status != Status.GENERATING:
+            await asyncio.sleep(0.02)
+        answers = [
+            await buttons.cancel(waiting.interaction_id, user_id=8, health=health, runner=degraded.runner),
+            await buttons.cancel(running.interaction_id, user_id=7, health=health, runner=degraded.runner),
+            await buttons.cancel(waiting.interaction_id, user_id=7, health=health, runner=degraded.runner),
+        ]
+        await run
+        return answers
+
+    answers = asyncio.run(scenario())
+
+    assert answers == [
+        "Only the person who asked for this video can cancel it.",
+        "Veo has already started this video, so it can no longer be cancelled (Veo bills it from the start).",
+        "Cancelled. Nothing was charged: your quota slot is back.",
+    ]
+    assert asyncio.run(degraded.replay()) == 2
+    rows = {row.prompt: row for row in VideoRequest.objects.all()}
+    cancelled, completed = rows[waiting.prompt], rows[running.prompt]
+    assert (cancelled.status, cancelled.counts_toward_quota, cancelled.error_message) == (
+        "cancelled",
+        False,
+        buttons.REQUESTER_CANCELLED,
+    )
+    assert not cancelled.operation_name and completed.status == "completed"
+    assert [create.prompt for create in veo.creates()] == [running.prompt]  # the cancelled one never reached Veo

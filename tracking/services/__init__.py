@@ -38,6 +38,7 @@ from tracking.services.replay import (
     replay_journaled_request,
     resolve_quarantined,
 )
+from tracking.services.requester import Cancelled, cancel_by_requester
 from tracking.services.transitions import (
     Transition,
     cancel,
@@ -61,6 +62,8 @@ __all__ = [
     "approve",
     "ban_user",
     "cancel_requests",
+    "Cancelled",
+    "cancel_by_requester",
     "clean_reason",
     "discard_removed_outputs",
     "flag",

@@ -1,0 +1,74 @@
+"""Buttons on the bot's messages, persistent across restarts: discord.py ``DynamicItem`` classes
+whose ``custom_id`` names the request by its interaction id (which names it in degraded mode
+too), so any process, started at any time, answers a click. Each click is checked against the
+request as it is then, never against the message it was on."""
+
+from __future__ import annotations
+
+import re
+
+import discord
+from discord.ui import Button, DynamicItem
+
+from discordbot import display
+from discordbot.commands import answer_privately
+from generation.degraded import DegradedRunner
+from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
+from tracking import aio, services
+from tracking.models import Status
+from tracking.services import Cancelled
+
+CANCEL_TEMPLATE = re.compile(r"veo:cancel:(?P<interaction_id>[0-9]{1,20})")
+REQUESTER_CANCELLED = "cancelled by its requester before it started"
+
+
+def cancel_button(*, health: DatabaseHealth, runner: DegradedRunner) -> type[DynamicItem]:
+    """The Cancel button of a queued request, for its requester, until Veo starts it."""
+
+    class CancelButton(DynamicItem[Button], template=CANCEL_TEMPLATE):
+        def __init__(self, interaction_id: int) -> None:
+            super().__init__(
+                Button(label="Cancel", style=discord.ButtonStyle.secondary, custom_id=f"veo:cancel:{interaction_id}")
+            )
+            self.interaction_id = interaction_id
+
+        @classmethod
+        async def from_custom_id(cls, interaction: discord.Interaction, item: Button, match: re.Match) -> CancelButton:
+            return cls(int(match["interaction_id"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            async def answer() -> str:
+                return await cancel(self.interaction_id, user_id=interaction.user.id, health=health, runner=runner)
+
+            await answer_privately(interaction, answer)
+
+    return CancelButton
+
+
+async def cancel(interaction_id: int, *, user_id: int, health: DatabaseHealth, runner: DegradedRunner) -> str:
+    """Cancel for its requester; what to tell whoever clicked."""
+    run = runner.runs.get(interaction_id)
+    if run is not None:  # admitted while the database was away: it runs here
+        request = run.request
+        if request.user_id != user_id:
+            return display.cancel_text(Cancelled.NOT_YOURS, request.status)
+        if request.status != Status.PENDING:
+            return display.cancel_text(Cancelled.STARTED, request.status)
+        runner.cancel(interaction_id, reason=REQUESTER_CANCELLED)
+        return display.cancel_text(Cancelled.DONE, Status.CANCELLED)
+    if health.degraded:
+        return display.CANCEL_UNREACHABLE
+    try:
+        answer, status = await aio.run_within(
+            ANSWER_TIMEOUT, services.cancel_by_requester, interaction_id=interaction_id, user_id=user_id
+        )
+    except DATABASE_DOWN as error:
+        health.failed(error)
+        return display.CANCEL_UNREACHABLE
+    return display.cancel_text(answer, status)
+
+
+def queued_view(button: type[DynamicItem], *, interaction_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(button(interaction_id))
+    return view

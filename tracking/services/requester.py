@@ -1,0 +1,54 @@
+"""What a requester may do to their own request from Discord (the buttons on its messages)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from django.db import connection
+
+from tracking.services.admission import require_snowflake
+
+_CANCEL_SQL = """
+WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true),
+                    set_config('veobot.reason', 'cancelled by its requester', true))
+UPDATE video_requests SET status = 'cancelled', counts_toward_quota = false, error_code = 'cancelled',
+                          error_message = 'cancelled by its requester before it started'
+FROM who
+WHERE interaction_id = %(interaction_id)s AND user_id = %(user_id)s AND status = 'pending' AND claimed_by IS NULL
+RETURNING id
+"""
+
+
+class Cancelled(StrEnum):
+    """How a requester's cancellation went."""
+
+    DONE = "done"  # cancelled, and its quota slot given back
+    UNKNOWN = "unknown"  # no such request
+    NOT_YOURS = "not_yours"
+    STARTING = "starting"  # a worker holds it: its start at Veo may be under way
+    STARTED = "started"  # Veo is generating it (and billing for it)
+    ENDED = "ended"  # it had already ended (cancelled included)
+
+
+def cancel_by_requester(*, interaction_id: int, user_id: int) -> tuple[Cancelled, str | None]:
+    """Cancel a request for its requester while nothing has started at Veo: pending, and held by
+    no worker (one that holds it may be starting it). One statement when it can be done; a
+    second read says why when it cannot. The request is named by its interaction, which names it
+    in degraded mode too. Returns the answer and the request's status."""
+    require_snowflake("interaction_id", interaction_id, required=True)
+    require_snowflake("user_id", user_id, required=True)
+    with connection.cursor() as cursor:
+        values = {"interaction_id": interaction_id, "user_id": user_id, "actor": f"discord:{user_id}"}
+        cursor.execute(_CANCEL_SQL, values)
+        if cursor.fetchone():
+            return Cancelled.DONE, "cancelled"
+        cursor.execute("SELECT user_id, status FROM video_requests WHERE interaction_id = %s", [interaction_id])
+        row = cursor.fetchone()
+    if row is None:
+        return Cancelled.UNKNOWN, None
+    owner, status = row
+    if owner != user_id:
+        return Cancelled.NOT_YOURS, status
+    if status == "pending":  # a worker held it (or took it in between): it may be starting
+        return Cancelled.STARTING, status
+    return (Cancelled.STARTED if status == "generating" else Cancelled.ENDED), status
