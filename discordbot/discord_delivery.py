@@ -24,6 +24,7 @@ from django.conf import settings
 
 from discordbot import display
 from generation.delivery import DeliveryUnavailable, Receipt
+from generation.engine import PROGRESS_EVERY
 from generation.storage import FILE_SCHEME, GCS_SCHEME, LocalStorage, StorageError
 from tracking import gcs
 from tracking.models import DeliveryMethod, ReviewStatus, Status, VideoRequest
@@ -47,6 +48,7 @@ class LiveReply:
     interaction: discord.Interaction
     received: float = field(default_factory=time.monotonic)
     answered: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    progressed: float | None = None  # time.monotonic() of the last progress edit
 
     @property
     def usable(self) -> bool:
@@ -100,13 +102,19 @@ class DiscordDelivery:
 
     # -- the Delivery protocol -----------------------------------------------------------------
 
-    async def progress(self, request: VideoRequest, *, state: str, elapsed: timedelta) -> None:
+    async def progress(
+        self, request: VideoRequest, *, state: str, elapsed: timedelta, retry_in: timedelta | None = None
+    ) -> None:
         reply = await self._reply(request)
         if reply is None:
             return  # nothing to edit; the outcome will be posted in the channel
+        now = time.monotonic()
+        if reply.progressed is not None and now - reply.progressed < PROGRESS_EVERY.total_seconds():
+            return  # a queued message changes at most every 10 s, whatever Veo does meanwhile
+        reply.progressed = now
         try:
             await reply.interaction.edit_original_response(
-                embed=display.progress_embed(request, state=state, elapsed=elapsed),
+                embed=display.progress_embed(request, state=state, elapsed=elapsed, retry_in=retry_in),
                 allowed_mentions=discord.AllowedMentions.none(),
                 view=None,  # started: nothing left to cancel
             )

@@ -146,9 +146,20 @@ def eta(ahead: int, median_ms: int) -> timedelta:
     return timedelta(milliseconds=max(by_concurrency, by_start_rate) + median_ms)
 
 
-def progress_embed(request: VideoRequest, *, state: str, elapsed: timedelta) -> discord.Embed:
+WAITING_FOR_VEO = {
+    "veo_busy": "Veo is at capacity right now (it answered 429)",
+    "veo_down": "Veo is not answering right now",
+}
+
+
+def progress_embed(
+    request: VideoRequest, *, state: str, elapsed: timedelta, retry_in: timedelta | None = None
+) -> discord.Embed:
     title = "Generating…" if state == Status.GENERATING else "Queued"
     embed = _base(request, title, COLOURS.get(state, COLOURS[Status.PENDING]))
+    if state in WAITING_FOR_VEO:
+        again = f"; trying again in ~{humanize_duration(retry_in)}" if retry_in is not None else ""
+        embed.add_field(name="Waiting", value=WAITING_FOR_VEO[state] + again, inline=False)
     embed.add_field(name="Elapsed", value=humanize_duration(elapsed))
     embed.set_footer(text=label(request))
     return fit_embed(embed)

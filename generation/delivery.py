@@ -26,7 +26,9 @@ class DeliveryUnavailable(Exception):
 
 
 class Delivery(Protocol):
-    async def progress(self, request: VideoRequest, *, state: str, elapsed: timedelta) -> None:
+    async def progress(
+        self, request: VideoRequest, *, state: str, elapsed: timedelta, retry_in: timedelta | None = None
+    ) -> None:
         """The request is still queued or generating (called at most every few seconds)."""
 
     async def deliver(self, request: VideoRequest) -> Receipt:
@@ -37,7 +39,9 @@ class Delivery(Protocol):
 class CliDelivery:
     """`manage.py veo --wait` reads the outcome from the database; nothing to send."""
 
-    async def progress(self, request: VideoRequest, *, state: str, elapsed: timedelta) -> None:
+    async def progress(
+        self, request: VideoRequest, *, state: str, elapsed: timedelta, retry_in: timedelta | None = None
+    ) -> None:
         return None
 
     async def deliver(self, request: VideoRequest) -> Receipt:

@@ -43,6 +43,8 @@ START_ATTEMPTS = 3  # 5xx answers or refused connections before a start gives up
 POLL_FAILURES = 5  # consecutive failed polls before the request is failed
 DELIVERY_ATTEMPTS = 5  # tries to reach the requester (backing off) before recording it undeliverable
 PROGRESS_EVERY = timedelta(seconds=10)  # Discord edits no more often than this
+# Progress states besides the request's status: a start Veo put off, and why.
+VEO_BUSY, VEO_DOWN = "veo_busy", "veo_down"
 
 
 def retry_backoff(attempts: int) -> timedelta:
@@ -168,7 +170,12 @@ class Engine:
     async def _requeue(self, run: Run, reason: str, delay: timedelta) -> bool:
         """Back off: here (True, after the delay, unless cancelled meanwhile) or in the queue (False)."""
         log.info("request %s: %s; trying again in %.0f s", _name(run.request), reason, delay.total_seconds())
-        if not await run.store.requeue(run.request, reason=reason, delay=delay):
+        requeued = await run.store.requeue(run.request, reason=reason, delay=delay)
+        # The requester sees why it waits: Veo at capacity (429) or unavailable, and when it tries again.
+        await self._progress(
+            run.request, timezone.now(), state=VEO_BUSY if "rate limited" in reason else VEO_DOWN, retry_in=delay
+        )
+        if not requeued:
             return False
         await _wait(run.cancelled, delay.total_seconds())
         return True
@@ -210,12 +217,15 @@ class Engine:
                 return await self._end(run, Ending("cancelled", run.cancel_reason))
             delay = min(delay * 1.5, settings.VEO_POLL_MAX.total_seconds())
 
-    async def _progress(self, request: VideoRequest, now) -> None:
+    async def _progress(
+        self, request: VideoRequest, now, *, state: str | None = None, retry_in: timedelta | None = None
+    ) -> None:
         delivery = self.deliveries.get(request.source)
         if delivery is None:
             return
         try:
-            await delivery.progress(request, state=request.status, elapsed=now - request.started_at)
+            elapsed = now - (request.started_at or request.created_at)
+            await delivery.progress(request, state=state or request.status, elapsed=elapsed, retry_in=retry_in)
         except Exception:
             log.warning("request %s: progress update failed", _name(request), exc_info=True)
 

@@ -693,3 +693,27 @@ def test_the_result_keeps_no_cancel_button(server, veo_fake):
     run_bot(scenario)
     final = server.original_response(payload["id"])
     assert final["embeds"][0]["title"] == "Your video is ready" and final["components"] == []
+
+
+def test_while_veo_answers_429_the_queued_message_says_so_at_most_every_10_s(server, veo_fake, settings):
+    settings.VEO_RETRY_BACKOFF = timedelta(milliseconds=100)
+    veo_fake.default_scenario = veo_server.scenario("rate_limited", times=4)  # then a video
+    payload = veo()
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery after the 429s")
+
+    run_bot(scenario)
+    edits = [
+        r.json
+        for r in server.requests()
+        if r.method == "PATCH" and r.path.endswith("/messages/@original") and r.status == 200
+    ]
+    waiting = [e for e in edits if any(f["name"] == "Waiting" for f in e["embeds"][0].get("fields", []))]
+    assert len(veo_fake.creates()) == 5  # four 429s, then the start
+    [notice] = waiting  # four retries within a second: one edit, the rest held back by the 10 s
+    fields = {f["name"]: f["value"] for f in notice["embeds"][0]["fields"]}
+    assert notice["embeds"][0]["title"] == "Queued" and notice["components"] == []
+    assert fields["Waiting"].startswith("Veo is at capacity right now (it answered 429); trying again in ~")
+    assert edits[-1]["embeds"][0]["title"] == "Your video is ready"
