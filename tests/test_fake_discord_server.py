@@ -23,8 +23,11 @@ from tests.fakes.interactions import (
     button_click,
     deliver,
     deliver_and_wait,
+    message_command,
+    modal_submit,
     slash_command,
     user,
+    with_attachment,
 )
 
 OTHER_USER_ID = 1_180_000_000_000_000_999
@@ -93,11 +96,11 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
             await interaction.response.send_message("ok")
 
 
-def run(scenario):
-    """Log a fresh Bot in against the fake (REST only, no gateway) and run `scenario(bot)`."""
+def run(scenario, *, make=None):
+    """Log a fresh Bot (or ``make()``) in against the fake (REST only, no gateway) and run `scenario(bot)`."""
 
     async def main():
-        bot = Bot()
+        bot = (make or Bot)()
         await bot.login(BOT_TOKEN)
         try:
             return await scenario(bot)
@@ -712,3 +715,156 @@ def test_discord_py_waits_for_an_exhausted_bucket_instead_of_hitting_429():
     assert posts[2].at - posts[0].at >= 0.35 and posts[4].at - posts[2].at >= 0.35  # a new window each time
     followups = server.requests("POST /webhooks/*")
     assert [r.status for r in followups] == [200, 200] and followups[1].at - followups[0].at >= 0.35
+
+
+# -- components, modals, context menus, attachments ------------------------------------------------
+
+
+def _button(custom_id, label="Go", **extra):
+    return {"type": 2, "style": 1, "custom_id": custom_id, "label": label, **extra}
+
+
+def _rows(*rows):
+    return [{"type": 1, "components": list(row)} for row in rows]
+
+
+@pytest.mark.parametrize(
+    "components,path,code",
+    [
+        (_rows(*[[_button(f"b{i}")] for i in range(6)]), ["components"], "BASE_TYPE_MAX_LENGTH"),
+        (_rows([_button(f"b{i}") for i in range(6)]), ["components", "0", "components"], "BASE_TYPE_MAX_LENGTH"),
+        (_rows([_button("x" * 101)]), ["components", "0", "components", "0", "custom_id"], "BASE_TYPE_MAX_LENGTH"),
+        (
+            _rows([_button("b", label="l" * 81)]),
+            ["components", "0", "components", "0", "label"],
+            "BASE_TYPE_MAX_LENGTH",
+        ),
+        (
+            _rows([_button("b"), _button("b")]),
+            ["components", "0", "components", "1", "custom_id"],
+            "COMPONENT_CUSTOM_ID_DUPLICATED",
+        ),
+        (
+            _rows([{"type": 2, "style": 1, "label": "no id"}]),
+            ["components", "0", "components", "0", "custom_id"],
+            "BASE_TYPE_REQUIRED",
+        ),
+    ],
+    ids=["6 rows", "6 buttons in a row", "custom_id 101", "label 81", "duplicate custom_id", "no custom_id"],
+)
+def test_components_beyond_discords_limits_are_50035_with_the_path(server, components, path, code):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    ok, _ = raw(
+        server,
+        "POST",
+        f"/channels/{CHANNEL_ID}/messages",
+        {"content": "hi", "components": _rows([_button("a")])},
+        bot_auth=True,
+    )
+    status, body = raw(
+        server, "POST", f"/channels/{CHANNEL_ID}/messages", {"content": "hi", "components": components}, bot_auth=True
+    )
+
+    assert ok == 200 and (status, body["code"]) == (400, 50035)
+    node = body["errors"]
+    for key in path:
+        node = node[key]
+    assert node["_errors"][0]["code"] == code
+
+
+def test_a_modal_response_is_checked_recorded_and_submitted_through_discord_py(server):
+    modal_answers = {}
+
+    class Report(discord.ui.Modal, title="Report this video"):
+        reason = discord.ui.TextInput(label="Why?", style=discord.TextStyle.paragraph, max_length=500)
+
+        async def on_submit(self, interaction: discord.Interaction):
+            modal_answers[interaction.id] = self.reason.value
+            await interaction.response.send_message("thanks", ephemeral=True)
+
+    class ModalBot(discord.Client):
+        def __init__(self):
+            super().__init__(intents=discord.Intents.default())
+            self.tree = app_commands.CommandTree(self)
+
+            @self.tree.command(name="report")
+            async def report(interaction: discord.Interaction):
+                await interaction.response.send_modal(Report())
+
+    opened = slash_command("report")
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, opened, server=server)
+        modal = server.interaction(opened["id"]).modal
+        submitted = modal_submit(opened, modal, {modal["components"][0]["components"][0]["custom_id"]: "it is spam"})
+        await deliver_and_wait(bot, submitted, server=server)
+        return modal, submitted
+
+    modal, submitted = run(scenario, make=ModalBot)
+
+    assert modal["title"] == "Report this video" and server.interaction(opened["id"]).response_type == 9
+    assert modal_answers == {int(submitted["id"]): "it is spam"}
+    assert server.original_response(submitted["id"])["content"] == "thanks"
+
+
+def test_a_modal_over_discords_limits_is_refused(server):
+    command = slash_command("report")
+    server.register_interaction(command)
+    callback = f"/interactions/{command['id']}/{command['token']}/callback"
+    field = {"type": 4, "custom_id": "why", "label": "Why?", "style": 2}
+    too_long_title = {"custom_id": "m", "title": "t" * 46, "components": [{"type": 1, "components": [field]}]}
+    no_fields = {"custom_id": "m", "title": "Report", "components": []}
+
+    for data, key in ((too_long_title, "title"), (no_fields, "components")):
+        status, body = raw(server, "POST", callback, {"type": 9, "data": data})
+        assert (status, body["code"]) == (400, 50035) and key in body["errors"]["data"]
+    assert server.interaction(command["id"]).modal is None
+
+
+def test_a_message_command_hands_discord_py_the_resolved_message(server):
+    server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
+    target = server.add_user_message(CHANNEL_ID, "look at this")
+    seen = {}
+
+    class MenuBot(discord.Client):
+        def __init__(self):
+            super().__init__(intents=discord.Intents.default())
+            self.tree = app_commands.CommandTree(self)
+
+            @self.tree.context_menu(name="Animate with Veo")
+            async def animate(interaction: discord.Interaction, message: discord.Message):
+                seen["message"] = (message.id, message.content)
+                await interaction.response.send_message("ok", ephemeral=True)
+
+    run(lambda bot: deliver_and_wait(bot, message_command("Animate with Veo", target), server=server), make=MenuBot)
+    assert seen["message"] == (int(target["id"]), "look at this")
+
+
+def test_an_attachment_option_is_resolved_and_downloaded_from_the_fake_cdn(server):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    attachment = server.add_user_attachment(png, "fox.png", channel_id=CHANNEL_ID, width=640, height=360)
+    got = {}
+
+    class UploadBot(discord.Client):
+        def __init__(self):
+            super().__init__(intents=discord.Intents.default())
+            self.tree = app_commands.CommandTree(self)
+
+            @self.tree.command(name="animate")
+            async def animate(interaction: discord.Interaction, image: discord.Attachment):
+                got["meta"] = (image.filename, image.content_type, image.size, image.width, image.height)
+                got["bytes"] = await image.read()
+                await interaction.response.send_message("ok", ephemeral=True)
+
+    payload = with_attachment(slash_command("animate", {}), "image", attachment)
+    run(lambda bot: deliver_and_wait(bot, payload, server=server), make=UploadBot)
+    assert got == {"meta": ("fox.png", "image/png", len(png), 640, 360), "bytes": png}
+
+
+def test_a_stalled_attachment_is_served_late(server):
+    attachment = server.add_user_attachment(b"late", "late.png", channel_id=CHANNEL_ID)
+    server.stall_attachment(attachment, 2)
+    with pytest.raises(TimeoutError):  # a client that gives up first never gets it
+        urllib.request.urlopen(attachment["url"], timeout=0.2).read()
+    with urllib.request.urlopen(attachment["url"], timeout=10) as response:
+        assert response.read() == b"late"

@@ -35,6 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.discord_components import validate_components, validate_modal
+
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
@@ -193,6 +195,7 @@ class FakeInteraction:
     acknowledged_at: float | None = None
     original_message_id: int | None = None
     followup_message_ids: list[int] = field(default_factory=list)
+    modal: dict | None = None  # the modal it was answered with (callback type 9)
 
     @property
     def acknowledged_after(self) -> float | None:
@@ -334,6 +337,7 @@ class FakeDiscordServer:
         self._guild_size_limits: dict[int, int] = {}
         self._messages: dict[int, dict] = {}  # insertion order is send order
         self._files: dict[int, bytes] = {}
+        self._stalled: dict[int, float] = {}  # attachment id -> seconds before it is served
         self._users: dict[int, dict] = {}
         self._commands: dict[int | None, list[dict]] = {}
         self._rate_limits: list[_RateLimit] = []
@@ -553,6 +557,42 @@ class FakeDiscordServer:
             ids = self._interactions[int(interaction_id)].followup_message_ids
             return [m for m in map(self.message, ids) if m is not None]
 
+    def add_user_attachment(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        channel_id: int,
+        content_type: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> dict:
+        """A file a user attached (to a command option or a message): its attachment object, as
+        `data.resolved.attachments` carries it, served from this server's CDN path. The
+        `content_type`, `width` and `height` are what Discord reports, which need not be true of
+        the bytes (a client can lie about them)."""
+        with self._lock:
+            attachment_id = new_snowflake(self.now())
+            self._files[attachment_id] = data
+        url = f"{self.origin}/attachments/{channel_id}/{attachment_id}/{filename}"
+        attachment = {
+            "id": str(attachment_id),
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type or _guess_type(filename, None),
+            "ephemeral": True,
+        }
+        if width is not None and height is not None:
+            attachment |= {"width": width, "height": height}
+        return attachment
+
+    def stall_attachment(self, attachment: dict, seconds: float) -> None:
+        """Serve ``attachment`` only after ``seconds``: a download that stalls."""
+        with self._lock:
+            self._stalled[int(attachment["id"])] = seconds
+
     def attachment_data(self, attachment_id: int | str) -> bytes:
         with self._lock:
             return self._files[int(attachment_id)]
@@ -693,6 +733,9 @@ class FakeDiscordServer:
     async def _serve_attachment(self, request: web.Request) -> web.Response:
         with self._lock:
             data = self._files.get(int(request.match_info["attachment_id"]))
+            stall = self._stalled.get(int(request.match_info["attachment_id"]))
+        if stall:
+            await asyncio.sleep(stall)
         if data is None:
             return web.Response(status=404)
         return web.Response(body=data, content_type=_guess_type(request.match_info["filename"]))
@@ -780,6 +823,11 @@ class FakeDiscordServer:
             errors.raise_if_any()
         if kind in (4, 7):
             _check_message(data, call.uploads, it.attachment_size_limit, prefix=("data",))
+        elif kind == 9:
+            errors = _FormErrors()
+            validate_modal(data, errors)
+            errors.raise_if_any()
+            it.modal = copy.deepcopy(data)  # what modal_submit() answers
 
         message = None
         if kind == 4:
@@ -1282,6 +1330,8 @@ def _check_message(body: dict, uploads: list[Upload], size_limit: int, prefix: t
 
 def _validate_message(body: dict, errors: _FormErrors, prefix: tuple) -> None:
     errors.too_long(prefix + ("content",), body.get("content"), CONTENT_MAX)
+    if body.get("components"):
+        validate_components(body["components"], errors, prefix)
     embeds = body.get("embeds") or []
     errors.too_long(prefix + ("embeds",), embeds, EMBEDS_MAX)
     total = 0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from tests.fakes.discord_components import submitted_values
 from tests.fakes.discord_server import DEFAULT_APPLICATION_ID, DEFAULT_ATTACHMENT_SIZE_LIMIT, new_snowflake
 
 if TYPE_CHECKING:
@@ -128,6 +129,42 @@ def button_click(message: dict, custom_id: str, *, guild_id: int | None = GUILD_
     channel_id = int(message["channel_id"])
     payload = _interaction(3, data, guild_id=guild_id, channel_id=channel_id, **kwargs)
     payload["message"] = {k: v for k, v in message.items() if k != "allowed_mentions"}
+    return payload
+
+
+def modal_submit(opened: dict, modal: dict, values: dict[str, str] | None = None, **kwargs: Any) -> dict:
+    """A type 5 (MODAL_SUBMIT) payload: the user who got ``modal`` (as the fake recorded it,
+    ``server.interaction(opened["id"]).modal``) in answer to the ``opened`` interaction submits it
+    with ``values`` (custom_id -> text; others keep their prefilled value). From a button's modal,
+    the payload carries the button's message, as Discord's does."""
+    data = {"custom_id": modal["custom_id"], "components": submitted_values(modal, values or {})}
+    kwargs.setdefault("author", (opened.get("member") or {}).get("user") or opened.get("user"))
+    kwargs.setdefault("guild_id", int(opened["guild_id"]) if opened.get("guild_id") else None)
+    kwargs.setdefault("channel_id", int(opened["channel_id"]))
+    payload = _interaction(5, data, **kwargs)
+    if "message" in opened:
+        payload["message"] = opened["message"]
+    return payload
+
+
+def message_command(name: str, target: dict, *, guild_id: int | None = GUILD_ID, **kwargs: Any) -> dict:
+    """A type 2 payload for a message context-menu command (type 3) run on ``target`` (a message
+    dict), which Discord hands over in `data.resolved.messages`."""
+    data = {
+        "id": str(new_snowflake()),
+        "name": name,
+        "type": 3,  # MESSAGE
+        "target_id": str(target["id"]),
+        "resolved": {"messages": {str(target["id"]): {k: v for k, v in target.items() if k != "allowed_mentions"}}},
+    }
+    return _interaction(2, data, guild_id=guild_id, channel_id=int(target["channel_id"]), **kwargs)
+
+
+def with_attachment(payload: dict, option: str, attachment: dict) -> dict:
+    """``payload`` (a slash command) with an attachment option (type 11): the option carries the
+    attachment's id, `data.resolved.attachments` the attachment (server.add_user_attachment())."""
+    payload["data"]["options"].append({"name": option, "type": 11, "value": attachment["id"]})
+    payload["data"].setdefault("resolved", {}).setdefault("attachments", {})[attachment["id"]] = attachment
     return payload
 
 
