@@ -15,7 +15,7 @@ from django.conf import settings
 
 from discordbot import buttons
 from discordbot.bot import VeoBot
-from discordbot.buttons import cancel_button
+from discordbot.buttons import cancel_button, delete_button
 from discordbot.commands import veo_commands
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.outbox import message_deleter
@@ -31,6 +31,7 @@ from generation.replay import JournalReplayer
 from generation.storage import LocalStorage, local_storage
 from generation.veo import VeoBackend, configured_backend
 from generation.worker import Worker
+from tracking.models import VideoRequest
 
 MEANWHILE = (
     "/veo keeps working: admission from the in-process limiter, tracking to the journal in {journal}, "
@@ -49,9 +50,15 @@ def build_bot(
     storage = storage or local_storage()
     backend = backend or configured_backend()
     bot = VeoBot()
-    delivery = DiscordDelivery(bot, storage=storage)
-    engine = Engine(backend=backend, storage=storage, deliveries={"discord": delivery, "cli": CliDelivery()})
     health = DatabaseHealth(meanwhile=MEANWHILE.format(journal=settings.VEO_JOURNAL_DIR))
+    delete = delete_button(health=health)
+
+    def result_view(request: VideoRequest) -> discord.ui.View | None:
+        # Only once recorded: a video delivered in degraded mode has no row to remove yet.
+        return buttons.view_of(delete(request.interaction_id)) if request.id is not None else None
+
+    delivery = DiscordDelivery(bot, storage=storage, result_view=result_view)
+    engine = Engine(backend=backend, storage=storage, deliveries={"discord": delivery, "cli": CliDelivery()})
     limiter = LocalLimiter()
     journal = Journal(settings.VEO_JOURNAL_DIR)
     runner = DegradedRunner(engine=engine, store=JournalStore(journal=journal, limiter=limiter))
@@ -88,7 +95,7 @@ def build_bot(
 
     bot.install(
         cog=veo_commands(admitter=admitter, replies=delivery, health=health, queued_view=queued_view),
-        items=[cancel],
+        items=[cancel, delete],
         chores=chores,
         closing=[journal.close],
         starting=probe_first,

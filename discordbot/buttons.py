@@ -16,9 +16,10 @@ from generation.degraded import DegradedRunner
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, services
 from tracking.models import Status
-from tracking.services import Cancelled
+from tracking.services import Cancelled, Removed
 
 CANCEL_TEMPLATE = re.compile(r"veo:cancel:(?P<interaction_id>[0-9]{1,20})")
+DELETE_TEMPLATE = re.compile(r"veo:delete:(?P<interaction_id>[0-9]{1,20})")
 REQUESTER_CANCELLED = "cancelled by its requester before it started"
 
 
@@ -68,7 +69,60 @@ async def cancel(interaction_id: int, *, user_id: int, health: DatabaseHealth, r
     return display.cancel_text(answer, status)
 
 
-def queued_view(button: type[DynamicItem], *, interaction_id: int) -> discord.ui.View:
+def delete_button(*, health: DatabaseHealth) -> type[DynamicItem]:
+    """The Delete button of a result, for its requester or anyone who may manage the channel's messages."""
+
+    class DeleteButton(DynamicItem[Button], template=DELETE_TEMPLATE):
+        def __init__(self, interaction_id: int) -> None:
+            super().__init__(
+                Button(label="Delete", style=discord.ButtonStyle.danger, custom_id=f"veo:delete:{interaction_id}")
+            )
+            self.interaction_id = interaction_id
+
+        @classmethod
+        async def from_custom_id(cls, interaction: discord.Interaction, item: Button, match: re.Match) -> DeleteButton:
+            return cls(int(match["interaction_id"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            async def answer() -> str:
+                return await delete(self.interaction_id, interaction=interaction, health=health)
+
+            await answer_privately(interaction, answer)
+
+    return DeleteButton
+
+
+async def delete(interaction_id: int, *, interaction: discord.Interaction, health: DatabaseHealth) -> str:
+    """Remove the output for its requester (or a moderator of the channel); what to tell them."""
+    if health.degraded:
+        return display.DELETE_UNREACHABLE
+    moderator = interaction.guild_id is not None and interaction.permissions.manage_messages
+    try:
+        answer = await aio.run_within(
+            ANSWER_TIMEOUT,
+            services.remove_by_requester,
+            interaction_id=interaction_id,
+            user_id=interaction.user.id,
+            moderator=moderator,
+        )
+    except DATABASE_DOWN as error:
+        health.failed(error)
+        return display.DELETE_UNREACHABLE
+    if answer == Removed.DONE and interaction.message is not None:
+        # At once, here; the outbox action queued with the removal finds it gone (or retries).
+        try:
+            await interaction.message.delete()
+        except discord.HTTPException:
+            pass
+    return display.delete_text(answer)
+
+
+def view_of(*buttons: DynamicItem) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(button(interaction_id))
+    for button in buttons:
+        view.add_item(button)
     return view
+
+
+def queued_view(button: type[DynamicItem], *, interaction_id: int) -> discord.ui.View:
+    return view_of(button(interaction_id))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -56,9 +57,16 @@ class LiveReply:
 
 
 class DiscordDelivery:
-    def __init__(self, client: discord.Client, *, storage: LocalStorage):
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        storage: LocalStorage,
+        result_view: Callable[[VideoRequest], discord.ui.View | None] = lambda request: None,
+    ):
         self.client = client
         self.storage = storage
+        self.result_view = result_view  # the buttons on a delivered video (discordbot.buttons)
         self.live: dict[int, LiveReply] = {}  # interaction id -> reply, this process only
 
     # -- bookkeeping for /veo -------------------------------------------------------------------
@@ -162,7 +170,7 @@ class DiscordDelivery:
                     embed=embed,
                     attachments=files,
                     allowed_mentions=discord.AllowedMentions.none(),
-                    view=None,  # ended: no buttons of the queued message stay
+                    view=self._view(request),  # the queued message's buttons go; a video's come
                 )
                 return Receipt(method=DeliveryMethod.INTERACTION, message_id=message.id)
             except discord.HTTPException as error:
@@ -209,9 +217,14 @@ class DiscordDelivery:
                 if form != "text"
                 else display.fit(f"{mention}\n{display.embed_as_text(embed)}", display.CONTENT_MAX)
             )
+            view = self._view(request)
             try:
                 message = await channel.send(
-                    content=content, embed=None if form == "text" else embed, files=files, allowed_mentions=allowed
+                    content=content,
+                    embed=None if form == "text" else embed,
+                    files=files,
+                    allowed_mentions=allowed,
+                    **({"view": view} if view is not None else {}),
                 )
                 return Receipt(method=DeliveryMethod.CHANNEL, message_id=message.id)
             except discord.Forbidden as error:
@@ -246,6 +259,9 @@ class DiscordDelivery:
         raise AssertionError("unreachable: the text form ends the loop")
 
     # -- what to say -------------------------------------------------------------------------------
+
+    def _view(self, request: VideoRequest) -> discord.ui.View | None:
+        return self.result_view(request) if shows_video(request) else None
 
     def _outcome(
         self, request: VideoRequest, *, limit: int, attach: bool, footer: str | None, link: str | None

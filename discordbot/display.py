@@ -240,6 +240,18 @@ def cancel_text(answer: str, status: str | None) -> str:
     return "There is no such request (any more)."
 
 
+DELETE_UNREACHABLE = "The database is unreachable right now, so this video cannot be deleted; try again in a minute."
+
+
+def delete_text(answer: str) -> str:
+    """What a click on Delete did (tracking.services.Removed)."""
+    return {
+        "done": "Deleted: the video and its message are gone.",
+        "not_yours": "Only the person who asked for this video, or a moderator of this channel, can delete it.",
+        "already": "This video was already deleted.",
+    }.get(answer, "There is no such request (any more).")
+
+
 # -- refusals (ephemeral, plain text) ---------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ real worker and database, and the real google-genai client against the Veo fake
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
+import discord
 import psycopg
 import pytest
 from django.db import connection
@@ -12,6 +14,7 @@ from django.utils import timezone
 
 from discordbot.commands import veo_commands
 from generation import engine as engine_module
+from generation.storage import LocalStorage
 from generation.veo import OfflineBackend
 from tests.bot_harness import eventually, fake_discord, new_bot, quick_bot_settings, run_bot
 from tests.concurrency import conninfo
@@ -22,6 +25,7 @@ from tests.fakes.discord_server import BOT_TOKEN
 from tests.fakes.interactions import (
     CHANNEL_ID,
     GUILD_ID,
+    MEMBER_PERMISSIONS,
     USER_ID,
     button_click,
     deliver,
@@ -683,16 +687,64 @@ def test_cancel_naming_an_unknown_request_says_so(server):
     assert _click(server, queued, unknown) == "There is no such request (any more)."
 
 
-def test_the_result_keeps_no_cancel_button(server, veo_fake):
-    payload = veo()
-
+def _result(server, payload) -> dict:
     async def scenario(bot):
         await deliver_and_wait(bot, payload, server=server)
         await eventually(delivered(int(payload["id"])), what="delivery")
 
     run_bot(scenario)
-    final = server.original_response(payload["id"])
-    assert final["embeds"][0]["title"] == "Your video is ready" and final["components"] == []
+    return server.original_response(payload["id"])
+
+
+def test_the_result_has_delete_instead_of_cancel(server, veo_fake):
+    payload = veo()
+    final = _result(server, payload)
+    assert final["embeds"][0]["title"] == "Your video is ready"
+    [row] = final["components"]
+    assert [(b["label"], b["custom_id"]) for b in row["components"]] == [("Delete", f"veo:delete:{payload['id']}")]
+
+
+# -- the Delete button ---------------------------------------------------------------------------------
+
+
+def test_the_requester_deletes_the_video_its_message_and_its_file(server, veo_fake, settings):
+    payload = veo()
+    final = _result(server, payload)
+    request = VideoRequest.objects.get(interaction_id=payload["id"])
+    video = LocalStorage(Path(settings.VEO_MEDIA_ROOT)).path(request.output_uris[0])
+    assert video.is_file()
+
+    answer = _click(server, final, f"veo:delete:{payload['id']}")
+
+    assert answer == "Deleted: the video and its message are gone."
+    assert server.message(final["id"]) is None and not video.exists()
+    request.refresh_from_db()
+    assert (request.review_status, request.reviewed_by, request.review_note) == (
+        "removed",
+        f"discord:{USER_ID}",
+        "removed by its author",
+    )
+    removed = VideoRequestEvent.objects.get(request_id=request.id, kind="output_removed")
+    assert (removed.actor, removed.detail["reason"]) == (f"discord:{USER_ID}", "removed by its author")
+    assert _click(server, final, f"veo:delete:{payload['id']}") == "This video was already deleted."
+
+
+def test_someone_elses_delete_is_refused_and_a_channel_moderators_is_not(server, veo_fake):
+    payload = veo()
+    final = _result(server, payload)
+    mallory = user(OTHER_USER_ID, username="mallory")
+
+    refused = _click(server, final, f"veo:delete:{payload['id']}", author=mallory)
+    assert refused == "Only the person who asked for this video, or a moderator of this channel, can delete it."
+    assert server.message(final["id"]) is not None
+    assert VideoRequest.objects.get(interaction_id=payload["id"]).review_status != "removed"
+
+    moderator = user(OTHER_USER_ID + 1, username="mod")
+    permissions = MEMBER_PERMISSIONS | discord.Permissions(manage_messages=True).value
+    done = _click(server, final, f"veo:delete:{payload['id']}", author=moderator, permissions=permissions)
+    assert done == "Deleted: the video and its message are gone."
+    request = VideoRequest.objects.get(interaction_id=payload["id"])
+    assert (request.review_status, request.review_note) == ("removed", "removed by a moderator of the Discord channel")
 
 
 def test_while_veo_answers_429_the_queued_message_says_so_at_most_every_10_s(server, veo_fake, settings):

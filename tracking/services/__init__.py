@@ -38,7 +38,7 @@ from tracking.services.replay import (
     replay_journaled_request,
     resolve_quarantined,
 )
-from tracking.services.requester import Cancelled, cancel_by_requester
+from tracking.services.requester import Cancelled, Removed, cancel_by_requester, remove_by_requester
 from tracking.services.transitions import (
     Transition,
     cancel,
@@ -64,6 +64,8 @@ __all__ = [
     "cancel_requests",
     "Cancelled",
     "cancel_by_requester",
+    "Removed",
+    "remove_by_requester",
     "clean_reason",
     "discard_removed_outputs",
     "flag",

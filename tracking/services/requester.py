@@ -7,6 +7,7 @@ from enum import StrEnum
 from django.db import connection
 
 from tracking.services.admission import require_snowflake
+from tracking.services.moderation import remove_output
 
 _CANCEL_SQL = """
 WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true),
@@ -52,3 +53,39 @@ def cancel_by_requester(*, interaction_id: int, user_id: int) -> tuple[Cancelled
     if status == "pending":  # a worker held it (or took it in between): it may be starting
         return Cancelled.STARTING, status
     return (Cancelled.STARTED if status == "generating" else Cancelled.ENDED), status
+
+
+class Removed(StrEnum):
+    """How a Delete went."""
+
+    DONE = "done"  # output removed, its message queued for deletion
+    UNKNOWN = "unknown"
+    NOT_YOURS = "not_yours"  # neither its requester nor a moderator of the channel
+    ALREADY = "already"  # removed before (by its author or a moderator)
+
+
+AUTHOR_REMOVED = "removed by its author"
+MODERATOR_REMOVED = "removed by a moderator of the Discord channel"
+
+
+def remove_by_requester(*, interaction_id: int, user_id: int, moderator: bool) -> Removed:
+    """Remove a request's output for its requester, or for someone who moderates the channel it was
+    posted in (``moderator``: Discord says they may manage its messages). Recorded in the events as
+    the moderators' removal is, with who and why; the message and the stored files go with it."""
+    require_snowflake("interaction_id", interaction_id, required=True)
+    require_snowflake("user_id", user_id, required=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, user_id, review_status FROM video_requests WHERE interaction_id = %s", [interaction_id]
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return Removed.UNKNOWN
+    request_id, owner, review = row
+    if owner != user_id and not moderator:
+        return Removed.NOT_YOURS
+    if review == "removed":
+        return Removed.ALREADY
+    reason = AUTHOR_REMOVED if owner == user_id else MODERATOR_REMOVED
+    removed = remove_output(request_ids=[request_id], actor=f"discord:{user_id}", reason=reason)
+    return Removed.DONE if removed else Removed.ALREADY
