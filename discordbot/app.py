@@ -15,7 +15,7 @@ from django.conf import settings
 
 from discordbot import buttons
 from discordbot.bot import VeoBot
-from discordbot.buttons import cancel_button, delete_button
+from discordbot.buttons import cancel_button, delete_button, report_button
 from discordbot.commands import veo_commands
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.outbox import message_deleter
@@ -51,11 +51,13 @@ def build_bot(
     backend = backend or configured_backend()
     bot = VeoBot()
     health = DatabaseHealth(meanwhile=MEANWHILE.format(journal=settings.VEO_JOURNAL_DIR))
-    delete = delete_button(health=health)
+    delete, report = delete_button(health=health), report_button(health=health)
 
     def result_view(request: VideoRequest) -> discord.ui.View | None:
-        # Only once recorded: a video delivered in degraded mode has no row to remove yet.
-        return buttons.view_of(delete(request.interaction_id)) if request.id is not None else None
+        # Only once recorded: a video delivered in degraded mode has no row to remove or report yet.
+        if request.id is None:
+            return None
+        return buttons.view_of(delete(request.interaction_id), report(request.interaction_id))
 
     delivery = DiscordDelivery(bot, storage=storage, result_view=result_view)
     engine = Engine(backend=backend, storage=storage, deliveries={"discord": delivery, "cli": CliDelivery()})
@@ -95,7 +97,7 @@ def build_bot(
 
     bot.install(
         cog=veo_commands(admitter=admitter, replies=delivery, health=health, queued_view=queued_view),
-        items=[cancel, delete],
+        items=[cancel, delete, report],
         chores=chores,
         closing=[journal.close],
         starting=probe_first,

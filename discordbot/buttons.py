@@ -15,11 +15,13 @@ from discordbot.commands import answer_privately
 from generation.degraded import DegradedRunner
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, services
+from tracking.errors import InvalidInput
 from tracking.models import Status
-from tracking.services import Cancelled, Removed
+from tracking.services import REPORT_REASON_MAX, Cancelled, Removed
 
 CANCEL_TEMPLATE = re.compile(r"veo:cancel:(?P<interaction_id>[0-9]{1,20})")
 DELETE_TEMPLATE = re.compile(r"veo:delete:(?P<interaction_id>[0-9]{1,20})")
+REPORT_TEMPLATE = re.compile(r"veo:report:(?P<interaction_id>[0-9]{1,20})")
 REQUESTER_CANCELLED = "cancelled by its requester before it started"
 
 
@@ -115,6 +117,63 @@ async def delete(interaction_id: int, *, interaction: discord.Interaction, healt
         except discord.HTTPException:
             pass
     return display.delete_text(answer)
+
+
+def report_button(*, health: DatabaseHealth) -> type[DynamicItem]:
+    """The Report button of a result, for anyone: a modal asks why, and moderators get the report."""
+
+    class ReportReason(discord.ui.Modal, title="Report this video"):
+        reason = discord.ui.TextInput(
+            label="What is wrong with it?", style=discord.TextStyle.paragraph, max_length=REPORT_REASON_MAX
+        )
+
+        def __init__(self, interaction_id: int) -> None:
+            super().__init__(custom_id=f"veo:report-reason:{interaction_id}", timeout=15 * 60)
+            self.interaction_id = interaction_id
+
+        async def on_submit(self, interaction: discord.Interaction) -> None:
+            async def answer() -> str:
+                return await report(
+                    self.interaction_id, interaction=interaction, reason=self.reason.value, health=health
+                )
+
+            await answer_privately(interaction, answer)
+
+    class ReportButton(DynamicItem[Button], template=REPORT_TEMPLATE):
+        def __init__(self, interaction_id: int) -> None:
+            super().__init__(
+                Button(label="Report", style=discord.ButtonStyle.secondary, custom_id=f"veo:report:{interaction_id}")
+            )
+            self.interaction_id = interaction_id
+
+        @classmethod
+        async def from_custom_id(cls, interaction: discord.Interaction, item: Button, match: re.Match) -> ReportButton:
+            return cls(int(match["interaction_id"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            await interaction.response.send_modal(ReportReason(self.interaction_id))
+
+    return ReportButton
+
+
+async def report(interaction_id: int, *, interaction: discord.Interaction, reason: str, health: DatabaseHealth) -> str:
+    if health.degraded:
+        return display.REPORT_UNREACHABLE
+    try:
+        answer = await aio.run_within(
+            ANSWER_TIMEOUT,
+            services.report_request,
+            interaction_id=interaction_id,
+            reporter_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            reason=reason,
+        )
+    except InvalidInput as error:
+        return display.invalid_report_text(str(error))
+    except DATABASE_DOWN as error:
+        health.failed(error)
+        return display.REPORT_UNREACHABLE
+    return display.report_text(answer)
 
 
 def view_of(*buttons: DynamicItem) -> discord.ui.View:

@@ -252,6 +252,21 @@ def delete_text(answer: str) -> str:
     }.get(answer, "There is no such request (any more).")
 
 
+REPORT_UNREACHABLE = "The database is unreachable right now, so the report could not be kept; try again in a minute."
+
+
+def report_text(answer: str) -> str:
+    """What a report did (tracking.services.Reported)."""
+    return {
+        "done": "Thanks: the moderators will look at this video.",
+        "already": "You have already reported this video; the moderators will look at it.",
+    }.get(answer, "There is no such request (any more).")
+
+
+def invalid_report_text(message: str) -> str:
+    return fit(f"The report was not kept: {message}.", CONTENT_MAX)
+
+
 # -- refusals (ephemeral, plain text) ---------------------------------------------------------------
 
 

@@ -955,6 +955,35 @@ ALTER TABLE public.quota_policies ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+CREATE TABLE public.reports (
+    id bigint NOT NULL,
+    request_id bigint NOT NULL,
+    reporter_id bigint NOT NULL,
+    guild_id bigint,
+    reason text NOT NULL,
+    state text DEFAULT 'open'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    resolved_at timestamp with time zone,
+    resolved_by text,
+    CONSTRAINT reports_reason_check CHECK (((char_length(btrim(reason)) >= 1) AND (char_length(btrim(reason)) <= 1000))),
+    CONSTRAINT reports_reporter_id_check CHECK ((reporter_id > 0)),
+    CONSTRAINT reports_resolution_pair CHECK (((state = 'open'::text) = (resolved_at IS NULL))),
+    CONSTRAINT reports_state_check CHECK ((state = ANY (ARRAY['open'::text, 'dismissed'::text, 'actioned'::text])))
+);
+
+COMMENT ON TABLE public.reports IS 'Reports of delivered videos by Discord users, for moderators to act on.';
+
+COMMENT ON COLUMN public.reports.state IS 'open until a moderator dismisses it or acts on it (resolved_at, resolved_by).';
+
+ALTER TABLE public.reports ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.reports_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
@@ -1000,7 +1029,7 @@ CREATE TABLE public.video_request_events (
     to_status text,
     actor text DEFAULT 'system'::text NOT NULL,
     detail jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT video_request_events_kind_check CHECK ((kind = ANY (ARRAY['created'::text, 'status_changed'::text, 'refunded'::text, 'review_changed'::text, 'delivered'::text, 'released'::text, 'note'::text, 'user_banned'::text, 'output_removed'::text])))
+    CONSTRAINT video_request_events_kind_check CHECK ((kind = ANY (ARRAY['created'::text, 'status_changed'::text, 'refunded'::text, 'review_changed'::text, 'delivered'::text, 'released'::text, 'note'::text, 'user_banned'::text, 'output_removed'::text, 'reported'::text])))
 );
 
 COMMENT ON TABLE public.video_request_events IS 'Append-only history of every status change and moderation action.';
@@ -1047,6 +1076,9 @@ ALTER TABLE ONLY public.login_failures
 ALTER TABLE ONLY public.quota_policies
     ADD CONSTRAINT quota_policies_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.reports
+    ADD CONSTRAINT reports_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 
@@ -1089,6 +1121,12 @@ CREATE INDEX login_failures_username_idx ON public.login_failures USING btree (u
 CREATE INDEX quota_policies_guild_idx ON public.quota_policies USING btree (guild_id) WHERE (user_id IS NULL);
 
 CREATE UNIQUE INDEX quota_policies_scope_key ON public.quota_policies USING btree (COALESCE(user_id, (0)::bigint), COALESCE(guild_id, (0)::bigint));
+
+CREATE UNIQUE INDEX reports_one_open_per_reporter ON public.reports USING btree (request_id, reporter_id) WHERE (state = 'open'::text);
+
+CREATE INDEX reports_open_idx ON public.reports USING btree (created_at) WHERE (state = 'open'::text);
+
+CREATE INDEX reports_request_idx ON public.reports USING btree (request_id);
 
 CREATE INDEX user_bans_user_idx ON public.user_bans USING btree (user_id) WHERE (lifted_at IS NULL);
 
@@ -1139,6 +1177,9 @@ CREATE TRIGGER video_requests_record_events AFTER INSERT ON public.video_request
 
 ALTER TABLE ONLY public.discord_actions
     ADD CONSTRAINT discord_actions_request_id_fkey FOREIGN KEY (request_id) REFERENCES public.video_requests(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.reports
+    ADD CONSTRAINT reports_request_id_fkey FOREIGN KEY (request_id) REFERENCES public.video_requests(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.veo_start_slots
     ADD CONSTRAINT veo_start_slots_request_id_fkey FOREIGN KEY (request_id) REFERENCES public.video_requests(id) ON DELETE CASCADE;

@@ -5,6 +5,7 @@ import io
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.core.management import call_command
+from django.db import connection
 
 from tests.factories import VideoRequestFactory
 from tracking.models import DataLifecycleAudit, DiscordAction, UserBan, VideoRequest, VideoRequestEvent
@@ -157,3 +158,19 @@ def test_only_superusers_read_the_data_lifecycle_audit(as_role, role, status):
     client.post(f"/admin/tracking/datalifecycleaudit/{audit.id}/delete/", {"post": "yes"})
     client.post(f"/admin/tracking/datalifecycleaudit/{audit.id}/change/", {"actor": "someone else"})
     assert DataLifecycleAudit.objects.get().actor == "ops"
+
+
+def test_moderators_read_reports_and_search_them_but_change_nothing(as_role):
+    request = VideoRequestFactory()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO reports (request_id, reporter_id, reason) VALUES (%s, 42, 'shows a real person') RETURNING id",
+            [request.id],
+        )
+        (report_id,) = cursor.fetchone()
+    client = as_role("moderator")
+    page = client.get("/admin/tracking/report/?q=person")
+    assert page.status_code == 200 and "shows a real person" in page.content.decode()
+    assert "shows a real person" not in client.get("/admin/tracking/report/?q=absentword").content.decode()
+    assert client.get("/admin/tracking/report/add/").status_code == 403
+    assert client.get(f"/admin/tracking/report/{report_id}/delete/").status_code == 403

@@ -30,11 +30,12 @@ from tests.fakes.interactions import (
     button_click,
     deliver,
     deliver_and_wait,
+    modal_submit,
     slash_command,
     user,
 )
 from tracking import capabilities
-from tracking.models import VideoRequest, VideoRequestEvent
+from tracking.models import Report, VideoRequest, VideoRequestEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -696,12 +697,15 @@ def _result(server, payload) -> dict:
     return server.original_response(payload["id"])
 
 
-def test_the_result_has_delete_instead_of_cancel(server, veo_fake):
+def test_the_result_has_delete_and_report_instead_of_cancel(server, veo_fake):
     payload = veo()
     final = _result(server, payload)
     assert final["embeds"][0]["title"] == "Your video is ready"
     [row] = final["components"]
-    assert [(b["label"], b["custom_id"]) for b in row["components"]] == [("Delete", f"veo:delete:{payload['id']}")]
+    assert [(b["label"], b["custom_id"]) for b in row["components"]] == [
+        ("Delete", f"veo:delete:{payload['id']}"),
+        ("Report", f"veo:report:{payload['id']}"),
+    ]
 
 
 # -- the Delete button ---------------------------------------------------------------------------------
@@ -769,3 +773,53 @@ def test_while_veo_answers_429_the_queued_message_says_so_at_most_every_10_s(ser
     assert notice["embeds"][0]["title"] == "Queued" and notice["components"] == []
     assert fields["Waiting"].startswith("Veo is at capacity right now (it answered 429); trying again in ~")
     assert edits[-1]["embeds"][0]["title"] == "Your video is ready"
+
+
+# -- the Report button ---------------------------------------------------------------------------------
+
+
+def _report(server, result: dict, payload: dict, reason: str, *, author: dict) -> tuple[dict, str]:
+    """Click Report on ``result`` as ``author``, then submit the modal with ``reason`` (one bot
+    process: discord.py keeps an open modal in memory). Returns the modal and the private answer."""
+    click = button_click(result, f"veo:report:{payload['id']}", author=author)
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, click, server=server)
+        modal = server.interaction(click["id"]).modal
+        field = modal["components"][0]["components"][0]["custom_id"]
+        submitted = modal_submit(click, modal, {field: reason})
+        await deliver_and_wait(bot, submitted, server=server)
+        return modal, submitted
+
+    modal, submitted = run_bot(scenario, run_worker=False)
+    answer = server.original_response(submitted["id"])
+    assert answer["flags"] & fake.EPHEMERAL
+    return modal, answer["content"]
+
+
+def test_anyone_reports_a_video_with_a_reason_kept_for_moderators(server, veo_fake):
+    payload = veo()
+    result = _result(server, payload)
+    mallory = user(OTHER_USER_ID, username="mallory")
+
+    modal, answer = _report(server, result, payload, "  it shows a   real person  ", author=mallory)
+
+    assert modal["title"] == "Report this video"
+    assert answer == "Thanks: the moderators will look at this video."
+    request = VideoRequest.objects.get(interaction_id=payload["id"])
+    [report] = Report.objects.filter(request=request)
+    assert (report.reporter_id, report.reason, report.state, report.guild_id) == (
+        OTHER_USER_ID,
+        "it shows a real person",
+        "open",
+        GUILD_ID,
+    )
+    reported = VideoRequestEvent.objects.get(request_id=request.id, kind="reported")
+    assert reported.actor == f"discord:{OTHER_USER_ID}"
+    assert reported.detail == {"report_id": report.id, "reason": "it shows a real person"}
+    # The same person again: kept once; an empty reason: kept nowhere.
+    _, again = _report(server, result, payload, "still bad", author=mallory)
+    assert again == "You have already reported this video; the moderators will look at it."
+    _, empty = _report(server, result, payload, "   ", author=user(OTHER_USER_ID + 1, username="eve"))
+    assert empty == "The report was not kept: a reason is required."
+    assert Report.objects.count() == 1 and VideoRequestEvent.objects.filter(kind="reported").count() == 1

@@ -14,6 +14,7 @@ MODERATOR_PERMISSIONS = {
     "quotapolicy": ("view", "add", "change"),
     "blockedterm": ("view", "add", "change"),
     "discordaction": ("view",),
+    "report": ("view",),
 }
 
 

@@ -9,6 +9,7 @@ from tracking.admin.policies import (
     DiscordActionAdmin,
     JournalQuarantineAdmin,
     QuotaPolicyAdmin,
+    ReportAdmin,
     SchemaMigrationAdmin,
     UserBanAdmin,
 )
@@ -19,6 +20,7 @@ from tracking.models import (
     DiscordAction,
     JournalQuarantine,
     QuotaPolicy,
+    Report,
     SchemaMigration,
     UserBan,
     VideoRequest,
@@ -32,6 +34,7 @@ admin.site.register(DiscordAction, DiscordActionAdmin)
 admin.site.register(SchemaMigration, SchemaMigrationAdmin)
 admin.site.register(DataLifecycleAudit, DataLifecycleAuditAdmin)
 admin.site.register(JournalQuarantine, JournalQuarantineAdmin)
+admin.site.register(Report, ReportAdmin)
 admin.site.login_form = ThrottledLoginForm
 admin.site.site_header = "veobot moderation"
 admin.site.site_title = "veobot"

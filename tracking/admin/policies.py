@@ -177,3 +177,13 @@ class JournalQuarantineAdmin(ReadOnlyAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_superuser
+
+
+class ReportAdmin(ReadOnlyAdmin):
+    """What Discord users reported (a delivered video's Report button), newest first; the request
+    links to its page, where the moderation actions are."""
+
+    list_display = ("id", "request", "reporter_id", "reason", "state", "created_at", "resolved_at", "resolved_by")
+    list_filter = ("state",)
+    search_fields = ("reason", "=reporter_id", "=request__id")
+    raw_id_fields = ("request",)

@@ -11,6 +11,8 @@ from tracking.models.moderation import (
     DiscordAction,
     DiscordActionKind,
     QuotaPolicy,
+    Report,
+    ReportState,
     UserBan,
 )
 from tracking.models.operations import (
@@ -69,4 +71,6 @@ __all__ = [
     "DataLifecycleAudit",
     "QuarantineResolution",
     "JournalQuarantine",
+    "Report",
+    "ReportState",
 ]

@@ -1,5 +1,5 @@
 """What moderators set and what they ask the bots to do: quota policies, bans, blocked terms,
-the outbox (discord_actions)."""
+the outbox (discord_actions); and what users report to them (reports)."""
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -126,3 +126,33 @@ class DiscordAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} for #{self.request_id}"
+
+
+class ReportState(models.TextChoices):
+    OPEN = "open", "Open"
+    DISMISSED = "dismissed", "Dismissed"
+    ACTIONED = "actioned", "Acted on"
+
+
+class Report(models.Model):
+    """A delivered video reported by a Discord user (its Report button), with their reason."""
+
+    id = models.BigAutoField(primary_key=True)
+    request = models.ForeignKey(
+        VideoRequest, on_delete=models.DO_NOTHING, related_name="reports", db_column="request_id"
+    )
+    reporter_id = models.BigIntegerField(help_text="The Discord user who reported it.")
+    guild_id = models.BigIntegerField(null=True, blank=True)
+    reason = models.TextField()
+    state = models.TextField(choices=ReportState.choices, db_default=ReportState.OPEN)
+    created_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.TextField(null=True, blank=True)
+
+    class Meta:
+        managed = False
+        db_table = "reports"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"report {self.id} of #{self.request_id}"

@@ -132,6 +132,7 @@ class EventKind(models.TextChoices):
     NOTE = "note"
     USER_BANNED = "user_banned"
     OUTPUT_REMOVED = "output_removed"
+    REPORTED = "reported"
 
 
 class VideoRequestEvent(models.Model):

@@ -38,7 +38,15 @@ from tracking.services.replay import (
     replay_journaled_request,
     resolve_quarantined,
 )
-from tracking.services.requester import Cancelled, Removed, cancel_by_requester, remove_by_requester
+from tracking.services.requester import (
+    REPORT_REASON_MAX,
+    Cancelled,
+    Removed,
+    Reported,
+    cancel_by_requester,
+    remove_by_requester,
+    report_request,
+)
 from tracking.services.transitions import (
     Transition,
     cancel,
@@ -66,6 +74,9 @@ __all__ = [
     "cancel_by_requester",
     "Removed",
     "remove_by_requester",
+    "Reported",
+    "REPORT_REASON_MAX",
+    "report_request",
     "clean_reason",
     "discard_removed_outputs",
     "flag",

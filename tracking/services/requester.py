@@ -6,8 +6,10 @@ from enum import StrEnum
 
 from django.db import connection
 
+from tracking.errors import InvalidInput
 from tracking.services.admission import require_snowflake
 from tracking.services.moderation import remove_output
+from tracking.text import storable_text
 
 _CANCEL_SQL = """
 WITH who AS (SELECT set_config('veobot.actor', %(actor)s, true),
@@ -89,3 +91,52 @@ def remove_by_requester(*, interaction_id: int, user_id: int, moderator: bool) -
     reason = AUTHOR_REMOVED if owner == user_id else MODERATOR_REMOVED
     removed = remove_output(request_ids=[request_id], actor=f"discord:{user_id}", reason=reason)
     return Removed.DONE if removed else Removed.ALREADY
+
+
+class Reported(StrEnum):
+    DONE = "done"
+    ALREADY = "already"  # this reporter's earlier report of it is still open
+    UNKNOWN = "unknown"
+
+
+REPORT_REASON_MAX = 1000
+
+# The report and its event in one statement; a reporter's open report of the same request makes
+# the insert a no-op (the partial unique index), and no event is written for it.
+_REPORT_SQL = """
+WITH report AS (
+    INSERT INTO reports (request_id, reporter_id, guild_id, reason)
+    SELECT id, %(reporter)s, %(guild)s, %(reason)s FROM video_requests WHERE interaction_id = %(interaction_id)s
+    ON CONFLICT (request_id, reporter_id) WHERE state = 'open' DO NOTHING
+    RETURNING id, request_id
+), noted AS (
+    INSERT INTO video_request_events (request_id, kind, actor, detail)
+    SELECT request_id, 'reported', %(actor)s, jsonb_build_object('report_id', id, 'reason', %(reason)s) FROM report
+)
+SELECT id FROM report
+"""
+
+
+def report_request(*, interaction_id: int, reporter_id: int, guild_id: int | None, reason: str) -> Reported:
+    """Anyone's report of a request, with their reason (1-1000 visible characters), for moderators."""
+    require_snowflake("interaction_id", interaction_id, required=True)
+    require_snowflake("reporter_id", reporter_id, required=True)
+    require_snowflake("guild_id", guild_id, required=False)
+    reason = " ".join(storable_text("reason", reason or "").split())
+    if not reason:
+        raise InvalidInput("reason", "a reason is required")
+    if len(reason) > REPORT_REASON_MAX:
+        raise InvalidInput("reason", f"the reason must be at most {REPORT_REASON_MAX} characters (got {len(reason)})")
+    values = {
+        "interaction_id": interaction_id,
+        "reporter": reporter_id,
+        "guild": guild_id,
+        "reason": reason,
+        "actor": f"discord:{reporter_id}",
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_REPORT_SQL, values)
+        if cursor.fetchone():
+            return Reported.DONE
+        cursor.execute("SELECT 1 FROM video_requests WHERE interaction_id = %s", [interaction_id])
+        return Reported.ALREADY if cursor.fetchone() else Reported.UNKNOWN
