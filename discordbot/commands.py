@@ -10,6 +10,7 @@ after a defer replaces the public placeholder with a private follow-up.
 """
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -53,6 +54,9 @@ def veo_commands(
     Prompt = app_commands.Range[str, settings.VEO_PROMPT_MIN_LENGTH, settings.VEO_PROMPT_MAX_LENGTH]
     Negative = app_commands.Range[str, 1, settings.VEO_PROMPT_MAX_LENGTH]
     can = capabilities.of(settings.VEO_MODEL)  # the options offer what the configured model does
+    several = len(settings.VEO_MODELS) > 1  # then /veo has a model option
+    models = {"model": [Choice(name=model, value=model) for model in settings.VEO_MODELS]} if several else {}
+    model_help = {"model": f"Which Veo model (default {settings.VEO_MODEL})"} if several else {}
 
     class VeoCommands(commands.Cog):
         @app_commands.command(name="veo", description="Generate a short video with Google Veo")
@@ -64,11 +68,14 @@ def veo_commands(
             + _hd_lengths(can),
             audio=f"Generate sound (default {'on' if settings.VEO_DEFAULT_AUDIO else 'off'})",
             negative_prompt="What the video should not contain",
+            **model_help,
         )
         @app_commands.choices(
             length=[Choice(name=f"{seconds} seconds", value=seconds) for seconds in can.durations],
             ratio=[Choice(name=RATIO_NAMES[ratio], value=ratio) for ratio in can.aspect_ratios],
+            **models,
         )
+        @_options_without(() if several else ("model",))
         async def veo(
             self,
             interaction: discord.Interaction,
@@ -78,6 +85,7 @@ def veo_commands(
             hd: bool | None = None,
             audio: bool | None = None,
             negative_prompt: Negative | None = None,
+            model: Choice[str] | None = None,
         ):
             resolution = settings.VEO_DEFAULT_RESOLUTION if hd is None else ("1080p" if hd else "720p")
             params = VideoParameters(
@@ -88,6 +96,7 @@ def veo_commands(
                 generate_audio=settings.VEO_DEFAULT_AUDIO if audio is None else audio,
                 negative_prompt=negative_prompt,
                 person_generation=settings.VEO_PERSON_GENERATION,
+                model=model.value if model else None,
             )
             await handle_veo(interaction, params, admitter=admitter, replies=replies, queued_view=queued_view)
 
@@ -202,6 +211,20 @@ async def handle_veo(
 
 
 RATIO_NAMES = {"16:9": "16:9 landscape", "9:16": "9:16 portrait"}
+
+
+def _options_without(names: tuple[str, ...]):
+    """Leave parameters out of a command's options: discord.py builds them from the callback's
+    signature (inspect.signature, which honours __signature__); the parameter keeps its default."""
+
+    def leave_out(callback):
+        if names:
+            signature = inspect.signature(callback)
+            kept = [p for p in signature.parameters.values() if p.name not in names]
+            callback.__signature__ = signature.replace(parameters=kept)
+        return callback
+
+    return leave_out
 
 
 def _hd_lengths(can: capabilities.ModelCapabilities) -> str:

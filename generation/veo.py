@@ -45,6 +45,7 @@ class VideoJob:
     generate_audio: bool
     seed: int | None
     person_generation: str
+    model: str | None = None  # the model it was recorded with
 
     @classmethod
     def from_request(cls, request) -> VideoJob:
@@ -58,6 +59,7 @@ class VideoJob:
             request.generate_audio,
             request.seed,
             request.person_generation,
+            request.model,
         )
 
 
@@ -236,6 +238,12 @@ class GenaiBackend:
         if session is not None:
             await session.close()
 
+    def _model_for(self, job: VideoJob) -> str:
+        """Another model the requester chose while it is still offered (VEO_MODELS); else this
+        backend's, the default (VEO_MODEL)."""
+        chosen = job.model in settings.VEO_MODELS and job.model != settings.VEO_MODEL
+        return job.model if chosen else self.model
+
     def _config(self, job: VideoJob) -> types.GenerateVideosConfig:
         return types.GenerateVideosConfig(
             number_of_videos=1,
@@ -253,7 +261,9 @@ class GenaiBackend:
     async def start(self, job: VideoJob) -> str:
         try:
             operation = await self._client().aio.models.generate_videos(
-                model=self.model, source=types.GenerateVideosSource(prompt=job.prompt), config=self._config(job)
+                model=self._model_for(job),
+                source=types.GenerateVideosSource(prompt=job.prompt),
+                config=self._config(job),
             )
         except Exception as error:
             if _maybe_sent(error):

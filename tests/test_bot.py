@@ -34,7 +34,8 @@ from tests.fakes.interactions import (
     slash_command,
     user,
 )
-from tracking import capabilities
+from tracking import capabilities, services
+from tracking.errors import InvalidInput
 from tracking.models import Report, VideoRequest, VideoRequestEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -314,7 +315,7 @@ def test_the_commands_options_say_what_the_configured_model_makes(settings, mode
     cog = veo_commands(admitter=None, replies=None, health=None)
     [command] = [c for c in cog.get_app_commands() if c.name == "veo"]
     options = {parameter.name: parameter for parameter in command.parameters}
-    assert options["hd"].description == hd
+    assert options["hd"].description == hd and "model" not in options  # one model: no choice to make
     assert [choice.value for choice in options["length"].choices] == [4, 6, 8]
     assert [choice.value for choice in options["ratio"].choices] == ["16:9", "9:16"]
 
@@ -823,3 +824,29 @@ def test_anyone_reports_a_video_with_a_reason_kept_for_moderators(server, veo_fa
     _, empty = _report(server, result, payload, "   ", author=user(OTHER_USER_ID + 1, username="eve"))
     assert empty == "The report was not kept: a reason is required."
     assert Report.objects.count() == 1 and VideoRequestEvent.objects.filter(kind="reported").count() == 1
+
+
+# -- a choice of models (VEO_MODELS) --------------------------------------------------------------------
+
+FAST = "veo-3.1-fast-generate-001"
+
+
+def test_with_several_models_veo_offers_them_and_the_choice_reaches_veo(server, veo_fake, settings):
+    settings.VEO_MODELS = (settings.VEO_MODEL, FAST)
+    cog = veo_commands(admitter=None, replies=None, health=None)
+    [command] = [c for c in cog.get_app_commands() if c.name == "veo"]
+    model = {parameter.name: parameter for parameter in command.parameters}["model"]
+    assert [choice.value for choice in model.choices] == [settings.VEO_MODEL, FAST] and not model.required
+
+    payload = veo(opts={"model": FAST})
+    _result(server, payload)
+
+    assert VideoRequest.objects.get(interaction_id=payload["id"]).model == FAST
+    [create] = veo_fake.creates()
+    assert f"/models/{FAST}:" in create.path
+
+
+def test_a_model_not_offered_is_refused_before_admission(settings):
+    settings.VEO_MODELS = (settings.VEO_MODEL,)
+    with pytest.raises(InvalidInput, match="model must be one of veo-3.1-generate-001"):
+        services.clean_parameters(services.VideoParameters(prompt="a red fox", model=FAST))

@@ -816,7 +816,8 @@ def test_a_model_where_1080p_needs_8_seconds_refuses_it_at_4(veo):
 
 
 @pytest.mark.parametrize("model", sorted(MODEL_CAPABILITIES))
-def test_what_the_bot_admits_for_a_model_is_what_veo_accepts_and_no_more(veo, model):
+def test_what_the_bot_admits_for_a_model_is_what_veo_accepts_and_no_more(veo, model, settings):
+    settings.VEO_MODELS = (model,)  # offered
     # The bot's check before admission (clean_parameters) and the fake read the same table
     # (tracking.capabilities): every combination one lets through, the other accepts.
     agreed = []

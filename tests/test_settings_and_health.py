@@ -36,6 +36,8 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ({"SECRET_KEY": "k", "VEO_GCS_SIGNED_URL_TTL": "8d"}, "VEO_GCS_SIGNED_URL_TTL"),
         ({"SECRET_KEY": "k", "VEO_GCS_SIGNED_URL_TTL": "a week"}, "VEO_GCS_SIGNED_URL_TTL"),
         ({"SECRET_KEY": "k", "GCS_API_BASE_URL": "storage.googleapis.com"}, "GCS_API_BASE_URL"),
+        ({"SECRET_KEY": "k", "VEO_MODELS": "veo-3.1-generate-001", "VEO_MODEL": "veo-3.0-generate-001"}, "VEO_MODEL"),
+        ({"SECRET_KEY": "k", "VEO_MODELS": " , "}, "VEO_MODELS"),
     ],
 )
 def test_wrong_setting_stops_start_up_with_one_line_naming_it(env, variable):

@@ -128,6 +128,15 @@ VEO_REFUND_CONTENT_FILTERED = config.get_bool("VEO_REFUND_CONTENT_FILTERED", Fal
 VEO_PROMPT_MIN_LENGTH = config.get_int("VEO_PROMPT_MIN_LENGTH", 5, minimum=1, maximum=4000)
 VEO_PROMPT_MAX_LENGTH = config.get_int("VEO_PROMPT_MAX_LENGTH", 600, minimum=VEO_PROMPT_MIN_LENGTH, maximum=4000)
 VEO_MODEL = config.get_str("VEO_MODEL", "veo-3.1-generate-001")
+# The models /veo offers as a choice (its `model` option appears with two or more). The default
+# is VEO_MODEL, which must then be one of them (unset: the first). Unset: VEO_MODEL alone.
+VEO_MODELS = tuple(dict.fromkeys(config.get_list("VEO_MODELS", [VEO_MODEL])))
+if not VEO_MODELS or any(len(model) > 100 for model in VEO_MODELS):
+    raise ConfigError("VEO_MODELS must list model ids separated by commas, each at most 100 characters")
+if config.is_set("VEO_MODELS"):
+    if config.is_set("VEO_MODEL") and VEO_MODEL not in VEO_MODELS:
+        raise ConfigError(f"VEO_MODEL must be one of VEO_MODELS (got {VEO_MODEL!r})")
+    VEO_MODEL = VEO_MODEL if config.is_set("VEO_MODEL") else VEO_MODELS[0]
 
 # --- Veo backend ---------------------------------------------------------------------------
 # vertex: GOOGLE_CLOUD_PROJECT + GOOGLE_CLOUD_LOCATION with Application Default Credentials

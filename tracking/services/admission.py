@@ -56,7 +56,10 @@ def clean_parameters(params: VideoParameters) -> VideoParameters:
             raise InvalidInput(
                 "negative_prompt", f"negative_prompt must be at most {high} characters (got {len(negative)})"
             )
-    model_id = params.model or settings.VEO_MODEL  # the offline sample stands in for the configured model
+    chosen = params.model
+    if chosen and chosen not in settings.VEO_MODELS and chosen != settings.VEO_RECORDED_MODEL:
+        raise InvalidInput("model", f"model must be one of {', '.join(settings.VEO_MODELS)} (got {chosen!r})")
+    model_id = chosen or settings.VEO_MODEL
     can = capabilities.of(model_id)
     require_choice("duration_seconds", params.duration_seconds, can.durations)
     require_choice("aspect_ratio", params.aspect_ratio, can.aspect_ratios)
@@ -77,7 +80,9 @@ def clean_parameters(params: VideoParameters) -> VideoParameters:
         raise InvalidInput("generate_audio", "generate_audio must be true or false")
     if params.seed is not None and (isinstance(params.seed, bool) or not 0 <= params.seed <= 4_294_967_295):
         raise InvalidInput("seed", "seed must be a whole number from 0 to 4294967295")
-    model = storable_text("model", params.model or settings.VEO_RECORDED_MODEL)
+    # Recorded as generated: the offline backend's sample, whatever was asked for, is no model's.
+    offline = settings.VEO_RECORDED_MODEL == capabilities.SAMPLE_MODEL
+    model = storable_text("model", settings.VEO_RECORDED_MODEL if offline else model_id)
     return replace(params, prompt=prompt, negative_prompt=negative, model=model)
 
 
