@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
+from psycopg_pool import PoolClosed
 
 from generation.runtime import sleep_unless
 from tracking.aio import NoAnswer
@@ -67,7 +68,12 @@ class DatabaseHealth:
         return self.down_since is not None
 
     def failed(self, error: BaseException) -> None:
-        """A call failed because the database is unreachable: one warning per outage."""
+        """A call failed because the database is unreachable: one warning per outage. A call that
+        met a pool closed under it (reset_pool, as an outage ended) says nothing about the
+        database: it is not an outage."""
+        if isinstance(error.__cause__ or error, PoolClosed):
+            log.info("a database call met the connection pool closed under it (%s); not an outage", error)
+            return
         if self.down_since is None:
             self.down_since = time.monotonic()
             first = (str(error).strip().splitlines() or [""])[0][:200]
@@ -92,18 +98,11 @@ class DatabaseHealth:
 
     @staticmethod
     def reset_pool() -> None:
-        """Entering an outage: close the connection pool, which stops its reconnect attempts
-        (blocking: run it in a thread). The next call opens a new pool."""
+        """Close the connection pool (blocking: run it in a thread). Entering an outage, this stops
+        its reconnect attempts; leaving one, it drops the dead connections and the reconnect
+        attempts backed off meanwhile (a pool opened during the outage may wait many seconds
+        before its next try). The next call opens a new pool."""
         connections["default"].close_pool()
-
-    @staticmethod
-    def refresh_pool() -> None:
-        """Leaving an outage: drop the dead connections the pool still holds idle (blocking). Not
-        a close: the calls already under way hold the pool, and would fail on a closed one --
-        a false new outage the moment this one ended."""
-        pool = connections["default"].pool
-        if pool is not None and not pool.closed:
-            pool.check()
 
     def recovered(self) -> None:
         outage = time.monotonic() - (self.down_since or time.monotonic())
@@ -189,7 +188,7 @@ async def _probe_and_replay(
                     await asyncio.to_thread(health.reset_pool)
                     pool_closed = True
                 if await asyncio.to_thread(health.probe):
-                    await asyncio.to_thread(health.refresh_pool)
+                    await asyncio.to_thread(health.reset_pool)
                     pool_closed = False
                     health.recovered()
             if not health.degraded and every_pass is not None:
