@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
-from psycopg_pool import PoolClosed
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from generation.runtime import sleep_unless
 from tracking.aio import NoAnswer
@@ -62,6 +62,14 @@ class DatabaseHealth:
     def __init__(self, *, meanwhile: str = "the worker claims nothing until it answers again") -> None:
         self.meanwhile = meanwhile  # what this process does during an outage, for the warning
         self.down_since: float | None = None
+        self.last_heard: float | None = None  # time.monotonic() of the heartbeat's last answer
+
+    def heard(self) -> None:
+        """The heartbeat was answered."""
+        self.last_heard = time.monotonic()
+
+    def heard_lately(self) -> bool:
+        return self.last_heard is not None and time.monotonic() - self.last_heard < 2 * HEARTBEAT_INTERVAL + 1
 
     @property
     def degraded(self) -> bool:
@@ -71,8 +79,14 @@ class DatabaseHealth:
         """A call failed because the database is unreachable: one warning per outage. A call that
         met a pool closed under it (reset_pool, as an outage ended) says nothing about the
         database: it is not an outage."""
-        if isinstance(error.__cause__ or error, PoolClosed):
+        cause = error.__cause__ or error
+        if isinstance(cause, PoolClosed):
             log.info("a database call met the connection pool closed under it (%s); not an outage", error)
+            return
+        if isinstance(cause, PoolTimeout) and self.heard_lately():
+            # The pool had no connection in time while the heartbeat's own connection was just
+            # answered: the pool (still catching up after an outage) is what failed, not PostgreSQL.
+            log.info("a database call got no pooled connection in time (%s), but the database answers", error)
             return
         if self.down_since is None:
             self.down_since = time.monotonic()
@@ -205,6 +219,7 @@ async def _heartbeats(health: DatabaseHealth, stop: asyncio.Event) -> None:
             if not health.degraded:
                 try:
                     await heartbeat.check()
+                    health.heard()
                 except DATABASE_DOWN as error:
                     health.failed(error)
                 except Exception:

@@ -8,7 +8,8 @@ import threading
 import time
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
+from psycopg_pool import PoolTimeout
 
 from generation.health import DATABASE_DOWN, DatabaseHealth, watch_database
 from tests.tcp_proxy import TcpProxy
@@ -95,3 +96,19 @@ def test_calls_that_meet_the_pool_closed_as_an_outage_ends_start_no_new_outage()
             thread.join(10)
     assert calls[0] > 0 and met_closed  # the race is real...
     assert not health.degraded  # ...and no outage
+
+
+def test_no_pooled_connection_in_time_is_an_outage_only_when_the_heartbeat_is_not_answered_either():
+    def pool_timeout() -> OperationalError:
+        error = OperationalError("couldn't get a connection after 10.00 sec")
+        error.__cause__ = PoolTimeout("couldn't get a connection after 10.00 sec")
+        return error
+
+    answered = DatabaseHealth()
+    answered.heard()
+    answered.failed(pool_timeout())
+    assert not answered.degraded  # the pool lagging behind, not PostgreSQL
+
+    silent = DatabaseHealth()
+    silent.failed(pool_timeout())
+    assert silent.degraded
