@@ -110,13 +110,14 @@ class PostgresStore:
             "removal_known": removed,
         }
         written = self._write_ahead(request, "delivered", **facts)
+        if removed:
+            # Removed before it was generated or stored: its file outlived the removal. Gone before
+            # the delivery is recorded, so that nothing recorded as delivered still keeps it.
+            await aio.run(services.discard_removed_outputs, request_id=request.id)
         recorded = await self._insist(services.record_delivery, request_id=request.id, worker=self.worker, **facts)
         self._recorded(written)
         if not recorded:
             raise Superseded()
-        if removed:
-            # Removed before it was generated or stored: its file outlived the removal.
-            await aio.run(services.discard_removed_outputs, request_id=request.id)
 
     def _write_ahead(self, request: VideoRequest, kind: str, **facts):
         """What happened outside, written to this process's journal before its record here;
