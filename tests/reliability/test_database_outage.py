@@ -112,8 +112,11 @@ def test_database_lost_mid_run_loses_nothing(chaos_report, chaos_seed, scale, tm
             # A request under way in the killed bot is resumed only once the database is back and
             # its journal replayed, and a request held for the database (partition) is queued only
             # then: their deadlines leave room for the outage, or they end by a deadline (rightly,
-            # but not as their scenario says).
-            **({"VEO_GENERATION_TIMEOUT": f"{deadline}s", "VEO_QUEUE_TIMEOUT": f"{deadline}s"} if roomy else {}),
+            # but not as their scenario says). Slots for every hang at once, so that no request
+            # waits for one beyond its queue deadline.
+            **({"VEO_GENERATION_TIMEOUT": f"{deadline}s"} if kill_bot else {}),
+            **({"VEO_QUEUE_TIMEOUT": f"{deadline}s"} if roomy else {}),
+            "VEO_WORKER_SLOTS": "64",
         }
         fleet = Fleet(env=env, server=server, tmp_path=tmp_path)
         try:
