@@ -25,19 +25,28 @@ REPORT_TEMPLATE = re.compile(r"veo:report:(?P<interaction_id>[0-9]{1,20})")
 REQUESTER_CANCELLED = "cancelled by its requester before it started"
 
 
+class KeyedByInteraction:
+    """What every button here shares: its custom_id is ``veo:<ACTION>:<interaction id>``."""
+
+    ACTION: str
+    LABEL: str
+    STYLE: discord.ButtonStyle
+
+    def __init__(self, interaction_id: int) -> None:
+        button = Button(label=self.LABEL, style=self.STYLE, custom_id=f"veo:{self.ACTION}:{interaction_id}")
+        super().__init__(button)  # DynamicItem's
+        self.interaction_id = interaction_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Button, match: re.Match):
+        return cls(int(match["interaction_id"]))
+
+
 def cancel_button(*, health: DatabaseHealth, runner: DegradedRunner) -> type[DynamicItem]:
     """The Cancel button of a queued request, for its requester, until Veo starts it."""
 
-    class CancelButton(DynamicItem[Button], template=CANCEL_TEMPLATE):
-        def __init__(self, interaction_id: int) -> None:
-            super().__init__(
-                Button(label="Cancel", style=discord.ButtonStyle.secondary, custom_id=f"veo:cancel:{interaction_id}")
-            )
-            self.interaction_id = interaction_id
-
-        @classmethod
-        async def from_custom_id(cls, interaction: discord.Interaction, item: Button, match: re.Match) -> CancelButton:
-            return cls(int(match["interaction_id"]))
+    class CancelButton(KeyedByInteraction, DynamicItem[Button], template=CANCEL_TEMPLATE):
+        ACTION, LABEL, STYLE = "cancel", "Cancel", discord.ButtonStyle.secondary
 
         async def callback(self, interaction: discord.Interaction) -> None:
             async def answer() -> str:
@@ -74,16 +83,8 @@ async def cancel(interaction_id: int, *, user_id: int, health: DatabaseHealth, r
 def delete_button(*, health: DatabaseHealth) -> type[DynamicItem]:
     """The Delete button of a result, for its requester or anyone who may manage the channel's messages."""
 
-    class DeleteButton(DynamicItem[Button], template=DELETE_TEMPLATE):
-        def __init__(self, interaction_id: int) -> None:
-            super().__init__(
-                Button(label="Delete", style=discord.ButtonStyle.danger, custom_id=f"veo:delete:{interaction_id}")
-            )
-            self.interaction_id = interaction_id
-
-        @classmethod
-        async def from_custom_id(cls, interaction: discord.Interaction, item: Button, match: re.Match) -> DeleteButton:
-            return cls(int(match["interaction_id"]))
+    class DeleteButton(KeyedByInteraction, DynamicItem[Button], template=DELETE_TEMPLATE):
+        ACTION, LABEL, STYLE = "delete", "Delete", discord.ButtonStyle.danger
 
         async def callback(self, interaction: discord.Interaction) -> None:
             async def answer() -> str:
@@ -139,16 +140,8 @@ def report_button(*, health: DatabaseHealth) -> type[DynamicItem]:
 
             await answer_privately(interaction, answer)
 
-    class ReportButton(DynamicItem[Button], template=REPORT_TEMPLATE):
-        def __init__(self, interaction_id: int) -> None:
-            super().__init__(
-                Button(label="Report", style=discord.ButtonStyle.secondary, custom_id=f"veo:report:{interaction_id}")
-            )
-            self.interaction_id = interaction_id
-
-        @classmethod
-        async def from_custom_id(cls, interaction: discord.Interaction, item: Button, match: re.Match) -> ReportButton:
-            return cls(int(match["interaction_id"]))
+    class ReportButton(KeyedByInteraction, DynamicItem[Button], template=REPORT_TEMPLATE):
+        ACTION, LABEL, STYLE = "report", "Report", discord.ButtonStyle.secondary
 
         async def callback(self, interaction: discord.Interaction) -> None:
             await interaction.response.send_modal(ReportReason(self.interaction_id))

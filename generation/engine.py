@@ -148,7 +148,7 @@ class Engine:
             try:
                 operation_name = await self.backend.start(VideoJob.from_request(request))
             except RateLimited as error:
-                if await self._requeue(run, f"rate limited by Veo: {error}", retry_backoff(request.attempts)):
+                if await self._requeue(run, f"rate limited by Veo: {error}", retry_backoff(request.attempts), VEO_BUSY):
                     continue
                 return False
             except StartUnconfirmed as error:
@@ -157,7 +157,7 @@ class Engine:
             except Unavailable as error:
                 if request.attempts < START_ATTEMPTS:
                     log.warning("request %s: Veo unavailable on start (%s); retrying later", _name(request), error)
-                    if await self._requeue(run, f"Veo unavailable: {error}", retry_backoff(request.attempts)):
+                    if await self._requeue(run, f"Veo unavailable: {error}", retry_backoff(request.attempts), VEO_DOWN):
                         continue
                     return False
                 return await self._end(run, Ending(error.code, f"Veo could not start the video: {error}"))
@@ -167,14 +167,12 @@ class Engine:
             log.info("request %s: generating (operation %s)", _name(request), operation_name)
             return True
 
-    async def _requeue(self, run: Run, reason: str, delay: timedelta) -> bool:
+    async def _requeue(self, run: Run, reason: str, delay: timedelta, waiting: str) -> bool:
         """Back off: here (True, after the delay, unless cancelled meanwhile) or in the queue (False)."""
         log.info("request %s: %s; trying again in %.0f s", _name(run.request), reason, delay.total_seconds())
         requeued = await run.store.requeue(run.request, reason=reason, delay=delay)
         # The requester sees why it waits: Veo at capacity (429) or unavailable, and when it tries again.
-        await self._progress(
-            run.request, timezone.now(), state=VEO_BUSY if "rate limited" in reason else VEO_DOWN, retry_in=delay
-        )
+        await self._progress(run.request, timezone.now(), state=waiting, retry_in=delay)
         if not requeued:
             return False
         await _wait(run.cancelled, delay.total_seconds())
