@@ -17,6 +17,7 @@ from discordbot import buttons
 from discordbot.bot import VeoBot
 from discordbot.buttons import cancel_button, delete_button, report_button
 from discordbot.commands import veo_commands
+from discordbot.derived import Deriver, derive_buttons
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.outbox import message_deleter
 from generation.admission import Admitter, Decision
@@ -31,7 +32,8 @@ from generation.replay import JournalReplayer
 from generation.storage import LocalStorage, local_storage
 from generation.veo import VeoBackend, configured_backend
 from generation.worker import Worker
-from tracking.models import VideoRequest
+from tracking import capabilities
+from tracking.models import Status, VideoRequest
 
 MEANWHILE = (
     "/veo keeps working: admission from the in-process limiter, tracking to the journal in {journal}, "
@@ -54,10 +56,15 @@ def build_bot(
     delete, report = delete_button(health=health), report_button(health=health)
 
     def result_view(request: VideoRequest) -> discord.ui.View | None:
-        # Only once recorded: a video delivered in degraded mode has no row to remove or report yet.
+        # Only once recorded: an outcome delivered in degraded mode has no row to act on yet.
         if request.id is None:
             return None
-        return buttons.view_of(delete(request.interaction_id), report(request.interaction_id))
+        key = request.interaction_id
+        again = [reroll(key), edit(key)]  # a failure is worth trying again too
+        if request.status != Status.COMPLETED:
+            return buttons.view_of(*again) if request.status in (Status.FAILED, Status.TIMEOUT) else None
+        longer = [extend(key)] if capabilities.of(request.model).extension else []
+        return buttons.view_of(*again, *longer, delete(key), report(key))
 
     delivery = DiscordDelivery(bot, storage=storage, result_view=result_view)
     engine = Engine(backend=backend, storage=storage, deliveries={"discord": delivery, "cli": CliDelivery()})
@@ -95,9 +102,12 @@ def build_bot(
             buttons.queued_view(cancel, interaction_id=decision.request.interaction_id) if not decision.held else None
         )
 
+    deriver = Deriver(health=health, admitter=admitter, replies=delivery, queued_view=queued_view)
+    reroll, edit, extend = derive_buttons(deriver)
+
     bot.install(
         cog=veo_commands(admitter=admitter, replies=delivery, health=health, queued_view=queued_view),
-        items=[cancel, delete, report],
+        items=[cancel, delete, report, reroll, edit, extend],
         chores=chores,
         closing=[journal.close],
         starting=probe_first,

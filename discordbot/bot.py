@@ -21,7 +21,7 @@ from discord.ext import commands
 from django.conf import settings
 
 from discordbot import payloads
-from discordbot.commands import refuse_malformed
+from discordbot.answers import refuse_malformed
 from generation.runtime import sleep_unless
 
 log = logging.getLogger(__name__)

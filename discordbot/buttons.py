@@ -11,7 +11,7 @@ import discord
 from discord.ui import Button, DynamicItem
 
 from discordbot import display
-from discordbot.commands import answer_privately
+from discordbot.answers import answer_privately
 from generation.degraded import DegradedRunner
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, services

@@ -21,7 +21,18 @@ from discord.app_commands import Choice
 from discord.ext import commands
 from django.conf import settings
 
-from discordbot import display, payloads
+from discordbot import display
+from discordbot.answers import (
+    DEFER_AFTER,
+    ELSEWHERE,
+    SENT,
+    answer_decision,
+    answer_privately,
+    apologise,
+    defer_publicly,
+    refuse_privately,
+    withdraw,
+)
 from discordbot.discord_delivery import DiscordDelivery
 from generation import wakeup
 from generation.admission import Admitter, Decision
@@ -34,9 +45,7 @@ from veosite import logs
 
 log = logging.getLogger(__name__)
 
-# Defer when the answer is not ready by then: the defer itself needs time to reach Discord.
-DEFER_AFTER = 1.5
-ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION = 40060, 10062
+REPEATED_CLICK = "repeated_click"  # admit_video_request's answer to a second click on one button
 
 
 def veo_commands(
@@ -118,12 +127,15 @@ async def handle_veo(
     admitter: Admitter,
     replies: DiscordDelivery,
     queued_view: Callable[[Decision], discord.ui.View | None] = lambda decision: None,
+    deferred: bool = False,
 ) -> None:
+    """Admit ``params`` for ``interaction`` and answer it. ``deferred``: the caller has deferred
+    it already (publicly), having needed time of its own before (discordbot.derived)."""
     received = time.perf_counter()
     who = {"user_id": interaction.user.id, "guild_id": interaction.guild_id}
     allowed = settings.ALLOWED_CHANNEL_IDS
     if allowed and interaction.channel_id not in allowed:
-        await _refuse_now(interaction, display.channel_not_allowed_text(allowed))
+        await refuse_privately(interaction, display.channel_not_allowed_text(allowed), deferred)
         logs.step(
             log, "refused", request_id=None, **who, reason="channel_not_allowed", channel_id=interaction.channel_id
         )
@@ -131,7 +143,7 @@ async def handle_veo(
     try:
         clean = services.clean_parameters(params)
     except InvalidInput as error:
-        await _refuse_now(interaction, display.invalid_text(str(error)))
+        await refuse_privately(interaction, display.invalid_text(str(error)), deferred)
         logs.step(log, "refused", request_id=None, **who, reason="invalid_input", field=error.field)
         return
 
@@ -148,10 +160,10 @@ async def handle_veo(
             params=clean,
         )
     )
-    deferred, answer = False, None
+    answer = None
     done, _ = await asyncio.wait({admitting}, timeout=DEFER_AFTER)
-    if not done and owner:
-        answer = await _defer(interaction)
+    if not done and owner and not deferred:
+        answer = await defer_publicly(interaction)
         deferred = answer == SENT
         answer = None if deferred else answer
     try:
@@ -161,7 +173,7 @@ async def handle_veo(
         if owner:
             replies.answered(interaction.id, ok=False)
         if answer is None:
-            await _apologise(interaction, deferred)
+            await apologise(interaction, deferred)
         return
 
     step = "duplicate" if decision.duplicate else "admitted" if decision.admitted else "refused"
@@ -179,11 +191,16 @@ async def handle_veo(
     )
     if not owner:
         return
+    if decision.duplicate and decision.reason_code == REPEATED_CLICK:
+        # A second click on the button that made it: say so to the clicker only.
+        await refuse_privately(interaction, display.repeated_text(decision.request), deferred)
+        replies.answered(interaction.id, ok=False)
+        return
     if decision.duplicate and decision.request.status in TERMINAL_STATUSES:
         # A replay of an interaction whose request has ended: its answer was given, and its
         # outcome delivered; a "Queued" now would be a second answer, and a wrong one.
         if deferred:
-            await _withdraw(interaction)
+            await withdraw(interaction)
         replies.answered(interaction.id, ok=False)
         log.info(
             "interaction %s replayed after its request ended (%s): not answered again",
@@ -192,7 +209,7 @@ async def handle_veo(
         )
         return
     if answer is None:
-        answer = await _answer(interaction, decision, deferred, view=queued_view(decision))
+        answer = await answer_decision(interaction, decision, deferred, view=queued_view(decision))
     # Answered here or by another instance (40060): either way the original reply exists and
     # this process holds its token, so delivery may edit it. Otherwise it goes to the channel.
     replies.answered(interaction.id, ok=decision.admitted and answer in (SENT, ELSEWHERE))
@@ -208,6 +225,32 @@ async def handle_veo(
     if decision.admitted and not decision.duplicate and not decision.degraded:
         # After the answer, not before: the user waits for the reply, not for other processes.
         await aio.run(wakeup.notify_workers)
+
+
+async def prepare_then_handle(
+    interaction: discord.Interaction,
+    preparing: Awaitable[VideoParameters | str],
+    *,
+    admitter: Admitter,
+    replies: DiscordDelivery,
+    queued_view: Callable[[Decision], discord.ui.View | None] = lambda decision: None,
+) -> None:
+    """/veo for what needs time of its own before admission (reading a parent request, fetching
+    an image): ``preparing`` gives the parameters, or what to tell the user instead. Deferred
+    publicly if it takes longer than DEFER_AFTER: the 3 s run from the interaction."""
+    task = asyncio.ensure_future(preparing)
+    done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER)
+    deferred = not done and await defer_publicly(interaction) == SENT
+    try:
+        prepared = await task
+    except InvalidInput as error:
+        prepared = display.invalid_text(str(error))
+    if isinstance(prepared, str):
+        await refuse_privately(interaction, prepared, deferred)
+        return
+    await handle_veo(
+        interaction, prepared, admitter=admitter, replies=replies, queued_view=queued_view, deferred=deferred
+    )
 
 
 RATIO_NAMES = {"16:9": "16:9 landscape", "9:16": "9:16 portrait"}
@@ -235,120 +278,7 @@ def _hd_lengths(can: capabilities.ModelCapabilities) -> str:
     return f"; only at {' or '.join(str(length) for length in lengths)} s"
 
 
-SENT, ELSEWHERE, FAILED = "sent", "answered elsewhere", "failed"
-
-
-async def _defer(interaction: discord.Interaction) -> str:
-    try:
-        await interaction.response.defer(thinking=True)  # public: an admission is the likely outcome
-        return SENT
-    except discord.HTTPException as error:
-        return _not_sent(interaction, error)
-
-
-def _not_sent(interaction: discord.Interaction, error: discord.HTTPException) -> str:
-    if error.code == ALREADY_ACKNOWLEDGED:
-        log.info("interaction %s was already answered (another instance, or a replay): leaving it", interaction.id)
-        return ELSEWHERE
-    log.warning("interaction %s: could not answer (%s %s)", interaction.id, error.status, error.code)
-    return FAILED
-
-
-async def _answer(
-    interaction: discord.Interaction, decision: Decision, deferred: bool, *, view: discord.ui.View | None
-) -> str:
-    none = discord.AllowedMentions.none()
-    try:
-        if not decision.admitted:
-            text = display.refusal_text(
-                decision.reason_code, decision.reason, limit=decision.limit, reset_at=decision.reset_at
-            )
-            if deferred:
-                await interaction.delete_original_response()
-                await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
-            else:
-                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
-            return SENT
-        embed = display.queued_embed(
-            decision.request,
-            ahead=decision.ahead,
-            median_ms=decision.median_ms,
-            remaining=decision.remaining,
-            limit=decision.limit,
-            reset_at=decision.reset_at,
-            degraded=decision.degraded,
-            held=decision.held,
-        )
-        buttons = {"view": view} if view is not None else {}
-        if deferred:
-            await interaction.edit_original_response(embed=embed, allowed_mentions=none, **buttons)
-        else:
-            await interaction.response.send_message(embed=embed, allowed_mentions=none, **buttons)
-        return SENT
-    except discord.HTTPException as error:
-        return _not_sent(interaction, error)
-
-
-async def _withdraw(interaction: discord.Interaction) -> None:
-    try:
-        await interaction.delete_original_response()
-    except discord.HTTPException as error:
-        _not_sent(interaction, error)
-
-
-async def _refuse_now(interaction: discord.Interaction, text: str) -> None:
-    try:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
-    except discord.HTTPException as error:
-        _not_sent(interaction, error)
-
-
-async def refuse_malformed(interaction: discord.Interaction, problem: str) -> None:
-    """An interaction that does not match the command (discordbot.payloads): say what is wrong."""
-    name = (interaction.data or {}).get("name")
-    await _refuse_now(
-        interaction, display.invalid_text(problem) if name == "veo" else display.unanswerable_text(problem)
-    )
-    logs.step(
-        log,
-        "refused",
-        request_id=None,
-        user_id=payloads.user_id(interaction),
-        guild_id=interaction.guild_id,
-        reason="malformed_interaction",
-        interaction_id=interaction.id,
-        problem=problem,
-    )
-
-
-async def _apologise(interaction: discord.Interaction, deferred: bool) -> None:
-    text = "Something went wrong on our side; nothing was charged. Please try again in a minute."
-    try:
-        if deferred:
-            await interaction.edit_original_response(content=text)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException:
-        pass
-
-
 # -- /quota and /history ----------------------------------------------------------------------------
-
-
-async def answer_privately(interaction: discord.Interaction, make: Callable[[], Awaitable[str]]) -> None:
-    """Answer ephemerally; if the text takes long, defer (ephemerally) in time and follow up."""
-    making = asyncio.ensure_future(make())
-    done, _ = await asyncio.wait({making}, timeout=DEFER_AFTER)
-    try:
-        if done:
-            await interaction.response.send_message(
-                await making, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-            )
-            return
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await interaction.followup.send(await making, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
-    except discord.HTTPException as error:
-        _not_sent(interaction, error)
 
 
 async def quota_text(interaction: discord.Interaction, *, admitter: Admitter) -> str:

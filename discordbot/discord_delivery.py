@@ -261,7 +261,7 @@ class DiscordDelivery:
     # -- what to say -------------------------------------------------------------------------------
 
     def _view(self, request: VideoRequest) -> discord.ui.View | None:
-        return self.result_view(request) if shows_video(request) else None
+        return None if removed(request) else self.result_view(request)
 
     def _outcome(
         self, request: VideoRequest, *, limit: int, attach: bool, footer: str | None, link: str | None

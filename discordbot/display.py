@@ -96,6 +96,10 @@ def label(request: VideoRequest) -> str:
     return f"request #{request.id}" if request.id else "recorded once the database is back"
 
 
+def footer_of(request: VideoRequest, *extra: str | None) -> str:
+    return " · ".join(filter(None, [label(request), lineage_line(request), *extra]))
+
+
 def _base(request: VideoRequest, title: str, colour: discord.Colour) -> discord.Embed:
     embed = discord.Embed(title=title, colour=colour, description=fit(inert(request.prompt), PROMPT_SHOWN))
     embed.add_field(name="Settings", value=settings_line(request), inline=False)
@@ -128,7 +132,7 @@ def queued_embed(
     if median_ms is not None:
         embed.add_field(name="ETA", value=f"~{humanize_duration(eta(ahead or 0, median_ms))}")
     embed.add_field(name="Quota", value=quota_line(remaining=remaining, limit=limit, reset_at=reset_at))
-    footer = label(request)
+    footer = footer_of(request)
     if held:
         footer += " · the database did not answer in time: saved, and it starts once the database answers"
     elif degraded:
@@ -161,7 +165,7 @@ def progress_embed(
         again = f"; trying again in ~{humanize_duration(retry_in)}" if retry_in is not None else ""
         embed.add_field(name="Waiting", value=WAITING_FOR_VEO[state] + again, inline=False)
     embed.add_field(name="Elapsed", value=humanize_duration(elapsed))
-    embed.set_footer(text=label(request))
+    embed.set_footer(text=footer_of(request))
     return fit_embed(embed)
 
 
@@ -182,7 +186,7 @@ def completed_embed(request: VideoRequest, *, link: str | None, note: str | None
         note = " ".join(filter(None, [capabilities.SAMPLE_NOTE, note]))
     if note:
         embed.add_field(name="Note", value=note, inline=False)
-    embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))
+    embed.set_footer(text=footer_of(request, footer))
     return fit_embed(embed)
 
 
@@ -192,7 +196,7 @@ def removed_embed(request: VideoRequest, *, footer: str | None) -> discord.Embed
     embed.add_field(
         name="Why", value="A moderator removed this video before it was delivered, so it is not shown.", inline=False
     )
-    embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))
+    embed.set_footer(text=footer_of(request, footer))
     return fit_embed(embed)
 
 
@@ -210,7 +214,7 @@ def failed_embed(request: VideoRequest, *, footer: str | None) -> discord.Embed:
         else "this one still counts (the prompt was refused, not our failure)",
         inline=False,
     )
-    embed.set_footer(text=" · ".join(filter(None, [label(request), footer])))
+    embed.set_footer(text=footer_of(request, footer))
     return fit_embed(embed)
 
 
@@ -265,6 +269,40 @@ def report_text(answer: str) -> str:
 
 def invalid_report_text(message: str) -> str:
     return fit(f"The report was not kept: {message}.", CONTENT_MAX)
+
+
+DERIVE_UNREACHABLE = (
+    "The database is unreachable right now, so nothing new can be made from this video; try again in a minute."
+    " Nothing was charged."
+)
+DERIVE_SLOW = "The database is slow to answer right now; try again in a moment. Nothing was charged."
+
+
+def derive_text(answer: str) -> str:
+    """Why a Re-roll, Edit or Extend cannot start from this request (tracking.services.Derivable)."""
+    return {
+        "removed": "This video was removed, so nothing new can be made from it.",
+        "not_a_video": "Only a finished video can be extended.",
+        "model_cannot": "The model that made this video does not extend videos.",
+        "longest": f"This video has been extended {capabilities.MAX_EXTENSIONS} times, as often as Veo allows.",
+    }.get(answer, "There is no such request (any more).") + " Nothing was charged."
+
+
+def repeated_text(request: VideoRequest) -> str:
+    """A second click on the same button, within seconds: the first one's request stands."""
+    return f"Already on it: {label(request)} is {request.status}. Nothing more was charged."
+
+
+def lineage_line(request: VideoRequest) -> str | None:
+    """How a request was made from another, for its messages."""
+    if request.derived_as is None:
+        return None
+    parent = f"#{request.parent_id}" if request.parent_id else "a removed request"
+    return {
+        "reroll": f"re-roll of {parent}",
+        "edit": f"edit of {parent}",
+        "extend": f"extends {parent} by {capabilities.EXTENSION_ADDS} s",
+    }[request.derived_as]
 
 
 # -- refusals (ephemeral, plain text) ---------------------------------------------------------------

@@ -50,7 +50,12 @@ def journal_request(request: VideoRequest) -> dict:
         "created_at": request.created_at.isoformat(),
         "error_code": request.error_code,
         "error_message": request.error_message,
+        **{field: getattr(request, field) for field in LINEAGE_AND_INPUTS if getattr(request, field) is not None},
     }
+
+
+# Written only when set, so a journal from before they existed reads the same.
+LINEAGE_AND_INPUTS = ("parent_id", "derived_as", "image_uri", "last_frame_uri", "video_input_uri")
 
 
 class JournalStore:

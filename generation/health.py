@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 DATABASE_DOWN = (OperationalError, InterfaceError)  # the database went away (pool timeouts included)
 PROBE_TIMEOUT = 2  # seconds: a probe answers fast or the database counts as down
 # Seconds a call a Discord user waits on may take. Not Discord's 3 s: the bot has deferred by then
-# (discordbot.commands.DEFER_AFTER) and has 15 min to answer. Long enough that a slow but
+# (discordbot.answers.DEFER_AFTER) and has 15 min to answer. Long enough that a slow but
 # present database (a lock queue, a checkpoint) is not taken for a lost one; a partition is
 # usually noticed sooner by the heartbeat.
 ANSWER_TIMEOUT = 5

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from tracking import gcs
+from tracking import gcs, media
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ GCS_SCHEME = gcs.GCS_SCHEME
 
 class StorageError(Exception):
     pass
+
+
+input_type = media.input_type
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,20 @@ class LocalStorage:
         self.root = Path(root)
 
     def save(self, *, request_id: int, data: bytes, mime_type: str = "video/mp4") -> StoredVideo:
-        """Write atomically (temp file, fsync, rename): a crash never leaves half a video."""
         relative = PurePosixPath(f"{request_id // 1000:06d}") / f"{request_id}.mp4"
+        self._write(relative, data)
+        return StoredVideo(uri=f"{FILE_SCHEME}{relative}", public_url=None, size_bytes=len(data), mime_type=mime_type)
+
+    def save_input(self, *, interaction_id: int, name: str, data: bytes, mime_type: str) -> str:
+        """Keep a file given to Veo (a first or last frame) under the interaction that brought it,
+        which names the request before it has an id; the URI goes on the request."""
+        relative = PurePosixPath("inputs") / f"{interaction_id // 10**15:06d}" / f"{interaction_id}-{name}"
+        relative = relative.with_suffix(media.INPUT_SUFFIXES[mime_type])
+        self._write(relative, data)
+        return f"{FILE_SCHEME}{relative}"
+
+    def _write(self, relative: PurePosixPath, data: bytes) -> None:
+        """Write atomically (temp file, fsync, rename): a crash never leaves half a file."""
         target = self.root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
@@ -57,7 +72,6 @@ class LocalStorage:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        return StoredVideo(uri=f"{FILE_SCHEME}{relative}", public_url=None, size_bytes=len(data), mime_type=mime_type)
 
     def path(self, uri: str) -> Path:
         """The local file behind a file: URI; refuses anything that escapes the media root."""

@@ -27,6 +27,8 @@ from google.auth.transport import mtls
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from generation import storage
+
 log = logging.getLogger(__name__)
 
 SAMPLE_VIDEO = Path(__file__).resolve().parent / "assets" / "sample.mp4"
@@ -46,6 +48,9 @@ class VideoJob:
     seed: int | None
     person_generation: str
     model: str | None = None  # the model it was recorded with
+    image_uri: str | None = None  # first frame (generation.storage URIs)
+    last_frame_uri: str | None = None
+    video_input_uri: str | None = None  # the video to extend
 
     @classmethod
     def from_request(cls, request) -> VideoJob:
@@ -60,6 +65,9 @@ class VideoJob:
             request.seed,
             request.person_generation,
             request.model,
+            request.image_uri,
+            request.last_frame_uri,
+            request.video_input_uri,
         )
 
 
@@ -214,6 +222,27 @@ def _translate(error: Exception) -> VeoError:
     raise error  # not a Veo or network failure: a bug, let it surface
 
 
+def _image(uri: str) -> types.Image:
+    """An input image as Veo takes it: by gs:// URI where it is in Cloud Storage, else its bytes."""
+    if uri.startswith(storage.GCS_SCHEME):
+        return types.Image(gcs_uri=uri, mime_type=storage.input_type(uri))
+    return types.Image(image_bytes=_local_bytes(uri), mime_type=storage.input_type(uri))
+
+
+def _video(uri: str) -> types.Video:
+    if uri.startswith(storage.GCS_SCHEME):
+        return types.Video(uri=uri, mime_type="video/mp4")
+    return types.Video(video_bytes=_local_bytes(uri), mime_type="video/mp4")
+
+
+def _local_bytes(uri: str) -> bytes:
+    try:
+        return storage.local_storage().path(uri).read_bytes()
+    except (OSError, storage.StorageError) as error:
+        # Gone before its start (removed by a moderator, or purged): nothing to send, ever.
+        raise Refused(f"the input file {uri} is not available ({type(error).__name__})") from None
+
+
 class GenaiBackend:
     def __init__(self, client: genai.Client | None, *, model: str, output_gcs_uri: str = ""):
         """``client`` None: one made with make_client per event loop, on _quiet_session()."""
@@ -255,15 +284,23 @@ class GenaiBackend:
             seed=job.seed,
             person_generation=job.person_generation,
             output_gcs_uri=f"{self.output_gcs_uri}/{job.request_id}/" if self.output_gcs_uri else None,
+            last_frame=_image(job.last_frame_uri) if job.last_frame_uri else None,
             http_options=_ONE_SHOT,
         )
 
+    def _source(self, job: VideoJob) -> types.GenerateVideosSource:
+        return types.GenerateVideosSource(
+            prompt=job.prompt,
+            image=_image(job.image_uri) if job.image_uri else None,
+            video=_video(job.video_input_uri) if job.video_input_uri else None,
+        )
+
     async def start(self, job: VideoJob) -> str:
+        # Input files are read off the event loop (a frame may be megabytes).
+        source, config = await asyncio.to_thread(lambda: (self._source(job), self._config(job)))
         try:
             operation = await self._client().aio.models.generate_videos(
-                model=self._model_for(job),
-                source=types.GenerateVideosSource(prompt=job.prompt),
-                config=self._config(job),
+                model=self._model_for(job), source=source, config=config
             )
         except Exception as error:
             if _maybe_sent(error):

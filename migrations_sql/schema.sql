@@ -53,7 +53,7 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION public.admit_video_request(p_interaction_id bigint, p_user_id bigint, p_guild_id bigint, p_channel_id bigint, p_prompt text, p_negative_prompt text, p_duration_seconds smallint, p_aspect_ratio text, p_resolution text, p_generate_audio boolean, p_person_generation text, p_seed bigint, p_model text, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer) RETURNS public.admission_result
+CREATE FUNCTION public.admit_video_request(p_interaction_id bigint, p_user_id bigint, p_guild_id bigint, p_channel_id bigint, p_prompt text, p_negative_prompt text, p_duration_seconds smallint, p_aspect_ratio text, p_resolution text, p_generate_audio boolean, p_person_generation text, p_seed bigint, p_model text, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, p_parent_id bigint DEFAULT NULL::bigint, p_derived_as text DEFAULT NULL::text, p_image_uri text DEFAULT NULL::text, p_last_frame_uri text DEFAULT NULL::text, p_video_input_uri text DEFAULT NULL::text) RETURNS public.admission_result
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -62,6 +62,7 @@ DECLARE
     v_code    text;
     v_reason  text;
     v_id      bigint;
+    v_repeat  record;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'admit_video_request needs READ COMMITTED (the per-user lock relies on a fresh snapshot per statement)'
@@ -124,6 +125,24 @@ BEGIN
                    v.used, v.quota_limit, GREATEST(v.quota_limit - v.used, 0), v.reset_at)::admission_result;
     END IF;
 
+    -- A second click on the same button (Re-roll, or Edit with the same text) within 5 s is the
+    -- same request: Discord sends each click as its own interaction, so the interaction id
+    -- cannot tell them apart. Under the user's lock, like everything here.
+    IF p_parent_id IS NOT NULL THEN
+        SELECT r.id, r.status INTO v_repeat
+        FROM video_requests r
+        WHERE r.parent_id = p_parent_id AND r.user_id = p_user_id AND r.derived_as = p_derived_as
+          AND r.prompt = p_prompt AND r.negative_prompt IS NOT DISTINCT FROM p_negative_prompt
+          AND r.status <> 'rejected' AND r.created_at > v_now - interval '5 seconds'
+        ORDER BY r.created_at DESC
+        LIMIT 1;
+        IF FOUND THEN
+            RETURN ROW(v_repeat.id, true, true, v_repeat.status, 'repeated_click',
+                       'the same request was made a moment ago', v.used, v.quota_limit,
+                       GREATEST(v.quota_limit - v.used, 0), v.reset_at)::admission_result;
+        END IF;
+    END IF;
+
     IF v.ban_id IS NOT NULL THEN
         v_code := 'banned';
         v_reason := 'banned: ' || v.ban_reason
@@ -145,11 +164,13 @@ BEGIN
     INSERT INTO video_requests (
         interaction_id, user_id, guild_id, channel_id, prompt, negative_prompt, duration_seconds,
         aspect_ratio, resolution, generate_audio, person_generation, seed, model, source,
-        status, created_at, available_at, counts_toward_quota, error_code, error_message)
+        status, created_at, available_at, counts_toward_quota, error_code, error_message,
+        parent_id, derived_as, image_uri, last_frame_uri, video_input_uri)
     VALUES (
         p_interaction_id, p_user_id, p_guild_id, p_channel_id, p_prompt, p_negative_prompt, p_duration_seconds,
         p_aspect_ratio, p_resolution, p_generate_audio, p_person_generation, p_seed, p_model, p_source,
-        CASE WHEN v_code IS NULL THEN 'pending' ELSE 'rejected' END, v_now, v_now, v_code IS NULL, v_code, v_reason)
+        CASE WHEN v_code IS NULL THEN 'pending' ELSE 'rejected' END, v_now, v_now, v_code IS NULL, v_code, v_reason,
+        p_parent_id, p_derived_as, p_image_uri, p_last_frame_uri, p_video_input_uri)
     RETURNING id INTO v_id;
 
     IF v_code IS NULL THEN
@@ -161,7 +182,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION public.admit_video_request(p_interaction_id bigint, p_user_id bigint, p_guild_id bigint, p_channel_id bigint, p_prompt text, p_negative_prompt text, p_duration_seconds smallint, p_aspect_ratio text, p_resolution text, p_generate_audio boolean, p_person_generation text, p_seed bigint, p_model text, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer) IS 'Race-free, idempotent admission in one round trip; see migrations_sql/README.md.';
+COMMENT ON FUNCTION public.admit_video_request(p_interaction_id bigint, p_user_id bigint, p_guild_id bigint, p_channel_id bigint, p_prompt text, p_negative_prompt text, p_duration_seconds smallint, p_aspect_ratio text, p_resolution text, p_generate_audio boolean, p_person_generation text, p_seed bigint, p_model text, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, p_parent_id bigint, p_derived_as text, p_image_uri text, p_last_frame_uri text, p_video_input_uri text) IS 'Race-free, idempotent admission in one round trip; see migrations_sql/README.md.';
 
 CREATE FUNCTION public.blocked_term_problem(p_kind text, p_pattern text) RETURNS text
     LANGUAGE plpgsql
@@ -296,22 +317,32 @@ CREATE TABLE public.video_requests (
     reviewed_by text,
     reviewed_at timestamp with time zone,
     review_note text,
+    parent_id bigint,
+    derived_as text,
+    image_uri text,
+    last_frame_uri text,
+    video_input_uri text,
     CONSTRAINT video_requests_aspect_ratio_check CHECK ((aspect_ratio = ANY (ARRAY['16:9'::text, '9:16'::text]))),
     CONSTRAINT video_requests_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT video_requests_channel_id_check CHECK ((channel_id > 0)),
     CONSTRAINT video_requests_completed_has_output CHECK (((status <> 'completed'::text) OR (cardinality(output_uris) > 0))),
     CONSTRAINT video_requests_delivery_method_check CHECK ((delivery_method = ANY (ARRAY['interaction'::text, 'channel'::text, 'cli'::text, 'undeliverable'::text]))),
     CONSTRAINT video_requests_delivery_pair CHECK (((delivered_at IS NULL) = (delivery_method IS NULL))),
+    CONSTRAINT video_requests_derived_as_check CHECK ((derived_as = ANY (ARRAY['reroll'::text, 'edit'::text, 'extend'::text]))),
     CONSTRAINT video_requests_duration_check CHECK ((duration_seconds = ANY (ARRAY[4, 6, 8]))),
     CONSTRAINT video_requests_error_code_check CHECK ((error_code ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
     CONSTRAINT video_requests_error_message_check CHECK ((char_length(error_message) <= 4000)),
     CONSTRAINT video_requests_failed_has_reason CHECK (((status <> ALL (ARRAY['failed'::text, 'timeout'::text])) OR (error_code IS NOT NULL))),
     CONSTRAINT video_requests_generating_has_operation CHECK (((status <> 'generating'::text) OR (operation_name IS NOT NULL))),
     CONSTRAINT video_requests_guild_id_check CHECK ((guild_id > 0)),
+    CONSTRAINT video_requests_image_uri_check CHECK (((char_length(image_uri) >= 1) AND (char_length(image_uri) <= 2000))),
+    CONSTRAINT video_requests_last_frame_needs_image CHECK (((last_frame_uri IS NULL) OR (image_uri IS NOT NULL))),
+    CONSTRAINT video_requests_last_frame_uri_check CHECK (((char_length(last_frame_uri) >= 1) AND (char_length(last_frame_uri) <= 2000))),
     CONSTRAINT video_requests_lease_pair CHECK (((claimed_by IS NULL) = (lease_expires_at IS NULL))),
     CONSTRAINT video_requests_model_check CHECK (((char_length(model) >= 1) AND (char_length(model) <= 200))),
     CONSTRAINT video_requests_negative_prompt_check CHECK ((char_length(negative_prompt) <= 4000)),
     CONSTRAINT video_requests_output_size_check CHECK ((output_size_bytes >= 0)),
+    CONSTRAINT video_requests_parent_has_kind CHECK (((parent_id IS NULL) OR (derived_as IS NOT NULL))),
     CONSTRAINT video_requests_person_generation_check CHECK ((person_generation = ANY (ARRAY['dont_allow'::text, 'allow_adult'::text, 'allow_all'::text]))),
     CONSTRAINT video_requests_prompt_check CHECK (((char_length(prompt) >= 1) AND (char_length(prompt) <= 4000))),
     CONSTRAINT video_requests_rejected_has_reason CHECK (((status <> 'rejected'::text) OR (error_code IS NOT NULL))),
@@ -322,7 +353,8 @@ CREATE TABLE public.video_requests (
     CONSTRAINT video_requests_seed_check CHECK (((seed >= 0) AND (seed <= '4294967295'::bigint))),
     CONSTRAINT video_requests_source_check CHECK ((source = ANY (ARRAY['discord'::text, 'cli'::text]))),
     CONSTRAINT video_requests_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'generating'::text, 'completed'::text, 'failed'::text, 'timeout'::text, 'cancelled'::text, 'rejected'::text]))),
-    CONSTRAINT video_requests_user_id_check CHECK ((user_id > 0))
+    CONSTRAINT video_requests_user_id_check CHECK ((user_id > 0)),
+    CONSTRAINT video_requests_video_input_uri_check CHECK (((char_length(video_input_uri) >= 1) AND (char_length(video_input_uri) <= 2000)))
 );
 
 COMMENT ON TABLE public.video_requests IS 'One row per /veo attempt: parameters, lifecycle, results, delivery, quota, lease, moderation.';
@@ -334,6 +366,14 @@ COMMENT ON COLUMN public.video_requests.available_at IS 'Earliest time a worker 
 COMMENT ON COLUMN public.video_requests.duration_ms IS 'Generation time, completed_at - started_at, derived by the database.';
 
 COMMENT ON COLUMN public.video_requests.counts_toward_quota IS 'Whether the request uses one of the user''s quota slots.';
+
+COMMENT ON COLUMN public.video_requests.parent_id IS 'The request this one was derived from (derived_as says how); NULL when none, or when the parent was erased.';
+
+COMMENT ON COLUMN public.video_requests.image_uri IS 'The first frame given to Veo (image-to-video), kept beside the outputs.';
+
+COMMENT ON COLUMN public.video_requests.last_frame_uri IS 'The last frame given to Veo (only with image_uri).';
+
+COMMENT ON COLUMN public.video_requests.video_input_uri IS 'The video Veo extended (the parent''s output) for derived_as = extend.';
 
 CREATE FUNCTION public.claim_video_request(p_worker text, p_lease interval, p_sources text[], p_max_concurrent integer, p_max_starts_per_minute integer, p_limit integer DEFAULT 1) RETURNS SETOF public.video_requests
     LANGUAGE plpgsql
@@ -543,7 +583,8 @@ BEGIN
     INSERT INTO video_requests (
         interaction_id, user_id, guild_id, channel_id, prompt, negative_prompt, duration_seconds,
         aspect_ratio, resolution, generate_audio, person_generation, seed, model, source,
-        status, created_at, available_at, counts_toward_quota, error_code, error_message)
+        status, created_at, available_at, counts_toward_quota, error_code, error_message,
+        parent_id, derived_as, image_uri, last_frame_uri, video_input_uri)
     VALUES (
         (p_request->>'interaction_id')::bigint, (p_request->>'user_id')::bigint, (p_request->>'guild_id')::bigint,
         (p_request->>'channel_id')::bigint, p_request->>'prompt', p_request->>'negative_prompt',
@@ -551,7 +592,10 @@ BEGIN
         (p_request->>'generate_audio')::boolean, p_request->>'person_generation', (p_request->>'seed')::bigint,
         p_request->>'model', COALESCE(p_request->>'source', 'discord'), p_request->>'status',
         (p_request->>'created_at')::timestamptz, (p_request->>'created_at')::timestamptz,
-        p_request->>'status' = 'pending', p_request->>'error_code', p_request->>'error_message')
+        p_request->>'status' = 'pending', p_request->>'error_code', p_request->>'error_message',
+        -- A parent erased while this waited in the journal is gone: the child keeps how it was made.
+        (SELECT p.id FROM video_requests p WHERE p.id = (p_request->>'parent_id')::bigint), p_request->>'derived_as',
+        p_request->>'image_uri', p_request->>'last_frame_uri', p_request->>'video_input_uri')
     RETURNING id INTO request_id;
     inserted := true;
 
@@ -1142,6 +1186,8 @@ CREATE INDEX video_requests_guild_idx ON public.video_requests USING btree (guil
 
 CREATE INDEX video_requests_in_flight_idx ON public.video_requests USING btree (status, lease_expires_at) WHERE (status = ANY (ARRAY['pending'::text, 'generating'::text]));
 
+CREATE INDEX video_requests_parent_idx ON public.video_requests USING btree (parent_id, created_at) WHERE (parent_id IS NOT NULL);
+
 CREATE INDEX video_requests_prompt_fts_idx ON public.video_requests USING gin (to_tsvector('english'::regconfig, prompt));
 ALTER INDEX public.video_requests_prompt_fts_idx ALTER COLUMN 1 SET STATISTICS 1000;
 
@@ -1186,3 +1232,6 @@ ALTER TABLE ONLY public.veo_start_slots
 
 ALTER TABLE ONLY public.video_request_events
     ADD CONSTRAINT video_request_events_request_id_fkey FOREIGN KEY (request_id) REFERENCES public.video_requests(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.video_requests
+    ADD CONSTRAINT video_requests_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES public.video_requests(id) ON DELETE SET NULL;

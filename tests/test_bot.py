@@ -698,17 +698,6 @@ def _result(server, payload) -> dict:
     return server.original_response(payload["id"])
 
 
-def test_the_result_has_delete_and_report_instead_of_cancel(server, veo_fake):
-    payload = veo()
-    final = _result(server, payload)
-    assert final["embeds"][0]["title"] == "Your video is ready"
-    [row] = final["components"]
-    assert [(b["label"], b["custom_id"]) for b in row["components"]] == [
-        ("Delete", f"veo:delete:{payload['id']}"),
-        ("Report", f"veo:report:{payload['id']}"),
-    ]
-
-
 # -- the Delete button ---------------------------------------------------------------------------------
 
 

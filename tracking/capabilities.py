@@ -23,6 +23,8 @@ SAMPLE_NOTE = "This is the bundled sample video, not a generation: this bot has 
 
 LENGTHS = (4, 6, 8)  # seconds: every Veo 3 model; the schema's duration CHECK says the same
 BOTH_RESOLUTIONS = {"720p": LENGTHS, "1080p": LENGTHS}
+EXTENSION_ADDS = 7  # seconds each extension adds
+MAX_EXTENSIONS = 20  # extensions of extensions: Veo continues videos up to 148 s (8 + 20 x 7)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class ModelCapabilities:
     extension: bool = False  # +7 s from a video it made
     reference_images: int = 0  # asset images, at most this many
     image_types: tuple[str, ...] = ("image/jpeg", "image/png")
+    # An extension is asked for at this resolution and length and adds EXTENSION_ADDS seconds
+    # to the video it continues (the Gemini API's Veo page: "must be 8" with extension; 720p).
+    extension_resolution: str = "720p"
+    extension_length: int = 8
 
     def lengths_at(self, resolution: str) -> tuple[int, ...]:
         return self.resolutions.get(resolution, ())

@@ -134,18 +134,22 @@ _PURGEABLE = """
       AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
 """
 
+# A request's own files: its outputs and the frames it was given (video_input_uri is its
+# parent's output, and stays the parent's).
+_OWN_FILES = "(output_uris || array_remove(ARRAY[image_uri, last_frame_uri], NULL))"
+
 _PURGE_BATCH_SQL = f"""
 WITH doomed AS ({_PURGEABLE} ORDER BY created_at, id LIMIT %(batch)s FOR UPDATE SKIP LOCKED),
 events AS (SELECT count(*) AS n FROM video_request_events WHERE request_id IN (SELECT id FROM doomed)),
-gone AS (DELETE FROM video_requests WHERE id IN (SELECT id FROM doomed) RETURNING output_uris)
-SELECT (SELECT count(*) FROM gone), (SELECT n FROM events), ARRAY(SELECT unnest(output_uris) FROM gone)
+gone AS (DELETE FROM video_requests WHERE id IN (SELECT id FROM doomed) RETURNING {_OWN_FILES} AS files)
+SELECT (SELECT count(*) FROM gone), (SELECT n FROM events), ARRAY(SELECT unnest(files) FROM gone)
 """
 
 _PURGE_COUNT_SQL = f"""
 WITH doomed AS ({_PURGEABLE})
 SELECT (SELECT count(*) FROM doomed),
        (SELECT count(*) FROM video_request_events WHERE request_id IN (SELECT id FROM doomed)),
-       ARRAY(SELECT unnest(output_uris) FROM video_requests WHERE id IN (SELECT id FROM doomed))
+       ARRAY(SELECT unnest({_OWN_FILES}) FROM video_requests WHERE id IN (SELECT id FROM doomed))
 """
 
 
@@ -207,8 +211,8 @@ class Erasure:
     audit_id: int
 
 
-_ERASE_SQL = """
-WITH gone AS (DELETE FROM video_requests WHERE user_id = %(user)s RETURNING id, output_uris),
+_ERASE_SQL = f"""
+WITH gone AS (DELETE FROM video_requests WHERE user_id = %(user)s RETURNING id, {_OWN_FILES} AS files),
 events AS (SELECT count(*) AS n FROM video_request_events WHERE request_id IN (SELECT id FROM gone)),
 policies AS (DELETE FROM quota_policies WHERE user_id = %(user)s RETURNING id),
 bans AS (
@@ -216,7 +220,7 @@ bans AS (
     WHERE user_id = %(user)s AND (lifted_at IS NOT NULL OR expires_at <= clock_timestamp())
     RETURNING id
 )
-SELECT (SELECT count(*) FROM gone), (SELECT n FROM events), ARRAY(SELECT unnest(output_uris) FROM gone),
+SELECT (SELECT count(*) FROM gone), (SELECT n FROM events), ARRAY(SELECT unnest(files) FROM gone),
        (SELECT count(*) FROM policies), (SELECT count(*) FROM bans),
        (SELECT count(*) FROM user_bans WHERE user_id = %(user)s
           AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > clock_timestamp()))

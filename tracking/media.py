@@ -16,6 +16,15 @@ from django.conf import settings
 
 from tracking import gcs
 
+# Input images by type, and back: the stored name says what the file is (generation.storage
+# names them; the admin serves them with this type).
+INPUT_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+INPUT_TYPES = {suffix: mime_type for mime_type, suffix in INPUT_SUFFIXES.items()} | {".mp4": "video/mp4"}
+
+
+def input_type(uri: str) -> str:
+    return INPUT_TYPES.get(Path(uri).suffix.lower(), "application/octet-stream")
+
 
 def local_output_path(uri: str) -> Path | None:
     """The file behind a "file:" URI, or None when it is not one, escapes the media root,

@@ -198,6 +198,28 @@ def request_timeline(*, request_id: int, limit: int = 500) -> list[VideoRequestE
 
 
 @dataclass(frozen=True)
+class Family:
+    """Where a request sits among the requests made from one another (Re-roll, Edit, Extend)."""
+
+    parent: VideoRequest | None
+    children: list[VideoRequest]
+    more_children: bool  # more than were listed
+
+
+def request_family(*, request_id: int, limit: int = 50) -> Family:
+    """Its parent and the first ``limit`` of its children, oldest first (video_requests_parent_idx)."""
+    fields = ("id", "status", "derived_as", "user_id", "created_at", "prompt", "parent_id")
+    request = VideoRequest.objects.filter(id=request_id).only("parent_id").first()
+    parent = None
+    if request is not None and request.parent_id:
+        parent = VideoRequest.objects.filter(id=request.parent_id).only(*fields).first()
+    children = list(
+        VideoRequest.objects.filter(parent_id=request_id).only(*fields).order_by("created_at", "id")[: limit + 1]
+    )
+    return Family(parent, children[:limit], len(children) > limit)
+
+
+@dataclass(frozen=True)
 class RemovalStep:
     """Where one queued part of a removal stands, as a moderator reads it."""
 

@@ -17,6 +17,8 @@ from tracking.admin.actions import actor_of
 from tracking.admin.query import digits, refuse_nul
 from tracking.models import ReviewStatus, VideoRequest
 
+INPUT_KINDS = ("image", "last_frame")
+
 
 class RequestPages:
     """Mixed into the requests' ModelAdmin (tracking.admin.requests)."""
@@ -25,6 +27,7 @@ class RequestPages:
         wrap = self.admin_site.admin_view
         return [
             path("<int:object_id>/output/<int:index>/", wrap(self.output_view), name="tracking_videorequest_output"),
+            path("<int:object_id>/input/<str:kind>/", wrap(self.input_view), name="tracking_videorequest_input"),
             path("export/", wrap(self.export_view), name="tracking_videorequest_export"),
             path("dashboard/", wrap(self.dashboard_view), name="tracking_videorequest_dashboard"),
             path("user/<int:user_id>/", wrap(self.user_view), name="tracking_videorequest_user"),
@@ -46,6 +49,20 @@ class RequestPages:
         if uri.startswith(gcs.GCS_SCHEME):
             return views.signed_redirect(uri)
         raise views.not_found()
+
+    def input_view(self, request, object_id: int, kind: str):
+        """A frame the request gave Veo (``kind``: image or last_frame), to staff who may view it."""
+        self._require_view(request)
+        if kind not in INPUT_KINDS:
+            raise views.not_found()
+        obj = VideoRequest.objects.filter(id=object_id).only("id", kind + "_uri", "review_status").first()
+        uri = getattr(obj, kind + "_uri", None) if obj is not None else None
+        path_ = media.local_output_path(uri) if uri and obj.review_status != ReviewStatus.REMOVED else None
+        if path_ is None:
+            raise views.not_found()
+        return views.stream_file(
+            path_, content_type=media.input_type(uri), download_name=f"veobot-request-{obj.id}-{kind}{path_.suffix}"
+        )
 
     def export_view(self, request):
         self._require_view(request)

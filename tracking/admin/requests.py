@@ -272,6 +272,8 @@ class VideoRequestAdmin(ModerationActions, RequestPages, RefusesNulParameters, a
             steps = selectors.removal_progress(request_id=obj.id)
             extra = {
                 "outputs": self._outputs(obj, steps),
+                "inputs": self._inputs(obj),
+                "family": selectors.request_family(request_id=obj.id),
                 "removal_steps": steps,
                 "timeline": selectors.request_timeline(request_id=obj.id),
                 "discord_url": discord_message_url(obj),
@@ -284,6 +286,17 @@ class VideoRequestAdmin(ModerationActions, RequestPages, RefusesNulParameters, a
                 "changelist_url": reverse("admin:tracking_videorequest_changelist"),
             }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def _inputs(self, obj: VideoRequest) -> list[dict]:
+        """The frames it gave Veo, viewable until removed; an extension's video is its parent's."""
+        inputs = []
+        for kind, title in (("image", "First frame"), ("last_frame", "Last frame")):
+            uri = getattr(obj, kind + "_uri")
+            if uri:
+                shown = obj.review_status != ReviewStatus.REMOVED and media.local_output_path(uri) is not None
+                view = reverse("admin:tracking_videorequest_input", args=[obj.id, kind]) if shown else None
+                inputs.append({"title": title, "uri": uri, "view": view})
+        return inputs
 
     def _outputs(self, obj: VideoRequest, steps: list[selectors.RemovalStep]) -> list[dict]:
         outputs = []

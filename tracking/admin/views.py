@@ -51,6 +51,15 @@ def stream_video(request: HttpRequest, path: Path, *, download_name: str) -> Htt
     return response
 
 
+def stream_file(path: Path, *, content_type: str, download_name: str) -> HttpResponse:
+    """A small local file (an input frame) to a staff member, whole."""
+    response = StreamingHttpResponse(_read(path.open("rb"), path.stat().st_size), content_type=content_type)
+    response["Content-Disposition"] = f'inline; filename="{download_name}"'
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 # Moderators get a fresh link each time the player loads; a copied one soon stops working.
 ADMIN_LINK_TTL = timedelta(minutes=15)
 

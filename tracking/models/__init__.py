@@ -32,6 +32,7 @@ from tracking.models.requests import (
     TERMINAL_STATUSES,
     AspectRatio,
     DeliveryMethod,
+    DerivedAs,
     EventKind,
     PersonGeneration,
     Resolution,
@@ -43,6 +44,7 @@ from tracking.models.requests import (
 )
 
 __all__ = [
+    "DerivedAs",
     "Status",
     "ReviewStatus",
     "AspectRatio",

@@ -47,6 +47,14 @@ class Source(models.TextChoices):
     CLI = "cli"
 
 
+class DerivedAs(models.TextChoices):
+    """How a request was made from another (its parent), from the buttons on a result."""
+
+    REROLL = "reroll", "Re-roll"
+    EDIT = "edit", "Edit"
+    EXTEND = "extend", "Extension"
+
+
 class DeliveryMethod(models.TextChoices):
     INTERACTION = "interaction", "Edited the interaction response"
     CHANNEL = "channel", "Posted in the channel"
@@ -75,6 +83,15 @@ class VideoRequest(models.Model):
     person_generation = models.TextField(choices=PersonGeneration.choices, db_default=PersonGeneration.ALLOW_ADULT)
     seed = models.BigIntegerField(null=True, blank=True)
     model = models.TextField()
+
+    # The database sets parent_id to NULL when the parent is erased (ON DELETE SET NULL).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="children", db_constraint=False
+    )
+    derived_as = models.TextField(choices=DerivedAs.choices, null=True, blank=True)
+    image_uri = models.TextField(null=True, blank=True)
+    last_frame_uri = models.TextField(null=True, blank=True)
+    video_input_uri = models.TextField(null=True, blank=True)
 
     status = models.TextField(choices=Status.choices)
     operation_name = models.TextField(null=True, blank=True)

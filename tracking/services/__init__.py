@@ -13,6 +13,7 @@ from tracking.services.admission import (
     clean_parameters,
     notify_work,
 )
+from tracking.services.derived import Derivable, derivation_source, derived_parameters
 from tracking.services.moderation import (
     Removal,
     add_review_note,
@@ -59,6 +60,9 @@ from tracking.services.transitions import (
 )
 
 __all__ = [
+    "Derivable",
+    "derivation_source",
+    "derived_parameters",
     "WORK_CHANNEL",
     "Admission",
     "VideoParameters",

@@ -10,7 +10,7 @@ from django.db import connection
 
 from tracking import capabilities
 from tracking.errors import InvalidInput
-from tracking.models import AspectRatio, PersonGeneration, Resolution, Source
+from tracking.models import AspectRatio, DerivedAs, PersonGeneration, Resolution, Source
 from tracking.text import has_visible, prompt_text, storable_text
 
 
@@ -25,6 +25,13 @@ class VideoParameters:
     seed: int | None = None
     person_generation: str = PersonGeneration.ALLOW_ADULT
     model: str | None = None  # None: settings.VEO_MODEL
+    # Inputs: URIs of files kept beside the outputs (generation.inputs stores them first).
+    image_uri: str | None = None  # the first frame
+    last_frame_uri: str | None = None  # only with image_uri
+    video_input_uri: str | None = None  # the video to extend (derived_as="extend")
+    # The request this one is made from, from the buttons on a result, and how (models.DerivedAs).
+    parent_id: int | None = None
+    derived_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ def clean_parameters(params: VideoParameters) -> VideoParameters:
         params.person_generation,
         [p for p in PersonGeneration.values if p in can.person_generation],
     )
+    check_inputs(params, model_id=model_id, can=can)
     if not isinstance(params.generate_audio, bool):
         raise InvalidInput("generate_audio", "generate_audio must be true or false")
     if params.seed is not None and (isinstance(params.seed, bool) or not 0 <= params.seed <= 4_294_967_295):
@@ -84,6 +92,37 @@ def clean_parameters(params: VideoParameters) -> VideoParameters:
     offline = settings.VEO_RECORDED_MODEL == capabilities.SAMPLE_MODEL
     model = storable_text("model", settings.VEO_RECORDED_MODEL if offline else model_id)
     return replace(params, prompt=prompt, negative_prompt=negative, model=model)
+
+
+def check_inputs(params: VideoParameters, *, model_id: str, can: capabilities.ModelCapabilities) -> None:
+    """Inputs the model cannot take are refused here, with the model named, not by Veo later."""
+    if params.image_uri and not can.image_input:
+        raise InvalidInput("image", f"{model_id} does not animate images: leave out the image, or choose another model")
+    if params.last_frame_uri and not params.image_uri:
+        raise InvalidInput("last_frame", "a last frame needs a first frame: give an image as well")
+    if params.last_frame_uri and not can.last_frame:
+        raise InvalidInput("last_frame", f"{model_id} does not take a last frame")
+    if params.video_input_uri:
+        if not can.extension:
+            raise InvalidInput("video", f"{model_id} does not extend videos")
+        if params.image_uri:
+            raise InvalidInput("video", "an extension continues a video: it takes no image")
+        if (params.resolution, params.duration_seconds) != (can.extension_resolution, can.extension_length):
+            raise InvalidInput(
+                "video",
+                f"{model_id} extends videos at {can.extension_resolution}, asked for"
+                f" {can.extension_length} seconds (got {params.resolution}, {params.duration_seconds} s)",
+            )
+    if (params.parent_id is None) != (params.derived_as is None):
+        raise InvalidInput("parent", "a derived request names both its parent and how it was derived")
+    if params.derived_as is not None:
+        require_choice("derived_as", params.derived_as, DerivedAs.values)
+    if params.video_input_uri and params.derived_as != DerivedAs.EXTEND:
+        raise InvalidInput("video", "only an extension of a request takes a video")
+    for field in ("image_uri", "last_frame_uri", "video_input_uri"):
+        uri = getattr(params, field)
+        if uri is not None and not (isinstance(uri, str) and 1 <= len(uri) <= 2000):
+            raise InvalidInput(field, f"{field} must be a URI of at most 2000 characters")
 
 
 def require_choice(field: str, value, allowed) -> None:
@@ -118,7 +157,8 @@ def admit_request(
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining, reset_at"
-            " FROM admit_video_request(%s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " FROM admit_video_request(%s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s, %s, %s, %s, %s)",
             [
                 interaction_id,
                 user_id,
@@ -137,6 +177,11 @@ def admit_request(
                 settings.VEO_QUOTA_LIMIT,
                 settings.VEO_QUOTA_WINDOW,
                 settings.VEO_QUOTA_MAX_IN_FLIGHT,
+                clean.parent_id,
+                clean.derived_as,
+                clean.image_uri,
+                clean.last_frame_uri,
+                clean.video_input_uri,
             ],
         )
         return Admission(*cursor.fetchone())

@@ -80,6 +80,9 @@ class Removal:
 
 
 # The gs:// outputs of a row, as an array; empty when it has none.
+# The frames a request was given go with its outputs. Not video_input_uri: that is its parent's
+# output, which stays the parent's.
+_INPUT_FILES = "array_remove(ARRAY[image_uri, last_frame_uri], NULL)"
 _GCS_OUTPUTS = "ARRAY(SELECT u FROM unnest(output_uris) AS u WHERE starts_with(u, 'gs://'))"
 
 # One statement: mark removed and hide the public links, queue the Discord message's deletion
@@ -92,7 +95,8 @@ removed AS (
                               review_note = %(reason)s, public_urls = '{{}}'
     FROM who
     WHERE id = ANY(%(ids)s) AND review_status <> 'removed'
-    RETURNING id, channel_id, discord_message_id, output_uris, {_GCS_OUTPUTS} AS gcs_uris
+    RETURNING id, channel_id, discord_message_id, output_uris, {_GCS_OUTPUTS} AS gcs_uris,
+              {_INPUT_FILES} AS input_uris
 ),
 queued AS (
     INSERT INTO discord_actions (request_id, action, channel_id, message_id, requested_by, reason)
@@ -115,7 +119,7 @@ noted AS (
         'bucket_action_id', b.id))
     FROM removed r LEFT JOIN queued q ON q.request_id = r.id LEFT JOIN bucket b ON b.request_id = r.id
 )
-SELECT r.id, q.id, r.output_uris, b.id, b.object_uris
+SELECT r.id, q.id, r.output_uris || r.input_uris, b.id, b.object_uris
 FROM removed r LEFT JOIN queued q ON q.request_id = r.id LEFT JOIN bucket b ON b.request_id = r.id
 ORDER BY r.id
 """

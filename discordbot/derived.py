@@ -1,0 +1,150 @@
+"""Re-roll, Edit and Extend: buttons on a result that make a new request from it, without
+retyping. Persistent like the others (discordbot.buttons): the custom_id names the parent by
+its interaction id, and the parent is read from the database on every click.
+
+The new request belongs to whoever clicked and goes through the same admission as /veo
+(quota, bans, blocked terms), answered the same way: publicly when queued, privately when
+refused. It needs the database (to read the parent), so while it is away the click is
+refused, charging nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import discord
+from discord.ui import Button, DynamicItem
+
+from discordbot import display
+from discordbot.answers import refuse_privately
+from discordbot.buttons import KeyedByInteraction
+from discordbot.commands import prepare_then_handle
+from discordbot.discord_delivery import DiscordDelivery
+from generation.admission import Admitter, Decision
+from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
+from tracking import aio, services
+from tracking.models import DerivedAs, VideoRequest
+from tracking.services import Derivable, VideoParameters
+
+REROLL_TEMPLATE = re.compile(r"veo:reroll:(?P<interaction_id>[0-9]{1,20})")
+EDIT_TEMPLATE = re.compile(r"veo:edit:(?P<interaction_id>[0-9]{1,20})")
+EXTEND_TEMPLATE = re.compile(r"veo:extend:(?P<interaction_id>[0-9]{1,20})")
+# A modal must be the first answer, within Discord's 3 s, and cannot be deferred: the parent's
+# text for it is read with this much patience, and a slower database gets "try again".
+MODAL_LOOKUP_TIMEOUT = 2.0
+TEXT_INPUT_MAX = 4000  # Discord's limit for a modal's text input
+
+
+class Deriver:
+    """Makes a child request from a click (or an Edit's submitted modal) and answers it."""
+
+    def __init__(
+        self,
+        *,
+        health: DatabaseHealth,
+        admitter: Admitter,
+        replies: DiscordDelivery,
+        queued_view: Callable[[Decision], discord.ui.View | None],
+    ):
+        self.health = health
+        self.admitter = admitter
+        self.replies = replies
+        self.queued_view = queued_view
+
+    async def parent(
+        self, parent_interaction_id: int, derived_as: str, *, timeout: float = ANSWER_TIMEOUT
+    ) -> tuple[VideoRequest | None, str | None]:
+        """The parent, or what to tell the clicker instead."""
+        if self.health.degraded:
+            return None, display.DERIVE_UNREACHABLE
+        try:
+            answer, parent = await aio.run_within(
+                timeout, services.derivation_source, interaction_id=parent_interaction_id, derived_as=derived_as
+            )
+        except aio.NoAnswer:
+            return None, display.DERIVE_SLOW  # slow is not down: the watch decides that
+        except DATABASE_DOWN as error:
+            self.health.failed(error)
+            return None, display.DERIVE_UNREACHABLE
+        if answer != Derivable.YES:
+            return None, display.derive_text(answer)
+        return parent, None
+
+    async def derive(
+        self,
+        interaction: discord.Interaction,
+        *,
+        parent_interaction_id: int,
+        derived_as: str,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+    ) -> None:
+        async def parameters() -> VideoParameters | str:
+            parent, problem = await self.parent(parent_interaction_id, derived_as)
+            if parent is None:
+                return problem
+            return services.derived_parameters(
+                parent, derived_as=derived_as, prompt=prompt, negative_prompt=negative_prompt
+            )
+
+        await prepare_then_handle(
+            interaction, parameters(), admitter=self.admitter, replies=self.replies, queued_view=self.queued_view
+        )
+
+
+def derive_buttons(deriver: Deriver) -> tuple[type[DynamicItem], type[DynamicItem], type[DynamicItem]]:
+    """The Re-roll, Edit and Extend buttons, answering through ``deriver``."""
+
+    class RerollButton(KeyedByInteraction, DynamicItem[Button], template=REROLL_TEMPLATE):
+        ACTION, LABEL, STYLE = "reroll", "Re-roll", discord.ButtonStyle.primary
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            await deriver.derive(interaction, parent_interaction_id=self.interaction_id, derived_as=DerivedAs.REROLL)
+
+    class ExtendButton(KeyedByInteraction, DynamicItem[Button], template=EXTEND_TEMPLATE):
+        ACTION, LABEL, STYLE = "extend", "Extend", discord.ButtonStyle.secondary
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            await deriver.derive(interaction, parent_interaction_id=self.interaction_id, derived_as=DerivedAs.EXTEND)
+
+    class EditPrompt(discord.ui.Modal, title="Edit and generate"):
+        def __init__(self, parent: VideoRequest, parent_interaction_id: int) -> None:
+            super().__init__(custom_id=f"veo:edit-prompt:{parent_interaction_id}", timeout=15 * 60)
+            self.parent_interaction_id = parent_interaction_id
+            self.prompt = discord.ui.TextInput(
+                label="Prompt",
+                style=discord.TextStyle.paragraph,
+                default=parent.prompt[:TEXT_INPUT_MAX],
+                max_length=TEXT_INPUT_MAX,
+            )
+            self.negative_prompt = discord.ui.TextInput(
+                label="Avoid (optional)",
+                style=discord.TextStyle.paragraph,
+                default=(parent.negative_prompt or "")[:TEXT_INPUT_MAX] or None,
+                max_length=TEXT_INPUT_MAX,
+                required=False,
+            )
+            self.add_item(self.prompt)
+            self.add_item(self.negative_prompt)
+
+        async def on_submit(self, interaction: discord.Interaction) -> None:
+            await deriver.derive(
+                interaction,
+                parent_interaction_id=self.parent_interaction_id,
+                derived_as=DerivedAs.EDIT,
+                prompt=self.prompt.value,
+                negative_prompt=self.negative_prompt.value or None,
+            )
+
+    class EditButton(KeyedByInteraction, DynamicItem[Button], template=EDIT_TEMPLATE):
+        ACTION, LABEL, STYLE = "edit", "Edit", discord.ButtonStyle.secondary
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            parent, problem = await deriver.parent(self.interaction_id, DerivedAs.EDIT, timeout=MODAL_LOOKUP_TIMEOUT)
+            if parent is None:
+                await refuse_privately(interaction, problem, deferred=False)
+                return
+            await interaction.response.send_modal(EditPrompt(parent, self.interaction_id))
+
+    return RerollButton, EditButton, ExtendButton
