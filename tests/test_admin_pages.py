@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from tests.factories import QuotaPolicyFactory, VideoRequestFactory
 from tests.helpers import admit
+from tests.image_files import png
 from tracking import services
 from tracking.models import BlockedTerm, DiscordAction, UserBan, VideoRequest
 
@@ -430,3 +431,51 @@ def test_moderator_and_operator_text_is_escaped_too(as_role, media_root):
         assert response.status_code == 200, page
         assert XSS not in body and '" onmouseover="' not in body, page
     assert "&lt;script&gt;" in client.get("/admin/tracking/discordaction/").content.decode()
+
+
+# -- a request's family and the frames it gave Veo ---------------------------------------------
+
+
+def test_the_family_links_parent_and_children_both_ways(mod):
+    parent = VideoRequestFactory()
+    reroll = VideoRequestFactory(parent=parent, derived_as="reroll", user_id=4321)
+    extension = VideoRequestFactory(
+        parent=parent, derived_as="extend", video_input_uri=parent.output_uris[0], resolution="720p", duration_seconds=8
+    )
+
+    page = mod.get(f"{LIST}{parent.id}/change/").content.decode()
+    assert (
+        f'href="/admin/tracking/videorequest/{reroll.id}/change/">request #{reroll.id}</a> (completed) by user 4321'
+        in page
+    )
+    assert "Extension: <a" in page and f"request #{extension.id}" in page
+
+    child = mod.get(f"{LIST}{extension.id}/change/").content.decode()
+    assert (
+        f'This is extension of <a href="/admin/tracking/videorequest/{parent.id}/change/">request #{parent.id}</a>'
+        in child
+    )
+    assert "Extends the video of" in child and parent.output_uris[0] in child
+
+    orphan = VideoRequestFactory(derived_as="edit")  # its parent was erased
+    assert "This is edit of a request that was erased" in mod.get(f"{LIST}{orphan.id}/change/").content.decode()
+
+
+def test_input_frames_are_shown_and_served_as_images_until_removed(mod, media_root, django_capture_on_commit_callbacks):
+    (media_root / "inputs").mkdir()
+    (media_root / "inputs" / "1-image.png").write_bytes(png(2, 2))
+    (media_root / "inputs" / "1-last_frame.png").write_bytes(png(3, 3))
+    row = VideoRequestFactory(image_uri="file:inputs/1-image.png", last_frame_uri="file:inputs/1-last_frame.png")
+
+    page = mod.get(f"{LIST}{row.id}/change/").content.decode()
+    assert f'<img src="{LIST}{row.id}/input/image/"' in page and f'<img src="{LIST}{row.id}/input/last_frame/"' in page
+    image = mod.get(f"{LIST}{row.id}/input/image/")
+    assert image["Content-Type"] == "image/png" and b"".join(image.streaming_content) == png(2, 2)
+    assert image["X-Content-Type-Options"] == "nosniff"
+    assert mod.get(f"{LIST}{row.id}/input/prompt/").status_code == 404  # only the two kinds
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.remove_output(request_ids=[row.id], actor="mod", reason="not allowed")
+    assert mod.get(f"{LIST}{row.id}/input/image/").status_code == 404
+    assert not (media_root / "inputs" / "1-image.png").exists()  # removed with the output
+    assert "removed with the request's output" in mod.get(f"{LIST}{row.id}/change/").content.decode()

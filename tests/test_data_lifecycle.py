@@ -291,3 +291,22 @@ def test_an_interrupted_purge_records_what_it_had_deleted(media_root, retention)
     assert (audit.outcome, audit.counts["requests"], audit.counts["local_files"]) == ("interrupted", 3, 3)
     assert VideoRequest.objects.count() == 1 and len(list(media_root.iterdir())) == 1
     assert "deleted 1 " in run("purge_requests")  # running it again carries on
+
+
+@pytest.mark.parametrize("how", ["purge", "erase"])
+def test_the_frames_a_request_gave_veo_go_with_it_and_its_parents_video_stays(media_root, retention, how):
+    parent = with_video(media_root, 1, user_id=7001)  # recent, and another user's: kept either way
+    child = with_video(media_root, 40, derived_as="extend", parent=parent)
+    (media_root / "first.png").write_bytes(b"png")
+    (media_root / "last.png").write_bytes(b"png")
+    VideoRequest.objects.filter(id=child.id).update(
+        image_uri="file:first.png", last_frame_uri="file:last.png", video_input_uri=f"file:{parent.id}.mp4"
+    )
+
+    if how == "purge":
+        run("purge_requests")
+    else:
+        lifecycle.erase_user(user_id=child.user_id, actor="dpo")
+
+    assert sorted(p.name for p in media_root.iterdir()) == [f"{parent.id}.mp4"]
+    assert list(VideoRequest.objects.values_list("id", flat=True)) == [parent.id]
