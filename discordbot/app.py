@@ -14,11 +14,13 @@ import discord
 from django.conf import settings
 
 from discordbot import buttons
+from discordbot.animate import animate_menu
 from discordbot.bot import VeoBot
 from discordbot.buttons import cancel_button, delete_button, report_button
 from discordbot.commands import veo_commands
 from discordbot.derived import Deriver, derive_buttons
 from discordbot.discord_delivery import DiscordDelivery
+from discordbot.frames import FrameFetcher
 from discordbot.outbox import message_deleter
 from generation.admission import Admitter, Decision
 from generation.degraded import DegradedRunner, JournalStore
@@ -105,8 +107,10 @@ def build_bot(
     deriver = Deriver(health=health, admitter=admitter, replies=delivery, queued_view=queued_view)
     reroll, edit, extend = derive_buttons(deriver)
 
+    frames = FrameFetcher(storage)
     bot.install(
-        cog=veo_commands(admitter=admitter, replies=delivery, health=health, queued_view=queued_view),
+        cog=veo_commands(admitter=admitter, replies=delivery, health=health, queued_view=queued_view, frames=frames),
+        menus=[animate_menu(frames=frames, admitter=admitter, replies=delivery, queued_view=queued_view)],
         items=[cancel, delete, report, reroll, edit, extend],
         chores=chores,
         closing=[journal.close],

@@ -68,6 +68,7 @@ class VeoBot(commands.Bot):
         self._cog: commands.Cog | None = None
         self._chores: Sequence[Chore] = ()
         self._items: Sequence[type[discord.ui.DynamicItem]] = ()
+        self._menus: Sequence[app_commands.ContextMenu] = ()
         self._closing: Sequence[Callable[[], None]] = ()
         self._started: Callable[[], Awaitable[None]] | None = None
         self.description_of_work = "no worker in this process"
@@ -79,16 +80,17 @@ class VeoBot(commands.Bot):
         *,
         cog: commands.Cog,
         items: Sequence[type[discord.ui.DynamicItem]] = (),
+        menus: Sequence[app_commands.ContextMenu] = (),
         chores: Sequence[Chore],
         closing: Sequence[Callable[[], None]],
         starting: Callable[[], Awaitable[None]] | None = None,
         description: str = "",
     ) -> None:
         """What this bot runs (discordbot.app): ``starting`` before anything (the database probe),
-        then the ``cog``, the buttons' ``items`` and the ``chores`` (each until the bot stops); ``closing``, in order, once
-        every chore has ended."""
+        then the ``cog``, its context ``menus``, the buttons' ``items`` and the ``chores`` (each until the
+        bot stops); ``closing``, in order, once every chore has ended."""
         self._cog, self._chores, self._closing, self._started = cog, tuple(chores), tuple(closing), starting
-        self._items = tuple(items)
+        self._items, self._menus = tuple(items), tuple(menus)
         self.description_of_work = description or self.description_of_work
 
     async def setup_hook(self) -> None:
@@ -96,6 +98,8 @@ class VeoBot(commands.Bot):
             await self._started()
         if self._cog is not None:
             await self.add_cog(self._cog)
+        for menu in self._menus:  # discord.py keeps context menus out of Cogs
+            self.tree.add_command(menu)
         self.add_dynamic_items(*self._items)  # buttons answer clicks on messages of any past process
         self._tasks = [
             asyncio.create_task(self._keep(chore), name=getattr(chore, "__name__", "chore")) for chore in self._chores

@@ -34,10 +34,11 @@ from discordbot.answers import (
     withdraw,
 )
 from discordbot.discord_delivery import DiscordDelivery
+from discordbot.frames import FrameFetcher
 from generation import wakeup
 from generation.admission import Admitter, Decision
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
-from tracking import aio, capabilities, selectors, services
+from tracking import aio, capabilities, images, selectors, services
 from tracking.errors import InvalidInput
 from tracking.models import TERMINAL_STATUSES
 from tracking.services import VideoParameters
@@ -54,18 +55,27 @@ def veo_commands(
     replies: DiscordDelivery,
     health: DatabaseHealth,
     queued_view: Callable[[Decision], discord.ui.View | None] = lambda decision: None,
+    frames: FrameFetcher | None = None,
 ) -> commands.Cog:
-    """The Cog of our three commands. ``admitter`` admits /veo (in the database, or locally while it
+    """The Cog of /veo, /quota and /history. ``admitter`` admits /veo (in the database, or locally while it
     is unreachable) and knows each user's quota; ``replies`` is the Discord delivery, told which
     replies this process holds so the outcome can edit them; ``health`` says whether the database
-    answers; ``queued_view`` gives a queued answer its buttons (discordbot.buttons). Made when the
-    bot is built, so the prompt bounds come from the settings then."""
+    answers; ``queued_view`` gives a queued answer its buttons (discordbot.buttons); ``frames``
+    fetches the images given to it (without one, /veo takes none). Made when the bot is built,
+    so the prompt bounds and the options come from the settings then."""
     Prompt = app_commands.Range[str, settings.VEO_PROMPT_MIN_LENGTH, settings.VEO_PROMPT_MAX_LENGTH]
     Negative = app_commands.Range[str, 1, settings.VEO_PROMPT_MAX_LENGTH]
     can = capabilities.of(settings.VEO_MODEL)  # the options offer what the configured model does
     several = len(settings.VEO_MODELS) > 1  # then /veo has a model option
     models = {"model": [Choice(name=model, value=model) for model in settings.VEO_MODELS]} if several else {}
     model_help = {"model": f"Which Veo model (default {settings.VEO_MODEL})"} if several else {}
+    kinds = images.type_names(can.image_types)
+    frame_help = {}  # the image options, where this bot and its model take images
+    if frames is not None and can.image_input:
+        frame_help["image"] = f"Animate this image: the first frame ({kinds})"
+        if can.last_frame:
+            frame_help["last_frame"] = f"The last frame ({kinds}; with an image only)"
+    left_out = tuple(name for name in ("image", "last_frame") if name not in frame_help) + ("model",) * (not several)
 
     class VeoCommands(commands.Cog):
         @app_commands.command(name="veo", description="Generate a short video with Google Veo")
@@ -77,6 +87,7 @@ def veo_commands(
             + _hd_lengths(can),
             audio=f"Generate sound (default {'on' if settings.VEO_DEFAULT_AUDIO else 'off'})",
             negative_prompt="What the video should not contain",
+            **frame_help,
             **model_help,
         )
         @app_commands.choices(
@@ -84,7 +95,7 @@ def veo_commands(
             ratio=[Choice(name=RATIO_NAMES[ratio], value=ratio) for ratio in can.aspect_ratios],
             **models,
         )
-        @_options_without(() if several else ("model",))
+        @_options_without(left_out)
         async def veo(
             self,
             interaction: discord.Interaction,
@@ -95,19 +106,25 @@ def veo_commands(
             audio: bool | None = None,
             negative_prompt: Negative | None = None,
             model: Choice[str] | None = None,
+            image: discord.Attachment | None = None,
+            last_frame: discord.Attachment | None = None,
         ):
-            resolution = settings.VEO_DEFAULT_RESOLUTION if hd is None else ("1080p" if hd else "720p")
-            params = VideoParameters(
-                prompt=prompt,
-                duration_seconds=length.value if length else settings.VEO_DEFAULT_DURATION,
-                aspect_ratio=ratio.value if ratio else settings.VEO_DEFAULT_RATIO,
-                resolution=resolution,
-                generate_audio=settings.VEO_DEFAULT_AUDIO if audio is None else audio,
+            params = parameters_from(
+                prompt,
+                length=length.value if length else None,
+                ratio=ratio.value if ratio else None,
+                hd=hd,
+                audio=audio,
                 negative_prompt=negative_prompt,
-                person_generation=settings.VEO_PERSON_GENERATION,
                 model=model.value if model else None,
             )
-            await handle_veo(interaction, params, admitter=admitter, replies=replies, queued_view=queued_view)
+            if image is None and last_frame is None:
+                await handle_veo(interaction, params, admitter=admitter, replies=replies, queued_view=queued_view)
+                return
+            fetching = frames.with_frames(params, interaction_id=interaction.id, image=image, last_frame=last_frame)
+            await prepare_then_handle(
+                interaction, fetching, admitter=admitter, replies=replies, queued_view=queued_view
+            )
 
         @app_commands.command(name="quota", description="How many videos you have left, and when the next one frees up")
         async def quota(self, interaction: discord.Interaction):
@@ -118,6 +135,29 @@ def veo_commands(
             await answer_privately(interaction, lambda: history_text(interaction, health=health))
 
     return VeoCommands()
+
+
+def parameters_from(
+    prompt: str,
+    *,
+    length: int | None = None,
+    ratio: str | None = None,
+    hd: bool | None = None,
+    audio: bool | None = None,
+    negative_prompt: str | None = None,
+    model: str | None = None,
+) -> VideoParameters:
+    """/veo's options (None: not given) with the configured defaults for the rest."""
+    return VideoParameters(
+        prompt=prompt,
+        duration_seconds=settings.VEO_DEFAULT_DURATION if length is None else length,
+        aspect_ratio=settings.VEO_DEFAULT_RATIO if ratio is None else ratio,
+        resolution=settings.VEO_DEFAULT_RESOLUTION if hd is None else ("1080p" if hd else "720p"),
+        generate_audio=settings.VEO_DEFAULT_AUDIO if audio is None else audio,
+        negative_prompt=negative_prompt,
+        person_generation=settings.VEO_PERSON_GENERATION,
+        model=model,
+    )
 
 
 async def handle_veo(

@@ -305,6 +305,13 @@ def lineage_line(request: VideoRequest) -> str | None:
     }[request.derived_as]
 
 
+NO_IMAGE_TO_ANIMATE = "That message has no image to animate: use it on a message with a PNG or JPEG attached."
+
+
+def cannot_animate_text(model: str) -> str:
+    return f"{model} does not animate images, so this bot cannot either for now."
+
+
 # -- refusals (ephemeral, plain text) ---------------------------------------------------------------
 
 

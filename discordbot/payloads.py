@@ -17,6 +17,7 @@ from discord import app_commands
 
 from discordbot import display
 
+ATTACHMENT = 11  # an option's type: a file, described in data.resolved.attachments
 SNOWFLAKE_MAX = 2**63  # PostgreSQL bigint; Discord's ids are far below
 NAME_SHOWN = 32  # a made-up option name is quoted at most this long
 
@@ -46,7 +47,7 @@ def problem(tree: app_commands.CommandTree, interaction: discord.Interaction) ->
     command = tree.get_command(data.get("name", ""))
     if not isinstance(command, app_commands.Command) or data.get("type", 1) != 1:
         return None  # not one of ours: discord.py reports an unknown command itself
-    return _options_problem(command, data.get("options", []))
+    return _options_problem(command, data.get("options", []), resolved=data.get("resolved"))
 
 
 def _id_problem(interaction: discord.Interaction) -> str | None:
@@ -69,7 +70,7 @@ def user_id(interaction: discord.Interaction) -> int | None:
     return getattr(interaction.user, "id", None)
 
 
-def _options_problem(command: app_commands.Command, options: Any) -> str | None:
+def _options_problem(command: app_commands.Command, options: Any, *, resolved: Any) -> str | None:
     if not isinstance(options, list) or not all(isinstance(option, dict) for option in options):
         return f"the options of /{command.name} arrived malformed"
     parameters = {parameter.display_name: parameter for parameter in command.parameters}
@@ -84,6 +85,9 @@ def _options_problem(command: app_commands.Command, options: Any) -> str | None:
         wrong = _value_problem(parameters[name], option)
         if wrong:
             return wrong
+        attachments = resolved.get("attachments") if isinstance(resolved, dict) else None
+        if option["type"] == ATTACHMENT and not (isinstance(attachments, dict) and option["value"] in attachments):
+            return f"the file for the option {name} did not arrive with it"
     missing = [name for name, parameter in parameters.items() if parameter.required and name not in seen]
     if missing:
         return f"the option {missing[0]} is required"

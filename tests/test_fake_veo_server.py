@@ -41,6 +41,7 @@ from tests.fakes.veo_server import (
     scenario,
     tiny_mp4,
 )
+from tests.image_files import jpeg, png, webp_lossy
 from tracking.errors import InvalidInput
 from tracking.services import VideoParameters, clean_parameters
 
@@ -109,10 +110,18 @@ class Veo:
         self.client = client
         self.flavor = flavor
 
-    async def generate(self, prompt: str, model: str = MODEL, **config: Any) -> types.GenerateVideosOperation:
+    async def generate(
+        self,
+        prompt: str,
+        model: str = MODEL,
+        *,
+        image: types.Image | None = None,
+        video: types.Video | None = None,
+        **config: Any,
+    ) -> types.GenerateVideosOperation:
         kwargs = {
             "model": model,
-            "source": types.GenerateVideosSource(prompt=prompt),
+            "source": types.GenerateVideosSource(prompt=prompt, image=image, video=video),
             "config": types.GenerateVideosConfig(**config),
         }
         if self.flavor == "async":
@@ -895,6 +904,214 @@ def test_gcs_objects_can_be_downloaded_over_the_json_api(veo):
 
     assert status == 200 and data == veo.gcs_object(uri)
     assert veo.requests[-1].kind == "download"
+
+
+# --- media inputs: a first frame, a last frame, a video to extend -----------------------------
+
+FIRST_FRAME = png(16, 9)
+LAST_FRAME = jpeg(16, 9)
+PNG_FRAME = types.Image(image_bytes=FIRST_FRAME, mime_type="image/png")
+JPEG_FRAME = types.Image(image_bytes=LAST_FRAME, mime_type="image/jpeg")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _create_instance(veo, instance: dict, model: str = MODEL) -> tuple[int, bytes]:
+    path = CREATE_PATH["vertex"].replace(MODEL, model)
+    return _raw(veo, path, {"instances": [instance]}, headers={"Authorization": "Bearer test"})
+
+
+def test_a_first_frame_is_sent_inline_and_recorded_decoded(sdk, veo):
+    operation = sdk.run(lambda api: api.finish("a fox wakes up", image=PNG_FRAME))
+
+    [create] = veo.creates()
+    assert create.status == 200
+    assert create.instance == {
+        "prompt": "a fox wakes up",
+        "image": {"bytesBase64Encoded": _b64(FIRST_FRAME), "mimeType": "image/png"},
+    }
+    assert create.image_bytes == FIRST_FRAME and create.inputs.image.mime_type == "image/png"
+    assert create.inputs.image.gcs_uri is None
+    assert (create.last_frame_bytes, create.video_bytes, create.video_uri) == (None, None, None)
+    assert veo.operation(operation.name).inputs == create.inputs
+    assert only_video(operation).video_bytes
+
+
+def test_a_last_frame_from_the_config_joins_the_first_in_the_one_instance(sdk, veo):
+    sdk.run(lambda api: api.generate("a fox runs", image=PNG_FRAME, last_frame=JPEG_FRAME))
+
+    [create] = veo.creates()
+    assert create.body == {
+        "instances": [
+            {
+                "prompt": "a fox runs",
+                "image": {"bytesBase64Encoded": _b64(FIRST_FRAME), "mimeType": "image/png"},
+                "lastFrame": {"bytesBase64Encoded": _b64(LAST_FRAME), "mimeType": "image/jpeg"},
+            }
+        ]
+    }
+    assert (create.image_bytes, create.last_frame_bytes) == (FIRST_FRAME, LAST_FRAME)
+
+
+def test_a_first_frame_can_be_named_by_its_gcs_uri(sdk, veo):
+    veo.put_gcs_object("gs://inputs/fox.png", FIRST_FRAME)
+
+    sdk.run(lambda api: api.generate("a fox", image=types.Image(gcs_uri="gs://inputs/fox.png", mime_type="image/png")))
+
+    [create] = veo.creates()
+    assert create.instance["image"] == {"gcsUri": "gs://inputs/fox.png", "mimeType": "image/png"}
+    assert create.image_bytes == FIRST_FRAME and create.inputs.image.gcs_uri == "gs://inputs/fox.png"
+
+
+def test_a_video_veo_made_is_extended_from_its_gcs_uri(sdk, veo):
+    async def flow(api):
+        made = only_video(await api.finish("a fox", output_gcs_uri="gs://bucket/out/"))
+        video = types.Video(uri=made.uri, mime_type="video/mp4")
+        return made, only_video(await api.finish("the fox runs on", video=video, output_gcs_uri="gs://bucket/out/"))
+
+    made, extended = sdk.run(flow)
+
+    create = veo.creates()[1]
+    assert create.instance == {"prompt": "the fox runs on", "video": {"gcsUri": made.uri, "mimeType": "video/mp4"}}
+    assert create.video_uri == made.uri and create.video_bytes == veo.gcs_object(made.uri)
+    assert create.image_bytes is None
+    assert f"extends {made.uri}".encode() in veo.gcs_object(extended.uri)
+    assert b"extends" not in veo.gcs_object(made.uri)
+
+
+def test_a_video_can_be_sent_inline(sdk, veo):
+    clip = tiny_mp4("the clip to extend")
+
+    operation = sdk.run(lambda api: api.finish("on and on", video=types.Video(video_bytes=clip, mime_type="video/mp4")))
+
+    [create] = veo.creates()
+    assert create.instance["video"] == {"bytesBase64Encoded": _b64(clip), "mimeType": "video/mp4"}
+    assert create.video_bytes == clip and create.video_uri is None
+    assert b"extends an inline video" in only_video(operation).video_bytes
+
+
+# Models that take less than any in the table, so these cases hold whatever the table says.
+TEXT_ONLY = ModelCapabilities(image_input=False)
+FIRST_FRAME_ONLY = ModelCapabilities(image_input=True, last_frame=False, extension=False)
+UNSUPPORTED = 'Unsupported {name} mimeType "{type}" for model {model}; supported values are {accepted}.'
+MEDIA_REFUSALS = [
+    ("veo-text-only", {"image": PNG_FRAME}, "Image input is not supported for model veo-text-only."),
+    (
+        "veo-first-frame-only",
+        {"image": PNG_FRAME, "last_frame": JPEG_FRAME},
+        "lastFrame is not supported for model veo-first-frame-only.",
+    ),
+    (MODEL, {"last_frame": JPEG_FRAME}, "lastFrame needs image: a last frame is given with a first frame."),
+    (
+        "veo-first-frame-only",
+        {"video": types.Video(uri="gs://bucket/made.mp4", mime_type="video/mp4")},
+        "Video extension is not supported for model veo-first-frame-only.",
+    ),
+    (
+        MODEL,
+        {"image": types.Image(image_bytes=webp_lossy(16, 9), mime_type="image/webp")},
+        UNSUPPORTED.format(name="image", type="image/webp", model=MODEL, accepted=["image/jpeg", "image/png"]),
+    ),
+    (
+        MODEL,
+        {"image": PNG_FRAME, "last_frame": types.Image(image_bytes=b"GIF89a", mime_type="image/gif")},
+        UNSUPPORTED.format(name="lastFrame", type="image/gif", model=MODEL, accepted=["image/jpeg", "image/png"]),
+    ),
+    (
+        MODEL,
+        {"video": types.Video(video_bytes=tiny_mp4(), mime_type="video/webm")},
+        UNSUPPORTED.format(name="video", type="video/webm", model=MODEL, accepted=["video/mp4"]),
+    ),
+    (MODEL, {"image": types.Image(image_bytes=FIRST_FRAME)}, "image.mimeType is required."),
+    (
+        MODEL,
+        {"image": types.Image(image_bytes=FIRST_FRAME, gcs_uri="gs://inputs/fox.png", mime_type="image/png")},
+        "image must have exactly one of bytesBase64Encoded and gcsUri.",
+    ),
+    (
+        MODEL,
+        {"image": types.Image(gcs_uri="gs://inputs/missing.png", mime_type="image/png")},
+        'image.gcsUri "gs://inputs/missing.png" cannot be read: no such object.',
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "media", "message"), MEDIA_REFUSALS, ids=[case[2] for case in MEDIA_REFUSALS])
+def test_media_a_model_cannot_take_is_a_400_through_the_sdk(veo, model, media, message):
+    veo.models.update({"veo-text-only": TEXT_ONLY, "veo-first-frame-only": FIRST_FRAME_ONLY})
+    veo.put_gcs_object("gs://inputs/fox.png", FIRST_FRAME)
+    veo.put_gcs_object("gs://bucket/made.mp4", tiny_mp4("made"))
+    api = Veo(make_client("vertex", veo.url), "sync")
+
+    with pytest.raises(errors.ClientError) as raised:
+        asyncio.run(api.generate("a fox", model=model, **media))
+    api.client.close()
+
+    assert (raised.value.code, raised.value.status, raised.value.message) == (400, "INVALID_ARGUMENT", message)
+    assert raised.value.details == {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+    [create] = veo.creates()
+    assert create.status == 400 and create.inputs.image is None and veo.operations == {}
+
+
+@pytest.mark.parametrize(
+    ("encoded", "decoded"),
+    [(_b64(b"\xfb\xff\xfe"), b"\xfb\xff\xfe"), ("-__-", b"\xfb\xff\xfe"), ("-_8", b"\xfb\xff")],
+    ids=["standard", "url-safe", "url-safe unpadded"],
+)
+def test_base64_is_read_as_protobuf_json_reads_bytes(veo, encoded, decoded):
+    status, _ = _create_instance(
+        veo, {"prompt": "a fox", "image": {"bytesBase64Encoded": encoded, "mimeType": "image/png"}}
+    )
+
+    assert status == 200 and veo.creates()[0].image_bytes == decoded
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            {"bytesBase64Encoded": "not base64!", "mimeType": "image/png"},
+            "image.bytesBase64Encoded is not valid base64.",
+        ),
+        ({"bytesBase64Encoded": "QUJDR", "mimeType": "image/png"}, "image.bytesBase64Encoded is not valid base64."),
+        ({"bytesBase64Encoded": 12, "mimeType": "image/png"}, "image.bytesBase64Encoded is not valid base64."),
+        ({"bytesBase64Encoded": "", "mimeType": "image/png"}, "image.bytesBase64Encoded is empty."),
+        (
+            {"gcsUri": ["gs://inputs/fox.png"], "mimeType": "image/png"},
+            'image.gcsUri ["gs://inputs/fox.png"] cannot be read: no such object.',
+        ),
+        ("gs://inputs/fox.png", 'image must be an object, got "gs://inputs/fox.png".'),
+    ],
+)
+def test_media_that_cannot_be_read_is_a_400(veo, value, message):
+    status, body = _create_instance(veo, {"prompt": "a fox", "image": value})
+
+    assert status == 400 and _error(body) == {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+    assert veo.operations == {}
+
+
+@pytest.mark.parametrize("model", sorted(MODEL_CAPABILITIES))
+def test_the_media_each_model_takes_is_what_the_capabilities_table_says(veo, model):
+    can = MODEL_CAPABILITIES[model]
+    veo.put_gcs_object("gs://bucket/made.mp4", tiny_mp4("made"))
+    first = {"bytesBase64Encoded": _b64(FIRST_FRAME), "mimeType": "image/png"}
+    last = {"bytesBase64Encoded": _b64(LAST_FRAME), "mimeType": "image/jpeg"}
+    cases = {
+        "first frame": ({"image": first}, can.image_input),
+        "first and last frames": ({"image": first, "lastFrame": last}, can.image_input and can.last_frame),
+        "video": ({"video": {"gcsUri": "gs://bucket/made.mp4", "mimeType": "video/mp4"}}, can.extension),
+    } | {
+        kind: ({"image": first | {"mimeType": kind}}, can.image_input and kind in can.image_types)
+        for kind in ("image/png", "image/jpeg", "image/webp", "image/gif")
+    }
+
+    statuses = {
+        name: _create_instance(veo, {"prompt": "a fox", **media}, model)[0] for name, (media, _) in cases.items()
+    }
+
+    assert statuses == {name: 200 if accepted else 400 for name, (_, accepted) in cases.items()}
 
 
 def test_tiny_mp4_is_a_well_formed_iso_bmff_file(tmp_path):

@@ -73,7 +73,7 @@ def test_runbot_refuses_a_token_of_another_application(db_settings, server):
     )
 
 
-def test_synccommands_registers_the_three_commands_in_a_guild(db_settings, server):
+def test_synccommands_registers_the_commands_and_the_context_menu_in_a_guild(db_settings, server):
     result = manage(
         "synccommands",
         "--guild",
@@ -85,11 +85,13 @@ def test_synccommands_registers_the_three_commands_in_a_guild(db_settings, serve
         },
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"registered 3 commands in guild {GUILD_ID}"
+    assert result.stdout.strip() == f"registered 4 commands in guild {GUILD_ID}"
     commands = {c["name"]: c for c in server.commands(GUILD_ID)}
-    assert sorted(commands) == ["history", "quota", "veo"]
+    assert sorted(commands) == ["Animate with Veo", "history", "quota", "veo"]
+    assert commands["Animate with Veo"]["type"] == 3  # on a message
     options = {o["name"]: o for o in commands["veo"]["options"]}
-    assert list(options) == ["prompt", "length", "ratio", "hd", "audio", "negative_prompt"]
+    assert list(options) == ["prompt", "length", "ratio", "hd", "audio", "negative_prompt", "image", "last_frame"]
+    assert (options["image"]["type"], options["image"]["required"]) == (11, False)  # an attachment
     assert (options["prompt"]["min_length"], options["prompt"]["max_length"]) == (5, 600)
     assert [c["value"] for c in options["length"]["choices"]] == [4, 6, 8]
     assert server.commands() == []  # nothing global

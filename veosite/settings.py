@@ -137,6 +137,16 @@ if config.is_set("VEO_MODELS"):
     if config.is_set("VEO_MODEL") and VEO_MODEL not in VEO_MODELS:
         raise ConfigError(f"VEO_MODEL must be one of VEO_MODELS (got {VEO_MODEL!r})")
     VEO_MODEL = VEO_MODEL if config.is_set("VEO_MODEL") else VEO_MODELS[0]
+# Images given to /veo (a first or a last frame), checked from their bytes before admission.
+# Largest file: 20 MiB, what Vertex AI takes inline (bytesBase64Encoded) in one request.
+VEO_IMAGE_MAX_BYTES = config.get_int("VEO_IMAGE_MAX_BYTES", 20 * 1024 * 1024, minimum=1, maximum=20 * 1024 * 1024)
+# Most pixels (width x height): the header says how large the decoded picture is, and a small
+# file can claim a huge one.
+VEO_IMAGE_MAX_PIXELS = config.get_int("VEO_IMAGE_MAX_PIXELS", 4096 * 4096, minimum=1, maximum=100_000_000)
+# The whole download of an image from Discord, connection included; a user waits on it.
+VEO_IMAGE_DOWNLOAD_TIMEOUT: timedelta = config.get_duration(
+    "VEO_IMAGE_DOWNLOAD_TIMEOUT", "10s", minimum=timedelta(seconds=1), maximum=timedelta(minutes=2)
+)
 
 # --- Veo backend ---------------------------------------------------------------------------
 # vertex: GOOGLE_CLOUD_PROJECT + GOOGLE_CLOUD_LOCATION with Application Default Credentials

@@ -13,8 +13,9 @@ a ``[scenario:NAME key=value ...]`` marker in the prompt, then :meth:`VeoFakeSta
 rules, then the :meth:`VeoFakeState.queue`, then ``default_scenario`` ("instant").
 
 Like the real service it refuses what it would refuse: requests without an accepted credential
-(401/403), unknown models (404) and parameter values outside each model's documented set
-(400, see ``MODEL_CAPABILITIES``), before any scenario runs.
+(401/403), unknown models (404), and parameter values or media inputs (a first frame, a last
+frame, a video to extend; see ``veo_media``) outside each model's documented set (400, see
+``MODEL_CAPABILITIES``), before any scenario runs.
 
 Operations live in a :class:`VeoFakeState`, not in the HTTP server, so a test can restart the
 bot (a new SDK client resuming by operation name) or the fake itself (``restart()``, or a new
@@ -38,6 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fakes.veo_media import MediaInputs, MediaProblem, read_media
 from tracking import capabilities
 from tracking.capabilities import ModelCapabilities
 
@@ -215,6 +217,7 @@ class RecordedRequest:
     body: Any
     kind: str = "unknown"  # "create", "poll", "download", "metadata", "delete", "token" or "unknown"
     status: int = 0  # what the fake answered
+    inputs: MediaInputs = field(default_factory=MediaInputs)  # a create's media, once accepted
 
     @property
     def json(self) -> dict[str, Any]:
@@ -236,6 +239,25 @@ class RecordedRequest:
     def operation_name(self) -> str | None:
         return self.json.get("operationName")
 
+    @property
+    def image_bytes(self) -> bytes | None:
+        """The first frame's bytes (sent inline, or read from the fake's bucket)."""
+        return self.inputs.image.data if self.inputs.image else None
+
+    @property
+    def last_frame_bytes(self) -> bytes | None:
+        return self.inputs.last_frame.data if self.inputs.last_frame else None
+
+    @property
+    def video_bytes(self) -> bytes | None:
+        """The video to extend, however it was sent."""
+        return self.inputs.video.data if self.inputs.video else None
+
+    @property
+    def video_uri(self) -> str | None:
+        """The gs:// URI the video to extend was named by (None: sent inline, or no video)."""
+        return self.inputs.video.gcs_uri if self.inputs.video else None
+
 
 @dataclass
 class FakeOperation:
@@ -246,6 +268,7 @@ class FakeOperation:
     created_at: float
     storage_uri: str | None
     videos: list[bytes]
+    inputs: MediaInputs = field(default_factory=MediaInputs)
     polls: int = 0
     poll_failures: int = 0
     poll_stalls: int = 0
@@ -395,6 +418,13 @@ class VeoFakeState:
         with self._lock:
             return self._gcs[uri]
 
+    def put_gcs_object(self, uri: str, data: bytes) -> None:
+        """An object in the fake's bucket, e.g. an image a create names by gcsUri."""
+        if not uri.startswith("gs://"):
+            raise ValueError(f"not a gs:// URI: {uri!r}")
+        with self._lock:
+            self._gcs[uri] = data
+
     # --- the fake service ------------------------------------------------------------
 
     def handle(self, method: str, target: str, headers: dict[str, str], raw_body: bytes) -> _Reply:
@@ -499,6 +529,10 @@ class VeoFakeState:
         problem = _parameter_problem(call["model"], self.models[call["model"]], record.parameters)
         if problem:
             raise _HttpError(400, problem)
+        try:
+            record.inputs = read_media(call["model"], self.models[call["model"]], record.instance, self._gcs)
+        except MediaProblem as refused:
+            raise _HttpError(400, str(refused)) from None
         prompt = record.prompt or ""
         chosen, from_queue = self._choose(prompt)
         stall = 0.0
@@ -520,6 +554,9 @@ class VeoFakeState:
             f"/models/{call['model']}/operations/{op_id}"
         )
         samples = int(record.parameters.get("sampleCount") or 1)
+        # An extension says what it continues, so a test can tell it from a fresh video.
+        video = record.inputs.video
+        extends = f" extends {video.gcs_uri or 'an inline video'}" if video else ""
         self._operations[name] = FakeOperation(
             name=name,
             model=call["model"],
@@ -527,7 +564,10 @@ class VeoFakeState:
             scenario=chosen,
             created_at=self.clock(),
             storage_uri=record.parameters.get("storageUri"),
-            videos=[chosen.video_bytes or self.video_bytes or tiny_mp4(f"{op_id}/{i}") for i in range(samples)],
+            videos=[
+                chosen.video_bytes or self.video_bytes or tiny_mp4(f"{op_id}/{i}{extends}") for i in range(samples)
+            ],
+            inputs=record.inputs,
         )
         return _json_reply(200, {"name": name}, stall)
 
