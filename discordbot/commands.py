@@ -253,6 +253,8 @@ async def handle_veo(
     # Answered here or by another instance (40060): either way the original reply exists and
     # this process holds its token, so delivery may edit it. Otherwise it goes to the channel.
     replies.answered(interaction.id, ok=decision.admitted and answer in (SENT, ELSEWHERE))
+    if decision.admitted and answer == SENT and not decision.duplicate and not decision.degraded:
+        replies.keep_token(interaction)
     logs.step(
         log,
         "answered" if answer == SENT else f"not_answered ({answer})",

@@ -13,6 +13,7 @@ before delivery is neither: the requester is told it was removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,12 +23,14 @@ from datetime import timedelta
 import aiohttp
 import discord
 from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
 
 from discordbot import display
 from generation.delivery import DeliveryUnavailable, Receipt
 from generation.engine import PROGRESS_EVERY
 from generation.storage import FILE_SCHEME, GCS_SCHEME, LocalStorage, StorageError
-from tracking import gcs
+from tracking import aio, gcs, services
 from tracking.models import DeliveryMethod, ReviewStatus, Status, VideoRequest
 from veosite import logs
 
@@ -37,6 +40,8 @@ log = logging.getLogger(__name__)
 TOKEN_USABLE_FOR = timedelta(minutes=14, seconds=30)
 # Every channel accepts at least this much per file; the real limit is only known from an interaction.
 CHANNEL_SIZE_LIMIT = 10 * 1024 * 1024
+# How long delivery waits for a kept token: past that, the outcome goes to the channel.
+TOKEN_LOOKUP_TIMEOUT = 2.0
 # How long delivery waits for the first answer to go out (it may still be on its way).
 ACK_WAIT = 5.0
 EXPIRED_TOKEN, UNKNOWN_MESSAGE, ALREADY_ACKNOWLEDGED, MISSING_PERMISSIONS = 50027, 10008, 40060, 50013
@@ -56,6 +61,18 @@ class LiveReply:
         return time.monotonic() - self.received < TOKEN_USABLE_FOR.total_seconds()
 
 
+class ResumedInteraction:
+    """The part of an interaction delivery uses, for a reply another process (or this one before a
+    restart) answered: its original response, reached through the kept token."""
+
+    def __init__(self, webhook: discord.Webhook, *, filesize_limit: int):
+        self.webhook = webhook
+        self.filesize_limit = filesize_limit
+
+    async def edit_original_response(self, **fields) -> discord.WebhookMessage:
+        return await self.webhook.edit_message("@original", **fields)
+
+
 class DiscordDelivery:
     def __init__(
         self,
@@ -68,6 +85,7 @@ class DiscordDelivery:
         self.storage = storage
         self.result_view = result_view  # the buttons on a delivered video (discordbot.buttons)
         self.live: dict[int, LiveReply] = {}  # interaction id -> reply, this process only
+        self._keeping: set[asyncio.Task] = set()
 
     # -- bookkeeping for /veo -------------------------------------------------------------------
 
@@ -98,10 +116,52 @@ class DiscordDelivery:
         if not ok:
             self.live.pop(interaction_id, None)
 
+    def keep_token(self, interaction: discord.Interaction) -> None:
+        """After a queued answer, its token goes to the database, off the answer's path: whichever
+        process delivers the outcome, this one after a restart included, edits this reply."""
+        task = asyncio.create_task(self._keep_token(interaction))
+        self._keeping.add(task)
+        task.add_done_callback(self._keeping.discard)
+
+    async def _keep_token(self, interaction: discord.Interaction) -> None:
+        try:
+            await aio.run(
+                services.keep_reply_token,
+                interaction_id=interaction.id,
+                application_id=interaction.application_id,
+                token=interaction.token,
+                size_limit=interaction.filesize_limit,
+                expires_at=interaction.created_at + TOKEN_USABLE_FOR,
+            )
+        except DatabaseError as error:
+            log.info("interaction %s: reply token not kept (%s)", interaction.id, type(error).__name__)
+
+    async def _resumed(self, request: VideoRequest) -> LiveReply | None:
+        """The reply of a request answered elsewhere (or before a restart), while its token lives."""
+        if request.id is None:
+            return None  # admitted in degraded mode: no token was kept
+        try:
+            kept = await aio.run_within(
+                TOKEN_LOOKUP_TIMEOUT, services.live_reply_token, interaction_id=request.interaction_id
+            )
+        except DatabaseError:
+            return None
+        if kept is None:
+            return None
+        webhook = discord.Webhook.partial(kept.application_id, kept.token, client=self.client)
+        used = TOKEN_USABLE_FOR - (kept.expires_at - timezone.now())
+        reply = LiveReply(
+            ResumedInteraction(webhook, filesize_limit=kept.size_limit),
+            received=time.monotonic() - used.total_seconds(),
+        )
+        reply.answered.set_result(True)
+        self.live[request.interaction_id] = reply  # its progress edits and the outcome reuse it
+        return reply
+
     async def _reply(self, request: VideoRequest) -> LiveReply | None:
         reply = self.live.get(request.interaction_id)
         if reply is None:
-            return None
+            return await self._resumed(request)
         try:
             ok = await asyncio.wait_for(asyncio.shield(reply.answered), ACK_WAIT)
         except TimeoutError:
@@ -140,6 +200,9 @@ class DiscordDelivery:
         if reply is not None:
             receipt = await self._edit_original(request, reply, link=link)
         self.live.pop(request.interaction_id, None)
+        if reply is not None and isinstance(reply.interaction, ResumedInteraction):
+            with contextlib.suppress(DatabaseError):  # else it expires, and the next keep sweeps it
+                await aio.run(services.forget_reply_token, interaction_id=request.interaction_id)
         if receipt is None:
             receipt = await self._post_in_channel(request, resumed=reply is None, link=link)
         logs.step(

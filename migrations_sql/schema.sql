@@ -999,6 +999,22 @@ ALTER TABLE public.quota_policies ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+CREATE TABLE public.reply_tokens (
+    interaction_id bigint NOT NULL,
+    application_id bigint NOT NULL,
+    token text NOT NULL,
+    size_limit integer NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT reply_tokens_application_id_check CHECK ((application_id > 0)),
+    CONSTRAINT reply_tokens_interaction_id_check CHECK ((interaction_id > 0)),
+    CONSTRAINT reply_tokens_size_limit_check CHECK ((size_limit > 0)),
+    CONSTRAINT reply_tokens_token_check CHECK (((char_length(token) >= 1) AND (char_length(token) <= 1000)))
+);
+
+COMMENT ON TABLE public.reply_tokens IS 'Interaction tokens of replies awaiting their outcome (secret while they live; never shown).';
+
+COMMENT ON COLUMN public.reply_tokens.size_limit IS 'The largest file Discord accepts in that reply (the interaction''s attachment_size_limit).';
+
 CREATE TABLE public.reports (
     id bigint NOT NULL,
     request_id bigint NOT NULL,
@@ -1120,6 +1136,9 @@ ALTER TABLE ONLY public.login_failures
 ALTER TABLE ONLY public.quota_policies
     ADD CONSTRAINT quota_policies_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.reply_tokens
+    ADD CONSTRAINT reply_tokens_pkey PRIMARY KEY (interaction_id);
+
 ALTER TABLE ONLY public.reports
     ADD CONSTRAINT reports_pkey PRIMARY KEY (id);
 
@@ -1165,6 +1184,8 @@ CREATE INDEX login_failures_username_idx ON public.login_failures USING btree (u
 CREATE INDEX quota_policies_guild_idx ON public.quota_policies USING btree (guild_id) WHERE (user_id IS NULL);
 
 CREATE UNIQUE INDEX quota_policies_scope_key ON public.quota_policies USING btree (COALESCE(user_id, (0)::bigint), COALESCE(guild_id, (0)::bigint));
+
+CREATE INDEX reply_tokens_expires_idx ON public.reply_tokens USING btree (expires_at);
 
 CREATE UNIQUE INDEX reports_one_open_per_reporter ON public.reports USING btree (request_id, reporter_id) WHERE (state = 'open'::text);
 

@@ -97,7 +97,7 @@ def attached(server, payload) -> bool:
     return bool(reply and reply["attachments"])
 
 
-def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server, db_settings):
+def test_killed_mid_generation_and_restarted_delivers_exactly_once_in_the_original_reply(bots, server, db_settings):
     first = bots("first", seconds=6)
     payload = veo()
     first.send(server, payload)
@@ -111,17 +111,17 @@ def test_killed_mid_generation_and_restarted_delivers_exactly_once(bots, server,
     assert second.stop() == 0
 
     request = row(payload)
-    assert (request.status, request.delivery_method, request.attempts) == ("completed", "channel", 2)
+    assert (request.status, request.delivery_method, request.attempts) == ("completed", "interaction", 2)
     assert lifecycle(request.id) == [
         ("created", "pending"),
         ("status_changed", "generating"),
         ("status_changed", "completed"),
         ("delivered", None),
     ]
-    queued, post = server.messages_in(CHANNEL_ID)
-    assert queued["embeds"][0]["title"] == "Queued" and int(post["id"]) == request.discord_message_id
-    assert post["content"] == f"<@{USER_ID}>" and post["attachments"]
-    assert "resumed after a restart" in post["embeds"][0]["footer"]["text"]
+    # The original reply, edited by the second process through the token the first one kept.
+    [reply] = server.messages_in(CHANNEL_ID)
+    assert int(reply["id"]) == request.discord_message_id and reply["attachments"]
+    assert reply["embeds"][0]["title"] == "Your video is ready"
     assert "lease lost" not in second.log()
 
 

@@ -197,6 +197,8 @@ def test_the_bot_through_success_refusal_and_outage(db_settings, db_password, tm
     assert "DEGRADED" in log and "database reachable again" in log  # the paths were really taken
     assert_no_secrets(log, "bot log", db_password)
     assert_no_secrets(sent, "messages sent to Discord", db_password)
+    # Interaction tokens are kept in the database for a while (reply_tokens): never logged either.
+    assert first["token"] not in log and during["token"] not in log
 
 
 # -- the worker: Veo succeeding and failing ----------------------------------------------------------

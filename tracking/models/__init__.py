@@ -23,6 +23,7 @@ from tracking.models.operations import (
     LifecycleOutcome,
     LoginFailure,
     QuarantineResolution,
+    ReplyToken,
     SchemaMigration,
     VeoStartSlot,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "DiscordAction",
     "SchemaMigration",
     "VeoStartSlot",
+    "ReplyToken",
     "DashboardSnapshot",
     "LoginFailure",
     "LifecycleOperation",

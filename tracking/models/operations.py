@@ -138,3 +138,21 @@ class JournalQuarantine(models.Model):
 
     def __str__(self) -> str:
         return self.entry_key
+
+
+class ReplyToken(models.Model):
+    """The token of a reply awaiting its outcome (discordbot.discord_delivery). A secret while it
+    lives: no admin page, export or log shows it, and __str__ leaves it out."""
+
+    interaction_id = models.BigIntegerField(primary_key=True)
+    application_id = models.BigIntegerField()
+    token = models.TextField()
+    size_limit = models.IntegerField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "reply_tokens"
+
+    def __str__(self) -> str:
+        return f"reply token of interaction {self.interaction_id}"

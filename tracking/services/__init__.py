@@ -39,6 +39,7 @@ from tracking.services.replay import (
     replay_journaled_request,
     resolve_quarantined,
 )
+from tracking.services.replies import forget_reply_token, keep_reply_token, live_reply_token
 from tracking.services.requester import (
     REPORT_REASON_MAX,
     Cancelled,
@@ -60,6 +61,9 @@ from tracking.services.transitions import (
 )
 
 __all__ = [
+    "forget_reply_token",
+    "keep_reply_token",
+    "live_reply_token",
     "Derivable",
     "derivation_source",
     "derived_parameters",
