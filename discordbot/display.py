@@ -131,6 +131,8 @@ def queued_embed(
         embed.add_field(name="Position", value="next up" if ahead == 0 else f"{ahead + 1} in queue")
     if median_ms is not None:
         embed.add_field(name="ETA", value=f"~{humanize_duration(eta(ahead or 0, median_ms))}")
+        if start_cap_binds(ahead or 0, median_ms):
+            embed.add_field(name="Waiting", value=start_cap_text(ahead or 0), inline=False)
     embed.add_field(name="Quota", value=quota_line(remaining=remaining, limit=limit, reset_at=reset_at))
     footer = footer_of(request)
     if held:
@@ -148,6 +150,24 @@ def eta(ahead: int, median_ms: int) -> timedelta:
     by_concurrency = ahead // settings.VEO_MAX_CONCURRENT * median_ms
     by_start_rate = ahead * 60_000 / settings.VEO_MAX_STARTS_PER_MINUTE
     return timedelta(milliseconds=max(by_concurrency, by_start_rate) + median_ms)
+
+
+def start_cap_binds(ahead: int, median_ms: int) -> bool:
+    """Whether the starts a minute, not the generations under way, hold this request back, and
+    long enough (START_CAP_NOTED) to be worth a line."""
+    by_start_rate = ahead * 60_000 / settings.VEO_MAX_STARTS_PER_MINUTE
+    by_concurrency = ahead // settings.VEO_MAX_CONCURRENT * median_ms
+    return by_start_rate > by_concurrency and by_start_rate >= START_CAP_NOTED.total_seconds() * 1000
+
+
+START_CAP_NOTED = timedelta(seconds=30)
+
+
+def start_cap_text(ahead: int) -> str:
+    return (
+        f"Veo starts at most {settings.VEO_MAX_STARTS_PER_MINUTE} videos a minute here, and"
+        f" {ahead} {'is' if ahead == 1 else 'are'} ahead of this one"
+    )
 
 
 WAITING_FOR_VEO = {

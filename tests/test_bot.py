@@ -765,6 +765,21 @@ def test_while_veo_answers_429_the_queued_message_says_so_at_most_every_10_s(ser
     assert edits[-1]["embeds"][0]["title"] == "Your video is ready"
 
 
+def test_under_the_start_cap_the_queued_message_says_why_and_counts_it_in_the_eta(server, settings):
+    settings.VEO_MAX_CONCURRENT, settings.VEO_MAX_STARTS_PER_MINUTE = 4, 2
+    VideoRequestFactory(duration_seconds=4, resolution="720p")  # a generation of 40 s: the median
+    for _ in range(6):
+        VideoRequestFactory(status="pending", user_id=USER_ID + 7)  # someone else's, waiting
+    payload = veo(opts={"length": 4, "hd": False})
+
+    queued = _queued(server, payload)
+
+    fields = {f["name"]: f["value"] for f in queued["embeds"][0]["fields"]}
+    assert fields["Position"] == "7 in queue"
+    assert fields["ETA"] == "~3m 40s"  # 6 starts at 2 a minute, then its own 40 s
+    assert fields["Waiting"] == "Veo starts at most 2 videos a minute here, and 6 are ahead of this one"
+
+
 # -- the Report button ---------------------------------------------------------------------------------
 
 

@@ -28,3 +28,14 @@ def test_position_15_under_the_start_cap_says_minutes_not_seconds(settings):
     embed = display.queued_embed(request, ahead=14, median_ms=12_000, remaining=4, limit=5, reset_at=None)
     fields = {field.name: field.value for field in embed.fields}
     assert (fields["Position"], fields["ETA"]) == ("15 in queue", "~1m 36s")
+    assert fields["Waiting"] == "Veo starts at most 10 videos a minute here, and 14 are ahead of this one"
+
+
+@pytest.mark.parametrize("ahead", [0, 3, 7])
+def test_no_waiting_note_while_the_generations_under_way_decide(settings, ahead):
+    settings.VEO_MAX_CONCURRENT, settings.VEO_MAX_STARTS_PER_MINUTE = 4, 10
+    request = VideoRequest(id=7, prompt="a red fox", duration_seconds=8, aspect_ratio="16:9", resolution="720p")
+    # Generations of 60 s: four at a time hold the queue back longer than 10 starts a minute do,
+    # or the starts hold it back less than 30 s (3 ahead: 18 s).
+    embed = display.queued_embed(request, ahead=ahead, median_ms=60_000, remaining=4, limit=5, reset_at=None)
+    assert "Waiting" not in {field.name for field in embed.fields}
