@@ -21,6 +21,7 @@ from discordbot.commands import veo_commands
 from discordbot.derived import Deriver, derive_buttons
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.frames import FrameFetcher
+from discordbot.modals import ModalRoutes
 from discordbot.outbox import message_deleter
 from generation.admission import Admitter, Decision
 from generation.degraded import DegradedRunner, JournalStore
@@ -55,7 +56,8 @@ def build_bot(
     backend = backend or configured_backend()
     bot = VeoBot()
     health = DatabaseHealth(meanwhile=MEANWHILE.format(journal=settings.VEO_JOURNAL_DIR))
-    delete, report = delete_button(health=health), report_button(health=health)
+    modals = ModalRoutes()  # forms answered by any process (discordbot.modals)
+    delete, report = delete_button(health=health), report_button(health=health, modals=modals)
 
     def result_view(request: VideoRequest) -> discord.ui.View | None:
         # Only once recorded: an outcome delivered in degraded mode has no row to act on yet.
@@ -105,13 +107,16 @@ def build_bot(
         )
 
     deriver = Deriver(health=health, admitter=admitter, replies=delivery, queued_view=queued_view)
-    reroll, edit, extend = derive_buttons(deriver)
+    reroll, edit, extend = derive_buttons(deriver, modals)
 
     frames = FrameFetcher(storage)
     bot.install(
         cog=veo_commands(admitter=admitter, replies=delivery, health=health, queued_view=queued_view, frames=frames),
-        menus=[animate_menu(frames=frames, admitter=admitter, replies=delivery, queued_view=queued_view)],
+        menus=[
+            animate_menu(frames=frames, admitter=admitter, replies=delivery, queued_view=queued_view, modals=modals)
+        ],
         items=[cancel, delete, report, reroll, edit, extend],
+        modals=modals,
         chores=chores,
         closing=[journal.close],
         starting=probe_first,

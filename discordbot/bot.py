@@ -22,6 +22,7 @@ from django.conf import settings
 
 from discordbot import payloads
 from discordbot.answers import refuse_malformed
+from discordbot.modals import ModalRoutes
 from generation.runtime import sleep_unless
 
 log = logging.getLogger(__name__)
@@ -81,16 +82,19 @@ class VeoBot(commands.Bot):
         cog: commands.Cog,
         items: Sequence[type[discord.ui.DynamicItem]] = (),
         menus: Sequence[app_commands.ContextMenu] = (),
+        modals: ModalRoutes | None = None,
         chores: Sequence[Chore],
         closing: Sequence[Callable[[], None]],
         starting: Callable[[], Awaitable[None]] | None = None,
         description: str = "",
     ) -> None:
         """What this bot runs (discordbot.app): ``starting`` before anything (the database probe),
-        then the ``cog``, its context ``menus``, the buttons' ``items`` and the ``chores`` (each until the
-        bot stops); ``closing``, in order, once every chore has ended."""
+        then the ``cog``, its context ``menus``, the buttons' ``items``, the answers to its ``modals``
+        and the ``chores`` (each until the bot stops); ``closing``, in order, once every chore has ended."""
         self._cog, self._chores, self._closing, self._started = cog, tuple(chores), tuple(closing), starting
         self._items, self._menus = tuple(items), tuple(menus)
+        if modals is not None:
+            self.add_listener(modals.dispatch, "on_interaction")  # forms opened by any process
         self.description_of_work = description or self.description_of_work
 
     async def setup_hook(self) -> None:

@@ -12,6 +12,7 @@ from discord.ui import Button, DynamicItem
 
 from discordbot import display
 from discordbot.answers import answer_privately
+from discordbot.modals import Form, ModalRoutes
 from generation.degraded import DegradedRunner
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, services
@@ -22,6 +23,7 @@ from tracking.services import REPORT_REASON_MAX, Cancelled, Removed
 CANCEL_TEMPLATE = re.compile(r"veo:cancel:(?P<interaction_id>[0-9]{1,20})")
 DELETE_TEMPLATE = re.compile(r"veo:delete:(?P<interaction_id>[0-9]{1,20})")
 REPORT_TEMPLATE = re.compile(r"veo:report:(?P<interaction_id>[0-9]{1,20})")
+REPORT_REASON_TEMPLATE = re.compile(r"veo:report-reason:(?P<interaction_id>[0-9]{1,20})")  # its modal
 REQUESTER_CANCELLED = "cancelled by its requester before it started"
 
 
@@ -120,31 +122,33 @@ async def delete(interaction_id: int, *, interaction: discord.Interaction, healt
     return display.delete_text(answer)
 
 
-def report_button(*, health: DatabaseHealth) -> type[DynamicItem]:
+def report_button(*, health: DatabaseHealth, modals: ModalRoutes) -> type[DynamicItem]:
     """The Report button of a result, for anyone: a modal asks why, and moderators get the report."""
 
-    class ReportReason(discord.ui.Modal, title="Report this video"):
-        reason = discord.ui.TextInput(
-            label="What is wrong with it?", style=discord.TextStyle.paragraph, max_length=REPORT_REASON_MAX
-        )
+    async def reason_given(interaction: discord.Interaction, match: re.Match, values: dict[str, str]) -> None:
+        async def answer() -> str:
+            return await report(
+                int(match["interaction_id"]), interaction=interaction, reason=values.get("reason", ""), health=health
+            )
 
-        def __init__(self, interaction_id: int) -> None:
-            super().__init__(custom_id=f"veo:report-reason:{interaction_id}", timeout=15 * 60)
-            self.interaction_id = interaction_id
+        await answer_privately(interaction, answer)
 
-        async def on_submit(self, interaction: discord.Interaction) -> None:
-            async def answer() -> str:
-                return await report(
-                    self.interaction_id, interaction=interaction, reason=self.reason.value, health=health
-                )
-
-            await answer_privately(interaction, answer)
+    modals.add(REPORT_REASON_TEMPLATE, reason_given)
 
     class ReportButton(KeyedByInteraction, DynamicItem[Button], template=REPORT_TEMPLATE):
         ACTION, LABEL, STYLE = "report", "Report", discord.ButtonStyle.secondary
 
         async def callback(self, interaction: discord.Interaction) -> None:
-            await interaction.response.send_modal(ReportReason(self.interaction_id))
+            reason = discord.ui.TextInput(
+                label="What is wrong with it?",
+                style=discord.TextStyle.paragraph,
+                max_length=REPORT_REASON_MAX,
+                custom_id="reason",
+            )
+            form = Form(
+                title="Report this video", custom_id=f"veo:report-reason:{self.interaction_id}", fields=[reason]
+            )
+            await interaction.response.send_modal(form)
 
     return ReportButton
 

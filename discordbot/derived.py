@@ -21,6 +21,7 @@ from discordbot.answers import refuse_privately
 from discordbot.buttons import KeyedByInteraction
 from discordbot.commands import prepare_then_handle
 from discordbot.discord_delivery import DiscordDelivery
+from discordbot.modals import Form, ModalRoutes
 from generation.admission import Admitter, Decision
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, services
@@ -30,6 +31,7 @@ from tracking.services import Derivable, VideoParameters
 REROLL_TEMPLATE = re.compile(r"veo:reroll:(?P<interaction_id>[0-9]{1,20})")
 EDIT_TEMPLATE = re.compile(r"veo:edit:(?P<interaction_id>[0-9]{1,20})")
 EXTEND_TEMPLATE = re.compile(r"veo:extend:(?P<interaction_id>[0-9]{1,20})")
+EDIT_PROMPT_TEMPLATE = re.compile(r"veo:edit-prompt:(?P<interaction_id>[0-9]{1,20})")  # the Edit modal
 # A modal must be the first answer, within Discord's 3 s, and cannot be deferred: the parent's
 # text for it is read with this much patience, and a slower database gets "try again".
 MODAL_LOOKUP_TIMEOUT = 2.0
@@ -93,7 +95,9 @@ class Deriver:
         )
 
 
-def derive_buttons(deriver: Deriver) -> tuple[type[DynamicItem], type[DynamicItem], type[DynamicItem]]:
+def derive_buttons(
+    deriver: Deriver, modals: ModalRoutes
+) -> tuple[type[DynamicItem], type[DynamicItem], type[DynamicItem]]:
     """The Re-roll, Edit and Extend buttons, answering through ``deriver``."""
 
     class RerollButton(KeyedByInteraction, DynamicItem[Button], template=REROLL_TEMPLATE):
@@ -108,34 +112,16 @@ def derive_buttons(deriver: Deriver) -> tuple[type[DynamicItem], type[DynamicIte
         async def callback(self, interaction: discord.Interaction) -> None:
             await deriver.derive(interaction, parent_interaction_id=self.interaction_id, derived_as=DerivedAs.EXTEND)
 
-    class EditPrompt(discord.ui.Modal, title="Edit and generate"):
-        def __init__(self, parent: VideoRequest, parent_interaction_id: int) -> None:
-            super().__init__(custom_id=f"veo:edit-prompt:{parent_interaction_id}", timeout=15 * 60)
-            self.parent_interaction_id = parent_interaction_id
-            self.prompt = discord.ui.TextInput(
-                label="Prompt",
-                style=discord.TextStyle.paragraph,
-                default=parent.prompt[:TEXT_INPUT_MAX],
-                max_length=TEXT_INPUT_MAX,
-            )
-            self.negative_prompt = discord.ui.TextInput(
-                label="Avoid (optional)",
-                style=discord.TextStyle.paragraph,
-                default=(parent.negative_prompt or "")[:TEXT_INPUT_MAX] or None,
-                max_length=TEXT_INPUT_MAX,
-                required=False,
-            )
-            self.add_item(self.prompt)
-            self.add_item(self.negative_prompt)
+    async def edited(interaction: discord.Interaction, match: re.Match, values: dict[str, str]) -> None:
+        await deriver.derive(
+            interaction,
+            parent_interaction_id=int(match["interaction_id"]),
+            derived_as=DerivedAs.EDIT,
+            prompt=values.get("prompt", ""),
+            negative_prompt=values.get("negative_prompt") or None,
+        )
 
-        async def on_submit(self, interaction: discord.Interaction) -> None:
-            await deriver.derive(
-                interaction,
-                parent_interaction_id=self.parent_interaction_id,
-                derived_as=DerivedAs.EDIT,
-                prompt=self.prompt.value,
-                negative_prompt=self.negative_prompt.value or None,
-            )
+    modals.add(EDIT_PROMPT_TEMPLATE, edited)
 
     class EditButton(KeyedByInteraction, DynamicItem[Button], template=EDIT_TEMPLATE):
         ACTION, LABEL, STYLE = "edit", "Edit", discord.ButtonStyle.secondary
@@ -145,6 +131,28 @@ def derive_buttons(deriver: Deriver) -> tuple[type[DynamicItem], type[DynamicIte
             if parent is None:
                 await refuse_privately(interaction, problem, deferred=False)
                 return
-            await interaction.response.send_modal(EditPrompt(parent, self.interaction_id))
+            await interaction.response.send_modal(edit_form(parent, self.interaction_id))
 
     return RerollButton, EditButton, ExtendButton
+
+
+def edit_form(parent: VideoRequest, parent_interaction_id: int) -> Form:
+    """The Edit modal, prefilled with the parent's text (ModalRoutes answers its submission)."""
+    prompt = discord.ui.TextInput(
+        label="Prompt",
+        style=discord.TextStyle.paragraph,
+        default=parent.prompt[:TEXT_INPUT_MAX],
+        max_length=TEXT_INPUT_MAX,
+        custom_id="prompt",
+    )
+    negative = discord.ui.TextInput(
+        label="Avoid (optional)",
+        style=discord.TextStyle.paragraph,
+        default=(parent.negative_prompt or "")[:TEXT_INPUT_MAX] or None,
+        max_length=TEXT_INPUT_MAX,
+        required=False,
+        custom_id="negative_prompt",
+    )
+    return Form(
+        title="Edit and generate", custom_id=f"veo:edit-prompt:{parent_interaction_id}", fields=[prompt, negative]
+    )

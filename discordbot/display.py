@@ -328,6 +328,12 @@ def lineage_line(request: VideoRequest) -> str | None:
 NO_IMAGE_TO_ANIMATE = "That message has no image to animate: use it on a message with a PNG or JPEG attached."
 
 
+IMAGE_GONE = (
+    "The message with the image could not be read again (deleted, or this bot may not read the channel's"
+    " history). Nothing was charged."
+)
+
+
 def cannot_animate_text(model: str) -> str:
     return f"{model} does not animate images, so this bot cannot either for now."
 

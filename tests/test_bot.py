@@ -784,19 +784,15 @@ def test_under_the_start_cap_the_queued_message_says_why_and_counts_it_in_the_et
 
 
 def _report(server, result: dict, payload: dict, reason: str, *, author: dict) -> tuple[dict, str]:
-    """Click Report on ``result`` as ``author``, then submit the modal with ``reason`` (one bot
-    process: discord.py keeps an open modal in memory). Returns the modal and the private answer."""
+    """Click Report on ``result`` as ``author`` in one bot process, then submit the modal with
+    ``reason`` to another (a form outlives the process that opened it). Returns the modal and the
+    private answer."""
     click = button_click(result, f"veo:report:{payload['id']}", author=author)
-
-    async def scenario(bot):
-        await deliver_and_wait(bot, click, server=server)
-        modal = server.interaction(click["id"]).modal
-        field = modal["components"][0]["components"][0]["custom_id"]
-        submitted = modal_submit(click, modal, {field: reason})
-        await deliver_and_wait(bot, submitted, server=server)
-        return modal, submitted
-
-    modal, submitted = run_bot(scenario, run_worker=False)
+    run_bot(lambda bot: deliver_and_wait(bot, click, server=server), run_worker=False)
+    modal = server.interaction(click["id"]).modal
+    field = modal["components"][0]["components"][0]["custom_id"]
+    submitted = modal_submit(click, modal, {field: reason})
+    run_bot(lambda bot: deliver_and_wait(bot, submitted, server=server), run_worker=False)
     answer = server.original_response(submitted["id"])
     assert answer["flags"] & fake.EPHEMERAL
     return modal, answer["content"]

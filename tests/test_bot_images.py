@@ -186,25 +186,23 @@ def test_the_length_and_resolution_rules_refuse_an_image_request_before_its_down
 
 def _message_with(server, *attachments) -> dict:
     server.add_channel(CHANNEL_ID, guild_id=GUILD_ID)
-    message = server.add_user_message(CHANNEL_ID, "look at my cat")
-    return {**message, "attachments": list(attachments)}
+    return server.add_user_message(CHANNEL_ID, "look at my cat", attachments=attachments)
 
 
 def test_animate_with_veo_asks_what_should_happen_and_animates_the_messages_image(server, veo_fake):
     picture = jpeg(640, 360)
     target = _message_with(server, attach(server, b"notes", "notes.txt"), attach(server, picture, "cat.jpg"))
     menu = message_command("Animate with Veo", target)
+    run_bot(lambda bot: deliver_and_wait(bot, menu, server=server), run_worker=False)
+    modal = server.interaction(menu["id"]).modal
+    field = modal["components"][0]["components"][0]
+    submitted = modal_submit(menu, modal, {field["custom_id"]: "the cat yawns and stretches"})
 
-    async def scenario(bot):
-        await deliver_and_wait(bot, menu, server=server)
-        modal = server.interaction(menu["id"]).modal
-        field = modal["components"][0]["components"][0]
-        submitted = modal_submit(menu, modal, {field["custom_id"]: "the cat yawns and stretches"})
+    async def scenario(bot):  # another process: it reads the message again for its image
         await deliver_and_wait(bot, submitted, server=server)
         await eventually(delivered(int(submitted["id"])), what="the animation's delivery")
-        return modal, field, submitted
 
-    modal, field, submitted = run_bot(scenario)
+    run_bot(scenario)
 
     assert modal["title"] == "Animate with Veo" and field["label"] == "What should happen in the video?"
     row = VideoRequest.objects.get(interaction_id=submitted["id"])
@@ -212,6 +210,20 @@ def test_animate_with_veo_asks_what_should_happen_and_animates_the_messages_imag
     [create] = veo_fake.creates()
     assert create.image_bytes == picture and create.prompt == "the cat yawns and stretches"
     assert server.original_response(submitted["id"])["embeds"][0]["title"] == "Your video is ready"
+
+
+def test_animate_on_a_message_deleted_before_the_prompt_came_says_so(server, veo_fake):
+    target = _message_with(server, attach(server, png(8, 8)))
+    menu = message_command("Animate with Veo", target)
+    run_bot(lambda bot: deliver_and_wait(bot, menu, server=server), run_worker=False)
+    modal = server.interaction(menu["id"]).modal
+    submitted = modal_submit(menu, modal, {modal["components"][0]["components"][0]["custom_id"]: "it moves"})
+    server.delete_message(int(target["id"]))
+
+    answer = refusal(server, submitted)
+
+    assert answer.startswith("The message with the image could not be read again (deleted")
+    assert not VideoRequest.objects.exists() and veo_fake.creates() == []
 
 
 def test_animate_on_a_message_without_an_image_says_so(server):

@@ -456,14 +456,21 @@ class FakeDiscordServer:
         with self._lock:
             self._known_channel(channel_id).app_permissions &= ~permissions
 
-    def add_user_message(self, channel_id: int, content: str = "hello", *, author_id: int = SOMEONE_ID) -> dict:
+    def add_user_message(
+        self, channel_id: int, content: str = "hello", *, author_id: int = SOMEONE_ID, attachments: list[dict] = ()
+    ) -> dict:
         """A message someone other than the bot posted in a known channel: the bot may not edit it,
-        and may delete it only with MANAGE_MESSAGES."""
+        and may delete it only with MANAGE_MESSAGES. ``attachments``: from add_user_attachment()."""
         with self._lock:
             self._known_channel(channel_id)
             message = self._new_message(channel_id)
-            message |= {"author": self._user(author_id), "content": content}
+            message |= {"author": self._user(author_id), "content": content, "attachments": list(attachments)}
             return copy.deepcopy(message)
+
+    def delete_message(self, message_id: int) -> None:
+        """Someone deleted the message (its author, or a moderator): the bot finds it gone (10008)."""
+        with self._lock:
+            self._messages.pop(int(message_id), None)
 
     def deny_channel(self, channel_id: int, error: tuple = MISSING_PERMISSIONS) -> None:
         """Posts to the channel, and deletes of its messages, fail with `error` (default 403 50013
