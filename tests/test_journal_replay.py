@@ -28,7 +28,9 @@ from generation.health import DatabaseHealth
 from generation.journal import Journal
 from generation.replay import JournalReplayer
 from tests.degraded_harness import Degraded
+from tests.factories import VideoRequestFactory
 from tests.fakes.veo_server import FakeVeoServer
+from tests.image_files import png
 from tests.outcomes import BY_NAME, OUTCOMES, QUICK_DEADLINES
 from tests.workers import truncate_requests
 from tracking.models import JournalQuarantine, Status, VideoRequest, VideoRequestEvent
@@ -360,3 +362,38 @@ def test_the_requester_cancels_a_request_degraded_mode_has_not_started_yet(veo, 
     )
     assert not cancelled.operation_name and completed.status == "completed"
     assert [create.prompt for create in veo.creates()] == [running.prompt]  # the cancelled one never reached Veo
+
+
+def test_inputs_and_lineage_journaled_in_an_outage_replay_with_the_request(veo, tmp_path, settings):
+    media = tmp_path / "media"
+    (media / "inputs").mkdir(parents=True)
+    (media / "inputs" / "1-image.png").write_bytes(first := png(4, 4))
+    (media / "inputs" / "1-last_frame.png").write_bytes(last := png(5, 5))
+    parent, erased = VideoRequestFactory(), VideoRequestFactory()
+    degraded = Degraded(tmp_path / "journal", media)
+    framed = degraded.request("a heron takes off")
+    framed.image_uri, framed.last_frame_uri = "file:inputs/1-image.png", "file:inputs/1-last_frame.png"
+    framed.parent_id, framed.derived_as = parent.id, "edit"
+    orphan = degraded.request("a heron lands", user_id=8)
+    orphan.parent_id, orphan.derived_as = erased.id, "reroll"
+
+    async def outage_then_recovery():
+        await degraded.run(framed, orphan)
+        # Erased while the outage lasted.
+        await asyncio.to_thread(lambda: VideoRequest.objects.filter(id=erased.id).delete())
+        return await degraded.replay()
+
+    assert asyncio.run(outage_then_recovery()) == 2
+    row = VideoRequest.objects.get(interaction_id=framed.interaction_id)
+    assert (row.image_uri, row.last_frame_uri, row.parent_id, row.derived_as, row.status) == (
+        "file:inputs/1-image.png",
+        "file:inputs/1-last_frame.png",
+        parent.id,
+        "edit",
+        "completed",
+    )
+    [create] = veo.creates("a heron takes off")
+    assert (create.image_bytes, create.last_frame_bytes) == (first, last)  # the outage run sent them
+    gone = VideoRequest.objects.get(interaction_id=orphan.interaction_id)
+    assert (gone.parent_id, gone.derived_as) == (None, "reroll")  # how it was made, from a parent now gone
+    assert JournalQuarantine.objects.count() == 0
