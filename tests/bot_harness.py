@@ -93,7 +93,7 @@ def quick_bot_settings(settings, tmp_path) -> None:
 
     truncate_requests()
     with connection.cursor() as cursor:  # unmanaged tables: pytest-django does not flush them
-        cursor.execute("TRUNCATE user_bans, quota_policies")
+        cursor.execute("TRUNCATE user_bans, quota_policies, reply_tokens")
     settings.VEO_MEDIA_ROOT = tmp_path / "media"
     settings.VEO_JOURNAL_DIR = tmp_path / "journal"
     settings.VEO_POLL_INITIAL = timedelta(milliseconds=50)
@@ -103,6 +103,20 @@ def quick_bot_settings(settings, tmp_path) -> None:
     settings.VEO_QUOTA_LIMIT = 5
     settings.ALLOWED_CHANNEL_IDS = frozenset()
     settings.VEO_PUBLIC_MEDIA_URL = ""
+
+
+def delivered(interaction_id):
+    """For ``eventually``: the request of that interaction once it has been delivered."""
+    from tracking.models import VideoRequest
+
+    return lambda: VideoRequest.objects.filter(interaction_id=interaction_id, delivered_at__isnull=False).first()
+
+
+def veo_command(prompt="a red fox running through fresh snow", **options) -> dict:
+    """A /veo payload; ``opts`` are its options beside the prompt, the rest as for slash_command."""
+    from tests.fakes.interactions import slash_command
+
+    return slash_command("veo", {"prompt": prompt, **options.pop("opts", {})}, **options)
 
 
 def fake_discord():

@@ -103,3 +103,23 @@ def signing_key(gcs_api, tmp_path, monkeypatch):
     key = service_account_key(tmp_path, token_uri=f"{gcs_api.url}/token")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key.path))
     return key
+
+
+# -- the bot against the fakes (tests/bot_harness.py) --------------------------------------------------
+
+
+@pytest.fixture
+def bot_settings(settings, tmp_path, veo_fake):
+    """Quick settings for a bot test (quick_bot_settings), with the Veo fake up; a bot test module
+    uses it for every test (``pytest.mark.usefixtures("bot_settings")``)."""
+    from tests.bot_harness import quick_bot_settings
+
+    quick_bot_settings(settings, tmp_path)
+
+
+@pytest.fixture
+def server():
+    """The fake Discord, with discord.py pointed at it (tests/bot_harness.py fake_discord)."""
+    from tests.bot_harness import fake_discord
+
+    yield from fake_discord()

@@ -16,7 +16,8 @@ from discordbot.commands import veo_commands
 from generation import engine as engine_module
 from generation.storage import LocalStorage
 from generation.veo import OfflineBackend
-from tests.bot_harness import eventually, fake_discord, new_bot, quick_bot_settings, run_bot
+from tests.bot_harness import delivered, eventually, new_bot, run_bot
+from tests.bot_harness import veo_command as veo
 from tests.concurrency import conninfo
 from tests.factories import UserBanFactory, VideoRequestFactory
 from tests.fakes import discord_server as fake
@@ -38,27 +39,11 @@ from tracking import capabilities, services
 from tracking.errors import InvalidInput
 from tracking.models import Report, VideoRequest, VideoRequestEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def bot_settings(settings, tmp_path, veo_fake):
-    quick_bot_settings(settings, tmp_path)
-
-
-server = pytest.fixture(fake_discord, name="server")
-
-
-def delivered(interaction_id):
-    return lambda: VideoRequest.objects.filter(interaction_id=interaction_id, delivered_at__isnull=False).first()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("bot_settings")]
 
 
 def events(request_id):
     return [(e.kind, e.to_status) for e in VideoRequestEvent.objects.filter(request_id=request_id).order_by("id")]
-
-
-def veo(prompt="a red fox running through fresh snow", **options):
-    return slash_command("veo", {"prompt": prompt, **options.pop("opts", {})}, **options)
 
 
 # -- the happy path ---------------------------------------------------------------------------------

@@ -8,34 +8,19 @@ from pathlib import Path
 import pytest
 
 from generation.storage import LocalStorage
-from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
+from tests.bot_harness import delivered, eventually, run_bot
+from tests.bot_harness import veo_command as veo
 from tests.factories import VideoRequestFactory
 from tests.fakes import discord_server as fake
 from tests.fakes import veo_server
-from tests.fakes.interactions import USER_ID, button_click, deliver_and_wait, modal_submit, slash_command, user
+from tests.fakes.interactions import USER_ID, button_click, deliver_and_wait, modal_submit, user
 from tracking import services
 from tracking.models import VideoRequest
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("bot_settings")]
 
 OTHER_USER_ID = USER_ID + 1
 VEO_3_0 = "veo-3.0-generate-001"  # a model without extension
-
-
-@pytest.fixture(autouse=True)
-def bot_settings(settings, tmp_path, veo_fake):
-    quick_bot_settings(settings, tmp_path)
-
-
-server = pytest.fixture(fake_discord, name="server")
-
-
-def delivered(interaction_id):
-    return lambda: VideoRequest.objects.filter(interaction_id=interaction_id, delivered_at__isnull=False).first()
-
-
-def veo(prompt="a red fox running through fresh snow", **options):
-    return slash_command("veo", {"prompt": prompt, **options.pop("opts", {})}, **options)
 
 
 def _result(server, payload) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from discordbot.commands import veo_commands
-from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
+from tests.bot_harness import delivered, eventually, run_bot
 from tests.fakes import discord_server as fake
 from tests.fakes.interactions import (
     CHANNEL_ID,
@@ -22,21 +22,9 @@ from tests.fakes.interactions import (
 from tests.image_files import jpeg, png, webp_lossy
 from tracking.models import VideoRequest
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("bot_settings")]
 
 VEO_3_0 = "veo-3.0-generate-001"  # first frames, but no last frame
-
-
-@pytest.fixture(autouse=True)
-def bot_settings(settings, tmp_path, veo_fake):
-    quick_bot_settings(settings, tmp_path)
-
-
-server = pytest.fixture(fake_discord, name="server")
-
-
-def delivered(interaction_id):
-    return lambda: VideoRequest.objects.filter(interaction_id=interaction_id, delivered_at__isnull=False).first()
 
 
 def attach(server, data: bytes, filename: str = "frame.png", **kwargs) -> dict:

@@ -11,11 +11,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from tests.bot_harness import eventually, fake_discord, new_bot, quick_bot_settings, run_bot
+from tests.bot_harness import delivered, eventually, new_bot, quick_bot_settings, run_bot
+from tests.bot_harness import veo_command as veo
 from tests.factories import VideoRequestFactory
 from tests.fakes import veo_server
 from tests.fakes.discord_server import BOT_TOKEN
-from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver_and_wait, slash_command
+from tests.fakes.interactions import CHANNEL_ID, GUILD_ID, USER_ID, deliver_and_wait
 from tracking import aio, services
 from tracking.models import DiscordAction, VideoRequest, VideoRequestEvent
 
@@ -28,17 +29,6 @@ MODERATOR = "mod-alice"
 def bot_settings(settings, tmp_path, veo_fake):
     quick_bot_settings(settings, tmp_path)
     settings.DISCORD_ACTIONS_POLL = timedelta(milliseconds=50)
-
-
-server = pytest.fixture(fake_discord, name="server")
-
-
-def veo(prompt="a red fox running through fresh snow", **options):
-    return slash_command("veo", {"prompt": prompt}, **options)
-
-
-def delivered(interaction_id):
-    return lambda: VideoRequest.objects.filter(interaction_id=interaction_id, delivered_at__isnull=False).first()
 
 
 def action_of(request_id):

@@ -7,23 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
+from tests.bot_harness import delivered, eventually, run_bot
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, deliver_and_wait, slash_command
 from tracking.models import ReplyToken, VideoRequest
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def bot_settings(settings, tmp_path, veo_fake):
-    quick_bot_settings(settings, tmp_path)
-
-
-server = pytest.fixture(fake_discord, name="server")
-
-
-def delivered(interaction_id):
-    return lambda: VideoRequest.objects.filter(interaction_id=interaction_id, delivered_at__isnull=False).first()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("bot_settings")]
 
 
 def answered_by_one_process(server) -> dict:
