@@ -920,7 +920,10 @@ def _b64(data: bytes) -> str:
 
 def _create_instance(veo, instance: dict, model: str = MODEL) -> tuple[int, bytes]:
     path = CREATE_PATH["vertex"].replace(MODEL, model)
-    return _raw(veo, path, {"instances": [instance]}, headers={"Authorization": "Bearer test"})
+    # An extension is asked at the one length and resolution extensions are made at.
+    parameters = {"durationSeconds": 8, "resolution": "720p"} if "video" in instance else {}
+    body = {"instances": [instance], "parameters": parameters}
+    return _raw(veo, path, body, headers={"Authorization": "Bearer test"})
 
 
 def test_a_first_frame_is_sent_inline_and_recorded_decoded(sdk, veo):
@@ -969,7 +972,10 @@ def test_a_video_veo_made_is_extended_from_its_gcs_uri(sdk, veo):
     async def flow(api):
         made = only_video(await api.finish("a fox", output_gcs_uri="gs://bucket/out/"))
         video = types.Video(uri=made.uri, mime_type="video/mp4")
-        return made, only_video(await api.finish("the fox runs on", video=video, output_gcs_uri="gs://bucket/out/"))
+        extended = await api.finish(
+            "the fox runs on", video=video, output_gcs_uri="gs://bucket/out/", duration_seconds=8
+        )
+        return made, only_video(extended)
 
     made, extended = sdk.run(flow)
 
@@ -984,7 +990,8 @@ def test_a_video_veo_made_is_extended_from_its_gcs_uri(sdk, veo):
 def test_a_video_can_be_sent_inline(sdk, veo):
     clip = tiny_mp4("the clip to extend")
 
-    operation = sdk.run(lambda api: api.finish("on and on", video=types.Video(video_bytes=clip, mime_type="video/mp4")))
+    clip_input = types.Video(video_bytes=clip, mime_type="video/mp4")
+    operation = sdk.run(lambda api: api.finish("on and on", video=clip_input, duration_seconds=8))
 
     [create] = veo.creates()
     assert create.instance["video"] == {"bytesBase64Encoded": _b64(clip), "mimeType": "video/mp4"}
@@ -1023,6 +1030,16 @@ MEDIA_REFUSALS = [
         MODEL,
         {"video": types.Video(video_bytes=tiny_mp4(), mime_type="video/webm")},
         UNSUPPORTED.format(name="video", type="video/webm", model=MODEL, accepted=["video/mp4"]),
+    ),
+    (
+        MODEL,
+        {"video": types.Video(uri="gs://bucket/made.mp4", mime_type="video/mp4"), "image": PNG_FRAME},
+        "video and image cannot both be given: an extension continues a video.",
+    ),
+    (
+        MODEL,
+        {"video": types.Video(uri="gs://bucket/made.mp4", mime_type="video/mp4"), "resolution": "1080p"},
+        f"Video extension for model {MODEL} needs resolution 720p and durationSeconds 8 (got 1080p, None).",
     ),
     (MODEL, {"image": types.Image(image_bytes=FIRST_FRAME)}, "image.mimeType is required."),
     (

@@ -45,8 +45,15 @@ class MediaInputs:
     video: MediaInput | None = None
 
 
-def read_media(model: str, capabilities: ModelCapabilities, instance: Any, objects: Mapping[str, bytes]) -> MediaInputs:
-    """The media of a create's instance, or MediaProblem. ``objects``: the fake's Cloud Storage."""
+def read_media(
+    model: str,
+    capabilities: ModelCapabilities,
+    instance: Any,
+    objects: Mapping[str, bytes],
+    parameters: Mapping[str, Any] | None = None,
+) -> MediaInputs:
+    """The media of a create's instance, or MediaProblem. ``objects``: the fake's Cloud Storage;
+    ``parameters``: the create's, which an extension must ask at its one length and resolution."""
     if not isinstance(instance, dict):
         raise MediaProblem("instances[0] must be an object.")
     image, last_frame, video = instance.get("image"), instance.get("lastFrame"), instance.get("video")
@@ -58,11 +65,21 @@ def read_media(model: str, capabilities: ModelCapabilities, instance: Any, objec
         raise MediaProblem("lastFrame needs image: a last frame is given with a first frame.")
     if video is not None and not capabilities.extension:
         raise MediaProblem(f"Video extension is not supported for model {model}.")
-    return MediaInputs(
+    inputs = MediaInputs(
         image=_read("image", image, capabilities.image_types, model, objects),
         last_frame=_read("lastFrame", last_frame, capabilities.image_types, model, objects),
         video=_read("video", video, VIDEO_TYPES, model, objects),
     )
+    if video is not None and image is not None:
+        raise MediaProblem("video and image cannot both be given: an extension continues a video.")
+    asked = (parameters or {}).get("resolution", "720p"), (parameters or {}).get("durationSeconds")
+    wanted = capabilities.extension_resolution, capabilities.extension_length
+    if video is not None and asked != wanted:
+        raise MediaProblem(
+            f"Video extension for model {model} needs resolution {wanted[0]} and durationSeconds {wanted[1]}"
+            f" (got {asked[0]}, {asked[1]})."
+        )
+    return inputs
 
 
 def _read(

@@ -530,7 +530,8 @@ class VeoFakeState:
         if problem:
             raise _HttpError(400, problem)
         try:
-            record.inputs = read_media(call["model"], self.models[call["model"]], record.instance, self._gcs)
+            model = call["model"]
+            record.inputs = read_media(model, self.models[model], record.instance, self._gcs, record.parameters)
         except MediaProblem as refused:
             raise _HttpError(400, str(refused)) from None
         prompt = record.prompt or ""
