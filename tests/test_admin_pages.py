@@ -479,3 +479,11 @@ def test_input_frames_are_shown_and_served_as_images_until_removed(mod, media_ro
     assert mod.get(f"{LIST}{row.id}/input/image/").status_code == 404
     assert not (media_root / "inputs" / "1-image.png").exists()  # removed with the output
     assert "removed with the request's output" in mod.get(f"{LIST}{row.id}/change/").content.decode()
+
+
+@pytest.mark.parametrize("model", ["userban", "quotapolicy", "blockedterm"])
+def test_add_forms_show_no_database_defaults(as_role, model):
+    page = as_role("superuser").get(f"/admin/tracking/{model}/add/")
+    body = page.content.decode()
+    assert page.status_code == 200 and "DatabaseDefault" not in body and "object at 0x" not in body
+    assert "Created at" not in body  # stamped when saved, shown from then on

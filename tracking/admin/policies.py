@@ -30,7 +30,18 @@ class ReadOnlyAdmin(RefusesNulParameters, admin.ModelAdmin):
         return False
 
 
-class QuotaPolicyAdmin(RefusesNulParameters, admin.ModelAdmin):
+class StampedAdmin(RefusesNulParameters, admin.ModelAdmin):
+    """A record whose who-and-when the database stamps when it is saved: the Add form leaves
+    those out (unsaved, they hold only the database's default, which reads as an object's repr)."""
+
+    stamps: tuple[str, ...] = ()
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj is not None else [name for name in fields if name not in self.stamps]
+
+
+class QuotaPolicyAdmin(StampedAdmin):
     form = QuotaPolicyForm
     list_display = (
         "id",
@@ -45,17 +56,19 @@ class QuotaPolicyAdmin(RefusesNulParameters, admin.ModelAdmin):
     )
     search_fields = ("=user_id", "=guild_id")
     readonly_fields = ("created_by", "created_at", "updated_at")
+    stamps = readonly_fields
 
     def save_model(self, request, obj, form, change):
         services.save_quota_policy(policy=obj, actor=actor_of(request))
 
 
-class UserBanAdmin(RefusesNulParameters, admin.ModelAdmin):
+class UserBanAdmin(StampedAdmin):
     form = UserBanForm
     list_display = ("id", "user_link", "guild_id", "reason", "banned_by", "created_at", "expires_at", "state")
     list_filter = (("lifted_at", admin.EmptyFieldListFilter),)
     search_fields = ("=user_id", "=guild_id")
     readonly_fields = ("banned_by", "created_at", "lifted_at", "lifted_by")
+    stamps = readonly_fields
     actions = ["lift_bans"]
 
     def get_changeform_initial_data(self, request):
@@ -102,12 +115,13 @@ class UserBanAdmin(RefusesNulParameters, admin.ModelAdmin):
         self.message_user(request, f"Lifted {len(lifted)} ban(s).", messages.SUCCESS)
 
 
-class BlockedTermAdmin(RefusesNulParameters, admin.ModelAdmin):
+class BlockedTermAdmin(StampedAdmin):
     form = BlockedTermForm
     list_display = ("id", "kind", "pattern", "guild_id", "enabled", "message", "created_by", "created_at")
     list_filter = ("kind", "enabled")
     search_fields = ("pattern", "=guild_id")
     readonly_fields = ("match_pattern", "created_by", "created_at")
+    stamps = readonly_fields
 
     def save_model(self, request, obj, form, change):
         services.save_blocked_term(term=obj, actor=actor_of(request))
