@@ -58,10 +58,10 @@ class ModerationChangeList(ChangeList):
             return self._search_results()
         known = None
         if not self.is_filtered:
-            self.estimated_total = selectors.estimated_request_count()
-            known = min(self.estimated_total, COUNT_CAP + 1)
-            if known < COUNT_CAP:
-                known = None  # a small table: count it exactly
+            estimate = selectors.estimated_request_count()
+            if estimate >= COUNT_CAP:  # a large table: shown as "about N", never counted
+                self.estimated_total, known = estimate, COUNT_CAP + 1
+            # else a small one (or one never analysed, whose estimate is 0): counted exactly
         paginator = BoundedPaginator(self.queryset, self.list_per_page, known_count=known)
         self.result_count = paginator.count
         self.count_capped = self.result_count > COUNT_CAP
