@@ -15,7 +15,7 @@ from tests.factories import QuotaPolicyFactory, VideoRequestFactory
 from tests.helpers import admit
 from tests.image_files import png
 from tracking import services
-from tracking.models import BlockedTerm, DiscordAction, UserBan, VideoRequest
+from tracking.models import BlockedTerm, DiscordAction, QuotaPolicy, UserBan, VideoRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -73,6 +73,7 @@ def test_filters(mod, query, expected):
         "full_hd": VideoRequestFactory(resolution="1080p"),
         "guild": VideoRequestFactory(guild_id=4242),
         "dm": VideoRequestFactory(guild_id=None),
+        "cli": VideoRequestFactory(guild_id=None, source="cli"),  # no guild, and no direct message
         "filtered": VideoRequestFactory(status="failed", error_code="content_filtered", safety_filtered_count=1),
         "delivered": VideoRequestFactory(delivered_at=timezone.now(), delivery_method="interaction"),
         "old": VideoRequestFactory(created_at=timezone.now().replace(year=2020, month=1, day=2, hour=12)),
@@ -497,3 +498,45 @@ def test_add_forms_show_no_database_defaults(as_role, model):
     body = page.content.decode()
     assert page.status_code == 200 and "DatabaseDefault" not in body and "object at 0x" not in body
     assert "Created at" not in body  # stamped when saved, shown from then on
+
+
+def test_labels_read_as_people_write_them(mod, as_role):
+    row = VideoRequestFactory(resolution="1080p", source="cli", guild_id=None)
+    QuotaPolicyFactory(user_id=31, quota_limit=3, quota_window=timedelta(hours=24))
+    page = mod.get(f"{LIST}{row.id}/change/").content.decode()
+    assert "Full Hd" not in page and "Cli" not in page
+    listing = mod.get(f"{LIST}?resolution__exact=1080p").content.decode()
+    assert ">1080p<" in listing and "Full Hd" not in listing
+    policies = as_role("superuser").get("/admin/tracking/quotapolicy/").content.decode()
+    assert '<td class="field-window">24h</td>' in policies and "1 day, 0:00:00" not in policies
+    assert str(QuotaPolicyFactory.build(quota_limit=5, quota_window=timedelta(days=7))) == "5 per 7d"
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored", "shown"),
+    [
+        ("24h", timedelta(hours=24), "24h"),
+        ("1h 30m", timedelta(minutes=90), "1h 30m"),
+        ("7d", timedelta(days=7), "7d"),
+        ("1 00:00:00", timedelta(days=1), "24h"),
+    ],
+)
+def test_a_quota_window_is_typed_and_shown_as_the_readme_writes_it(as_role, typed, stored, shown):
+    admin = as_role("superuser")
+    response = admin.post(
+        "/admin/tracking/quotapolicy/add/",
+        {"user_id": "77", "guild_id": "", "quota_limit": "3", "quota_window": typed, "max_in_flight": "", "note": ""},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    policy = QuotaPolicy.objects.get(user_id=77)
+    assert policy.quota_window == stored
+    form = admin.get(f"/admin/tracking/quotapolicy/{policy.id}/change/").content.decode()
+    assert f'value="{shown}"' in form and "Rolling window:" in form and "00:00:00" not in form
+
+
+def test_a_window_that_is_no_duration_says_how_to_write_one(as_role):
+    response = as_role("superuser").post(
+        "/admin/tracking/quotapolicy/add/", {"user_id": "77", "quota_limit": "3", "quota_window": "a day", "note": ""}
+    )
+    assert response.status_code == 200 and not QuotaPolicy.objects.filter(user_id=77).exists()
+    assert "Write a duration like &quot;24h&quot;" in response.content.decode()

@@ -54,26 +54,28 @@ def failure_rate(*, since: datetime, until: datetime) -> float | None:
 
 @dataclass(frozen=True)
 class GuildStats:
-    guild_id: int | None  # None: direct messages
+    guild_id: int | None  # None: direct messages, or the command line (from_cli)
     requests: int
     completed: int
     failed: int
     rejected: int
     users: int
+    from_cli: bool = False  # snapshots stored before it was counted apart read as False
 
 
 def guild_stats(*, since: datetime, until: datetime, limit: int = 20) -> list[GuildStats]:
     # Per (guild, user) first, then per guild: counting the users is then a hash aggregate,
     # where count(DISTINCT user_id) would sort every row of the period.
     rows = fetch_tuples(
-        "SELECT guild_id, sum(n)::int, sum(completed)::int, sum(failed)::int, sum(rejected)::int, count(*)"
-        " FROM (SELECT guild_id, user_id, count(*) AS n,"
+        "SELECT guild_id, sum(n)::int, sum(completed)::int, sum(failed)::int, sum(rejected)::int, count(*),"
+        "       from_cli"
+        " FROM (SELECT guild_id, source = 'cli' AS from_cli, user_id, count(*) AS n,"
         "              count(*) FILTER (WHERE status = 'completed') AS completed,"
         "              count(*) FILTER (WHERE status IN ('failed', 'timeout')) AS failed,"
         "              count(*) FILTER (WHERE status = 'rejected') AS rejected"
         "       FROM video_requests WHERE created_at >= %s AND created_at < %s"
-        "       GROUP BY guild_id, user_id) AS per_user"
-        " GROUP BY guild_id ORDER BY sum(n) DESC, guild_id NULLS LAST LIMIT %s",
+        "       GROUP BY guild_id, source = 'cli', user_id) AS per_user"
+        " GROUP BY guild_id, from_cli ORDER BY sum(n) DESC, guild_id NULLS LAST, from_cli LIMIT %s",
         [since, until, limit],
     )
     return [GuildStats(*row) for row in rows]

@@ -3,7 +3,6 @@ Keyword-only and typed; the dashboard's figures are in tracking.analytics."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -13,6 +12,7 @@ from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from tracking.durations import humanize_duration  # noqa: F401 (callers read it here)
 from tracking.models import (
     DiscordAction,
     DiscordActionKind,
@@ -37,24 +37,6 @@ class QuotaStatus:
 
     def resets_in(self, *, now: datetime) -> str:
         return humanize_duration(self.reset_at - now) if self.reset_at else "now"
-
-
-def humanize_duration(delta: timedelta) -> str:
-    """timedelta -> '2h 15m', '24h', '3d 4h', '15m 30s', '40s': the two largest units, rounded up;
-    days only from 48 h on, so that a quota window reads '24h' beside a reset in '23h 59m'. Every
-    duration a user or moderator reads is written by this one function."""
-    seconds = max(0, math.ceil(delta.total_seconds()))
-    units = []
-    sizes = (
-        ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")) if seconds >= 2 * 86400 else ((3600, "h"), (60, "m"), (1, "s"))
-    )
-    for size, unit in sizes:
-        amount, seconds = divmod(seconds, size)
-        units.append((amount, unit))
-    while len(units) > 1 and units[0][0] == 0:
-        units.pop(0)
-    shown = [units[0]] + [u for u in units[1:2] if u[0]]
-    return " ".join(f"{amount}{unit}" for amount, unit in shown)
 
 
 def quota_status(*, user_id: int, guild_id: int | None = None) -> QuotaStatus:

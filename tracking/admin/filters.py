@@ -12,6 +12,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from tracking.admin.query import digits
+from tracking.models import Source
 
 
 class InputFilter(admin.SimpleListFilter):
@@ -61,7 +62,9 @@ class GuildFilter(InputFilter):
         return guild_id
 
     def filter(self, queryset, guild_id):
-        return queryset.filter(guild_id__isnull=True) if guild_id is None else queryset.filter(guild_id=guild_id)
+        if guild_id is None:  # direct messages: the command line has no guild either, and is no DM
+            return queryset.filter(guild_id__isnull=True, source=Source.DISCORD)
+        return queryset.filter(guild_id=guild_id)
 
 
 class _DateFilter(InputFilter):

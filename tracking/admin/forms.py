@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 from django import forms
 from django.contrib.admin import helpers
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -129,7 +132,42 @@ class DatabaseCheckedForm(forms.ModelForm):
                 self.instance._state.adding = True
 
 
+_WINDOW_PART = re.compile(r"(\d+)\s*(d|h|m|s)")
+_WINDOW = re.compile(r"^\s*(?:\d+\s*[dhms]\s*)+$")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+class WindowField(forms.DurationField):
+    """A duration written as everywhere in veobot: "24h", "90m", "7d", "1h 30m"."""
+
+    default_error_messages = {"invalid": 'Write a duration like "24h", "90m", "7d" or "1h 30m".'}
+
+    def prepare_value(self, value):
+        if isinstance(value, timedelta):
+            return exact_duration(value)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, str) and _WINDOW.match(value):
+            seconds = sum(int(amount) * _UNIT_SECONDS[unit] for amount, unit in _WINDOW_PART.findall(value))
+            return timedelta(seconds=seconds)
+        return super().to_python(value)  # Django's own forms ("1 00:00:00") still read
+
+
+def exact_duration(delta: timedelta) -> str:
+    """timedelta -> "24h", "7d", "1h 30m": every unit, nothing rounded (a form shows it back)."""
+    seconds, parts = int(delta.total_seconds()), []
+    units = ("d", "h", "m", "s") if seconds >= 2 * 86400 and seconds % 86400 == 0 else ("h", "m", "s")
+    for unit in units:
+        amount, seconds = divmod(seconds, _UNIT_SECONDS[unit])
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return " ".join(parts) or "0s"
+
+
 class QuotaPolicyForm(DatabaseCheckedForm):
+    quota_window = WindowField(help_text='Rolling window: "24h", "7d", "1h 30m".')
+
     class Meta:
         model = QuotaPolicy
         fields = ["user_id", "guild_id", "quota_limit", "quota_window", "max_in_flight", "note"]

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from tracking import services
 from tracking.admin.forms import BlockedTermForm, QuotaPolicyForm, UserBanForm
 from tracking.admin.query import RefusesNulParameters
+from tracking.selectors import humanize_duration
 
 
 def actor_of(request) -> str:
@@ -48,7 +49,7 @@ class QuotaPolicyAdmin(StampedAdmin):
         "user_id",
         "guild_id",
         "quota_limit",
-        "quota_window",
+        "window",
         "max_in_flight",
         "note",
         "created_by",
@@ -57,6 +58,10 @@ class QuotaPolicyAdmin(StampedAdmin):
     search_fields = ("=user_id", "=guild_id")
     readonly_fields = ("created_by", "created_at", "updated_at")
     stamps = readonly_fields
+
+    @admin.display(description="window", ordering="quota_window")
+    def window(self, obj) -> str:
+        return humanize_duration(obj.quota_window)
 
     def save_model(self, request, obj, form, change):
         services.save_quota_policy(policy=obj, actor=actor_of(request))

@@ -5,6 +5,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
 
+from tracking.durations import humanize_duration
 from tracking.models.requests import VideoRequest
 
 
@@ -13,7 +14,7 @@ class QuotaPolicy(models.Model):
     user_id = models.BigIntegerField(null=True, blank=True, help_text="Applies to this user (with guild: only there).")
     guild_id = models.BigIntegerField(null=True, blank=True, help_text="Applies to everyone in this guild.")
     quota_limit = models.IntegerField(help_text="Videos allowed per window.")
-    quota_window = models.DurationField(help_text="Rolling window, e.g. 1 00:00:00 for a day.")
+    quota_window = models.DurationField(help_text='Rolling window: "24h", "7d", "1h 30m".')
     max_in_flight = models.IntegerField(
         null=True, blank=True, help_text="Queued or generating at once (blank: no cap)."
     )
@@ -28,7 +29,7 @@ class QuotaPolicy(models.Model):
         verbose_name_plural = "quota policies"
 
     def __str__(self) -> str:
-        return f"{self.quota_limit} per {self.quota_window}"
+        return f"{self.quota_limit} per {humanize_duration(self.quota_window)}"
 
 
 class UserBan(models.Model):

@@ -32,8 +32,8 @@ class AspectRatio(models.TextChoices):
 
 
 class Resolution(models.TextChoices):
-    HD = "720p"
-    FULL_HD = "1080p"
+    HD = "720p", "720p"
+    FULL_HD = "1080p", "1080p"
 
 
 class PersonGeneration(models.TextChoices):
@@ -43,8 +43,8 @@ class PersonGeneration(models.TextChoices):
 
 
 class Source(models.TextChoices):
-    DISCORD = "discord"
-    CLI = "cli"
+    DISCORD = "discord", "Discord"
+    CLI = "cli", "command line"
 
 
 class DerivedAs(models.TextChoices):

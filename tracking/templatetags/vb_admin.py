@@ -35,6 +35,12 @@ def ago(moment) -> str:
     return "–" if moment is None else selectors.humanize_duration(timezone.now() - moment)
 
 
+@register.filter
+def duration(delta) -> str:
+    """A timedelta written as every duration in veobot is ("24h", "2h 15m")."""
+    return "–" if delta is None else selectors.humanize_duration(delta)
+
+
 @register.simple_tag
 def open_quarantine_count() -> int:
     """Journal entries no bot could replay, for the operators' notice on the index page."""
