@@ -119,3 +119,15 @@ def test_a_running_worker_keeps_the_snapshots(snapshots):
             what="the 1-day snapshot recomputed",
         )
     assert DashboardSnapshot.objects.get(days=1).data["top_users"][0]["user_id"] == 31337
+
+
+def test_direct_messages_and_the_command_line_are_counted_apart(snapshots, as_role):
+    VideoRequestFactory(guild_id=None, user_id=1)
+    VideoRequestFactory(guild_id=None, user_id=2, source="cli")
+    VideoRequestFactory(guild_id=None, user_id=2, source="cli")
+    VideoRequestFactory(guild_id=55, user_id=1)
+    now = timezone.now()
+    stats = analytics.guild_stats(since=now - timedelta(hours=1), until=now + timedelta(minutes=1))
+    assert [(g.guild_id, g.from_cli, g.requests) for g in stats] == [(None, True, 2), (55, False, 1), (None, False, 1)]
+    page = as_role("moderator").get(DASHBOARD).content.decode()
+    assert "command line</td><td>2</td>" in page and "direct messages</td><td>1</td>" in page
