@@ -97,9 +97,23 @@ def test_page_says_how_old_the_figures_are_and_recomputes_on_request(snapshots, 
     page = moderator.get(DASHBOARD).content.decode()
     assert "Figures as of" in page and "every 5m" in page and "42424" not in page
     assert re.search(r"UTC \(\d+s ago\)", page)  # written as every duration is, not "0 minutes ago"
-    response = moderator.get(f"{DASHBOARD}?days=1&recompute=1")
+    assert "42424" not in moderator.get(f"{DASHBOARD}?days=1&recompute=1").content.decode()  # a GET changes nothing
+    moderator.get(f"{DASHBOARD}?days=7")
+    week_before = DashboardSnapshot.objects.get(days=7).computed_at
+    response = moderator.post(f"{DASHBOARD}?days=1")
     assert response.status_code == 302 and response["Location"] == "?days=1"
     assert "42424" in moderator.get(DASHBOARD).content.decode()
+    assert DashboardSnapshot.objects.get(days=7).computed_at > week_before  # both periods, not one
+
+
+def test_recompute_is_a_form_behind_csrf(snapshots, accounts):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(accounts["moderator"])
+    page = client.get(DASHBOARD).content.decode()
+    assert '<form method="post" action="?days=1" id="vb-recompute">' in page and "csrfmiddlewaretoken" in page
+    assert client.post(f"{DASHBOARD}?days=1").status_code == 403  # no token, nothing recomputed
 
 
 def test_a_running_worker_keeps_the_snapshots(snapshots):

@@ -83,9 +83,11 @@ class RequestPages:
         self._require_view(request)
         days = request.GET.get("days", "1")
         days = int(days) if days in ("1", "7") else 1
-        if request.GET.get("recompute"):
-            # Computed now and stored for everyone; redirected so a reload does not repeat it.
-            dashboards.compute(days=days)
+        if request.method == "POST":
+            # Both periods, computed now and stored for everyone (one left stale would disagree
+            # with the other); redirected so that a reload does not post again.
+            for period in dashboards.PERIODS:
+                dashboards.compute(days=period)
             return HttpResponseRedirect(f"?days={days}")
         snapshot = dashboards.current(days=days)
         data = snapshot.dashboard
