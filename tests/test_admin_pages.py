@@ -2,7 +2,9 @@
 video stream, export, dashboard and user page, and clear messages for bad input."""
 
 import csv
+import html
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -540,3 +542,11 @@ def test_a_window_that_is_no_duration_says_how_to_write_one(as_role):
     )
     assert response.status_code == 200 and not QuotaPolicy.objects.filter(user_id=77).exists()
     assert "Write a duration like &quot;24h&quot;" in response.content.decode()
+
+
+def test_the_breadcrumb_names_each_level_once(mod):
+    row = VideoRequestFactory()
+    page = mod.get(f"{LIST}{row.id}/change/").content.decode()
+    crumbs = re.search(r'<div class="breadcrumbs">(.*?)</div>', page, re.S)[1]
+    crumbs = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", crumbs)))
+    assert crumbs.strip() == f"Home › Moderation › Video requests › #{row.id} completed"
