@@ -550,3 +550,22 @@ def test_the_breadcrumb_names_each_level_once(mod):
     crumbs = re.search(r'<div class="breadcrumbs">(.*?)</div>', page, re.S)[1]
     crumbs = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", crumbs)))
     assert crumbs.strip() == f"Home › Moderation › Video requests › #{row.id} completed"
+
+
+@pytest.mark.parametrize(
+    ("fields", "offered", "not_offered"),
+    [
+        ({"status": "pending"}, "Cancel (pending or generating)", None),
+        ({"status": "completed"}, "Approve", "Cancel (pending or generating)"),
+        ({"status": "failed", "counts_toward_quota": False}, "Approve", "Refund"),
+        ({"review_status": "removed"}, "Approve", "Remove output"),
+    ],
+)
+def test_the_request_page_offers_only_actions_that_can_do_something(mod, fields, offered, not_offered):
+    row = VideoRequestFactory(**fields)
+    buttons = re.findall(
+        r'name="vb_action" value="[a-z_]+">([^<]+)</button>', mod.get(f"{LIST}{row.id}/change/").content.decode()
+    )
+    assert any(b.startswith(offered) for b in buttons), buttons
+    if not_offered:
+        assert not any(b.startswith(not_offered) for b in buttons), buttons

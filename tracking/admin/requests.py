@@ -24,7 +24,7 @@ from tracking.admin.forms import ReviewForm
 from tracking.admin.pages import RequestPages
 from tracking.admin.query import RefusesNulParameters, digits
 from tracking.errors import TrackingError
-from tracking.models import ReviewStatus, VideoRequest
+from tracking.models import IN_FLIGHT_STATUSES, ReviewStatus, VideoRequest
 
 SEARCH_MAX_LENGTH = 200
 SEARCH_TIMEOUT_MS = 5000
@@ -281,7 +281,7 @@ class VideoRequestAdmin(ModerationActions, RequestPages, RefusesNulParameters, a
                 "moderation_actions": [
                     (name, self.get_actions(request)[name][2])
                     for name in self.actions
-                    if name in self.get_actions(request)
+                    if name in self.get_actions(request) and applies(name, obj)
                 ],
                 "changelist_url": reverse("admin:tracking_videorequest_changelist"),
             }
@@ -346,6 +346,19 @@ REVIEW_SERVICES = {
     ReviewStatus.FLAGGED: services.flag,
     ReviewStatus.UNREVIEWED: services.mark_unreviewed,
 }
+
+
+def applies(action: str, obj: VideoRequest) -> bool:
+    """Whether an action can do anything to this request, for its page's buttons: a finished
+    request cannot be cancelled, an output that is gone cannot be removed again, a refunded
+    request cannot be refunded twice."""
+    if action == "cancel_requests":
+        return obj.status in IN_FLIGHT_STATUSES
+    if action == "remove_outputs":
+        return obj.review_status != ReviewStatus.REMOVED
+    if action == "refund_requests":
+        return obj.counts_toward_quota
+    return True
 
 
 def discord_message_url(obj: VideoRequest) -> str | None:
