@@ -569,3 +569,10 @@ def test_the_request_page_offers_only_actions_that_can_do_something(mod, fields,
     assert any(b.startswith(offered) for b in buttons), buttons
     if not_offered:
         assert not any(b.startswith(not_offered) for b in buttons), buttons
+
+
+def test_the_timeline_shows_lists_as_text_not_python(mod, media_root):
+    row = VideoRequestFactory(output_uris=["file:a.mp4", "file:b.mp4"])
+    services.remove_output(request_ids=[row.id], actor="mod", reason="not allowed")
+    page = mod.get(f"{LIST}{row.id}/change/").content.decode()
+    assert "<strong>outputs:</strong> file:a.mp4, file:b.mp4</div>" in page and "[&#x27;file:" not in page

@@ -36,6 +36,16 @@ def ago(moment) -> str:
 
 
 @register.filter
+def plain(value) -> str:
+    """A value of an event's detail as a moderator reads it: a list joined, not Python's repr."""
+    if isinstance(value, list):
+        return ", ".join(plain(item) for item in value) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {plain(item)}" for key, item in value.items())
+    return str(value)
+
+
+@register.filter
 def duration(delta) -> str:
     """A timedelta written as every duration in veobot is ("24h", "2h 15m")."""
     return "–" if delta is None else selectors.humanize_duration(delta)
