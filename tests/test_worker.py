@@ -7,10 +7,12 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count
+from django.utils import timezone
 
 from generation.delivery import CliDelivery
 from generation.veo import OfflineBackend
 from generation.worker import Worker, standalone_worker
+from tests.factories import VideoRequestFactory
 from tests.helpers import admit
 from tests.workers import truncate_requests, wait_for, worker_thread
 from tracking import services
@@ -170,6 +172,10 @@ def test_cli_refusals_are_clear(settings):
     settings.VEO_QUOTA_LIMIT = 0
     with pytest.raises(Exception, match="refused: quota exceeded"):
         call_command("veo", "a red fox in snow", "--user", "561")
+    settings.VEO_QUOTA_LIMIT = 1
+    VideoRequestFactory(user_id=562, created_at=timezone.now() - timedelta(hours=21, minutes=45))
+    with pytest.raises(Exception, match=r"refused: quota exceeded: 1 of 1 videos .*; next slot in 2h 15m$"):
+        call_command("veo", "a red fox in snow", "--user", "562")
     with pytest.raises(Exception, match="prompt must be"):
         call_command("veo", "hi", "--user", "561")
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from generation import storage, wakeup
 from tracking import capabilities, services
+from tracking.durations import humanize_duration
 from tracking.errors import InvalidInput
 from tracking.models import Status, VideoRequest
 
@@ -62,7 +63,10 @@ class Command(BaseCommand):
         except InvalidInput as error:
             raise CommandError(str(error)) from None
         if not answer.admitted:
-            raise CommandError(f"request {answer.request_id} refused: {answer.reason}")
+            refusal = f"request {answer.request_id} refused: {answer.reason}"
+            if answer.reason_code == "quota_exceeded" and answer.reset_at is not None:
+                refusal += f"; next slot in {humanize_duration(answer.reset_at - timezone.now())}"
+            raise CommandError(refusal)
         wakeup.work_admitted()
         self.stdout.write(
             f"request {answer.request_id} queued ({answer.remaining} of {answer.limit} left in the window)"
