@@ -255,8 +255,32 @@ def test_a_ban_with_a_past_expiry_is_refused_with_a_message(mod):
         },
         follow=True,
     )
-    assert "must be in the future" in response.content.decode()
-    assert not UserBan.objects.exists()
+    page = response.content.decode()
+    assert "must be in the future" in page and not UserBan.objects.exists()
+    # The form again, the reason as typed: nothing to type twice.
+    assert response.redirect_chain == [] and "spam</textarea>" in page
+
+
+def test_an_action_page_asks_before_anything_is_done_and_reports_once(mod):
+    rows = [VideoRequestFactory(user_id=901), VideoRequestFactory(user_id=901)]
+    ask = mod.post(LIST, {"action": "ban_users", "_selected_action": [r.id for r in rows]})
+    page = ask.content.decode()
+    assert "Ban the user(s): 2 requests selected. Nothing is done until you confirm below." in page
+    assert 'type="submit" name="apply" value="Ban the user(s)"' in page and "User banned" not in page
+    done = mod.post(
+        LIST,
+        {
+            "action": "ban_users",
+            "_selected_action": [r.id for r in rows],
+            "apply": "1",
+            "reason": "spam",
+            "scope": "everywhere",
+            "expires_at": "",
+        },
+        follow=True,
+    )
+    said = [str(m) for m in done.context["messages"]]
+    assert said == ["Banned 1 user(s), from their next request (2 request(s))."]
 
 
 def test_a_guild_ban_from_the_list_and_from_the_detail_page(mod):

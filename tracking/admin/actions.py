@@ -38,9 +38,11 @@ class ModerationActions:
         verb: str,
         form_class=ReasonForm,
         run: Callable[[dict, list[int]], list[int]],
+        summary: Callable[[list[int]], str] | None = None,
     ):
-        """The shared shape of every action: ask for a reason (intermediate page), run the
-        service, record each changed request in Django's admin log, report in plain words."""
+        """The shared shape of every action: ask for a reason (intermediate page, worded as the
+        action's own description: nothing is done yet), run the service, record each changed
+        request in Django's admin log, report once in plain words (``summary``, else the count)."""
         ids = list(queryset.order_by().values_list("id", flat=True)[: ACTION_LIMIT + 1])
         if len(ids) > ACTION_LIMIT:
             self.message_user(request, f"Select at most {ACTION_LIMIT} requests for one action.", messages.ERROR)
@@ -55,20 +57,22 @@ class ModerationActions:
             for obj in VideoRequest.objects.filter(id__in=changed):
                 self.log_change(request, obj, f"{verb}; reason: {form.cleaned_data['reason']}")
             skipped = len(ids) - len(changed)
+            done = summary(changed) if summary and changed else f"{verb.capitalize()}: {len(changed)} request(s)"
             self.message_user(
                 request,
-                f"{verb.capitalize()}: {len(changed)} request(s)"
-                + (f"; {skipped} left unchanged (not applicable or already done)." if skipped else "."),
+                done + (f"; {skipped} left unchanged (not applicable or already done)." if skipped else "."),
                 messages.SUCCESS if changed else messages.WARNING,
             )
             back = digits(request.POST.get("_from_detail"))
             if back is not None:
                 return HttpResponseRedirect(reverse("admin:tracking_videorequest_change", args=[back]))
             return None
+        ask = self.get_actions(request)[name][2]  # "Ban the user(s)": what clicking will do
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": f"{verb.capitalize()}: reason",
+            "title": f"{ask}: why?",
+            "ask": ask,
             **action_form_context(form, VideoRequest.objects.filter(id__in=ids).order_by("-id")[:50], name),
             "count": len(ids),
             "selected_ids": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
@@ -163,7 +167,18 @@ class ModerationActions:
                     request_ids=request_ids,
                 )
                 done += request_ids
-            self.message_user(request, f"Banned {len(scopes)} user(s) from their next request.")
+            banned.update(user_id for user_id, _ in scopes)
             return done
 
-        return self._act(request, queryset, name="ban_users", verb="user banned", form_class=BanForm, run=run)
+        banned: set[int] = set()
+        return self._act(
+            request,
+            queryset,
+            name="ban_users",
+            verb="user banned",
+            form_class=BanForm,
+            run=run,
+            summary=lambda changed: (
+                f"Banned {len(banned)} user(s), from their next request ({len(changed)} request(s))"
+            ),
+        )

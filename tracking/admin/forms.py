@@ -9,6 +9,7 @@ from django import forms
 from django.contrib.admin import helpers
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from tracking import selectors, throttle
 from tracking.models import BlockedTerm, QuotaPolicy, UserBan, VideoRequest
@@ -55,6 +56,13 @@ class BanForm(ReasonForm):
         help_text="YYYY-MM-DD HH:MM; leave empty for a permanent ban.",
         widget=forms.DateTimeInput(attrs={"placeholder": "YYYY-MM-DD HH:MM"}),
     )
+
+    def clean_expires_at(self):
+        # Here, not after submitting: a refusal then would lose the reason typed with it.
+        expires = self.cleaned_data["expires_at"]
+        if expires is not None and expires <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future (leave it empty for a permanent ban).")
+        return expires
 
 
 class ReviewForm(forms.ModelForm):
