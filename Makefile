@@ -29,8 +29,8 @@ run: $(STAMP) .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	@echo "admin panel: http://127.0.0.1:8000/admin/   health: http://127.0.0.1:8000/healthz"
-	@# The bot (with its worker) runs beside the admin; without DISCORD_TOKEN, the worker alone,
-	@# and runbot says so. Stopping `make run` (Ctrl-C) stops both.
+	@# The bot (with its worker) runs beside the admin; without DISCORD_TOKEN, or when Discord
+	@# refuses it, the worker alone, and runbot says why. Stopping `make run` (Ctrl-C) stops both.
 	@$(PY) manage.py runbot --or-worker & bot=$$!; \
 	trap 'kill -TERM $$bot 2>/dev/null; wait $$bot' EXIT INT TERM; \
 	$(PY) manage.py runserver --noreload --insecure 127.0.0.1:8000

@@ -122,6 +122,35 @@ def test_runbot_or_worker_without_a_token_says_so_and_runs_the_worker(db_setting
     assert "DISCORD_TOKEN is not set, so the Discord bot is not started" in text
 
 
+def test_runbot_or_worker_that_discord_refuses_says_why_and_runs_the_worker(db_settings, tmp_path, server):
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    environment.update(
+        SECRET_KEY="tests-only",
+        DISCORD_TOKEN="not-the-bot-token",
+        DISCORD_API_BASE_URL=server.base_url,
+        DATABASE_URL=database_url(db_settings),
+    )
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runbot", "--or-worker"],
+        cwd=ROOT,
+        env=environment,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: " started: backend " in log.read_text(), timeout=60, what="the worker after the refusal")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "the Discord bot could not start (DISCORD_TOKEN was rejected by Discord (401 Unauthorized)" in text, text
+    assert "running the generation worker alone" in text and "not-the-bot-token" not in text
+
+
 def test_json_log_lines_carry_the_step_fields():
     captured = []
 

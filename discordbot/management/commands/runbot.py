@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--or-worker",
             action="store_true",
-            help="without DISCORD_TOKEN, say so and run the worker alone (used by `make run`)",
+            help="without DISCORD_TOKEN, or when Discord refuses it, say so and run the worker alone (`make run`)",
         )
 
     def handle(self, *args, sync: bool, guild: int | None, slots: int | None, or_worker: bool, **options):
@@ -50,4 +50,9 @@ class Command(BaseCommand):
         try:
             run_until_signalled(lambda stop: serve(bot, settings.DISCORD_TOKEN, stop, sync=sync, guild_id=guild))
         except StartupError as error:
-            raise CommandError(str(error)) from None
+            if not or_worker:
+                raise CommandError(str(error)) from None
+            # Under `make run` the admin keeps serving: without a worker beside it, requests
+            # would wait with nobody to run them. The bot's problem is said; the work goes on.
+            log.error("the Discord bot could not start (%s): running the generation worker alone", error)
+            call_command("runworker", slots=slots)
