@@ -197,3 +197,33 @@ def test_non_staff_and_anonymous_get_the_login_page(page, live_server):
     page.goto(f"{live_server.url}/admin/tracking/videorequest/")
     assert page.url.startswith(f"{live_server.url}/admin/login/")
     shot(page, "00-login")
+
+
+def test_the_list_fits_a_laptop_screen(browser, live_server, empty_tables, moderator):
+    """At 1366 px, the width of most laptops, every column is on screen and a prompt reads as
+    lines of text, not a word per line."""
+    for n in range(8):
+        VideoRequestFactory(
+            user_id=1180000000000000000 + n,
+            guild_id=1180000000000000100,
+            prompt="a red fox running through fresh snow at dawn, the camera following low and close " * 3,
+            safety_filtered_count=n % 2,
+            review_status="flagged" if n % 3 == 0 else "unreviewed",
+        )
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    username, password = moderator
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.goto(f"{live_server.url}/admin/tracking/videorequest/")
+    page.wait_for_selector("#result_list")
+    shot(page, "10-list-1366")
+
+    shown = page.locator("#changelist .results").bounding_box()  # past its right edge: scrolled out of view
+    for column in ("review_badge", "safety_marker"):
+        header = page.locator(f"#result_list thead th.column-{column}").bounding_box()
+        assert header["x"] + header["width"] <= shown["x"] + shown["width"], (column, header, shown)
+    prompt = page.locator("#result_list tbody td.field-prompt_excerpt").first.bounding_box()
+    assert prompt["width"] >= 220, prompt
+    page.close()
