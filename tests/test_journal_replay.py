@@ -135,6 +135,17 @@ def _function(path: Path) -> str:
     return text[start : text.index("$$;", text.index("BEGIN", start)) + 3]
 
 
+def _latest_function() -> str:
+    """replay_video_request as the newest migration that defines it leaves it: what a test that
+    put an older one back must restore (the test database outlives the test)."""
+    newest = max(
+        path
+        for path in MIGRATIONS.glob("[0-9]*.sql")
+        if not path.name.endswith(".down.sql") and "FUNCTION replay_video_request" in path.read_text()
+    )
+    return _function(newest)
+
+
 def test_an_unreplayable_entry_is_quarantined_and_retried_after_the_fix(veo, tmp_path, capsys):
     """The outage that lost requests: the bot journaled a failed generation's ending with
     "safety_filtered_reasons": null, replay_video_request as it was before 0013 raised on it, and
@@ -153,7 +164,7 @@ def test_an_unreplayable_entry_is_quarantined_and_retried_after_the_fix(veo, tmp
         assert asyncio.run(degraded.replay()) == 2
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(_function(MIGRATIONS / "0013_journal_quarantine.sql"))  # the fix
+            cursor.execute(_latest_function())  # the fix, as it stands now
     landed = set(VideoRequest.objects.values_list("interaction_id", flat=True))
     assert landed == {first.interaction_id, last.interaction_id}  # the one after the bad entry too
     assert not degraded.journal.path.exists()  # nothing left behind: in the database or in quarantine
