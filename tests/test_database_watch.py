@@ -78,6 +78,10 @@ def test_calls_that_meet_the_pool_closed_as_an_outage_ends_start_no_new_outage()
                     cursor.execute("SELECT 1")
                 calls[0] += 1
             except DATABASE_DOWN as error:
+                if isinstance(error.__cause__, PoolTimeout):
+                    # No connection handed out in 10 s: a machine too busy, not this race. What a
+                    # PoolTimeout means is tested below; here, only the pool closed under a call.
+                    continue
                 met_closed.append(error)
                 health.failed(error)
             finally:
