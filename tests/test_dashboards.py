@@ -145,3 +145,13 @@ def test_direct_messages_and_the_command_line_are_counted_apart(snapshots, as_ro
     assert [(g.guild_id, g.from_cli, g.requests) for g in stats] == [(None, True, 2), (55, False, 1), (None, False, 1)]
     page = as_role("moderator").get(DASHBOARD).content.decode()
     assert "command line</td><td>2</td>" in page and "direct messages</td><td>1</td>" in page
+
+
+def test_a_snapshot_of_an_empty_period_does_not_hide_the_first_requests(snapshots, as_role):
+    moderator = as_role("moderator")
+    assert "Computed for this view" in moderator.get(DASHBOARD).content.decode()  # nothing yet: stored empty
+    VideoRequestFactory(user_id=27182)
+    page = moderator.get(DASHBOARD).content.decode()
+    assert "27182" in page and "Computed for this view" in page  # counted now, not zeros for minutes
+    VideoRequestFactory(user_id=31415)
+    assert "31415" not in moderator.get(DASHBOARD).content.decode()  # a snapshot with figures stands

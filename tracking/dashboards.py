@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from tracking import analytics
 from tracking.analytics import Activity, BucketCounts, Dashboard, GuildStats, Percentiles, UserStats
-from tracking.models import DashboardSnapshot
+from tracking.models import DashboardSnapshot, VideoRequest
 
 PERIODS = (1, 7)  # the days the page offers
 FORMAT = 1  # bumped when Dashboard changes shape; older snapshots are then recomputed
@@ -41,7 +41,12 @@ def current(*, days: int) -> Snapshot:
         row = DashboardSnapshot.objects.filter(days=days).first()
         # Twice the interval: a live worker is never that late, so older means none runs.
         if row and row.data.get("format") == FORMAT and timezone.now() - row.computed_at <= 2 * refresh:
-            return Snapshot(_decode(row.data), row.computed_at, row.compute_ms, live=False)
+            board = _decode(row.data)
+            # A snapshot of an empty period (a worker's first, before any request) would show
+            # zeros for minutes while requests come in: those are cheap to count now instead.
+            empty = not any(board.activity.totals.values())
+            if not (empty and VideoRequest.objects.filter(created_at__gt=row.computed_at).exists()):
+                return Snapshot(board, row.computed_at, row.compute_ms, live=False)
     return compute(days=days, live=True)
 
 
