@@ -235,7 +235,9 @@ class VideoRequestAdmin(ModerationActions, RequestPages, RefusesNulParameters, a
             return ""
         reasons = "; ".join(obj.safety_filtered_reasons)
         return format_html(  # short, to fit the list; the reasons are its tooltip and on the request page
-            '<span class="vb-badge vb-safety" title="filtered by Veo: {}">⚠ {}</span>', reasons, obj.safety_filtered_count
+            '<span class="vb-badge vb-safety" title="filtered by Veo: {}">⚠ {}</span>',
+            reasons,
+            obj.safety_filtered_count,
         )
 
     def changelist_view(self, request, extra_context=None):
