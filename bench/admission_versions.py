@@ -36,10 +36,19 @@ def variants(scratch: Path) -> tuple[tuple[str, str], ...]:
     return (("(a) INSERT", "floor.sql"), ("previous admission", str(previous)), ("current admission", "admission.sql"))
 
 
-def previous_admission_sql() -> tuple[str, str]:
-    down = sorted((REPO / "migrations_sql").glob("*admission*.down.sql"))[-1]
-    body = down.read_text().replace("FUNCTION admit_video_request(", f"FUNCTION {PREVIOUS}(", 1)
-    return down.name, body
+def previous_admission_sql(source: str | None = None) -> tuple[str, str]:
+    """The previous admit_video_request as a CREATE statement for PREVIOUS: from ``source`` (a
+    migration file: only its admit_video_request definition is taken, never the rest, which may
+    drop columns), else the newest *admission*.down.sql."""
+    if source is None:
+        down = sorted((REPO / "migrations_sql").glob("*admission*.down.sql"))[-1]
+        return down.name, down.read_text().replace("FUNCTION admit_video_request(", f"FUNCTION {PREVIOUS}(", 1)
+    path = REPO / "migrations_sql" / source
+    text = path.read_text()
+    start = text.index("FUNCTION admit_video_request(")
+    start = text.rindex("CREATE", 0, start)
+    end = text.index("$$;", text.index("BEGIN", start)) + 3
+    return path.name, text[start:end].replace("FUNCTION admit_video_request(", f"FUNCTION {PREVIOUS}(", 1)
 
 
 def main() -> int:
@@ -49,11 +58,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    parser.add_argument(
+        "--previous",
+        help="migration file (in migrations_sql/) whose admit_video_request is the previous one,"
+        " e.g. 0015_lineage_and_inputs.down.sql (default: the newest *admission*.down.sql)",
+    )
     args = parser.parse_args()
 
     server = Server.from_dsn(args.dsn) if args.dsn else Server.embedded()
     data = request_history.prepare(server, dbname=f"veobot_bench_{args.rows}", rows=args.rows, reload=False)
-    source, body = previous_admission_sql()
+    source, body = previous_admission_sql(args.previous)
     results: dict[tuple[str, int], list[pgbench_driver.Result]] = {}
     scratch = tempfile.TemporaryDirectory(prefix="veobot-admission-versions-")
     variant_scripts = variants(Path(scratch.name))  # absolute paths pass through SCRIPTS / script
