@@ -106,7 +106,7 @@ def build_bot(
             buttons.queued_view(cancel, interaction_id=decision.request.interaction_id) if not decision.held else None
         )
 
-    deriver = Deriver(health=health, admitter=admitter, replies=delivery, queued_view=queued_view)
+    deriver = Deriver(health=health, admitter=admitter, replies=delivery, queued_view=queued_view, storage=storage)
     reroll, edit, extend = derive_buttons(deriver, modals)
 
     frames = FrameFetcher(storage)

@@ -10,8 +10,10 @@ refused, charging nothing.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 import discord
 from discord.ui import Button, DynamicItem
@@ -24,6 +26,7 @@ from discordbot.discord_delivery import DiscordDelivery
 from discordbot.modals import Form, ModalRoutes
 from generation.admission import Admitter, Decision
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
+from generation.storage import LocalStorage, StorageError
 from tracking import aio, services
 from tracking.models import DerivedAs, VideoRequest
 from tracking.services import Derivable, VideoParameters
@@ -48,11 +51,23 @@ class Deriver:
         admitter: Admitter,
         replies: DiscordDelivery,
         queued_view: Callable[[Decision], discord.ui.View | None],
+        storage: LocalStorage,
     ):
         self.health = health
         self.admitter = admitter
         self.replies = replies
         self.queued_view = queued_view
+        self.storage = storage  # a child gets its own copy of the parent's frames
+
+    def _own_frames(self, params: VideoParameters, *, interaction_id: int) -> VideoParameters:
+        """The parent's frames copied for the child (StorageError when they are gone): each
+        request owns its inputs, so deleting one request never takes another's frames."""
+        frames = {
+            field: self.storage.copy_input(uri, interaction_id=interaction_id, name=name)
+            for field, name in (("image_uri", "image"), ("last_frame_uri", "last_frame"))
+            if (uri := getattr(params, field))
+        }
+        return replace(params, **frames)
 
     async def parent(
         self, parent_interaction_id: int, derived_as: str, *, timeout: float = ANSWER_TIMEOUT
@@ -86,9 +101,13 @@ class Deriver:
             parent, problem = await self.parent(parent_interaction_id, derived_as)
             if parent is None:
                 return problem
-            return services.derived_parameters(
+            params = services.derived_parameters(
                 parent, derived_as=derived_as, prompt=prompt, negative_prompt=negative_prompt
             )
+            try:
+                return await asyncio.to_thread(self._own_frames, params, interaction_id=interaction.id)
+            except StorageError as error:
+                return display.frames_gone_text(str(error))
 
         await prepare_then_handle(
             interaction, parameters(), admitter=self.admitter, replies=self.replies, queued_view=self.queued_view

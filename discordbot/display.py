@@ -308,6 +308,10 @@ def derive_text(answer: str) -> str:
     }.get(answer, "There is no such request (any more).") + " Nothing was charged."
 
 
+def frames_gone_text(why: str) -> str:
+    return fit(f"Can't make it again: {why}. Nothing was charged.", CONTENT_MAX)
+
+
 def repeated_text(request: VideoRequest) -> str:
     """A second click on the same button, within seconds: the first one's request stands."""
     return f"Already on it: {label(request)} is {request.status}. Nothing more was charged."

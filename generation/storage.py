@@ -58,6 +58,15 @@ class LocalStorage:
         self._write(relative, data)
         return f"{FILE_SCHEME}{relative}"
 
+    def copy_input(self, uri: str, *, interaction_id: int, name: str) -> str:
+        """A frame of one request kept again for another (a re-roll or edit of it): each request
+        owns its inputs, so removing one never takes another's. StorageError when it is gone."""
+        try:
+            data = self.path(uri).read_bytes()
+        except OSError as error:
+            raise StorageError(f"the {name} of the request it comes from is gone ({type(error).__name__})") from None
+        return self.save_input(interaction_id=interaction_id, name=name, data=data, mime_type=media.input_type(uri))
+
     def _write(self, relative: PurePosixPath, data: bytes) -> None:
         """Write atomically (temp file, fsync, rename): a crash never leaves half a file."""
         target = self.root / relative

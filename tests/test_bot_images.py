@@ -13,6 +13,7 @@ from tests.fakes import discord_server as fake
 from tests.fakes.interactions import (
     CHANNEL_ID,
     GUILD_ID,
+    button_click,
     deliver_and_wait,
     message_command,
     modal_submit,
@@ -223,3 +224,36 @@ def test_animate_on_a_message_without_an_image_says_so(server):
         "That message has no image to animate: use it on a message with a PNG or JPEG attached."
     )
     assert not VideoRequest.objects.exists()
+
+
+def test_a_reroll_of_an_animated_image_owns_a_copy_of_the_frame(server, veo_fake, settings):
+    picture = png(64, 36)
+    payload = veo_with(server, image=attach(server, picture))
+    final = run_to_delivery(server, payload)
+    parent = VideoRequest.objects.get(interaction_id=payload["id"])
+    click = button_click(final, f"veo:reroll:{payload['id']}")
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, click, server=server)
+        await eventually(delivered(int(click["id"])), what="the re-roll's delivery")
+
+    run_bot(scenario)
+
+    child = VideoRequest.objects.get(interaction_id=click["id"])
+    assert child.image_uri and child.image_uri != parent.image_uri
+    assert veo_fake.creates()[-1].image_bytes == picture
+    # The parent deleted by its author: its frame goes, the child's stays.
+    assert refusal(server, button_click(final, f"veo:delete:{payload['id']}")).startswith("Deleted")
+    assert [p.name for p in input_files(settings)] == [Path(child.image_uri).name]
+
+
+def test_a_reroll_whose_frame_is_gone_is_refused_and_charges_nothing(server, veo_fake, settings):
+    payload = veo_with(server, image=attach(server, png(8, 8)))
+    final = run_to_delivery(server, payload)
+    for path in input_files(settings):
+        path.unlink()  # as if lost from the disk
+
+    answer = refusal(server, button_click(final, f"veo:reroll:{payload['id']}"))
+
+    assert answer.startswith("Can't make it again: the image of the request it comes from is gone")
+    assert answer.endswith("Nothing was charged.") and VideoRequest.objects.count() == 1
