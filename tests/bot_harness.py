@@ -112,6 +112,18 @@ def delivered(interaction_id):
     return lambda: VideoRequest.objects.filter(interaction_id=interaction_id, delivered_at__isnull=False).first()
 
 
+def run_to_delivery(server, payload: dict, **kwargs) -> dict:
+    """``payload`` answered and its outcome delivered by one bot process; the original reply."""
+    from tests.fakes.interactions import deliver_and_wait
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        await eventually(delivered(int(payload["id"])), what="delivery")
+
+    run_bot(scenario, **kwargs)
+    return server.original_response(payload["id"])
+
+
 def veo_command(prompt="a red fox running through fresh snow", **options) -> dict:
     """A /veo payload; ``opts`` are its options beside the prompt, the rest as for slash_command."""
     from tests.fakes.interactions import slash_command

@@ -16,7 +16,7 @@ from discordbot.commands import veo_commands
 from generation import engine as engine_module
 from generation.storage import LocalStorage
 from generation.veo import OfflineBackend
-from tests.bot_harness import delivered, eventually, new_bot, run_bot
+from tests.bot_harness import delivered, eventually, new_bot, run_bot, run_to_delivery
 from tests.bot_harness import veo_command as veo
 from tests.concurrency import conninfo
 from tests.factories import UserBanFactory, VideoRequestFactory
@@ -674,21 +674,12 @@ def test_cancel_naming_an_unknown_request_says_so(server):
     assert _click(server, queued, unknown) == "There is no such request (any more)."
 
 
-def _result(server, payload) -> dict:
-    async def scenario(bot):
-        await deliver_and_wait(bot, payload, server=server)
-        await eventually(delivered(int(payload["id"])), what="delivery")
-
-    run_bot(scenario)
-    return server.original_response(payload["id"])
-
-
 # -- the Delete button ---------------------------------------------------------------------------------
 
 
 def test_the_requester_deletes_the_video_its_message_and_its_file(server, veo_fake, settings):
     payload = veo()
-    final = _result(server, payload)
+    final = run_to_delivery(server, payload)
     request = VideoRequest.objects.get(interaction_id=payload["id"])
     video = LocalStorage(Path(settings.VEO_MEDIA_ROOT)).path(request.output_uris[0])
     assert video.is_file()
@@ -710,7 +701,7 @@ def test_the_requester_deletes_the_video_its_message_and_its_file(server, veo_fa
 
 def test_someone_elses_delete_is_refused_and_a_channel_moderators_is_not(server, veo_fake):
     payload = veo()
-    final = _result(server, payload)
+    final = run_to_delivery(server, payload)
     mallory = user(OTHER_USER_ID, username="mallory")
 
     refused = _click(server, final, f"veo:delete:{payload['id']}", author=mallory)
@@ -785,7 +776,7 @@ def _report(server, result: dict, payload: dict, reason: str, *, author: dict) -
 
 def test_anyone_reports_a_video_with_a_reason_kept_for_moderators(server, veo_fake):
     payload = veo()
-    result = _result(server, payload)
+    result = run_to_delivery(server, payload)
     mallory = user(OTHER_USER_ID, username="mallory")
 
     modal, answer = _report(server, result, payload, "  it shows a   real person  ", author=mallory)
@@ -824,7 +815,7 @@ def test_with_several_models_veo_offers_them_and_the_choice_reaches_veo(server, 
     assert [choice.value for choice in model.choices] == [settings.VEO_MODEL, FAST] and not model.required
 
     payload = veo(opts={"model": FAST})
-    _result(server, payload)
+    run_to_delivery(server, payload)
 
     assert VideoRequest.objects.get(interaction_id=payload["id"]).model == FAST
     [create] = veo_fake.creates()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from generation.storage import LocalStorage
-from tests.bot_harness import delivered, eventually, run_bot
+from tests.bot_harness import delivered, eventually, run_bot, run_to_delivery
 from tests.bot_harness import veo_command as veo
 from tests.factories import VideoRequestFactory
 from tests.fakes import discord_server as fake
@@ -21,15 +21,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 OTHER_USER_ID = USER_ID + 1
 VEO_3_0 = "veo-3.0-generate-001"  # a model without extension
-
-
-def _result(server, payload) -> dict:
-    async def scenario(bot):
-        await deliver_and_wait(bot, payload, server=server)
-        await eventually(delivered(int(payload["id"])), what="delivery")
-
-    run_bot(scenario)
-    return server.original_response(payload["id"])
 
 
 def _buttons(message: dict) -> list[tuple[str, str]]:
@@ -62,7 +53,7 @@ def _private(server, message: dict, custom_id: str, **kwargs) -> str:
 def test_a_result_offers_reroll_edit_extend_delete_and_report(server):
     payload = veo()
     key = payload["id"]
-    assert _buttons(_result(server, payload)) == [
+    assert _buttons(run_to_delivery(server, payload)) == [
         ("Re-roll", f"veo:reroll:{key}"),
         ("Edit", f"veo:edit:{key}"),
         ("Extend", f"veo:extend:{key}"),
@@ -73,21 +64,21 @@ def test_a_result_offers_reroll_edit_extend_delete_and_report(server):
 
 def test_extend_is_hidden_on_a_model_that_does_not_extend(server, settings):
     settings.VEO_MODEL, settings.VEO_MODELS = VEO_3_0, (VEO_3_0,)
-    labels = [label for label, _ in _buttons(_result(server, veo()))]
+    labels = [label for label, _ in _buttons(run_to_delivery(server, veo()))]
     assert labels == ["Re-roll", "Edit", "Delete", "Report"]
 
 
 def test_a_failure_offers_to_try_again_and_nothing_else(server, veo_fake):
     veo_fake.default_scenario = veo_server.scenario("error_operation")
     payload = veo()
-    final = _result(server, payload)
+    final = run_to_delivery(server, payload)
     assert final["embeds"][0]["title"] == "Generation failed"
     assert [label for label, _ in _buttons(final)] == ["Re-roll", "Edit"]
 
 
 def test_reroll_from_another_process_makes_a_child_with_a_new_seed_delivered_in_its_own_reply(server, veo_fake):
     payload = veo(opts={"length": 6, "ratio": "9:16", "audio": False, "negative_prompt": "rain"})
-    result = _result(server, payload)
+    result = run_to_delivery(server, payload)
     parent = VideoRequest.objects.get(interaction_id=payload["id"])
 
     click, first = _click_and_run(server, result, f"veo:reroll:{payload['id']}")
@@ -113,7 +104,7 @@ def test_reroll_from_another_process_makes_a_child_with_a_new_seed_delivered_in_
 
 def test_reroll_by_someone_else_is_theirs_and_counts_against_their_quota(server):
     payload = veo()
-    result = _result(server, payload)
+    result = run_to_delivery(server, payload)
     click, _ = _click_and_run(server, result, f"veo:reroll:{payload['id']}", author=user(OTHER_USER_ID, username="bo"))
     child = VideoRequest.objects.get(interaction_id=click["id"])
     assert (child.user_id, child.counts_toward_quota) == (OTHER_USER_ID, True)
@@ -122,7 +113,7 @@ def test_reroll_by_someone_else_is_theirs_and_counts_against_their_quota(server)
 
 def test_reroll_over_quota_is_refused_privately_and_charges_nothing(server, settings):
     payload = veo()
-    result = _result(server, payload)
+    result = run_to_delivery(server, payload)
     settings.VEO_QUOTA_LIMIT = 1  # the parent used the only slot
 
     answer = _private(server, result, f"veo:reroll:{payload['id']}")
@@ -135,7 +126,7 @@ def test_reroll_over_quota_is_refused_privately_and_charges_nothing(server, sett
 
 def test_a_double_click_on_reroll_makes_one_request(server):
     payload = veo()
-    result = _result(server, payload)
+    result = run_to_delivery(server, payload)
     first = button_click(result, f"veo:reroll:{payload['id']}")
     second = button_click(result, f"veo:reroll:{payload['id']}")
 
@@ -154,7 +145,7 @@ def test_a_double_click_on_reroll_makes_one_request(server):
 
 def test_edit_opens_a_prefilled_modal_and_makes_a_child_with_the_new_text_and_the_same_seed(server, veo_fake):
     payload = veo(opts={"negative_prompt": "rain"})
-    result = _result(server, payload)
+    result = run_to_delivery(server, payload)
     parent = VideoRequest.objects.get(interaction_id=payload["id"])
     click = button_click(result, f"veo:edit:{payload['id']}")
     run_bot(lambda bot: deliver_and_wait(bot, click, server=server), run_worker=False)
@@ -184,7 +175,7 @@ def test_edit_opens_a_prefilled_modal_and_makes_a_child_with_the_new_text_and_th
 
 def test_extend_sends_the_parents_video_to_veo_and_links_the_child(server, veo_fake, settings):
     payload = veo(opts={"hd": True, "length": 4})
-    result = _result(server, payload)
+    result = run_to_delivery(server, payload)
     parent = VideoRequest.objects.get(interaction_id=payload["id"])
     parent_video = LocalStorage(Path(settings.VEO_MEDIA_ROOT)).path(parent.output_uris[0]).read_bytes()
 
@@ -201,7 +192,7 @@ def test_extend_sends_the_parents_video_to_veo_and_links_the_child(server, veo_f
 
 def test_extend_of_an_extension_chain_at_veos_limit_is_refused(server):
     payload = veo()
-    result = _result(server, payload)
+    result = run_to_delivery(server, payload)
     parent = VideoRequest.objects.get(interaction_id=payload["id"])
     last = parent
     for _ in range(20):  # as if it were the 20th extension in a row
@@ -218,7 +209,7 @@ def test_extend_of_an_extension_chain_at_veos_limit_is_refused(server):
 @pytest.mark.parametrize("action", ["reroll", "edit", "extend"])
 def test_a_click_on_a_deleted_video_is_refused(server, action):
     payload = veo()
-    result = _result(server, payload)
+    result = run_to_delivery(server, payload)
     VideoRequest.objects.filter(interaction_id=payload["id"]).update(review_status="removed", reviewed_by="x")
 
     answer = _private(server, result, f"veo:{action}:{payload['id']}")
@@ -229,7 +220,7 @@ def test_a_click_on_a_deleted_video_is_refused(server, action):
 
 @pytest.mark.parametrize("action", ["reroll", "edit", "extend"])
 def test_a_click_naming_an_unknown_request_says_so(server, action):
-    result = _result(server, veo())
+    result = run_to_delivery(server, veo())
     index = {"reroll": 0, "edit": 1, "extend": 2}[action]
     result["components"][0]["components"][index]["custom_id"] = unknown = f"veo:{action}:1180000000000000998"
     assert _private(server, result, unknown) == "There is no such request (any more). Nothing was charged."

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from discordbot.commands import veo_commands
-from tests.bot_harness import delivered, eventually, run_bot
+from tests.bot_harness import delivered, eventually, run_bot, run_to_delivery
 from tests.fakes import discord_server as fake
 from tests.fakes.interactions import (
     CHANNEL_ID,
@@ -37,15 +37,6 @@ def veo_with(server, *, prompt="the fox starts to run", **attachments) -> dict:
     for option, attachment in attachments.items():
         with_attachment(payload, option, attachment)
     return payload
-
-
-def run_to_delivery(server, payload) -> dict:
-    async def scenario(bot):
-        await deliver_and_wait(bot, payload, server=server)
-        await eventually(delivered(int(payload["id"])), what="delivery")
-
-    run_bot(scenario)
-    return server.original_response(payload["id"])
 
 
 def refusal(server, payload) -> str:

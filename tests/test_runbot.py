@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,10 +98,11 @@ def test_synccommands_registers_the_commands_and_the_context_menu_in_a_guild(db_
     assert server.commands() == []  # nothing global
 
 
-def test_runbot_or_worker_without_a_token_says_so_and_runs_the_worker(db_settings, tmp_path):
+def run_or_worker_until_the_worker_starts(db_settings, log: Path, **env: str) -> str:
+    """`runbot --or-worker` (as `make run` starts it) until the worker's own start line, then
+    SIGTERM; what it printed. The earlier notice of why the bot is not running must not count."""
     environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    environment.update(SECRET_KEY="tests-only", DISCORD_TOKEN="", DATABASE_URL=database_url(db_settings))
-    log = tmp_path / "run.log"
+    environment.update(SECRET_KEY="tests-only", DATABASE_URL=database_url(db_settings), **env)
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "runbot", "--or-worker"],
         cwd=ROOT,
@@ -109,8 +111,6 @@ def test_runbot_or_worker_without_a_token_says_so_and_runs_the_worker(db_setting
         stderr=subprocess.STDOUT,
     )
     try:
-        # The worker's own start line (after the signal handlers are in place); the earlier
-        # "… is not started" notice must not count.
         wait_for(lambda: " started: backend " in log.read_text(), timeout=60, what="the worker")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -118,35 +118,18 @@ def test_runbot_or_worker_without_a_token_says_so_and_runs_the_worker(db_setting
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    text = log.read_text()
+    return log.read_text()
+
+
+def test_runbot_or_worker_without_a_token_says_so_and_runs_the_worker(db_settings, tmp_path):
+    text = run_or_worker_until_the_worker_starts(db_settings, tmp_path / "run.log", DISCORD_TOKEN="")
     assert "DISCORD_TOKEN is not set, so the Discord bot is not started" in text
 
 
 def test_runbot_or_worker_that_discord_refuses_says_why_and_runs_the_worker(db_settings, tmp_path, server):
-    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    environment.update(
-        SECRET_KEY="tests-only",
-        DISCORD_TOKEN="not-the-bot-token",
-        DISCORD_API_BASE_URL=server.base_url,
-        DATABASE_URL=database_url(db_settings),
+    text = run_or_worker_until_the_worker_starts(
+        db_settings, tmp_path / "run.log", DISCORD_TOKEN="not-the-bot-token", DISCORD_API_BASE_URL=server.base_url
     )
-    log = tmp_path / "run.log"
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runbot", "--or-worker"],
-        cwd=ROOT,
-        env=environment,
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(lambda: " started: backend " in log.read_text(), timeout=60, what="the worker after the refusal")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = log.read_text()
     assert "the Discord bot could not start (DISCORD_TOKEN was rejected by Discord (401 Unauthorized)" in text, text
     assert "running the generation worker alone" in text and "not-the-bot-token" not in text
 
