@@ -85,7 +85,8 @@ class DiscordDelivery:
         self.storage = storage
         self.result_view = result_view  # the buttons on a delivered video (discordbot.buttons)
         self.live: dict[int, LiveReply] = {}  # interaction id -> reply, this process only
-        self._keeping: set[asyncio.Task] = set()
+        self._unkept: list[services.ReplyTokenRow] = []  # answered, their tokens not yet written
+        self._keeping: asyncio.Task | None = None
 
     # -- bookkeeping for /veo -------------------------------------------------------------------
 
@@ -118,23 +119,28 @@ class DiscordDelivery:
 
     def keep_token(self, interaction: discord.Interaction) -> None:
         """After a queued answer, its token goes to the database, off the answer's path: whichever
-        process delivers the outcome, this one after a restart included, edits this reply."""
-        task = asyncio.create_task(self._keep_token(interaction))
-        self._keeping.add(task)
-        task.add_done_callback(self._keeping.discard)
-
-    async def _keep_token(self, interaction: discord.Interaction) -> None:
-        try:
-            await aio.run(
-                services.keep_reply_token,
+        process delivers the outcome, this one after a restart included, edits this reply. Written
+        in batches by one task at a time, so a burst of /veo takes one pooled connection for its
+        tokens, not one per answer from the admissions still waiting."""
+        self._unkept.append(
+            services.ReplyTokenRow(
                 interaction_id=interaction.id,
                 application_id=interaction.application_id,
                 token=interaction.token,
                 size_limit=interaction.filesize_limit,
                 expires_at=interaction.created_at + TOKEN_USABLE_FOR,
             )
-        except DatabaseError as error:
-            log.info("interaction %s: reply token not kept (%s)", interaction.id, type(error).__name__)
+        )
+        if self._keeping is None or self._keeping.done():
+            self._keeping = asyncio.create_task(self._keep_tokens())
+
+    async def _keep_tokens(self) -> None:
+        while self._unkept:
+            rows, self._unkept = self._unkept, []
+            try:
+                await aio.run(services.keep_reply_tokens, rows=rows)
+            except DatabaseError as error:
+                log.info("%d reply token(s) not kept (%s)", len(rows), type(error).__name__)
 
     async def _resumed(self, request: VideoRequest) -> LiveReply | None:
         """The reply of a request answered elsewhere (or before a restart), while its token lives."""

@@ -39,7 +39,7 @@ from tracking.services.replay import (
     replay_journaled_request,
     resolve_quarantined,
 )
-from tracking.services.replies import forget_reply_token, keep_reply_token, live_reply_token
+from tracking.services.replies import ReplyTokenRow, forget_reply_token, keep_reply_tokens, live_reply_token
 from tracking.services.requester import (
     REPORT_REASON_MAX,
     Cancelled,
@@ -62,7 +62,8 @@ from tracking.services.transitions import (
 
 __all__ = [
     "forget_reply_token",
-    "keep_reply_token",
+    "keep_reply_tokens",
+    "ReplyTokenRow",
     "live_reply_token",
     "Derivable",
     "derivation_source",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
@@ -9,7 +10,17 @@ from django.utils import timezone
 
 from tracking.models import ReplyToken
 
-# The new row, and a sweep of up to 20 expired ones: each insert removes more than expire in
+
+@dataclass(frozen=True)
+class ReplyTokenRow:
+    interaction_id: int
+    application_id: int
+    token: str
+    size_limit: int
+    expires_at: datetime
+
+
+# The new rows, and a sweep of up to 20 expired ones: each write removes more than expire in
 # its time, so the table stays about one token lifetime (15 minutes) of replies long.
 _KEEP_SQL = """
 WITH swept AS (
@@ -17,16 +28,16 @@ WITH swept AS (
     WHERE interaction_id IN (SELECT interaction_id FROM reply_tokens WHERE expires_at < clock_timestamp() LIMIT 20)
 )
 INSERT INTO reply_tokens (interaction_id, application_id, token, size_limit, expires_at)
-VALUES (%s, %s, %s, %s, %s)
+SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::integer[], %s::timestamptz[])
 ON CONFLICT (interaction_id) DO NOTHING
 """
 
 
-def keep_reply_token(
-    *, interaction_id: int, application_id: int, token: str, size_limit: int, expires_at: datetime
-) -> None:
+def keep_reply_tokens(*, rows: list[ReplyTokenRow]) -> None:
+    """The tokens of replies just answered, in one statement."""
+    columns = [[getattr(row, name) for row in rows] for name in ReplyTokenRow.__dataclass_fields__]
     with connection.cursor() as cursor:
-        cursor.execute(_KEEP_SQL, [interaction_id, application_id, token, size_limit, expires_at])
+        cursor.execute(_KEEP_SQL, columns)
 
 
 def live_reply_token(*, interaction_id: int) -> ReplyToken | None:
