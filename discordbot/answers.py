@@ -51,12 +51,7 @@ async def answer_decision(
             text = display.refusal_text(
                 decision.reason_code, decision.reason, limit=decision.limit, reset_at=decision.reset_at
             )
-            if deferred:
-                await interaction.delete_original_response()
-                await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
-            else:
-                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
-            return SENT
+            return await refuse_privately(interaction, text, deferred)
         embed = display.queued_embed(
             decision.request,
             ahead=decision.ahead,
@@ -84,23 +79,25 @@ async def withdraw(interaction: discord.Interaction) -> None:
         not_sent(interaction, error)
 
 
-async def refuse_privately(interaction: discord.Interaction, text: str, deferred: bool) -> None:
-    """Privately; where the answer was deferred (publicly), the placeholder makes way for it."""
+async def refuse_privately(interaction: discord.Interaction, text: str, deferred: bool) -> str:
+    """Privately; where the answer was deferred (publicly), the placeholder makes way for it.
+    Whether it went out (SENT, ELSEWHERE or FAILED)."""
     if not deferred:
-        await refuse_now(interaction, text)
-        return
+        return await refuse_now(interaction, text)
     try:
         await interaction.delete_original_response()
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        return SENT
     except discord.HTTPException as error:
-        not_sent(interaction, error)
+        return not_sent(interaction, error)
 
 
-async def refuse_now(interaction: discord.Interaction, text: str) -> None:
+async def refuse_now(interaction: discord.Interaction, text: str) -> str:
     try:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        return SENT
     except discord.HTTPException as error:
-        not_sent(interaction, error)
+        return not_sent(interaction, error)
 
 
 async def refuse_malformed(interaction: discord.Interaction, problem: str) -> None:

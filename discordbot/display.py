@@ -17,8 +17,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from tracking import capabilities
+from tracking.durations import humanize_duration
 from tracking.models import Status, VideoRequest
-from tracking.selectors import humanize_duration
 
 # Discord's hard limits (characters).
 CONTENT_MAX = 2000

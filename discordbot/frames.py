@@ -58,7 +58,7 @@ class FrameFetcher:
         """The attachment checked and kept; its URI (generation.storage)."""
         limit = settings.VEO_IMAGE_MAX_BYTES
         if attachment.size > limit:
-            raise InvalidInput(field, f"{field} is larger than {images.size_text(limit)}")
+            raise images.too_large(field, limit)
         announced = (attachment.content_type or "").split(";")[0].strip()
         if announced and not announced.startswith("image/"):
             raise InvalidInput(field, f"{field} must be {images.type_names(accepted)} (Discord says it is {announced})")

@@ -33,9 +33,9 @@ from generation.veo import (
     VeoBackend,
     VideoJob,
 )
+from tracking.durations import humanize_duration
 from tracking.models import TERMINAL_STATUSES, DeliveryMethod, Status, VideoRequest
 from tracking.outcomes import Ending
-from tracking.selectors import humanize_duration
 
 log = logging.getLogger(__name__)
 

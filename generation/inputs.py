@@ -16,7 +16,7 @@ import aiohttp
 from yarl import URL
 
 from tracking.errors import InvalidInput
-from tracking.images import size_text
+from tracking.images import too_large
 
 CHUNK = 64 * 1024
 
@@ -60,17 +60,13 @@ async def _fetch(target: URL, *, max_bytes: int, field: str) -> bytes:
                 field, f"could not download the {field}: {target.host} answered {_status(response.status)}"
             )
         if response.content_length is not None and response.content_length > max_bytes:
-            raise _too_large(field, max_bytes)
+            raise too_large(field, max_bytes)
         data = bytearray()
         async for chunk in response.content.iter_chunked(CHUNK):
             data += chunk
             if len(data) > max_bytes:
-                raise _too_large(field, max_bytes)
+                raise too_large(field, max_bytes)
         return bytes(data)
-
-
-def _too_large(field: str, max_bytes: int) -> InvalidInput:
-    return InvalidInput(field, f"{field} is larger than {size_text(max_bytes)}")
 
 
 def _status(code: int) -> str:

@@ -30,9 +30,6 @@ class StorageError(Exception):
     pass
 
 
-input_type = media.input_type
-
-
 @dataclass(frozen=True)
 class StoredVideo:
     uri: str

@@ -28,6 +28,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from generation import storage
+from tracking import media
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +226,8 @@ def _translate(error: Exception) -> VeoError:
 def _image(uri: str) -> types.Image:
     """An input image as Veo takes it: by gs:// URI where it is in Cloud Storage, else its bytes."""
     if uri.startswith(storage.GCS_SCHEME):
-        return types.Image(gcs_uri=uri, mime_type=storage.input_type(uri))
-    return types.Image(image_bytes=_local_bytes(uri), mime_type=storage.input_type(uri))
+        return types.Image(gcs_uri=uri, mime_type=media.input_type(uri))
+    return types.Image(image_bytes=_local_bytes(uri), mime_type=media.input_type(uri))
 
 
 def _video(uri: str) -> types.Video:

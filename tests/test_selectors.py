@@ -9,6 +9,7 @@ from django.utils import timezone
 from tests.factories import VideoRequestFactory
 from tests.helpers import admit
 from tracking import aio, analytics, selectors, services
+from tracking.durations import humanize_duration
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
@@ -36,7 +37,7 @@ PERIOD_END = datetime(2021, 3, 8, tzinfo=UTC)
     ],
 )
 def test_humanize_duration(delta, text):
-    assert selectors.humanize_duration(delta) == text
+    assert humanize_duration(delta) == text
 
 
 def test_quota_status_matches_admission():

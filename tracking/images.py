@@ -64,6 +64,11 @@ def size_text(size: int) -> str:
     return f"{size} bytes"
 
 
+def too_large(field: str, max_bytes: int) -> InvalidInput:
+    """The one refusal for a file over the limit, whoever notices: Discord's word, the download, the bytes."""
+    return InvalidInput(field, f"{field} is larger than {size_text(max_bytes)}")
+
+
 def type_names(mime_types: tuple[str, ...]) -> str:
     """('image/jpeg', 'image/png') -> 'PNG or JPEG'."""
     order = list(NAMES)
@@ -78,7 +83,7 @@ def check_image(
     """``inspect``, then what this use of the image allows: its size in bytes, its type and its
     number of pixels. The size comes first, so an oversized file is refused without reading it."""
     if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_bytes:
-        raise InvalidInput(field, f"{field} is larger than {size_text(max_bytes)}")
+        raise too_large(field, max_bytes)
     info = inspect(data, field=field)
     if info.mime_type not in accepted_types:
         raise InvalidInput(

@@ -12,7 +12,7 @@ from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from tracking.durations import humanize_duration  # noqa: F401 (callers read it here)
+from tracking.durations import humanize_duration
 from tracking.models import (
     DiscordAction,
     DiscordActionKind,

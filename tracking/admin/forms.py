@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from django import forms
@@ -12,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from tracking import selectors, throttle
+from tracking.durations import exact_duration, parse_written
 from tracking.models import BlockedTerm, QuotaPolicy, UserBan, VideoRequest
 
 REASON_HELP = "Recorded with your name in the request's history and the admin log."
@@ -140,37 +140,17 @@ class DatabaseCheckedForm(forms.ModelForm):
                 self.instance._state.adding = True
 
 
-_WINDOW_PART = re.compile(r"(\d+)\s*(d|h|m|s)")
-_WINDOW = re.compile(r"^\s*(?:\d+\s*[dhms]\s*)+$")
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
 class WindowField(forms.DurationField):
     """A duration written as everywhere in veobot: "24h", "90m", "7d", "1h 30m"."""
 
     default_error_messages = {"invalid": 'Write a duration like "24h", "90m", "7d" or "1h 30m".'}
 
     def prepare_value(self, value):
-        if isinstance(value, timedelta):
-            return exact_duration(value)
-        return value
+        return exact_duration(value) if isinstance(value, timedelta) else value
 
     def to_python(self, value):
-        if isinstance(value, str) and _WINDOW.match(value):
-            seconds = sum(int(amount) * _UNIT_SECONDS[unit] for amount, unit in _WINDOW_PART.findall(value))
-            return timedelta(seconds=seconds)
-        return super().to_python(value)  # Django's own forms ("1 00:00:00") still read
-
-
-def exact_duration(delta: timedelta) -> str:
-    """timedelta -> "24h", "7d", "1h 30m": every unit, nothing rounded (a form shows it back)."""
-    seconds, parts = int(delta.total_seconds()), []
-    units = ("d", "h", "m", "s") if seconds >= 2 * 86400 and seconds % 86400 == 0 else ("h", "m", "s")
-    for unit in units:
-        amount, seconds = divmod(seconds, _UNIT_SECONDS[unit])
-        if amount:
-            parts.append(f"{amount}{unit}")
-    return " ".join(parts) or "0s"
+        written = parse_written(value) if isinstance(value, str) else None
+        return written if written is not None else super().to_python(value)  # Django's "1 00:00:00" too
 
 
 class QuotaPolicyForm(DatabaseCheckedForm):

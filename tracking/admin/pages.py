@@ -15,6 +15,7 @@ from tracking import dashboards, gcs, media, selectors
 from tracking.admin import charts, views
 from tracking.admin.actions import actor_of
 from tracking.admin.query import digits, refuse_nul
+from tracking.durations import humanize_duration
 from tracking.models import ReviewStatus, VideoRequest
 
 INPUT_KINDS = ("image", "last_frame")
@@ -45,7 +46,7 @@ class RequestPages:
         uri = obj.output_uris[index]
         path_ = media.local_output_path(uri)
         if path_ is not None:
-            return views.stream_video(request, path_, download_name=f"veobot-request-{obj.id}-{index}.mp4")
+            return views.stream_file(request, path_, download_name=f"veobot-request-{obj.id}-{index}.mp4")
         if uri.startswith(gcs.GCS_SCHEME):
             return views.signed_redirect(uri)
         raise views.not_found()
@@ -61,7 +62,10 @@ class RequestPages:
         if path_ is None:
             raise views.not_found()
         return views.stream_file(
-            path_, content_type=media.input_type(uri), download_name=f"veobot-request-{obj.id}-{kind}{path_.suffix}"
+            request,
+            path_,
+            content_type=media.input_type(uri),
+            download_name=f"veobot-request-{obj.id}-{kind}{path_.suffix}",
         )
 
     def export_view(self, request):
@@ -98,7 +102,7 @@ class RequestPages:
             "d": data,
             "days": days,
             "snapshot": snapshot,
-            "refresh": selectors.humanize_duration(settings.DASHBOARD_REFRESH),
+            "refresh": humanize_duration(settings.DASHBOARD_REFRESH),
             "totals": data.activity.totals,
             "total": sum(data.activity.totals.values()),
             "day_chart": charts.stacked(data.activity.buckets, hourly=days == 1),

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from tracking import services
 from tracking.admin.forms import BlockedTermForm, QuotaPolicyForm, UserBanForm
 from tracking.admin.query import RefusesNulParameters
-from tracking.selectors import humanize_duration
+from tracking.durations import humanize_duration
 
 
 def actor_of(request) -> str:

@@ -21,9 +21,12 @@ CHUNK = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
-def stream_video(request: HttpRequest, path: Path, *, download_name: str) -> HttpResponse:
-    """Serve a local MP4 to a staff member, honouring a single byte range (what <video>
-    asks for when seeking). Malformed or multi-range headers get the whole file (RFC 9110)."""
+def stream_file(
+    request: HttpRequest, path: Path, *, download_name: str, content_type: str = "video/mp4"
+) -> HttpResponse:
+    """Serve a local file (a video, an input frame) to a staff member, honouring a single byte
+    range (what <video> asks for when seeking). Malformed or multi-range headers get the whole
+    file (RFC 9110)."""
     size = path.stat().st_size
     start, end, status = 0, size - 1, 200
     match = _RANGE.fullmatch(request.headers.get("Range", "").strip())
@@ -40,7 +43,7 @@ def stream_video(request: HttpRequest, path: Path, *, download_name: str) -> Htt
         status = 206
     handle = path.open("rb")
     handle.seek(start)
-    response = StreamingHttpResponse(_read(handle, end - start + 1), status=status, content_type="video/mp4")
+    response = StreamingHttpResponse(_read(handle, end - start + 1), status=status, content_type=content_type)
     response["Content-Length"] = str(end - start + 1)
     response["Accept-Ranges"] = "bytes"
     if status == 206:
@@ -48,15 +51,7 @@ def stream_video(request: HttpRequest, path: Path, *, download_name: str) -> Htt
     # The name is ours (request id), never the stored path: nothing user-controlled in a header.
     response["Content-Disposition"] = f'inline; filename="{download_name}"'
     response["Cache-Control"] = "private, no-store"
-    return response
-
-
-def stream_file(path: Path, *, content_type: str, download_name: str) -> HttpResponse:
-    """A small local file (an input frame) to a staff member, whole."""
-    response = StreamingHttpResponse(_read(path.open("rb"), path.stat().st_size), content_type=content_type)
-    response["Content-Disposition"] = f'inline; filename="{download_name}"'
-    response["Cache-Control"] = "private, no-store"
-    response["X-Content-Type-Options"] = "nosniff"
+    response["X-Content-Type-Options"] = "nosniff"  # served as what it is, never guessed at
     return response
 
 

@@ -110,8 +110,8 @@ def check_inputs(params: VideoParameters, *, model_id: str, can: capabilities.Mo
         if (params.resolution, params.duration_seconds) != (can.extension_resolution, can.extension_length):
             raise InvalidInput(
                 "video",
-                f"{model_id} extends videos at {can.extension_resolution}, asked for"
-                f" {can.extension_length} seconds (got {params.resolution}, {params.duration_seconds} s)",
+                f"{model_id} extends videos at {can.extension_resolution} and {can.extension_length} seconds"
+                f" (got {params.resolution}, {params.duration_seconds} s)",
             )
     if (params.parent_id is None) != (params.derived_as is None):
         raise InvalidInput("parent", "a derived request names both its parent and how it was derived")

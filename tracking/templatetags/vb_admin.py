@@ -4,6 +4,7 @@ from django import template
 from django.utils import timezone
 
 from tracking import selectors
+from tracking.durations import humanize_duration
 
 register = template.Library()
 
@@ -32,7 +33,7 @@ def seconds(ms) -> str:
 @register.filter
 def ago(moment) -> str:
     """How long ago, written as every duration in veobot is ('23h 59m'), not Django's timesince."""
-    return "–" if moment is None else selectors.humanize_duration(timezone.now() - moment)
+    return "–" if moment is None else humanize_duration(timezone.now() - moment)
 
 
 @register.filter
@@ -48,7 +49,7 @@ def plain(value) -> str:
 @register.filter
 def duration(delta) -> str:
     """A timedelta written as every duration in veobot is ("24h", "2h 15m")."""
-    return "–" if delta is None else selectors.humanize_duration(delta)
+    return "–" if delta is None else humanize_duration(delta)
 
 
 @register.simple_tag
