@@ -322,6 +322,7 @@ CREATE TABLE public.video_requests (
     image_uri text,
     last_frame_uri text,
     video_input_uri text,
+    prompt_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, prompt)) STORED NOT NULL,
     CONSTRAINT video_requests_aspect_ratio_check CHECK ((aspect_ratio = ANY (ARRAY['16:9'::text, '9:16'::text]))),
     CONSTRAINT video_requests_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT video_requests_channel_id_check CHECK ((channel_id > 0)),
@@ -356,6 +357,7 @@ CREATE TABLE public.video_requests (
     CONSTRAINT video_requests_user_id_check CHECK ((user_id > 0)),
     CONSTRAINT video_requests_video_input_uri_check CHECK (((char_length(video_input_uri) >= 1) AND (char_length(video_input_uri) <= 2000)))
 );
+ALTER TABLE ONLY public.video_requests ALTER COLUMN prompt_tsv SET STATISTICS 1000;
 
 COMMENT ON TABLE public.video_requests IS 'One row per /veo attempt: parameters, lifecycle, results, delivery, quota, lease, moderation.';
 
@@ -374,6 +376,8 @@ COMMENT ON COLUMN public.video_requests.image_uri IS 'The first frame given to V
 COMMENT ON COLUMN public.video_requests.last_frame_uri IS 'The last frame given to Veo (only with image_uri).';
 
 COMMENT ON COLUMN public.video_requests.video_input_uri IS 'The video Veo extended (the parent''s output) for derived_as = extend.';
+
+COMMENT ON COLUMN public.video_requests.prompt_tsv IS 'to_tsvector(''english'', prompt), stored for the moderation search (GIN-indexed).';
 
 CREATE FUNCTION public.claim_video_request(p_worker text, p_lease interval, p_sources text[], p_max_concurrent integer, p_max_starts_per_minute integer, p_limit integer DEFAULT 1) RETURNS SETOF public.video_requests
     LANGUAGE plpgsql
@@ -1209,8 +1213,7 @@ CREATE INDEX video_requests_in_flight_idx ON public.video_requests USING btree (
 
 CREATE INDEX video_requests_parent_idx ON public.video_requests USING btree (parent_id, created_at) WHERE (parent_id IS NOT NULL);
 
-CREATE INDEX video_requests_prompt_fts_idx ON public.video_requests USING gin (to_tsvector('english'::regconfig, prompt));
-ALTER INDEX public.video_requests_prompt_fts_idx ALTER COLUMN 1 SET STATISTICS 1000;
+CREATE INDEX video_requests_prompt_tsv_idx ON public.video_requests USING gin (prompt_tsv);
 
 CREATE INDEX video_requests_queue_idx ON public.video_requests USING btree (available_at, id) WHERE (status = 'pending'::text);
 

@@ -9,14 +9,12 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.db.models import BooleanField
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from tests.factories import QuotaPolicyFactory, VideoRequestFactory
 from tests.helpers import admit
 from tests.image_files import png
-from tracking import services
+from tracking import search, services
 from tracking.models import BlockedTerm, DiscordAction, QuotaPolicy, UserBan, VideoRequest
 
 pytestmark = pytest.mark.django_db
@@ -109,7 +107,15 @@ def test_full_text_search_over_prompts(mod):
     assert listed(mod.get(LIST, {"q": '"fresh snow"'})) == {fox.id}
     assert listed(mod.get(LIST, {"q": "fox -snow"})) == set()
     assert listed(mod.get(LIST, {"q": "lighthouse or fox"})) == {fox.id, fox.id + 1}
-    assert listed(mod.get(LIST, {"q": "((( & | !"})).__class__ is set  # odd input is just words
+    assert listed(mod.get(LIST, {"q": "((( & | ! fox"})) == {fox.id}  # odd input is just words
+
+
+@pytest.mark.parametrize("words", ["((( & | !", "the", "of a the", "-"])
+def test_a_search_with_nothing_to_look_for_says_so(mod, words):
+    VideoRequestFactory(prompt="the end of a story")
+    response = mod.get(LIST, {"q": words, "status__exact": "completed"}, follow=True)
+    assert response.redirect_chain[-1][0] == f"{LIST}?status__exact=completed"
+    assert "Nothing to search for" in html.unescape(response.content.decode())
 
 
 def test_search_by_request_id_user_id_and_interaction_id(mod):
@@ -379,13 +385,9 @@ def test_a_search_that_runs_too_long_is_stopped_with_a_message(mod, monkeypatch)
     from tracking.admin import requests as admin_requests
 
     VideoRequestFactory(prompt="a fox")
-    # pg_sleep in the search condition stands in for a misjudged plan over millions of rows.
+    # pg_sleep in the search condition stands in for a plan misjudged over millions of rows.
     monkeypatch.setattr(admin_requests, "SEARCH_TIMEOUT_MS", 200)
-    monkeypatch.setattr(
-        admin_requests.selectors,
-        "prompt_search",
-        lambda text: RawSQL("pg_sleep(0.5) IS NOT NULL AND prompt <> %s", [text], output_field=BooleanField()),
-    )
+    monkeypatch.setattr(search, "MATCHES", "pg_sleep(0.5) IS NOT NULL AND prompt <> %s")
     response = mod.get(LIST, {"q": "fox", "status__exact": "completed"}, follow=True)
     assert response.status_code == 200 and "took longer than" in response.content.decode()
     assert response.redirect_chain[-1][0] == f"{LIST}?status__exact=completed"

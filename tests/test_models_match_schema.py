@@ -20,6 +20,7 @@ TYPES = {
     "JSONField": "jsonb",
     "ArrayField": "ARRAY",
     "ForeignKey": "bigint",
+    "SearchVectorField": "tsvector",
 }
 
 

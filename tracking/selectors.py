@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import BooleanField
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from tracking.durations import humanize_duration
@@ -130,16 +128,6 @@ def estimated_request_count() -> int:
         "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'video_requests'::regclass", []
     )
     return row[0]
-
-
-def prompt_search(text: str) -> RawSQL:
-    """A filter condition: the prompt matches a web-search style query ("quoted phrase",
-    or, -word), written exactly like the GIN index expression so that the index is used."""
-    return RawSQL(
-        "to_tsvector('english'::regconfig, prompt) @@ websearch_to_tsquery('english'::regconfig, %s)",
-        [text],
-        output_field=BooleanField(),
-    )
 
 
 def blocked_term_problem(*, kind: str, pattern: str) -> str | None:

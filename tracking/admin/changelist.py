@@ -3,7 +3,8 @@
 The unfiltered list shows the planner's estimate ("about N"); a filtered list counts at
 most COUNT_CAP + 1 matching rows, so paging reaches the newest COUNT_CAP matches and
 deeper history is reached by narrowing (dates, filters), never by OFFSET into millions of
-rows. A search is not counted at all (see _search_results).
+rows. A search is not counted at all, and its page comes from tracking.search (see
+_search_results).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.core.paginator import InvalidPage, Paginator
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from tracking import selectors
+from tracking import search, selectors
 
 COUNT_CAP = 1_000  # 20 pages of 50; older rows are reached with dates and filters
 
@@ -45,6 +46,19 @@ class ModerationChangeList(ChangeList):
             return super().get_filters(request)
         except (OverflowError, ValueError) as error:
             raise IncorrectLookupParameters(error) from error
+
+    def get_queryset(self, request, exclude_parameters=None):
+        searched = super().get_queryset(request, exclude_parameters)
+        # A prompt search needs the list as the filters alone leave it: tracking.search
+        # walks its newest rows or asks the text index, whichever is bounded.
+        self.text_query = self.model_admin.text_search(self.query)
+        if self.text_query:
+            query, self.query = self.query, ""
+            try:
+                self.unsearched_queryset = super().get_queryset(request, exclude_parameters)
+            finally:
+                self.query = query
+        return searched
 
     @property
     def is_filtered(self) -> bool:
@@ -81,10 +95,23 @@ class ModerationChangeList(ChangeList):
         """A search is not counted: counting matches means running the text match on every
         candidate row. One row beyond the page tells whether there is a next page."""
         offset = (self.page_num - 1) * self.list_per_page
-        rows = list(self.queryset[offset : offset + self.list_per_page + 1])
-        self.search_more = len(rows) > self.list_per_page
-        self.result_list = rows[: self.list_per_page]
-        self.paginator = BoundedPaginator(self.queryset, self.list_per_page, known_count=offset + len(rows))
+        if self.text_query:
+            page = search.search_page(
+                self.unsearched_queryset,
+                self.text_query,
+                ordering=self.queryset.query.order_by,
+                offset=offset,
+                limit=self.list_per_page,
+            )
+            rows, self.search_more = page.rows, page.more
+        else:  # ids: their own indexes, in any order
+            rows = list(self.queryset[offset : offset + self.list_per_page + 1])
+            self.search_more = len(rows) > self.list_per_page
+            rows = rows[: self.list_per_page]
+        self.result_list = rows
+        self.paginator = BoundedPaginator(
+            self.queryset, self.list_per_page, known_count=offset + len(rows) + self.search_more
+        )
         self.result_count = offset + len(self.result_list)
         self.search_first = offset + 1
         self.count_capped = False

@@ -1,6 +1,7 @@
 """The request and its history: video_requests, video_request_events, and their value sets."""
 
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models.functions import Now
 
@@ -65,7 +66,17 @@ class DeliveryMethod(models.TextChoices):
 DURATION_CHOICES = [(4, "4 s"), (6, "6 s"), (8, "8 s")]
 
 
+class WithoutSearchVector(models.Manager):
+    """Rows without prompt_tsv: only the database's search reads it, and it is as large as the
+    prompt, so no page or service loads it."""
+
+    def get_queryset(self):
+        return super().get_queryset().defer("prompt_tsv")
+
+
 class VideoRequest(models.Model):
+    objects = WithoutSearchVector()
+
     id = models.BigAutoField(primary_key=True)
     source = models.TextField(choices=Source.choices, db_default=Source.DISCORD)
 
@@ -75,6 +86,13 @@ class VideoRequest(models.Model):
     channel_id = models.BigIntegerField(null=True, blank=True)
 
     prompt = models.TextField()
+    # The prompt's text-search vector, stored by the database for the moderation search
+    # (tracking/search.py); never loaded (see WithoutSearchVector).
+    prompt_tsv = models.GeneratedField(
+        expression=models.expressions.RawSQL("to_tsvector('english'::regconfig, prompt)", ()),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
     negative_prompt = models.TextField(null=True, blank=True)
     duration_seconds = models.SmallIntegerField(choices=DURATION_CHOICES)
     aspect_ratio = models.TextField(choices=AspectRatio.choices)

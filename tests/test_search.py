@@ -1,0 +1,209 @@
+"""The panel's prompt search (tracking/search.py): the same rows as plain SQL for every class
+of search, by whichever path, and no scan where the planner used to walk the whole table."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tracking import search
+from tracking.models import VideoRequest
+
+pytestmark = [pytest.mark.django_db, pytest.mark.sql]
+
+NEWEST_FIRST = ("-created_at", "-id")
+
+# 600 requests over 600 minutes. "fox" is in every 3rd prompt, "forest" in every 5th (beside
+# "fox" as a phrase only in every 30th), "kraken" in 4, "ancient" only in the oldest 200 rows
+# (common in old history, absent from the newest: the long walk and the date-ordered index).
+DATASET = """
+INSERT INTO video_requests (interaction_id, user_id, guild_id, prompt, duration_seconds, aspect_ratio,
+                            resolution, model, status, created_at, error_code, counts_toward_quota)
+SELECT 9000000 + n, 1 + n % 7, 2001, concat_ws(' ',
+           CASE WHEN n % 30 = 0 THEN 'a forest fox' WHEN n % 3 = 0 THEN 'a fox in the snow' ELSE 'a lighthouse' END,
+           CASE WHEN n % 5 = 0 AND n % 30 <> 0 THEN 'near a dark forest' END,
+           CASE WHEN n IN (17, 230, 451, 598) THEN 'with a kraken' END,
+           CASE WHEN n <= 200 THEN 'in an ancient city' END,
+           'take ' || n),
+       4, '16:9', '720p', 'veo-3.1-generate-001',
+       CASE WHEN n % 4 = 3 THEN 'rejected' ELSE 'pending' END,
+       now() - make_interval(mins => (600 - n) / 2),  -- two rows a minute: ties, broken by id
+       CASE WHEN n % 4 = 3 THEN 'quota_exceeded' END,
+       n % 4 <> 3
+FROM generate_series(1, 600) AS n
+"""
+
+WORDS = ["fox", "forest", "kraken", "ancient", "lighthouse", "snow", "city", "zyzzyva", "dark", "the", "take"]
+
+
+@pytest.fixture
+def dataset(monkeypatch):
+    # Small bounds, so that 600 rows take every path a 10M-row table would.
+    monkeypatch.setattr(search, "WALK_ROWS", 40)
+    monkeypatch.setattr(search, "CANDIDATE_CAP", 30)
+    monkeypatch.setattr(search, "LONG_WALK_ROWS", 150)
+    with connection.cursor() as cursor:
+        cursor.execute(DATASET)
+
+
+def reference(text: str, *, status: str | None, ordering: str, offset: int, limit: int) -> list[int]:
+    """Plain SQL over the prompt itself (not the stored vector), in the same order."""
+    with connection.cursor() as cursor:
+        cursor.execute(REFERENCE[ordering], [text, status, status, offset, limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+REFERENCE = {
+    order: "SELECT id FROM video_requests WHERE to_tsvector('english', prompt) @@ websearch_to_tsquery('english', %s)"
+    " AND (%s::text IS NULL OR status = %s) ORDER BY " + sql_order + " OFFSET %s LIMIT %s"
+    for order, sql_order in [("newest", "created_at DESC, id DESC"), ("status", "status, id DESC")]
+}
+
+
+def searched(text: str, *, status: str | None, ordering: str, offset: int, limit: int) -> search.SearchPage:
+    unsearched = VideoRequest.objects.all() if status is None else VideoRequest.objects.filter(status=status)
+    order = NEWEST_FIRST if ordering == "newest" else ("status", "-id")
+    return search.search_page(unsearched, text, ordering=order, offset=offset, limit=limit)
+
+
+CASES = [
+    # (class, words): every class, each through the path its frequencies lead to
+    ("absent", "zyzzyva"),
+    ("absent", "fox zyzzyva"),
+    ("rare", "kraken"),
+    ("rare", "fox kraken"),
+    ("rare", "kraken or zyzzyva"),
+    ("common", "fox"),
+    ("common", "lighthouse"),
+    ("common", "fox or lighthouse"),
+    ("common in old rows only", "ancient"),
+    ("common in old rows only", "ancient fox"),
+    ("phrase", '"forest fox"'),
+    ("phrase", '"dark forest"'),
+    ("phrase", '"fox in the snow"'),
+    ("phrase", '"snow fox"'),
+    ("negation", "fox -snow"),
+    ("negation", "-fox"),
+    ("negation", "ancient -lighthouse"),
+    ("stemming", "foxes"),
+]
+
+
+@pytest.mark.parametrize("kind, words", CASES)
+@pytest.mark.parametrize("status", [None, "rejected"])
+@pytest.mark.parametrize("ordering", ["newest", "status"])
+@pytest.mark.usefixtures("dataset")
+def test_every_class_of_search_finds_what_plain_sql_finds(kind, words, status, ordering):
+    for offset in (0, 7, 45):
+        page = searched(words, status=status, ordering=ordering, offset=offset, limit=10)
+        expected = reference(words, status=status, ordering=ordering, offset=offset, limit=11)
+        assert [row.id for row in page.rows] == expected[:10], (kind, offset, page.path)
+        assert page.more == (len(expected) > 10)
+
+
+@pytest.mark.usefixtures("dataset")
+def test_every_path_is_taken_by_the_cases():
+    paths = {
+        searched(words, status=None, ordering=ordering, offset=0, limit=10).path
+        for _, words in CASES
+        for ordering in ("newest", "status")
+    }
+    assert paths == {"walk", "index", "long walk", "index by date", "planner"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    words=st.lists(
+        st.one_of(
+            st.sampled_from(WORDS),
+            st.sampled_from(WORDS).map(lambda w: "-" + w),
+            st.lists(st.sampled_from(WORDS), min_size=2, max_size=3).map(lambda ws: '"' + " ".join(ws) + '"'),
+            st.just("or"),
+            st.text(alphabet="()&|!:*'\"-<> ", max_size=3),
+        ),
+        min_size=1,
+        max_size=4,
+    ).map(" ".join),
+    status=st.sampled_from([None, "pending", "rejected"]),
+    ordering=st.sampled_from(["newest", "status"]),
+    offset=st.sampled_from([0, 3, 25]),
+)
+def test_any_query_finds_what_plain_sql_finds(dataset, words, status, ordering, offset):
+    try:
+        page = searched(words, status=status, ordering=ordering, offset=offset, limit=10)
+    except search.EmptySearch:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT numnode(websearch_to_tsquery('english', %s))", [words])
+            assert cursor.fetchone()[0] == 0
+        return
+    expected = reference(words, status=status, ordering=ordering, offset=offset, limit=11)
+    assert [row.id for row in page.rows] == expected[:10]
+    assert page.more == (len(expected) > 10)
+
+
+# -- the plan -----------------------------------------------------------------------------
+
+# 300,000 prompts from 12 words: every word frequent, so the planner knows no rare lexeme and
+# guesses 0.5 % for one it has no statistics on: a page of 51 within ~10,000 rows, it thinks.
+SMALL_VOCABULARY = """
+INSERT INTO video_requests (interaction_id, user_id, prompt, duration_seconds, aspect_ratio, resolution, model,
+                            status, created_at, counts_toward_quota)
+SELECT 8000000 + n, 1, (ARRAY['a red fox', 'an astronaut', 'a paper boat', 'a samurai'])[1 + n % 4] || ' '
+       || (ARRAY['walking', 'flying', 'dancing'])[1 + n / 4 % 3] || ' in '
+       || (ARRAY['the forest', 'the city', 'the sea', 'the snow', 'the rain'])[1 + n / 12 % 5],
+       4, '16:9', '720p', 'veo-3.1-generate-001', 'pending', now() - make_interval(secs => 300000 - n), true
+FROM generate_series(1, 300000) AS n
+"""
+
+OLD_SEARCH = (  # what the panel ran before: the planner chose the path
+    "SELECT id FROM video_requests WHERE to_tsvector('english'::regconfig, prompt)"
+    " @@ websearch_to_tsquery('english'::regconfig, %s) ORDER BY created_at DESC, id DESC LIMIT 51"
+)
+
+
+def rows_read() -> int:
+    """Rows of video_requests this transaction has read so far, by any scan."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
+            " WHERE relname = 'video_requests'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_an_absent_word_is_looked_up_in_the_index_where_the_old_plan_scanned(monkeypatch):
+    monkeypatch.setattr(search, "WALK_ROWS", 1000)
+    with connection.cursor() as cursor:
+        # History, loaded as a restore would: without the per-row triggers (events, guards).
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(SMALL_VOCABULARY)
+        cursor.execute("SET LOCAL session_replication_role = origin")
+        # The old index, with its statistics, to show what the planner did with it.
+        cursor.execute(
+            "CREATE INDEX old_prompt_fts_idx ON video_requests USING gin (to_tsvector('english'::regconfig, prompt))"
+        )
+        cursor.execute("ALTER INDEX old_prompt_fts_idx ALTER COLUMN 1 SET STATISTICS 1000")
+        cursor.execute("ANALYZE video_requests")
+        # One process, so that this transaction's statistics count every row read.
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cursor.execute("EXPLAIN " + OLD_SEARCH, ["zyzzyva"])
+        old_plan = "\n".join(row[0] for row in cursor.fetchall())
+        before = rows_read()
+        cursor.execute(OLD_SEARCH, ["zyzzyva"])
+        assert cursor.fetchall() == []
+    old_read = rows_read() - before
+    # The premise: the planner walks the dates and reads every row for a word it never saw.
+    assert "Index Scan using video_requests_created_at_idx" in old_plan, old_plan  # newest first
+    assert old_read == 300000
+
+    before = rows_read()
+    page = search.search_page(VideoRequest.objects.all(), "zyzzyva", ordering=NEWEST_FIRST, offset=0, limit=50)
+    assert page.rows == [] and page.path == "index"
+    # Where the walk stops (WALK_ROWS index entries, with their rows until vacuum marks the
+    # pages visible), the walk, then the index: a bounded read, not a scan.
+    assert rows_read() - before <= 2 * search.WALK_ROWS + 1
+    with search.planner(search.THROUGH_THE_INDEX):
+        plan = VideoRequest.objects.filter(search.prompt_matches("zyzzyva")).values_list("id")[:5].explain()
+    assert "video_requests_prompt_tsv_idx" in plan
