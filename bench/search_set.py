@@ -14,6 +14,7 @@ phrases or negations: it looks for the whole string).
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from urllib.parse import urlencode
@@ -49,8 +50,9 @@ SEARCHES = [
     ("filtered", '"red fox"', {"status__exact": "failed"}),
     ("filtered", "kraken", {"created_from": "2026-10-01", "created_to": "2026-10-15"}),
     ("filtered", "lighthouse", {"created_from": "2026-10-01", "created_to": "2026-10-15"}),
-    ("filtered", "kraken", {"o": "1"}),  # ordered by status, not date
-    ("filtered", "lighthouse", {"o": "-5"}),  # ordered by generation time, longest first
+    ("filtered", "kraken", {"o": "2"}),  # ordered by status, not date
+    ("filtered", "lighthouse", {"o": "-2"}),  # ordered by status, descending
+    ("filtered", "zyzzyva", {"o": "1"}),  # oldest first
     ("filtered", "kraken", {"p": "3"}),  # the third page
 ]
 
@@ -81,14 +83,15 @@ def measure_searches(client, *, repeat: int, baseline_repeat: int, timed) -> dic
     for kind, words, extra in SEARCHES:
         result = timed(client, address(LIST, words, extra), repeat)
         stopped += result.get("status") == 302
-        rows.append({"class": kind, "search": words, "parameters": extra, **result})
-        per_class.setdefault(kind, []).extend(result.get("samples", []))
-        print(rows[-1] | {"samples": None}, flush=True)
+        samples = result.pop("samples", [])
+        rows.append({"class": kind, "search": words, "parameters": extra, **result, **summary(samples)})
+        per_class.setdefault(kind, []).extend(samples)
+        print(json.dumps(rows[-1]), flush=True)
     baseline = {}
     for kind, words, extra in BASELINE_SEARCHES:
         result = timed(client, address(BASELINE, words, extra), baseline_repeat)
         baseline[kind] = {"search": words, **summary(result.get("samples", [])), "error": result.get("error")}
-        print({"baseline": kind, **baseline[kind]}, flush=True)
+        print(json.dumps({"baseline": kind, **baseline[kind]}), flush=True)
     return {
         "searches": rows,
         "classes": {kind: summary(samples) | {"baseline": baseline.get(kind)} for kind, samples in per_class.items()},

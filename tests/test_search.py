@@ -15,37 +15,49 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
 NEWEST_FIRST = ("-created_at", "-id")
 
-# 600 requests over 600 minutes. "fox" is in every 3rd prompt, "forest" in every 5th (beside
-# "fox" as a phrase only in every 30th), "kraken" in 4, "ancient" only in the oldest 200 rows
-# (common in old history, absent from the newest: the long walk and the date-ordered index).
+# 300 requests, two a minute. "fox" is in every 3rd prompt, "forest" in every 5th (beside
+# "fox" as a phrase only in every 30th), "kraken" in 4, "ancient" only in the oldest 100 rows
+# (common in old history, absent from the newest).
 DATASET = """
 INSERT INTO video_requests (interaction_id, user_id, guild_id, prompt, duration_seconds, aspect_ratio,
                             resolution, model, status, created_at, error_code, counts_toward_quota)
 SELECT 9000000 + n, 1 + n % 7, 2001, concat_ws(' ',
            CASE WHEN n % 30 = 0 THEN 'a forest fox' WHEN n % 3 = 0 THEN 'a fox in the snow' ELSE 'a lighthouse' END,
            CASE WHEN n % 5 = 0 AND n % 30 <> 0 THEN 'near a dark forest' END,
-           CASE WHEN n IN (17, 230, 451, 598) THEN 'with a kraken' END,
-           CASE WHEN n <= 200 THEN 'in an ancient city' END,
+           CASE WHEN n IN (17, 130, 251, 298) THEN 'with a kraken' END,
+           CASE WHEN n <= 100 THEN 'in an ancient city' END,
            'take ' || n),
        4, '16:9', '720p', 'veo-3.1-generate-001',
        CASE WHEN n % 4 = 3 THEN 'rejected' ELSE 'pending' END,
-       now() - make_interval(mins => (600 - n) / 2),  -- two rows a minute: ties, broken by id
+       now() - make_interval(mins => (300 - n) / 2),  -- two rows a minute: ties, broken by id
        CASE WHEN n % 4 = 3 THEN 'quota_exceeded' END,
        n % 4 <> 3
-FROM generate_series(1, 600) AS n
+FROM generate_series(1, 300) AS n
 """
 
 WORDS = ["fox", "forest", "kraken", "ancient", "lighthouse", "snow", "city", "zyzzyva", "dark", "the", "take"]
 
 
 @pytest.fixture
-def dataset(monkeypatch):
-    # Small bounds, so that 600 rows take every path a 10M-row table would.
-    monkeypatch.setattr(search, "WALK_ROWS", 40)
-    monkeypatch.setattr(search, "CANDIDATE_CAP", 30)
-    monkeypatch.setattr(search, "LONG_WALK_ROWS", 150)
+def dataset():
     with connection.cursor() as cursor:
         cursor.execute(DATASET)
+
+
+@pytest.fixture(params=["generous", "tight"])
+def budgets(request, monkeypatch):
+    """Which path answers depends on time budgets; these make it depend on the data instead.
+    Generous: every step finishes, so the walk answers. Tight: each row the text condition
+    passes costs 0.2 ms and the walk gets 1 ms, so it stops before a page of 11 (but where the
+    filters leave a handful of rows), and the index answers, listing at most 30 candidates."""
+    monkeypatch.setattr(search, "CANDIDATE_CAP", 30)
+    monkeypatch.setattr(search, "PROBE_MS", 60_000)
+    if request.param == "tight":
+        monkeypatch.setattr(search, "WALK_MS", 1)
+        monkeypatch.setattr(search, "MATCHES", "pg_sleep(0.0002) IS NOT NULL AND " + search.MATCHES)
+    else:
+        monkeypatch.setattr(search, "WALK_MS", 60_000)
+    return request.param
 
 
 def reference(text: str, *, status: str | None, ordering: str, offset: int, limit: int) -> list[int]:
@@ -63,9 +75,10 @@ REFERENCE = {
 
 
 def searched(text: str, *, status: str | None, ordering: str, offset: int, limit: int) -> search.SearchPage:
-    unsearched = VideoRequest.objects.all() if status is None else VideoRequest.objects.filter(status=status)
-    order = NEWEST_FIRST if ordering == "newest" else ("status", "-id")
-    return search.search_page(unsearched, text, ordering=order, offset=offset, limit=limit)
+    listed = VideoRequest.objects.filter(search.prompt_matches(text))
+    listed = listed if status is None else listed.filter(status=status)
+    listed = listed.order_by(*(NEWEST_FIRST if ordering == "newest" else ("status", "-id")))
+    return search.search_page(listed, text, offset=offset, limit=limit)
 
 
 CASES = [
@@ -94,7 +107,7 @@ CASES = [
 @pytest.mark.parametrize("kind, words", CASES)
 @pytest.mark.parametrize("status", [None, "rejected"])
 @pytest.mark.parametrize("ordering", ["newest", "status"])
-@pytest.mark.usefixtures("dataset")
+@pytest.mark.usefixtures("dataset", "budgets")
 def test_every_class_of_search_finds_what_plain_sql_finds(kind, words, status, ordering):
     for offset in (0, 7, 45):
         page = searched(words, status=status, ordering=ordering, offset=offset, limit=10)
@@ -104,16 +117,33 @@ def test_every_class_of_search_finds_what_plain_sql_finds(kind, words, status, o
 
 
 @pytest.mark.usefixtures("dataset")
-def test_every_path_is_taken_by_the_cases():
+def test_every_path_is_taken_by_the_cases(budgets):
     paths = {
-        searched(words, status=None, ordering=ordering, offset=0, limit=10).path
+        searched(words, status=status, ordering=ordering, offset=0, limit=10).path
         for _, words in CASES
+        for status in (None, "rejected")
         for ordering in ("newest", "status")
     }
-    assert paths == {"walk", "index", "long walk", "index by date", "planner"}
+    expected = {"walk", "index"} | ({"index by date", "planner"} if budgets == "tight" else {"planner"})
+    assert paths == expected
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("words", ["ancient", "kraken or ancient", '"forest fox"', '"fox in the snow"', "fox -snow"])
+@pytest.mark.usefixtures("dataset")
+def test_steps_that_run_out_of_time_still_give_the_right_page(monkeypatch, words):
+    # Each match the text condition passes costs 2 ms and these searches have 20 matches or
+    # more, so neither the walk (1 ms) nor the probe (10 ms) finishes: the index by date answers.
+    monkeypatch.setattr(search, "WALK_MS", 1)
+    monkeypatch.setattr(search, "PROBE_MS", 10)
+    monkeypatch.setattr(search, "MATCHES", "pg_sleep(0.002) IS NOT NULL AND " + search.MATCHES)
+    for offset in (0, 7):
+        page = searched(words, status=None, ordering="newest", offset=offset, limit=10)
+        assert page.path == "index by date"
+        assert [row.id for row in page.rows] == reference(words, status=None, ordering="newest", offset=offset, limit=10)
+    assert searched(words, status=None, ordering="status", offset=0, limit=10).path == "planner"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     words=st.lists(
         st.one_of(
@@ -130,7 +160,7 @@ def test_every_path_is_taken_by_the_cases():
     ordering=st.sampled_from(["newest", "status"]),
     offset=st.sampled_from([0, 3, 25]),
 )
-def test_any_query_finds_what_plain_sql_finds(dataset, words, status, ordering, offset):
+def test_any_query_finds_what_plain_sql_finds(dataset, budgets, words, status, ordering, offset):
     try:
         page = searched(words, status=status, ordering=ordering, offset=offset, limit=10)
     except search.EmptySearch:
@@ -174,18 +204,18 @@ def rows_read() -> int:
 
 
 def test_an_absent_word_is_looked_up_in_the_index_where_the_old_plan_scanned(monkeypatch):
-    monkeypatch.setattr(search, "WALK_ROWS", 1000)
+    monkeypatch.setattr(search, "WALK_MS", 1)  # as short as a budget gets: the walk reads next to nothing
     with connection.cursor() as cursor:
         # History, loaded as a restore would: without the per-row triggers (events, guards).
         cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(SMALL_VOCABULARY)
         cursor.execute("SET LOCAL session_replication_role = origin")
-        # The old index, with its statistics, to show what the planner did with it.
+        # The old index, to show what the planner did with it. Without statistics on the
+        # expression (only created_at is analysed) it guesses 0.5 %: as for a word it never saw.
         cursor.execute(
             "CREATE INDEX old_prompt_fts_idx ON video_requests USING gin (to_tsvector('english'::regconfig, prompt))"
         )
-        cursor.execute("ALTER INDEX old_prompt_fts_idx ALTER COLUMN 1 SET STATISTICS 1000")
-        cursor.execute("ANALYZE video_requests")
+        cursor.execute("ANALYZE video_requests (created_at)")
         # One process, so that this transaction's statistics count every row read.
         cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute("EXPLAIN " + OLD_SEARCH, ["zyzzyva"])
@@ -199,11 +229,10 @@ def test_an_absent_word_is_looked_up_in_the_index_where_the_old_plan_scanned(mon
     assert old_read == 300000
 
     before = rows_read()
-    page = search.search_page(VideoRequest.objects.all(), "zyzzyva", ordering=NEWEST_FIRST, offset=0, limit=50)
+    listed = VideoRequest.objects.filter(search.prompt_matches("zyzzyva")).order_by(*NEWEST_FIRST)
+    page = search.search_page(listed, "zyzzyva", offset=0, limit=50)
     assert page.rows == [] and page.path == "index"
-    # Where the walk stops (WALK_ROWS index entries, with their rows until vacuum marks the
-    # pages visible), the walk, then the index: a bounded read, not a scan.
-    assert rows_read() - before <= 2 * search.WALK_ROWS + 1
+    assert rows_read() - before < 30000  # the cut-short walk, then the index: no scan
     with search.planner(search.THROUGH_THE_INDEX):
         plan = VideoRequest.objects.filter(search.prompt_matches("zyzzyva")).values_list("id")[:5].explain()
     assert "video_requests_prompt_tsv_idx" in plan

@@ -4,33 +4,43 @@ A text search is fast one of two ways: through the text index (GIN on ``prompt_t
 matches are few, or by walking the newest rows and checking each one's stored vector when they
 are many. PostgreSQL chooses from its statistics, and for a word it has none on (absent, rare,
 or rare beside common words) it guesses 0.5 %, expects a page of matches within a few
-thousand rows, and walks: over every row when there is no match. Here each path runs only
-where it is bounded, and the planner is told which one (SET LOCAL, this transaction only):
+thousand rows, and walks: over every row when there is no match. Here each way is tried only
+within a budget, and the planner is told which one (SET LOCAL, this transaction only):
 
-1. Walk the newest WALK_ROWS rows the filters keep. Enough when matches are common.
-2. Ask the index for at most CANDIDATE_CAP matches in no order, so that it stops there. Fewer
-   means that is every match: the page is sorted from them. Absent, rare, and rare-beside-
-   common words end here, whatever the statistics say.
-3. Many matches, yet too few among the newest rows (a word common only in older history):
-   walk LONG_WALK_ROWS, then take what remains from the index in date order.
+- the walk: the newest rows the filters keep, in date order, for at most WALK_MS;
+- the probe: at most CANDIDATE_CAP matches from the index in no order (so that it stops
+  there), for at most PROBE_MS. Fewer than the cap is every match: the page is sorted from them.
 
-Orders other than newest first use step 2 too; with many matches the planner orders them (its
-statistics know common words, and a common word fills a page within a short walk).
+The planner's estimate of the matches only decides which goes first (the walk when it expects
+CANDIDATE_CAP or more): its statistics are right about common words, and when it is wrong the
+budget bounds the loss. When neither finishes there are many matches, few of them recent (a
+word common only in older history, a phrase whose words often meet apart, a common word the
+filters leave nearly nothing of): the index answers in date order, with the memory to keep its
+bitmap exact. That last step has no budget but the panel's 5 s guard; docs/BENCHMARKS.md has
+what it costs at 10M rows.
+
+A step that runs out of budget is cancelled and undone (a savepoint), and the next one answers:
+every path gives the same rows, only the time differs. A query the empty prompt matches (only
+-words) skips the index, which would read all of itself for it, and walks without a budget.
+Orders other than newest first take the probe, then leave the order to the planner (with many
+matches it orders them well: its statistics know common words).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
+from psycopg.errors import QueryCanceled
 
-WALK_ROWS = 20_000
+WALK_MS = 100
+PROBE_MS = 150
 CANDIDATE_CAP = 5_000
-LONG_WALK_ROWS = 200_000
 
 NEWEST_FIRST = ("-created_at", "-id")
 
@@ -39,8 +49,16 @@ MATCHES = "prompt_tsv @@ websearch_to_tsquery('english'::regconfig, %s)"
 
 # Planner settings per path. Turning a scan type off makes the planner take another where one
 # exists; the text index serves only bitmap scans, and the date-ordered ones are index scans.
-WALKING = {"enable_bitmapscan": "off", "enable_seqscan": "off"}
-THROUGH_THE_INDEX = {"enable_indexscan": "off", "enable_indexonlyscan": "off", "enable_seqscan": "off"}
+# JIT off: compiling costs more than these short queries gain from it. The index path gets
+# the memory to keep a bitmap of a common word's rows exact (lossy, it rechecks whole pages).
+WALKING = {"enable_bitmapscan": "off", "enable_seqscan": "off", "jit": "off"}
+THROUGH_THE_INDEX = {
+    "enable_indexscan": "off",
+    "enable_indexonlyscan": "off",
+    "enable_seqscan": "off",
+    "jit": "off",
+    "work_mem": "64MB",
+}
 
 
 class EmptySearch(ValueError):
@@ -51,7 +69,7 @@ class EmptySearch(ValueError):
 class SearchPage:
     rows: list  # at most `limit` rows, in the requested order
     more: bool  # another page follows
-    path: str  # how the matches were found: "walk", "index", "long walk", "index by date", "planner"
+    path: str  # how the matches were found: "walk", "index", "index by date", "planner"
 
 
 def prompt_matches(text: str) -> RawSQL:
@@ -60,83 +78,96 @@ def prompt_matches(text: str) -> RawSQL:
     return RawSQL(MATCHES, [text], output_field=BooleanField())
 
 
-def search_page(unsearched: QuerySet, text: str, *, ordering: Sequence[str], offset: int, limit: int) -> SearchPage:
-    """Rows ``offset`` to ``offset + limit`` of ``unsearched`` (the list with its filters)
-    whose prompt matches ``text``, in ``ordering``."""
-    if not _has_lexemes(text):
+def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> SearchPage:
+    """Rows ``offset`` to ``offset + limit`` of ``searched``: a list of requests with its
+    filters, its order, and prompt_matches(text)."""
+    has_lexemes, matches_everything = _shape(text)
+    if not has_lexemes:
         raise EmptySearch(
             f"Nothing to search for in {text!r}: the search leaves out very common words "
             "(the, a, of, …) and punctuation. Add a more specific word."
         )
     need = offset + limit + 1  # one more than the page: is there a next one?
-    searched = unsearched.filter(prompt_matches(text))
+    ordering = tuple(dict.fromkeys(searched.query.order_by))  # the admin's list repeats its default
     with transaction.atomic():  # SET LOCAL lasts until this block ends
-        if tuple(ordering) == NEWEST_FIRST:
-            ids, path = _newest(unsearched, searched, need)
-            rows = _in_order(unsearched, ids[offset:need])
+        if ordering == NEWEST_FIRST:
+            ids, path = _newest(searched, need, probe=not matches_everything)
+            rows = _in_order(searched, ids[offset:need])
         else:
-            rows, path = _ordered(unsearched, searched, ordering, offset, need)
+            rows, path = _ordered(searched, ordering, offset, need, probe=not matches_everything)
     return SearchPage(rows=rows[:limit], more=len(rows) > limit, path=path)
 
 
-def _newest(unsearched: QuerySet, searched: QuerySet, need: int) -> tuple[list[int], str]:
-    boundary = _boundary(unsearched, WALK_ROWS)
-    walked = _walk(searched, since=boundary, need=need)
-    if len(walked) >= need or boundary is None:
-        return walked, "walk"
-    candidates = _candidates(searched)
-    if len(candidates) < CANDIDATE_CAP:  # every match
-        candidates.sort(reverse=True)
-        return [id_ for _, id_ in candidates[:need]], "index"
-    far = _boundary(unsearched, LONG_WALK_ROWS)
-    walked = _walk(searched, since=far, need=need)
-    if len(walked) >= need or far is None:
-        return walked, "long walk"
+def _newest(searched: QuerySet, need: int, *, probe: bool) -> tuple[list[int], str]:
+    newest = searched.order_by(*NEWEST_FIRST).values_list("id", flat=True)
+    if not probe:
+        with planner(WALKING):
+            return list(newest[:need]), "walk"
+    walk_first = _estimated_matches(searched) >= CANDIDATE_CAP
+    for step in ("walk", "index") if walk_first else ("index", "walk"):
+        if step == "walk":
+            found = _within(WALK_MS, WALKING, lambda: list(newest[:need]))
+        else:
+            candidates = _candidates(searched)
+            found = [id_ for _, id_ in sorted(candidates, reverse=True)[:need]] if candidates is not None else None
+        if found is not None:
+            return found, step
     with planner(THROUGH_THE_INDEX):
-        older = searched.filter(created_at__lt=far).order_by(*NEWEST_FIRST).values_list("id", flat=True)
-        return walked + list(older[: need - len(walked)]), "index by date"
+        return list(newest[:need]), "index by date"
 
 
-def _ordered(
-    unsearched: QuerySet, searched: QuerySet, ordering: Sequence[str], offset: int, need: int
-) -> tuple[list, str]:
-    candidates = _candidates(searched)
-    if len(candidates) < CANDIDATE_CAP:
+def _ordered(searched: QuerySet, ordering: Sequence[str], offset: int, need: int, *, probe: bool) -> tuple[list, str]:
+    candidates = _candidates(searched) if probe else None
+    if candidates is not None:
         ids = [id_ for _, id_ in candidates]
-        return list(unsearched.filter(id__in=ids).order_by(*ordering)[offset:need]), "index"
+        return list(searched.filter(id__in=ids).order_by(*ordering)[offset:need]), "index"
     return list(searched.order_by(*ordering)[offset:need]), "planner"
 
 
-def _boundary(unsearched: QuerySet, rows: int):
-    """The creation time of the ``rows``-th newest row the filters keep, or None when they keep
-    fewer: a walk from the newest row down to it reads at most about ``rows`` rows."""
-    found = unsearched.order_by("-created_at").values_list("created_at", flat=True)[rows - 1 : rows]
-    return next(iter(found), None)
+def _candidates(searched: QuerySet) -> list[tuple] | None:
+    """Every match as (created_at, id), through the text index, in no order; None when there
+    are CANDIDATE_CAP or more, or when listing them takes more than PROBE_MS."""
+    unordered = searched.order_by().values_list("created_at", "id")
+    found = _within(PROBE_MS, THROUGH_THE_INDEX, lambda: list(unordered[:CANDIDATE_CAP]))
+    return found if found is not None and len(found) < CANDIDATE_CAP else None
 
 
-def _walk(searched: QuerySet, *, since, need: int) -> list[int]:
-    """Matching ids, newest first, among the rows created at or after ``since`` (all rows when
-    None), read in date order and stopping at ``need``."""
-    window = searched if since is None else searched.filter(created_at__gte=since)
-    with planner(WALKING):
-        return list(window.order_by(*NEWEST_FIRST).values_list("id", flat=True)[:need])
+def _estimated_matches(searched: QuerySet) -> float:
+    """The planner's estimate of the rows ``searched`` holds (a plan, not a count)."""
+    plan = json.loads(searched.order_by().explain(format="json"))
+    return plan[0]["Plan"]["Plan Rows"]
 
 
-def _candidates(searched: QuerySet) -> list[tuple]:
-    """At most CANDIDATE_CAP matches as (created_at, id), through the text index, in no order."""
-    with planner(THROUGH_THE_INDEX):
-        return list(searched.order_by().values_list("created_at", "id")[:CANDIDATE_CAP])
+def _within(budget_ms: int | None, settings: dict[str, str], fetch: Callable[[], list]) -> list | None:
+    """``fetch()`` under these planner settings, or None when it takes more than ``budget_ms``
+    (then cancelled, and the savepoint's rollback undoes the settings). No budget: no limit
+    but the caller's."""
+    if budget_ms is None:
+        with planner(settings):
+            return fetch()
+    try:
+        with transaction.atomic(), planner(settings | {"statement_timeout": f"{budget_ms}ms"}):
+            return fetch()
+    except OperationalError as error:
+        if not isinstance(error.__cause__, QueryCanceled):
+            raise
+        return None
 
 
-def _in_order(unsearched: QuerySet, ids: list[int]) -> list:
-    by_id = {row.id: row for row in unsearched.order_by().filter(id__in=ids)}
+def _in_order(searched: QuerySet, ids: list[int]) -> list:
+    by_id = {row.id: row for row in searched.order_by().filter(id__in=ids)}
     return [by_id[id_] for id_ in ids if id_ in by_id]
 
 
-def _has_lexemes(text: str) -> bool:
+def _shape(text: str) -> tuple[bool, bool]:
+    """Whether the query holds anything to look for, and whether it matches the empty prompt
+    (only negations: the text index can serve it only by reading every entry)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT numnode(websearch_to_tsquery('english'::regconfig, %s)) > 0", [text])
-        return cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT numnode(query) > 0, ''::tsvector @@ query FROM websearch_to_tsquery('english'::regconfig, %s) query",
+            [text],
+        )
+        return cursor.fetchone()
 
 
 @contextmanager

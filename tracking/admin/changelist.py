@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from django.contrib import messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import InvalidPage, Paginator
@@ -47,19 +48,6 @@ class ModerationChangeList(ChangeList):
         except (OverflowError, ValueError) as error:
             raise IncorrectLookupParameters(error) from error
 
-    def get_queryset(self, request, exclude_parameters=None):
-        searched = super().get_queryset(request, exclude_parameters)
-        # A prompt search needs the list as the filters alone leave it: tracking.search
-        # walks its newest rows or asks the text index, whichever is bounded.
-        self.text_query = self.model_admin.text_search(self.query)
-        if self.text_query:
-            query, self.query = self.query, ""
-            try:
-                self.unsearched_queryset = super().get_queryset(request, exclude_parameters)
-            finally:
-                self.query = query
-        return searched
-
     @property
     def is_filtered(self) -> bool:
         hierarchy = [f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day")]
@@ -69,7 +57,12 @@ class ModerationChangeList(ChangeList):
         self.estimated_total = None
         self.search_more = None
         if self.query:
-            return self._search_results()
+            try:
+                return self._search_results()
+            except search.EmptySearch as error:  # the box keeps the words, to correct them
+                messages.error(request, str(error))
+                self._set_search_page([], more=False, offset=0)
+                return None
         known = None
         if not self.is_filtered:
             estimate = selectors.estimated_request_count()
@@ -95,23 +88,19 @@ class ModerationChangeList(ChangeList):
         """A search is not counted: counting matches means running the text match on every
         candidate row. One row beyond the page tells whether there is a next page."""
         offset = (self.page_num - 1) * self.list_per_page
-        if self.text_query:
-            page = search.search_page(
-                self.unsearched_queryset,
-                self.text_query,
-                ordering=self.queryset.query.order_by,
-                offset=offset,
-                limit=self.list_per_page,
-            )
-            rows, self.search_more = page.rows, page.more
+        words = self.model_admin.text_search(self.query)
+        if words:
+            page = search.search_page(self.queryset, words, offset=offset, limit=self.list_per_page)
+            rows, more = page.rows, page.more
         else:  # ids: their own indexes, in any order
             rows = list(self.queryset[offset : offset + self.list_per_page + 1])
-            self.search_more = len(rows) > self.list_per_page
-            rows = rows[: self.list_per_page]
+            rows, more = rows[: self.list_per_page], len(rows) > self.list_per_page
+        self._set_search_page(rows, more=more, offset=offset)
+
+    def _set_search_page(self, rows: list, *, more: bool, offset: int) -> None:
+        self.search_more = more
         self.result_list = rows
-        self.paginator = BoundedPaginator(
-            self.queryset, self.list_per_page, known_count=offset + len(rows) + self.search_more
-        )
+        self.paginator = BoundedPaginator(self.queryset, self.list_per_page, known_count=offset + len(rows) + more)
         self.result_count = offset + len(self.result_list)
         self.search_first = offset + 1
         self.count_capped = False
