@@ -139,7 +139,9 @@ def test_steps_that_run_out_of_time_still_give_the_right_page(monkeypatch, words
     for offset in (0, 7):
         page = searched(words, status=None, ordering="newest", offset=offset, limit=10)
         assert page.path == "index by date"
-        assert [row.id for row in page.rows] == reference(words, status=None, ordering="newest", offset=offset, limit=10)
+        assert [row.id for row in page.rows] == reference(
+            words, status=None, ordering="newest", offset=offset, limit=10
+        )
     assert searched(words, status=None, ordering="status", offset=0, limit=10).path == "planner"
 
 
