@@ -38,6 +38,9 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ({"SECRET_KEY": "k", "GCS_API_BASE_URL": "storage.googleapis.com"}, "GCS_API_BASE_URL"),
         ({"SECRET_KEY": "k", "VEO_MODELS": "veo-3.1-generate-001", "VEO_MODEL": "veo-3.0-generate-001"}, "VEO_MODEL"),
         ({"SECRET_KEY": "k", "VEO_MODELS": " , "}, "VEO_MODELS"),
+        ({"SECRET_KEY": "k", "METRICS_PORT": "70000"}, "METRICS_PORT"),
+        ({"SECRET_KEY": "k", "METRICS_ADDRESS": "localhost"}, "METRICS_ADDRESS"),
+        ({"SECRET_KEY": "k", "METRICS_ALLOWED": "10.0.0.0/33"}, "METRICS_ALLOWED"),
     ],
 )
 def test_wrong_setting_stops_start_up_with_one_line_naming_it(env, variable):

@@ -23,7 +23,7 @@ from datetime import timedelta
 import psycopg
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseForbidden
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from tracking.health import pooled_connection
@@ -31,6 +31,8 @@ from tracking.throttle import client_ip
 
 log = logging.getLogger(__name__)
 
+# The classic text format, which every Prometheus reads (two registries' OpenMetrics would end twice).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RECENT = timedelta(hours=1)  # the window requests are counted over, by status and reason
 
 # One round trip; each subquery has an index to itself (migrations_sql/schema.sql):
@@ -122,4 +124,4 @@ def metrics(request):
         return HttpResponseForbidden(
             "metrics are served to the addresses in METRICS_ALLOWED\n", content_type="text/plain"
         )
-    return HttpResponse(generate_latest(REGISTRY) + generate_latest(DATABASE), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(REGISTRY) + generate_latest(DATABASE), content_type=CONTENT_TYPE)
