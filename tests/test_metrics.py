@@ -3,10 +3,7 @@ figures), and the ports of a real runworker and a real bot process (what happens
 before and after requests flow through them, and through a database outage."""
 
 import ipaddress
-import os
 import socket
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -17,14 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from generation.delivery import CliDelivery
 from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
-from tests.bot_process import BotProcess
+from tests.bot_process import BotProcess, bot_environment
 from tests.fakes.discord_server import BOT_TOKEN
 from tests.fakes.interactions import slash_command
 from tests.fakes.veo_server import DEFAULT_API_KEY
-from tests.helpers import admit, free_port, next_interaction
+from tests.helpers import UNREACHABLE_PASSWORD, admit, free_port, get_without_database, next_interaction
 from tests.tcp_proxy import TcpProxy
 from tests.workers import (
-    ROOT,
     database_url,
     runworker_process,
     start_worker_process,
@@ -157,27 +153,12 @@ def test_every_database_figure_reads_an_index():
 
 
 def test_without_its_database_the_web_scrape_answers_promptly_with_database_up_0():
-    script = (
-        "import django, time; django.setup(); from django.test import Client; t = time.monotonic();"
-        "r = Client(HTTP_HOST='localhost').get('/metrics');"
-        "print(r.status_code, round(time.monotonic() - t, 1)); print(r.content.decode())"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update(
-        SECRET_KEY="k",
-        DATABASE_URL="postgresql://veobot:s3cret-pass@127.0.0.1:9/veobot",
-        DJANGO_SETTINGS_MODULE="veosite.settings",
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    first, body = result.stdout.split("\n", 1)
-    status, seconds = first.split()
-    assert status == "200" and float(seconds) < 5, result.stderr
+    status, seconds, body, output = get_without_database("/metrics")
+    assert status == 200 and seconds < 5, output  # the pool's 2 s, not its 10 s connect timeout
     scraped = Samples(body)
     assert scraped.value("veobot_database_up") == 0 and scraped.has("veobot_database_up")
     assert not scraped.has("veobot_queue_depth")  # nothing made up while the database is away
-    assert "s3cret-pass" not in result.stdout + result.stderr
+    assert UNREACHABLE_PASSWORD not in output
 
 
 # -- runworker's port ------------------------------------------------------------------------------
@@ -266,22 +247,11 @@ def test_a_metrics_port_already_taken_stops_the_worker_with_one_line(tmp_path):
 def test_a_bot_serves_its_figures_and_they_show_degraded_mode_and_the_journal(db_settings, tmp_path, server, veo_fake):
     port = free_port()
     with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
-        bot = BotProcess(
-            {
-                "SECRET_KEY": "tests-only",
-                "DATABASE_URL": database_url({**db_settings, "HOST": "127.0.0.1", "PORT": proxy.port}),
-                "DISCORD_TOKEN": BOT_TOKEN,
-                "DISCORD_API_BASE_URL": server.base_url,
-                "VEO_MEDIA_ROOT": str(tmp_path / "media"),
-                "VEO_JOURNAL_DIR": str(tmp_path / "journal"),
-                "VEO_BACKEND": "express",
-                "VEO_API_KEY": DEFAULT_API_KEY,
-                "VEO_API_BASE_URL": veo_fake.url,
-                "DATABASE_PROBE_INTERVAL": "1s",
-                "METRICS_PORT": str(port),
-            },
-            tmp_path / "bot.log",
+        via_proxy = database_url({**db_settings, "HOST": "127.0.0.1", "PORT": proxy.port})
+        environment = bot_environment(
+            database_url=via_proxy, server=server, veo_fake=veo_fake, tmp_path=tmp_path, METRICS_PORT=str(port)
         )
+        bot = BotProcess(environment, tmp_path / "bot.log")
         try:
             before = wait_for(lambda: scrape_port(port), what="the bot's metrics port")
             assert before.value("veobot_degraded") == 0 and before.value("veobot_admission_seconds_count") == 0
