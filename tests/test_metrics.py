@@ -3,6 +3,8 @@ figures), and the ports of a real runworker and a real bot process (what happens
 before and after requests flow through them, and through a database outage."""
 
 import ipaddress
+import json
+import re
 import socket
 from datetime import UTC, datetime
 
@@ -21,6 +23,7 @@ from tests.fakes.veo_server import DEFAULT_API_KEY
 from tests.helpers import UNREACHABLE_PASSWORD, admit, free_port, get_without_database, next_interaction
 from tests.tcp_proxy import TcpProxy
 from tests.workers import (
+    ROOT,
     database_url,
     runworker_process,
     start_worker_process,
@@ -292,3 +295,17 @@ def test_a_bot_serves_its_figures_and_they_show_degraded_mode_and_the_journal(db
 def _counted(port: int, method: str, deliveries: int) -> Samples | None:
     scraped = scrape_port(port)
     return scraped if scraped and scraped.value("veobot_deliveries_total", method=method) == deliveries else None
+
+
+def test_the_grafana_dashboard_charts_only_series_that_exist(client):
+    import generation.metrics  # noqa: F401  (the bots' and workers' series, defined on import)
+
+    dashboard = json.loads((ROOT / "docs" / "grafana-veobot.json").read_text())
+    charted = {
+        re.sub(r"_(bucket|count|sum|total)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"veobot_\w+", target["expr"])
+    }
+    served = {family.name for family in text_string_to_metric_families(scrape_web(client).text)}
+    assert len(charted) >= 20 and charted <= served, charted - served
