@@ -12,6 +12,7 @@ import pytest
 import requests
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 
 from generation.delivery import CliDelivery
 from generation.veo import OfflineBackend
@@ -145,9 +146,9 @@ def test_every_database_figure_reads_an_index():
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
         try:
-            cursor.execute("EXPLAIN " + metrics.IN_FLIGHT_SQL)
+            cursor.execute(sql.SQL("EXPLAIN {}").format(sql.SQL(metrics.IN_FLIGHT_SQL)))
             in_flight = "\n".join(row[0] for row in cursor.fetchall())
-            cursor.execute("EXPLAIN " + metrics.RECENT_SQL, [metrics.RECENT])
+            cursor.execute(sql.SQL("EXPLAIN {}").format(sql.SQL(metrics.RECENT_SQL)), [metrics.RECENT])
             recent = "\n".join(row[0] for row in cursor.fetchall())
         finally:
             cursor.execute("RESET enable_seqscan")
