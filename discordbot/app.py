@@ -23,6 +23,7 @@ from discordbot.discord_delivery import DiscordDelivery
 from discordbot.frames import FrameFetcher
 from discordbot.modals import ModalRoutes
 from discordbot.outbox import message_deleter
+from generation import metrics
 from generation.admission import Admitter, Decision
 from generation.degraded import DegradedRunner, JournalStore
 from generation.delivery import CliDelivery
@@ -74,6 +75,7 @@ def build_bot(
     engine = Engine(backend=backend, storage=storage, deliveries={"discord": delivery, "cli": CliDelivery()})
     limiter = LocalLimiter()
     journal = Journal(settings.VEO_JOURNAL_DIR)
+    metrics.watch_journal(journal)
     runner = DegradedRunner(engine=engine, store=JournalStore(journal=journal, limiter=limiter))
     admitter = Admitter(health=health, limiter=limiter, runner=runner)
     # Each Veo start is written ahead to the journal folder before its record (generation.stores).

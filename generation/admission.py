@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from generation import wakeup
+from generation import metrics, wakeup
 from generation.degraded import DegradedRunner
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from generation.limiter import LocalLimiter
@@ -131,8 +131,7 @@ class Admitter:
                 # partition) may have: the database may admit it whenever the call gets through.
                 held = isinstance(error, aio.NoAnswer)
             else:
-                decision.admit_ms = (time.perf_counter() - started) * 1000
-                return decision
+                return _timed(decision, started)
         decision = await self._admit_locally(
             interaction_id=interaction_id,
             user_id=user_id,
@@ -141,8 +140,7 @@ class Admitter:
             params=params,
             held=held,
         )
-        decision.admit_ms = (time.perf_counter() - started) * 1000
-        return decision
+        return _timed(decision, started)
 
     async def _admit_in_database(
         self,
@@ -270,6 +268,12 @@ class Admitter:
         waiting.discard(interaction_id)
         if not waiting:
             self._unreplayed.pop(decision.request.user_id, None)
+
+
+def _timed(decision: Decision, started: float) -> Decision:
+    decision.admit_ms = (time.perf_counter() - started) * 1000
+    metrics.ADMISSION_SECONDS.labels("degraded" if decision.degraded else "database").observe(decision.admit_ms / 1000)
+    return decision
 
 
 def _admit_and_estimate(

@@ -21,6 +21,7 @@ from typing import Protocol
 from django.conf import settings
 from django.utils import timezone
 
+from generation import metrics
 from generation.delivery import Delivery, DeliveryUnavailable, Receipt
 from generation.storage import LocalStorage, StoredVideo, store_output
 from generation.veo import (
@@ -202,6 +203,7 @@ class Engine:
                     )
                 outcome = None
             if outcome is not None:
+                metrics.operation_ended(request, outcome)
                 return await self._finish(run, outcome)
             now = timezone.now()
             if now >= deadline:
@@ -282,6 +284,7 @@ class Engine:
             request = await run.store.deliverable(request)
         receipt = await self._attempt_delivery(delivery, request)
         await run.store.delivered(request, receipt=receipt)
+        metrics.DELIVERIES.labels(receipt.method).inc()
         log.info(
             "request %s: delivered (%s)%s",
             _name(request),
@@ -296,6 +299,7 @@ class Engine:
             try:
                 return await delivery.deliver(request)
             except DeliveryUnavailable as error:
+                metrics.DELIVERY_UNAVAILABLE.inc()
                 if attempt == DELIVERY_ATTEMPTS:
                     return Receipt(
                         method=DeliveryMethod.UNDELIVERABLE, error=f"gave up after {attempt} attempts: {error}"

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from psycopg_pool import PoolClosed, PoolTimeout
 
+from generation import metrics
 from generation.runtime import sleep_unless
 from tracking.aio import NoAnswer
 
@@ -90,6 +91,7 @@ class DatabaseHealth:
             return
         if self.down_since is None:
             self.down_since = time.monotonic()
+            metrics.set_degraded(True)
             first = (str(error).strip().splitlines() or [""])[0][:200]
             log.warning(
                 "DEGRADED: PostgreSQL is unreachable (%s: %s); %s",
@@ -121,6 +123,7 @@ class DatabaseHealth:
     def recovered(self) -> None:
         outage = time.monotonic() - (self.down_since or time.monotonic())
         self.down_since = None
+        metrics.set_degraded(False)
         log.warning(
             "database reachable again after %.0f s of degraded mode",
             outage,

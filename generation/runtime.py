@@ -1,4 +1,4 @@
-"""Running asyncio services from management commands: signals, logging of the backend."""
+"""Running asyncio services from management commands: signals, the metrics port."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+from generation import metrics
+
 log = logging.getLogger(__name__)
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)``; SIGTERM or SIGINT sets ``stop`` so it can hand work back and exit."""
+    """Run ``main(stop)``; SIGTERM or SIGINT sets ``stop`` so it can hand work back and exit. The
+    process's metrics are served meanwhile when METRICS_PORT is set."""
+    metrics.serve()
 
     async def runner() -> None:
         stop = asyncio.Event()

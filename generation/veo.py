@@ -27,7 +27,7 @@ from google.auth.transport import mtls
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from generation import storage
+from generation import metrics, storage
 from tracking import media
 
 log = logging.getLogger(__name__)
@@ -205,21 +205,28 @@ def _maybe_sent(error: Exception) -> bool:
 _ONE_SHOT = types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1))
 
 
-def _translate(error: Exception) -> VeoError:
-    """SDK and transport exceptions -> our categories. Messages never carry credentials."""
+def _translate(error: Exception, *, call: str) -> VeoError:
+    """SDK and transport exceptions -> our categories, each counted by call and code. Messages never
+    carry credentials."""
+    translated, code = _categorise(error)
+    metrics.VEO_ERRORS.labels(call, code).inc()
+    return translated
+
+
+def _categorise(error: Exception) -> tuple[VeoError, str]:
     if isinstance(error, genai_errors.APIError):
         detail = f"{error.code} {error.status or ''}: {error.message or ''}".strip()
         if error.code == 429:
-            return RateLimited(detail)
+            return RateLimited(detail), "429"
         if error.code == 404:
-            return OperationLost(detail)
+            return OperationLost(detail), "404"
         if 400 <= error.code < 500:
-            return Refused(detail)
-        return Unavailable(detail)
+            return Refused(detail), str(error.code)
+        return Unavailable(detail), str(error.code)
     if isinstance(error, (TimeoutError, httpx2.TimeoutException)):
-        return Unavailable(f"no answer from Veo within {settings.VEO_HTTP_TIMEOUT.total_seconds():g} s")
+        return Unavailable(f"no answer from Veo within {settings.VEO_HTTP_TIMEOUT.total_seconds():g} s"), "timeout"
     if isinstance(error, _NETWORK_ERRORS):
-        return Unavailable(f"network error talking to Veo: {type(error).__name__}")
+        return Unavailable(f"network error talking to Veo: {type(error).__name__}"), "network"
     raise error  # not a Veo or network failure: a bug, let it surface
 
 
@@ -304,9 +311,9 @@ class GenaiBackend:
                 model=self._model_for(job), source=source, config=config
             )
         except Exception as error:
+            refusal = _translate(error, call="start")
             if _maybe_sent(error):
-                raise StartUnconfirmed(f"{_translate(error)}; it may have started, so it is not sent again") from None
-            refusal = _translate(error)
+                raise StartUnconfirmed(f"{refusal}; it may have started, so it is not sent again") from None
             if isinstance(refusal, OperationLost):
                 # A 404 to a start names no operation: the model (or project) was not found, and
                 # asking again finds nothing more.
@@ -320,7 +327,7 @@ class GenaiBackend:
         try:
             operation = await self._client().aio.operations.get(types.GenerateVideosOperation(name=operation_name))
         except Exception as error:
-            raise _translate(error) from None
+            raise _translate(error, call="poll") from None
         if not operation.done:
             return None
         return _outcome(operation)

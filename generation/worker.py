@@ -20,6 +20,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError
 
+from generation import metrics
 from generation.delivery import Delivery
 from generation.engine import Engine, Run, Superseded
 from generation.health import DATABASE_DOWN, DatabaseHealth, watch_database
@@ -222,6 +223,7 @@ async def serve_standalone(
     replays the journals killed processes left in ``journal_dir`` (their starts written ahead) --
     and ``chores``, until ``stop``."""
     journal = Journal(journal_dir)  # this process writes none: it only finds the others'
+    metrics.watch_journal(journal)
     replayer = JournalReplayer(journal=journal, under_way=set, health=worker.health)
     try:
         # Before the first claim: a start a killed worker wrote ahead must be recorded before its

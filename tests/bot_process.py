@@ -53,6 +53,27 @@ def main(backend=None) -> None:
     run_until_signalled(lambda stop: serve(bot, settings.DISCORD_TOKEN, stop, gateway=stdin_gateway))
 
 
+def bot_environment(*, database_url: str, server, veo_fake, tmp_path: Path, **env: str) -> dict:
+    """The settings of a bot process against the fakes (``server``: Discord's, ``veo_fake``: Veo's),
+    its media and journal in ``tmp_path``; ``env`` adds to them or overrides them."""
+    from tests.fakes.discord_server import BOT_TOKEN
+    from tests.fakes.veo_server import DEFAULT_API_KEY
+
+    return {
+        "SECRET_KEY": "tests-only",
+        "DATABASE_URL": database_url,
+        "DISCORD_TOKEN": BOT_TOKEN,
+        "DISCORD_API_BASE_URL": server.base_url,
+        "VEO_MEDIA_ROOT": str(tmp_path / "media"),
+        "VEO_JOURNAL_DIR": str(tmp_path / "journal"),
+        "VEO_BACKEND": "express",
+        "VEO_API_KEY": DEFAULT_API_KEY,
+        "VEO_API_BASE_URL": veo_fake.url,
+        "DATABASE_PROBE_INTERVAL": "1s",
+        **env,
+    }
+
+
 class BotProcess:
     """``python -m tests.bot_process`` started from a test: feed it interactions, kill it, stop it."""
 

@@ -45,3 +45,34 @@ def csrf_token(page: str) -> str:
     import re
 
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+
+
+UNREACHABLE_PASSWORD = "s3cret-pass"
+
+
+def get_without_database(path: str) -> tuple[int, float, str, str]:
+    """GET ``path`` from the web app in a process of its own whose database is unreachable (nothing
+    listens on port 9): the status, the seconds it took, the body, and all the process printed."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import django, time; django.setup(); from django.test import Client; started = time.monotonic();"
+        f"r = Client(HTTP_HOST='localhost').get({path!r});"
+        "print(r.status_code, time.monotonic() - started); print(r.content.decode())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(
+        SECRET_KEY="k",
+        DATABASE_URL=f"postgresql://veobot:{UNREACHABLE_PASSWORD}@127.0.0.1:9/veobot",
+        DJANGO_SETTINGS_MODULE="veosite.settings",
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    first, body = result.stdout.split("\n", 1)
+    status, seconds = first.split()
+    return int(status), float(seconds), body.strip(), result.stdout + result.stderr

@@ -10,11 +10,11 @@ from django.conf import settings
 from django.db import connection
 
 from generation.journal import degraded_journals
-from tests.bot_process import BotProcess
+from tests.bot_process import BotProcess, bot_environment
 from tests.fakes import discord_server as fake
-from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
+from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
-from tests.fakes.veo_server import DEFAULT_API_KEY, FakeVeoServer, scenario
+from tests.fakes.veo_server import FakeVeoServer, scenario
 from tests.helpers import next_interaction
 from tests.tcp_proxy import TcpProxy
 from tests.workers import database_url, start_worker_process, truncate_requests, wait_for, watch_for_second_deliveries
@@ -48,25 +48,17 @@ def bots(db_settings, tmp_path, server, veo_fake):
     def start(name: str, *, seconds: float | None = None, database: str | None = None, **env) -> BotProcess:
         if seconds is not None:
             veo_fake.default_scenario = scenario("slow", seconds=seconds)
-        bot = BotProcess(
-            {
-                "SECRET_KEY": "tests-only",
-                "DATABASE_URL": database or database_url(db_settings),
-                "DISCORD_TOKEN": BOT_TOKEN,
-                "DISCORD_API_BASE_URL": server.base_url,
-                "VEO_MEDIA_ROOT": str(tmp_path / "media"),
-                "VEO_JOURNAL_DIR": str(tmp_path / "journal"),
-                "VEO_BACKEND": "express",
-                "VEO_API_KEY": DEFAULT_API_KEY,
-                "VEO_API_BASE_URL": veo_fake.url,
-                "VEO_LEASE": LEASE,
-                "VEO_WORKER_IDLE_POLL": IDLE_POLL,
-                "DATABASE_PROBE_INTERVAL": "1s",
-                "VEO_QUOTA_LIMIT": "3",
-                **env,
-            },
-            tmp_path / f"{name}.log",
+        environment = bot_environment(
+            database_url=database or database_url(db_settings),
+            server=server,
+            veo_fake=veo_fake,
+            tmp_path=tmp_path,
+            VEO_LEASE=LEASE,
+            VEO_WORKER_IDLE_POLL=IDLE_POLL,
+            VEO_QUOTA_LIMIT="3",
+            **env,
         )
+        bot = BotProcess(environment, tmp_path / f"{name}.log")
         started.append(bot)
         return bot
 

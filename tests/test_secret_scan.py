@@ -298,6 +298,7 @@ def test_admin_pages_show_no_secrets(db_settings, db_password, tmp_path, setting
         listing = "/admin/tracking/videorequest/"
         paths = [
             "/healthz",
+            "/metrics",
             "/admin/",
             "/no-such-page",
             listing,

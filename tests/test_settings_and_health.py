@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.helpers import UNREACHABLE_PASSWORD, get_without_database
 from tracking import health
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,9 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ({"SECRET_KEY": "k", "GCS_API_BASE_URL": "storage.googleapis.com"}, "GCS_API_BASE_URL"),
         ({"SECRET_KEY": "k", "VEO_MODELS": "veo-3.1-generate-001", "VEO_MODEL": "veo-3.0-generate-001"}, "VEO_MODEL"),
         ({"SECRET_KEY": "k", "VEO_MODELS": " , "}, "VEO_MODELS"),
+        ({"SECRET_KEY": "k", "METRICS_PORT": "70000"}, "METRICS_PORT"),
+        ({"SECRET_KEY": "k", "METRICS_ADDRESS": "localhost"}, "METRICS_ADDRESS"),
+        ({"SECRET_KEY": "k", "METRICS_ALLOWED": "10.0.0.0/33"}, "METRICS_ALLOWED"),
     ],
 )
 def test_wrong_setting_stops_start_up_with_one_line_naming_it(env, variable):
@@ -69,25 +73,12 @@ def test_healthz_reports_database_latency(client):
 
 def test_healthz_is_503_degraded_when_the_database_is_unreachable():
     """Promptly: within its own short timeout, not the pool's 10 s connect timeout."""
-    script = (
-        "import django, json; django.setup(); from django.test import Client;"
-        "r = Client(HTTP_HOST='localhost').get('/healthz'); print(r.status_code, r.content.decode())"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update(
-        SECRET_KEY="k",
-        DATABASE_URL="postgresql://veobot:s3cret-pass@127.0.0.1:9/veobot",
-        DJANGO_SETTINGS_MODULE="veosite.settings",
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    status, body = result.stdout.strip().split(" ", 1)
-    assert status == "503"
+    status, _seconds, body, output = get_without_database("/healthz")
+    assert status == 503
     payload = json.loads(body)
     assert payload == {"status": "degraded", "reason": f"database unreachable: no connection within {health.TIMEOUT} s"}
     assert health.TIMEOUT < settings.DATABASE_CONNECT_TIMEOUT
-    assert "s3cret-pass" not in result.stdout + result.stderr
+    assert UNREACHABLE_PASSWORD not in output
 
 
 PRODUCTION = {

@@ -7,7 +7,10 @@ quarantine for an operator (``manage.py replay_journal``): "warnings" names them
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import psycopg
 from django.db import connection
 from django.http import JsonResponse
 from psycopg_pool import PoolTimeout
@@ -29,11 +32,19 @@ def database_location() -> str:
     return f"{where}/{db.get('NAME')}"
 
 
-def database_latency_ms() -> float:
-    started = time.perf_counter()
+@contextmanager
+def pooled_connection() -> Iterator[psycopg.Connection]:
+    """A connection from Django's pool within TIMEOUT, or PoolTimeout: what answers a probe must
+    answer promptly while the database is down."""
     pool = connection.pool
     pool.open()  # as Django does on first use; a no-op once open
     with pool.connection(timeout=TIMEOUT) as conn:
+        yield conn
+
+
+def database_latency_ms() -> float:
+    started = time.perf_counter()
+    with pooled_connection() as conn:
         conn.execute("SELECT 1").fetchone()
     return round((time.perf_counter() - started) * 1000, 2)
 

@@ -6,6 +6,7 @@ variable's name; ``manage.py`` prints that line and exits instead of a traceback
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 
@@ -122,3 +123,23 @@ def get_proxy_header(name: str) -> tuple[str, str] | None:
     if not value or not _HEADER_NAME.match(header):
         raise ConfigError(f"{name} must look like 'X-Forwarded-Proto: https' (got {raw!r})")
     return _meta_key(header), value
+
+
+def get_ip_address(name: str, default: str) -> str:
+    """An IPv4 or IPv6 address to listen on ('127.0.0.1', '::1', '0.0.0.0')."""
+    raw = env.ENVIRON.get(name, default).strip()
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be an IP address like 127.0.0.1 or 0.0.0.0 (got {raw!r})") from None
+
+
+def get_ip_networks(name: str, default: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or networks ('127.0.0.1, 10.0.0.0/8, ::1')."""
+    networks = []
+    for item in get_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name} must list IP addresses or networks like 10.0.0.0/8 (got {item!r})") from None
+    return tuple(networks)

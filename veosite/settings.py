@@ -294,12 +294,22 @@ DISCORD_ACTIONS_MAX_ATTEMPTS = config.get_int("DISCORD_ACTIONS_MAX_ATTEMPTS", 8,
 # One JSON object per log line instead of plain text.
 LOG_JSON = config.get_bool("LOG_JSON", False)
 
+# --- Metrics (Prometheus text format; docs/OPERATIONS.md) ----------------------------------
+# The bot and runworker serve their own figures on this port when it is set (0: off). Every such
+# process on one machine needs a port of its own.
+METRICS_PORT = config.get_int("METRICS_PORT", 0, minimum=0, maximum=65535)
+# Where that port listens: loopback unless a scraper on another machine must reach it.
+METRICS_ADDRESS = config.get_ip_address("METRICS_ADDRESS", "127.0.0.1")
+# Client addresses the web process's /metrics answers (others get 403). Behind a proxy the
+# address is the one ADMIN_LOGIN_IP_HEADER names, so the proxy's own loopback does not count.
+METRICS_ALLOWED = config.get_ip_networks("METRICS_ALLOWED", ["127.0.0.1", "::1"])
+
 # --- Web ------------------------------------------------------------------------------
 # HTTPS. The defaults keep `make run` working over plain http on 127.0.0.1; a deployment
 # behind TLS turns them on (docs/OPERATIONS.md lists the production values, and
 # `manage.py check --deploy` then passes).
 SECURE_SSL_REDIRECT = config.get_bool("SECURE_SSL_REDIRECT", False)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes on the private network speak plain http
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # probes and scrapers on the private network speak plain http
 # Set by the TLS-terminating proxy, e.g. "X-Forwarded-Proto: https"; only when the proxy
 # always sets (or strips) it, otherwise clients could claim https.
 SECURE_PROXY_SSL_HEADER = config.get_proxy_header("SECURE_PROXY_SSL_HEADER")
