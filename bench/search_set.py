@@ -50,9 +50,10 @@ SEARCHES = [
     ("filtered", '"red fox"', {"status__exact": "failed"}),
     ("filtered", "kraken", {"created_from": "2026-10-01", "created_to": "2026-10-15"}),
     ("filtered", "lighthouse", {"created_from": "2026-10-01", "created_to": "2026-10-15"}),
-    ("filtered", "kraken", {"o": "2"}),  # ordered by status, not date
-    ("filtered", "lighthouse", {"o": "-2"}),  # ordered by status, descending
-    ("filtered", "zyzzyva", {"o": "1"}),  # oldest first
+    ("filtered", "kraken", {"o": "1"}),  # oldest first
+    ("filtered", "lighthouse", {"o": "1"}),
+    ("filtered", "zyzzyva", {"o": "1"}),
+    ("filtered", "lighthouse", {"p": "3"}),
     ("filtered", "kraken", {"p": "3"}),  # the third page
 ]
 

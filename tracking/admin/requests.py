@@ -201,7 +201,7 @@ class VideoRequestAdmin(ModerationActions, RequestPages, RefusesNulParameters, a
     def created(self, obj: VideoRequest) -> str:
         return f"{obj.created_at:%Y-%m-%d %H:%M}"  # short: the list has nine columns to fit
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description="status")
     def status_badge(self, obj: VideoRequest):
         return format_html('<span class="vb-badge vb-status-{}">{}</span>', obj.status, obj.get_status_display())
 
@@ -225,8 +225,9 @@ class VideoRequestAdmin(ModerationActions, RequestPages, RefusesNulParameters, a
             "" if obj.generate_audio else " · muted"
         )
 
-    # Not sortable, like review below: no index yields rows in that order, so sorting meant
-    # reading every row (seconds at millions); the filters narrow by these instead.
+    # The list sorts by date only (newest or oldest first): no index yields rows in the order
+    # of status, time taken or review together with their date, so sorting by them meant
+    # reading every match (seconds at millions of rows). The filters narrow by them instead.
     @admin.display(description="took")  # to generate; a short header, to fit
     def generation_time(self, obj: VideoRequest) -> str:
         return f"{obj.duration_ms / 1000:.1f} s" if obj.duration_ms is not None else "–"
