@@ -13,11 +13,18 @@ within a budget, and the planner is told which one (SET LOCAL, this transaction 
 
 The planner's estimate of the matches only decides which goes first (the walk when it expects
 CANDIDATE_CAP or more): its statistics are right about common words, and when it is wrong the
-budget bounds the loss. When neither finishes there are many matches, few of them recent (a
-word common only in older history, a phrase whose words often meet apart, a common word the
-filters leave nearly nothing of): the index answers in date order, with the memory to keep its
-bitmap exact. That last step has no budget but the panel's 5 s guard; docs/BENCHMARKS.md has
-what it costs at 10M rows.
+budget bounds the loss. When neither finishes in its budget:
+
+- many matches (the probe filled its cap, or the statistics know the words as common, COMMON
+  of all rows): the walk ran out of time on a busy server, so it walks on without a budget
+  (the index would sort every match);
+- otherwise the candidates are many but the matches few or old (a phrase whose words often
+  meet apart, a common word the filters leave nearly nothing of): the index answers in date
+  order, with the memory to keep its bitmap exact.
+
+These last steps have no budget but the panel's 5 s guard; docs/BENCHMARKS.md has what they
+cost at 10M rows. A word common in older history yet absent from the newest rows is the case
+that walks longest.
 
 A step that runs out of budget is cancelled and undone (a savepoint), and the next one answers:
 every path gives the same rows, only the time differs. A query the empty prompt matches (only
@@ -38,9 +45,12 @@ from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 from psycopg.errors import QueryCanceled
 
+from tracking import selectors
+
 WALK_MS = 100
 PROBE_MS = 150
 CANDIDATE_CAP = 5_000
+COMMON = 0.05  # a share of all rows the planner's estimate must reach to call a search common
 
 NEWEST_FIRST = ("-created_at", "-id")
 
@@ -103,33 +113,45 @@ def _newest(searched: QuerySet, need: int, *, probe: bool) -> tuple[list[int], s
     if not probe:
         with planner(WALKING):
             return list(newest[:need]), "walk"
-    walk_first = _estimated_matches(searched) >= CANDIDATE_CAP
-    for step in ("walk", "index") if walk_first else ("index", "walk"):
+    estimate = _estimated_matches(searched)
+    listed = None  # what the probe found: every match, a full cap of them, or None (out of time)
+    for step in ("walk", "index") if estimate >= CANDIDATE_CAP else ("index", "walk"):
         if step == "walk":
             found = _within(WALK_MS, WALKING, lambda: list(newest[:need]))
         else:
-            candidates = _candidates(searched)
-            found = [id_ for _, id_ in sorted(candidates, reverse=True)[:need]] if candidates is not None else None
+            listed = _candidates(searched)
+            complete = listed is not None and len(listed) < CANDIDATE_CAP
+            found = [id_ for _, id_ in sorted(listed, reverse=True)[:need]] if complete else None
         if found is not None:
             return found, step
+    if listed is not None or _common(estimate):
+        # Many matches (the cap filled, or a word the statistics know as common): the walk
+        # only ran out of time (a busy server), and the index would sort them all.
+        with planner(WALKING):
+            return list(newest[:need]), "long walk"
     with planner(THROUGH_THE_INDEX):
         return list(newest[:need]), "index by date"
 
 
 def _ordered(searched: QuerySet, ordering: Sequence[str], offset: int, need: int, *, probe: bool) -> tuple[list, str]:
     candidates = _candidates(searched) if probe else None
-    if candidates is not None:
+    if candidates is not None and len(candidates) < CANDIDATE_CAP:
         ids = [id_ for _, id_ in candidates]
         return list(searched.filter(id__in=ids).order_by(*ordering)[offset:need]), "index"
     return list(searched.order_by(*ordering)[offset:need]), "planner"
 
 
 def _candidates(searched: QuerySet) -> list[tuple] | None:
-    """Every match as (created_at, id), through the text index, in no order; None when there
-    are CANDIDATE_CAP or more, or when listing them takes more than PROBE_MS."""
+    """Matches as (created_at, id), through the text index, in no order: every one when fewer
+    than CANDIDATE_CAP, else the first CANDIDATE_CAP; None when listing them takes more than
+    PROBE_MS."""
     unordered = searched.order_by().values_list("created_at", "id")
-    found = _within(PROBE_MS, THROUGH_THE_INDEX, lambda: list(unordered[:CANDIDATE_CAP]))
-    return found if found is not None and len(found) < CANDIDATE_CAP else None
+    return _within(PROBE_MS, THROUGH_THE_INDEX, lambda: list(unordered[:CANDIDATE_CAP]))
+
+
+def _common(estimate: float) -> bool:
+    total = selectors.estimated_request_count()  # 0 until the table is first analysed
+    return total > 0 and estimate >= COMMON * total
 
 
 def _estimated_matches(searched: QuerySet) -> float:
