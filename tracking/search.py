@@ -79,7 +79,7 @@ class EmptySearch(ValueError):
 class SearchPage:
     rows: list  # at most `limit` rows, in the requested order
     more: bool  # another page follows
-    path: str  # how the matches were found: "walk", "index", "index by date", "planner"
+    path: str  # how they were found: "walk", "index", "long walk", "index by date" or "planner"
 
 
 def prompt_matches(text: str) -> RawSQL:
@@ -160,13 +160,9 @@ def _estimated_matches(searched: QuerySet) -> float:
     return plan[0]["Plan"]["Plan Rows"]
 
 
-def _within(budget_ms: int | None, settings: dict[str, str], fetch: Callable[[], list]) -> list | None:
+def _within(budget_ms: int, settings: dict[str, str], fetch: Callable[[], list]) -> list | None:
     """``fetch()`` under these planner settings, or None when it takes more than ``budget_ms``
-    (then cancelled, and the savepoint's rollback undoes the settings). No budget: no limit
-    but the caller's."""
-    if budget_ms is None:
-        with planner(settings):
-            return fetch()
+    (then cancelled, and the savepoint's rollback undoes the settings)."""
     try:
         with transaction.atomic(), planner(settings | {"statement_timeout": f"{budget_ms}ms"}):
             return fetch()
