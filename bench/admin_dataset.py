@@ -15,9 +15,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from bench.bulk_load import load_requests
+
 REPO = Path(__file__).resolve().parent.parent
 
-BATCH_ROWS = 1_000_000
 USERS = 200_000
 GUILDS = 3_000
 DAYS = 90
@@ -134,36 +135,10 @@ def load(params: dict, dbname: str, rows: int, *, reload: bool = False, tail: bo
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     _migrate(params, dbname, log)
     with psycopg.connect(**params, dbname=dbname, autocommit=True) as conn:
-        # Building indexes once after the load is several times faster than row by row.
-        secondary = conn.execute(
-            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
-            " WHERE x.indrelid = 'video_requests'::regclass"
-            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
-        ).fetchall()
-        for name, _ in secondary:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-        conn.execute("SET session_replication_role = replica")  # no guard or event triggers for history
         started = time.monotonic()
-        for first in range(1, rows + 1, BATCH_ROWS):
-            last = min(first + BATCH_ROWS - 1, rows)
-            conn.execute(
-                LOAD_SQL,
-                {
-                    "first": first,
-                    "last": last,
-                    "rows": rows,
-                    "days": DAYS,
-                    "users": USERS,
-                    "guilds": GUILDS,
-                    "tail": tail,
-                },
-            )
-            log(f"loaded {last:,} / {rows:,} rows ({time.monotonic() - started:.0f} s)")
-        conn.execute("RESET session_replication_role")
-        conn.execute("SET maintenance_work_mem = '512MB'")
-        for name, definition in secondary:
-            log(f"building {name}")
-            conn.execute(definition)
+        load_requests(
+            conn, LOAD_SQL, rows=rows, params={"days": DAYS, "users": USERS, "guilds": GUILDS, "tail": tail}, log=log
+        )
         log("VACUUM ANALYZE")
         conn.execute("VACUUM (ANALYZE) video_requests")
         conn.execute("CREATE TABLE bench_admin_dataset (rows bigint NOT NULL, loaded_at timestamptz NOT NULL)")

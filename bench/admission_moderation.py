@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
-from admin_dataset import load, server_conninfo  # noqa: E402
+
+from bench.admin_dataset import load, server_conninfo  # noqa: E402
 
 CALL = (
     "SELECT admitted FROM admit_video_request(%s, %s, 77, 78, %s, NULL, 4::smallint, '16:9', '720p', true,"

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from bench.bulk_load import load_requests
 from bench.server import Server
 from tracking.sql_migrations import MigrationError, Runner
 
@@ -23,7 +24,6 @@ USER_ID_STEP = 1_000_000
 HISTORY = timedelta(days=90)
 LOADED_INTERACTION_BASE = 10**15
 BENCH_INTERACTION_START = 2 * 10**15  # the benchmark's own interaction ids never meet the loaded ones
-BATCH_ROWS = 1_000_000
 # The history ends at load time; reused much later, its last 24 hours would be empty.
 REUSE_WITHIN = timedelta(hours=6)
 
@@ -93,39 +93,20 @@ def _remove_benchmark_rows(conn: psycopg.Connection, last_loaded_id: int, log) -
 
 def _load(conn: psycopg.Connection, dbname: str, rows: int, log) -> Dataset:
     anchor = conn.execute("SELECT now()").fetchone()[0]
-    # Maintaining every secondary index row by row makes a 10M-row load several times slower
-    # than building them afterwards; the rebuilt indexes are those of a freshly restored database.
-    secondary = conn.execute(
-        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
-        " WHERE x.indrelid = 'video_requests'::regclass"
-        " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
-    ).fetchall()
-    for name, _ in secondary:
-        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-    # User triggers off: the guard refuses finished rows at birth and the event trigger would
-    # double the load; the history rows set their own timestamps instead.
-    conn.execute("SET session_replication_role = replica")
-    for first in range(1, rows + 1, BATCH_ROWS):
-        last = min(first + BATCH_ROWS - 1, rows)
-        conn.execute(
-            LOAD_SQL,
-            {
-                "first": first,
-                "last": last,
-                "rows": rows,
-                "anchor": anchor,
-                "history": HISTORY,
-                "users": USERS,
-                "user_step": USER_ID_STEP,
-                "interaction_base": LOADED_INTERACTION_BASE,
-            },
-        )
-        log(f"loaded {last:,} / {rows:,} rows")
-    conn.execute("RESET session_replication_role")
-    conn.execute("SET maintenance_work_mem = '1GB'")
-    for name, definition in secondary:
-        log(f"building {name}")
-        conn.execute(definition)
+    load_requests(
+        conn,
+        LOAD_SQL,
+        rows=rows,
+        params={
+            "anchor": anchor,
+            "history": HISTORY,
+            "users": USERS,
+            "user_step": USER_ID_STEP,
+            "interaction_base": LOADED_INTERACTION_BASE,
+        },
+        log=log,
+        maintenance_work_mem="1GB",
+    )
     last_loaded_id = conn.execute("SELECT max(id) FROM video_requests").fetchone()[0]
     conn.execute(
         "CREATE TABLE bench_dataset (rows bigint NOT NULL, users integer NOT NULL,"

@@ -71,6 +71,16 @@ FACT_FIELDS = (
 )
 
 
+def search_term_of(search_term: str) -> str | int | None:
+    """What the search box holds: digits (a request, user or interaction id, "#" allowed), words
+    of a prompt, or nothing."""
+    term = search_term.strip()[:SEARCH_MAX_LENGTH]
+    if not term:
+        return None
+    number = digits(term.removeprefix("#"))
+    return term if number is None else number
+
+
 class VideoRequestAdmin(ModerationActions, RequestPages, RefusesNulParameters, admin.ModelAdmin):
     list_display = (
         "created",
@@ -181,21 +191,20 @@ class VideoRequestAdmin(ModerationActions, RequestPages, RefusesNulParameters, a
         return ModerationChangeList
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()[:SEARCH_MAX_LENGTH]
-        if not term:
+        term = search_term_of(search_term)
+        if term is None:
             return queryset, False
-        number = digits(term.removeprefix("#"))
-        if number is not None:
-            if number >= 2**63:
-                return queryset.none(), False
-            return queryset.filter(Q(id=number) | Q(user_id=number) | Q(interaction_id=number)), False
-        return queryset.filter(search.prompt_matches(term)), False
+        if isinstance(term, str):
+            return queryset.filter(search.prompt_matches(term)), False
+        if term >= 2**63:
+            return queryset.none(), False
+        return queryset.filter(Q(id=term) | Q(user_id=term) | Q(interaction_id=term)), False
 
     def text_search(self, search_term: str) -> str | None:
         """The words of a prompt search (a page of it comes from tracking.search), or None
         when the term is empty or digits (ids, looked up through their own indexes)."""
-        term = search_term.strip()[:SEARCH_MAX_LENGTH]
-        return term if term and digits(term.removeprefix("#")) is None else None
+        term = search_term_of(search_term)
+        return term if isinstance(term, str) else None
 
     @admin.display(description="created (UTC)", ordering="created_at")
     def created(self, obj: VideoRequest) -> str:
