@@ -509,6 +509,44 @@ CREATE FUNCTION public.login_succeeded(p_username_key text) RETURNS void
     DELETE FROM login_failures WHERE username_key = p_username_key;
 $$;
 
+CREATE FUNCTION public.moderation_audit() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    -- The stored text-search vector is derived from the prompt, which never changes.
+    v_old     jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) - 'prompt_tsv' END;
+    v_new     jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) - 'prompt_tsv' END;
+    v_before  jsonb := v_old;
+    v_after   jsonb := v_new;
+    v_row     jsonb := COALESCE(v_new, v_old);
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        SELECT jsonb_object_agg(o.key, o.value), jsonb_object_agg(o.key, v_new -> o.key)
+          INTO v_before, v_after
+          FROM jsonb_each(v_old) AS o
+         WHERE o.value IS DISTINCT FROM v_new -> o.key;
+        IF v_before IS NULL THEN
+            RETURN NULL;  -- nothing changed
+        END IF;
+    END IF;
+    INSERT INTO moderation_log (actor, action, target_table, target_id, subject_user_id, reason, before, after)
+    VALUES (current_setting('veobot.moderator'),
+            COALESCE(NULLIF(current_setting('veobot.action', true), ''), lower(TG_OP)),
+            TG_TABLE_NAME, (v_row ->> 'id')::bigint,
+            COALESCE((v_row ->> 'user_id')::bigint, (v_row ->> 'reporter_id')::bigint),
+            veobot_reason(), v_before, v_after);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION public.moderation_log_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'moderation_log is append-only (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+
 CREATE FUNCTION public.quota_usage(p_user_id bigint, p_limit integer, p_window interval, p_now timestamp with time zone, OUT used integer, OUT reset_at timestamp with time zone) RETURNS record
     LANGUAGE plpgsql STABLE
     AS $$
@@ -662,6 +700,81 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.review_item_hit(p_kind text, p_subject_key text, p_user_id bigint, p_guild_id bigint, p_request_id bigint, p_appeal_id bigint, p_summary text) RETURNS bigint
+    LANGUAGE sql
+    AS $$
+    INSERT INTO review_items AS i (kind, subject_key, user_id, guild_id, request_id, appeal_id, summary)
+    VALUES (p_kind, p_subject_key, p_user_id, p_guild_id, p_request_id, p_appeal_id, left(p_summary, 300))
+    ON CONFLICT (kind, subject_key) WHERE state = 'open' DO UPDATE
+        SET hits = i.hits + 1, last_hit_at = clock_timestamp(),
+            request_id = COALESCE(EXCLUDED.request_id, i.request_id), summary = EXCLUDED.summary
+    RETURNING id
+$$;
+
+CREATE FUNCTION public.review_queue_appeal() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_guild bigint;
+BEGIN
+    SELECT guild_id INTO v_guild FROM user_bans WHERE id = NEW.ban_id;
+    PERFORM review_item_hit('appeal', 'appeal:' || NEW.id, NEW.user_id, v_guild, NULL, NEW.id,
+                            'appeal of ban #' || NEW.ban_id || ': ' || NEW.body);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION public.review_queue_report() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_user bigint;
+    v_guild bigint;
+BEGIN
+    SELECT user_id, guild_id INTO v_user, v_guild FROM video_requests WHERE id = NEW.request_id;
+    PERFORM review_item_hit('report', 'request:' || NEW.request_id, v_user, v_guild, NEW.request_id, NULL,
+                            'reported: ' || NEW.reason);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION public.review_queue_request() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_refusals integer;
+BEGIN
+    IF NEW.safety_filtered_count > 0 THEN
+        PERFORM review_item_hit('safety_filter', 'request:' || NEW.id, NEW.user_id, NEW.guild_id, NEW.id, NULL,
+                                'Veo safety filter: ' || COALESCE(array_to_string(NEW.safety_filtered_reasons, '; '),
+                                                                  NEW.safety_filtered_count || ' output(s) filtered'));
+    END IF;
+    IF TG_OP = 'INSERT' AND NEW.status = 'rejected' THEN
+        IF NEW.error_code = 'blocked_term' THEN
+            PERFORM review_item_hit('blocked_term', 'user:' || NEW.user_id, NEW.user_id, NEW.guild_id, NEW.id, NULL,
+                                    COALESCE(NEW.error_message, 'blocked term'));
+        ELSE
+            SELECT count(*) INTO v_refusals FROM (
+                SELECT 1 FROM video_requests
+                WHERE user_id = NEW.user_id AND status = 'rejected' AND error_code <> 'blocked_term'
+                  AND created_at > NEW.created_at - interval '1 hour'
+                ORDER BY id DESC LIMIT review_repeated_refusals_threshold()) AS recent;
+            IF v_refusals >= review_repeated_refusals_threshold() THEN
+                PERFORM review_item_hit('repeated_refusals', 'user:' || NEW.user_id, NEW.user_id, NEW.guild_id,
+                                        NEW.id, NULL,
+                                        format('refused %s times within an hour; latest: %s', v_refusals,
+                                               COALESCE(NEW.error_message, NEW.error_code)));
+            END IF;
+        END IF;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION public.review_repeated_refusals_threshold() RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    AS $$SELECT 5$$;
+
 CREATE FUNCTION public.transition_video_request(p_id bigint, p_status text, p_actor text, p_reason text, p_refund boolean, p_worker text, p_operation_name text, p_output_uris text[], p_public_urls text[], p_output_size_bytes bigint, p_safety_filtered_count integer, p_safety_filtered_reasons text[], p_error_code text, p_error_message text) RETURNS SETOF public.video_requests
     LANGUAGE plpgsql
     AS $$
@@ -804,6 +917,34 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+
+CREATE TABLE public.appeals (
+    id bigint NOT NULL,
+    ban_id bigint NOT NULL,
+    user_id bigint NOT NULL,
+    interaction_id bigint,
+    body text NOT NULL,
+    state text DEFAULT 'open'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    decided_at timestamp with time zone,
+    decided_by text,
+    decision_reason text,
+    CONSTRAINT appeals_body_check CHECK (((char_length(btrim(body)) >= 1) AND (char_length(btrim(body)) <= 1000))),
+    CONSTRAINT appeals_decision_complete CHECK ((((state = 'open'::text) = (decided_at IS NULL)) AND ((decided_at IS NULL) = (decided_by IS NULL)) AND ((decided_at IS NULL) = (decision_reason IS NULL)))),
+    CONSTRAINT appeals_state_check CHECK ((state = ANY (ARRAY['open'::text, 'granted'::text, 'denied'::text]))),
+    CONSTRAINT appeals_user_id_check CHECK ((user_id > 0))
+);
+
+COMMENT ON TABLE public.appeals IS 'Appeals of bans by the banned user (/appeal); one open appeal per ban.';
+
+ALTER TABLE public.appeals ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.appeals_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 CREATE TABLE public.blocked_terms (
     id bigint NOT NULL,
@@ -973,6 +1114,30 @@ ALTER TABLE public.login_failures ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+CREATE TABLE public.moderation_log (
+    id bigint NOT NULL,
+    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    actor text NOT NULL,
+    action text NOT NULL,
+    target_table text NOT NULL,
+    target_id bigint,
+    subject_user_id bigint,
+    reason text,
+    before jsonb,
+    after jsonb
+);
+
+COMMENT ON TABLE public.moderation_log IS 'Audit log of moderators'' actions (who, what, when, why, before/after); written by triggers, append-only.';
+
+ALTER TABLE public.moderation_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.moderation_log_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.quota_policies (
     id bigint NOT NULL,
     user_id bigint,
@@ -1048,6 +1213,66 @@ ALTER TABLE public.reports ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     CACHE 1
 );
 
+CREATE TABLE public.review_items (
+    id bigint NOT NULL,
+    kind text NOT NULL,
+    subject_key text NOT NULL,
+    user_id bigint NOT NULL,
+    guild_id bigint,
+    request_id bigint,
+    appeal_id bigint,
+    summary text NOT NULL,
+    hits integer DEFAULT 1 NOT NULL,
+    state text DEFAULT 'open'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    last_hit_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    claimed_by text,
+    claimed_until timestamp with time zone,
+    decision text,
+    resolution_reason text,
+    resolved_by text,
+    resolved_at timestamp with time zone,
+    announced_at timestamp with time zone,
+    CONSTRAINT review_items_claim_pair CHECK (((claimed_by IS NULL) = (claimed_until IS NULL))),
+    CONSTRAINT review_items_decision_check CHECK ((decision = ANY (ARRAY['approve'::text, 'remove_output'::text, 'ban'::text, 'dismiss'::text]))),
+    CONSTRAINT review_items_hits_check CHECK ((hits >= 1)),
+    CONSTRAINT review_items_kind_check CHECK ((kind = ANY (ARRAY['report'::text, 'safety_filter'::text, 'blocked_term'::text, 'repeated_refusals'::text, 'appeal'::text]))),
+    CONSTRAINT review_items_reason_check CHECK (((char_length(btrim(resolution_reason)) >= 1) AND (char_length(btrim(resolution_reason)) <= 1000))),
+    CONSTRAINT review_items_resolution_complete CHECK ((((state = 'resolved'::text) = (decision IS NOT NULL)) AND ((decision IS NULL) = (resolution_reason IS NULL)) AND ((decision IS NULL) = (resolved_by IS NULL)) AND ((decision IS NULL) = (resolved_at IS NULL)))),
+    CONSTRAINT review_items_resolved_unclaimed CHECK (((state = 'open'::text) OR (claimed_by IS NULL))),
+    CONSTRAINT review_items_state_check CHECK ((state = ANY (ARRAY['open'::text, 'resolved'::text]))),
+    CONSTRAINT review_items_user_id_check CHECK ((user_id > 0))
+);
+
+COMMENT ON TABLE public.review_items IS 'The moderators'' review queue; items are made by triggers (reports, safety filter, blocked terms, refusals, appeals).';
+
+ALTER TABLE public.review_items ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.review_items_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.review_notes (
+    id bigint NOT NULL,
+    item_id bigint NOT NULL,
+    author text NOT NULL,
+    body text NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT review_notes_body_check CHECK (((char_length(btrim(body)) >= 1) AND (char_length(btrim(body)) <= 2000)))
+);
+
+ALTER TABLE public.review_notes ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.review_notes_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
@@ -1059,6 +1284,36 @@ CREATE TABLE public.schema_migrations (
 
 ALTER TABLE public.user_bans ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.user_bans_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.user_notices (
+    id bigint NOT NULL,
+    user_id bigint NOT NULL,
+    appeal_id bigint,
+    body text NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    not_before timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    dm_refused_at timestamp with time zone,
+    last_error text,
+    delivered_at timestamp with time zone,
+    delivered_via text,
+    CONSTRAINT user_notices_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT user_notices_body_check CHECK (((char_length(btrim(body)) >= 1) AND (char_length(btrim(body)) <= 2000))),
+    CONSTRAINT user_notices_delivered_via_check CHECK ((delivered_via = ANY (ARRAY['dm'::text, 'next_command'::text]))),
+    CONSTRAINT user_notices_delivery_pair CHECK (((delivered_at IS NULL) = (delivered_via IS NULL))),
+    CONSTRAINT user_notices_user_id_check CHECK ((user_id > 0))
+);
+
+COMMENT ON TABLE public.user_notices IS 'Messages to users about moderators'' decisions (appeals), sent by the bot.';
+
+ALTER TABLE public.user_notices ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.user_notices_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -1116,6 +1371,12 @@ ALTER TABLE public.video_requests ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+ALTER TABLE ONLY public.appeals
+    ADD CONSTRAINT appeals_interaction_id_key UNIQUE (interaction_id);
+
+ALTER TABLE ONLY public.appeals
+    ADD CONSTRAINT appeals_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.blocked_terms
     ADD CONSTRAINT blocked_terms_pkey PRIMARY KEY (id);
 
@@ -1137,6 +1398,9 @@ ALTER TABLE ONLY public.journal_quarantine
 ALTER TABLE ONLY public.login_failures
     ADD CONSTRAINT login_failures_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.moderation_log
+    ADD CONSTRAINT moderation_log_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.quota_policies
     ADD CONSTRAINT quota_policies_pkey PRIMARY KEY (id);
 
@@ -1146,11 +1410,20 @@ ALTER TABLE ONLY public.reply_tokens
 ALTER TABLE ONLY public.reports
     ADD CONSTRAINT reports_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.review_items
+    ADD CONSTRAINT review_items_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.review_notes
+    ADD CONSTRAINT review_notes_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 
 ALTER TABLE ONLY public.user_bans
     ADD CONSTRAINT user_bans_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.user_notices
+    ADD CONSTRAINT user_notices_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.veo_start_slots
     ADD CONSTRAINT veo_start_slots_pkey PRIMARY KEY (id);
@@ -1166,6 +1439,10 @@ ALTER TABLE ONLY public.video_requests
 
 ALTER TABLE ONLY public.video_requests
     ADD CONSTRAINT video_requests_pkey PRIMARY KEY (id);
+
+CREATE UNIQUE INDEX appeals_one_open_per_ban ON public.appeals USING btree (ban_id) WHERE (state = 'open'::text);
+
+CREATE INDEX appeals_user_idx ON public.appeals USING btree (user_id, id DESC);
 
 CREATE UNIQUE INDEX blocked_terms_scope_key ON public.blocked_terms USING btree (COALESCE(guild_id, (0)::bigint), kind, lower(pattern));
 
@@ -1185,6 +1462,16 @@ CREATE INDEX login_failures_client_idx ON public.login_failures USING btree (cli
 
 CREATE INDEX login_failures_username_idx ON public.login_failures USING btree (username_key, at);
 
+CREATE INDEX moderation_log_action_idx ON public.moderation_log USING btree (action, id DESC);
+
+CREATE INDEX moderation_log_actor_idx ON public.moderation_log USING btree (actor, id DESC);
+
+CREATE INDEX moderation_log_at_idx ON public.moderation_log USING btree (at);
+
+CREATE INDEX moderation_log_subject_idx ON public.moderation_log USING btree (subject_user_id, id DESC) WHERE (subject_user_id IS NOT NULL);
+
+CREATE INDEX moderation_log_target_idx ON public.moderation_log USING btree (target_table, target_id, id DESC);
+
 CREATE INDEX quota_policies_guild_idx ON public.quota_policies USING btree (guild_id) WHERE (user_id IS NULL);
 
 CREATE UNIQUE INDEX quota_policies_scope_key ON public.quota_policies USING btree (COALESCE(user_id, (0)::bigint), COALESCE(guild_id, (0)::bigint));
@@ -1197,7 +1484,29 @@ CREATE INDEX reports_open_idx ON public.reports USING btree (created_at) WHERE (
 
 CREATE INDEX reports_request_idx ON public.reports USING btree (request_id);
 
+CREATE INDEX review_items_claimed_idx ON public.review_items USING btree (claimed_by, created_at) WHERE ((state = 'open'::text) AND (claimed_by IS NOT NULL));
+
+CREATE UNIQUE INDEX review_items_one_open ON public.review_items USING btree (kind, subject_key) WHERE (state = 'open'::text);
+
+CREATE INDEX review_items_open_idx ON public.review_items USING btree (created_at, id) WHERE (state = 'open'::text);
+
+CREATE INDEX review_items_open_kind_idx ON public.review_items USING btree (kind, created_at, id) WHERE (state = 'open'::text);
+
+CREATE INDEX review_items_request_idx ON public.review_items USING btree (request_id);
+
+CREATE INDEX review_items_resolved_idx ON public.review_items USING btree (resolved_at DESC) WHERE (state = 'resolved'::text);
+
+CREATE INDEX review_items_unannounced_idx ON public.review_items USING btree (id) WHERE ((announced_at IS NULL) AND (state = 'open'::text));
+
+CREATE INDEX review_items_user_idx ON public.review_items USING btree (user_id, id DESC);
+
+CREATE INDEX review_notes_item_idx ON public.review_notes USING btree (item_id, id);
+
 CREATE INDEX user_bans_user_idx ON public.user_bans USING btree (user_id) WHERE (lifted_at IS NULL);
+
+CREATE INDEX user_notices_owed_idx ON public.user_notices USING btree (user_id) WHERE (delivered_at IS NULL);
+
+CREATE INDEX user_notices_to_send_idx ON public.user_notices USING btree (not_before) WHERE ((delivered_at IS NULL) AND (dm_refused_at IS NULL));
 
 CREATE INDEX veo_start_slots_granted_at_idx ON public.veo_start_slots USING btree (granted_at);
 
@@ -1231,9 +1540,31 @@ CREATE INDEX video_requests_undelivered_idx ON public.video_requests USING btree
 
 CREATE INDEX video_requests_user_history_idx ON public.video_requests USING btree (user_id, id DESC);
 
+CREATE TRIGGER appeals_moderation_audit AFTER DELETE OR UPDATE ON public.appeals FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
+CREATE TRIGGER appeals_review_queue AFTER INSERT ON public.appeals FOR EACH ROW EXECUTE FUNCTION public.review_queue_appeal();
+
+CREATE TRIGGER blocked_terms_moderation_audit AFTER INSERT OR DELETE OR UPDATE ON public.blocked_terms FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
 CREATE TRIGGER blocked_terms_validate BEFORE INSERT OR UPDATE ON public.blocked_terms FOR EACH ROW EXECUTE FUNCTION public.blocked_terms_validate();
 
 CREATE TRIGGER data_lifecycle_audit_guard BEFORE DELETE OR UPDATE ON public.data_lifecycle_audit FOR EACH ROW EXECUTE FUNCTION public.data_lifecycle_audit_guard();
+
+CREATE TRIGGER journal_quarantine_moderation_audit AFTER DELETE OR UPDATE ON public.journal_quarantine FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
+CREATE TRIGGER moderation_log_no_update BEFORE UPDATE ON public.moderation_log FOR EACH ROW EXECUTE FUNCTION public.moderation_log_append_only();
+
+CREATE TRIGGER quota_policies_moderation_audit AFTER INSERT OR DELETE OR UPDATE ON public.quota_policies FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
+CREATE TRIGGER reports_moderation_audit AFTER DELETE OR UPDATE ON public.reports FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
+CREATE TRIGGER reports_review_queue AFTER INSERT ON public.reports FOR EACH ROW EXECUTE FUNCTION public.review_queue_report();
+
+CREATE TRIGGER review_items_moderation_audit AFTER INSERT OR DELETE OR UPDATE ON public.review_items FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
+CREATE TRIGGER review_notes_moderation_audit AFTER INSERT OR DELETE OR UPDATE ON public.review_notes FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
+CREATE TRIGGER user_bans_moderation_audit AFTER INSERT OR DELETE OR UPDATE ON public.user_bans FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
 
 CREATE TRIGGER video_request_events_no_update BEFORE UPDATE ON public.video_request_events FOR EACH ROW EXECUTE FUNCTION public.video_request_events_append_only();
 
@@ -1241,15 +1572,36 @@ CREATE TRIGGER video_requests_guard_insert BEFORE INSERT ON public.video_request
 
 CREATE TRIGGER video_requests_guard_update BEFORE UPDATE ON public.video_requests FOR EACH ROW EXECUTE FUNCTION public.video_requests_guard_update();
 
+CREATE TRIGGER video_requests_moderation_audit AFTER UPDATE ON public.video_requests FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
 CREATE TRIGGER video_requests_record_changes AFTER UPDATE ON public.video_requests FOR EACH ROW WHEN (((new.status IS DISTINCT FROM old.status) OR (old.counts_toward_quota AND (NOT new.counts_toward_quota)) OR (new.review_status IS DISTINCT FROM old.review_status) OR ((new.delivered_at IS NOT NULL) AND (old.delivered_at IS NULL)))) EXECUTE FUNCTION public.video_requests_record_events();
 
 CREATE TRIGGER video_requests_record_events AFTER INSERT ON public.video_requests FOR EACH ROW EXECUTE FUNCTION public.video_requests_record_events();
+
+CREATE TRIGGER video_requests_review_queue_insert AFTER INSERT ON public.video_requests FOR EACH ROW WHEN (((new.status = 'rejected'::text) OR (new.safety_filtered_count > 0))) EXECUTE FUNCTION public.review_queue_request();
+
+CREATE TRIGGER video_requests_review_queue_update AFTER UPDATE OF safety_filtered_count ON public.video_requests FOR EACH ROW WHEN (((new.safety_filtered_count > 0) AND (old.safety_filtered_count = 0))) EXECUTE FUNCTION public.review_queue_request();
+
+ALTER TABLE ONLY public.appeals
+    ADD CONSTRAINT appeals_ban_id_fkey FOREIGN KEY (ban_id) REFERENCES public.user_bans(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.discord_actions
     ADD CONSTRAINT discord_actions_request_id_fkey FOREIGN KEY (request_id) REFERENCES public.video_requests(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.reports
     ADD CONSTRAINT reports_request_id_fkey FOREIGN KEY (request_id) REFERENCES public.video_requests(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.review_items
+    ADD CONSTRAINT review_items_appeal_id_fkey FOREIGN KEY (appeal_id) REFERENCES public.appeals(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.review_items
+    ADD CONSTRAINT review_items_request_id_fkey FOREIGN KEY (request_id) REFERENCES public.video_requests(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.review_notes
+    ADD CONSTRAINT review_notes_item_id_fkey FOREIGN KEY (item_id) REFERENCES public.review_items(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.user_notices
+    ADD CONSTRAINT user_notices_appeal_id_fkey FOREIGN KEY (appeal_id) REFERENCES public.appeals(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.veo_start_slots
     ADD CONSTRAINT veo_start_slots_request_id_fkey FOREIGN KEY (request_id) REFERENCES public.video_requests(id) ON DELETE CASCADE;

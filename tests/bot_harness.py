@@ -93,7 +93,7 @@ def quick_bot_settings(settings, tmp_path) -> None:
 
     truncate_requests()
     with connection.cursor() as cursor:  # unmanaged tables: pytest-django does not flush them
-        cursor.execute("TRUNCATE user_bans, quota_policies, reply_tokens")
+        cursor.execute("TRUNCATE user_bans, quota_policies, reply_tokens CASCADE")
     settings.VEO_MEDIA_ROOT = tmp_path / "media"
     settings.VEO_JOURNAL_DIR = tmp_path / "journal"
     settings.VEO_POLL_INITIAL = timedelta(milliseconds=50)

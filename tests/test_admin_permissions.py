@@ -1,6 +1,7 @@
 """Who reaches what: anonymous, non-staff, moderator, superuser × every page and action."""
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -8,7 +9,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from tests.factories import VideoRequestFactory
-from tracking.models import DataLifecycleAudit, DiscordAction, UserBan, VideoRequest, VideoRequestEvent
+from tracking.models import DataLifecycleAudit, DiscordAction, QuotaPolicy, UserBan, VideoRequest, VideoRequestEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -125,7 +126,11 @@ def test_moderators_do_not_manage_users_or_delete_bans(as_role, accounts):
     assert client.get(f"/admin/tracking/userban/{ban.id}/delete/").status_code == 403
     assert client.get("/admin/tracking/userban/add/").status_code == 200
     assert client.get("/admin/tracking/blockedterm/add/").status_code == 200
-    assert client.get("/admin/tracking/quotapolicy/add/").status_code == 200
+    # Quota policies are the operator's to grant: a moderator reads them, edits none.
+    assert client.get("/admin/tracking/quotapolicy/").status_code == 200
+    assert client.get("/admin/tracking/quotapolicy/add/").status_code == 403
+    policy = QuotaPolicy.objects.create(user_id=5, quota_limit=3, quota_window=timedelta(hours=1))
+    assert client.post(f"/admin/tracking/quotapolicy/{policy.id}/change/", {"quota_limit": 99}).status_code == 403
     assert client.get("/admin/tracking/discordaction/").status_code == 200
     assert client.get("/admin/tracking/discordaction/add/").status_code == 403
 

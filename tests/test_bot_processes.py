@@ -42,7 +42,7 @@ def bots(db_settings, tmp_path, server, veo_fake):
     takes."""
     truncate_requests()
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE user_bans, quota_policies")
+        cursor.execute("TRUNCATE user_bans, quota_policies CASCADE")
     started: list[BotProcess] = []
 
     def start(name: str, *, seconds: float | None = None, database: str | None = None, **env) -> BotProcess:

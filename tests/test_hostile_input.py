@@ -787,11 +787,15 @@ def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
         ),
     ],
 )
-def test_hostile_ban_policy_and_blocked_term_forms_are_refused_with_a_reason(mod, url, data, error, quiet_logs):
+def test_hostile_ban_policy_and_blocked_term_forms_are_refused_with_a_reason(
+    as_role, url, data, error, quiet_logs
+):
     from tracking.models import BlockedTerm, QuotaPolicy, UserBan
 
+    # Moderators ban and block terms; quota policies are the operator's.
+    client = as_role("superuser" if "quotapolicy" in url else "moderator")
     counts = [model.objects.count() for model in (UserBan, QuotaPolicy, BlockedTerm)]
-    response = page(mod, url, data, post=True)
+    response = page(client, url, data, post=True)
     assert response.status_code == 200, "the form was accepted"
     assert error and error in response.content.decode()
     assert [model.objects.count() for model in (UserBan, QuotaPolicy, BlockedTerm)] == counts

@@ -11,10 +11,15 @@ MODERATOR_PERMISSIONS = {
     "videorequest": ("view", "change"),  # change = the moderation actions; facts stay read-only
     "videorequestevent": ("view",),
     "userban": ("view", "add", "change"),
-    "quotapolicy": ("view", "add", "change"),
+    "quotapolicy": ("view",),  # policies are the operator's: granted per account when wanted
     "blockedterm": ("view", "add", "change"),
     "discordaction": ("view",),
     "report": ("view",),
+    "reviewitem": ("view", "change"),  # change = claim, resolve, reopen, note
+    "reviewnote": ("view",),
+    "appeal": ("view",),
+    "usernotice": ("view",),
+    "moderationlogentry": ("view",),
 }
 
 

@@ -43,6 +43,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "tracking.attribution.ModeratorAttribution",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -291,6 +292,14 @@ DISCORD_ACTIONS_POLL: timedelta = config.get_duration(
 # yet (5xx, network) is retried with a doubling backoff (30 s, 1 min, ... at most 1 h) and
 # failed after this many attempts.
 DISCORD_ACTIONS_MAX_ATTEMPTS = config.get_int("DISCORD_ACTIONS_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
+# --- Review queue (README "Review queue") ---------------------------------------------------
+# A moderator's claim on a queue item lasts this long (renewed by claiming again); then anyone
+# may take the item.
+REVIEW_CLAIM_MINUTES = config.get_int("REVIEW_CLAIM_MINUTES", 15, minimum=1, maximum=24 * 60)
+# New queue items are announced in this Discord channel (0: not announced), with a link into
+# the panel at ADMIN_BASE_URL.
+MOD_CHANNEL_ID = config.get_int("MOD_CHANNEL_ID", 0, minimum=0, maximum=2**63 - 1) or None
+ADMIN_BASE_URL = config.get_str("ADMIN_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 # One JSON object per log line instead of plain text.
 LOG_JSON = config.get_bool("LOG_JSON", False)
 

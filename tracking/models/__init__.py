@@ -43,6 +43,17 @@ from tracking.models.requests import (
     VideoRequest,
     VideoRequestEvent,
 )
+from tracking.models.review import (
+    Appeal,
+    AppealState,
+    Decision,
+    ItemKind,
+    ItemState,
+    ModerationLogEntry,
+    ReviewItem,
+    ReviewNote,
+    UserNotice,
+)
 
 __all__ = [
     "DerivedAs",
@@ -77,4 +88,13 @@ __all__ = [
     "JournalQuarantine",
     "Report",
     "ReportState",
+    "Appeal",
+    "AppealState",
+    "Decision",
+    "ItemKind",
+    "ItemState",
+    "ModerationLogEntry",
+    "ReviewItem",
+    "ReviewNote",
+    "UserNotice",
 ]

@@ -5,6 +5,9 @@ these functions pass values through one statement each and translate the databas
 refusals into ``tracking.errors``. Callers use them as ``services.admit_request(...)``.
 """
 
+# The review queue, appeals and the audit log's attribution are used as modules
+# (services.review.claim, services.appeals.file_appeal): their verbs would be ambiguous here.
+from tracking.services import appeals, audit, review
 from tracking.services.admission import (
     WORK_CHANNEL,
     Admission,
@@ -115,4 +118,7 @@ __all__ = [
     "mark_generating",
     "mark_timeout",
     "refund",
+    "appeals",
+    "audit",
+    "review",
 ]

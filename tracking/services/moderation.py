@@ -17,6 +17,7 @@ from tracking import media
 from tracking.errors import InvalidInput, RequestNotFound
 from tracking.models import BlockedTerm, QuotaPolicy, ReviewStatus
 from tracking.services.admission import require_snowflake
+from tracking.services.audit import moderating
 from tracking.services.transitions import _own_statement, refund
 from tracking.text import storable_text
 
@@ -53,7 +54,7 @@ RETURNING id
 def _review(request_ids: Sequence[int], review: str, *, actor: str, reason: str) -> list[int]:
     """Set the review state; returns the ids that changed. A removed output stays removed."""
     values = {"ids": _ids(request_ids), "review": review, "actor": actor, "reason": clean_reason(reason)}
-    with connection.cursor() as cursor:
+    with moderating(actor=actor, action=f"review: {review}", reason=values["reason"]), connection.cursor() as cursor:
         cursor.execute(_REVIEW_SQL, values)
         return sorted(row[0] for row in cursor.fetchall())
 
@@ -130,7 +131,7 @@ def remove_output(*, request_ids: Sequence[int], actor: str, reason: str) -> lis
     and of the gs:// objects (the bot holds the token and the bucket credentials, and performs
     both), and delete local files after commit."""
     values = {"ids": _ids(request_ids), "actor": actor, "reason": clean_reason(reason)}
-    with transaction.atomic(), connection.cursor() as cursor:
+    with moderating(actor=actor, action="remove output", reason=values["reason"]), connection.cursor() as cursor:
         cursor.execute(_REMOVE_SQL, values)
         removals = [
             Removal(
@@ -177,7 +178,10 @@ def discard_removed_outputs(*, request_id: int) -> list[str]:
 def refund_requests(*, request_ids: Sequence[int], actor: str, reason: str) -> list[int]:
     """Give quota slots back; returns the ids refunded now (others never counted or were refunded)."""
     reason = clean_reason(reason)
-    return [request_id for request_id in _ids(request_ids) if refund(request_id=request_id, actor=actor, reason=reason)]
+    with moderating(actor=actor, action="refund", reason=reason):
+        return [
+            request_id for request_id in _ids(request_ids) if refund(request_id=request_id, actor=actor, reason=reason)
+        ]
 
 
 _CANCEL_SQL = f"""
@@ -200,7 +204,7 @@ def cancel_requests(*, request_ids: Sequence[int], actor: str, reason: str) -> l
         "reason": reason,
         "message": f"cancelled by {actor}: {reason}"[:4000],
     }
-    with connection.cursor() as cursor:
+    with moderating(actor=actor, action="cancel", reason=reason), connection.cursor() as cursor:
         cursor.execute(_CANCEL_SQL, values)
         return sorted(row[0] for row in cursor.fetchall())
 
@@ -244,14 +248,14 @@ def ban_user(
         "expires_at": expires_at,
         "ids": sorted(set(request_ids)),
     }
-    with connection.cursor() as cursor:
+    with moderating(actor=actor, action="ban", reason=values["reason"]), connection.cursor() as cursor:
         cursor.execute(_BAN_SQL, values)
         return cursor.fetchone()[0]
 
 
-def lift_bans(*, ban_ids: Sequence[int], actor: str) -> list[int]:
+def lift_bans(*, ban_ids: Sequence[int], actor: str, reason: str | None = None) -> list[int]:
     """Lift bans in force now; returns the ids lifted (already lifted ones are left alone)."""
-    with connection.cursor() as cursor:
+    with moderating(actor=actor, action="lift ban", reason=reason), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE user_bans SET lifted_at = clock_timestamp(), lifted_by = %s"
             " WHERE id = ANY(%s) AND lifted_at IS NULL RETURNING id",
@@ -266,7 +270,8 @@ def save_quota_policy(*, policy: QuotaPolicy, actor: str) -> QuotaPolicy:
         policy.created_by = actor
     else:
         policy.updated_at = timezone.now()
-    policy.save()
+    with moderating(actor=actor, action="save quota policy"):
+        policy.save()
     return policy
 
 
@@ -278,7 +283,7 @@ def save_blocked_term(*, term: BlockedTerm, actor: str) -> BlockedTerm:
     term.pattern = storable_text("pattern", term.pattern).strip()
     term.message = storable_text("message", term.message or "").strip()
     try:
-        with _own_statement():
+        with moderating(actor=actor, action="save blocked term"), _own_statement():
             term.save()
     except IntegrityError as error:
         diag = getattr(error.__cause__, "diag", None)
@@ -301,7 +306,8 @@ RETURNING request_id
 
 def add_review_note(*, request_id: int, actor: str, reason: str) -> None:
     """Record a moderator's note without changing the review state."""
-    with connection.cursor() as cursor:
-        cursor.execute(_NOTE_SQL, {"id": request_id, "actor": actor, "reason": clean_reason(reason)})
+    reason = clean_reason(reason)
+    with moderating(actor=actor, action="note", reason=reason), connection.cursor() as cursor:
+        cursor.execute(_NOTE_SQL, {"id": request_id, "actor": actor, "reason": reason})
         if cursor.fetchone() is None:
             raise RequestNotFound(f"video request {request_id} does not exist")
