@@ -787,9 +787,7 @@ def test_hostile_reasons_in_action_forms(mod, action, quiet_logs):
         ),
     ],
 )
-def test_hostile_ban_policy_and_blocked_term_forms_are_refused_with_a_reason(
-    as_role, url, data, error, quiet_logs
-):
+def test_hostile_ban_policy_and_blocked_term_forms_are_refused_with_a_reason(as_role, url, data, error, quiet_logs):
     from tracking.models import BlockedTerm, QuotaPolicy, UserBan
 
     # Moderators ban and block terms; quota policies are the operator's.
