@@ -868,3 +868,27 @@ def test_a_stalled_attachment_is_served_late(server):
         urllib.request.urlopen(attachment["url"], timeout=0.2).read()
     with urllib.request.urlopen(attachment["url"], timeout=10) as response:
         assert response.read() == b"late"
+
+
+def test_a_dm_channel_is_opened_and_written_to_unless_the_user_refuses_dms(server):
+    refusing = OTHER_USER_ID
+    server.refuse_dms(refusing)
+
+    async def scenario(bot):
+        opened = await bot.http.start_private_message(USER_ID)
+        again = await bot.http.start_private_message(USER_ID)
+        sent = await bot.get_partial_messageable(int(opened["id"]), type=discord.ChannelType.private).send("hi")
+        refused_dm = await bot.http.start_private_message(refusing)  # opening works; posting does not
+        with pytest.raises(discord.Forbidden) as refused:
+            await bot.get_partial_messageable(int(refused_dm["id"])).send("hi")
+        return opened, again, sent, refused.value
+
+    opened, again, sent, refused = run(scenario)
+    assert opened["type"] == 1 and opened["id"] == again["id"] and opened["recipients"][0]["id"] == str(USER_ID)
+    assert [m["content"] for m in server.dms_to(USER_ID)] == ["hi"] and sent.channel.id == int(opened["id"])
+    assert (refused.status, refused.code, refused.text) == (403, 50007, "Cannot send messages to this user")
+    assert server.dms_to(refusing) == []
+    assert raw(server, "POST", "/users/@me/channels", {"recipient_id": str(USER_ID)})[0] == 401  # bot token needed
+    status, body = raw(server, "POST", "/users/@me/channels", {"recipient_id": "me"}, bot_auth=True)
+    assert (status, body["code"]) == (400, 50035) and "recipient_id" in body["errors"]
+    assert raw(server, "POST", "/channels/42/messages", {"content": "x"}, bot_auth=True)[1]["code"] == 10003

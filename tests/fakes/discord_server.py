@@ -84,6 +84,7 @@ UNKNOWN_INTERACTION = (404, 10062, "Unknown interaction")
 ENTITY_TOO_LARGE = (413, 40005, "Request entity too large")
 ALREADY_ACKNOWLEDGED = (400, 40060, "Interaction has already been acknowledged.")
 MISSING_ACCESS = (403, 50001, "Missing Access")
+CANNOT_SEND_TO_USER = (403, 50007, "Cannot send messages to this user")  # DMs closed, or no shared server
 EMPTY_MESSAGE = (400, 50006, "Cannot send an empty message")
 CANNOT_EDIT_OTHERS_MESSAGE = (403, 50005, "Cannot edit a message authored by another user")
 MISSING_PERMISSIONS = (403, 50013, "Missing Permissions")
@@ -106,6 +107,15 @@ def new_snowflake(at: float | None = None) -> int:
     """A Discord snowflake whose timestamp is `at` (seconds since the Unix epoch, default now)."""
     ms = int((time.time() if at is None else at) * 1000)
     return ((ms - _DISCORD_EPOCH_MS) << 22) | (next(_increment) & 0x3FFFFF)
+
+
+def dm_channel_id(user_id: int) -> int:
+    """The DM channel between a user and the bot: one per user, as Discord keeps it (shared by the
+    interactions run in DMs and POST /users/@me/channels, across every server instance)."""
+    return _dm_channels.setdefault(int(user_id), new_snowflake())
+
+
+_dm_channels: dict[int, int] = {}
 
 
 def _iso(at: float) -> str:
@@ -339,6 +349,7 @@ class FakeDiscordServer:
         self._files: dict[int, bytes] = {}
         self._stalled: dict[int, float] = {}  # attachment id -> seconds before it is served
         self._users: dict[int, dict] = {}
+        self._dms_refused: set[int] = set()  # users who do not accept DMs from the bot
         self._commands: dict[int | None, list[dict]] = {}
         self._rate_limits: list[_RateLimit] = []
         self._buckets = _RouteBuckets(bucket_limit, bucket_window)
@@ -472,6 +483,12 @@ class FakeDiscordServer:
         with self._lock:
             self._messages.pop(int(message_id), None)
 
+    def refuse_dms(self, user_id: int, refused: bool = True) -> None:
+        """The user does not accept DMs from the bot: opening the DM channel still works (as on
+        Discord), posting in it gets 403 50007 Cannot send messages to this user."""
+        with self._lock:
+            (self._dms_refused.add if refused else self._dms_refused.discard)(int(user_id))
+
     def deny_channel(self, channel_id: int, error: tuple = MISSING_PERMISSIONS) -> None:
         """Posts to the channel, and deletes of its messages, fail with `error` (default 403 50013
         Missing Permissions)."""
@@ -555,6 +572,10 @@ class FakeDiscordServer:
                 ]
             )
 
+    def dms_to(self, user_id: int) -> list[dict]:
+        """Messages in the DM channel between the user and the bot, oldest first."""
+        return self.messages_in(dm_channel_id(user_id))
+
     def original_response(self, interaction_id: int) -> dict | None:
         with self._lock:
             return self.message(self._interactions[int(interaction_id)].original_message_id or 0)
@@ -623,6 +644,7 @@ class FakeDiscordServer:
         routes: list[tuple[str, str, Callable[..., Any], bool]] = [
             # (method, path, handler, needs the bot token)
             ("GET", "/users/@me", self._get_me, True),
+            ("POST", "/users/@me/channels", self._open_dm, True),
             ("GET", "/oauth2/applications/@me", self._get_application, True),
             ("GET", "/applications/@me", self._get_application, True),
             ("GET", "/applications/{application_id}/commands", self._get_commands, True),
@@ -936,10 +958,27 @@ class FakeDiscordServer:
         _require_view(channel)
         return channel.data
 
+    def _open_dm(self, call: _Call) -> dict:
+        """POST /users/@me/channels {recipient_id}: the DM channel with that user (type 1)."""
+        recipient = (call.json or {}).get("recipient_id") if isinstance(call.json, dict) else None
+        if not (isinstance(recipient, int) or (isinstance(recipient, str) and recipient.isdigit())):
+            errors = _FormErrors()
+            errors.add(("recipient_id",), "NUMBER_TYPE_COERCE", f"Value \"{recipient}\" is not snowflake.")
+            errors.raise_if_any()
+        user_id = int(recipient)
+        channel_id = dm_channel_id(user_id)
+        if channel_id not in self._channels:
+            self.add_channel(channel_id)
+        channel = self._channels[channel_id]
+        channel.data["recipients"] = [self._user(user_id)]
+        return channel.data
+
     def _post_channel_message(self, call: _Call, channel_id: str) -> dict:
         channel = self._channel(channel_id)
         if channel.forced_error:
             raise DiscordError(*channel.forced_error)
+        if channel.data["type"] == 1 and self._dms_refused & {int(u["id"]) for u in channel.data.get("recipients", [])}:
+            raise DiscordError(*CANNOT_SEND_TO_USER)
         _require_view(channel)
         _require(channel, SEND_MESSAGES)
         body = call.json or {}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from tests.fakes.discord_components import submitted_values
-from tests.fakes.discord_server import DEFAULT_APPLICATION_ID, DEFAULT_ATTACHMENT_SIZE_LIMIT, new_snowflake
+from tests.fakes.discord_server import DEFAULT_APPLICATION_ID, DEFAULT_ATTACHMENT_SIZE_LIMIT, dm_channel_id, new_snowflake
 
 if TYPE_CHECKING:
     from tests.fakes.discord_server import FakeDiscordServer
@@ -283,7 +283,7 @@ def _interaction(
         }
     else:
         # A DM with the bot: Discord assigns the DM channel its own id.
-        channel_id = channel_id or _dm_channel_id(int(author["id"]))
+        channel_id = channel_id or dm_channel_id(int(author["id"]))
         payload |= {
             "user": author,
             "channel_id": str(channel_id),
@@ -294,10 +294,3 @@ def _interaction(
         }
     return payload
 
-
-def _dm_channel_id(user_id: int) -> int:
-    """One DM channel per user, as Discord keeps between a user and the bot."""
-    return _dm_channels.setdefault(user_id, new_snowflake())
-
-
-_dm_channels: dict[int, int] = {}
