@@ -963,7 +963,7 @@ class FakeDiscordServer:
         recipient = (call.json or {}).get("recipient_id") if isinstance(call.json, dict) else None
         if not (isinstance(recipient, int) or (isinstance(recipient, str) and recipient.isdigit())):
             errors = _FormErrors()
-            errors.add(("recipient_id",), "NUMBER_TYPE_COERCE", f"Value \"{recipient}\" is not snowflake.")
+            errors.add(("recipient_id",), "NUMBER_TYPE_COERCE", f'Value "{recipient}" is not snowflake.')
             errors.raise_if_any()
         user_id = int(recipient)
         channel_id = dm_channel_id(user_id)

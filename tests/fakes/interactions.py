@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from tests.fakes.discord_components import submitted_values
-from tests.fakes.discord_server import DEFAULT_APPLICATION_ID, DEFAULT_ATTACHMENT_SIZE_LIMIT, dm_channel_id, new_snowflake
+from tests.fakes.discord_server import (
+    DEFAULT_APPLICATION_ID,
+    DEFAULT_ATTACHMENT_SIZE_LIMIT,
+    dm_channel_id,
+    new_snowflake,
+)
 
 if TYPE_CHECKING:
     from tests.fakes.discord_server import FakeDiscordServer
@@ -293,4 +298,3 @@ def _interaction(
             "authorizing_integration_owners": authorizing_integration_owners or {"0": "0"},
         }
     return payload
-
