@@ -28,9 +28,24 @@ def attribute(*, actor: str, action: str = "", reason: str | None = None) -> Non
         cursor.execute(_ATTRIBUTE_SQL, {"actor": actor, "action": action, "reason": reason or ""})
 
 
+_CURRENT_SQL = """
+SELECT current_setting('veobot.moderator', true), current_setting('veobot.action', true),
+       current_setting('veobot.reason', true), current_setting('veobot.actor', true)
+"""
+_RESTORE_SQL = """
+SELECT set_config('veobot.moderator', COALESCE(%s, ''), true), set_config('veobot.action', COALESCE(%s, ''), true),
+       set_config('veobot.reason', COALESCE(%s, ''), true), set_config('veobot.actor', COALESCE(%s, ''), true)
+"""
+
+
 @contextmanager
 def moderating(*, actor: str, action: str, reason: str | None = None) -> Iterator[None]:
-    """One transaction whose changes are logged as ``actor``'s ``action`` for ``reason``."""
-    with transaction.atomic():
+    """A transaction (or savepoint) whose changes are logged as ``actor``'s ``action`` for
+    ``reason``. Inside a longer transaction the attribution it found is put back afterwards,
+    so that what follows is not logged under this action's name (or at all)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_CURRENT_SQL)
+        previous = cursor.fetchone()
         attribute(actor=actor, action=action, reason=reason)
         yield
+        cursor.execute(_RESTORE_SQL, previous)

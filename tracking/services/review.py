@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from tracking.errors import InvalidInput, TrackingError
 from tracking.models import AppealState, Decision, ItemKind, ItemState, ReportState
-from tracking.services.audit import attribute, moderating
+from tracking.services.audit import moderating
 from tracking.services.moderation import approve, ban_user, clean_reason, lift_bans, remove_output
 from tracking.text import storable_text
 
@@ -244,12 +244,12 @@ def resolve(*, item_id: int, actor: str, decision: str, reason: str | None, ban:
             raise refusal
         _check_decision(item, decision, ban)
         effect = _apply(cursor, item, decision, actor=actor, reason=reason, ban=ban)
-        attribute(actor=actor, action=f"resolve: {decision}", reason=reason)
-        cursor.execute(_RESOLVE_SQL, {"id": item.id, "decision": decision, "reason": reason, "actor": actor})
-        if item.kind in REQUEST_KINDS and item.request_id is not None:
-            acted = decision in (Decision.REMOVE_OUTPUT, Decision.BAN)
-            state = ReportState.ACTIONED if acted else ReportState.DISMISSED
-            cursor.execute(_CLOSE_REPORTS_SQL, {"state": state, "actor": actor, "request_id": item.request_id})
+        with moderating(actor=actor, action=f"resolve: {decision}", reason=reason):
+            cursor.execute(_RESOLVE_SQL, {"id": item.id, "decision": decision, "reason": reason, "actor": actor})
+            if item.kind in REQUEST_KINDS and item.request_id is not None:
+                acted = decision in (Decision.REMOVE_OUTPUT, Decision.BAN)
+                state = ReportState.ACTIONED if acted else ReportState.DISMISSED
+                cursor.execute(_CLOSE_REPORTS_SQL, {"state": state, "actor": actor, "request_id": item.request_id})
     return Resolution(item.id, decision, effect)
 
 
