@@ -14,7 +14,17 @@ from tests.factories import QuotaPolicyFactory, UserBanFactory, VideoRequestFact
 from tests.helpers import admit, next_interaction
 from tests.workers import truncate_requests
 from tracking import lifecycle, selectors, services
-from tracking.models import DataLifecycleAudit, QuotaPolicy, UserBan, VideoRequest, VideoRequestEvent
+from tracking.models import (
+    DataLifecycleAudit,
+    ModerationLogEntry,
+    QuotaPolicy,
+    Report,
+    ReviewItem,
+    UserBan,
+    UserNotice,
+    VideoRequest,
+    VideoRequestEvent,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
@@ -161,6 +171,12 @@ def subject(media_root):
     UserBanFactory(user_id=4242, lifted_at=timezone.now(), lifted_by="mod")
     other = with_video(media_root, 1, user_id=7)
     UserBanFactory(user_id=7)
+    # What moderation keeps about them: a report of their video (a queue item), a moderator's
+    # action on it (audit log), a notice, and a report they filed about someone else's.
+    services.report_request(interaction_id=rows[0].interaction_id, reporter_id=9, guild_id=None, reason="gross")
+    services.flag(request_ids=[rows[0].id], actor="mod", reason="odd")
+    UserNotice.objects.create(user_id=4242, body="your appeal was denied")
+    services.report_request(interaction_id=other.interaction_id, reporter_id=4242, guild_id=None, reason="meh")
     return rows, other
 
 
@@ -174,7 +190,8 @@ def test_erasure_deletes_the_users_data_and_keeps_others(subject, media_root):
     rows, other = subject
     ban_in_force = UserBanFactory(user_id=4242, reason="abuse")
     out = run("erase_user", "4242", "--yes", "--actor", "dpo")
-    assert out.startswith("erased user 4242: 3 requests, 4 events, 2 local files, 1 quota policies, 1 old bans")
+    # 6 events: one per row as the factory made them, a "reported" and a "review_changed"
+    assert out.startswith("erased user 4242: 3 requests, 6 events, 2 local files, 1 quota policies, 1 old bans")
     assert "kept 1 ban(s) in force" in out
 
     assert not VideoRequest.objects.filter(user_id=4242).exists()
@@ -189,14 +206,22 @@ def test_erasure_deletes_the_users_data_and_keeps_others(subject, media_root):
     assert audit.subject_key == lifecycle.subject_key(4242) and "4242" not in str(audit.counts) + audit.subject_key
     assert audit.counts == {
         "requests": 3,
-        "events": 4,
+        "events": 6,
         "local_files": 2,
         "gcs_objects_deleted": 0,
         "gcs_objects_left": 0,
         "quota_policies": 1,
         "bans_deleted": 1,
         "bans_kept": 1,
+        "review_items": 1,
+        "user_notices": 1,
+        "reports_filed": 1,
+        "moderation_log": 5,  # the flag, and with_video's two notes on each video
     }
+    assert not ModerationLogEntry.objects.filter(subject_user_id=4242).exists()
+    assert not Report.objects.filter(reporter_id=4242).exists()
+    assert not ReviewItem.objects.filter(user_id=4242).exists() and not UserNotice.objects.exists()
+    assert ReviewItem.objects.filter(user_id=7).count() == 1  # the report of user 7's video: another user's
     assert run("erase_user", "4242", "--check").startswith("erased on ")
     assert run("erase_user", "7", "--check") == "no erasure of user 7 is recorded\n"
 

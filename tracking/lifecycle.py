@@ -215,6 +215,12 @@ _ERASE_SQL = f"""
 WITH gone AS (DELETE FROM video_requests WHERE user_id = %(user)s RETURNING id, {_OWN_FILES} AS files),
 events AS (SELECT count(*) AS n FROM video_request_events WHERE request_id IN (SELECT id FROM gone)),
 policies AS (DELETE FROM quota_policies WHERE user_id = %(user)s RETURNING id),
+-- What moderation kept about them: queue items (with their notes), notices, the reports they
+-- filed, and the audit log's rows about them (this erasure is recorded in data_lifecycle_audit).
+items AS (DELETE FROM review_items WHERE user_id = %(user)s RETURNING id),
+notices AS (DELETE FROM user_notices WHERE user_id = %(user)s RETURNING id),
+filed AS (DELETE FROM reports WHERE reporter_id = %(user)s RETURNING id),
+logged AS (DELETE FROM moderation_log WHERE subject_user_id = %(user)s RETURNING id),
 bans AS (
     DELETE FROM user_bans
     WHERE user_id = %(user)s AND (lifted_at IS NOT NULL OR expires_at <= clock_timestamp())
@@ -223,7 +229,9 @@ bans AS (
 SELECT (SELECT count(*) FROM gone), (SELECT n FROM events), ARRAY(SELECT unnest(files) FROM gone),
        (SELECT count(*) FROM policies), (SELECT count(*) FROM bans),
        (SELECT count(*) FROM user_bans WHERE user_id = %(user)s
-          AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > clock_timestamp()))
+          AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > clock_timestamp())),
+       (SELECT count(*) FROM items), (SELECT count(*) FROM notices), (SELECT count(*) FROM filed),
+       (SELECT count(*) FROM logged)
 """
 
 
@@ -241,7 +249,8 @@ def in_flight_count(*, user_id: int) -> int:
 
 def erase_user(*, user_id: int, actor: str, gcs_credentials=None) -> Erasure:
     """Delete everything kept about a Discord user — requests, events, outbox rows, quota
-    policies, lifted or expired bans, then their videos — with an audit row (written with the
+    policies, lifted or expired bans (with their appeals), queue items, notices, reports they
+    filed, audit-log rows about them, then their videos — with an audit row (written with the
     deletion, completed once the outputs are gone). Bans in force are kept. Refused while the
     user has a request in flight (a worker holds it; cancel it in the admin or let it finish)."""
     if user_id <= 0:
@@ -260,7 +269,7 @@ def erase_user(*, user_id: int, actor: str, gcs_credentials=None) -> Erasure:
             )
         with connection.cursor() as cursor:
             cursor.execute(_ERASE_SQL, {"user": user_id})
-            requests, events, uris, policies, bans_deleted, bans_kept = cursor.fetchone()
+            requests, events, uris, policies, bans_deleted, bans_kept, *moderation = cursor.fetchone()
         audit_id = _start_audit(
             operation="erase_user", actor=actor, subject=subject_key(user_id), parameters=_output_counts(uris)
         )
@@ -277,6 +286,9 @@ def erase_user(*, user_id: int, actor: str, gcs_credentials=None) -> Erasure:
                 "quota_policies": policies,
                 "bans_deleted": bans_deleted,
                 "bans_kept": bans_kept,
+                **dict(
+                    zip(("review_items", "user_notices", "reports_filed", "moderation_log"), moderation, strict=True)
+                ),
             },
         )
     return Erasure(deleted, policies, bans_deleted, bans_kept, audit_id)
