@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 
 from bench.admin_dataset import load, server_conninfo  # noqa: E402
-from bench.search_set import measure_searches  # noqa: E402
+from bench.queue_dataset import load_queue  # noqa: E402
+from bench.search_set import measure_searches, percentile  # noqa: E402
 
 
 def _setup_django(params: dict, dbname: str) -> None:
@@ -116,6 +117,7 @@ def _time(client, url: str, repeat: int, *, expect: int = 200, post: bool = Fals
         "url": url,
         "n": repeat,
         "p50_ms": round(statistics.median(times), 1),
+        "p99_ms": round(percentile(times, 0.99), 1),
         "min_ms": round(times[0], 1),
         "max_ms": round(times[-1], 1),
     }
@@ -242,6 +244,7 @@ def main() -> None:
     params = server_conninfo()
     dbname = f"veobot_bench_admin_{args.rows}" + ("_small" if args.small_vocabulary else "")
     load(params, dbname, args.rows, reload=args.reload, tail=not args.small_vocabulary)
+    load_queue(params, dbname)
     if args.load_only:
         return
     results = measure(
