@@ -118,6 +118,9 @@ def test_the_web_figures_follow_requests_through_admission_generation_and_report
     assert done.value("veobot_requests_last_hour", status="pending") == 0
     assert done.value("veobot_requests_last_hour", status="completed", reason="") == 2
     assert done.value("veobot_reports_open") == 1 and done.value("veobot_reports_oldest_open_seconds") >= 0
+    # the report is also an item in the review queue
+    assert done.value("veobot_review_queue_open") - queued.value("veobot_review_queue_open") == 1
+    assert done.value("veobot_review_queue_oldest_open_seconds") >= 0
     # This test's process ran the worker, and the web's /metrics carries the process's own figures too.
     delivered = done.value("veobot_deliveries_total", method="cli") - before.value(
         "veobot_deliveries_total", method="cli"

@@ -37,7 +37,8 @@ RECENT = timedelta(hours=1)  # the window requests are counted over, by status a
 
 # One round trip; each subquery has an index to itself (migrations_sql/schema.sql):
 # video_requests_status_created_idx, video_requests_queue_idx, video_requests_undelivered_idx,
-# reports_open_idx, journal_quarantine_open_idx, discord_actions_pending_idx.
+# reports_open_idx, review_items_open_idx, user_notices_owed_idx, journal_quarantine_open_idx,
+# discord_actions_pending_idx.
 IN_FLIGHT_SQL = (
     "SELECT"
     " (SELECT count(*) FROM video_requests WHERE status = 'pending'),"
@@ -48,6 +49,9 @@ IN_FLIGHT_SQL = (
     "    WHERE delivered_at IS NULL AND status IN ('completed', 'failed', 'timeout', 'cancelled')),"
     " (SELECT count(*) FROM reports WHERE state = 'open'),"
     " (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM reports WHERE state = 'open'),"
+    " (SELECT count(*) FROM review_items WHERE state = 'open'),"
+    " (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM review_items WHERE state = 'open'),"
+    " (SELECT count(*) FROM user_notices WHERE delivered_at IS NULL),"
     " (SELECT count(*) FROM journal_quarantine WHERE resolved_at IS NULL),"
     " (SELECT count(*) FROM discord_actions WHERE done_at IS NULL AND failed_at IS NULL)"
 )
@@ -65,6 +69,9 @@ IN_FLIGHT = (
     ("veobot_requests_undelivered", "Requests that ended but whose outcome has not reached the requester yet."),
     ("veobot_reports_open", "Reports of videos that no moderator has resolved."),
     ("veobot_reports_oldest_open_seconds", "Age of the oldest open report."),
+    ("veobot_review_queue_open", "Items in the moderators' review queue that no one has resolved."),
+    ("veobot_review_queue_oldest_open_seconds", "How long the oldest open review item has waited."),
+    ("veobot_user_notices_undelivered", "Decisions (appeals) not yet delivered to their users."),
     ("veobot_journal_quarantine_open", "Quarantined journal entries no operator has replayed or discarded."),
     ("veobot_outbox_pending", "Moderators' actions (Discord messages, bucket objects to delete) still to perform."),
 )
