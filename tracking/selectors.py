@@ -14,7 +14,9 @@ from tracking.durations import humanize_duration
 from tracking.models import (
     DiscordAction,
     DiscordActionKind,
+    ItemState,
     JournalQuarantine,
+    ReviewItem,
     Status,
     UserBan,
     VideoRequest,
@@ -121,13 +123,15 @@ def queue_estimate(*, request_id: int, duration_seconds: int, resolution: str) -
 # -- moderation panel -------------------------------------------------------------------
 
 
-def estimated_request_count() -> int:
-    """The planner's row estimate for video_requests (pg_class.reltuples, kept current by
-    autovacuum): what the unfiltered list shows as "about N" instead of a COUNT(*)."""
-    (row,) = fetch_tuples(
-        "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'video_requests'::regclass", []
-    )
+def estimated_row_count(table: str) -> int:
+    """The planner's row estimate for a table (pg_class.reltuples, kept current by
+    autovacuum): what an unfiltered list shows as "about N" instead of a COUNT(*)."""
+    (row,) = fetch_tuples("SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass", [table])
     return row[0]
+
+
+def estimated_request_count() -> int:
+    return estimated_row_count("video_requests")
 
 
 def blocked_term_problem(*, kind: str, pattern: str) -> str | None:
@@ -233,3 +237,12 @@ def removal_progress(*, request_id: int) -> list[RemovalStep]:
 def open_quarantine_count() -> int:
     """Journal entries a bot could not replay and nobody has resolved yet (a partial index reads them)."""
     return JournalQuarantine.objects.filter(resolved_at__isnull=True).count()
+
+
+OPEN_REVIEW_COUNT_CAP = 10_000
+
+
+def open_review_count() -> int:
+    """Open review items, counted up to OPEN_REVIEW_COUNT_CAP + 1 (the partial index of open
+    items serves it; a flooded queue is not counted to the last item on every index page)."""
+    return ReviewItem.objects.filter(state=ItemState.OPEN).order_by()[: OPEN_REVIEW_COUNT_CAP + 1].count()

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from tracking.admin.audit import ModerationLogAdmin
 from tracking.admin.forms import ThrottledLoginForm
 from tracking.admin.policies import (
     BlockedTermAdmin,
@@ -13,14 +14,17 @@ from tracking.admin.policies import (
     SchemaMigrationAdmin,
     UserBanAdmin,
 )
+from tracking.admin.queue import ReviewItemAdmin
 from tracking.admin.requests import VideoRequestAdmin
 from tracking.models import (
     BlockedTerm,
     DataLifecycleAudit,
     DiscordAction,
     JournalQuarantine,
+    ModerationLogEntry,
     QuotaPolicy,
     Report,
+    ReviewItem,
     SchemaMigration,
     UserBan,
     VideoRequest,
@@ -35,6 +39,8 @@ admin.site.register(SchemaMigration, SchemaMigrationAdmin)
 admin.site.register(DataLifecycleAudit, DataLifecycleAuditAdmin)
 admin.site.register(JournalQuarantine, JournalQuarantineAdmin)
 admin.site.register(Report, ReportAdmin)
+admin.site.register(ReviewItem, ReviewItemAdmin)
+admin.site.register(ModerationLogEntry, ModerationLogAdmin)
 admin.site.login_form = ThrottledLoginForm
 admin.site.site_header = "veobot moderation"
 # Django's model sidebar takes a fifth of a laptop's width from the requests list; the index page

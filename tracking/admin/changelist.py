@@ -65,7 +65,7 @@ class ModerationChangeList(ChangeList):
                 return None
         known = None
         if not self.is_filtered:
-            estimate = selectors.estimated_request_count()
+            estimate = selectors.estimated_row_count(self.model._meta.db_table)
             if estimate >= COUNT_CAP:  # a large table: shown as "about N", never counted
                 self.estimated_total, known = estimate, COUNT_CAP + 1
             # else a small one (or one never analysed, whose estimate is 0): counted exactly

@@ -81,17 +81,19 @@ class _DateFilter(InputFilter):
 class CreatedFromFilter(_DateFilter):
     title = "created from (UTC day, inclusive)"
     parameter_name = "created_from"
+    field = "created_at"
 
     def filter(self, queryset, start):
-        return queryset.filter(created_at__gte=start)
+        return queryset.filter(**{f"{self.field}__gte": start})
 
 
 class CreatedToFilter(_DateFilter):
     title = "created to (UTC day, inclusive)"
     parameter_name = "created_to"
+    field = "created_at"
 
     def filter(self, queryset, end):
-        return queryset.filter(created_at__lt=end + timedelta(days=1))
+        return queryset.filter(**{f"{self.field}__lt": end + timedelta(days=1)})
 
 
 class SafetyFilteredFilter(admin.SimpleListFilter):

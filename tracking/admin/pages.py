@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib import messages
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -13,8 +11,7 @@ from django.utils import timezone
 
 from tracking import dashboards, gcs, media, selectors
 from tracking.admin import charts, views
-from tracking.admin.actions import actor_of
-from tracking.admin.query import digits, refuse_nul
+from tracking.admin.query import digits
 from tracking.durations import humanize_duration
 from tracking.models import ReviewStatus, VideoRequest
 
@@ -70,18 +67,7 @@ class RequestPages:
 
     def export_view(self, request):
         self._require_view(request)
-        refused = refuse_nul(request, to=reverse("admin:tracking_videorequest_changelist"))
-        if refused:
-            return refused
-        try:
-            cl = self.get_changelist_instance(request)
-        except IncorrectLookupParameters:
-            self.message_user(request, "Nothing exported: a filter in the address is not valid.", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:tracking_videorequest_changelist"))
-        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        return views.export_csv(
-            cl.get_queryset(request), filename=f"veobot-requests-{stamp}.csv", user=actor_of(request)
-        )
+        return views.export_list(self, request, name="veobot-requests")
 
     def dashboard_view(self, request):
         self._require_view(request)

@@ -5,15 +5,21 @@ Each is wrapped by AdminSite.admin_view (login, staff) and checks the model perm
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+from django.contrib import messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.urls import reverse
+from django.utils import timezone
 
 from tracking import gcs
+from tracking.admin.query import refuse_nul
 
 log = logging.getLogger("veobot.moderation")
 
@@ -121,27 +127,54 @@ class _Echo:
 
 
 def _cell(value) -> object:
+    if isinstance(value, (dict, list)):  # a JSON column (the audit log's before/after)
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False)
     # A spreadsheet would run "=HYPERLINK(...)" typed into a prompt: neutralise formulas.
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
 
 
-def export_csv(queryset, *, filename: str, user: str) -> StreamingHttpResponse:
+def export_csv(
+    queryset, *, filename: str, user: str, columns: list[str] = EXPORT_COLUMNS, what: str = "video requests"
+) -> StreamingHttpResponse:
     """The rows of `queryset` (the current filtered list), streamed: memory stays flat
     however many rows match (server-side cursor, chunks of 2000)."""
     writer = csv.writer(_Echo())
 
     def rows():
-        yield writer.writerow(EXPORT_COLUMNS)
-        for row in queryset.values_list(*EXPORT_COLUMNS).iterator(chunk_size=2000):
+        yield writer.writerow(columns)
+        for row in queryset.values_list(*columns).iterator(chunk_size=2000):
             yield writer.writerow([_cell(value) for value in row])
 
-    log.info("CSV export of video requests by %s", user)
+    log.info("CSV export of %s by %s", what, user)
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def export_list(model_admin, request, *, name: str, columns: list[str] = EXPORT_COLUMNS, what: str = "video requests"):
+    """The CSV of a list as filtered in the address (``name``-YYYYmmdd-HHMMSS.csv), or back to
+    the list with a message when a filter is not valid."""
+    opts = model_admin.opts
+    changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    refused = refuse_nul(request, to=changelist)
+    if refused:
+        return refused
+    try:
+        cl = model_admin.get_changelist_instance(request)
+    except IncorrectLookupParameters:
+        model_admin.message_user(request, "Nothing exported: a filter in the address is not valid.", messages.ERROR)
+        return HttpResponseRedirect(changelist)
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    return export_csv(
+        cl.get_queryset(request),
+        filename=f"{name}-{stamp}.csv",
+        user=request.user.get_username(),
+        columns=columns,
+        what=what,
+    )
 
 
 def not_found() -> Http404:

@@ -56,3 +56,11 @@ def duration(delta) -> str:
 def open_quarantine_count() -> int:
     """Journal entries no bot could replay, for the operators' notice on the index page."""
     return selectors.open_quarantine_count()
+
+
+@register.simple_tag
+def open_review_items() -> dict:
+    """The review queue's open items for the index page: counted up to a cap, then "N+"."""
+    count = selectors.open_review_count()
+    cap = selectors.OPEN_REVIEW_COUNT_CAP
+    return {"count": min(count, cap), "more": count > cap}
