@@ -3,7 +3,8 @@
 As in discord.py's ``advanced_startup`` example, everything is built here and handed in: the
 Discord delivery (which needs the client), the generation engine that delivers through it,
 degraded mode (journal, local limiter, the runner of requests admitted during an outage, the
-replay), admission, the worker, the moderators' outbox, and the Cog of commands.
+replay), admission, the worker, the moderators' outbox, the notices to users and the
+announcements to moderators, and the commands.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.conf import settings
 
 from discordbot import buttons
 from discordbot.animate import animate_menu
+from discordbot.appeal import appeal_command
 from discordbot.bot import VeoBot
 from discordbot.buttons import cancel_button, delete_button, report_button
 from discordbot.commands import veo_commands
@@ -22,6 +24,7 @@ from discordbot.derived import Deriver, derive_buttons
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.frames import FrameFetcher
 from discordbot.modals import ModalRoutes
+from discordbot.notices import Announcer, Notices
 from discordbot.outbox import message_deleter
 from generation import metrics
 from generation.admission import Admitter, Decision
@@ -97,7 +100,13 @@ def build_bot(
     async def watch(stop: asyncio.Event) -> None:
         await watch_database(health, stop, every_pass=replayer.replay)
 
-    chores = [runner.run, watch, outbox.run]
+    # Moderators' decisions to users (by DM, else at their next command), new queue items to
+    # the moderators' channel when there is one.
+    notices = Notices(bot, health=health)
+    bot.add_listener(notices.after_command, "on_app_command_completion")
+    chores = [runner.run, watch, outbox.run, notices.run]
+    if settings.MOD_CHANNEL_ID:
+        chores.append(Announcer(bot, channel_id=settings.MOD_CHANNEL_ID, health=health).run)
     if run_worker:
         chores.append(worker.run)
     cancel = cancel_button(health=health, runner=runner)
@@ -114,6 +123,7 @@ def build_bot(
     frames = FrameFetcher(storage)
     bot.install(
         cog=veo_commands(admitter=admitter, replies=delivery, health=health, queued_view=queued_view, frames=frames),
+        slash_commands=[appeal_command(health=health)],
         menus=[
             animate_menu(frames=frames, admitter=admitter, replies=delivery, queued_view=queued_view, modals=modals)
         ],

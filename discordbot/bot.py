@@ -69,7 +69,7 @@ class VeoBot(commands.Bot):
         self._cog: commands.Cog | None = None
         self._chores: Sequence[Chore] = ()
         self._items: Sequence[type[discord.ui.DynamicItem]] = ()
-        self._menus: Sequence[app_commands.ContextMenu] = ()
+        self._extra_commands: Sequence[app_commands.Command | app_commands.ContextMenu] = ()
         self._closing: Sequence[Callable[[], None]] = ()
         self._started: Callable[[], Awaitable[None]] | None = None
         self.description_of_work = "no worker in this process"
@@ -80,6 +80,7 @@ class VeoBot(commands.Bot):
         self,
         *,
         cog: commands.Cog,
+        slash_commands: Sequence[app_commands.Command] = (),
         items: Sequence[type[discord.ui.DynamicItem]] = (),
         menus: Sequence[app_commands.ContextMenu] = (),
         modals: ModalRoutes | None = None,
@@ -89,10 +90,10 @@ class VeoBot(commands.Bot):
         description: str = "",
     ) -> None:
         """What this bot runs (discordbot.app): ``starting`` before anything (the database probe),
-        then the ``cog``, its context ``menus``, the buttons' ``items``, the answers to its ``modals``
-        and the ``chores`` (each until the bot stops); ``closing``, in order, once every chore has ended."""
+        then the ``cog``, the ``slash_commands`` outside it, its context ``menus``, the buttons' ``items``,
+        the answers to its ``modals`` and the ``chores`` (each until the bot stops); ``closing``, in order, once every chore has ended."""
         self._cog, self._chores, self._closing, self._started = cog, tuple(chores), tuple(closing), starting
-        self._items, self._menus = tuple(items), tuple(menus)
+        self._items, self._extra_commands = tuple(items), (*slash_commands, *menus)
         if modals is not None:
             self.add_listener(modals.dispatch, "on_interaction")  # forms opened by any process
         self.description_of_work = description or self.description_of_work
@@ -102,8 +103,8 @@ class VeoBot(commands.Bot):
             await self._started()
         if self._cog is not None:
             await self.add_cog(self._cog)
-        for menu in self._menus:  # discord.py keeps context menus out of Cogs
-            self.tree.add_command(menu)
+        for command in self._extra_commands:  # beside the Cog's (discord.py keeps context menus out of Cogs)
+            self.tree.add_command(command)
         self.add_dynamic_items(*self._items)  # buttons answer clicks on messages of any past process
         self._tasks = [
             asyncio.create_task(self._keep(chore), name=getattr(chore, "__name__", "chore")) for chore in self._chores

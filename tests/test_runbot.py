@@ -86,15 +86,17 @@ def test_synccommands_registers_the_commands_and_the_context_menu_in_a_guild(db_
         },
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"registered 4 commands in guild {GUILD_ID}"
+    assert result.stdout.strip() == f"registered 5 commands in guild {GUILD_ID}"
     commands = {c["name"]: c for c in server.commands(GUILD_ID)}
-    assert sorted(commands) == ["Animate with Veo", "history", "quota", "veo"]
+    assert sorted(commands) == ["Animate with Veo", "appeal", "history", "quota", "veo"]
     assert commands["Animate with Veo"]["type"] == 3  # on a message
     options = {o["name"]: o for o in commands["veo"]["options"]}
     assert list(options) == ["prompt", "length", "ratio", "hd", "audio", "negative_prompt", "image", "last_frame"]
     assert (options["image"]["type"], options["image"]["required"]) == (11, False)  # an attachment
     assert (options["prompt"]["min_length"], options["prompt"]["max_length"]) == (5, 600)
     assert [c["value"] for c in options["length"]["choices"]] == [4, 6, 8]
+    [text] = commands["appeal"]["options"]
+    assert (text["name"], text["type"], text["required"], text["max_length"]) == ("text", 3, True, 1000)
     assert server.commands() == []  # nothing global
 
 

@@ -5,9 +5,10 @@ these functions pass values through one statement each and translate the databas
 refusals into ``tracking.errors``. Callers use them as ``services.admit_request(...)``.
 """
 
-# The review queue, appeals and the audit log's attribution are used as modules
-# (services.review.claim, services.appeals.file_appeal): their verbs would be ambiguous here.
-from tracking.services import appeals, audit, review
+# The review queue, appeals, the bot's notices and the audit log's attribution are used as
+# modules (services.review.claim, services.appeals.file_appeal, services.notices.notice_sent):
+# their verbs would be ambiguous here.
+from tracking.services import appeals, audit, notices, review
 from tracking.services.admission import (
     WORK_CHANNEL,
     Admission,
@@ -120,5 +121,6 @@ __all__ = [
     "refund",
     "appeals",
     "audit",
+    "notices",
     "review",
 ]
