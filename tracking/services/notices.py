@@ -43,9 +43,7 @@ RETURNING id, user_id, body, attempts
 
 def claim_notices_to_send(*, lease: timedelta, limit: int = 10) -> list[Notice]:
     """Claim up to ``limit`` due notices to send by DM, each leased for ``lease``."""
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_TO_SEND_SQL, {"lease": lease, "limit": limit})
-        return sorted((Notice(*row) for row in cursor.fetchall()), key=lambda notice: notice.id)
+    return _claimed(Notice, _CLAIM_TO_SEND_SQL, {"lease": lease, "limit": limit})
 
 
 def notice_sent(*, notice_id: int) -> bool:
@@ -97,9 +95,7 @@ RETURNING id, user_id, body, attempts
 
 def take_owed_notices(*, user_id: int, lease: timedelta) -> list[Notice]:
     """Claim the user's notices to show them at their command, oldest first, leased for ``lease``."""
-    with connection.cursor() as cursor:
-        cursor.execute(_TAKE_OWED_SQL, {"user_id": user_id, "lease": lease})
-        return sorted((Notice(*row) for row in cursor.fetchall()), key=lambda notice: notice.id)
+    return _claimed(Notice, _TAKE_OWED_SQL, {"user_id": user_id, "lease": lease})
 
 
 def notices_shown(*, notice_ids: Sequence[int]) -> int:
@@ -124,6 +120,13 @@ def _delivered(notice_ids: Sequence[int], via: str) -> int:
             [via, list(notice_ids)],
         )
         return cursor.rowcount
+
+
+def _claimed(make, sql: str, values: dict) -> list:
+    """The rows a claim statement returned (id first), as ``make`` objects in id order."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return [make(*row) for row in sorted(cursor.fetchall())]
 
 
 def _error(error: str) -> str:
@@ -160,9 +163,7 @@ RETURNING id, kind, summary, hits
 
 def claim_announcements(*, recent: timedelta, limit: int = 10) -> list[Announcement]:
     """Claim up to ``limit`` new open items to announce, oldest first."""
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_ANNOUNCEMENTS_SQL, {"recent": recent, "limit": limit})
-        return sorted((Announcement(*row) for row in cursor.fetchall()), key=lambda item: item.item_id)
+    return _claimed(Announcement, _CLAIM_ANNOUNCEMENTS_SQL, {"recent": recent, "limit": limit})
 
 
 def unclaim_announcements(*, item_ids: Sequence[int]) -> None:
