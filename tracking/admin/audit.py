@@ -9,8 +9,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils.html import format_html
+from django.urls import path
 
 from tracking.admin import views
 from tracking.admin.changelist import COUNT_CAP, ModerationChangeList
@@ -143,10 +142,7 @@ class ModerationLogAdmin(ReadOnlyAdmin):
 
     @admin.display(description="subject user")
     def subject(self, obj: ModerationLogEntry):
-        if obj.subject_user_id is None:
-            return ""
-        url = reverse("admin:tracking_videorequest_user", args=[obj.subject_user_id])
-        return format_html('<a href="{}">{}</a>', url, obj.subject_user_id)
+        return views.page_link("admin:tracking_videorequest_user", obj.subject_user_id)
 
     def changelist_view(self, request, extra_context=None):
         extra = {"title": "Audit log", "count_cap": COUNT_CAP, "noun": "entry", "nouns": "entries"}
@@ -182,9 +178,7 @@ class ModerationLogAdmin(ReadOnlyAdmin):
 def target_link(obj: ModerationLogEntry):
     name = f"{obj.target_table} #{obj.target_id}" if obj.target_id is not None else obj.target_table
     page = TARGET_PAGES.get(obj.target_table)
-    if page is None or obj.target_id is None:
-        return name
-    return format_html('<a href="{}">{}</a>', reverse(page, args=[obj.target_id]), name)
+    return name if page is None or obj.target_id is None else views.page_link(page, obj.target_id, name)
 
 
 def pretty(value) -> str:

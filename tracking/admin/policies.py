@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.utils import timezone
-from django.utils.html import format_html
 
 from tracking import services
+from tracking.admin import views
 from tracking.admin.forms import BlockedTermForm, QuotaPolicyForm, UserBanForm
 from tracking.admin.query import RefusesNulParameters
 from tracking.durations import humanize_duration
@@ -86,11 +86,7 @@ class UserBanAdmin(StampedAdmin):
 
     @admin.display(description="user")
     def user_link(self, obj):
-        from django.urls import reverse
-
-        return format_html(
-            '<a href="{}">{}</a>', reverse("admin:tracking_videorequest_user", args=[obj.user_id]), obj.user_id
-        )
+        return views.page_link("admin:tracking_videorequest_user", obj.user_id)
 
     @admin.display(description="state")
     def state(self, obj) -> str:

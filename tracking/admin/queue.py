@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from tracking import services
+from tracking.admin import views
 from tracking.admin.actions import ACTION_LIMIT, actor_of
 from tracking.admin.changelist import COUNT_CAP, ModerationChangeList
 from tracking.admin.query import RefusesNulParameters, digits
@@ -116,9 +117,7 @@ class ReviewItemAdmin(ItemPage, RefusesNulParameters, admin.ModelAdmin):
 
     @admin.display(description="user")
     def user_link(self, obj: ReviewItem):
-        return format_html(
-            '<a href="{}">{}</a>', reverse("admin:tracking_videorequest_user", args=[obj.user_id]), obj.user_id
-        )
+        return views.page_link("admin:tracking_videorequest_user", obj.user_id)
 
     @admin.display(description="waiting since (UTC)")
     def waiting(self, obj: ReviewItem) -> str:
@@ -134,10 +133,7 @@ class ReviewItemAdmin(ItemPage, RefusesNulParameters, admin.ModelAdmin):
 
     @admin.display(description="request")
     def request_link(self, obj: ReviewItem):
-        if obj.request_id is None:
-            return ""
-        url = reverse("admin:tracking_videorequest_change", args=[obj.request_id])
-        return format_html('<a href="{}">#{}</a>', url, obj.request_id)
+        return views.page_link("admin:tracking_videorequest_change", obj.request_id, f"#{obj.request_id}")
 
     # -- the list and "take the next" ----------------------------------------------------------
 

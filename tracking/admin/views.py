@@ -17,6 +17,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from tracking import gcs
 from tracking.admin.query import refuse_nul
@@ -175,6 +176,13 @@ def export_list(model_admin, request, *, name: str, columns: list[str] = EXPORT_
         columns=columns,
         what=what,
     )
+
+
+def page_link(view: str, object_id: int | None, text: object = None):
+    """A link to an object's page in the panel (its id as the text unless given); "" without an id."""
+    if object_id is None:
+        return ""
+    return format_html('<a href="{}">{}</a>', reverse(view, args=[object_id]), object_id if text is None else text)
 
 
 def not_found() -> Http404:
