@@ -167,7 +167,7 @@ class Announcer:
 
 def announcement_text(item: services.notices.Announcement) -> str:
     kind = ItemKind(item.kind).label if item.kind in ItemKind.values else item.kind
-    hits = f" ({item.hits} hits)" if item.hits > 1 else ""
+    hits = f" ({item.hits} hit{'s' if item.hits != 1 else ''})"
     link = f"{settings.ADMIN_BASE_URL}/admin/tracking/reviewitem/{item.item_id}/change/"
     head = f"New in the review queue: #{item.item_id} {kind}{hits}\n"
     return head + fit(inert(item.summary), CONTENT_MAX - len(head) - len(link) - 1) + "\n" + link

@@ -207,8 +207,8 @@ def test_new_items_are_announced_once_with_a_link_by_two_bots(server, settings):
 
     posts = server.messages_in(MOD_CHANNEL)
     assert [p["content"].splitlines()[0] for p in posts] == [
-        f"New in the review queue: #{appealed.id} Appeal",
-        f"New in the review queue: #{reported.id} User report",
+        f"New in the review queue: #{appealed.id} Appeal (1 hit)",
+        f"New in the review queue: #{reported.id} User report (1 hit)",
     ]
     link = f"https://veobot.example.com/admin/tracking/reviewitem/{reported.id}/change/"
     assert posts[1]["content"].splitlines()[-1] == link
