@@ -100,13 +100,14 @@ def claim(*, item_id: int, actor: str) -> datetime:
         raise _unavailable(_lock(cursor, item_id), actor) or ItemUnavailable(f"item #{item_id} cannot be claimed")
 
 
-# The oldest open item nobody holds; SKIP LOCKED: two moderators taking "the next" at once get
-# two different items, neither waits.
+# The oldest open item nobody holds (of one kind, or any); SKIP LOCKED: two moderators taking
+# "the next" at once get two different items, neither waits.
 _TAKE_NEXT_SQL = """
 UPDATE review_items SET claimed_by = %(actor)s, claimed_until = clock_timestamp() + %(ttl)s
 WHERE id = (
     SELECT id FROM review_items
-    WHERE state = 'open' AND (claimed_by IS NULL OR claimed_until <= clock_timestamp()) {kind}
+    WHERE state = 'open' AND (claimed_by IS NULL OR claimed_until <= clock_timestamp())
+      AND (kind = %(kind)s::text OR %(kind)s::text IS NULL)
     ORDER BY created_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED)
@@ -118,9 +119,8 @@ def take_next(*, actor: str, kind: str | None = None) -> int | None:
     """Claim the oldest unclaimed open item (of one kind, if given); None when there is none."""
     if kind is not None and kind not in ItemKind.values:
         raise InvalidInput("kind", f"unknown kind {kind!r}")
-    sql = _TAKE_NEXT_SQL.format(kind="AND kind = %(kind)s" if kind else "")
     with moderating(actor=actor, action="claim"), connection.cursor() as cursor:
-        cursor.execute(sql, {"actor": actor, "ttl": claim_duration(), "kind": kind})
+        cursor.execute(_TAKE_NEXT_SQL, {"actor": actor, "ttl": claim_duration(), "kind": kind})
         row = cursor.fetchone()
     return row[0] if row else None
 
