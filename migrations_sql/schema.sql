@@ -547,6 +547,16 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.prompt_word_pairs(v tsvector) RETURNS tsvector
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT COALESCE(array_to_tsvector(array_agg(DISTINCT a.lexeme || ' ' || b.lexeme)), ''::tsvector)
+    FROM (SELECT u.lexeme, p FROM unnest(v) AS u, unnest(u.positions) AS p) AS a
+    JOIN (SELECT u.lexeme, p FROM unnest(v) AS u, unnest(u.positions) AS p) AS b ON b.p = a.p + 1
+$$;
+
+COMMENT ON FUNCTION public.prompt_word_pairs(v tsvector) IS 'The neighbouring lexeme pairs of a text-search vector ("a b"), GIN-indexed for phrase search.';
+
 CREATE FUNCTION public.quota_usage(p_user_id bigint, p_limit integer, p_window interval, p_now timestamp with time zone, OUT used integer, OUT reset_at timestamp with time zone) RETURNS record
     LANGUAGE plpgsql STABLE
     AS $$
@@ -1521,6 +1531,9 @@ CREATE INDEX video_requests_guild_idx ON public.video_requests USING btree (guil
 CREATE INDEX video_requests_in_flight_idx ON public.video_requests USING btree (status, lease_expires_at) WHERE (status = ANY (ARRAY['pending'::text, 'generating'::text]));
 
 CREATE INDEX video_requests_parent_idx ON public.video_requests USING btree (parent_id, created_at) WHERE (parent_id IS NOT NULL);
+
+CREATE INDEX video_requests_prompt_pairs_idx ON public.video_requests USING gin (public.prompt_word_pairs(prompt_tsv));
+ALTER INDEX public.video_requests_prompt_pairs_idx ALTER COLUMN 1 SET STATISTICS 1000;
 
 CREATE INDEX video_requests_prompt_tsv_idx ON public.video_requests USING gin (prompt_tsv);
 

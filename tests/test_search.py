@@ -235,3 +235,19 @@ def test_an_absent_word_is_looked_up_in_the_index_where_the_old_plan_scanned(mon
     with search.planner(search.THROUGH_THE_INDEX):
         plan = VideoRequest.objects.filter(search.prompt_matches("zyzzyva")).values_list("id")[:5].explain()
     assert "video_requests_prompt_tsv_idx" in plan
+
+    # A phrase whose words meet in 15,000 prompts ("a red fox walking in the forest"), never side
+    # by side: no prompt holds the pair, and the pairs index (0019) says so without reading one.
+    phrase = '"fox forest"'
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM video_requests WHERE prompt LIKE '%fox%forest%'")
+        assert cursor.fetchone()[0] == 15000  # the premise: the words meet, each of these was read before
+        cursor.execute("ANALYZE video_requests")  # as 0019 does: the pairs' statistics
+    before = rows_read()
+    listed = VideoRequest.objects.filter(search.prompt_matches(phrase)).order_by(*NEWEST_FIRST)
+    page = search.search_page(listed, phrase, offset=0, limit=50)
+    assert page.rows == [] and page.path == "index"
+    assert rows_read() - before < 1000
+    with search.planner(search.THROUGH_THE_INDEX):
+        plan = VideoRequest.objects.filter(search.prompt_matches(phrase)).values_list("id")[:5].explain()
+    assert "video_requests_prompt_pairs_idx" in plan, plan

@@ -36,6 +36,7 @@ matches it orders them well: its statistics know common words).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,8 +85,57 @@ class SearchPage:
 
 def prompt_matches(text: str) -> RawSQL:
     """A filter condition: the prompt matches a web-search style query ("quoted phrase", or,
-    -word). For lists and exports; a page of results comes from search_page."""
-    return RawSQL(MATCHES, [text], output_field=BooleanField())
+    -word). For lists and exports; a page of results comes from search_page.
+
+    A phrase also asks for its pairs of neighbouring words (migration 0019), which the pairs
+    index answers: a prompt without them cannot match, and is never read."""
+    pairs = word_pairs_query(text)
+    if pairs is None:
+        return RawSQL(MATCHES, [text], output_field=BooleanField())
+    return RawSQL(f"{MATCHES} AND {PAIRS_MATCH}", [text, pairs], output_field=BooleanField())
+
+
+# Written exactly as the pairs index's expression.
+PAIRS_MATCH = "prompt_word_pairs(prompt_tsv) @@ %s::tsquery"
+
+# A lexeme as tsquery prints it: quoted, a quote inside doubled, a backslash escaped.
+_LEXEME = r"'(?:[^'\\]|''|\\.)*'"
+_PHRASE_PART = re.compile(rf"({_LEXEME})|(<->)|(<\d+>)")
+
+
+def word_pairs_query(text: str) -> str | None:
+    """The pairs of neighbouring words every match must hold, as a tsquery ("'a b' & 'b c'"),
+    or None when the query has none to offer. Only for what is surely required: a query with
+    an OR or a group gives none; a negated term gives none of its own."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT websearch_to_tsquery('english'::regconfig, %s)::text", [text])
+        (query,) = cursor.fetchone()
+    if "|" in query or "(" in query:
+        return None
+    pairs = []
+    for term in query.split(" & "):
+        parts = _phrase_parts(term)
+        if parts is None:
+            continue  # a negation, or something this does not read: it requires no pair
+        pairs += [f"{a[:-1]} {b[1:]}" for a, op, b in zip(parts[::2], parts[1::2], parts[2::2], strict=False) if op]
+    return " & ".join(dict.fromkeys(pairs)) or None
+
+
+def _phrase_parts(term: str) -> list | None:
+    """A conjunct as [lexeme, adjacent?, lexeme, ...] (adjacent: joined by <->, not <N>), or None."""
+    parts, at = [], 0
+    for match in _PHRASE_PART.finditer(term):
+        if term[at : match.start()].strip():
+            return None
+        lexeme, next_to, apart = match.groups()
+        expect_lexeme = len(parts) % 2 == 0
+        if expect_lexeme != (lexeme is not None):
+            return None
+        parts.append(lexeme if lexeme is not None else bool(next_to))
+        at = match.end()
+    if term[at:].strip() or len(parts) % 2 == 0:
+        return None
+    return parts
 
 
 def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> SearchPage:
