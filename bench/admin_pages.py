@@ -58,13 +58,15 @@ def _setup_django(params: dict, dbname: str) -> None:
     from django.test.utils import override_settings
     from django.urls import path
 
-    from tracking.models import VideoRequest
+    from tracking.models import ModerationLogEntry, ReviewItem, VideoRequest
 
     # Django picks admin/<app>/<model>/*.html by name, which would give the baseline our
     # templates; pointing it at the stock ones is the only setting it gets.
     stock = {"change_list_template": "admin/change_list.html", "change_form_template": "admin/change_form.html"}
     baseline = admin.AdminSite(name="baseline")
     baseline.register(VideoRequest, type("Default", (admin.ModelAdmin,), stock))
+    for model in (ReviewItem, ModerationLogEntry):  # the queue and the audit log, as a default admin lists them
+        baseline.register(model, type(f"Default{model.__name__}", (admin.ModelAdmin,), stock))
     searching = admin.AdminSite(name="baseline_search")
     searching.register(VideoRequest, type("SearchOnly", (admin.ModelAdmin,), {**stock, "search_fields": ["prompt"]}))
     urls = types.ModuleType("bench_admin_urls")
@@ -189,13 +191,14 @@ def measure(
             None,
         ),
         ("user page", "/admin/tracking/videorequest/user/1/", None),
+        *_moderation_pages(),
     ]
     results = []
     for label, ours, base, *few in pages:
         if only and only not in label:
             continue
         load_average = os.getloadavg()[0]
-        post = "recompute" in label  # it redirects back to the page
+        post = "POST" in label  # it redirects (back to the page, or to the item taken)
         entry = {
             "page": label,
             "ours": _time(client, ours, baseline_repeat if few else repeat, expect=302 if post else 200, post=post),
@@ -218,6 +221,39 @@ def measure(
         "baseline_repeat": baseline_repeat,
         "pages": results,
     }
+
+
+def _moderation_pages() -> list[tuple]:
+    """The review queue (100,000 open items) and the audit log (1,000,000 entries) of
+    bench/queue_dataset.py. No baseline for the item and entry pages: a default change form
+    offers every request as a choice for the item's request (a <select> of 10M options)."""
+    from tracking.models import ModerationLogEntry, ReviewItem
+
+    item = ReviewItem.objects.filter(state="open", kind="report").order_by("-id").only("id").first()
+    entry = ModerationLogEntry.objects.order_by("-id").only("id", "target_id", "at").first()
+    day = f"{entry.at:%Y-%m-%d}"
+    queue, audit = "/admin/tracking/reviewitem/", "/admin/tracking/moderationlogentry/"
+    return [
+        ("queue: open items, oldest first", queue, "/baseline/tracking/reviewitem/"),
+        (
+            "queue: one kind (reports)",
+            f"{queue}?kind__exact=report",
+            "/baseline/tracking/reviewitem/?kind__exact=report",
+        ),
+        ("queue: unclaimed appeals", f"{queue}?kind__exact=appeal&claim=unclaimed", None),
+        ("queue: others' claims", f"{queue}?claim=others", None),
+        ("queue: resolved", f"{queue}?state=resolved", None),
+        ("queue: item page (a report)", f"{queue}{item.id}/change/", None),
+        ("queue: take the next item (POST)", f"{queue}take-next/", None),
+        ("audit log: newest first", audit, "/baseline/tracking/moderationlogentry/"),
+        ("audit log: one moderator", f"{audit}?actor=mod07", None),
+        ("audit log: one action", f"{audit}?action=resolve%3A+ban", None),
+        ("audit log: one table", f"{audit}?target_table=user_bans", None),
+        ("audit log: one day", f"{audit}?from={day}&to={day}", None),
+        ("audit log: a target's history (search)", f"{audit}?q={entry.target_id}", None),
+        ("audit log: entry page", f"{audit}{entry.id}/change/", None),
+        ("audit log: export CSV (one moderator, one day)", f"{audit}export/?actor=mod07&from={day}&to={day}", None),
+    ]
 
 
 def main() -> None:
