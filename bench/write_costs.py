@@ -75,7 +75,7 @@ def main() -> None:
     dbname = f"veobot_bench_admin_{args.rows}"
     load(params, dbname, args.rows)
     migrations = runner(params, dbname)
-    interaction = 8 * 10**15
+    interaction = 8 * 10**15 + int(time.time()) * 10**5  # new interactions (and users) on every run
     results: dict[int, list[dict]] = {version: [] for version in VERSIONS}
     migrations.migrate()
     for _round in range(args.rounds):
