@@ -30,7 +30,9 @@ A step that runs out of budget is cancelled and undone (a savepoint), and the ne
 every path gives the same rows, only the time differs. A query the empty prompt matches (only
 -words) skips the index, which would read all of itself for it, and walks without a budget.
 Orders other than newest first take the probe, then leave the order to the planner (with many
-matches it orders them well: its statistics know common words).
+matches it orders them well: its statistics know common words); a word the statistics know as
+common goes to the planner at once. A phrase also asks for its word pairs (prompt_matches),
+which the pairs index answers.
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ def word_pairs_query(text: str) -> str | None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT websearch_to_tsquery('english'::regconfig, %s)::text", [text])
         (query,) = cursor.fetchone()
+    return _pairs_of(query)
+
+
+def _pairs_of(query: str) -> str | None:
+    """word_pairs_query's reading of a tsquery's text."""
     if "|" in query or "(" in query:
         return None
     pairs = []
@@ -184,7 +191,9 @@ def _newest(searched: QuerySet, need: int, *, probe: bool) -> tuple[list[int], s
 
 
 def _ordered(searched: QuerySet, ordering: Sequence[str], offset: int, need: int, *, probe: bool) -> tuple[list, str]:
-    candidates = _candidates(searched) if probe else None
+    # A word the statistics know as common (they know those well) needs no look-up: listing
+    # its matches would only run out of time before the planner orders them anyway.
+    candidates = _candidates(searched) if probe and not _common(_estimated_matches(searched)) else None
     if candidates is not None and len(candidates) < CANDIDATE_CAP:
         ids = [id_ for _, id_ in candidates]
         return list(searched.filter(id__in=ids).order_by(*ordering)[offset:need]), "index"
