@@ -18,9 +18,10 @@ budget bounds the loss. When neither finishes in its budget:
 - many matches (the probe filled its cap, or the statistics know the words as common, COMMON
   of all rows): the walk ran out of time on a busy server, so it walks on without a budget
   (the index would sort every match);
-- otherwise the candidates are many but the matches few or old (a phrase whose words often
-  meet apart, a common word the filters leave nearly nothing of): the index answers in date
-  order, with the memory to keep its bitmap exact.
+- otherwise the candidates are many but the matches few or old (a common word the filters
+  leave nearly nothing of), or the pages were cold and the estimate low: the walk has a second
+  go of SECOND_WALK_MS, then the index answers in date order, with the memory to keep its
+  bitmap exact.
 
 These last steps have no budget but the panel's 5 s guard; docs/BENCHMARKS.md has what they
 cost at 10M rows. A word common in older history yet absent from the newest rows is the case
@@ -52,6 +53,7 @@ from tracking import selectors
 
 WALK_MS = 100
 PROBE_MS = 150
+SECOND_WALK_MS = 1000
 CANDIDATE_CAP = 5_000
 COMMON = 0.05  # a share of all rows the planner's estimate must reach to call a search common
 
@@ -82,7 +84,7 @@ class EmptySearch(ValueError):
 class SearchPage:
     rows: list  # at most `limit` rows, in the requested order
     more: bool  # another page follows
-    path: str  # how they were found: "walk", "index", "long walk", "index by date" or "planner"
+    path: str  # how they were found: "walk", "index", "long walk", "walk again", "index by date" or "planner"
 
 
 def prompt_matches(text: str) -> RawSQL:
@@ -186,6 +188,12 @@ def _newest(searched: QuerySet, need: int, *, probe: bool) -> tuple[list[int], s
         # only ran out of time (a busy server), and the index would sort them all.
         with planner(WALKING):
             return list(newest[:need]), "long walk"
+    # The look-up ran out of time without saying how many match, and the estimate may be far
+    # off (a phrase's is crude): on a cold page cache, many matches can miss both budgets. The
+    # walk has a longer second go before the index sorts every match by date.
+    found = _within(SECOND_WALK_MS, WALKING, lambda: list(newest[:need]))
+    if found is not None:
+        return found, "walk again"
     with planner(THROUGH_THE_INDEX):
         return list(newest[:need]), "index by date"
 
