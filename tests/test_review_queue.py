@@ -264,6 +264,7 @@ def test_granting_an_appeal_lifts_the_ban_and_tells_the_user():
     assert (appeal.state, appeal.decided_by, appeal.decision_reason) == ("granted", "alice", "first offence")
     (notice,) = UserNotice.objects.filter(user_id=1801)
     assert "granted" in notice.body and "first offence" in notice.body and notice.delivered_at is None
+    assert logged(target_table="user_bans", action="lift ban") == [("alice", "lift ban", "first offence")]
 
 
 def test_denying_an_appeal_keeps_the_ban_and_tells_the_user():

@@ -179,7 +179,7 @@ def _decide_appeal(cursor, item: _Locked, decision: str, *, actor: str, reason: 
     if row is None:
         raise ItemUnavailable(f"the appeal of item #{item.id} was already decided")
     if granted:
-        lift_bans(ban_ids=[row[0]], actor=actor)
+        lift_bans(ban_ids=[row[0]], actor=actor, reason=reason)
         body = f"Your appeal was granted and your veobot ban lifted: {reason}"
     else:
         body = f"Your appeal of your veobot ban was denied: {reason}"
