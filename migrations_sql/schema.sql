@@ -323,6 +323,7 @@ CREATE TABLE public.video_requests (
     last_frame_uri text,
     video_input_uri text,
     prompt_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, prompt)) STORED NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL,
     CONSTRAINT video_requests_aspect_ratio_check CHECK ((aspect_ratio = ANY (ARRAY['16:9'::text, '9:16'::text]))),
     CONSTRAINT video_requests_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT video_requests_channel_id_check CHECK ((channel_id > 0)),
@@ -345,6 +346,7 @@ CREATE TABLE public.video_requests (
     CONSTRAINT video_requests_output_size_check CHECK ((output_size_bytes >= 0)),
     CONSTRAINT video_requests_parent_has_kind CHECK (((parent_id IS NULL) OR (derived_as IS NOT NULL))),
     CONSTRAINT video_requests_person_generation_check CHECK ((person_generation = ANY (ARRAY['dont_allow'::text, 'allow_adult'::text, 'allow_all'::text]))),
+    CONSTRAINT video_requests_priority_check CHECK (((priority >= '-100'::integer) AND (priority <= 100))),
     CONSTRAINT video_requests_prompt_check CHECK (((char_length(prompt) >= 1) AND (char_length(prompt) <= 4000))),
     CONSTRAINT video_requests_rejected_has_reason CHECK (((status <> 'rejected'::text) OR (error_code IS NOT NULL))),
     CONSTRAINT video_requests_rejected_never_counts CHECK (((status <> 'rejected'::text) OR (NOT counts_toward_quota))),
@@ -1164,15 +1166,19 @@ CREATE TABLE public.quota_policies (
     created_by text DEFAULT 'system'::text NOT NULL,
     created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     updated_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL,
     CONSTRAINT quota_policies_guild_id_check CHECK ((guild_id > 0)),
     CONSTRAINT quota_policies_has_scope CHECK (((user_id IS NOT NULL) OR (guild_id IS NOT NULL))),
     CONSTRAINT quota_policies_limit_check CHECK (((quota_limit >= 0) AND (quota_limit <= 10000))),
     CONSTRAINT quota_policies_max_in_flight_check CHECK (((max_in_flight >= 1) AND (max_in_flight <= 1000))),
+    CONSTRAINT quota_policies_priority_check CHECK (((priority >= '-100'::integer) AND (priority <= 100))),
     CONSTRAINT quota_policies_user_id_check CHECK ((user_id > 0)),
     CONSTRAINT quota_policies_window_check CHECK (((quota_window >= '00:01:00'::interval) AND (quota_window <= '366 days'::interval)))
 );
 
 COMMENT ON TABLE public.quota_policies IS 'Quota overrides; the most specific matching row wins over the configured default.';
+
+COMMENT ON COLUMN public.quota_policies.priority IS 'Higher starts sooner among waiting requests; 0 is everyone''s default.';
 
 ALTER TABLE public.quota_policies ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.quota_policies_id_seq

@@ -18,6 +18,9 @@ class QuotaPolicy(models.Model):
     max_in_flight = models.IntegerField(
         null=True, blank=True, help_text="Queued or generating at once (blank: no cap)."
     )
+    priority = models.SmallIntegerField(
+        default=0, help_text="Higher starts sooner when requests wait for Veo (-100 to 100; 0 is the default)."
+    )
     note = models.TextField(db_default="", blank=True)
     created_by = models.TextField(db_default="system")
     created_at = models.DateTimeField(db_default=Now())

@@ -101,6 +101,8 @@ class VideoRequest(models.Model):
     person_generation = models.TextField(choices=PersonGeneration.choices, db_default=PersonGeneration.ALLOW_ADULT)
     seed = models.BigIntegerField(null=True, blank=True)
     model = models.TextField()
+    # Higher starts sooner among waiting requests; copied from the admitting policy.
+    priority = models.SmallIntegerField(db_default=0)
 
     # The database sets parent_id to NULL when the parent is erased (ON DELETE SET NULL).
     parent = models.ForeignKey(
