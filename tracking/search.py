@@ -64,9 +64,11 @@ MATCHES = "prompt_tsv @@ websearch_to_tsquery('english'::regconfig, %s)"
 
 # Planner settings per path. Turning a scan type off makes the planner take another where one
 # exists; the text index serves only bitmap scans, and the date-ordered ones are index scans.
-# JIT off: compiling costs more than these short queries gain from it. The index path gets
+# JIT off: compiling costs more than these short queries gain from it. No parallel workers for
+# the walk: it reads a page's worth of rows, and starting workers cost more than that (a walk of
+# 20 ms took 130 ms with two, once the planner expected few matches). The index path gets
 # the memory to keep a bitmap of a common word's rows exact (lossy, it rechecks whole pages).
-WALKING = {"enable_bitmapscan": "off", "enable_seqscan": "off", "jit": "off"}
+WALKING = {"enable_bitmapscan": "off", "enable_seqscan": "off", "jit": "off", "max_parallel_workers_per_gather": "0"}
 THROUGH_THE_INDEX = {
     "enable_indexscan": "off",
     "enable_indexonlyscan": "off",
@@ -158,21 +160,22 @@ def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> Se
         )
     need = offset + limit + 1  # one more than the page: is there a next one?
     ordering = tuple(dict.fromkeys(searched.query.order_by))  # the admin's list repeats its default
+    probe = not matches_everything
     with transaction.atomic():  # SET LOCAL lasts until this block ends
+        estimate = _estimated_matches(searched, word_pairs_query(text)) if probe else 0.0
         if ordering == NEWEST_FIRST:
-            ids, path = _newest(searched, need, probe=not matches_everything)
+            ids, path = _newest(searched, need, probe=probe, estimate=estimate)
             rows = _in_order(searched, ids[offset:need])
         else:
-            rows, path = _ordered(searched, ordering, offset, need, probe=not matches_everything)
+            rows, path = _ordered(searched, ordering, offset, need, probe=probe, estimate=estimate)
     return SearchPage(rows=rows[:limit], more=len(rows) > limit, path=path)
 
 
-def _newest(searched: QuerySet, need: int, *, probe: bool) -> tuple[list[int], str]:
+def _newest(searched: QuerySet, need: int, *, probe: bool, estimate: float) -> tuple[list[int], str]:
     newest = searched.order_by(*NEWEST_FIRST).values_list("id", flat=True)
     if not probe:
         with planner(WALKING):
             return list(newest[:need]), "walk"
-    estimate = _estimated_matches(searched)
     listed = None  # what the probe found: every match, a full cap of them, or None (out of time)
     for step in ("walk", "index") if estimate >= CANDIDATE_CAP else ("index", "walk"):
         if step == "walk":
@@ -198,10 +201,12 @@ def _newest(searched: QuerySet, need: int, *, probe: bool) -> tuple[list[int], s
         return list(newest[:need]), "index by date"
 
 
-def _ordered(searched: QuerySet, ordering: Sequence[str], offset: int, need: int, *, probe: bool) -> tuple[list, str]:
+def _ordered(
+    searched: QuerySet, ordering: Sequence[str], offset: int, need: int, *, probe: bool, estimate: float
+) -> tuple[list, str]:
     # A word the statistics know as common (they know those well) needs no look-up: listing
     # its matches would only run out of time before the planner orders them anyway.
-    candidates = _candidates(searched) if probe and not _common(_estimated_matches(searched)) else None
+    candidates = _candidates(searched) if probe and not _common(estimate) else None
     if candidates is not None and len(candidates) < CANDIDATE_CAP:
         ids = [id_ for _, id_ in candidates]
         return list(searched.filter(id__in=ids).order_by(*ordering)[offset:need]), "index"
@@ -221,9 +226,29 @@ def _common(estimate: float) -> bool:
     return total > 0 and estimate >= COMMON * total
 
 
-def _estimated_matches(searched: QuerySet) -> float:
-    """The planner's estimate of the rows ``searched`` holds (a plan, not a count)."""
-    plan = json.loads(searched.order_by().explain(format="json"))
+def _estimated_matches(searched: QuerySet, pairs: str | None) -> float:
+    """The planner's estimate of the rows ``searched`` holds (a plan, not a count).
+
+    A phrase's word pairs hold wherever the phrase does, but the planner takes the two
+    conditions as independent and multiplies their shares: a common phrase came out a hundred
+    times too rare, went to the look-up first, and waited out its budget. So the pairs' share
+    is divided back out; yet no more match than hold the pairs (words that meet in many
+    prompts but never side by side: the pairs' statistics know that, the words' do not)."""
+    estimate = _plan_rows(searched.order_by().query.sql_with_params())
+    total = selectors.estimated_request_count()
+    if pairs is None or total <= 0:
+        return estimate
+    table = connection.ops.quote_name(searched.model._meta.db_table)
+    with_pairs = _plan_rows((f"SELECT 1 FROM {table} WHERE {PAIRS_MATCH}", [pairs]))
+    return min(with_pairs, estimate * total / max(with_pairs, 1.0))
+
+
+def _plan_rows(query: tuple[str, Sequence]) -> float:
+    sql, params = query
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        (plan,) = cursor.fetchone()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
     return plan[0]["Plan"]["Plan Rows"]
 
 
