@@ -23,7 +23,8 @@ from django.conf import settings
 from discordbot import payloads
 from discordbot.answers import refuse_malformed
 from discordbot.modals import ModalRoutes
-from discordbot.shards import IdentifyPacer, ShardPlan, ShardStates, describe, discover_gateway
+from discordbot.shards import IDENTIFY_INTERVAL, IdentifyPacer, ShardPlan, ShardStates, describe, discover_gateway
+from generation.identify_slots import SharedIdentifySlots
 from generation.runtime import sleep_unless
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class VeoBot(commands.AutoShardedBot):
             shard_count=plan.numeric_count,  # None for auto: settled by discover_gateway
             shard_ids=list(plan.ids) if plan.ids is not None else None,
         )
-        self.identify_pacer = IdentifyPacer()
+        self.identify_pacer = IdentifyPacer(shared=SharedIdentifySlots(interval=IDENTIFY_INTERVAL))
         self.shard_states = ShardStates(self)
         self.tree.on_error = self._on_command_error
         self._cog: commands.Cog | None = None

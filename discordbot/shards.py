@@ -10,8 +10,10 @@ of one, which is what an unsharded connection is to Discord.
 URL, the recommended count (``auto``) and ``session_start_limit.max_concurrency``. discord.py
 reads that endpoint only when it picks the count itself, and otherwise connects to its built-in
 ``wss://gateway.discord.gg/``; it never reads ``max_concurrency``: before every IDENTIFY but a
-process's first it sleeps 5 s. ``IdentifyPacer`` replaces that sleep with Discord's rule: one
-IDENTIFY per 5 s per bucket ``shard_id % max_concurrency``.
+process's first it sleeps 5 s, and processes know nothing of each other. ``IdentifyPacer``
+replaces that sleep with Discord's rule: one IDENTIFY per 5 s per bucket ``shard_id %
+max_concurrency``, in this process and, through a PostgreSQL advisory lock
+(generation.identify_slots), across all of them.
 
 ``ShardStates`` logs each shard's connects, resumes and disconnects and reports them (and each
 one's heartbeat latency) to /healthz and /metrics on the process's METRICS_PORT.
@@ -31,6 +33,7 @@ from discord.gateway import DiscordWebSocket
 from django.conf import settings
 
 from generation import process_health
+from generation.identify_slots import SharedIdentifySlots
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +108,12 @@ def describe(ids) -> str:
 
 
 class IdentifyPacer:
-    """At most one IDENTIFY per IDENTIFY_INTERVAL in each bucket ``shard_id % max_concurrency``.
+    """At most one IDENTIFY per IDENTIFY_INTERVAL in each bucket ``shard_id % max_concurrency``:
+    in this process, and with ``shared`` (generation.identify_slots) in every process of the bot."""
 
-    In this process: several processes start their first shards at once only if their ids fall
-    in different buckets, which is how shards are handed out to processes (contiguous ranges,
-    max_concurrency apart) -- or they are started a few seconds apart (docs/OPERATIONS.md)."""
-
-    def __init__(self) -> None:
+    def __init__(self, *, shared: SharedIdentifySlots | None = None) -> None:
         self.max_concurrency = 1
+        self.shared = shared
         self._last: dict[int, float] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
@@ -123,6 +124,8 @@ class IdentifyPacer:
             since = time.monotonic() - self._last.get(bucket, -math.inf)
             if since < IDENTIFY_INTERVAL:
                 await asyncio.sleep(IDENTIFY_INTERVAL - since)
+            if self.shared is not None:
+                await self.shared.take(bucket)
             self._last[bucket] = time.monotonic()
 
 
