@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import discord
 import yarl
+from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from django.conf import settings
 
@@ -133,7 +134,7 @@ class ShardStates:
     """Each shard's state (connecting, connected, disconnected) and latency, as the bot's
     events tell them, in the logs, /healthz and /metrics."""
 
-    def __init__(self, bot: discord.AutoShardedClient) -> None:
+    def __init__(self, bot: commands.AutoShardedBot) -> None:
         self._bot = bot
         self._states: dict[int, str] = {}
         self._since: dict[int, float] = {}

@@ -8,6 +8,7 @@ import time
 import discord
 import pytest
 import yarl
+from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 
 from tests.fakes.discord_gateway import shard_of
@@ -27,9 +28,9 @@ def server():
         assert server.internal_errors == []
 
 
-class Recorder(discord.AutoShardedClient):
+class Recorder(commands.AutoShardedBot):
     def __init__(self, **options):
-        super().__init__(intents=discord.Intents.none(), **options)
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.none(), **options)
         self.seen: list[int] = []  # interaction ids
         self.connected: set[int] = set()
 
@@ -118,3 +119,30 @@ def test_an_invalid_session_makes_the_shard_identify_again(server):
         await until(lambda: client.seen, "the interaction")
 
     run(server, scenario, shard_count=1)
+
+
+def test_shard_states_follow_a_disconnect_and_the_resume_in_health_and_logs(server, caplog):
+    from discordbot.shards import ShardStates
+    from generation import process_health
+
+    async def scenario(client):
+        states = ShardStates(client)
+        states.expect([0, 1])
+        assert process_health.health()[0] == 503  # connecting
+        await until(lambda: client.connected == {0, 1}, "two shards")
+        await until(lambda: process_health.health()[0] == 200, "healthy")
+        server.gateway.hold()
+        server.gateway.drop(1)
+        await until(lambda: states.snapshot()["shards"]["1"]["state"] == "disconnected", "shard 1 down")
+        status, body = process_health.health()
+        assert (status, body["reason"]) == (503, "shard(s) not connected: 1")
+        assert body["gateway"]["shards"]["0"]["state"] == "connected"
+        server.gateway.release()
+        await until(lambda: process_health.health()[0] == 200, "healthy again")
+        assert states.snapshot()["count"] == 2
+
+    caplog.set_level("INFO", logger="discordbot.shards")
+    run(server, scenario, shard_count=2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "discordbot.shards"]
+    assert sorted(lines[:2]) == ["shard 0/2 connected", "shard 1/2 connected"]  # in either order
+    assert lines[2:] == ["shard 1/2 disconnected", "shard 1/2 resumed its session"]

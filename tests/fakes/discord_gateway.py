@@ -107,6 +107,7 @@ class FakeGateway:
         self.connect_queries: list[dict[str, str]] = []  # each connection's query string
         self.dispatched: dict[int, tuple[int, str]] = {}  # interaction id -> (shard, session id)
         self._guilds: list[int] = []
+        self._held: asyncio.Event | None = None  # set: connections wait for HELLO (hold()/release())
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(GATEWAY_PATH, self._connect)
@@ -162,6 +163,18 @@ class FakeGateway:
             connection, session.socket = session.socket, None
         self._run(connection.socket.close(code=code, message=b"dropped by the test"))
 
+    def hold(self) -> None:
+        """New connections get no HELLO until release(): a reconnecting shard stays disconnected."""
+        self._run(self._set_held(True))
+
+    def release(self) -> None:
+        self._run(self._set_held(False))
+
+    async def _set_held(self, held: bool) -> None:
+        if self._held is None:
+            self._held = asyncio.Event()
+        self._held.set() if held else self._held.clear()
+
     def invalidate(self, shard_id: int) -> None:
         """Forget the shard's session: its next RESUME gets INVALID SESSION."""
         with self.server._lock:
@@ -184,6 +197,8 @@ class FakeGateway:
             await socket.close(code=DECODE_ERROR, message=b"the fake speaks json, plain or zlib-stream")
             return socket
         connection = _Connection(socket, compressed=query.get("compress") == "zlib-stream", path=request.path)
+        while self._held is not None and self._held.is_set():
+            await asyncio.sleep(0.02)
         await connection.send(
             {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None}
         )
