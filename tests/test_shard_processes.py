@@ -14,7 +14,7 @@ from django.db import connection
 from generation.journal import SUFFIX
 from tests.bot_process import BotProcess, bot_environment
 from tests.fakes.discord_gateway import shard_of
-from tests.fakes.discord_server import FakeDiscordServer
+from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
 from tests.fakes.interactions import slash_command, user
 from tests.fakes.veo_server import scenario
 from tests.workers import database_url, truncate_requests, wait_for, watch_for_second_deliveries
@@ -140,7 +140,7 @@ def test_two_processes_of_two_shards_each_answer_exactly_their_guilds(runbots, s
     assert not [p for p in (tmp_path / "journal").glob(f"*{SUFFIX}") if p.stat().st_size]
 
 
-def test_a_process_killed_mid_burst_leaves_its_requests_to_the_other_workers(runbots, server, db_settings):
+def test_a_process_killed_mid_burst_leaves_its_requests_to_the_other_workers(runbots, server, db_settings, tmp_path):
     low = runbots("low", seconds=3, DISCORD_SHARD_COUNT=str(COUNT), DISCORD_SHARD_IDS="0,1")
     doomed = runbots("doomed", seconds=3, DISCORD_SHARD_COUNT=str(COUNT), DISCORD_SHARD_IDS="2-3")
     wait_for(lambda: connected(server, range(COUNT)), what="four shards connected")
@@ -166,10 +166,13 @@ def test_a_process_killed_mid_burst_leaves_its_requests_to_the_other_workers(run
         [reply] = [m for m in server.messages_in(request.channel_id) if int(m["id"]) == request.discord_message_id]
         assert reply["attachments"] and reply["embeds"][0]["title"] == "Your video is ready"
     assert low.stop() == 0
+    # What the killed process wrote ahead (its Veo starts) was taken by the survivor, which shares
+    # its journal folder, and nothing is left to replay.
+    assert [p.name for p in (tmp_path / "journal").glob("*.jsonl") if p.stat().st_size] == []
 
 
 def test_an_unsharded_runbot_resumes_a_dropped_connection_and_answers_what_it_missed_once(runbots, server):
-    bot = runbots("solo")  # neither DISCORD_SHARD_COUNT nor DISCORD_SHARD_IDS
+    bot = runbots("solo", LOG_LEVEL="DEBUG")  # neither DISCORD_SHARD_COUNT nor DISCORD_SHARD_IDS
     wait_for(lambda: connected(server, [0]), what="the gateway connected")
     assert server.gateway.identifies == [(0, 1)]
 
@@ -187,3 +190,4 @@ def test_an_unsharded_runbot_resumes_a_dropped_connection_and_answers_what_it_mi
         assert VideoRequest.objects.filter(interaction_id=payload["id"]).count() == 1
     assert "shard 0/1 resumed its session" in bot.log()
     assert bot.stop() == 0 and "Traceback" not in bot.log()
+    assert BOT_TOKEN not in bot.log()  # IDENTIFY and RESUME carry it; even at DEBUG it is not logged
