@@ -9,67 +9,39 @@ import urllib.error
 import urllib.request
 
 import pytest
-from django.db import connection
 
 from generation.journal import SUFFIX
-from tests.bot_process import BotProcess, bot_environment
+from tests import test_bot_processes
+from tests.bot_process import BotProcess
 from tests.fakes.discord_gateway import shard_of
-from tests.fakes.discord_server import BOT_TOKEN, FakeDiscordServer
+from tests.fakes.discord_server import BOT_TOKEN
 from tests.fakes.interactions import slash_command, user
-from tests.fakes.veo_server import scenario
-from tests.workers import database_url, truncate_requests, wait_for, watch_for_second_deliveries
+from tests.helpers import free_port
+from tests.workers import wait_for, watch_for_second_deliveries
 from tracking.models import VideoRequest
 from veosite.config import parse_duration
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.processes]
 
-LEASE, IDLE_POLL = "2s", "1s"
 COUNT = 4
 # One guild on each of the 4 shards (a guild's shard is (id >> 22) % count).
 GUILDS = [(((1_180_000_000_000_000_100 >> 22) // COUNT * COUNT + n) << 22) + 100 for n in range(COUNT)]
 
 
-@pytest.fixture
-def server():
-    with FakeDiscordServer() as server:
-        yield server
-        assert server.internal_errors == []
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# The fake Discord (with its gateway) and the bot processes of tests/test_bot_processes.py.
+server, bots = test_bot_processes.server, test_bot_processes.bots
+LEASE, IDLE_POLL = test_bot_processes.LEASE, test_bot_processes.IDLE_POLL
 
 
 @pytest.fixture
-def runbots(db_settings, tmp_path, server, veo_fake):
-    """Start ``manage.py runbot`` processes sharing one database and one journal folder (as
-    processes on one machine do); each is killed afterwards."""
-    truncate_requests()
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE user_bans, quota_policies CASCADE")
-    started: list[BotProcess] = []
+def runbots(bots):
+    """Start ``manage.py runbot`` processes (tests/test_bot_processes.py's ``bots``), sharing one
+    database and one journal folder as processes on one machine do."""
 
     def start(name: str, *, seconds: float = 0.2, **env) -> BotProcess:
-        veo_fake.default_scenario = scenario("slow", seconds=seconds)
-        environment = bot_environment(
-            database_url=database_url(db_settings),
-            server=server,
-            veo_fake=veo_fake,
-            tmp_path=tmp_path,
-            VEO_LEASE=LEASE,
-            VEO_WORKER_IDLE_POLL=IDLE_POLL,
-            VEO_QUOTA_LIMIT="20",
-            **env,
-        )
-        bot = BotProcess(environment, tmp_path / f"{name}.log", command=("manage.py", "runbot"))
-        started.append(bot)
-        return bot
+        return bots(name, seconds=seconds, command=("manage.py", "runbot"), **env)
 
-    yield start
-    for bot in started:
-        bot.cleanup()
+    return start
 
 
 def veo(guild_id: int | None, n: int) -> dict:
