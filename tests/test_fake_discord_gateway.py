@@ -146,3 +146,26 @@ def test_shard_states_follow_a_disconnect_and_the_resume_in_health_and_logs(serv
     lines = [r.getMessage() for r in caplog.records if r.name == "discordbot.shards"]
     assert sorted(lines[:2]) == ["shard 0/2 connected", "shard 1/2 connected"]  # in either order
     assert lines[2:] == ["shard 1/2 disconnected", "shard 1/2 resumed its session"]
+
+
+def test_auto_takes_discords_recommended_count_and_the_gateway_it_names(server):
+    from discordbot.shards import discover_gateway
+
+    server.gateway.recommended_shards, server.gateway.max_concurrency = 3, 2
+
+    async def main():
+        client = Recorder()  # shard_count None: DISCORD_SHARD_COUNT=auto
+        await client.login(BOT_TOKEN)
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL("wss://gateway.discord.gg/")
+        gateway = await discover_gateway(client)
+        assert (client.shard_count, gateway.max_concurrency) == (3, 2)
+        assert str(DiscordWebSocket.DEFAULT_GATEWAY) == server.gateway.url
+        running = asyncio.create_task(client.connect())
+        try:
+            await until(lambda: client.connected == {0, 1, 2}, "three shards")
+        finally:
+            await client.close()
+            await asyncio.wait_for(running, 10)
+
+    asyncio.run(main())
+    assert sorted(server.gateway.identifies) == [(0, 3), (1, 3), (2, 3)]
