@@ -57,9 +57,6 @@ class ShardPlan:
     def numeric_count(self) -> int | None:
         return self.count if isinstance(self.count, int) else None
 
-    def owned(self, count: int) -> tuple[int, ...]:
-        return self.ids if self.ids is not None else tuple(range(count))
-
 
 @dataclass(frozen=True)
 class Gateway:
@@ -152,6 +149,7 @@ class ShardStates:
 
     def _recorder(self, state: str, word: str):
         async def record(shard_id: int) -> None:
+            # discord.py says "disconnected" more than once per drop; a resume is always worth a line.
             if self._states.get(shard_id) != state or word != state:
                 self._set(shard_id, state)
                 log.info("shard %s/%s %s", shard_id, self._bot.shard_count, word)
