@@ -125,6 +125,8 @@ def test_shard_states_follow_a_disconnect_and_the_resume_in_health_and_logs(serv
     from discordbot.shards import ShardStates
     from generation import process_health
 
+    process_health.report_degraded(False)  # this test's process has seen outages in other tests
+
     async def scenario(client):
         states = ShardStates(client)
         states.expect([0, 1])
