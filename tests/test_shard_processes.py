@@ -113,8 +113,9 @@ def test_two_processes_of_two_shards_each_answer_exactly_their_guilds(runbots, s
 
 
 def test_a_process_killed_mid_burst_leaves_its_requests_to_the_other_workers(runbots, server, db_settings, tmp_path):
-    low = runbots("low", seconds=3, DISCORD_SHARD_COUNT=str(COUNT), DISCORD_SHARD_IDS="0,1")
-    doomed = runbots("doomed", seconds=3, DISCORD_SHARD_COUNT=str(COUNT), DISCORD_SHARD_IDS="2-3")
+    # The survivor's worker takes two at a time, so the doomed one surely has some when it dies.
+    low = runbots("low", seconds=2, DISCORD_SHARD_COUNT=str(COUNT), DISCORD_SHARD_IDS="0,1", VEO_WORKER_SLOTS="2")
+    doomed = runbots("doomed", seconds=2, DISCORD_SHARD_COUNT=str(COUNT), DISCORD_SHARD_IDS="2-3")
     wait_for(lambda: connected(server, range(COUNT)), what="four shards connected")
 
     burst = [veo(GUILDS[2 + n % 2], n) for n in range(6)]  # all on the doomed process's shards
