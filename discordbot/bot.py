@@ -23,6 +23,8 @@ from django.conf import settings
 from discordbot import payloads
 from discordbot.answers import refuse_malformed
 from discordbot.modals import ModalRoutes
+from discordbot.shards import IDENTIFY_INTERVAL, IdentifyPacer, ShardPlan, ShardStates, describe, discover_gateway
+from generation.identify_slots import SharedIdentifySlots
 from generation.runtime import sleep_unless
 
 log = logging.getLogger(__name__)
@@ -53,18 +55,25 @@ class VeoCommandTree(app_commands.CommandTree):
         return False
 
 
-class VeoBot(commands.Bot):
-    def __init__(self) -> None:
+class VeoBot(commands.AutoShardedBot):
+    def __init__(self, plan: ShardPlan | None = None) -> None:
+        # One class whether sharded or not: unsharded is shard 0 of 1 (DISCORD_SHARD_COUNT unset),
+        # which Discord treats as an unsharded session; discordbot.shards says why.
         # No privileged intents and no prefix commands; interactions arrive whatever the intents.
         # Nothing we send pings anyone unless a call says so (only channel deliveries mention
         # the requester).
+        plan = plan or ShardPlan.from_settings()
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.none(),
             help_command=None,
             tree_cls=VeoCommandTree,
             allowed_mentions=discord.AllowedMentions.none(),
+            shard_count=plan.numeric_count,  # None for auto: settled by discover_gateway
+            shard_ids=list(plan.ids) if plan.ids is not None else None,
         )
+        self.identify_pacer = IdentifyPacer(shared=SharedIdentifySlots(interval=IDENTIFY_INTERVAL))
+        self.shard_states = ShardStates(self)
         self.tree.on_error = self._on_command_error
         self._cog: commands.Cog | None = None
         self._chores: Sequence[Chore] = ()
@@ -110,6 +119,11 @@ class VeoBot(commands.Bot):
             asyncio.create_task(self._keep(chore), name=getattr(chore, "__name__", "chore")) for chore in self._chores
         ]
         log.info("bot ready: application %s, %s", self.application_id, self.description_of_work)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # Instead of discord.py's flat 5 s before every IDENTIFY but the first: Discord's rule,
+        # per max_concurrency bucket (discordbot.shards.IdentifyPacer).
+        await self.identify_pacer.wait(shard_id)
 
     async def close(self) -> None:
         if not self._stop.is_set():
@@ -214,6 +228,14 @@ async def serve(
 
 
 async def _connect(bot: VeoBot) -> None:
+    try:
+        gateway = await discover_gateway(bot)
+    except discord.GatewayNotFound:
+        raise StartupError("Discord did not say where its gateway is (GET /gateway/bot failed)") from None
+    bot.identify_pacer.max_concurrency = gateway.max_concurrency
+    owned = bot.shard_ids if bot.shard_ids is not None else range(bot.shard_count)
+    bot.shard_states.expect(owned)
+    log.info("connecting shard(s) %s of %s", describe(owned), bot.shard_count)
     try:
         await bot.connect(reconnect=True)
     except discord.PrivilegedIntentsRequired:

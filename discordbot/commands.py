@@ -35,6 +35,7 @@ from discordbot.answers import (
 )
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.frames import FrameFetcher
+from discordbot.shards import shard_of
 from generation import wakeup
 from generation.admission import Admitter, Decision
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
@@ -263,6 +264,7 @@ async def handle_veo(
         first_response_ms=(time.perf_counter() - received) * 1000,
         deferred=deferred or None,
         public=decision.admitted,
+        shard=shard_of(interaction.client, interaction.guild_id),
     )
     if decision.admitted and not decision.duplicate and not decision.degraded:
         # After the answer, not before: the user waits for the reply, not for other processes.

@@ -17,9 +17,10 @@ import threading
 
 from django.conf import settings
 from django.utils import timezone
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from generation import journal as journal_files
+from generation import process_health
 from veosite.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def operation_ended(request, outcome) -> None:
 
 def set_degraded(degraded: bool) -> None:
     DEGRADED.set(1 if degraded else 0)
+    process_health.report_degraded(degraded)
     if degraded:
         OUTAGES.inc()
 
@@ -95,14 +97,15 @@ def serve() -> None:
         if not port or _serving is not None:
             return
         try:
-            start_http_server(port, addr=address)
+            process_health.start_server(address=address, port=port)
         except OSError as error:
             raise ConfigError(
                 f"METRICS_PORT {port} cannot be served on {address} ({error.strerror}); "
                 "each bot and worker on a machine needs a port of its own"
             ) from None
         _serving = (address, port)
-    log.info("metrics: http://%s:%s/metrics", address if ":" not in address else f"[{address}]", port)
+    host = address if ":" not in address else f"[{address}]"
+    log.info("metrics: http://%s:%s/metrics, this process's health: http://%s:%s/healthz", host, port, host, port)
 
 
 def watch_journal(journal: journal_files.Journal) -> None:

@@ -75,16 +75,18 @@ def bot_environment(*, database_url: str, server, veo_fake, tmp_path: Path, **en
 
 
 class BotProcess:
-    """``python -m tests.bot_process`` started from a test: feed it interactions, kill it, stop it."""
+    """``python -m tests.bot_process`` started from a test: feed it interactions, kill it, stop it.
+    With ``command=("manage.py", "runbot")``: runbot itself, whose gateway is the fake's
+    (tests/fakes/discord_gateway.py)."""
 
-    def __init__(self, env: dict, log_path: Path):
+    def __init__(self, env: dict, log_path: Path, *, command: tuple[str, ...] = ("-m", "tests.bot_process")):
         from tests.workers import ROOT, wait_for
 
         self.log_path = log_path
         environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
         environment.update(env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.bot_process"],
+            [sys.executable, *command],
             cwd=ROOT,
             env=environment,
             stdin=subprocess.PIPE,

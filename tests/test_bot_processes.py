@@ -45,7 +45,14 @@ def bots(db_settings, tmp_path, server, veo_fake):
         cursor.execute("TRUNCATE user_bans, quota_policies CASCADE")
     started: list[BotProcess] = []
 
-    def start(name: str, *, seconds: float | None = None, database: str | None = None, **env) -> BotProcess:
+    def start(
+        name: str,
+        *,
+        seconds: float | None = None,
+        database: str | None = None,
+        command: tuple[str, ...] = ("-m", "tests.bot_process"),  # or ("manage.py", "runbot")
+        **env,
+    ) -> BotProcess:
         if seconds is not None:
             veo_fake.default_scenario = scenario("slow", seconds=seconds)
         environment = bot_environment(
@@ -58,7 +65,7 @@ def bots(db_settings, tmp_path, server, veo_fake):
             VEO_QUOTA_LIMIT="3",
             **env,
         )
-        bot = BotProcess(environment, tmp_path / f"{name}.log")
+        bot = BotProcess(environment, tmp_path / f"{name}.log", command=command)
         started.append(bot)
         return bot
 

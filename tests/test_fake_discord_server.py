@@ -480,9 +480,9 @@ def test_webhook_rules_before_acknowledgement_and_unknown_routes(server):
 
     assert raw(server, "POST", webhook + "?wait=true", {"content": "early"})[1]["code"] == 10015
     assert raw(server, "GET", webhook + "/messages/@original")[1]["code"] == 10008
-    status, body = raw(server, "GET", "/gateway/bot", bot_auth=True)
+    status, body = raw(server, "GET", "/users/@me/guilds", bot_auth=True)  # a route the fake lacks
     assert (status, body) == (404, {"message": "404: Not Found", "code": 0})
-    assert [r.path for r in server.unhandled_requests()] == ["/gateway/bot"]
+    assert [r.path for r in server.unhandled_requests()] == ["/users/@me/guilds"]
 
 
 def test_component_callbacks_update_the_clicked_message(server):
@@ -651,7 +651,7 @@ def test_every_route_answers_with_its_bucket_headers(server):
     first, second = (raw_bytes(server, "POST", post, b'{"content": "hi"}', bot_auth=True)[2] for _ in range(2))
     refused = raw_bytes(server, "POST", post, b'{"embeds": []}', bot_auth=True)  # an error, same bucket
     read = raw_bytes(server, "GET", f"/channels/{CHANNEL_ID}", None, bot_auth=True)[2]
-    unknown = raw_bytes(server, "GET", "/gateway/bot", None, bot_auth=True)[2]
+    unknown = raw_bytes(server, "GET", "/users/@me/guilds", None, bot_auth=True)[2]
 
     assert (first["X-RateLimit-Limit"], first["X-RateLimit-Remaining"]) == ("50", "49")
     assert second["X-RateLimit-Remaining"] == "48" and refused[0] == 400 and refused[2]["X-RateLimit-Remaining"] == "47"

@@ -143,3 +143,49 @@ def get_ip_networks(name: str, default: list[str]) -> tuple[ipaddress.IPv4Networ
         except ValueError:
             raise ConfigError(f"{name} must list IP addresses or networks like 10.0.0.0/8 (got {item!r})") from None
     return tuple(networks)
+
+
+MAX_SHARDS = 65536  # far beyond any bot's needs; a typo such as 40000000 is refused
+
+
+def parse_shard_ids(name: str, raw: str, *, count: int) -> tuple[int, ...]:
+    """'0-3' or '4,5' or '0-1,6' -> the shard ids, in order. Each below ``count``, none twice."""
+    ids: list[int] = []
+    for item in (part.strip() for part in raw.split(",")):
+        first, dash, last = (piece.strip() for piece in item.partition("-"))
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ConfigError(f"{name} must list shard ids or ranges like 0-3 or 4,5 (got {item!r} in {raw!r})")
+        low, high = int(first), int(last) if dash else int(first)
+        if low > high:
+            raise ConfigError(f"{name}: the range {item!r} runs backwards (write {high}-{low})")
+        if high >= count:
+            raise ConfigError(
+                f"{name}: shard {high} does not exist with DISCORD_SHARD_COUNT {count} (ids run from 0 to {count - 1})"
+            )
+        for shard in range(low, high + 1):
+            if shard in ids:
+                raise ConfigError(f"{name} lists shard {shard} twice (in {raw!r})")
+            ids.append(shard)
+    return tuple(ids)
+
+
+def get_shards(count_name: str, ids_name: str) -> tuple[int | str | None, tuple[int, ...] | None]:
+    """The shard count (a number, 'auto' for Discord's recommendation, or None: no sharding) and the
+    shards this process runs (None: all of them)."""
+    raw_count = env.ENVIRON.get(count_name, "").strip().lower()
+    raw_ids = env.ENVIRON.get(ids_name, "").strip()
+    if not raw_count:
+        if raw_ids:
+            raise ConfigError(f"{ids_name} needs {count_name}: every process must be told the total number of shards")
+        return None, None
+    if raw_count == "auto":
+        if raw_ids:
+            raise ConfigError(
+                f"{ids_name} needs a numeric {count_name}, not auto: processes that split the shards "
+                "must agree on their number, and Discord's recommendation can change between starts"
+            )
+        return "auto", None
+    if not raw_count.isdigit() or not 1 <= int(raw_count) <= MAX_SHARDS:
+        raise ConfigError(f"{count_name} must be auto or a whole number between 1 and {MAX_SHARDS} (got {raw_count!r})")
+    count = int(raw_count)
+    return count, parse_shard_ids(ids_name, raw_ids, count=count) if raw_ids else None

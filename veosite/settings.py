@@ -258,6 +258,10 @@ DISCORD_TOKEN = config.get_str("DISCORD_TOKEN", "")
 DISCORD_APPLICATION_ID = config.get_int("DISCORD_APPLICATION_ID", 0, minimum=0, maximum=2**63 - 1) or None
 # Overrides Discord's API base (tests and benchmarks point it at a local fake).
 DISCORD_API_BASE_URL = config.get_str("DISCORD_API_BASE_URL", "")
+# Sharding (docs/OPERATIONS.md "Several gateway processes"): the total number of shards (a number,
+# or auto: Discord's recommendation from GET /gateway/bot) and the ones this process runs
+# (e.g. 0-3 or 4,5; unset: all). Neither set: one process, one unsharded gateway connection.
+DISCORD_SHARD_COUNT, DISCORD_SHARD_IDS = config.get_shards("DISCORD_SHARD_COUNT", "DISCORD_SHARD_IDS")
 # Channels where /veo may be used; empty: everywhere (with a list, DMs are refused too).
 ALLOWED_CHANNEL_IDS = config.get_int_set("ALLOWED_CHANNEL_IDS")
 # Defaults of the /veo options.

@@ -36,6 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.discord_components import validate_components, validate_modal
+from tests.fakes.discord_gateway import GATEWAY_PATH, FakeGateway
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +360,7 @@ class FakeDiscordServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.gateway = FakeGateway(self)  # the websocket gateway (tests/fakes/discord_gateway.py)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -644,6 +646,7 @@ class FakeDiscordServer:
         routes: list[tuple[str, str, Callable[..., Any], bool]] = [
             # (method, path, handler, needs the bot token)
             ("GET", "/users/@me", self._get_me, True),
+            ("GET", "/gateway/bot", lambda call: self.gateway.bot_gateway(), True),
             ("POST", "/users/@me/channels", self._open_dm, True),
             ("GET", "/oauth2/applications/@me", self._get_application, True),
             ("GET", "/applications/@me", self._get_application, True),
@@ -666,6 +669,7 @@ class FakeDiscordServer:
             app.router.add_route(method, API_PREFIX + path, self._endpoint(handler, bot_auth))
         # Attachment URLs point here rather than at the CDN, so Attachment.read() stays local.
         app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}", self._serve_attachment)
+        self.gateway.add_routes(app)
 
     def _endpoint(self, handler: Callable[..., Any], bot_auth: bool) -> Callable:
         async def endpoint(request: web.Request) -> web.StreamResponse:
@@ -681,6 +685,8 @@ class FakeDiscordServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        if request.path.startswith(GATEWAY_PATH):
+            return await handler(request)  # a websocket: the gateway keeps its own record
         record = RecordedRequest(
             method=request.method,
             path=request.path.removeprefix(API_PREFIX),
