@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from pathlib import Path
 
@@ -73,21 +74,30 @@ DATABASE_CONNECT_TIMEOUT = 10  # seconds
 DATABASE_STATEMENT_TIMEOUT_MS = 30_000
 
 
-def _database() -> dict:
-    if config.is_set("DATABASE_URL"):
-        url = config.env.ENVIRON["DATABASE_URL"]
-        if not url.startswith(("postgres://", "postgresql://", "pgsql://")):
-            raise ConfigError("DATABASE_URL must be a postgresql:// URL (got a different scheme)")
-        try:
-            db = config.env.db_url_config(url)
-        except Exception:
-            raise ConfigError("DATABASE_URL could not be parsed as a postgresql:// URL") from None
-        # django-environ leaves ?host=/socket/dir in OPTIONS, where Django ignores it.
-        options = db.pop("OPTIONS", {}) or {}
-        if "host" in options:
-            db["HOST"] = options.pop("host")
-        if not db.get("NAME"):
-            raise ConfigError("DATABASE_URL must name a database (postgresql://user@host:port/NAME)")
+def _parsed_url(name: str) -> tuple[dict, dict]:
+    """The Django DATABASES fields of the postgresql:// URL in variable ``name``, and its OPTIONS."""
+    url = config.env.ENVIRON[name]
+    if not url.startswith(("postgres://", "postgresql://", "pgsql://")):
+        raise ConfigError(f"{name} must be a postgresql:// URL (got a different scheme)")
+    try:
+        db = config.env.db_url_config(url)
+    except Exception:
+        raise ConfigError(f"{name} could not be parsed as a postgresql:// URL") from None
+    # django-environ leaves ?host=/socket/dir in OPTIONS, where Django ignores it.
+    options = db.pop("OPTIONS", {}) or {}
+    if "host" in options:
+        db["HOST"] = options.pop("host")
+    if not db.get("NAME"):
+        raise ConfigError(f"{name} must name a database (postgresql://user@host:port/NAME)")
+    return db, options
+
+
+def _database(name: str, *, pooled: bool) -> dict:
+    """A DATABASES entry for the URL in ``name`` (unset: the embedded server). ``pooled``: it goes
+    through a transaction-pooling PgBouncer, which refuses the `options` startup parameter, so
+    the statement timeout comes from PgBouncer's connect_query (docs/OPERATIONS.md) instead."""
+    if config.is_set(name):
+        db, options = _parsed_url(name)
     else:
         from veosite import embedded_db
 
@@ -105,14 +115,30 @@ def _database() -> dict:
         "keepalives_idle": 30,
         "keepalives_interval": 10,
         "keepalives_count": 3,
-        "options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
+        **({} if pooled else {"options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}"}),
         "application_name": "veobot",
         "pool": {"min_size": 1, "max_size": DATABASE_MAX_CONNECTIONS, "timeout": DATABASE_CONNECT_TIMEOUT},
     }
     return db
 
 
-DATABASES = {"default": _database()}
+# DATABASE_DIRECT_URL: the PostgreSQL server itself, when DATABASE_URL goes through PgBouncer
+# in transaction pooling mode (each transaction may run on another server connection, so
+# nothing may outlive one). What needs a session of its own uses the "direct" alias: the SQL
+# and Django migrations (a session advisory lock, long DDL), the workers' LISTEN, schema dumps
+# and the test database's creation. Unset: both aliases name the same server, unpooled.
+DATABASE_POOLED = config.get_str("DATABASE_DIRECT_URL", "") != ""
+if DATABASE_POOLED and not config.is_set("DATABASE_URL"):
+    raise ConfigError("DATABASE_DIRECT_URL is set but DATABASE_URL is not: set DATABASE_URL to the PgBouncer")
+_default = _database("DATABASE_URL", pooled=DATABASE_POOLED)
+DATABASES = {
+    "default": _default,
+    # Under tests it names the default's test database (TEST.MIRROR), on the direct server.
+    "direct": {
+        **(_database("DATABASE_DIRECT_URL", pooled=False) if DATABASE_POOLED else copy.deepcopy(_default)),
+        "TEST": {"MIRROR": "default"},
+    },
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Quotas -----------------------------------------------------------------------
