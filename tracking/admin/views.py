@@ -144,7 +144,7 @@ def export_csv(
     however many rows match (server-side cursor, chunks of 2000).
 
     The cursor lives in a transaction, for as long as the download: outside one Django would
-    declare it WITH HOLD, which outlives the transaction -- and through a transaction-pooling
+    declare it holdable, to outlive the transaction -- and through a transaction-pooling
     PgBouncer the next FETCH runs on another server connection, where no such cursor exists."""
     writer = csv.writer(_Echo())
 
