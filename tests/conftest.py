@@ -1,7 +1,11 @@
+import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection, connections
 
-from tests import hypothesis_profiles, pooling
+from tests import hypothesis_profiles
+from tests.concurrency import conninfo
+from tracking import routes
 from tracking.sql_migrations import DIRECT_DB_ALIAS, Runner
 
 HYPOTHESIS = hypothesis_profiles.install()
@@ -16,7 +20,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """Behind a transaction-pooling PgBouncer (DATABASE_DIRECT_URL set), the test database is
     made and dropped on the server itself: PgBouncer keeps server connections to it open, and
     DROP DATABASE refuses a database others are connected to."""
-    pooling.route_default(direct=True)
+    routes.take_route(direct=True)
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +30,22 @@ def django_db_setup(django_db_setup, django_db_blocker):
     tests run through the configured route (PgBouncer, when there is one)."""
     with django_db_blocker.unblock():
         Runner(connections[DIRECT_DB_ALIAS].settings_dict, log=lambda line: None).migrate()
-        pooling.route_default(direct=False)
+        routes.take_route(direct=False)
         yield
-        pooling.route_default(direct=True)
-        pooling.disconnect_others(connections[DIRECT_DB_ALIAS].settings_dict)
+        routes.take_route(direct=True)
+        _disconnect_others(connections[DIRECT_DB_ALIAS].settings_dict)
+
+
+def _disconnect_others(db: dict) -> None:
+    """End every other session on the test database (PgBouncer's server connections to it), so
+    that it can be dropped."""
+    if not settings.DATABASE_POOLED:
+        return
+    with psycopg.connect(**conninfo(db), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture

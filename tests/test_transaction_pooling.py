@@ -15,7 +15,9 @@ from datetime import timedelta
 import psycopg
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection, transaction
+from django.core.management import call_command
+from django.db import connection, connections, transaction
+from django.db.models.signals import pre_migrate
 from psycopg import sql
 
 from generation.delivery import CliDelivery
@@ -153,3 +155,20 @@ def test_the_direct_route_is_the_server_itself():
     if django_settings.DATABASE_POOLED:
         assert "options" not in connection.settings_dict["OPTIONS"]
         assert (direct["HOST"], direct["PORT"]) != (connection.settings_dict["HOST"], connection.settings_dict["PORT"])
+
+
+def test_django_migrate_runs_on_the_server_itself_and_leaves_the_route_as_it_was():
+    configured = (connection.settings_dict["HOST"], connection.settings_dict["PORT"])
+    during = []
+
+    def seen(sender, using, **kwargs):
+        during.append((connections[using].settings_dict["HOST"], connections[using].settings_dict["PORT"]))
+
+    pre_migrate.connect(seen)
+    try:
+        call_command("migrate", verbosity=0)
+    finally:
+        pre_migrate.disconnect(seen)
+    direct = django_settings.DATABASES["direct"]
+    assert set(during) == {(direct["HOST"], direct["PORT"])}
+    assert (connection.settings_dict["HOST"], connection.settings_dict["PORT"]) == configured
