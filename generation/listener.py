@@ -4,9 +4,9 @@ One dedicated psycopg connection per worker, in autocommit (a LISTEN inside an o
 transaction would hear nothing until it commits), outside Django's pool so it never holds a
 pooled connection, and to the server itself (the "direct" database, DATABASE_DIRECT_URL): a
 LISTEN through a transaction-pooling PgBouncer subscribes a server connection that the next
-transaction of someone else gets, and its notifications never reach this one. When it fails -- the database restarting, a network cut, an administrator
-terminating it -- the worker goes on polling and this reconnects with a doubling backoff,
-logging once per outage. Notifications sent meanwhile are lost, so each new LISTEN is followed
+transaction of someone else gets, and its notifications never reach this one. When it fails --
+the database restarting, a network cut, an administrator terminating it -- the worker goes on
+polling and this reconnects with a doubling backoff, logging once per outage. Notifications sent meanwhile are lost, so each new LISTEN is followed
 by one look at the queue.
 """
 

@@ -22,15 +22,13 @@ from psycopg import sql
 
 from generation.delivery import CliDelivery
 from generation.health import connection_parameters
-from generation.listener import APPLICATION_NAME
 from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
 from tests.concurrency import conninfo
 from tests.factories import VideoRequestFactory
 from tests.helpers import admit
-from tests.workers import truncate_requests, wait_for, worker_thread
+from tests.workers import listeners, started, truncate_requests, wait_for, waited, worker_thread
 from tracking import services
-from tracking.models import VideoRequest
 
 pytestmark = [pytest.mark.sql, pytest.mark.django_db(transaction=True)]
 
@@ -94,25 +92,6 @@ def test_the_export_streams_more_than_one_chunk_outside_a_transaction(db_setting
     response = as_role("moderator").get(f"{LIST}export/?status__exact=failed")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert len(rows) == 2501 and {row["prompt"] for row in rows} == {"the first of many"}
-
-
-def listeners() -> set[int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
-            " AND query ILIKE 'LISTEN%%'",
-            [APPLICATION_NAME],
-        )
-        return {pid for (pid,) in cursor.fetchall()}
-
-
-def waited(request_id: int) -> timedelta:
-    row = VideoRequest.objects.get(id=request_id)
-    return row.started_at - row.created_at
-
-
-def started(request_id: int):
-    return lambda: VideoRequest.objects.filter(id=request_id, started_at__isnull=False).exists()
 
 
 @pytest.fixture
