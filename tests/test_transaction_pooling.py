@@ -15,6 +15,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.db.models.signals import pre_migrate
@@ -29,6 +30,7 @@ from tests.factories import VideoRequestFactory
 from tests.helpers import admit
 from tests.workers import listeners, started, truncate_requests, wait_for, waited, worker_thread
 from tracking import services
+from tracking.models import ModerationLogEntry
 
 pytestmark = [pytest.mark.sql, pytest.mark.django_db(transaction=True)]
 
@@ -91,6 +93,7 @@ def test_the_export_streams_more_than_one_chunk_outside_a_transaction(db_setting
     several_server_connections(db_settings)
     response = as_role("moderator").get(f"{LIST}export/?status__exact=failed")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    truncate_requests()  # committed rows outlive the test: not 2,501 of them
     assert len(rows) == 2501 and {row["prompt"] for row in rows} == {"the first of many"}
 
 
@@ -151,3 +154,19 @@ def test_django_migrate_runs_on_the_server_itself_and_leaves_the_route_as_it_was
     direct = django_settings.DATABASES["direct"]
     assert set(during) == {(direct["HOST"], direct["PORT"])}
     assert (connection.settings_dict["HOST"], connection.settings_dict["PORT"]) == configured
+
+
+def test_the_panel_signs_in_searches_and_names_the_moderator_in_the_audit_log(client):
+    """Outside a test transaction, as in production: the session is a row written by one request
+    and read by the next; the search's budgets and the moderator's name are transaction-local."""
+    truncate_requests()
+    get_user_model().objects.create_superuser("boss", "", "boss-pass-123")
+    row = VideoRequestFactory(prompt="a grey heron crossing the river")
+    signed_in = client.post("/admin/login/?next=/admin/", {"username": "boss", "password": "boss-pass-123"})
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/"
+    found = client.get(LIST, {"q": "heron"})
+    assert found.status_code == 200 and [obj.id for obj in found.context["cl"].result_list] == [row.id]
+    flagged = {"action": "flag_requests", "_selected_action": [row.id], "apply": "1", "reason": "looks off"}
+    assert client.post(LIST, flagged).status_code == 302
+    logged = ModerationLogEntry.objects.filter(target_table="video_requests", target_id=row.id)
+    assert [(entry.actor, entry.reason) for entry in logged] == [("boss", "looks off")]
