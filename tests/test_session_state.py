@@ -6,10 +6,14 @@ a session advisory lock, a prepared statement, a temporary table, a WITH HOLD cu
 The code and the SQL migrations are read as text; every such use must be on the direct database
 (named below, with why) or it fails this test. Transaction-scoped forms (SET LOCAL,
 set_config(..., true), pg_advisory_xact_lock) are what to use instead.
+
+A queryset's .iterator() opens a server-side cursor, which Django declares WITH HOLD outside a
+transaction: the application's must run inside ``transaction.atomic()``.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -75,3 +79,33 @@ def test_the_patterns_catch_what_they_name():
         "PERFORM pg_advisory_xact_lock(1986161410, hashint8(p_user_id))",
     ):
         assert not any(pattern.search(line) for pattern in SESSION_STATE.values()), line
+
+
+def iterators_outside_a_transaction() -> list[str]:
+    """Calls of ``.iterator(`` in the application not lexically inside ``with transaction.atomic()``."""
+    found = []
+    for package in CODE[:-1]:  # the application, not the tests
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            inside = [
+                range(node.lineno, node.end_lineno + 1)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.With)
+                and any(
+                    isinstance(item.context_expr, ast.Call)
+                    and getattr(item.context_expr.func, "attr", getattr(item.context_expr.func, "id", "")) == "atomic"
+                    for item in node.items
+                )
+            ]
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "attr", "") == "iterator"
+                    and not any(node.lineno in lines for lines in inside)
+                ):
+                    found.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno}")
+    return found
+
+
+def test_querysets_are_iterated_inside_a_transaction():
+    assert iterators_outside_a_transaction() == []
