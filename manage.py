@@ -24,7 +24,9 @@ def main() -> None:
 
         # The first line of PostgreSQL's (or the pool's) message; neither carries the password.
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"veobot: the database at {database_location()} is unreachable: {reason}", file=sys.stderr)
+        # The migrations reach the server itself (DATABASE_DIRECT_URL), the rest DATABASE_URL.
+        alias = "direct" if sys.argv[1:2] in (["migrate"], ["migrate_sql"], ["dump_schema"]) else "default"
+        print(f"veobot: the database at {database_location(alias)} is unreachable: {reason}", file=sys.stderr)
         sys.exit(3)
 
 

@@ -42,10 +42,11 @@ HEARTBEAT_TIMEOUT = 1  # seconds a heartbeat waits for its answer
 DJANGO_ONLY_OPTIONS = {"pool", "isolation_level", "assume_role", "server_side_binding", "cursor_factory", "context"}
 
 
-def connection_parameters(*, application_name: str) -> dict:
-    """libpq parameters of the default database (the test database under pytest), for a
-    connection of our own outside Django's pool."""
-    db = settings.DATABASES["default"]
+def connection_parameters(*, application_name: str, alias: str = "default") -> dict:
+    """libpq parameters of a configured database (the test database under pytest), for a
+    connection of our own outside Django's pool: ``default`` (perhaps through PgBouncer), or
+    ``direct`` for what needs a session of its own (LISTEN)."""
+    db = settings.DATABASES[alias]
     options = {key: value for key, value in db.get("OPTIONS", {}).items() if key not in DJANGO_ONLY_OPTIONS}
     params = {
         "dbname": db["NAME"],
@@ -56,7 +57,10 @@ def connection_parameters(*, application_name: str) -> dict:
         **options,
         "application_name": application_name,
     }
-    return {key: value for key, value in params.items() if value not in (None, "")}
+    # As Django does for its own connections: psycopg would otherwise prepare a statement run
+    # five times (the heartbeat's), and a transaction-pooling PgBouncer older than 1.21 sends
+    # the next transaction to a server connection that never saw it.
+    return {key: value for key, value in params.items() if value not in (None, "")} | {"prepare_threshold": None}
 
 
 class DatabaseHealth:

@@ -28,6 +28,9 @@ def conninfo(db: dict) -> dict:
         "user": db.get("USER") or None,
         "password": db.get("PASSWORD") or None,
         "dbname": db["NAME"],
+        # Django's own choice too: a statement prepared on one server connection is unknown to
+        # the next one a transaction-pooling PgBouncer hands out.
+        "prepare_threshold": None,
     }
 
 

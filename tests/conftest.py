@@ -1,8 +1,12 @@
+import psycopg
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections
 
 from tests import hypothesis_profiles
-from tracking.sql_migrations import Runner
+from tests.concurrency import conninfo
+from tracking import routes
+from tracking.sql_migrations import DIRECT_DB_ALIAS, Runner
 
 HYPOTHESIS = hypothesis_profiles.install()
 
@@ -12,11 +16,36 @@ def pytest_report_header(config):
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Behind a transaction-pooling PgBouncer (DATABASE_DIRECT_URL set), the test database is
+    made and dropped on the server itself: PgBouncer keeps server connections to it open, and
+    DROP DATABASE refuses a database others are connected to."""
+    routes.take_route(direct=True)
+
+
+@pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django made the test database with Django's migrations; add our SQL schema
-    with the real runner (psql), exactly as production does."""
+    with the real runner (psql), exactly as production does: on the direct database. Then the
+    tests run through the configured route (PgBouncer, when there is one)."""
     with django_db_blocker.unblock():
-        Runner(connection.settings_dict, log=lambda line: None).migrate()
+        Runner(connections[DIRECT_DB_ALIAS].settings_dict, log=lambda line: None).migrate()
+        routes.take_route(direct=False)
+        yield
+        routes.take_route(direct=True)
+        _disconnect_others(connections[DIRECT_DB_ALIAS].settings_dict)
+
+
+def _disconnect_others(db: dict) -> None:
+    """End every other session on the test database (PgBouncer's server connections to it), so
+    that it can be dropped."""
+    if not settings.DATABASE_POOLED:
+        return
+    with psycopg.connect(**conninfo(db), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture
@@ -26,6 +55,13 @@ def db_settings(transactional_db):
     Through transactional_db: pytest-django creates the test database only for tests that ask
     for one, and without it these settings would still name the development database."""
     return dict(connection.settings_dict)
+
+
+@pytest.fixture
+def direct_settings(transactional_db):
+    """The test database on the server itself, never through PgBouncer: for what needs a session
+    (session advisory locks, LISTEN, creating and dropping databases)."""
+    return dict(connections[DIRECT_DB_ALIAS].settings_dict)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from datetime import timedelta
 from itertools import count
 
 import factory
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tracking.models import QuotaPolicy, UserBan, VideoRequest
@@ -53,12 +53,13 @@ class VideoRequestFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
-        with connection.cursor() as cursor:
-            cursor.execute("SET session_replication_role = replica")
-            try:
-                return super()._create(model_class, *args, **kwargs)
-            finally:
-                cursor.execute("RESET session_replication_role")
+        # SET LOCAL, in a transaction of its own: outside one, a plain SET would stay with the
+        # server connection, and behind PgBouncer that is someone else's next.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            row = super()._create(model_class, *args, **kwargs)
+            cursor.execute("SET LOCAL session_replication_role = origin")
+            return row
 
 
 class QuotaPolicyFactory(factory.django.DjangoModelFactory):

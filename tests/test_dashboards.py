@@ -10,6 +10,7 @@ from django.utils import timezone
 from generation.delivery import CliDelivery
 from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
+from tests.concurrency import conninfo
 from tests.factories import VideoRequestFactory
 from tests.workers import truncate_requests, wait_for, worker_thread
 from tracking import analytics, dashboards
@@ -63,18 +64,11 @@ def test_a_snapshot_nobody_refreshes_is_not_shown(snapshots):
     assert again.live and again.dashboard.activity.totals["timeout"] == 1
 
 
-def test_refresh_due_recomputes_old_periods_once_and_one_worker_at_a_time(snapshots, db_settings):
+def test_refresh_due_recomputes_old_periods_once_and_one_worker_at_a_time(snapshots, direct_settings):
     assert dashboards.refresh_due() == [1, 7]
     assert dashboards.refresh_due() == []
     DashboardSnapshot.objects.filter(days=7).update(computed_at=timezone.now() - timedelta(minutes=5))
-    with psycopg.connect(
-        dbname=db_settings["NAME"],
-        host=db_settings["HOST"] or None,
-        port=db_settings["PORT"] or None,
-        user=db_settings["USER"] or None,
-        password=db_settings["PASSWORD"] or None,
-        autocommit=True,
-    ) as other:
+    with psycopg.connect(**conninfo(direct_settings), autocommit=True) as other:  # a session lock: direct
         other.execute("SELECT pg_advisory_lock(%s)", [dashboards.REFRESH_LOCK])
         assert dashboards.refresh_due() == []  # another worker is at it
         other.execute("SELECT pg_advisory_unlock(%s)", [dashboards.REFRESH_LOCK])  # not left to the disconnect

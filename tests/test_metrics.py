@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from django.db import connection
+from django.db import connection, transaction
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
@@ -146,15 +146,12 @@ def test_every_database_figure_reads_an_index():
     """However many requests the table holds, a scrape reads only what an index bounds: with
     sequential scans priced out, the planner still finds an index for every subquery, and the
     last hour's window is an index condition (a filter would read every row)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SET enable_seqscan = off")
-        try:
-            cursor.execute(sql.SQL("EXPLAIN {}").format(sql.SQL(metrics.IN_FLIGHT_SQL)))
-            in_flight = "\n".join(row[0] for row in cursor.fetchall())
-            cursor.execute(sql.SQL("EXPLAIN {}").format(sql.SQL(metrics.RECENT_SQL)), [metrics.RECENT])
-            recent = "\n".join(row[0] for row in cursor.fetchall())
-        finally:
-            cursor.execute("RESET enable_seqscan")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(sql.SQL("EXPLAIN {}").format(sql.SQL(metrics.IN_FLIGHT_SQL)))
+        in_flight = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(sql.SQL("EXPLAIN {}").format(sql.SQL(metrics.RECENT_SQL)), [metrics.RECENT])
+        recent = "\n".join(row[0] for row in cursor.fetchall())
     assert "Seq Scan" not in in_flight and in_flight.count("Index") >= len(metrics.IN_FLIGHT)
     assert "Seq Scan" not in recent and "Index Cond: (created_at >" in recent
 

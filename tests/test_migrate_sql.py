@@ -15,14 +15,15 @@ pytestmark = pytest.mark.sql
 
 
 @pytest.fixture
-def scratch_db(db_settings):
-    """A brand-new empty database on the same server, dropped afterwards."""
-    name = f"{db_settings['NAME']}_migrations"
-    admin = {**conninfo(db_settings), "dbname": "postgres"}
+def scratch_db(direct_settings):
+    """A brand-new empty database on the same server, dropped afterwards; reached directly, as
+    migrations are (never through PgBouncer)."""
+    name = f"{direct_settings['NAME']}_migrations"
+    admin = {**conninfo(direct_settings), "dbname": "postgres"}
     with psycopg.connect(**admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield {**db_settings, "NAME": name}
+    yield {**direct_settings, "NAME": name}
     with psycopg.connect(**admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

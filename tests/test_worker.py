@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -183,12 +183,12 @@ def test_cli_refusals_are_clear(settings):
 def test_a_request_veo_never_let_start_times_out_refunded(settings):
     settings.VEO_QUEUE_TIMEOUT = timedelta(minutes=30)
     stale, fresh = admit(user_id=580).request_id, admit(user_id=581).request_id
-    with connection.cursor() as cursor:  # as if Veo had answered 429 for the last 31 minutes
-        cursor.execute("SET session_replication_role = replica")
+    # As if Veo had answered 429 for the last 31 minutes.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(
             "UPDATE video_requests SET created_at = created_at - interval '31 minutes' WHERE id = %s", [stale]
         )
-        cursor.execute("RESET session_replication_role")
     backend = OfflineBackend(seconds=0)
     with worker_thread(standalone_worker(backend=backend, deliveries={"cli": CliDelivery(), "discord": CliDelivery()})):
         wait_for(_finished(stale, fresh), what="both requests finished and delivered")

@@ -19,14 +19,23 @@ from django.db import connection
 
 from generation import wakeup
 from generation.delivery import CliDelivery
-from generation.listener import APPLICATION_NAME
 from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
 from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes.interactions import deliver_and_wait, slash_command
 from tests.helpers import admit
 from tests.tcp_proxy import TcpProxy
-from tests.workers import ROOT, database_url, start_worker_process, truncate_requests, wait_for, worker_thread
+from tests.workers import (
+    ROOT,
+    database_url,
+    listeners,
+    start_worker_process,
+    started,
+    truncate_requests,
+    wait_for,
+    waited,
+    worker_thread,
+)
 from tracking.models import VideoRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,27 +65,6 @@ def worker_env(tmp_path, **env) -> dict:
         "VEO_QUOTA_LIMIT": "1000",
         **env,
     }
-
-
-def listeners() -> set[int]:
-    """Backends of workers listening for new work on the test database."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
-            " AND query ILIKE 'LISTEN%%'",
-            [APPLICATION_NAME],
-        )
-        return {pid for (pid,) in cursor.fetchall()}
-
-
-def waited(request_id: int) -> timedelta:
-    """From admission to the worker's start of the Veo operation."""
-    row = VideoRequest.objects.get(id=request_id)
-    return row.started_at - row.created_at
-
-
-def started(*ids):
-    return lambda: VideoRequest.objects.filter(id__in=ids, started_at__isnull=False).count() == len(ids)
 
 
 def admit_from_cli(db: dict, user_id: int) -> int:

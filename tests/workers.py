@@ -16,8 +16,10 @@ from django.db import connection
 from google.oauth2.credentials import Credentials
 
 from generation.delivery import CliDelivery
+from generation.listener import APPLICATION_NAME
 from generation.veo import GenaiBackend, make_client
 from generation.worker import Worker, standalone_worker
+from tracking.models import VideoRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "veo-3.1-generate-001"
@@ -138,3 +140,24 @@ def watch_for_second_deliveries(db: dict, server, *, lease: timedelta, claim_pol
             )
             assert discord_writes() == writes, "Discord was written to after every request was delivered"
             left = now[3]
+
+
+def listeners() -> set[int]:
+    """Backends of workers listening for new work on the test database."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
+            " AND query ILIKE 'LISTEN%%'",
+            [APPLICATION_NAME],
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def waited(request_id: int) -> timedelta:
+    """From admission to the worker's start of the Veo operation."""
+    row = VideoRequest.objects.get(id=request_id)
+    return row.started_at - row.created_at
+
+
+def started(*ids):
+    return lambda: VideoRequest.objects.filter(id__in=ids, started_at__isnull=False).count() == len(ids)

@@ -22,11 +22,11 @@ from tracking import selectors
 TIMEOUT = 2  # seconds
 
 
-def database_location() -> str:
+def database_location(alias: str = "default") -> str:
     """Where the database is expected (host:port/name, or the socket folder), never the password."""
     from django.conf import settings
 
-    db = settings.DATABASES["default"]
+    db = settings.DATABASES[alias]
     host = db.get("HOST") or "localhost"
     where = host if host.startswith("/") else f"{host}:{db.get('PORT') or 5432}"
     return f"{where}/{db.get('NAME')}"

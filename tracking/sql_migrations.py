@@ -3,7 +3,9 @@
 Each file runs through ``psql -v ON_ERROR_STOP=1 --single-transaction`` together with the
 statement that records it in ``schema_migrations``, so a file and its record commit or
 roll back together. A session-level advisory lock, held on a separate connection for the
-whole run, keeps two runners from interleaving.
+whole run, keeps two runners from interleaving: so the runner connects to the server itself
+(the "direct" database, DATABASE_DIRECT_URL), never through a transaction-pooling PgBouncer,
+where that lock would stay with a server connection the runner no longer holds.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations_sql"
 SCHEMA_FILE_NAME = "schema.sql"  # the whole schema for reading (tracking/schema_dump.py), not a migration
 FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 RUNNER_LOCK_KEY = 1986161409  # pg_advisory_lock key reserved for this runner
+DIRECT_DB_ALIAS = "direct"  # the DATABASES entry that reaches the server without a pooler
 
 BOOTSTRAP_SQL = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

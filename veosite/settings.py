@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from pathlib import Path
 
-from veosite import config
+from veosite import config, databases
 from veosite.config import ConfigError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -69,50 +70,35 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------
 
 DATABASE_MAX_CONNECTIONS = config.get_int("DATABASE_MAX_CONNECTIONS", 10, minimum=1, maximum=100)
-DATABASE_CONNECT_TIMEOUT = 10  # seconds
-DATABASE_STATEMENT_TIMEOUT_MS = 30_000
+DATABASE_CONNECT_TIMEOUT = databases.CONNECT_TIMEOUT
+DATABASE_STATEMENT_TIMEOUT_MS = databases.STATEMENT_TIMEOUT_MS
 
 
-def _database() -> dict:
-    if config.is_set("DATABASE_URL"):
-        url = config.env.ENVIRON["DATABASE_URL"]
-        if not url.startswith(("postgres://", "postgresql://", "pgsql://")):
-            raise ConfigError("DATABASE_URL must be a postgresql:// URL (got a different scheme)")
-        try:
-            db = config.env.db_url_config(url)
-        except Exception:
-            raise ConfigError("DATABASE_URL could not be parsed as a postgresql:// URL") from None
-        # django-environ leaves ?host=/socket/dir in OPTIONS, where Django ignores it.
-        options = db.pop("OPTIONS", {}) or {}
-        if "host" in options:
-            db["HOST"] = options.pop("host")
-        if not db.get("NAME"):
-            raise ConfigError("DATABASE_URL must name a database (postgresql://user@host:port/NAME)")
-    else:
-        from veosite import embedded_db
-
-        db = embedded_db.settings_dict(BASE_DIR)
-        options = {}
-    db["ENGINE"] = "django.db.backends.postgresql"
-    db["CONN_MAX_AGE"] = 0  # required by the pool: connections go back to it on close
-    db["OPTIONS"] = {
-        **options,
-        "connect_timeout": DATABASE_CONNECT_TIMEOUT,
-        # Over TCP, a partition (nothing reset, nothing answered) fails a connection after 20 s
-        # of unacknowledged data or a minute of silence, instead of the kernel's 15 minutes; a
-        # call a user waits on has its own, shorter deadline (generation.health.ANSWER_TIMEOUT).
-        "tcp_user_timeout": 20_000,
-        "keepalives_idle": 30,
-        "keepalives_interval": 10,
-        "keepalives_count": 3,
-        "options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
-        "application_name": "veobot",
-        "pool": {"min_size": 1, "max_size": DATABASE_MAX_CONNECTIONS, "timeout": DATABASE_CONNECT_TIMEOUT},
-    }
-    return db
-
-
-DATABASES = {"default": _database()}
+# DATABASE_DIRECT_URL: the PostgreSQL server itself, when DATABASE_URL goes through PgBouncer
+# in transaction pooling mode (each transaction may run on another server connection, so
+# nothing may outlive one). What needs a session of its own uses the "direct" alias: the SQL
+# and Django migrations (a session advisory lock, long DDL), the workers' LISTEN, schema dumps
+# and the test database's creation. Unset: both aliases name the same server, unpooled.
+DATABASE_POOLED = config.get_str("DATABASE_DIRECT_URL", "") != ""
+if DATABASE_POOLED and not config.is_set("DATABASE_URL"):
+    raise ConfigError("DATABASE_DIRECT_URL is set but DATABASE_URL is not: set DATABASE_URL to the PgBouncer")
+_default = databases.entry(
+    "DATABASE_URL", pooled=DATABASE_POOLED, max_connections=DATABASE_MAX_CONNECTIONS, base_dir=BASE_DIR
+)
+DATABASES = {
+    "default": _default,
+    # Under tests it names the default's test database (TEST.MIRROR), on the direct server.
+    "direct": {
+        **(
+            databases.entry(
+                "DATABASE_DIRECT_URL", pooled=False, max_connections=DATABASE_MAX_CONNECTIONS, base_dir=BASE_DIR
+            )
+            if DATABASE_POOLED
+            else copy.deepcopy(_default)
+        ),
+        "TEST": {"MIRROR": "default"},
+    },
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Quotas -----------------------------------------------------------------------
@@ -234,9 +220,9 @@ VEO_RETRY_BACKOFF: timedelta = config.get_duration(
 VEO_WORKER_IDLE_POLL: timedelta = config.get_duration(
     "VEO_WORKER_IDLE_POLL", "1s", minimum=timedelta(seconds=0), maximum=timedelta(minutes=1)
 )
-# Idle workers LISTEN for the NOTIFY sent after each admission and start at once; the polling
-# above stays as the safety net. Off: polling only (e.g. behind a transaction-pooling
-# PgBouncer, where LISTEN hears nothing).
+# Idle workers LISTEN for the NOTIFY sent after each admission and start at once, on the direct
+# database (through a transaction-pooling PgBouncer LISTEN hears nothing); the polling above
+# stays as the safety net. Off: polling only (workers that cannot reach PostgreSQL directly).
 VEO_WORKER_LISTEN = config.get_bool("VEO_WORKER_LISTEN", True)
 
 # How often a worker recomputes the moderators' dashboard (kept in dashboard_snapshots); the

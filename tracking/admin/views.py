@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -140,13 +141,18 @@ def export_csv(
     queryset, *, filename: str, user: str, columns: list[str] = EXPORT_COLUMNS, what: str = "video requests"
 ) -> StreamingHttpResponse:
     """The rows of `queryset` (the current filtered list), streamed: memory stays flat
-    however many rows match (server-side cursor, chunks of 2000)."""
+    however many rows match (server-side cursor, chunks of 2000).
+
+    The cursor lives in a transaction, for as long as the download: outside one Django would
+    declare it holdable, to outlive the transaction -- and through a transaction-pooling
+    PgBouncer the next FETCH runs on another server connection, where no such cursor exists."""
     writer = csv.writer(_Echo())
 
     def rows():
         yield writer.writerow(columns)
-        for row in queryset.values_list(*columns).iterator(chunk_size=2000):
-            yield writer.writerow([_cell(value) for value in row])
+        with transaction.atomic():
+            for row in queryset.values_list(*columns).iterator(chunk_size=2000):
+                yield writer.writerow([_cell(value) for value in row])
 
     log.info("CSV export of %s by %s", what, user)
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")

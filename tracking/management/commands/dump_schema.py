@@ -1,10 +1,10 @@
 """manage.py dump_schema: rewrite migrations_sql/schema.sql from a scratch database (`make schema`)."""
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 
 from tracking.schema_dump import SCHEMA_FILE, SchemaDumpError, generate
-from tracking.sql_migrations import MigrationError
+from tracking.sql_migrations import DIRECT_DB_ALIAS, MigrationError
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--database",
-            default=DEFAULT_DB_ALIAS,
+            default=DIRECT_DB_ALIAS,
             help="the server to use (a scratch database is created and dropped there)",
         )
 

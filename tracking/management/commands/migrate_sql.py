@@ -1,9 +1,9 @@
 """manage.py migrate_sql: apply, list or roll back the SQL files in migrations_sql/."""
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 
-from tracking.sql_migrations import MigrationError, Runner
+from tracking.sql_migrations import DIRECT_DB_ALIAS, MigrationError, Runner
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
             metavar="VERSION",
             help="with --down: roll back every migration newer than VERSION (0 = all)",
         )
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
+        parser.add_argument("--database", default=DIRECT_DB_ALIAS)
 
     def handle(self, *args, list: bool, down: bool, to: int | None, database: str, **options):
         if to is not None and not down:
