@@ -26,6 +26,7 @@ from psycopg_pool import PoolClosed, PoolTimeout
 from generation import metrics
 from generation.runtime import sleep_unless
 from tracking.aio import NoAnswer
+from tracking.sql_migrations import DIRECT_DB_ALIAS
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,19 @@ def connection_parameters(*, application_name: str, alias: str = "default") -> d
     # five times (the heartbeat's), and a transaction-pooling PgBouncer older than 1.21 sends
     # the next transaction to a server connection that never saw it.
     return {key: value for key, value in params.items() if value not in (None, "")} | {"prepare_threshold": None}
+
+
+def listen_parameters(*, application_name: str) -> dict:
+    """libpq parameters of the workers' LISTEN connection: DATABASE_LISTEN_URL when set, else the
+    ``direct`` database (the server itself, never a transaction-pooling PgBouncer)."""
+    if not settings.DATABASE_LISTEN_URL:
+        return connection_parameters(application_name=application_name, alias=DIRECT_DB_ALIAS)
+    return {
+        "conninfo": settings.DATABASE_LISTEN_URL,
+        "connect_timeout": settings.DATABASE_CONNECT_TIMEOUT,
+        "application_name": application_name,
+        "prepare_threshold": None,
+    }
 
 
 class DatabaseHealth:

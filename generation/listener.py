@@ -4,7 +4,8 @@ One dedicated psycopg connection per worker, in autocommit (a LISTEN inside an o
 transaction would hear nothing until it commits), outside Django's pool so it never holds a
 pooled connection, and to the server itself (the "direct" database, DATABASE_DIRECT_URL): a
 LISTEN through a transaction-pooling PgBouncer subscribes a server connection that the next
-transaction of someone else gets, and its notifications never reach this one. When it fails --
+transaction of someone else gets, and its notifications never reach this one
+(DATABASE_LISTEN_URL, when set, names another way to that server). When it fails --
 the database restarting, a network cut, an administrator terminating it -- the worker goes on
 polling and this reconnects with a doubling backoff, logging once per outage. Notifications sent meanwhile are lost, so each new LISTEN is followed
 by one look at the queue.
@@ -19,10 +20,9 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
-from generation.health import connection_parameters
+from generation.health import listen_parameters
 from generation.runtime import sleep_unless
 from tracking.services import WORK_CHANNEL
-from tracking.sql_migrations import DIRECT_DB_ALIAS
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ async def listen_for_work(wake: asyncio.Event, *, stop: asyncio.Event, worker: s
     while not stop.is_set():
         try:
             async with await psycopg.AsyncConnection.connect(
-                **connection_parameters(application_name=APPLICATION_NAME, alias=DIRECT_DB_ALIAS), autocommit=True
+                **listen_parameters(application_name=APPLICATION_NAME), autocommit=True
             ) as conn:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(WORK_CHANNEL)))
                 if unreachable:

@@ -119,6 +119,32 @@ def test_a_notify_through_the_pooled_route_wakes_a_worker_listening_directly(set
     assert waited(request_id) < settings.VEO_WORKER_IDLE_POLL / 20
 
 
+def test_database_listen_url_names_where_the_worker_listens(settings, idle_worker):
+    """A LISTEN-only role, say: the worker listens as it, and the NOTIFY still wakes it."""
+    direct = connection_parameters(application_name="test", alias="direct")
+    with psycopg.connect(**direct, autocommit=True) as conn:
+        conn.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'veobot_listen_test')"
+            " THEN CREATE ROLE veobot_listen_test LOGIN; END IF; END $$"
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO veobot_listen_test").format(sql.Identifier(direct["dbname"]))
+        )
+    where = f"host={direct['host']}" + (f"&port={direct['port']}" if direct.get("port") else "")
+    settings.DATABASE_LISTEN_URL = f"postgresql://veobot_listen_test@/{direct['dbname']}?{where}"
+    settings.VEO_WORKER_IDLE_POLL = timedelta(seconds=60)
+    settings.VEO_WORKER_LISTEN = True
+    with worker_thread(idle_worker()):
+        wait_for(listeners, timeout=60, what="the worker listening")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT usename FROM pg_stat_activity WHERE pid = ANY(%s)", [list(listeners())])
+            assert {name for (name,) in cursor.fetchall()} == {"veobot_listen_test"}
+        request_id = admit(user_id=703).request_id
+        services.notify_work()
+        wait_for(started(request_id), timeout=30, what="the start")
+    assert waited(request_id) < settings.VEO_WORKER_IDLE_POLL / 20
+
+
 def test_without_listen_a_worker_finds_work_by_polling(settings, idle_worker):
     settings.VEO_WORKER_IDLE_POLL = timedelta(seconds=1)
     settings.VEO_WORKER_LISTEN = False

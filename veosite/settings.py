@@ -99,6 +99,12 @@ DATABASES = {
         "TEST": {"MIRROR": "default"},
     },
 }
+# DATABASE_LISTEN_URL: where the workers' LISTEN connects, when it is neither DATABASE_DIRECT_URL
+# nor DATABASE_URL (a LISTEN-only role, another address for the same server). Unset: the direct
+# database. Checked here, used only by generation.listener (a connection of its own).
+DATABASE_LISTEN_URL = config.get_str("DATABASE_LISTEN_URL", "")
+if DATABASE_LISTEN_URL:
+    databases.parsed_url("DATABASE_LISTEN_URL")  # a clear start-up error for a malformed one
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Quotas -----------------------------------------------------------------------
