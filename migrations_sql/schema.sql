@@ -963,9 +963,13 @@ BEGIN
     END IF;
     SELECT COALESCE(max(round), 0) INTO v_clock FROM fair_share_clock;  -- 0 if its row were ever lost
     NEW.fair_round := GREATEST(v_clock - NEW.priority, v_last + 1);  -- GREATEST ignores a NULL v_last
-    SELECT COALESCE(max(fair_turn) + 1, 0) INTO NEW.fair_turn FROM video_requests
+    -- ORDER BY ... LIMIT 1 rather than max(): the index's order answers it with one entry whatever
+    -- the statistics say (with none, max() was planned as a read of the guild's whole round).
+    SELECT fair_turn + 1 INTO NEW.fair_turn FROM video_requests
     WHERE status = 'pending' AND COALESCE(guild_id, -user_id) = COALESCE(NEW.guild_id, -NEW.user_id)
-      AND fair_round = NEW.fair_round;
+      AND fair_round = NEW.fair_round
+    ORDER BY fair_turn DESC LIMIT 1;
+    NEW.fair_turn := COALESCE(NEW.fair_turn, 0);
     RETURN NEW;
 END;
 $$;
