@@ -4,6 +4,7 @@ bounded head start, a returning user gets no catch-up burst, and positions follo
 The order is stamped on insert and read by the claim; no wall clock takes part, so every
 sequence below is exact."""
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -132,3 +133,36 @@ def test_positions_follow_the_start_order():
     while claimed := _claim():
         starts.append(claimed[0].id)
     assert [ahead[request_id] for request_id in starts] == list(range(12))
+
+
+def test_a_users_next_request_waits_for_at_most_two_starts_of_each_other_user():
+    """The bound docs/ARCHITECTURE.md argues ("Why nothing starves"), checked over a seeded mix of
+    arrivals and starts: from the moment a request is its user's oldest waiting one until it
+    starts, no other user starts more than two (everyone at priority 0)."""
+    chance = random.Random(2026)
+    users = list(range(61, 69))
+    owner: dict[int, int] = {}
+    waiting: dict[int, list[int]] = {user: [] for user in users}  # each user's pending ids, oldest first
+    starts_seen: dict[int, dict[int, int]] = {}  # a user's oldest waiting request -> starts per other user
+    for _ in range(300):
+        if chance.random() < 0.45:
+            user = chance.choice(users)
+            for request_id in _queue(user, chance.randint(1, 3)):
+                owner[request_id] = user
+                waiting[user].append(request_id)
+        else:
+            claimed = _claim()
+            if not claimed:
+                continue
+            started = claimed[0].id
+            starter = owner[started]
+            assert waiting[starter][0] == started  # a user's own requests start in their order
+            waiting[starter].pop(0)
+            starts_seen.pop(started, None)
+            for seen in starts_seen.values():
+                seen[starter] = seen.get(starter, 0) + 1
+        for queue in waiting.values():
+            if queue:
+                starts_seen.setdefault(queue[0], {})
+        assert all(count <= 2 for seen in starts_seen.values() for count in seen.values()), starts_seen
+    assert len(owner) > 100  # the mix really queued and started a good number
