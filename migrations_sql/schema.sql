@@ -324,6 +324,8 @@ CREATE TABLE public.video_requests (
     video_input_uri text,
     prompt_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, prompt)) STORED NOT NULL,
     priority smallint DEFAULT 0 NOT NULL,
+    fair_round bigint DEFAULT 0 NOT NULL,
+    fair_turn integer DEFAULT 0 NOT NULL,
     CONSTRAINT video_requests_aspect_ratio_check CHECK ((aspect_ratio = ANY (ARRAY['16:9'::text, '9:16'::text]))),
     CONSTRAINT video_requests_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT video_requests_channel_id_check CHECK ((channel_id > 0)),
@@ -381,6 +383,10 @@ COMMENT ON COLUMN public.video_requests.video_input_uri IS 'The video Veo extend
 
 COMMENT ON COLUMN public.video_requests.prompt_tsv IS 'to_tsvector(''english'', prompt), stored for the moderation search (GIN-indexed).';
 
+COMMENT ON COLUMN public.video_requests.fair_round IS 'Fair-share round this request waits in (set on insert; a rejected row carries its user''s round).';
+
+COMMENT ON COLUMN public.video_requests.fair_turn IS 'Its guild''s turn within the round: guilds interleave within a round (set on insert).';
+
 CREATE FUNCTION public.claim_video_request(p_worker text, p_lease interval, p_sources text[], p_max_concurrent integer, p_max_starts_per_minute integer, p_limit integer DEFAULT 1) RETURNS SETOF public.video_requests
     LANGUAGE plpgsql
     AS $$
@@ -388,6 +394,7 @@ DECLARE
     v_now      timestamptz := clock_timestamp();
     v_ids      bigint[];
     v_more     bigint[];
+    v_rounds   bigint[];
     v_room     integer;
     v_busy     integer;
     v_newest   bigint;
@@ -412,11 +419,14 @@ BEGIN
     END IF;
 
     IF cardinality(v_ids) < p_limit THEN
-        SELECT array_agg(id ORDER BY available_at, id) INTO v_more FROM (
-            SELECT id, available_at FROM video_requests
+        -- Rows backed off (available_at ahead) or under a live lease keep their place and are
+        -- stepped over: there are few of them (released after a 429, or being started).
+        SELECT array_agg(id ORDER BY fair_round, fair_turn, id), array_agg(fair_round ORDER BY fair_round, fair_turn, id)
+          INTO v_more, v_rounds FROM (
+            SELECT id, fair_round, fair_turn FROM video_requests
             WHERE status = 'pending' AND available_at <= v_now
               AND (lease_expires_at IS NULL OR lease_expires_at < v_now)
-            ORDER BY available_at, id LIMIT p_limit - cardinality(v_ids)
+            ORDER BY fair_round, fair_turn, id LIMIT p_limit - cardinality(v_ids)
             FOR UPDATE SKIP LOCKED) AS startable;
         IF v_more IS NOT NULL THEN
             -- The caps are global: one starter decides at a time. The lock comes before the
@@ -445,6 +455,8 @@ BEGIN
                 v_more := v_more[1:v_room];
                 INSERT INTO veo_start_slots (request_id, worker)
                 SELECT started, p_worker FROM unnest(v_more) WITH ORDINALITY AS s (started, n) ORDER BY n;
+                -- Rounds ascend in the array, so the last one granted is the highest.
+                UPDATE fair_share_clock SET round = v_rounds[v_room] WHERE round < v_rounds[v_room];
                 v_ids := v_ids || v_more;
             END IF;
         END IF;
@@ -461,7 +473,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION public.claim_video_request(p_worker text, p_lease interval, p_sources text[], p_max_concurrent integer, p_max_starts_per_minute integer, p_limit integer) IS 'Up to p_limit pieces of work for a worker: deliver, then resume, then start within the caps.';
+COMMENT ON FUNCTION public.claim_video_request(p_worker text, p_lease interval, p_sources text[], p_max_concurrent integer, p_max_starts_per_minute integer, p_limit integer) IS 'Up to p_limit pieces of work for a worker: deliver, then resume, then start within the caps, in fair-share order.';
 
 CREATE FUNCTION public.data_lifecycle_audit_guard() RETURNS trigger
     LANGUAGE plpgsql
@@ -935,6 +947,35 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.video_requests_take_turn() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_clock bigint;
+    v_last  bigint;
+BEGIN
+    SELECT fair_round INTO v_last FROM video_requests WHERE user_id = NEW.user_id ORDER BY id DESC LIMIT 1;
+    IF NEW.status <> 'pending' THEN
+        -- Carried, so that the user's newest row always holds the user's last round.
+        NEW.fair_round := COALESCE(v_last, 0);
+        NEW.fair_turn := 0;
+        RETURN NEW;
+    END IF;
+    SELECT COALESCE(max(round), 0) INTO v_clock FROM fair_share_clock;  -- 0 if its row were ever lost
+    NEW.fair_round := GREATEST(v_clock - NEW.priority, v_last + 1);  -- GREATEST ignores a NULL v_last
+    -- ORDER BY ... LIMIT 1 rather than max(): the index's order answers it with one entry whatever
+    -- the statistics say (with none, max() was planned as a read of the guild's whole round).
+    SELECT fair_turn + 1 INTO NEW.fair_turn FROM video_requests
+    WHERE status = 'pending' AND COALESCE(guild_id, -user_id) = COALESCE(NEW.guild_id, -NEW.user_id)
+      AND fair_round = NEW.fair_round
+    ORDER BY fair_turn DESC LIMIT 1;
+    NEW.fair_turn := COALESCE(NEW.fair_turn, 0);
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION public.video_requests_take_turn() IS 'Stamps a new request''s fair-share round and turn (the start order; docs/ARCHITECTURE.md).';
+
 CREATE TABLE public.appeals (
     id bigint NOT NULL,
     ban_id bigint NOT NULL,
@@ -1079,6 +1120,14 @@ ALTER TABLE public.discord_actions ALTER COLUMN id ADD GENERATED ALWAYS AS IDENT
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE public.fair_share_clock (
+    only_row boolean DEFAULT true NOT NULL,
+    round bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT fair_share_clock_one_row CHECK (only_row)
+);
+
+COMMENT ON TABLE public.fair_share_clock IS 'The fair-share virtual time: the highest round a started request had (one row; only grows).';
 
 CREATE TABLE public.journal_quarantine (
     id bigint NOT NULL,
@@ -1410,6 +1459,9 @@ ALTER TABLE ONLY public.data_lifecycle_audit
 ALTER TABLE ONLY public.discord_actions
     ADD CONSTRAINT discord_actions_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.fair_share_clock
+    ADD CONSTRAINT fair_share_clock_pkey PRIMARY KEY (only_row);
+
 ALTER TABLE ONLY public.journal_quarantine
     ADD CONSTRAINT journal_quarantine_entry_key_key UNIQUE (entry_key);
 
@@ -1537,6 +1589,10 @@ CREATE INDEX video_requests_created_at_idx ON public.video_requests USING btree 
 
 CREATE INDEX video_requests_eta_idx ON public.video_requests USING btree (duration_seconds, resolution, completed_at DESC) WHERE (status = 'completed'::text);
 
+CREATE INDEX video_requests_fair_guild_idx ON public.video_requests USING btree (COALESCE(guild_id, (- user_id)), fair_round, fair_turn) WHERE (status = 'pending'::text);
+
+CREATE INDEX video_requests_fair_queue_idx ON public.video_requests USING btree (fair_round, fair_turn, id) WHERE (status = 'pending'::text);
+
 CREATE INDEX video_requests_guild_idx ON public.video_requests USING btree (guild_id, created_at DESC) WHERE (guild_id IS NOT NULL);
 
 CREATE INDEX video_requests_in_flight_idx ON public.video_requests USING btree (status, lease_expires_at) WHERE (status = ANY (ARRAY['pending'::text, 'generating'::text]));
@@ -1605,6 +1661,8 @@ CREATE TRIGGER video_requests_record_events AFTER INSERT ON public.video_request
 CREATE TRIGGER video_requests_review_queue_insert AFTER INSERT ON public.video_requests FOR EACH ROW WHEN (((new.status = 'rejected'::text) OR (new.safety_filtered_count > 0))) EXECUTE FUNCTION public.review_queue_request();
 
 CREATE TRIGGER video_requests_review_queue_update AFTER UPDATE OF safety_filtered_count ON public.video_requests FOR EACH ROW WHEN (((new.safety_filtered_count > 0) AND (old.safety_filtered_count = 0))) EXECUTE FUNCTION public.review_queue_request();
+
+CREATE TRIGGER video_requests_take_turn BEFORE INSERT ON public.video_requests FOR EACH ROW EXECUTE FUNCTION public.video_requests_take_turn();
 
 ALTER TABLE ONLY public.appeals
     ADD CONSTRAINT appeals_ban_id_fkey FOREIGN KEY (ban_id) REFERENCES public.user_bans(id) ON DELETE CASCADE;

@@ -91,19 +91,21 @@ ETA_SAMPLE = 20  # recent completions the median is taken over
 
 @dataclass(frozen=True)
 class QueueEstimate:
-    ahead: int  # pending requests that will be claimed before this one (capped at POSITION_CAP)
+    ahead: int  # pending requests the claim's order puts before this one now (capped at POSITION_CAP)
     median_generation_ms: int | None  # None: nothing comparable completed yet
 
 
 def queue_estimate(*, request_id: int, duration_seconds: int, resolution: str) -> QueueEstimate:
-    """Where a pending request stands, in one round trip: how many pending rows are ahead of it
-    (the queue's partial index, read at most POSITION_CAP entries deep), and the median
-    generation time of the latest ETA_SAMPLE completed requests with the same length and
-    resolution (video_requests_eta_idx, newest first)."""
+    """Where a pending request stands, in one round trip: how many pending rows come before it in
+    the claim's fair-share order (fair_round, fair_turn, id) -- video_requests_fair_queue_idx, read
+    at most POSITION_CAP entries deep -- and the median generation time of the latest ETA_SAMPLE
+    completed requests with the same length and resolution (video_requests_eta_idx, newest
+    first). Later requests of users served less may still go before it: the count is of now."""
     (row,) = fetch_tuples(
         "SELECT (SELECT count(*) FROM (SELECT 1 FROM video_requests ahead, video_requests me"
         "         WHERE me.id = %(id)s AND ahead.status = 'pending'"
-        "           AND (ahead.available_at, ahead.id) < (me.available_at, me.id) LIMIT %(cap)s) AS a),"
+        "           AND (ahead.fair_round, ahead.fair_turn, ahead.id) < (me.fair_round, me.fair_turn, me.id)"
+        "         LIMIT %(cap)s) AS a),"
         " (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) FROM ("
         "     SELECT duration_ms FROM video_requests"
         "     WHERE status = 'completed' AND duration_seconds = %(duration)s AND resolution = %(resolution)s"

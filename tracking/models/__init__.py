@@ -18,6 +18,7 @@ from tracking.models.moderation import (
 from tracking.models.operations import (
     DashboardSnapshot,
     DataLifecycleAudit,
+    FairShareClock,
     JournalQuarantine,
     LifecycleOperation,
     LifecycleOutcome,
@@ -77,6 +78,7 @@ __all__ = [
     "DiscordActionKind",
     "DiscordAction",
     "SchemaMigration",
+    "FairShareClock",
     "VeoStartSlot",
     "ReplyToken",
     "DashboardSnapshot",

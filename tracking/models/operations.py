@@ -22,6 +22,20 @@ class SchemaMigration(models.Model):
         return f"{self.version:04d}_{self.name}"
 
 
+class FairShareClock(models.Model):
+    """The fair-share virtual time (one row): the highest round a started request had."""
+
+    only_row = models.BooleanField(primary_key=True, db_default=True)
+    round = models.BigIntegerField(db_default=0)
+
+    class Meta:
+        managed = False
+        db_table = "fair_share_clock"
+
+    def __str__(self) -> str:
+        return f"fair-share round {self.round}"
+
+
 class VeoStartSlot(models.Model):
     id = models.BigAutoField(primary_key=True)
     request = models.ForeignKey(

@@ -103,6 +103,10 @@ class VideoRequest(models.Model):
     model = models.TextField()
     # Higher starts sooner among waiting requests; copied from the admitting policy.
     priority = models.SmallIntegerField(db_default=0)
+    # Stamped by the database on insert (video_requests_take_turn): the fair-share start order is
+    # (fair_round, fair_turn, id) among pending requests. Never written by Python.
+    fair_round = models.BigIntegerField(db_default=0, editable=False)
+    fair_turn = models.IntegerField(db_default=0, editable=False)
 
     # The database sets parent_id to NULL when the parent is erased (ON DELETE SET NULL).
     parent = models.ForeignKey(
