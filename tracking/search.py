@@ -234,21 +234,16 @@ def _estimated_matches(searched: QuerySet, pairs: str | None) -> float:
     times too rare, went to the look-up first, and waited out its budget. So the pairs' share
     is divided back out; yet no more match than hold the pairs (words that meet in many
     prompts but never side by side: the pairs' statistics know that, the words' do not)."""
-    estimate = _plan_rows(searched.order_by().query.sql_with_params())
+    estimate = _plan_rows(searched)
     total = selectors.estimated_request_count()
     if pairs is None or total <= 0:
         return estimate
-    table = connection.ops.quote_name(searched.model._meta.db_table)
-    with_pairs = _plan_rows((f"SELECT 1 FROM {table} WHERE {PAIRS_MATCH}", [pairs]))
+    with_pairs = _plan_rows(searched.model.objects.filter(RawSQL(PAIRS_MATCH, [pairs], output_field=BooleanField())))
     return min(with_pairs, estimate * total / max(with_pairs, 1.0))
 
 
-def _plan_rows(query: tuple[str, Sequence]) -> float:
-    sql, params = query
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        (plan,) = cursor.fetchone()
-    plan = json.loads(plan) if isinstance(plan, str) else plan
+def _plan_rows(listed: QuerySet) -> float:
+    plan = json.loads(listed.order_by().explain(format="json"))
     return plan[0]["Plan"]["Plan Rows"]
 
 
