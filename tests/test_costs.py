@@ -9,6 +9,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from generation import labels
 from tests.helpers import admit, next_interaction
 from tracking import services
 from tracking.models import VeoPrice, VideoRequest
@@ -186,3 +187,11 @@ def test_bad_prices_are_refused_by_the_schema(column, value, constraint):
     }
     with pytest.raises(IntegrityError, match=constraint), transaction.atomic():
         VeoPrice.objects.create(**fields)
+
+
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [(123456789012345678, "123456789012345678"), ("DM", "dm"), ("Über Guild!", "_ber_guild_"), ("x" * 80, "x" * 63)],
+)
+def test_label_values_meet_vertex_rules(value, label):
+    assert labels.label_value(value) == label
