@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from psycopg import sql  # noqa: E402
+
 from bench import cpu, pgbench_driver, request_history  # noqa: E402
 from bench.admission_plans import KNOWN_USERS, PROMPT, QUOTA_LIMIT  # noqa: E402
 from bench.admission_versions import PREVIOUS  # noqa: E402
@@ -159,7 +161,7 @@ def main() -> int:
                             flush=True,
                         )
         finally:
-            conn.execute(f"DROP FUNCTION IF EXISTS {PREVIOUS}")
+            conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}").format(sql.Identifier(PREVIOUS)))
             conn.execute("DELETE FROM quota_policies")
             request_history.prepare(server, dbname=data.dbname, rows=args.rows, reload=False)
 
