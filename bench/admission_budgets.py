@@ -67,12 +67,21 @@ ON CONFLICT DO NOTHING
 """
 
 
+# 0019's answer: 0020 added columns to admission_result, which 0019's function cannot fill.
+PREVIOUS_RESULT = """
+CREATE TYPE admission_result_previous AS (request_id bigint, admitted boolean, duplicate boolean, status text,
+    reason_code text, reason text, used integer, quota_limit integer, remaining integer, reset_at timestamptz)
+"""
+
+
 def previous_admission_sql() -> str:
-    """0019's admit_video_request, as 0020's down migration restores it, named PREVIOUS."""
+    """0019's admit_video_request, as 0020's down migration restores it, named PREVIOUS (and
+    answering the type admission_result had then)."""
     text = (REPO / "migrations_sql" / "0020_costs_budgets_roles.down.sql").read_text()
     start = text.index("CREATE FUNCTION admit_video_request(")
     end = text.index("$$;", text.index("BEGIN", start)) + 3
-    return text[start:end].replace("FUNCTION admit_video_request(", f"FUNCTION {PREVIOUS}(", 1)
+    body = text[start:end].replace("FUNCTION admit_video_request(", f"FUNCTION {PREVIOUS}(", 1)
+    return body.replace("admission_result", "admission_result_previous")
 
 
 def price_history(conn) -> None:
@@ -138,6 +147,9 @@ def main() -> int:
         print(
             f"dataset: {data.dbname}, {data.rows:,} rows ({counted:,} spent in the last day); previous: 0019's, from 0020's down migration"
         )
+        conn.execute("DROP FUNCTION IF EXISTS admit_video_request_previous")
+        conn.execute("DROP TYPE IF EXISTS admission_result_previous")
+        conn.execute(PREVIOUS_RESULT)
         conn.execute(body)
         try:
             for number in range(1, args.rounds + 1):
@@ -162,6 +174,7 @@ def main() -> int:
                         )
         finally:
             conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}").format(sql.Identifier(PREVIOUS)))
+            conn.execute("DROP TYPE IF EXISTS admission_result_previous")
             conn.execute("DELETE FROM quota_policies")
             request_history.prepare(server, dbname=data.dbname, rows=args.rows, reload=False)
 

@@ -192,3 +192,26 @@ def test_role_ids_must_be_snowflakes(roles):
 def test_budget_and_role_values_are_checked_by_the_schema(fields, constraint):
     with pytest.raises(IntegrityError, match=constraint), transaction.atomic():
         QuotaPolicyFactory(**{"quota_limit": 3, **fields})
+
+
+def test_while_degraded_the_operators_cap_holds_per_process(settings):
+    from django.utils import timezone
+
+    from generation.limiter import LocalLimiter
+
+    settings.VEO_BUDGET_USD_PER_DAY = Decimal("4.00")
+    limiter = LocalLimiter()
+    params = services.VideoParameters(prompt="a fox", model="veo-3.1-generate-001", duration_seconds=4)
+    unseen = limiter.admit(user_id=4301, at=timezone.now(), params=params)
+    assert unseen.reason_code == "budget_unpriced"  # no price seen from the database yet
+    limiter.remember_price(params=params, cost_usd=Decimal("1.60"))
+    first_at = timezone.now()
+    first = limiter.admit(user_id=4302, at=first_at, params=params)
+    second = limiter.admit(user_id=4303, at=timezone.now(), params=params)
+    third = limiter.admit(user_id=4304, at=timezone.now(), params=params)
+    assert first.admitted and second.admitted and first.cost_usd == Decimal("1.60")
+    assert third.reason_code == "budget_operator" and "$0.80 of $4.00" in third.reason
+    limiter.refund(user_id=4302, created_at=first_at)  # a refund gives the money back here too
+    assert limiter.admit(user_id=4304, at=timezone.now(), params=params).admitted
+    settings.VEO_BUDGET_USD_PER_DAY = None
+    assert limiter.admit(user_id=4305, at=timezone.now(), params=params).admitted  # no cap: videos only
