@@ -5,9 +5,10 @@ and role policy in play, alternating, on a priced copy of the admission benchmar
 
     .venv/bin/python bench/admission_budgets.py --dsn "host=127.0.0.1 port=5432 user=postgres" --rows 1000000
 
-The history (request_history: 90 days, 100k users) is loaded into --dbname, then priced: its
-models become Veo 3.1 and 3.1 Fast and each row gets the cost the insert trigger would have
-given it (its triggers were off while loading). "budgets + roles" adds, for each of the 2,000
+The history (request_history: 90 days, 100k users) is loaded into --dbname, then priced: each
+row gets the cost the insert trigger would have given it at the Veo 3.1 (or 3.1 Fast) price of
+its resolution and audio, and the operator's ledger what its triggers would have written (the
+triggers were off while loading). "budgets + roles" adds, for each of the 2,000
 guilds the script draws from, a guild policy with a guild budget and two role policies (one with
 a per-user budget), passes the member's three role ids and the operator's daily cap. Every
 budget is large enough to admit, so the admitted path (every sum read) is what is measured. The
@@ -43,7 +44,6 @@ ROLES_AND_CAP = ", NULL, NULL, NULL, NULL, NULL, ARRAY[:guild_id * 10 + 1, :guil
 
 PRICE_HISTORY = """
 UPDATE video_requests r SET
-    model = m.model,
     cost_estimated_usd = CASE WHEN r.status = 'rejected' THEN 0 ELSE p.usd_per_second * r.duration_seconds END,
     cost_final_usd = CASE WHEN r.status IN ('pending', 'generating') THEN NULL
                           WHEN r.counts_toward_quota AND r.status <> 'rejected' THEN p.usd_per_second * r.duration_seconds
@@ -52,6 +52,12 @@ FROM (VALUES ('veo-3.0-generate-001', 'veo-3.1-generate-001'), ('veo-3.0-fast-ge
      AS m (loaded, model),
      veo_prices p
 WHERE r.model = m.loaded AND p.model = m.model AND p.resolution = r.resolution AND p.generate_audio = r.generate_audio
+"""
+# What the ledger's triggers would have written for that history.
+LEDGER = """
+INSERT INTO operator_spend_hours (hour, shard, usd)
+SELECT date_trunc('hour', created_at, 'UTC'), user_id % 8, sum(cost_estimated_usd) FROM video_requests
+WHERE counts_toward_quota AND cost_estimated_usd > 0 GROUP BY 1, 2
 """
 
 POLICIES = """
@@ -92,6 +98,7 @@ def price_history(conn) -> None:
     conn.execute("SET session_replication_role = replica")
     conn.execute(PRICE_HISTORY)
     conn.execute("RESET session_replication_role")
+    conn.execute(LEDGER)
     conn.execute("VACUUM (ANALYZE) video_requests")
 
 

@@ -217,7 +217,11 @@ BEGIN
 END;
 $$;
 
-DROP INDEX video_requests_user_spend_idx, video_requests_guild_spend_idx, video_requests_spend_idx;
+DROP TRIGGER video_requests_operator_spend ON video_requests;
+DROP TRIGGER video_requests_operator_refund ON video_requests;
+DROP FUNCTION operator_spend_record();
+DROP TABLE operator_spend_hours;
+DROP INDEX video_requests_guild_spend_idx;
 ALTER TABLE video_requests DROP COLUMN cost_estimated_usd, DROP COLUMN cost_final_usd;
 DROP FUNCTION veo_price(text, text, boolean, timestamptz);
 DROP TABLE veo_prices;

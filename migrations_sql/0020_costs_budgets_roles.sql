@@ -75,14 +75,18 @@ SELECT 'offline-sample', r, a, 0, timestamptz '2000-01-01 00:00:00+00',
        'not a Veo generation: the bundled sample video costs nothing'
 FROM unnest(ARRAY['720p', '1080p']) AS r, unnest(ARRAY[true, false]) AS a;
 
--- The price per second in effect at p_at, or NULL when none is known.
+-- The price per second in effect at p_at, or NULL when none is known. PL/pgSQL, not SQL: every
+-- insert asks, and PL/pgSQL keeps its plan for the session where an SQL function with a FROM
+-- clause would be planned again on each call.
 CREATE FUNCTION veo_price(p_model text, p_resolution text, p_generate_audio boolean, p_at timestamptz)
-RETURNS numeric LANGUAGE sql STABLE AS $$
-    SELECT p.usd_per_second FROM veo_prices p
-    WHERE p.model = p_model AND p.resolution = p_resolution AND p.generate_audio = p_generate_audio
-      AND p.effective_from <= p_at
-    ORDER BY p.effective_from DESC
-    LIMIT 1
+RETURNS numeric LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT p.usd_per_second FROM veo_prices p
+            WHERE p.model = p_model AND p.resolution = p_resolution AND p.generate_audio = p_generate_audio
+              AND p.effective_from <= p_at
+            ORDER BY p.effective_from DESC
+            LIMIT 1);
+END;
 $$;
 
 -- Cost of each request. cost_estimated_usd: set by the database when the row is inserted (every
@@ -99,14 +103,47 @@ COMMENT ON COLUMN video_requests.cost_estimated_usd IS
 COMMENT ON COLUMN video_requests.cost_final_usd IS
     'USD once the request ended: the estimate while it counts toward quota, 0 when refused or refunded.';
 
--- Spend over a rolling window reads only these entries (index-only), newest first: per user, per
--- guild, and everyone (the operator's daily cap). Free and unpriced requests are not in them.
-CREATE INDEX video_requests_user_spend_idx ON video_requests (user_id, created_at DESC)
-    INCLUDE (cost_estimated_usd) WHERE counts_toward_quota AND cost_estimated_usd > 0;
+-- Spend over a rolling window. A user's: their rows that count, from video_requests_quota_idx
+-- (a user has few in any window). A guild's: these entries only (index-only), newest first; free
+-- and unpriced requests are not in it. Everyone's (the operator's cap): too many rows in a busy
+-- day to sum at each admission, so the hourly ledger below keeps it.
 CREATE INDEX video_requests_guild_spend_idx ON video_requests (guild_id, created_at DESC)
     INCLUDE (cost_estimated_usd) WHERE counts_toward_quota AND cost_estimated_usd > 0 AND guild_id IS NOT NULL;
-CREATE INDEX video_requests_spend_idx ON video_requests (created_at DESC)
-    INCLUDE (cost_estimated_usd) WHERE counts_toward_quota AND cost_estimated_usd > 0;
+
+-- The operator's ledger: the estimated cost of the requests that count, per UTC hour of their
+-- created_at, in 8 shards (user_id % 8) so that concurrent admissions rarely wait on one row.
+-- Kept by triggers on every path (an insert that counts adds, a refund subtracts). Summed over
+-- the hours that meet the rolling day, the oldest one whole: it can count up to an hour of spend
+-- that has already left the window, never less than the window holds (never over-spends).
+CREATE TABLE operator_spend_hours (
+    hour timestamptz NOT NULL,
+    shard smallint NOT NULL CONSTRAINT operator_spend_hours_shard_check CHECK (shard BETWEEN 0 AND 7),
+    usd numeric(14, 4) NOT NULL CONSTRAINT operator_spend_hours_usd_check CHECK (usd >= 0),
+    PRIMARY KEY (hour, shard)
+);
+COMMENT ON TABLE operator_spend_hours IS
+    'Estimated cost of the requests that count, per UTC hour of creation (8 shards by user): the operator''s daily cap reads it.';
+
+CREATE FUNCTION operator_spend_record() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO operator_spend_hours AS h (hour, shard, usd)
+        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), NEW.user_id % 8, NEW.cost_estimated_usd)
+        ON CONFLICT (hour, shard) DO UPDATE SET usd = h.usd + EXCLUDED.usd;
+    ELSE
+        UPDATE operator_spend_hours SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
+        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = OLD.user_id % 8;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER video_requests_operator_spend AFTER INSERT ON video_requests
+    FOR EACH ROW WHEN (NEW.counts_toward_quota AND NEW.cost_estimated_usd > 0)
+    EXECUTE FUNCTION operator_spend_record();
+CREATE TRIGGER video_requests_operator_refund AFTER UPDATE OF counts_toward_quota ON video_requests
+    FOR EACH ROW WHEN (OLD.counts_toward_quota AND NOT NEW.counts_toward_quota AND OLD.cost_estimated_usd > 0)
+    EXECUTE FUNCTION operator_spend_record();
 
 CREATE OR REPLACE FUNCTION video_requests_guard_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -198,12 +235,13 @@ CREATE UNIQUE INDEX quota_policies_scope_key
 -- (its slots free sooner), then the largest budget (none at all is largest), then the highest
 -- max_in_flight (none is highest), then the highest priority, then the oldest policy.
 DROP FUNCTION resolve_quota_policy(bigint, bigint, integer, interval, integer);
+-- A one-row set-returning SQL function, so that the planner inlines it into admission's query.
 CREATE FUNCTION resolve_quota_policy(
     p_user_id bigint, p_guild_id bigint, p_role_ids bigint[],
-    p_default_limit integer, p_default_window interval, p_default_max_in_flight integer,
-    OUT quota_limit integer, OUT quota_window interval, OUT max_in_flight integer,
-    OUT budget_usd numeric, OUT budget_window interval, OUT priority smallint, OUT policy_id bigint)
-LANGUAGE sql STABLE AS $$
+    p_default_limit integer, p_default_window interval, p_default_max_in_flight integer)
+RETURNS TABLE (quota_limit integer, quota_window interval, max_in_flight integer,
+               budget_usd numeric, budget_window interval, priority smallint, policy_id bigint)
+LANGUAGE sql STABLE ROWS 1 AS $$
     SELECT COALESCE(qp.quota_limit, p_default_limit), COALESCE(qp.quota_window, p_default_window),
            CASE WHEN qp.id IS NULL THEN NULLIF(p_default_max_in_flight, 0) ELSE qp.max_in_flight END,
            qp.budget_usd, qp.budget_window, COALESCE(qp.priority, 0::smallint), qp.id
@@ -220,8 +258,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Money spent over a rolling window, from the estimated cost of requests that count toward
--- quota (a refund gives its money back), read from the spend indexes: p_scope is 'user'
--- (p_key a user id), 'guild' (a guild id) or 'operator' (everyone; p_key ignored).
+-- quota (a refund gives its money back): p_scope is 'user' (p_key a user id), 'guild' (a guild
+-- id) or 'operator' (everyone, from the hourly ledger; p_key ignored).
 CREATE FUNCTION spend_in_window(p_scope text, p_key bigint, p_since timestamptz)
 RETURNS numeric LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -235,8 +273,8 @@ BEGIN
         SELECT sum(r.cost_estimated_usd) INTO v_spent FROM video_requests r
         WHERE r.guild_id = p_key AND r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_since;
     ELSIF p_scope = 'operator' THEN
-        SELECT sum(r.cost_estimated_usd) INTO v_spent FROM video_requests r
-        WHERE r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_since;
+        SELECT sum(h.usd) INTO v_spent FROM operator_spend_hours h
+        WHERE h.hour >= date_trunc('hour', p_since, 'UTC');
     ELSE
         RAISE EXCEPTION 'unknown spending scope %', p_scope USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -258,10 +296,24 @@ BEGIN
     IF p_need > p_budget THEN
         RETURN NULL;
     END IF;
+    IF p_scope = 'operator' THEN
+        -- By the ledger's hours: an hour's money frees when the whole hour has left the window.
+        FOR v_row IN
+            SELECT h.hour, sum(h.usd) AS usd FROM operator_spend_hours h
+            WHERE h.hour >= date_trunc('hour', p_now - p_window, 'UTC')
+            GROUP BY h.hour ORDER BY h.hour
+        LOOP
+            v_freed := v_freed + v_row.usd;
+            IF v_spent - v_freed + p_need <= p_budget THEN
+                RETURN v_row.hour + interval '1 hour' + p_window;
+            END IF;
+        END LOOP;
+        RETURN p_now;
+    END IF;
     FOR v_row IN
         SELECT r.created_at, r.cost_estimated_usd FROM video_requests r
         WHERE r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_now - p_window
-          AND CASE p_scope WHEN 'user' THEN r.user_id = p_key WHEN 'guild' THEN r.guild_id = p_key ELSE true END
+          AND CASE p_scope WHEN 'user' THEN r.user_id = p_key ELSE r.guild_id = p_key END
         ORDER BY r.created_at
     LOOP
         v_freed := v_freed + v_row.cost_estimated_usd;

@@ -366,10 +366,24 @@ BEGIN
     IF p_need > p_budget THEN
         RETURN NULL;
     END IF;
+    IF p_scope = 'operator' THEN
+        -- By the ledger's hours: an hour's money frees when the whole hour has left the window.
+        FOR v_row IN
+            SELECT h.hour, sum(h.usd) AS usd FROM operator_spend_hours h
+            WHERE h.hour >= date_trunc('hour', p_now - p_window, 'UTC')
+            GROUP BY h.hour ORDER BY h.hour
+        LOOP
+            v_freed := v_freed + v_row.usd;
+            IF v_spent - v_freed + p_need <= p_budget THEN
+                RETURN v_row.hour + interval '1 hour' + p_window;
+            END IF;
+        END LOOP;
+        RETURN p_now;
+    END IF;
     FOR v_row IN
         SELECT r.created_at, r.cost_estimated_usd FROM video_requests r
         WHERE r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_now - p_window
-          AND CASE p_scope WHEN 'user' THEN r.user_id = p_key WHEN 'guild' THEN r.guild_id = p_key ELSE true END
+          AND CASE p_scope WHEN 'user' THEN r.user_id = p_key ELSE r.guild_id = p_key END
         ORDER BY r.created_at
     LOOP
         v_freed := v_freed + v_row.cost_estimated_usd;
@@ -663,6 +677,22 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.operator_spend_record() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO operator_spend_hours AS h (hour, shard, usd)
+        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), NEW.user_id % 8, NEW.cost_estimated_usd)
+        ON CONFLICT (hour, shard) DO UPDATE SET usd = h.usd + EXCLUDED.usd;
+    ELSE
+        UPDATE operator_spend_hours SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
+        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = OLD.user_id % 8;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 CREATE FUNCTION public.prompt_word_pairs(v tsvector) RETURNS tsvector
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
@@ -810,8 +840,8 @@ $$;
 
 COMMENT ON FUNCTION public.replay_video_request(p_request jsonb, p_steps jsonb, p_actor text, OUT request_id bigint, OUT inserted boolean) IS 'Idempotent replay of one journaled request with its original timestamps; transitions still validated.';
 
-CREATE FUNCTION public.resolve_quota_policy(p_user_id bigint, p_guild_id bigint, p_role_ids bigint[], p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, OUT quota_limit integer, OUT quota_window interval, OUT max_in_flight integer, OUT budget_usd numeric, OUT budget_window interval, OUT priority smallint, OUT policy_id bigint) RETURNS record
-    LANGUAGE sql STABLE
+CREATE FUNCTION public.resolve_quota_policy(p_user_id bigint, p_guild_id bigint, p_role_ids bigint[], p_default_limit integer, p_default_window interval, p_default_max_in_flight integer) RETURNS TABLE(quota_limit integer, quota_window interval, max_in_flight integer, budget_usd numeric, budget_window interval, priority smallint, policy_id bigint)
+    LANGUAGE sql STABLE ROWS 1
     AS $$
     SELECT COALESCE(qp.quota_limit, p_default_limit), COALESCE(qp.quota_window, p_default_window),
            CASE WHEN qp.id IS NULL THEN NULLIF(p_default_max_in_flight, 0) ELSE qp.max_in_flight END,
@@ -917,8 +947,8 @@ BEGIN
         SELECT sum(r.cost_estimated_usd) INTO v_spent FROM video_requests r
         WHERE r.guild_id = p_key AND r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_since;
     ELSIF p_scope = 'operator' THEN
-        SELECT sum(r.cost_estimated_usd) INTO v_spent FROM video_requests r
-        WHERE r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_since;
+        SELECT sum(h.usd) INTO v_spent FROM operator_spend_hours h
+        WHERE h.hour >= date_trunc('hour', p_since, 'UTC');
     ELSE
         RAISE EXCEPTION 'unknown spending scope %', p_scope USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -951,13 +981,15 @@ $$;
 COMMENT ON FUNCTION public.transition_video_request(p_id bigint, p_status text, p_actor text, p_reason text, p_refund boolean, p_worker text, p_operation_name text, p_output_uris text[], p_public_urls text[], p_output_size_bytes bigint, p_safety_filtered_count integer, p_safety_filtered_reasons text[], p_error_code text, p_error_message text) IS 'One lifecycle transition (the triggers validate it and write its event); the moved row, or nothing.';
 
 CREATE FUNCTION public.veo_price(p_model text, p_resolution text, p_generate_audio boolean, p_at timestamp with time zone) RETURNS numeric
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-    SELECT p.usd_per_second FROM veo_prices p
-    WHERE p.model = p_model AND p.resolution = p_resolution AND p.generate_audio = p_generate_audio
-      AND p.effective_from <= p_at
-    ORDER BY p.effective_from DESC
-    LIMIT 1
+BEGIN
+    RETURN (SELECT p.usd_per_second FROM veo_prices p
+            WHERE p.model = p_model AND p.resolution = p_resolution AND p.generate_audio = p_generate_audio
+              AND p.effective_from <= p_at
+            ORDER BY p.effective_from DESC
+            LIMIT 1);
+END;
 $$;
 
 CREATE FUNCTION public.veo_prices_history_only() RETURNS trigger
@@ -1323,6 +1355,16 @@ ALTER TABLE public.moderation_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+CREATE TABLE public.operator_spend_hours (
+    hour timestamp with time zone NOT NULL,
+    shard smallint NOT NULL,
+    usd numeric(14,4) NOT NULL,
+    CONSTRAINT operator_spend_hours_shard_check CHECK (((shard >= 0) AND (shard <= 7))),
+    CONSTRAINT operator_spend_hours_usd_check CHECK ((usd >= (0)::numeric))
+);
+
+COMMENT ON TABLE public.operator_spend_hours IS 'Estimated cost of the requests that count, per UTC hour of creation (8 shards by user): the operator''s daily cap reads it.';
+
 CREATE TABLE public.quota_policies (
     id bigint NOT NULL,
     user_id bigint,
@@ -1641,6 +1683,9 @@ ALTER TABLE ONLY public.login_failures
 ALTER TABLE ONLY public.moderation_log
     ADD CONSTRAINT moderation_log_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.operator_spend_hours
+    ADD CONSTRAINT operator_spend_hours_pkey PRIMARY KEY (hour, shard);
+
 ALTER TABLE ONLY public.quota_policies
     ADD CONSTRAINT quota_policies_pkey PRIMARY KEY (id);
 
@@ -1783,8 +1828,6 @@ CREATE INDEX video_requests_review_created_idx ON public.video_requests USING bt
 
 CREATE INDEX video_requests_safety_created_idx ON public.video_requests USING btree (created_at DESC) WHERE (safety_filtered_count > 0);
 
-CREATE INDEX video_requests_spend_idx ON public.video_requests USING btree (created_at DESC) INCLUDE (cost_estimated_usd) WHERE (counts_toward_quota AND (cost_estimated_usd > (0)::numeric));
-
 CREATE INDEX video_requests_stats_idx ON public.video_requests USING btree (created_at) INCLUDE (status, user_id, guild_id, duration_ms, safety_filtered_count);
 
 CREATE INDEX video_requests_status_created_idx ON public.video_requests USING btree (status, created_at DESC);
@@ -1792,8 +1835,6 @@ CREATE INDEX video_requests_status_created_idx ON public.video_requests USING bt
 CREATE INDEX video_requests_undelivered_idx ON public.video_requests USING btree (id) WHERE ((delivered_at IS NULL) AND (status = ANY (ARRAY['completed'::text, 'failed'::text, 'timeout'::text, 'cancelled'::text])));
 
 CREATE INDEX video_requests_user_history_idx ON public.video_requests USING btree (user_id, id DESC);
-
-CREATE INDEX video_requests_user_spend_idx ON public.video_requests USING btree (user_id, created_at DESC) INCLUDE (cost_estimated_usd) WHERE (counts_toward_quota AND (cost_estimated_usd > (0)::numeric));
 
 CREATE TRIGGER appeals_moderation_audit AFTER DELETE OR UPDATE ON public.appeals FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
 
@@ -1832,6 +1873,10 @@ CREATE TRIGGER video_requests_guard_insert BEFORE INSERT ON public.video_request
 CREATE TRIGGER video_requests_guard_update BEFORE UPDATE ON public.video_requests FOR EACH ROW EXECUTE FUNCTION public.video_requests_guard_update();
 
 CREATE TRIGGER video_requests_moderation_audit AFTER UPDATE ON public.video_requests FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
+CREATE TRIGGER video_requests_operator_refund AFTER UPDATE OF counts_toward_quota ON public.video_requests FOR EACH ROW WHEN ((old.counts_toward_quota AND (NOT new.counts_toward_quota) AND (old.cost_estimated_usd > (0)::numeric))) EXECUTE FUNCTION public.operator_spend_record();
+
+CREATE TRIGGER video_requests_operator_spend AFTER INSERT ON public.video_requests FOR EACH ROW WHEN ((new.counts_toward_quota AND (new.cost_estimated_usd > (0)::numeric))) EXECUTE FUNCTION public.operator_spend_record();
 
 CREATE TRIGGER video_requests_record_changes AFTER UPDATE ON public.video_requests FOR EACH ROW WHEN (((new.status IS DISTINCT FROM old.status) OR (old.counts_toward_quota AND (NOT new.counts_toward_quota)) OR (new.review_status IS DISTINCT FROM old.review_status) OR ((new.delivered_at IS NOT NULL) AND (old.delivered_at IS NULL)))) EXECUTE FUNCTION public.video_requests_record_events();
 

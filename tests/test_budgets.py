@@ -215,3 +215,15 @@ def test_while_degraded_the_operators_cap_holds_per_process(settings):
     assert limiter.admit(user_id=4304, at=timezone.now(), params=params).admitted
     settings.VEO_BUDGET_USD_PER_DAY = None
     assert limiter.admit(user_id=4305, at=timezone.now(), params=params).admitted  # no cap: videos only
+
+
+def test_the_operators_ledger_follows_admissions_and_refunds(settings):
+    from tracking.models import OperatorSpendHour
+
+    settings.VEO_BUDGET_USD_PER_DAY = Decimal("1.60")
+    spent = admit(user_id=4311)
+    assert sum(h.usd for h in OperatorSpendHour.objects.all()) == VIDEO
+    assert admit(user_id=4312).reason_code == "budget_operator"
+    services.cancel(request_id=spent.request_id, actor="mod", reason="test")  # refunded
+    assert sum(h.usd for h in OperatorSpendHour.objects.all()) == 0
+    assert admit(user_id=4312).admitted

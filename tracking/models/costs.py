@@ -35,3 +35,18 @@ class VeoPrice(models.Model):
     def __str__(self) -> str:
         audio = "with audio" if self.generate_audio else "without audio"
         return f"{self.model} {self.resolution} {audio}: ${self.usd_per_second}/s from {self.effective_from:%Y-%m-%d}"
+
+
+class OperatorSpendHour(models.Model):
+    """The operator's ledger: estimated cost of the requests that count, per UTC hour of their
+    creation and shard (user_id % 8). Written only by the database's triggers; read by the
+    operator's daily cap (spend_in_window) and for spend over time."""
+
+    pk = models.CompositePrimaryKey("hour", "shard")
+    hour = models.DateTimeField()
+    shard = models.SmallIntegerField()
+    usd = models.DecimalField(max_digits=14, decimal_places=4)
+
+    class Meta:
+        managed = False
+        db_table = "operator_spend_hours"
