@@ -171,6 +171,18 @@ class QuotaPolicyForm(DatabaseCheckedForm):
     quota_window = WindowField(help_text='Rolling window: "24h", "7d", "1h 30m".')
     budget_window = WindowField(required=False, help_text='Rolling window of the budget: "24h", "30d".')
     guild_budget_window = WindowField(required=False, help_text="Rolling window of the guild budget.")
+    priority = forms.IntegerField(
+        required=False,
+        min_value=-100,
+        max_value=100,
+        help_text="Higher starts sooner when requests wait for Veo (-100 to 100; empty: 0, the default).",
+    )
+
+    def clean_priority(self):
+        return self.cleaned_data["priority"] or 0
+
+    def clean_role_label(self):
+        return (self.cleaned_data["role_label"] or "").strip() or None  # empty: no label
 
     class Meta:
         model = QuotaPolicy
