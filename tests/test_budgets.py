@@ -92,22 +92,23 @@ def test_unpriced_model_is_refused_only_while_a_budget_applies(settings):
 # -- policies by Discord role --------------------------------------------------------------------
 
 
-def _limit(user_id: int, roles: list[int], guild_id: int | None = GUILD) -> int:
+def _admit_as_member(user_id: int, roles: list, guild_id: int | None = GUILD) -> services.Admission:
+    """An admission of a guild member holding ``roles`` (as /veo passes them)."""
     return services.admit_request(
-        interaction_id=next_id(),
+        interaction_id=next(_ids),
         user_id=user_id,
         guild_id=guild_id,
         channel_id=3001,
         params=services.VideoParameters(prompt="a red fox in snow"),
         role_ids=roles,
-    ).limit
+    )
+
+
+def _limit(user_id: int, roles: list, guild_id: int | None = GUILD) -> int:
+    return _admit_as_member(user_id, roles, guild_id).limit
 
 
 _ids = iter(range(7 * 10**17, 8 * 10**17))
-
-
-def next_id() -> int:
-    return next(_ids)
 
 
 def test_role_precedence_user_over_role_over_guild_over_default_and_the_most_generous_role():
@@ -121,14 +122,7 @@ def test_role_precedence_user_over_role_over_guild_over_default_and_the_most_gen
     assert _limit(4262, [501]) == 4  # a role over the guild
     assert _limit(4262, [501, 502]) == 6  # the most generous role: the highest limit
     # Equal limits: the shorter window frees slots sooner, so it is the more generous.
-    answer = services.admit_request(
-        interaction_id=next_id(),
-        user_id=4263,
-        guild_id=GUILD,
-        channel_id=3001,
-        params=services.VideoParameters(prompt="a red fox in snow"),
-        role_ids=[502, 503],
-    )
+    answer = _admit_as_member(4263, [502, 503])
     assert answer.limit == 6 and VideoRequest.objects.get(id=answer.request_id).priority == 0  # 503's
     assert _limit(4264, [504]) == 2  # a role of another guild counts nowhere else
     assert _limit(4264, []) == 2  # the guild's policy
@@ -137,36 +131,15 @@ def test_role_precedence_user_over_role_over_guild_over_default_and_the_most_gen
 
 def test_admission_copies_the_resolved_policys_priority():
     QuotaPolicyFactory(guild_id=GUILD, role_id=511, quota_limit=5, priority=7)
-    answer = services.admit_request(
-        interaction_id=next_id(),
-        user_id=4271,
-        guild_id=GUILD,
-        channel_id=3001,
-        params=services.VideoParameters(prompt="a red fox in snow"),
-        role_ids=[511],
-    )
+    answer = _admit_as_member(4271, [511])
     assert VideoRequest.objects.get(id=answer.request_id).priority == 7
 
 
 def test_a_role_policy_with_a_budget_applies_to_its_members():
     QuotaPolicyFactory(guild_id=GUILD, role_id=521, quota_limit=50, budget_usd=Decimal("1.60"), budget_window=DAY)
-    services.admit_request(
-        interaction_id=next_id(),
-        user_id=4281,
-        guild_id=GUILD,
-        channel_id=3001,
-        params=services.VideoParameters(prompt="a red fox in snow"),
-        role_ids=[521],
-    )
+    _admit_as_member(4281, [521])
     assert admit(user_id=4281).admitted  # without the role: the default, no budget
-    refused = services.admit_request(
-        interaction_id=next_id(),
-        user_id=4281,
-        guild_id=GUILD,
-        channel_id=3001,
-        params=services.VideoParameters(prompt="a red fox in snow"),
-        role_ids=[521],
-    )
+    refused = _admit_as_member(4281, [521])
     assert refused.reason_code == "budget_user"
 
 
