@@ -162,6 +162,7 @@ END;
 $$;
 
 DELETE FROM quota_policies WHERE role_id IS NOT NULL;
+DROP INDEX quota_policies_user_idx;
 DROP INDEX quota_policies_scope_key;
 ALTER TABLE quota_policies
     DROP COLUMN role_id, DROP COLUMN role_label, DROP COLUMN budget_usd, DROP COLUMN budget_window,

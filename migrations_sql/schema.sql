@@ -114,12 +114,18 @@ BEGIN
             WHERE pr.model = p_model AND pr.resolution = p_resolution AND pr.generate_audio = p_generate_audio
               AND pr.effective_from <= v_now
             ORDER BY pr.effective_from DESC LIMIT 1) AS cost,
-           CASE WHEN policy.budget_usd IS NOT NULL
-                THEN spend_in_window('user', p_user_id, v_now - policy.budget_window) END AS user_spent,
-           CASE WHEN v_guild_budget IS NOT NULL
-                THEN spend_in_window('guild', p_guild_id, v_now - v_guild_window) END AS guild_spent,
-           CASE WHEN p_operator_budget_usd IS NOT NULL
-                THEN spend_in_window('operator', 0, v_now - interval '1 day') END AS operator_spent
+           -- spend_in_window's three sums, inline: a function call each would cost more than its query.
+           CASE WHEN policy.budget_usd IS NOT NULL THEN
+               (SELECT COALESCE(sum(r.cost_estimated_usd), 0) FROM video_requests r
+                WHERE r.user_id = p_user_id AND r.counts_toward_quota AND r.cost_estimated_usd > 0
+                  AND r.created_at > v_now - policy.budget_window) END AS user_spent,
+           CASE WHEN v_guild_budget IS NOT NULL THEN
+               (SELECT COALESCE(sum(r.cost_estimated_usd), 0) FROM video_requests r
+                WHERE r.guild_id = p_guild_id AND r.counts_toward_quota AND r.cost_estimated_usd > 0
+                  AND r.created_at > v_now - v_guild_window) END AS guild_spent,
+           CASE WHEN p_operator_budget_usd IS NOT NULL THEN
+               (SELECT COALESCE(sum(h.usd), 0) FROM operator_spend_hours h
+                WHERE h.hour >= date_trunc('hour', v_now - interval '1 day', 'UTC')) END AS operator_spent
     INTO v
     FROM resolve_quota_policy(p_user_id, p_guild_id, p_role_ids, p_default_limit, p_default_window,
                               p_default_max_in_flight) AS policy
@@ -1766,6 +1772,8 @@ CREATE INDEX moderation_log_target_idx ON public.moderation_log USING btree (tar
 CREATE INDEX quota_policies_guild_idx ON public.quota_policies USING btree (guild_id) WHERE (user_id IS NULL);
 
 CREATE UNIQUE INDEX quota_policies_scope_key ON public.quota_policies USING btree (COALESCE(user_id, (0)::bigint), COALESCE(guild_id, (0)::bigint), COALESCE(role_id, (0)::bigint));
+
+CREATE INDEX quota_policies_user_idx ON public.quota_policies USING btree (user_id) WHERE (user_id IS NOT NULL);
 
 CREATE INDEX reply_tokens_expires_idx ON public.reply_tokens USING btree (expires_at);
 
