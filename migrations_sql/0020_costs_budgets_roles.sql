@@ -367,6 +367,9 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
 
+    -- No roles (DMs, older callers) is the empty list: "= ANY (NULL)" doubled the query's cost.
+    p_role_ids := COALESCE(p_role_ids, '{}'::bigint[]);
+
     -- One admission at a time per user; duplicates of an interaction share the user, so this
     -- also serialises them. The lock is its own statement so that the SELECT below, a later
     -- statement, reads with a snapshot taken after the lock was granted.
