@@ -356,6 +356,8 @@ DECLARE
     v_repeat  record;
     v_guild_budget numeric;
     v_guild_window interval;
+    v_guild_spent  numeric;
+    v_operator_spent numeric;
     v_left    numeric;
     v_scope   text;
     v_frees   timestamptz;
@@ -404,18 +406,11 @@ BEGIN
             WHERE pr.model = p_model AND pr.resolution = p_resolution AND pr.generate_audio = p_generate_audio
               AND pr.effective_from <= v_now
             ORDER BY pr.effective_from DESC LIMIT 1) AS cost,
-           -- spend_in_window's three sums, inline: a function call each would cost more than its query.
+           -- spend_in_window's sum for the user, inline: a function call would cost more than its query.
            CASE WHEN policy.budget_usd IS NOT NULL THEN
                (SELECT COALESCE(sum(r.cost_estimated_usd), 0) FROM video_requests r
                 WHERE r.user_id = p_user_id AND r.counts_toward_quota AND r.cost_estimated_usd > 0
-                  AND r.created_at > v_now - policy.budget_window) END AS user_spent,
-           CASE WHEN v_guild_budget IS NOT NULL THEN
-               (SELECT COALESCE(sum(r.cost_estimated_usd), 0) FROM video_requests r
-                WHERE r.guild_id = p_guild_id AND r.counts_toward_quota AND r.cost_estimated_usd > 0
-                  AND r.created_at > v_now - v_guild_window) END AS guild_spent,
-           CASE WHEN p_operator_budget_usd IS NOT NULL THEN
-               (SELECT COALESCE(sum(h.usd), 0) FROM operator_spend_hours h
-                WHERE h.hour >= date_trunc('hour', v_now - interval '1 day', 'UTC')) END AS operator_spent
+                  AND r.created_at > v_now - policy.budget_window) END AS user_spent
     INTO v
     FROM resolve_quota_policy(p_user_id, p_guild_id, p_role_ids, p_default_limit, p_default_window,
                               p_default_max_in_flight) AS policy
@@ -437,17 +432,30 @@ BEGIN
         ORDER BY b.expires_at DESC NULLS FIRST
         LIMIT 1) AS ban ON true;
 
+    -- The guild's and the operator's sums are statements of their own, run only when their budget
+    -- is set (after their locks, like the SELECT above): inside that SELECT, a term that depends on
+    -- whether a budget is passed made PL/pgSQL plan the whole query again on every call.
+    IF v_guild_budget IS NOT NULL THEN
+        SELECT COALESCE(sum(r.cost_estimated_usd), 0) INTO v_guild_spent FROM video_requests r
+        WHERE r.guild_id = p_guild_id AND r.counts_toward_quota AND r.cost_estimated_usd > 0
+          AND r.created_at > v_now - v_guild_window;
+    END IF;
+    IF p_operator_budget_usd IS NOT NULL THEN
+        SELECT COALESCE(sum(h.usd), 0) INTO v_operator_spent FROM operator_spend_hours h
+        WHERE h.hour >= date_trunc('hour', v_now - interval '1 day', 'UTC');
+    END IF;
+
     -- The tightest of the budgets that apply: the least money left, before this request.
     IF v.budget_usd IS NOT NULL THEN
         v_left := v.budget_usd - v.user_spent;
         v_scope := 'user';
     END IF;
-    IF v_guild_budget IS NOT NULL AND (v_left IS NULL OR v_guild_budget - v.guild_spent < v_left) THEN
-        v_left := v_guild_budget - v.guild_spent;
+    IF v_guild_budget IS NOT NULL AND (v_left IS NULL OR v_guild_budget - v_guild_spent < v_left) THEN
+        v_left := v_guild_budget - v_guild_spent;
         v_scope := 'guild';
     END IF;
-    IF p_operator_budget_usd IS NOT NULL AND (v_left IS NULL OR p_operator_budget_usd - v.operator_spent < v_left) THEN
-        v_left := p_operator_budget_usd - v.operator_spent;
+    IF p_operator_budget_usd IS NOT NULL AND (v_left IS NULL OR p_operator_budget_usd - v_operator_spent < v_left) THEN
+        v_left := p_operator_budget_usd - v_operator_spent;
         v_scope := 'operator';
     END IF;
 
@@ -511,16 +519,16 @@ BEGIN
             v_budget := v.budget_usd; v_window := v.budget_window; v_left := v.budget_usd - v.user_spent;
             v_frees := budget_frees_at('user', p_user_id, v_window, v_now, v_budget, v.cost);
             v_reason := 'your spending budget';
-        ELSIF v_guild_budget IS NOT NULL AND v.guild_spent + v.cost > v_guild_budget THEN
+        ELSIF v_guild_budget IS NOT NULL AND v_guild_spent + v.cost > v_guild_budget THEN
             v_code := 'budget_guild';
             v_budget := v_guild_budget; v_window := v_guild_window;
-            v_left := v_budget - v.guild_spent;
+            v_left := v_budget - v_guild_spent;
             v_frees := budget_frees_at('guild', p_guild_id, v_window, v_now, v_budget, v.cost);
             v_reason := 'this server''s spending budget';
-        ELSIF p_operator_budget_usd IS NOT NULL AND v.operator_spent + v.cost > p_operator_budget_usd THEN
+        ELSIF p_operator_budget_usd IS NOT NULL AND v_operator_spent + v.cost > p_operator_budget_usd THEN
             v_code := 'budget_operator';
             v_budget := p_operator_budget_usd; v_window := interval '1 day';
-            v_left := v_budget - v.operator_spent;
+            v_left := v_budget - v_operator_spent;
             v_frees := budget_frees_at('operator', 0, v_window, v_now, v_budget, v.cost);
             v_reason := 'the bot''s daily spending budget';
         END IF;
