@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from discordbot import display, payloads
+from discordbot import display, money, payloads
 from generation.admission import Decision
 from veosite import logs
 
@@ -62,6 +62,7 @@ async def answer_decision(
             degraded=decision.degraded,
             held=decision.held,
         )
+        money.add_cost(embed, decision.cost_usd)
         buttons = {"view": view} if view is not None else {}
         if deferred:
             await interaction.edit_original_response(embed=embed, allowed_mentions=none, **buttons)

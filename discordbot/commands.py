@@ -21,7 +21,7 @@ from discord.app_commands import Choice
 from discord.ext import commands
 from django.conf import settings
 
-from discordbot import display
+from discordbot import display, money
 from discordbot.answers import (
     DEFER_AFTER,
     ELSEWHERE,
@@ -199,6 +199,7 @@ async def handle_veo(
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             params=clean,
+            role_ids=money.member_role_ids(interaction),
         )
     )
     answer = None
@@ -326,9 +327,16 @@ def _hd_lengths(can: capabilities.ModelCapabilities) -> str:
 
 
 async def quota_text(interaction: discord.Interaction, *, admitter: Admitter) -> str:
-    quota = await admitter.quota(user_id=interaction.user.id, guild_id=interaction.guild_id)
+    quota = await admitter.quota(
+        user_id=interaction.user.id, guild_id=interaction.guild_id, role_ids=money.member_role_ids(interaction)
+    )
     return display.quota_text(
-        used=quota.used, limit=quota.limit, window=quota.window, reset_at=quota.reset_at, degraded=quota.degraded
+        used=quota.used,
+        limit=quota.limit,
+        window=quota.window,
+        reset_at=quota.reset_at,
+        degraded=quota.degraded,
+        money=money.budget_lines(quota.budgets),
     )
 
 

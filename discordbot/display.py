@@ -351,6 +351,8 @@ def refusal_text(reason_code: str | None, reason: str | None, *, limit: int, res
         text = f"You have used all {limit} of your videos for now. Next slot in {wait}."
     elif reason_code == "banned":
         text = f"You can't use /veo: {reason or 'banned'}."
+    elif reason_code and reason_code.startswith("budget_"):
+        text = f"{reason[:1].upper()}{reason[1:]}." if reason else "A spending budget is reached."
     elif reason_code == "too_many_in_flight":
         text = f"{(reason or 'Too many of your videos are in progress').capitalize()}."
     else:
@@ -372,12 +374,13 @@ def channel_not_allowed_text(allowed: frozenset[int]) -> str:
     return fit(f"/veo is not enabled in this channel. Try {shown}. Nothing was charged.", CONTENT_MAX)
 
 
-def quota_text(*, used: int, limit: int, window: timedelta, reset_at: datetime | None, degraded: bool) -> str:
+def quota_text(*, used: int, limit: int, window: timedelta, reset_at: datetime | None, degraded: bool, money=()) -> str:
     lines = [f"You have used {used} of {limit} videos in the last {humanize_duration(window)}."]
     if reset_at is not None:
         lines.append(f"Next slot frees in {humanize_duration(reset_at - timezone.now())}.")
     elif used < limit:
         lines.append("You can generate a video now.")
+    lines.extend(money)  # the budgets that apply, with the money left (discordbot.money)
     if degraded:
         lines.append("(The database is unreachable: this is this bot process's own count.)")
     return fit("\n".join(lines), CONTENT_MAX)

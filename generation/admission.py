@@ -7,8 +7,9 @@ reply, the direct runner and delivery all read the same fields.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
@@ -17,7 +18,7 @@ from generation import metrics, wakeup
 from generation.degraded import DegradedRunner
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from generation.limiter import LocalLimiter
-from tracking import aio, selectors, services
+from tracking import aio, selectors, selectors_spend, services
 from tracking.models import Source, Status, VideoRequest
 from tracking.services import VideoParameters
 
@@ -39,6 +40,7 @@ class Decision:
     # the same, so the request waits for it instead of running here (Admitter.admit).
     held: bool = False
     admit_ms: float = 0.0
+    cost_usd: Decimal | None = None  # the estimate (None: no price known)
 
 
 def unsaved_request(
@@ -92,6 +94,7 @@ class Quota:
     window: timedelta
     reset_at: datetime | None
     degraded: bool
+    budgets: list[selectors_spend.Budget] = field(default_factory=list)  # unknown while degraded
 
 
 class Admitter:
@@ -112,8 +115,10 @@ class Admitter:
         guild_id: int | None,
         channel_id: int | None,
         params: VideoParameters,
+        role_ids: list[int] | None = None,
     ) -> Decision:
-        """``params`` must already be clean (services.clean_parameters)."""
+        """``params`` must already be clean (services.clean_parameters); ``role_ids``: the
+        member's Discord roles, for role policies (none in DMs)."""
         started = time.perf_counter()
         held = False
         if not self.health.degraded and not self._unreplayed.get(user_id):
@@ -124,6 +129,7 @@ class Admitter:
                     guild_id=guild_id,
                     channel_id=channel_id,
                     params=params,
+                    role_ids=role_ids,
                 )
             except DATABASE_DOWN as error:
                 self.health.failed(error)
@@ -150,6 +156,7 @@ class Admitter:
         guild_id: int | None,
         channel_id: int | None,
         params: VideoParameters,
+        role_ids: list[int] | None,
     ) -> Decision:
         # One trip to the database thread pool for both statements: under a burst of /veo the
         # pool's queue, not the statements, is what the user waits for.
@@ -161,6 +168,7 @@ class Admitter:
             guild_id=guild_id,
             channel_id=channel_id,
             params=params,
+            role_ids=role_ids,
         )
         if answer.admitted and not answer.duplicate:
             wakeup.wake_local_workers()  # our own worker starts it now; other processes hear NOTIFY later
@@ -172,6 +180,8 @@ class Admitter:
             reason_code=answer.reason_code,
             reason=answer.reason,
         )
+        if answer.admitted and not answer.duplicate:
+            self.limiter.remember_price(params=params, cost_usd=answer.cost_usd)
         request = unsaved_request(
             request_id=answer.request_id,
             interaction_id=interaction_id,
@@ -191,6 +201,7 @@ class Admitter:
             answer.limit,
             answer.remaining,
             answer.reset_at,
+            cost_usd=answer.cost_usd,
         )
         if estimate is not None:
             decision.ahead, decision.median_ms = estimate.ahead, estimate.median_generation_ms
@@ -214,7 +225,7 @@ class Admitter:
             seen = self._journaled[interaction_id]
             return Decision(**{**seen.__dict__, "duplicate": True})
         created_at = timezone.now()
-        local = self.limiter.admit(user_id=user_id, at=created_at)
+        local = self.limiter.admit(user_id=user_id, at=created_at, params=params)
         status = Status.PENDING if local.admitted else Status.REJECTED
         request = unsaved_request(
             request_id=None,
@@ -242,20 +253,21 @@ class Admitter:
             ahead=None if held else self.runner.ahead,
             degraded=True,
             held=held and local.admitted,
+            cost_usd=local.cost_usd,
         )
         self._journaled[interaction_id] = decision
         return decision
 
-    async def quota(self, *, user_id: int, guild_id: int | None) -> Quota:
+    async def quota(self, *, user_id: int, guild_id: int | None, role_ids: list[int] | None = None) -> Quota:
         if not self.health.degraded:
             try:
-                status = await aio.run_within(
-                    ANSWER_TIMEOUT, selectors.quota_status, user_id=user_id, guild_id=guild_id
+                status, budgets = await aio.run_within(
+                    ANSWER_TIMEOUT, _quota_and_budgets, user_id=user_id, guild_id=guild_id, role_ids=role_ids
                 )
             except DATABASE_DOWN as error:
                 self.health.failed(error)
             else:
-                return Quota(status.used, status.limit, status.window, status.reset_at, degraded=False)
+                return Quota(status.used, status.limit, status.window, status.reset_at, degraded=False, budgets=budgets)
         local = self.limiter.status(user_id=user_id)
         return Quota(local.used, local.limit, settings.VEO_QUOTA_WINDOW, local.reset_at, degraded=True)
 
@@ -276,11 +288,31 @@ def _timed(decision: Decision, started: float) -> Decision:
     return decision
 
 
+def _quota_and_budgets(
+    *, user_id: int, guild_id: int | None, role_ids: list[int] | None
+) -> tuple[selectors.QuotaStatus, list[selectors_spend.Budget]]:
+    return (
+        selectors.quota_status(user_id=user_id, guild_id=guild_id, role_ids=role_ids),
+        selectors_spend.budgets(user_id=user_id, guild_id=guild_id, role_ids=role_ids),
+    )
+
+
 def _admit_and_estimate(
-    *, interaction_id: int, user_id: int, guild_id: int | None, channel_id: int | None, params: VideoParameters
+    *,
+    interaction_id: int,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    params: VideoParameters,
+    role_ids: list[int] | None,
 ) -> tuple[services.Admission, selectors.QueueEstimate | None]:
     answer = services.admit_request(
-        interaction_id=interaction_id, user_id=user_id, guild_id=guild_id, channel_id=channel_id, params=params
+        interaction_id=interaction_id,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        params=params,
+        role_ids=role_ids,
     )
     if answer.status != Status.PENDING:
         return answer, None

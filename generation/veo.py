@@ -15,7 +15,7 @@ import os
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +27,7 @@ from google.auth.transport import mtls
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from generation import metrics, storage
+from generation import labels, metrics, storage
 from tracking import media
 
 log = logging.getLogger(__name__)
@@ -52,24 +52,12 @@ class VideoJob:
     image_uri: str | None = None  # first frame (generation.storage URIs)
     last_frame_uri: str | None = None
     video_input_uri: str | None = None  # the video to extend
+    user_id: int | None = None  # who asked, and where: Vertex labels (generation.labels)
+    guild_id: int | None = None
 
     @classmethod
     def from_request(cls, request) -> VideoJob:
-        return cls(
-            request.id,
-            request.prompt,
-            request.negative_prompt,
-            request.duration_seconds,
-            request.aspect_ratio,
-            request.resolution,
-            request.generate_audio,
-            request.seed,
-            request.person_generation,
-            request.model,
-            request.image_uri,
-            request.last_frame_uri,
-            request.video_input_uri,
-        )
+        return cls(**{f.name: getattr(request, "id" if f.name == "request_id" else f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -293,6 +281,7 @@ class GenaiBackend:
             person_generation=job.person_generation,
             output_gcs_uri=f"{self.output_gcs_uri}/{job.request_id}/" if self.output_gcs_uri else None,
             last_frame=_image(job.last_frame_uri) if job.last_frame_uri else None,
+            labels=labels.request_labels(request_id=job.request_id, user_id=job.user_id, guild_id=job.guild_id),
             http_options=_ONE_SHOT,
         )
 

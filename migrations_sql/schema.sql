@@ -15,7 +15,11 @@ CREATE TYPE public.admission_result AS (
 	used integer,
 	quota_limit integer,
 	remaining integer,
-	reset_at timestamp with time zone
+	reset_at timestamp with time zone,
+	cost_usd numeric,
+	money_left_usd numeric,
+	money_scope text,
+	money_frees_at timestamp with time zone
 );
 
 CREATE TABLE public.user_bans (
@@ -53,9 +57,9 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION public.admit_video_request(p_interaction_id bigint, p_user_id bigint, p_guild_id bigint, p_channel_id bigint, p_prompt text, p_negative_prompt text, p_duration_seconds smallint, p_aspect_ratio text, p_resolution text, p_generate_audio boolean, p_person_generation text, p_seed bigint, p_model text, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, p_parent_id bigint DEFAULT NULL::bigint, p_derived_as text DEFAULT NULL::text, p_image_uri text DEFAULT NULL::text, p_last_frame_uri text DEFAULT NULL::text, p_video_input_uri text DEFAULT NULL::text) RETURNS public.admission_result
+CREATE FUNCTION public.admit_video_request(p_interaction_id bigint, p_user_id bigint, p_guild_id bigint, p_channel_id bigint, p_prompt text, p_negative_prompt text, p_duration_seconds smallint, p_aspect_ratio text, p_resolution text, p_generate_audio boolean, p_person_generation text, p_seed bigint, p_model text, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, p_parent_id bigint DEFAULT NULL::bigint, p_derived_as text DEFAULT NULL::text, p_image_uri text DEFAULT NULL::text, p_last_frame_uri text DEFAULT NULL::text, p_video_input_uri text DEFAULT NULL::text, p_role_ids bigint[] DEFAULT NULL::bigint[], p_operator_budget_usd numeric DEFAULT NULL::numeric) RETURNS public.admission_result
     LANGUAGE plpgsql
-    AS $$
+    AS $_$
 DECLARE
     v_now     timestamptz;
     v         record;
@@ -63,39 +67,66 @@ DECLARE
     v_reason  text;
     v_id      bigint;
     v_repeat  record;
+    v_guild_budget numeric;
+    v_guild_window interval;
+    v_guild_spent  numeric;
+    v_operator_spent numeric;
+    v_left    numeric;
+    v_scope   text;
+    v_frees   timestamptz;
+    v_budget  numeric;
+    v_window  interval;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'admit_video_request needs READ COMMITTED (the per-user lock relies on a fresh snapshot per statement)'
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
 
+    -- No roles (DMs, older callers) is the empty list: "= ANY (NULL)" doubled the query's cost.
+    p_role_ids := COALESCE(p_role_ids, '{}'::bigint[]);
+
     -- One admission at a time per user; duplicates of an interaction share the user, so this
     -- also serialises them. The lock is its own statement so that the SELECT below, a later
     -- statement, reads with a snapshot taken after the lock was granted.
     PERFORM pg_advisory_xact_lock(1986161410, hashint8(p_user_id));
+    -- Money shared by many users needs its own locks, always in this order (user, guild,
+    -- operator), each in an earlier statement than the sums, and only when a budget is set: a
+    -- guild without a guild budget never serialises its members.
+    IF p_guild_id IS NOT NULL THEN
+        SELECT q.guild_budget_usd, q.guild_budget_window INTO v_guild_budget, v_guild_window
+        FROM quota_policies q
+        WHERE q.guild_id = p_guild_id AND q.user_id IS NULL AND q.role_id IS NULL AND q.guild_budget_usd IS NOT NULL;
+        IF v_guild_budget IS NOT NULL THEN
+            PERFORM pg_advisory_xact_lock(1986161420, hashint8(p_guild_id));
+        END IF;
+    END IF;
+    IF p_operator_budget_usd IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(1986161421, 0);
+    END IF;
     v_now := clock_timestamp();
 
     SELECT existing.id AS existing_id, existing.user_id AS existing_user_id, existing.status AS existing_status,
            existing.error_code AS existing_code, existing.error_message AS existing_message,
-           policy.quota_limit, policy.quota_window, policy.max_in_flight,
+           existing.cost_estimated_usd AS existing_cost,
+           policy.quota_limit, policy.quota_window, policy.max_in_flight, policy.priority,
+           policy.budget_usd, policy.budget_window,
            ban.id AS ban_id, ban.reason AS ban_reason, ban.expires_at AS ban_expires_at,
            usage.used, usage.oldest + policy.quota_window AS reset_at, usage.in_flight,
            (SELECT string_agg('(?:' || t.match_pattern || ')', '|' ORDER BY t.id)
             FROM blocked_terms t
-            WHERE t.enabled AND (t.guild_id IS NULL OR t.guild_id = p_guild_id)) AS blocked_pattern
+            WHERE t.enabled AND (t.guild_id IS NULL OR t.guild_id = p_guild_id)) AS blocked_pattern,
+           (SELECT pr.usd_per_second * p_duration_seconds FROM veo_prices pr
+            WHERE pr.model = p_model AND pr.resolution = p_resolution AND pr.generate_audio = p_generate_audio
+              AND pr.effective_from <= v_now
+            ORDER BY pr.effective_from DESC LIMIT 1) AS cost,
+           -- spend_in_window's sum for the user, inline: a function call would cost more than its query.
+           CASE WHEN policy.budget_usd IS NOT NULL THEN
+               (SELECT COALESCE(sum(r.cost_estimated_usd), 0) FROM video_requests r
+                WHERE r.user_id = p_user_id AND r.counts_toward_quota AND r.cost_estimated_usd > 0
+                  AND r.created_at > v_now - policy.budget_window) END AS user_spent
     INTO v
-    FROM (SELECT COALESCE(qp.quota_limit, p_default_limit) AS quota_limit,
-                 COALESCE(qp.quota_window, p_default_window) AS quota_window,
-                 CASE WHEN qp.id IS NULL THEN NULLIF(p_default_max_in_flight, 0) ELSE qp.max_in_flight END
-                     AS max_in_flight
-          FROM (SELECT 1) AS one
-          LEFT JOIN LATERAL (
-              SELECT q.id, q.quota_limit, q.quota_window, q.max_in_flight
-              FROM quota_policies q
-              WHERE (q.user_id = p_user_id AND (q.guild_id = p_guild_id OR q.guild_id IS NULL))
-                 OR (q.user_id IS NULL AND q.guild_id = p_guild_id)
-              ORDER BY (q.user_id IS NOT NULL) DESC, (q.guild_id IS NOT NULL) DESC
-              LIMIT 1) AS qp ON true) AS policy
+    FROM resolve_quota_policy(p_user_id, p_guild_id, p_role_ids, p_default_limit, p_default_window,
+                              p_default_max_in_flight) AS policy
     CROSS JOIN LATERAL (
         SELECT count(*)::integer AS used, min(recent.created_at) AS oldest,
                count(*) FILTER (WHERE recent.status IN ('pending', 'generating'))::integer AS in_flight
@@ -114,6 +145,33 @@ BEGIN
         ORDER BY b.expires_at DESC NULLS FIRST
         LIMIT 1) AS ban ON true;
 
+    -- The guild's and the operator's sums are statements of their own, run only when their budget
+    -- is set (after their locks, like the SELECT above): inside that SELECT, a term that depends on
+    -- whether a budget is passed made PL/pgSQL plan the whole query again on every call.
+    IF v_guild_budget IS NOT NULL THEN
+        SELECT COALESCE(sum(r.cost_estimated_usd), 0) INTO v_guild_spent FROM video_requests r
+        WHERE r.guild_id = p_guild_id AND r.counts_toward_quota AND r.cost_estimated_usd > 0
+          AND r.created_at > v_now - v_guild_window;
+    END IF;
+    IF p_operator_budget_usd IS NOT NULL THEN
+        SELECT COALESCE(sum(h.usd), 0) INTO v_operator_spent FROM operator_spend_hours h
+        WHERE h.hour >= date_trunc('hour', v_now - interval '1 day', 'UTC');
+    END IF;
+
+    -- The tightest of the budgets that apply: the least money left, before this request.
+    IF v.budget_usd IS NOT NULL THEN
+        v_left := v.budget_usd - v.user_spent;
+        v_scope := 'user';
+    END IF;
+    IF v_guild_budget IS NOT NULL AND (v_left IS NULL OR v_guild_budget - v_guild_spent < v_left) THEN
+        v_left := v_guild_budget - v_guild_spent;
+        v_scope := 'guild';
+    END IF;
+    IF p_operator_budget_usd IS NOT NULL AND (v_left IS NULL OR p_operator_budget_usd - v_operator_spent < v_left) THEN
+        v_left := p_operator_budget_usd - v_operator_spent;
+        v_scope := 'operator';
+    END IF;
+
     IF v.existing_id IS NOT NULL THEN
         IF v.existing_user_id <> p_user_id THEN
             RAISE EXCEPTION 'interaction % already belongs to another user', p_interaction_id
@@ -122,14 +180,15 @@ BEGIN
         RETURN ROW(v.existing_id, v.existing_status <> 'rejected', true, v.existing_status,
                    CASE WHEN v.existing_status = 'rejected' THEN v.existing_code END,
                    CASE WHEN v.existing_status = 'rejected' THEN v.existing_message END,
-                   v.used, v.quota_limit, GREATEST(v.quota_limit - v.used, 0), v.reset_at)::admission_result;
+                   v.used, v.quota_limit, GREATEST(v.quota_limit - v.used, 0), v.reset_at,
+                   v.existing_cost, GREATEST(v_left, 0), v_scope, NULL)::admission_result;
     END IF;
 
     -- A second click on the same button (Re-roll, or Edit with the same text) within 5 s is the
     -- same request: Discord sends each click as its own interaction, so the interaction id
     -- cannot tell them apart. Under the user's lock, like everything here.
     IF p_parent_id IS NOT NULL THEN
-        SELECT r.id, r.status INTO v_repeat
+        SELECT r.id, r.status, r.cost_estimated_usd INTO v_repeat
         FROM video_requests r
         WHERE r.parent_id = p_parent_id AND r.user_id = p_user_id AND r.derived_as = p_derived_as
           AND r.prompt = p_prompt AND r.negative_prompt IS NOT DISTINCT FROM p_negative_prompt
@@ -139,7 +198,8 @@ BEGIN
         IF FOUND THEN
             RETURN ROW(v_repeat.id, true, true, v_repeat.status, 'repeated_click',
                        'the same request was made a moment ago', v.used, v.quota_limit,
-                       GREATEST(v.quota_limit - v.used, 0), v.reset_at)::admission_result;
+                       GREATEST(v.quota_limit - v.used, 0), v.reset_at,
+                       v_repeat.cost_estimated_usd, GREATEST(v_left, 0), v_scope, NULL)::admission_result;
         END IF;
     END IF;
 
@@ -159,30 +219,67 @@ BEGIN
     ELSIF v.in_flight >= v.max_in_flight THEN
         v_code := 'too_many_in_flight';
         v_reason := format('%s of your videos are already queued or generating; wait for one to finish', v.in_flight);
+    ELSIF v_scope IS NOT NULL AND v.cost IS NULL THEN
+        -- Unknown cost under a budget: admitting it could spend past the budget unseen.
+        v_code := 'budget_unpriced';
+        v_reason := format('no price is known for %s at %s %s audio, and a spending budget applies:'
+                           ' an operator must add its price first', p_model, p_resolution,
+                           CASE WHEN p_generate_audio THEN 'with' ELSE 'without' END);
+    ELSE
+        -- Each budget in turn; the first one this video does not fit names the refusal.
+        IF v.budget_usd IS NOT NULL AND v.user_spent + v.cost > v.budget_usd THEN
+            v_code := 'budget_user';
+            v_budget := v.budget_usd; v_window := v.budget_window; v_left := v.budget_usd - v.user_spent;
+            v_frees := budget_frees_at('user', p_user_id, v_window, v_now, v_budget, v.cost);
+            v_reason := 'your spending budget';
+        ELSIF v_guild_budget IS NOT NULL AND v_guild_spent + v.cost > v_guild_budget THEN
+            v_code := 'budget_guild';
+            v_budget := v_guild_budget; v_window := v_guild_window;
+            v_left := v_budget - v_guild_spent;
+            v_frees := budget_frees_at('guild', p_guild_id, v_window, v_now, v_budget, v.cost);
+            v_reason := 'this server''s spending budget';
+        ELSIF p_operator_budget_usd IS NOT NULL AND v_operator_spent + v.cost > p_operator_budget_usd THEN
+            v_code := 'budget_operator';
+            v_budget := p_operator_budget_usd; v_window := interval '1 day';
+            v_left := v_budget - v_operator_spent;
+            v_frees := budget_frees_at('operator', 0, v_window, v_now, v_budget, v.cost);
+            v_reason := 'the bot''s daily spending budget';
+        END IF;
+        IF v_code IS NOT NULL THEN
+            v_scope := substr(v_code, 8);
+            v_left := GREATEST(v_left, 0);
+            v_reason := format('%s is reached: $%s of $%s per %s left, and this video costs $%s; %s',
+                               v_reason, to_char(v_left, 'FM999999990.00'), to_char(v_budget, 'FM999999990.00'),
+                               v_window, to_char(v.cost, 'FM999999990.00'),
+                               CASE WHEN v_frees IS NULL THEN 'it costs more than the whole budget'
+                                    ELSE 'enough frees at ' || to_char(v_frees AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC' END);
+        END IF;
     END IF;
 
     INSERT INTO video_requests (
         interaction_id, user_id, guild_id, channel_id, prompt, negative_prompt, duration_seconds,
         aspect_ratio, resolution, generate_audio, person_generation, seed, model, source,
         status, created_at, available_at, counts_toward_quota, error_code, error_message,
-        parent_id, derived_as, image_uri, last_frame_uri, video_input_uri)
+        parent_id, derived_as, image_uri, last_frame_uri, video_input_uri, priority)
     VALUES (
         p_interaction_id, p_user_id, p_guild_id, p_channel_id, p_prompt, p_negative_prompt, p_duration_seconds,
         p_aspect_ratio, p_resolution, p_generate_audio, p_person_generation, p_seed, p_model, p_source,
         CASE WHEN v_code IS NULL THEN 'pending' ELSE 'rejected' END, v_now, v_now, v_code IS NULL, v_code, v_reason,
-        p_parent_id, p_derived_as, p_image_uri, p_last_frame_uri, p_video_input_uri)
+        p_parent_id, p_derived_as, p_image_uri, p_last_frame_uri, p_video_input_uri, v.priority)
     RETURNING id INTO v_id;
 
     IF v_code IS NULL THEN
         RETURN ROW(v_id, true, false, 'pending', NULL, NULL, v.used + 1, v.quota_limit, v.quota_limit - v.used - 1,
-                   COALESCE(v.reset_at, v_now + v.quota_window))::admission_result;
+                   COALESCE(v.reset_at, v_now + v.quota_window),
+                   v.cost, GREATEST(v_left - v.cost, 0), v_scope, NULL)::admission_result;
     END IF;
     RETURN ROW(v_id, false, false, 'rejected', v_code, v_reason, v.used, v.quota_limit,
-               GREATEST(v.quota_limit - v.used, 0), v.reset_at)::admission_result;
+               GREATEST(v.quota_limit - v.used, 0), v.reset_at,
+               0, GREATEST(v_left, 0), v_scope, v_frees)::admission_result;
 END;
-$$;
+$_$;
 
-COMMENT ON FUNCTION public.admit_video_request(p_interaction_id bigint, p_user_id bigint, p_guild_id bigint, p_channel_id bigint, p_prompt text, p_negative_prompt text, p_duration_seconds smallint, p_aspect_ratio text, p_resolution text, p_generate_audio boolean, p_person_generation text, p_seed bigint, p_model text, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, p_parent_id bigint, p_derived_as text, p_image_uri text, p_last_frame_uri text, p_video_input_uri text) IS 'Race-free, idempotent admission in one round trip; see migrations_sql/README.md.';
+COMMENT ON FUNCTION public.admit_video_request(p_interaction_id bigint, p_user_id bigint, p_guild_id bigint, p_channel_id bigint, p_prompt text, p_negative_prompt text, p_duration_seconds smallint, p_aspect_ratio text, p_resolution text, p_generate_audio boolean, p_person_generation text, p_seed bigint, p_model text, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, p_parent_id bigint, p_derived_as text, p_image_uri text, p_last_frame_uri text, p_video_input_uri text, p_role_ids bigint[], p_operator_budget_usd numeric) IS 'Race-free, idempotent admission in one round trip, with quotas, budgets and role policies; see migrations_sql/README.md.';
 
 CREATE FUNCTION public.blocked_term_problem(p_kind text, p_pattern text) RETURNS text
     LANGUAGE plpgsql
@@ -275,6 +372,46 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.budget_frees_at(p_scope text, p_key bigint, p_window interval, p_now timestamp with time zone, p_budget numeric, p_need numeric) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    v_spent numeric := spend_in_window(p_scope, p_key, p_now - p_window);
+    v_row   record;
+    v_freed numeric := 0;
+BEGIN
+    IF p_need > p_budget THEN
+        RETURN NULL;
+    END IF;
+    IF p_scope = 'operator' THEN
+        -- By the ledger's hours: an hour's money frees when the whole hour has left the window.
+        FOR v_row IN
+            SELECT h.hour, sum(h.usd) AS usd FROM operator_spend_hours h
+            WHERE h.hour >= date_trunc('hour', p_now - p_window, 'UTC')
+            GROUP BY h.hour ORDER BY h.hour
+        LOOP
+            v_freed := v_freed + v_row.usd;
+            IF v_spent - v_freed + p_need <= p_budget THEN
+                RETURN v_row.hour + interval '1 hour' + p_window;
+            END IF;
+        END LOOP;
+        RETURN p_now;
+    END IF;
+    FOR v_row IN
+        SELECT r.created_at, r.cost_estimated_usd FROM video_requests r
+        WHERE r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_now - p_window
+          AND CASE p_scope WHEN 'user' THEN r.user_id = p_key ELSE r.guild_id = p_key END
+        ORDER BY r.created_at
+    LOOP
+        v_freed := v_freed + v_row.cost_estimated_usd;
+        IF v_spent - v_freed + p_need <= p_budget THEN
+            RETURN v_row.created_at + p_window;
+        END IF;
+    END LOOP;
+    RETURN p_now;
+END;
+$$;
+
 CREATE TABLE public.video_requests (
     id bigint NOT NULL,
     source text DEFAULT 'discord'::text NOT NULL,
@@ -324,12 +461,16 @@ CREATE TABLE public.video_requests (
     video_input_uri text,
     prompt_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, prompt)) STORED NOT NULL,
     priority smallint DEFAULT 0 NOT NULL,
+    cost_estimated_usd numeric(10,4),
+    cost_final_usd numeric(10,4),
     fair_round bigint DEFAULT 0 NOT NULL,
     fair_turn integer DEFAULT 0 NOT NULL,
     CONSTRAINT video_requests_aspect_ratio_check CHECK ((aspect_ratio = ANY (ARRAY['16:9'::text, '9:16'::text]))),
     CONSTRAINT video_requests_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT video_requests_channel_id_check CHECK ((channel_id > 0)),
     CONSTRAINT video_requests_completed_has_output CHECK (((status <> 'completed'::text) OR (cardinality(output_uris) > 0))),
+    CONSTRAINT video_requests_cost_estimated_usd_check CHECK ((cost_estimated_usd >= (0)::numeric)),
+    CONSTRAINT video_requests_cost_final_usd_check CHECK ((cost_final_usd >= (0)::numeric)),
     CONSTRAINT video_requests_delivery_method_check CHECK ((delivery_method = ANY (ARRAY['interaction'::text, 'channel'::text, 'cli'::text, 'undeliverable'::text]))),
     CONSTRAINT video_requests_delivery_pair CHECK (((delivered_at IS NULL) = (delivery_method IS NULL))),
     CONSTRAINT video_requests_derived_as_check CHECK ((derived_as = ANY (ARRAY['reroll'::text, 'edit'::text, 'extend'::text]))),
@@ -382,6 +523,10 @@ COMMENT ON COLUMN public.video_requests.last_frame_uri IS 'The last frame given 
 COMMENT ON COLUMN public.video_requests.video_input_uri IS 'The video Veo extended (the parent''s output) for derived_as = extend.';
 
 COMMENT ON COLUMN public.video_requests.prompt_tsv IS 'to_tsvector(''english'', prompt), stored for the moderation search (GIN-indexed).';
+
+COMMENT ON COLUMN public.video_requests.cost_estimated_usd IS 'USD: the price in effect at created_at x duration_seconds (set on insert); 0 if rejected; NULL if no price was known.';
+
+COMMENT ON COLUMN public.video_requests.cost_final_usd IS 'USD once the request ended: the estimate while it counts toward quota, 0 when refused or refunded.';
 
 COMMENT ON COLUMN public.video_requests.fair_round IS 'Fair-share round this request waits in (set on insert; a rejected row carries its user''s round).';
 
@@ -561,6 +706,22 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.operator_spend_record() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO operator_spend_hours AS h (hour, shard, usd)
+        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), NEW.user_id % 8, NEW.cost_estimated_usd)
+        ON CONFLICT (hour, shard) DO UPDATE SET usd = h.usd + EXCLUDED.usd;
+    ELSE
+        UPDATE operator_spend_hours SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
+        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = OLD.user_id % 8;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 CREATE FUNCTION public.prompt_word_pairs(v tsvector) RETURNS tsvector
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
@@ -708,25 +869,22 @@ $$;
 
 COMMENT ON FUNCTION public.replay_video_request(p_request jsonb, p_steps jsonb, p_actor text, OUT request_id bigint, OUT inserted boolean) IS 'Idempotent replay of one journaled request with its original timestamps; transitions still validated.';
 
-CREATE FUNCTION public.resolve_quota_policy(p_user_id bigint, p_guild_id bigint, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, OUT quota_limit integer, OUT quota_window interval, OUT max_in_flight integer) RETURNS record
-    LANGUAGE plpgsql STABLE
+CREATE FUNCTION public.resolve_quota_policy(p_user_id bigint, p_guild_id bigint, p_role_ids bigint[], p_default_limit integer, p_default_window interval, p_default_max_in_flight integer) RETURNS TABLE(quota_limit integer, quota_window interval, max_in_flight integer, budget_usd numeric, budget_window interval, priority smallint, policy_id bigint)
+    LANGUAGE sql STABLE ROWS 1
     AS $$
-DECLARE
-    v_found boolean;
-BEGIN
-    SELECT qp.quota_limit, qp.quota_window, qp.max_in_flight, true
-    INTO quota_limit, quota_window, max_in_flight, v_found
-    FROM quota_policies qp
-    WHERE (qp.user_id = p_user_id AND (qp.guild_id = p_guild_id OR qp.guild_id IS NULL))
-       OR (qp.user_id IS NULL AND qp.guild_id = p_guild_id)
-    ORDER BY (qp.user_id IS NOT NULL) DESC, (qp.guild_id IS NOT NULL) DESC
-    LIMIT 1;
-    IF NOT FOUND THEN
-        quota_limit := p_default_limit;
-        quota_window := p_default_window;
-        max_in_flight := NULLIF(p_default_max_in_flight, 0);
-    END IF;
-END;
+    SELECT COALESCE(qp.quota_limit, p_default_limit), COALESCE(qp.quota_window, p_default_window),
+           CASE WHEN qp.id IS NULL THEN NULLIF(p_default_max_in_flight, 0) ELSE qp.max_in_flight END,
+           qp.budget_usd, qp.budget_window, COALESCE(qp.priority, 0::smallint), qp.id
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL (
+        SELECT q.* FROM quota_policies q
+        WHERE (q.user_id = p_user_id AND (q.guild_id = p_guild_id OR q.guild_id IS NULL))
+           OR (q.user_id IS NULL AND q.guild_id = p_guild_id
+               AND (q.role_id IS NULL OR q.role_id = ANY (p_role_ids)))
+        ORDER BY (q.user_id IS NOT NULL) DESC, (q.guild_id IS NOT NULL) DESC, (q.role_id IS NOT NULL) DESC,
+                 q.quota_limit DESC, q.quota_window, q.budget_usd DESC NULLS FIRST,
+                 q.max_in_flight DESC NULLS FIRST, q.priority DESC, q.id
+        LIMIT 1) AS qp ON true
 $$;
 
 CREATE FUNCTION public.review_item_hit(p_kind text, p_subject_key text, p_user_id bigint, p_guild_id bigint, p_request_id bigint, p_appeal_id bigint, p_summary text) RETURNS bigint
@@ -804,6 +962,29 @@ CREATE FUNCTION public.review_repeated_refusals_threshold() RETURNS integer
     LANGUAGE sql IMMUTABLE
     AS $$SELECT 5$$;
 
+CREATE FUNCTION public.spend_in_window(p_scope text, p_key bigint, p_since timestamp with time zone) RETURNS numeric
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    v_spent numeric;
+BEGIN
+    -- One statement per scope, each with the index that serves it (an OR of scopes would not).
+    IF p_scope = 'user' THEN
+        SELECT sum(r.cost_estimated_usd) INTO v_spent FROM video_requests r
+        WHERE r.user_id = p_key AND r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_since;
+    ELSIF p_scope = 'guild' THEN
+        SELECT sum(r.cost_estimated_usd) INTO v_spent FROM video_requests r
+        WHERE r.guild_id = p_key AND r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_since;
+    ELSIF p_scope = 'operator' THEN
+        SELECT sum(h.usd) INTO v_spent FROM operator_spend_hours h
+        WHERE h.hour >= date_trunc('hour', p_since, 'UTC');
+    ELSE
+        RAISE EXCEPTION 'unknown spending scope %', p_scope USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN COALESCE(v_spent, 0);
+END;
+$$;
+
 CREATE FUNCTION public.transition_video_request(p_id bigint, p_status text, p_actor text, p_reason text, p_refund boolean, p_worker text, p_operation_name text, p_output_uris text[], p_public_urls text[], p_output_size_bytes bigint, p_safety_filtered_count integer, p_safety_filtered_reasons text[], p_error_code text, p_error_message text) RETURNS SETOF public.video_requests
     LANGUAGE plpgsql
     AS $$
@@ -827,6 +1008,35 @@ END;
 $$;
 
 COMMENT ON FUNCTION public.transition_video_request(p_id bigint, p_status text, p_actor text, p_reason text, p_refund boolean, p_worker text, p_operation_name text, p_output_uris text[], p_public_urls text[], p_output_size_bytes bigint, p_safety_filtered_count integer, p_safety_filtered_reasons text[], p_error_code text, p_error_message text) IS 'One lifecycle transition (the triggers validate it and write its event); the moved row, or nothing.';
+
+CREATE FUNCTION public.veo_price(p_model text, p_resolution text, p_generate_audio boolean, p_at timestamp with time zone) RETURNS numeric
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    RETURN (SELECT p.usd_per_second FROM veo_prices p
+            WHERE p.model = p_model AND p.resolution = p_resolution AND p.generate_audio = p_generate_audio
+              AND p.effective_from <= p_at
+            ORDER BY p.effective_from DESC
+            LIMIT 1);
+END;
+$$;
+
+CREATE FUNCTION public.veo_prices_history_only() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        RAISE EXCEPTION 'prices are history: add a new price with a later effective_from instead of editing price %', OLD.id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'veo_prices_history_only';
+    END IF;
+    IF OLD.effective_from <= clock_timestamp() THEN
+        RAISE EXCEPTION 'price % has been in effect since %: it stays as history (only a price not yet in effect can be withdrawn)',
+            OLD.id, OLD.effective_from
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'veo_prices_history_only';
+    END IF;
+    RETURN OLD;
+END;
+$$;
 
 CREATE FUNCTION public.veobot_actor() RETURNS text
     LANGUAGE sql STABLE
@@ -869,6 +1079,10 @@ BEGIN
     END IF;
     NEW.started_at := NULL;
     NEW.completed_at := CASE WHEN NEW.status = 'rejected' THEN NEW.created_at END;
+    -- Costs are the database's to set, whoever inserts: a rejected request costs nothing.
+    NEW.cost_estimated_usd := CASE WHEN NEW.status = 'rejected' THEN 0
+        ELSE veo_price(NEW.model, NEW.resolution, NEW.generate_audio, NEW.created_at) * NEW.duration_seconds END;
+    NEW.cost_final_usd := CASE WHEN NEW.status = 'rejected' THEN 0 END;
     RETURN NEW;
 END;
 $$;
@@ -879,12 +1093,12 @@ CREATE FUNCTION public.video_requests_guard_update() RETURNS trigger
 BEGIN
     IF (NEW.interaction_id, NEW.user_id, NEW.guild_id, NEW.channel_id, NEW.prompt, NEW.negative_prompt,
         NEW.duration_seconds, NEW.aspect_ratio, NEW.resolution, NEW.generate_audio, NEW.person_generation,
-        NEW.seed, NEW.model, NEW.source, NEW.created_at)
+        NEW.seed, NEW.model, NEW.source, NEW.created_at, NEW.cost_estimated_usd)
        IS DISTINCT FROM
        (OLD.interaction_id, OLD.user_id, OLD.guild_id, OLD.channel_id, OLD.prompt, OLD.negative_prompt,
         OLD.duration_seconds, OLD.aspect_ratio, OLD.resolution, OLD.generate_audio, OLD.person_generation,
-        OLD.seed, OLD.model, OLD.source, OLD.created_at) THEN
-        RAISE EXCEPTION 'request % facts are read-only (prompt, parameters and Discord context cannot change)', OLD.id
+        OLD.seed, OLD.model, OLD.source, OLD.created_at, OLD.cost_estimated_usd) THEN
+        RAISE EXCEPTION 'request % facts are read-only (prompt, parameters, Discord context and estimated cost cannot change)', OLD.id
             USING ERRCODE = 'check_violation', CONSTRAINT = 'video_requests_facts_read_only';
     END IF;
 
@@ -904,6 +1118,9 @@ BEGIN
         RAISE EXCEPTION 'request %: started_at and completed_at are set by the database on status changes', OLD.id
             USING ERRCODE = 'check_violation', CONSTRAINT = 'video_requests_timestamps_derived';
     END IF;
+    -- Derived, never written: what an ended request cost, following refunds made at its end or later.
+    NEW.cost_final_usd := CASE WHEN NEW.status IN ('pending', 'generating') THEN NULL
+                               WHEN NEW.counts_toward_quota THEN NEW.cost_estimated_usd ELSE 0 END;
     RETURN NEW;
 END;
 $$;
@@ -1204,6 +1421,16 @@ ALTER TABLE public.moderation_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+CREATE TABLE public.operator_spend_hours (
+    hour timestamp with time zone NOT NULL,
+    shard smallint NOT NULL,
+    usd numeric(14,4) NOT NULL,
+    CONSTRAINT operator_spend_hours_shard_check CHECK (((shard >= 0) AND (shard <= 7))),
+    CONSTRAINT operator_spend_hours_usd_check CHECK ((usd >= (0)::numeric))
+);
+
+COMMENT ON TABLE public.operator_spend_hours IS 'Estimated cost of the requests that count, per UTC hour of creation (8 shards by user): the operator''s daily cap reads it.';
+
 CREATE TABLE public.quota_policies (
     id bigint NOT NULL,
     user_id bigint,
@@ -1216,11 +1443,28 @@ CREATE TABLE public.quota_policies (
     created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     updated_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     priority smallint DEFAULT 0 NOT NULL,
+    role_id bigint,
+    role_label text,
+    budget_usd numeric(10,2),
+    budget_window interval,
+    guild_budget_usd numeric(12,2),
+    guild_budget_window interval,
+    CONSTRAINT quota_policies_budget_pair CHECK (((budget_usd IS NULL) = (budget_window IS NULL))),
+    CONSTRAINT quota_policies_budget_usd_check CHECK (((budget_usd >= (0)::numeric) AND (budget_usd <= (1000000)::numeric))),
+    CONSTRAINT quota_policies_budget_window_check CHECK (((budget_window >= '00:01:00'::interval) AND (budget_window <= '366 days'::interval))),
+    CONSTRAINT quota_policies_guild_budget_pair CHECK (((guild_budget_usd IS NULL) = (guild_budget_window IS NULL))),
+    CONSTRAINT quota_policies_guild_budget_scope CHECK (((guild_budget_usd IS NULL) OR ((guild_id IS NOT NULL) AND (user_id IS NULL) AND (role_id IS NULL)))),
+    CONSTRAINT quota_policies_guild_budget_usd_check CHECK (((guild_budget_usd >= (0)::numeric) AND (guild_budget_usd <= (100000000)::numeric))),
+    CONSTRAINT quota_policies_guild_budget_window_check CHECK (((guild_budget_window >= '00:01:00'::interval) AND (guild_budget_window <= '366 days'::interval))),
     CONSTRAINT quota_policies_guild_id_check CHECK ((guild_id > 0)),
     CONSTRAINT quota_policies_has_scope CHECK (((user_id IS NOT NULL) OR (guild_id IS NOT NULL))),
+    CONSTRAINT quota_policies_label_needs_role CHECK (((role_label IS NULL) OR (role_id IS NOT NULL))),
     CONSTRAINT quota_policies_limit_check CHECK (((quota_limit >= 0) AND (quota_limit <= 10000))),
     CONSTRAINT quota_policies_max_in_flight_check CHECK (((max_in_flight >= 1) AND (max_in_flight <= 1000))),
     CONSTRAINT quota_policies_priority_check CHECK (((priority >= '-100'::integer) AND (priority <= 100))),
+    CONSTRAINT quota_policies_role_id_check CHECK ((role_id > 0)),
+    CONSTRAINT quota_policies_role_label_check CHECK (((char_length(btrim(role_label)) >= 1) AND (char_length(btrim(role_label)) <= 100))),
+    CONSTRAINT quota_policies_role_needs_guild CHECK (((role_id IS NULL) OR ((guild_id IS NOT NULL) AND (user_id IS NULL)))),
     CONSTRAINT quota_policies_user_id_check CHECK ((user_id > 0)),
     CONSTRAINT quota_policies_window_check CHECK (((quota_window >= '00:01:00'::interval) AND (quota_window <= '366 days'::interval)))
 );
@@ -1228,6 +1472,12 @@ CREATE TABLE public.quota_policies (
 COMMENT ON TABLE public.quota_policies IS 'Quota overrides; the most specific matching row wins over the configured default.';
 
 COMMENT ON COLUMN public.quota_policies.priority IS 'Higher starts sooner among waiting requests; 0 is everyone''s default.';
+
+COMMENT ON COLUMN public.quota_policies.role_id IS 'A Discord role of guild_id: the policy of members holding it (user > role > guild > default; among roles the most generous).';
+
+COMMENT ON COLUMN public.quota_policies.budget_usd IS 'Money each user under this policy may spend per budget_window (estimated cost of requests that count).';
+
+COMMENT ON COLUMN public.quota_policies.guild_budget_usd IS 'Money the whole guild may spend per guild_budget_window, all its users together (guild-scope rows only).';
 
 ALTER TABLE public.quota_policies ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.quota_policies_id_seq
@@ -1391,6 +1641,34 @@ ALTER TABLE public.user_notices ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY
     CACHE 1
 );
 
+CREATE TABLE public.veo_prices (
+    id bigint NOT NULL,
+    model text NOT NULL,
+    resolution text NOT NULL,
+    generate_audio boolean NOT NULL,
+    usd_per_second numeric(10,4) NOT NULL,
+    effective_from timestamp with time zone NOT NULL,
+    source text NOT NULL,
+    created_by text DEFAULT 'system'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT veo_prices_created_by_check CHECK (((char_length(btrim(created_by)) >= 1) AND (char_length(btrim(created_by)) <= 150))),
+    CONSTRAINT veo_prices_model_check CHECK (((char_length(model) >= 1) AND (char_length(model) <= 200))),
+    CONSTRAINT veo_prices_resolution_check CHECK ((resolution = ANY (ARRAY['720p'::text, '1080p'::text, '4k'::text]))),
+    CONSTRAINT veo_prices_source_check CHECK (((char_length(btrim(source)) >= 1) AND (char_length(btrim(source)) <= 500))),
+    CONSTRAINT veo_prices_usd_per_second_check CHECK (((usd_per_second >= (0)::numeric) AND (usd_per_second <= (100)::numeric)))
+);
+
+COMMENT ON TABLE public.veo_prices IS 'Veo prices in USD per second of video, as history: a change is a new row with a later effective_from.';
+
+ALTER TABLE public.veo_prices ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.veo_prices_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.veo_start_slots (
     id bigint NOT NULL,
     request_id bigint NOT NULL,
@@ -1474,6 +1752,9 @@ ALTER TABLE ONLY public.login_failures
 ALTER TABLE ONLY public.moderation_log
     ADD CONSTRAINT moderation_log_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.operator_spend_hours
+    ADD CONSTRAINT operator_spend_hours_pkey PRIMARY KEY (hour, shard);
+
 ALTER TABLE ONLY public.quota_policies
     ADD CONSTRAINT quota_policies_pkey PRIMARY KEY (id);
 
@@ -1497,6 +1778,12 @@ ALTER TABLE ONLY public.user_bans
 
 ALTER TABLE ONLY public.user_notices
     ADD CONSTRAINT user_notices_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.veo_prices
+    ADD CONSTRAINT veo_prices_one_per_moment UNIQUE (model, resolution, generate_audio, effective_from);
+
+ALTER TABLE ONLY public.veo_prices
+    ADD CONSTRAINT veo_prices_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.veo_start_slots
     ADD CONSTRAINT veo_start_slots_pkey PRIMARY KEY (id);
@@ -1547,7 +1834,9 @@ CREATE INDEX moderation_log_target_idx ON public.moderation_log USING btree (tar
 
 CREATE INDEX quota_policies_guild_idx ON public.quota_policies USING btree (guild_id) WHERE (user_id IS NULL);
 
-CREATE UNIQUE INDEX quota_policies_scope_key ON public.quota_policies USING btree (COALESCE(user_id, (0)::bigint), COALESCE(guild_id, (0)::bigint));
+CREATE UNIQUE INDEX quota_policies_scope_key ON public.quota_policies USING btree (COALESCE(user_id, (0)::bigint), COALESCE(guild_id, (0)::bigint), COALESCE(role_id, (0)::bigint));
+
+CREATE INDEX quota_policies_user_idx ON public.quota_policies USING btree (user_id) WHERE (user_id IS NOT NULL);
 
 CREATE INDEX reply_tokens_expires_idx ON public.reply_tokens USING btree (expires_at);
 
@@ -1594,6 +1883,8 @@ CREATE INDEX video_requests_fair_guild_idx ON public.video_requests USING btree 
 CREATE INDEX video_requests_fair_queue_idx ON public.video_requests USING btree (fair_round, fair_turn, id) WHERE (status = 'pending'::text);
 
 CREATE INDEX video_requests_guild_idx ON public.video_requests USING btree (guild_id, created_at DESC) WHERE (guild_id IS NOT NULL);
+
+CREATE INDEX video_requests_guild_spend_idx ON public.video_requests USING btree (guild_id, created_at DESC) INCLUDE (cost_estimated_usd) WHERE (counts_toward_quota AND (cost_estimated_usd > (0)::numeric) AND (guild_id IS NOT NULL));
 
 CREATE INDEX video_requests_in_flight_idx ON public.video_requests USING btree (status, lease_expires_at) WHERE (status = ANY (ARRAY['pending'::text, 'generating'::text]));
 
@@ -1646,6 +1937,10 @@ CREATE TRIGGER review_notes_moderation_audit AFTER INSERT OR DELETE OR UPDATE ON
 
 CREATE TRIGGER user_bans_moderation_audit AFTER INSERT OR DELETE OR UPDATE ON public.user_bans FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
 
+CREATE TRIGGER veo_prices_history_only BEFORE DELETE OR UPDATE ON public.veo_prices FOR EACH ROW EXECUTE FUNCTION public.veo_prices_history_only();
+
+CREATE TRIGGER veo_prices_moderation_audit AFTER INSERT OR DELETE OR UPDATE ON public.veo_prices FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
 CREATE TRIGGER video_request_events_no_update BEFORE UPDATE ON public.video_request_events FOR EACH ROW EXECUTE FUNCTION public.video_request_events_append_only();
 
 CREATE TRIGGER video_requests_guard_insert BEFORE INSERT ON public.video_requests FOR EACH ROW EXECUTE FUNCTION public.video_requests_guard_insert();
@@ -1653,6 +1948,10 @@ CREATE TRIGGER video_requests_guard_insert BEFORE INSERT ON public.video_request
 CREATE TRIGGER video_requests_guard_update BEFORE UPDATE ON public.video_requests FOR EACH ROW EXECUTE FUNCTION public.video_requests_guard_update();
 
 CREATE TRIGGER video_requests_moderation_audit AFTER UPDATE ON public.video_requests FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
+
+CREATE TRIGGER video_requests_operator_refund AFTER UPDATE OF counts_toward_quota ON public.video_requests FOR EACH ROW WHEN ((old.counts_toward_quota AND (NOT new.counts_toward_quota) AND (old.cost_estimated_usd > (0)::numeric))) EXECUTE FUNCTION public.operator_spend_record();
+
+CREATE TRIGGER video_requests_operator_spend AFTER INSERT ON public.video_requests FOR EACH ROW WHEN ((new.counts_toward_quota AND (new.cost_estimated_usd > (0)::numeric))) EXECUTE FUNCTION public.operator_spend_record();
 
 CREATE TRIGGER video_requests_record_changes AFTER UPDATE ON public.video_requests FOR EACH ROW WHEN (((new.status IS DISTINCT FROM old.status) OR (old.counts_toward_quota AND (NOT new.counts_toward_quota)) OR (new.review_status IS DISTINCT FROM old.review_status) OR ((new.delivered_at IS NOT NULL) AND (old.delivered_at IS NULL)))) EXECUTE FUNCTION public.video_requests_record_events();
 

@@ -17,6 +17,7 @@ TYPES = {
     "BooleanField": "boolean",
     "DateTimeField": "timestamp with time zone",
     "DurationField": "interval",
+    "DecimalField": "numeric",
     "JSONField": "jsonb",
     "ArrayField": "ARRAY",
     "ForeignKey": "bigint",

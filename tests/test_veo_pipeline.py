@@ -68,6 +68,8 @@ def test_completed_with_every_parameter_sent(fake_veo, settings):
     assert row.output_uris[0].startswith("file:") and row.output_size_bytes > 0
     (create,) = fake_veo.creates()
     assert create.prompt == "a red fox in snow" and create.auth == "bearer"
+    # Billing labels (Vertex): the fake refuses values that break Vertex's label rules.
+    assert create.labels == {"veobot_request": str(request_id), "veobot_user": "601", "veobot_guild": "2001"}
     assert create.parameters == {
         "sampleCount": 1,
         "durationSeconds": 8,

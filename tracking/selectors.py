@@ -39,16 +39,17 @@ class QuotaStatus:
         return humanize_duration(self.reset_at - now) if self.reset_at else "now"
 
 
-def quota_status(*, user_id: int, guild_id: int | None = None) -> QuotaStatus:
+def quota_status(*, user_id: int, guild_id: int | None = None, role_ids: list[int] | None = None) -> QuotaStatus:
     """The user's quota as admission would see it now (same policy resolution, same probe)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT p.quota_limit, p.quota_window, u.used, u.reset_at"
-            " FROM resolve_quota_policy(%s, %s, %s, %s, %s) p,"
+            " FROM resolve_quota_policy(%s, %s, %s::bigint[], %s, %s, %s) p,"
             "      quota_usage(%s, p.quota_limit, p.quota_window, clock_timestamp()) u",
             [
                 user_id,
                 guild_id,
+                role_ids or [],
                 settings.VEO_QUOTA_LIMIT,
                 settings.VEO_QUOTA_WINDOW,
                 settings.VEO_QUOTA_MAX_IN_FLIGHT,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 import environ
 
@@ -55,6 +56,20 @@ def get_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
         raise ConfigError(f"{name} must be a whole number between {minimum} and {maximum} (got {raw!r})") from None
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be between {minimum} and {maximum} (got {value})")
+    return value
+
+
+def get_money(name: str, *, maximum: Decimal) -> Decimal | None:
+    """An amount of US dollars with at most 2 decimals ('50', '12.5'); None when unset or empty."""
+    raw = env.ENVIRON.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be an amount of US dollars such as 50 or 12.50 (got {raw!r})") from None
+    if not value.is_finite() or not 0 <= value <= maximum or value != round(value, 2):
+        raise ConfigError(f"{name} must be between 0 and {maximum} US dollars, in cents at most (got {raw!r})")
     return value
 
 

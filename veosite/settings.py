@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from veosite import config, databases
@@ -115,6 +116,12 @@ VEO_QUOTA_WINDOW: timedelta = config.get_duration(
 )
 # Most requests a user may have pending or generating at once; 0 means no separate cap.
 VEO_QUOTA_MAX_IN_FLIGHT = config.get_int("VEO_QUOTA_MAX_IN_FLIGHT", 0, minimum=0, maximum=1000)
+# Money: what the whole bot may spend in any rolling 24 hours, from the estimated cost of the
+# requests that count toward quota (unset: no cap). Per-user and per-guild budgets live in the
+# quota policies (the admin). Prices are the veo_prices table's.
+VEO_BUDGET_USD_PER_DAY = config.get_money("VEO_BUDGET_USD_PER_DAY", maximum=Decimal(100_000_000))
+# Whether the "queued" message shows the request's estimated cost.
+VEO_SHOW_COST = config.get_bool("VEO_SHOW_COST", False)
 # Whether a request Veo refused on safety grounds is given back to the user's quota.
 VEO_REFUND_CONTENT_FILTERED = config.get_bool("VEO_REFUND_CONTENT_FILTERED", False)
 # Prompt length bounds, in characters after collapsing whitespace.

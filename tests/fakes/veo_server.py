@@ -196,6 +196,23 @@ def parse_marker(prompt: str) -> Scenario | None:
     return scenario(match["name"], **{key: _parse_value(value) for key, value in params.items()})
 
 
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def _label_problem(labels: Any) -> str | None:
+    """Vertex's label rules: at most 64; keys start with a lowercase letter; keys and values at
+    most 63 lowercase letters, digits, '_' or '-'."""
+    if labels is None:
+        return None
+    if not isinstance(labels, dict) or len(labels) > 64:
+        return "labels must be a map of at most 64 entries."
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(str(key)) or not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            return f"Label {key!r}: {value!r} is invalid: use lowercase letters, digits, '_' and '-', at most 63."
+    return None
+
+
 def _parse_value(text: str) -> Any:
     for convert in (int, float):
         try:
@@ -238,6 +255,11 @@ class RecordedRequest:
     @property
     def operation_name(self) -> str | None:
         return self.json.get("operationName")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The request's Vertex labels (billing metadata), as sent."""
+        return self.json.get("labels") or {}
 
     @property
     def image_bytes(self) -> bytes | None:
@@ -527,6 +549,7 @@ class VeoFakeState:
         if not isinstance(record.parameters, dict):
             raise _HttpError(400, "Invalid JSON payload received. parameters must be an object.")
         problem = _parameter_problem(call["model"], self.models[call["model"]], record.parameters)
+        problem = problem or _label_problem(record.json.get("labels"))
         if problem:
             raise _HttpError(400, problem)
         try:

@@ -14,6 +14,7 @@ from tracking.admin.policies import (
     SchemaMigrationAdmin,
     UserBanAdmin,
 )
+from tracking.admin.prices import VeoPriceAdmin
 from tracking.admin.queue import ReviewItemAdmin
 from tracking.admin.requests import VideoRequestAdmin
 from tracking.models import (
@@ -27,12 +28,14 @@ from tracking.models import (
     ReviewItem,
     SchemaMigration,
     UserBan,
+    VeoPrice,
     VideoRequest,
 )
 
 admin.site.register(VideoRequest, VideoRequestAdmin)
 admin.site.register(UserBan, UserBanAdmin)
 admin.site.register(QuotaPolicy, QuotaPolicyAdmin)
+admin.site.register(VeoPrice, VeoPriceAdmin)
 admin.site.register(BlockedTerm, BlockedTermAdmin)
 admin.site.register(DiscordAction, DiscordActionAdmin)
 admin.site.register(SchemaMigration, SchemaMigrationAdmin)

@@ -89,7 +89,21 @@ def action_form_context(form: forms.Form, queryset, action: str) -> dict:
 # Messages for the constraints a moderator can hit while editing policies, bans and terms.
 CONSTRAINT_MESSAGES = {
     "quota_policies_has_scope": "Set a user id, a guild id, or both.",
-    "quota_policies_scope_key": "A policy for this user and guild already exists; edit that one.",
+    "quota_policies_scope_key": "A policy for this user, guild and role already exists; edit that one.",
+    "quota_policies_role_needs_guild": "A role policy needs the role's guild id, and no user id.",
+    "quota_policies_role_id_check": "The role id must be a Discord id (a positive number).",
+    "quota_policies_label_needs_role": "A role label needs a role id.",
+    "quota_policies_role_label_check": "The role label must be 1 to 100 characters.",
+    "quota_policies_budget_usd_check": "The budget must be between 0 and 1000000 US dollars.",
+    "quota_policies_budget_window_check": "The budget window must be between 1 minute and 366 days.",
+    "quota_policies_budget_pair": "A budget needs both an amount and a window (or neither).",
+    "quota_policies_guild_budget_usd_check": "The guild budget must be between 0 and 100000000 US dollars.",
+    "quota_policies_guild_budget_window_check": "The guild budget window must be between 1 minute and 366 days.",
+    "quota_policies_guild_budget_pair": "A guild budget needs both an amount and a window (or neither).",
+    "quota_policies_guild_budget_scope": "A guild budget belongs on the guild's own policy (a guild id, no user or role).",
+    "veo_prices_one_per_moment": "A price for this model, resolution and audio already starts at that moment.",
+    "veo_prices_usd_per_second_check": "The price must be between 0 and 100 US dollars per second.",
+    "veo_prices_source_check": "Say where the price comes from (1 to 500 characters).",
     "quota_policies_window_check": "The window must be between 1 minute and 366 days.",
     "quota_policies_limit_check": "The limit must be between 0 and 10000.",
     "quota_policies_max_in_flight_check": "Max in flight must be between 1 and 1000 (or blank).",
@@ -155,10 +169,50 @@ class WindowField(forms.DurationField):
 
 class QuotaPolicyForm(DatabaseCheckedForm):
     quota_window = WindowField(help_text='Rolling window: "24h", "7d", "1h 30m".')
+    budget_window = WindowField(required=False, help_text='Rolling window of the budget: "24h", "30d".')
+    guild_budget_window = WindowField(required=False, help_text="Rolling window of the guild budget.")
+    priority = forms.IntegerField(
+        required=False,
+        min_value=-100,
+        max_value=100,
+        help_text="Higher starts sooner when requests wait for Veo (-100 to 100; empty: 0, the default).",
+    )
+
+    def clean_priority(self):
+        return self.cleaned_data["priority"] or 0
+
+    def clean_role_label(self):
+        return (self.cleaned_data["role_label"] or "").strip() or None  # empty: no label
 
     class Meta:
         model = QuotaPolicy
-        fields = ["user_id", "guild_id", "quota_limit", "quota_window", "max_in_flight", "note"]
+        fields = [
+            "user_id",
+            "guild_id",
+            "role_id",
+            "role_label",
+            "quota_limit",
+            "quota_window",
+            "max_in_flight",
+            "priority",
+            "budget_usd",
+            "budget_window",
+            "guild_budget_usd",
+            "guild_budget_window",
+            "note",
+        ]
+
+    def clean(self):
+        """The plain mistakes, named on their field before the database is asked."""
+        data = super().clean()
+        if data.get("role_id") is not None and data.get("guild_id") is None:
+            self.add_error("guild_id", "A role policy needs the guild the role belongs to.")
+        if data.get("role_id") is not None and data.get("user_id") is not None:
+            self.add_error("user_id", "A role policy applies to every member holding the role: leave the user empty.")
+        for amount, window in (("budget_usd", "budget_window"), ("guild_budget_usd", "guild_budget_window")):
+            if (data.get(amount) is None) != (data.get(window) is None) and amount not in self.errors:
+                self.add_error(window, "A budget needs both an amount and a window (or neither).")
+        return data
 
 
 class UserBanForm(DatabaseCheckedForm):

@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from tracking import dashboards, gcs, media, selectors
+from tracking import dashboards, gcs, media, selectors, selectors_spend
 from tracking.admin import charts, views
 from tracking.admin.query import digits
 from tracking.durations import humanize_duration
@@ -113,6 +113,7 @@ class RequestPages:
             "o": overview,
             "now": timezone.now(),
             "resets_in": overview.quota.resets_in(now=timezone.now()),
+            "spend": selectors_spend.user_spend(user_id=user_id),
             "can_ban": request.user.has_perm("tracking.add_userban"),
             "changelist_url": reverse("admin:tracking_videorequest_changelist"),
         }

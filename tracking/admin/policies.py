@@ -48,20 +48,40 @@ class QuotaPolicyAdmin(StampedAdmin):
         "id",
         "user_id",
         "guild_id",
+        "role",
         "quota_limit",
         "window",
         "max_in_flight",
+        "priority",
+        "budget",
+        "guild_budget",
         "note",
         "created_by",
         "updated_at",
     )
-    search_fields = ("=user_id", "=guild_id")
+    search_fields = ("=user_id", "=guild_id", "=role_id", "role_label")
     readonly_fields = ("created_by", "created_at", "updated_at")
     stamps = readonly_fields
 
     @admin.display(description="window", ordering="quota_window")
     def window(self, obj) -> str:
         return humanize_duration(obj.quota_window)
+
+    @admin.display(description="role", ordering="role_id")
+    def role(self, obj) -> str:
+        if obj.role_id is None:
+            return ""
+        return f"{obj.role_label} ({obj.role_id})" if obj.role_label else str(obj.role_id)
+
+    @admin.display(description="budget per user", ordering="budget_usd")
+    def budget(self, obj) -> str:
+        return f"${obj.budget_usd} per {humanize_duration(obj.budget_window)}" if obj.budget_usd is not None else ""
+
+    @admin.display(description="guild budget", ordering="guild_budget_usd")
+    def guild_budget(self, obj) -> str:
+        if obj.guild_budget_usd is None:
+            return ""
+        return f"${obj.guild_budget_usd} per {humanize_duration(obj.guild_budget_window)}"
 
     def save_model(self, request, obj, form, change):
         services.save_quota_policy(policy=obj, actor=actor_of(request))

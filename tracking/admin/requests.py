@@ -29,6 +29,7 @@ from tracking.models import IN_FLIGHT_STATUSES, ReviewStatus, VideoRequest
 SEARCH_MAX_LENGTH = 200
 SEARCH_TIMEOUT_MS = 5000
 
+COST_FIELDS = ("priority", "cost_estimated_usd", "cost_final_usd")  # set by the database
 FACT_FIELDS = (
     "id",
     "created_at",
@@ -68,7 +69,7 @@ FACT_FIELDS = (
     "lease_expires_at",
     "reviewed_by",
     "reviewed_at",
-)
+) + COST_FIELDS
 
 
 def search_term_of(search_term: str) -> str | int | None:
@@ -173,6 +174,7 @@ class VideoRequestAdmin(ModerationActions, RequestPages, RefusesNulParameters, a
                 )
             },
         ),
+        ("Priority and cost (USD, estimated at admission; final when it ended)", {"fields": COST_FIELDS}),
     ]
 
     # -- permissions: view to read, change to moderate, delete for superusers only ------------

@@ -120,6 +120,9 @@ EXPORT_COLUMNS = [
     "reviewed_at",
     "review_note",
     "counts_toward_quota",
+    "cost_estimated_usd",
+    "cost_final_usd",
+    "priority",
 ]
 
 

@@ -5,6 +5,7 @@ every model with information_schema so the two cannot drift apart. One module pe
 import them from here (``from tracking.models import VideoRequest``).
 """
 
+from tracking.models.costs import OperatorSpendHour, PriceResolution, VeoPrice
 from tracking.models.moderation import (
     BlockedTerm,
     BlockedTermKind,
@@ -72,6 +73,9 @@ __all__ = [
     "TERMINAL_STATUSES",
     "DURATION_CHOICES",
     "QuotaPolicy",
+    "VeoPrice",
+    "OperatorSpendHour",
+    "PriceResolution",
     "UserBan",
     "BlockedTermKind",
     "BlockedTerm",

@@ -13,6 +13,10 @@ class QuotaPolicy(models.Model):
     id = models.BigAutoField(primary_key=True)
     user_id = models.BigIntegerField(null=True, blank=True, help_text="Applies to this user (with guild: only there).")
     guild_id = models.BigIntegerField(null=True, blank=True, help_text="Applies to everyone in this guild.")
+    role_id = models.BigIntegerField(
+        null=True, blank=True, help_text="Applies to members of this guild holding this Discord role (needs the guild)."
+    )
+    role_label = models.TextField(null=True, blank=True, help_text="The role's name, for people reading this list.")
     quota_limit = models.IntegerField(help_text="Videos allowed per window.")
     quota_window = models.DurationField(help_text='Rolling window: "24h", "7d", "1h 30m".')
     max_in_flight = models.IntegerField(
@@ -21,6 +25,18 @@ class QuotaPolicy(models.Model):
     priority = models.SmallIntegerField(
         default=0, help_text="Higher starts sooner when requests wait for Veo (-100 to 100; 0 is the default)."
     )
+    budget_usd = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, help_text="USD each user may spend per budget window."
+    )
+    budget_window = models.DurationField(null=True, blank=True, help_text='Rolling window of the budget: "24h", "30d".')
+    guild_budget_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="USD the whole guild may spend per its window, all users together (guild policies only).",
+    )
+    guild_budget_window = models.DurationField(null=True, blank=True, help_text="Rolling window of the guild budget.")
     note = models.TextField(db_default="", blank=True)
     created_by = models.TextField(db_default="system")
     created_at = models.DateTimeField(db_default=Now())

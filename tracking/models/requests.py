@@ -103,6 +103,11 @@ class VideoRequest(models.Model):
     model = models.TextField()
     # Higher starts sooner among waiting requests; copied from the admitting policy.
     priority = models.SmallIntegerField(db_default=0)
+    # USD, set by the database (never written here): the estimate on insert (price in effect at
+    # created_at x duration; 0 if rejected; NULL if no price was known), the final cost at the end
+    # (the estimate while it counts toward quota, 0 once refunded).
+    cost_estimated_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    cost_final_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     # Stamped by the database on insert (video_requests_take_turn): the fair-share start order is
     # (fair_round, fair_turn, id) among pending requests. Never written by Python.
     fair_round = models.BigIntegerField(db_default=0, editable=False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
@@ -46,6 +48,28 @@ class Admission:
     limit: int
     remaining: int
     reset_at: datetime | None
+    # Money: what this request costs (USD; None when no price is known; 0 when refused), the
+    # least money left among the budgets that apply and which one that is (None: no budget),
+    # and for a budget refusal when enough frees (None: the video costs more than the budget).
+    cost_usd: Decimal | None = None
+    money_left_usd: Decimal | None = None
+    money_scope: str | None = None
+    money_frees_at: datetime | None = None
+
+
+MAX_ROLES = 250  # Discord's own limit on roles in a guild
+
+
+def clean_role_ids(role_ids: Sequence[int] | None) -> list[int]:
+    """The member's Discord role ids, checked: snowflakes only (a hostile payload changes nothing)."""
+    if role_ids is None:
+        return []
+    roles = list(role_ids)
+    if len(roles) > MAX_ROLES:
+        raise InvalidInput("role_ids", f"a member has at most {MAX_ROLES} roles (got {len(roles)})")
+    for role_id in roles:
+        require_snowflake("role_ids", role_id, required=True)
+    return sorted(set(roles))
 
 
 def clean_parameters(params: VideoParameters) -> VideoParameters:
@@ -146,19 +170,23 @@ def admit_request(
     channel_id: int | None,
     params: VideoParameters,
     source: str = Source.DISCORD,
+    role_ids: Sequence[int] | None = None,
 ) -> Admission:
-    """Admit or refuse a request in one database round trip (see admit_video_request in SQL)."""
+    """Admit or refuse a request in one database round trip (see admit_video_request in SQL).
+    ``role_ids``: the member's Discord roles in ``guild_id`` (none in DMs), for role policies."""
     require_snowflake("interaction_id", interaction_id, required=True)
     require_snowflake("user_id", user_id, required=True)
     require_snowflake("guild_id", guild_id, required=False)
     require_snowflake("channel_id", channel_id, required=False)
     require_choice("source", source, Source.values)
+    roles = clean_role_ids(role_ids) if guild_id is not None else []
     clean = clean_parameters(params)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining, reset_at"
+            "SELECT request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining, reset_at,"
+            " cost_usd, money_left_usd, money_scope, money_frees_at"
             " FROM admit_video_request(%s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " %s, %s, %s, %s, %s)",
+            " %s, %s, %s, %s, %s, %s::bigint[], %s::numeric)",
             [
                 interaction_id,
                 user_id,
@@ -182,6 +210,8 @@ def admit_request(
                 clean.image_uri,
                 clean.last_frame_uri,
                 clean.video_input_uri,
+                roles,
+                settings.VEO_BUDGET_USD_PER_DAY,
             ],
         )
         return Admission(*cursor.fetchone())

@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tracking", "0010_review_queue")]
+    dependencies = [("tracking", "0011_costs_budgets_roles")]
 
     operations = [
         migrations.CreateModel(

@@ -1,0 +1,125 @@
+"""Reads about money: the budgets a member is under and what is left of them (/quota), a user's
+spend (the moderation panel), and spend per day by guild or model and the top spenders (for a
+dashboard). Amounts are the estimated costs of requests that count toward quota, as admission
+counts them (migrations_sql/0020_costs_budgets_roles.sql)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+
+from tracking.rows import fetch_tuples
+
+OPERATOR_WINDOW = timedelta(days=1)  # VEO_BUDGET_USD_PER_DAY is a rolling day
+
+
+@dataclass(frozen=True)
+class Budget:
+    scope: str  # "user" (the member's policy), "guild" (the whole server), "operator" (the whole bot)
+    budget_usd: Decimal
+    window: timedelta
+    spent_usd: Decimal
+
+    @property
+    def left_usd(self) -> Decimal:
+        return max(self.budget_usd - self.spent_usd, Decimal(0))
+
+
+_BUDGETS_SQL = """
+SELECT p.budget_usd, p.budget_window,
+       CASE WHEN p.budget_usd IS NOT NULL THEN spend_in_window('user', %(user)s, clock_timestamp() - p.budget_window) END,
+       g.guild_budget_usd, g.guild_budget_window,
+       CASE WHEN g.guild_budget_usd IS NOT NULL
+            THEN spend_in_window('guild', %(guild)s, clock_timestamp() - g.guild_budget_window) END,
+       CASE WHEN %(operator)s::numeric IS NOT NULL
+            THEN spend_in_window('operator', 0, clock_timestamp() - %(operator_window)s) END
+FROM resolve_quota_policy(%(user)s, %(guild)s, %(roles)s::bigint[], 0, interval '1 day', 0) p
+LEFT JOIN quota_policies g ON g.guild_id = %(guild)s AND g.user_id IS NULL AND g.role_id IS NULL
+                          AND g.guild_budget_usd IS NOT NULL
+"""
+
+
+def budgets(*, user_id: int, guild_id: int | None, role_ids: list[int] | None = None) -> list[Budget]:
+    """The money budgets admission would hold this member to now, with what each has spent."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BUDGETS_SQL,
+            {
+                "user": user_id,
+                "guild": guild_id,
+                "roles": role_ids or [],
+                "operator": settings.VEO_BUDGET_USD_PER_DAY,
+                "operator_window": OPERATOR_WINDOW,
+            },
+        )
+        user_budget, user_window, user_spent, guild_budget, guild_window, guild_spent, operator_spent = (
+            cursor.fetchone()
+        )
+    found = []
+    if user_budget is not None:
+        found.append(Budget("user", user_budget, user_window, user_spent))
+    if guild_budget is not None:
+        found.append(Budget("guild", guild_budget, guild_window, guild_spent))
+    if settings.VEO_BUDGET_USD_PER_DAY is not None:
+        found.append(Budget("operator", settings.VEO_BUDGET_USD_PER_DAY, OPERATOR_WINDOW, operator_spent))
+    return found
+
+
+@dataclass(frozen=True)
+class UserSpend:
+    total_usd: Decimal  # every request that counted, ever
+    window_usd: Decimal  # in the last `window`
+    window: timedelta
+    unpriced: int  # requests that counted with no known price (not in the sums)
+
+
+def user_spend(*, user_id: int, window: timedelta = timedelta(days=30)) -> UserSpend:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(sum(cost_estimated_usd), 0),"
+            " COALESCE(sum(cost_estimated_usd) FILTER (WHERE created_at > clock_timestamp() - %s), 0),"
+            " count(*) FILTER (WHERE cost_estimated_usd IS NULL)"
+            " FROM video_requests WHERE user_id = %s AND counts_toward_quota",
+            [window, user_id],
+        )
+        total, recent, unpriced = cursor.fetchone()
+    return UserSpend(total_usd=total, window_usd=recent, window=window, unpriced=unpriced)
+
+
+@dataclass(frozen=True)
+class DailySpend:
+    day: date  # UTC
+    key: str  # the guild id ("DM" for direct messages) or the model
+    usd: Decimal
+    requests: int
+
+
+def spend_per_day(*, by: str, since: datetime, until: datetime) -> list[DailySpend]:
+    """Spend per UTC day and guild (``by="guild"``) or model (``by="model"``), oldest day first
+    and the largest spender first within a day."""
+    if by not in ("guild", "model"):
+        raise ValueError(f"spend is grouped by guild or model, not {by!r}")
+    rows = fetch_tuples(
+        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day,"
+        " CASE WHEN %(by)s = 'model' THEN model ELSE COALESCE(guild_id::text, 'DM') END AS key,"
+        " sum(cost_estimated_usd), count(*)"
+        " FROM video_requests"
+        " WHERE counts_toward_quota AND cost_estimated_usd > 0 AND created_at >= %(since)s AND created_at < %(until)s"
+        " GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
+        {"by": by, "since": since, "until": until},
+    )
+    return [DailySpend(day, key, usd, count) for day, key, usd, count in rows]
+
+
+def top_spenders(*, since: datetime, limit: int = 10) -> list[tuple[int, Decimal, int]]:
+    """(user id, USD, requests) of the users who spent most since ``since``."""
+    return fetch_tuples(
+        "SELECT user_id, sum(cost_estimated_usd), count(*) FROM video_requests"
+        " WHERE counts_toward_quota AND cost_estimated_usd > 0 AND created_at >= %s"
+        " GROUP BY user_id ORDER BY 2 DESC, 1 LIMIT %s",
+        [since, max(1, min(limit, 100))],
+    )
