@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -19,10 +20,11 @@ from django.utils import timezone
 
 from tracking import analytics
 from tracking.analytics import Activity, BucketCounts, Dashboard, GuildStats, Percentiles, UserStats
+from tracking.analytics_spend import BudgetUse, DaySpend, Spend, Spender
 from tracking.models import DashboardSnapshot, VideoRequest
 
 PERIODS = (1, 7)  # the days the page offers
-FORMAT = 1  # bumped when Dashboard changes shape; older snapshots are then recomputed
+FORMAT = 2  # bumped when Dashboard changes shape; older snapshots are then recomputed
 REFRESH_LOCK = 1986161412  # one refreshing worker at a time (advisory lock key)
 
 
@@ -81,9 +83,54 @@ def refresh_due() -> list[int]:
         return due
 
 
+def _plain(value):
+    # Datetimes as full ISO strings (DjangoJSONEncoder would cut them to ms), money as its exact
+    # decimal text, windows in seconds.
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    raise TypeError(f"{type(value).__name__} is not kept in a dashboard snapshot")
+
+
 def _encode(board: Dashboard) -> dict:
-    # Through JSON text, datetimes as full ISO strings (DjangoJSONEncoder would cut them to ms).
-    return {"format": FORMAT, **json.loads(json.dumps(asdict(board), default=datetime.isoformat))}
+    return {"format": FORMAT, **json.loads(json.dumps(asdict(board), default=_plain))}
+
+
+def _decode_spend(data: dict) -> Spend:
+    def days(rows: list[dict]) -> list[DaySpend]:
+        return [DaySpend(date.fromisoformat(r["day"]), r["key"], Decimal(r["usd"])) for r in rows]
+
+    def spenders(rows: list[dict]) -> list[Spender]:
+        return [Spender(r["key"], Decimal(r["usd"]), r["requests"]) for r in rows]
+
+    def budgets(rows: list[dict]) -> list[BudgetUse]:
+        return [
+            BudgetUse(
+                r["scope"],
+                r["key"],
+                r["policy_id"],
+                r["guild_id"],
+                Decimal(r["budget_usd"]),
+                timedelta(seconds=r["window"]),
+                Decimal(r["spent_usd"]),
+            )
+            for r in rows
+        ]
+
+    return Spend(
+        total_usd=Decimal(data["total_usd"]),
+        requests=data["requests"],
+        open_usd=Decimal(data["open_usd"]),
+        by_guild=days(data["by_guild"]),
+        by_model=days(data["by_model"]),
+        top_users=spenders(data["top_users"]),
+        top_guilds=spenders(data["top_guilds"]),
+        guild_budgets=budgets(data["guild_budgets"]),
+        users_near_budget=budgets(data["users_near_budget"]),
+    )
 
 
 def _decode(data: dict) -> Dashboard:
@@ -104,4 +151,5 @@ def _decode(data: dict) -> Dashboard:
         safety_filter_rate=data["safety_filter_rate"],
         top_users=[UserStats(**user) for user in data["top_users"]],
         top_guilds=[GuildStats(**guild) for guild in data["top_guilds"]],
+        spend=_decode_spend(data["spend"]),
     )
