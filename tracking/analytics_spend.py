@@ -177,7 +177,7 @@ WITH candidates AS (
     WHERE q.budget_usd IS NOT NULL AND q.user_id IS NULL AND q.role_id IS NULL
       AND NOT EXISTS (SELECT 1 FROM quota_policies own
                       WHERE own.user_id = r.user_id AND (own.guild_id = q.guild_id OR own.guild_id IS NULL))
-), spent AS (
+), spent AS MATERIALIZED (  -- each user's spend summed once, not again by the ORDER BY
     SELECT c.*, spend_in_window('user', c.user_id, %(now)s - c.budget_window) AS spent FROM candidates c
 )
 SELECT user_id, policy_id, guild_id, budget_usd, budget_window, spent FROM spent
