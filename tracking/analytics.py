@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 
-from tracking.analytics_spend import Spend, spend
+from tracking.analytics_spend import BudgetsUse, Spend, spend
 from tracking.models import Status
 from tracking.rows import fetch_tuples
 from tracking.selectors import FAILURE_STATUSES
@@ -201,7 +201,7 @@ class Dashboard:
     spend: Spend
 
 
-def dashboard(*, until: datetime, days: int = 1) -> Dashboard:
+def dashboard(*, until: datetime, days: int = 1, budgets: BudgetsUse | None = None) -> Dashboard:
     """Everything the dashboard shows for the `days` days before `until`; hourly buckets
     for a single day, daily ones otherwise."""
     since = until - timedelta(days=days)
@@ -212,7 +212,7 @@ def dashboard(*, until: datetime, days: int = 1) -> Dashboard:
         seen = activity(since=since, until=until, bucket="hour" if days == 1 else "day")
         generation_time = generation_time_percentiles(since=since, until=until)
         guilds = guild_stats(since=since, until=until, limit=10)
-        money = spend(since=since, until=until, now=until)
+        money = spend(since=since, until=until, now=until, budgets=budgets)
     totals = seen.totals
     finished = totals[Status.COMPLETED] + sum(totals[s] for s in FAILURE_STATUSES)
     return Dashboard(

@@ -116,8 +116,23 @@ def spend_query(*, since: datetime, until: datetime, top: int = 10) -> tuple[str
     }
 
 
-def spend(*, since: datetime, until: datetime, now: datetime, top: int = 10) -> Spend:
-    """Spend of the requests created in [since, until), and the budgets' use at ``now``."""
+@dataclass(frozen=True)
+class BudgetsUse:
+    guilds: list[BudgetUse]
+    users: list[BudgetUse]
+
+
+def budgets_use(*, now: datetime, top: int = 10) -> BudgetsUse:
+    """Every guild budget's use and the ``top`` users nearest theirs, at ``now``: the same for
+    every period, so a refresh of several periods reads it once."""
+    return BudgetsUse(guilds=guild_budgets(now=now), users=users_near_budget(now=now, limit=top))
+
+
+def spend(
+    *, since: datetime, until: datetime, now: datetime, top: int = 10, budgets: BudgetsUse | None = None
+) -> Spend:
+    """Spend of the requests created in [since, until), and the budgets' use at ``now``
+    (``budgets``, when already read for another period)."""
     rows = fetch_tuples(*spend_query(since=since, until=until, top=top))
     total, requests, open_usd = Decimal(0), 0, Decimal(0)
     by_guild, by_model, users, guilds = [], [], [], []
@@ -132,6 +147,7 @@ def spend(*, since: datetime, until: datetime, now: datetime, top: int = 10) -> 
             users.append(Spender(int(key), usd, n))
         else:
             guilds.append(Spender(_key(key), usd, n))
+    budgets = budgets or budgets_use(now=now, top=top)
     order = lambda s: (-s.usd, s.key is None, s.key or 0)  # noqa: E731 - the same order as the SQL's
     return Spend(
         total_usd=total,
@@ -141,8 +157,8 @@ def spend(*, since: datetime, until: datetime, now: datetime, top: int = 10) -> 
         by_model=sorted(by_model, key=lambda d: (d.day, -d.usd, d.key)),
         top_users=sorted(users, key=order),
         top_guilds=sorted(guilds, key=order),
-        guild_budgets=guild_budgets(now=now),
-        users_near_budget=users_near_budget(now=now, limit=top),
+        guild_budgets=budgets.guilds,
+        users_near_budget=budgets.users,
     )
 
 

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tracking import analytics
+from tracking import analytics, analytics_spend
 from tracking.analytics import Activity, BucketCounts, Dashboard, GuildStats, Percentiles, UserStats
 from tracking.analytics_spend import BudgetUse, DaySpend, Spend, Spender
 from tracking.models import DashboardSnapshot, VideoRequest
@@ -52,10 +52,10 @@ def current(*, days: int) -> Snapshot:
     return compute(days=days, live=True)
 
 
-def compute(*, days: int, live: bool = False) -> Snapshot:
+def compute(*, days: int, live: bool = False, budgets: analytics_spend.BudgetsUse | None = None) -> Snapshot:
     """Aggregate the period now, and keep the result for the next page views."""
     started = time.monotonic()
-    board = analytics.dashboard(until=timezone.now(), days=days)
+    board = analytics.dashboard(until=timezone.now(), days=days, budgets=budgets)
     took = round((time.monotonic() - started) * 1000)
     computed_at = timezone.now()
     if settings.DASHBOARD_REFRESH:
@@ -78,9 +78,15 @@ def refresh_due() -> list[int]:
             return []
         stored = dict(DashboardSnapshot.objects.filter(days__in=PERIODS).values_list("days", "computed_at"))
         due = [days for days in PERIODS if days not in stored or timezone.now() - stored[days] >= refresh]
-        for days in due:
-            compute(days=days)
+        compute_periods(due)
         return due
+
+
+def compute_periods(periods: list[int] | tuple[int, ...]) -> None:
+    """Recompute these periods, the budgets' use read once for all of them (it has no period)."""
+    budgets = analytics_spend.budgets_use(now=timezone.now()) if len(periods) > 1 else None
+    for days in periods:
+        compute(days=days, budgets=budgets)
 
 
 def _plain(value):

@@ -76,8 +76,7 @@ class RequestPages:
         if request.method == "POST":
             # Both periods, computed now and stored for everyone (one left stale would disagree
             # with the other); redirected so that a reload does not post again.
-            for period in dashboards.PERIODS:
-                dashboards.compute(days=period)
+            dashboards.compute_periods(dashboards.PERIODS)
             return HttpResponseRedirect(f"?days={days}")
         snapshot = dashboards.current(days=days)
         data = snapshot.dashboard
