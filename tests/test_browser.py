@@ -106,6 +106,17 @@ def moderator(monkeypatch):
     return "maria", "moderate-with-care-42"
 
 
+def logged_in_page(browser, live_server, moderator, *, width: int, height: int):
+    """A new page of that size, logged in as the moderator."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    username, password = moderator
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    return page
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -210,12 +221,7 @@ def test_the_list_fits_a_laptop_screen(browser, live_server, empty_tables, moder
             safety_filtered_count=n % 2,
             review_status="flagged" if n % 3 == 0 else "unreviewed",
         )
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
-    username, password = moderator
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
+    page = logged_in_page(browser, live_server, moderator, width=1366, height=768)
     page.goto(f"{live_server.url}/admin/tracking/videorequest/")
     page.wait_for_selector("#result_list")
     shot(page, "10-list-1366")
@@ -260,12 +266,7 @@ def test_the_dashboard_spend_in_a_browser(browser, live_server, empty_tables, mo
         budget_usd=15,
         budget_window=timedelta(days=7),
     )
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    username, password = moderator
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
+    page = logged_in_page(browser, live_server, moderator, width=1280, height=900)
     page.goto(f"{live_server.url}/admin/tracking/videorequest/dashboard/?days=7")
     money = page.locator("#vb-money")
     money.wait_for()
