@@ -1,5 +1,9 @@
 -- Back to 0019's admission, policies and request rows. Role policies are deleted (the old
 -- one-policy-per-scope index could not hold several per guild); prices and costs are dropped.
+-- The dashboard's spend index (the separate block at the end of the up file), first: it
+-- uses the cost columns dropped below.
+DROP INDEX video_requests_spend_idx;
+
 DROP FUNCTION admit_video_request(bigint, bigint, bigint, bigint, text, text, smallint, text, text, boolean, text, bigint, text, text, integer, interval, integer, bigint, text, text, text, text, bigint[], numeric);
 ALTER TYPE admission_result
     DROP ATTRIBUTE money_frees_at,

@@ -568,3 +568,14 @@ $$;
 
 COMMENT ON FUNCTION admit_video_request IS
     'Race-free, idempotent admission in one round trip, with quotas, budgets and role policies; see migrations_sql/README.md.';
+
+-- ---------------------------------------------------------------------------------------------
+-- The dashboard's spend (tracking/analytics_spend.py): spend per day by guild and by model and
+-- the top spenders of a period, in one pass over the period's priced requests. The stats index
+-- (0003) has no cost and the guild spend index above is per guild, so without this index the
+-- pass reads every row of the period from the heap. Partial (rejected requests and the free
+-- sample cost 0, unpriced ones are not summed); cost_final_usd is in it because ended requests
+-- are summed at their final cost. Adds no HOT-update loss: status changes already update the
+-- stats index, which INCLUDEs status.
+CREATE INDEX video_requests_spend_idx ON video_requests (created_at)
+    INCLUDE (user_id, guild_id, model, cost_estimated_usd, cost_final_usd) WHERE cost_estimated_usd > 0;

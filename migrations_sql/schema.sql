@@ -1903,6 +1903,8 @@ CREATE INDEX video_requests_review_created_idx ON public.video_requests USING bt
 
 CREATE INDEX video_requests_safety_created_idx ON public.video_requests USING btree (created_at DESC) WHERE (safety_filtered_count > 0);
 
+CREATE INDEX video_requests_spend_idx ON public.video_requests USING btree (created_at) INCLUDE (user_id, guild_id, model, cost_estimated_usd, cost_final_usd) WHERE (cost_estimated_usd > (0)::numeric);
+
 CREATE INDEX video_requests_stats_idx ON public.video_requests USING btree (created_at) INCLUDE (status, user_id, guild_id, duration_ms, safety_filtered_count);
 
 CREATE INDEX video_requests_status_created_idx ON public.video_requests USING btree (status, created_at DESC);

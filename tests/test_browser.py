@@ -106,6 +106,17 @@ def moderator(monkeypatch):
     return "maria", "moderate-with-care-42"
 
 
+def logged_in_page(browser, live_server, moderator, *, width: int, height: int):
+    """A new page of that size, logged in as the moderator."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    username, password = moderator
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    return page
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -210,12 +221,7 @@ def test_the_list_fits_a_laptop_screen(browser, live_server, empty_tables, moder
             safety_filtered_count=n % 2,
             review_status="flagged" if n % 3 == 0 else "unreviewed",
         )
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
-    username, password = moderator
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
+    page = logged_in_page(browser, live_server, moderator, width=1366, height=768)
     page.goto(f"{live_server.url}/admin/tracking/videorequest/")
     page.wait_for_selector("#result_list")
     shot(page, "10-list-1366")
@@ -226,4 +232,47 @@ def test_the_list_fits_a_laptop_screen(browser, live_server, empty_tables, moder
         assert header["x"] + header["width"] <= shown["x"] + shown["width"], (column, header, shown)
     prompt = page.locator("#result_list tbody td.field-prompt_excerpt").first.bounding_box()
     assert prompt["width"] >= 220, prompt
+    page.close()
+
+
+def test_the_dashboard_spend_in_a_browser(browser, live_server, empty_tables, moderator, settings):
+    """The spend tables and budgets as a moderator sees them (docs/dashboard-spend.png with
+    VEOBOT_DOCS_SCREENSHOT=1)."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from tests.factories import QuotaPolicyFactory
+
+    settings.VEO_BUDGET_USD_PER_DAY = Decimal(50)
+    guilds = (812345678901234567, 812345678901234568, None)
+    for n in range(24):
+        cost = Decimal("3.20") if n % 3 else Decimal("0.40")
+        status = "failed" if n % 7 == 6 else "completed"
+        VideoRequestFactory(
+            user_id=700000000000000000 + n % 5,
+            guild_id=guilds[n % 3],
+            model="veo-3.1-generate-001" if n % 3 else "veo-3.1-fast-generate-001",
+            status=status,
+            created_at=timezone.now() - timedelta(hours=7 * n),
+            cost_estimated_usd=cost,
+            cost_final_usd=cost if status == "completed" else 0,
+        )
+    QuotaPolicyFactory(
+        guild_id=guilds[0],
+        guild_budget_usd=100,
+        guild_budget_window=timedelta(days=7),
+        budget_usd=15,
+        budget_window=timedelta(days=7),
+    )
+    page = logged_in_page(browser, live_server, moderator, width=1280, height=900)
+    page.goto(f"{live_server.url}/admin/tracking/videorequest/dashboard/?days=7")
+    money = page.locator("#vb-money")
+    money.wait_for()
+    assert "812345678901234567" in page.inner_text("#vb-guild-budgets")
+    assert "$" in page.inner_text("#vb-spend-guilds tfoot")
+    money.screenshot(path=str(ARTIFACTS / "11-dashboard-spend.png"))
+    if os.environ.get("VEOBOT_DOCS_SCREENSHOT"):
+        shutil.copy(ARTIFACTS / "11-dashboard-spend.png", DOCS_SCREENSHOT.with_name("dashboard-spend.png"))
     page.close()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 
+from tracking.analytics_spend import BudgetsUse, Spend, spend
 from tracking.models import Status
 from tracking.rows import fetch_tuples
 from tracking.selectors import FAILURE_STATUSES
@@ -197,9 +198,10 @@ class Dashboard:
     safety_filter_rate: float | None
     top_users: list[UserStats]
     top_guilds: list[GuildStats]
+    spend: Spend
 
 
-def dashboard(*, until: datetime, days: int = 1) -> Dashboard:
+def dashboard(*, until: datetime, days: int = 1, budgets: BudgetsUse | None = None) -> Dashboard:
     """Everything the dashboard shows for the `days` days before `until`; hourly buckets
     for a single day, daily ones otherwise."""
     since = until - timedelta(days=days)
@@ -210,6 +212,7 @@ def dashboard(*, until: datetime, days: int = 1) -> Dashboard:
         seen = activity(since=since, until=until, bucket="hour" if days == 1 else "day")
         generation_time = generation_time_percentiles(since=since, until=until)
         guilds = guild_stats(since=since, until=until, limit=10)
+        money = spend(since=since, until=until, now=until, budgets=budgets)
     totals = seen.totals
     finished = totals[Status.COMPLETED] + sum(totals[s] for s in FAILURE_STATUSES)
     return Dashboard(
@@ -222,4 +225,5 @@ def dashboard(*, until: datetime, days: int = 1) -> Dashboard:
         safety_filter_rate=seen.safety_filtered / finished if finished else None,
         top_users=seen.top_users,
         top_guilds=guilds,
+        spend=money,
     )

@@ -11,18 +11,20 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tracking import analytics
+from tracking import analytics, analytics_spend
 from tracking.analytics import Activity, BucketCounts, Dashboard, GuildStats, Percentiles, UserStats
+from tracking.analytics_spend import BudgetUse, DaySpend, Spend, Spender
 from tracking.models import DashboardSnapshot, VideoRequest
 
 PERIODS = (1, 7)  # the days the page offers
-FORMAT = 1  # bumped when Dashboard changes shape; older snapshots are then recomputed
+FORMAT = 2  # bumped when Dashboard changes shape; older snapshots are then recomputed
 REFRESH_LOCK = 1986161412  # one refreshing worker at a time (advisory lock key)
 
 
@@ -50,10 +52,10 @@ def current(*, days: int) -> Snapshot:
     return compute(days=days, live=True)
 
 
-def compute(*, days: int, live: bool = False) -> Snapshot:
+def compute(*, days: int, live: bool = False, budgets: analytics_spend.BudgetsUse | None = None) -> Snapshot:
     """Aggregate the period now, and keep the result for the next page views."""
     started = time.monotonic()
-    board = analytics.dashboard(until=timezone.now(), days=days)
+    board = analytics.dashboard(until=timezone.now(), days=days, budgets=budgets)
     took = round((time.monotonic() - started) * 1000)
     computed_at = timezone.now()
     if settings.DASHBOARD_REFRESH:
@@ -76,14 +78,65 @@ def refresh_due() -> list[int]:
             return []
         stored = dict(DashboardSnapshot.objects.filter(days__in=PERIODS).values_list("days", "computed_at"))
         due = [days for days in PERIODS if days not in stored or timezone.now() - stored[days] >= refresh]
-        for days in due:
-            compute(days=days)
+        compute_periods(due)
         return due
 
 
+def compute_periods(periods: list[int] | tuple[int, ...]) -> None:
+    """Recompute these periods, the budgets' use read once for all of them (it has no period)."""
+    budgets = analytics_spend.budgets_use(now=timezone.now()) if len(periods) > 1 else None
+    for days in periods:
+        compute(days=days, budgets=budgets)
+
+
+def _plain(value):
+    # Datetimes as full ISO strings (DjangoJSONEncoder would cut them to ms), money as its exact
+    # decimal text, windows in seconds.
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    raise TypeError(f"{type(value).__name__} is not kept in a dashboard snapshot")
+
+
 def _encode(board: Dashboard) -> dict:
-    # Through JSON text, datetimes as full ISO strings (DjangoJSONEncoder would cut them to ms).
-    return {"format": FORMAT, **json.loads(json.dumps(asdict(board), default=datetime.isoformat))}
+    return {"format": FORMAT, **json.loads(json.dumps(asdict(board), default=_plain))}
+
+
+def _decode_spend(data: dict) -> Spend:
+    def days(rows: list[dict]) -> list[DaySpend]:
+        return [DaySpend(date.fromisoformat(r["day"]), r["key"], Decimal(r["usd"])) for r in rows]
+
+    def spenders(rows: list[dict]) -> list[Spender]:
+        return [Spender(r["key"], Decimal(r["usd"]), r["requests"]) for r in rows]
+
+    def budgets(rows: list[dict]) -> list[BudgetUse]:
+        return [
+            BudgetUse(
+                r["scope"],
+                r["key"],
+                r["policy_id"],
+                r["guild_id"],
+                Decimal(r["budget_usd"]),
+                timedelta(seconds=r["window"]),
+                Decimal(r["spent_usd"]),
+            )
+            for r in rows
+        ]
+
+    return Spend(
+        total_usd=Decimal(data["total_usd"]),
+        requests=data["requests"],
+        open_usd=Decimal(data["open_usd"]),
+        by_guild=days(data["by_guild"]),
+        by_model=days(data["by_model"]),
+        top_users=spenders(data["top_users"]),
+        top_guilds=spenders(data["top_guilds"]),
+        guild_budgets=budgets(data["guild_budgets"]),
+        users_near_budget=budgets(data["users_near_budget"]),
+    )
 
 
 def _decode(data: dict) -> Dashboard:
@@ -104,4 +157,5 @@ def _decode(data: dict) -> Dashboard:
         safety_filter_rate=data["safety_filter_rate"],
         top_users=[UserStats(**user) for user in data["top_users"]],
         top_guilds=[GuildStats(**guild) for guild in data["top_guilds"]],
+        spend=_decode_spend(data["spend"]),
     )

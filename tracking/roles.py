@@ -11,7 +11,9 @@ MODERATOR_PERMISSIONS = {
     "videorequest": ("view", "change"),  # change = the moderation actions; facts stay read-only
     "videorequestevent": ("view",),
     "userban": ("view", "add", "change"),
-    "quotapolicy": ("view",),  # policies are the operator's: granted per account when wanted
+    # Changing policies is the operator's (granted per account when wanted); viewing them also
+    # shows the dashboard's spend and budgets.
+    "quotapolicy": ("view",),
     "blockedterm": ("view", "add", "change"),
     "discordaction": ("view",),
     "report": ("view",),

@@ -9,8 +9,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from tracking import dashboards, gcs, media, selectors, selectors_spend
-from tracking.admin import charts, views
+from tracking import analytics_spend, dashboards, gcs, media, selectors, selectors_spend
+from tracking.admin import charts, spend_tables, views
 from tracking.admin.query import digits
 from tracking.durations import humanize_duration
 from tracking.models import ReviewStatus, VideoRequest
@@ -76,8 +76,7 @@ class RequestPages:
         if request.method == "POST":
             # Both periods, computed now and stored for everyone (one left stale would disagree
             # with the other); redirected so that a reload does not post again.
-            for period in dashboards.PERIODS:
-                dashboards.compute(days=period)
+            dashboards.compute_periods(dashboards.PERIODS)
             return HttpResponseRedirect(f"?days={days}")
         snapshot = dashboards.current(days=days)
         data = snapshot.dashboard
@@ -96,6 +95,15 @@ class RequestPages:
             "colours": charts.STATUS_COLOURS.items(),
             "changelist_url": reverse("admin:tracking_videorequest_changelist"),
         }
+        # Money is shown to those who may read the policies that set the budgets (Moderators
+        # may; an account given only the requests sees the dashboard without it).
+        if request.user.has_perm("tracking.view_quotapolicy"):
+            context |= {
+                "money": data.spend,
+                "operator": analytics_spend.operator_spend(cap_usd=settings.VEO_BUDGET_USD_PER_DAY),
+                "spend_by_guild": spend_tables.per_day(data.spend.by_guild),
+                "spend_by_model": spend_tables.per_day(data.spend.by_model),
+            }
         return TemplateResponse(request, "admin/tracking/dashboard.html", context)
 
     def user_view(self, request, user_id: int):

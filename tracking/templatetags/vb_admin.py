@@ -1,5 +1,7 @@
 """Small template helpers for the moderation panel."""
 
+from decimal import ROUND_HALF_UP, Decimal
+
 from django import template
 from django.utils import timezone
 
@@ -23,6 +25,14 @@ def thousands(value) -> str:
 @register.filter
 def percent(value) -> str:
     return "–" if value is None else f"{value * 100:.1f} %"
+
+
+@register.filter
+def usd(value) -> str:
+    """Money as the panel writes it: $1,234.56 (to the cent, half up)."""
+    if value is None:
+        return "–"
+    return f"${Decimal(value).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
 
 
 @register.filter
