@@ -14,12 +14,15 @@ import sys
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection
+from psycopg import sql
 
 from generation import wakeup
 from generation.delivery import CliDelivery
-from generation.listener import APPLICATION_NAME
+from generation.health import connection_parameters
+from generation.listener import APPLICATION_NAME, for_us
 from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
 from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
@@ -27,6 +30,7 @@ from tests.fakes.interactions import deliver_and_wait, slash_command
 from tests.helpers import admit
 from tests.tcp_proxy import TcpProxy
 from tests.workers import ROOT, database_url, start_worker_process, truncate_requests, wait_for, worker_thread
+from tracking import services
 from tracking.models import VideoRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -197,3 +201,16 @@ def test_shutdown_is_prompt_while_the_listener_waits(db_settings, tmp_path):
     assert stop_process(worker) < IDLE_POLL.total_seconds() / 4
     assert worker.returncode == 0
     wait_for(lambda: not listeners(), what="the listener's connection closed")
+
+
+def test_a_listener_leaves_the_notifications_its_own_process_woke_its_workers_for():
+    # The bot's admission wakes its own worker directly and names its process in the NOTIFY it
+    # sends other processes; without a name (manage.py veo) or with another one, it is news.
+    with psycopg.connect(**connection_parameters(application_name="test-listener"), autocommit=True) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(services.WORK_CHANNEL)))
+        wakeup.notify_workers(woken_here=True)
+        services.notify_work(sender="another-host:4242")
+        wakeup.notify_workers()
+        heard = list(conn.notifies(timeout=30, stop_after=3))
+    assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS, "another-host:4242", ""]
+    assert [for_us(notification) for notification in heard] == [False, True, True]
