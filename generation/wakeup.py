@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
@@ -54,7 +55,8 @@ def wake_local_workers() -> None:
 
 # This process, as it names itself in a NOTIFY whose work it has already woken its own workers
 # for: its listeners leave those alone (a second claim right after the first would find nothing).
-THIS_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+# The random part keeps two containers of one hostname, each its pid 1, apart.
+THIS_PROCESS = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def notify_workers(*, woken_here: bool = False) -> None:

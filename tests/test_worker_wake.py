@@ -214,3 +214,18 @@ def test_a_listener_leaves_the_notifications_its_own_process_woke_its_workers_fo
         heard = list(conn.notifies(timeout=30, stop_after=3))
     assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS, "another-host:4242", ""]
     assert [for_us(notification) for notification in heard] == [False, True, True]
+
+
+def test_the_bots_admission_notifies_other_processes_in_its_own_name(server, settings, tmp_path, veo_fake):
+    quick_bot_settings(settings, tmp_path)
+    payload = slash_command("veo", {"prompt": "a kite over a windy beach"})
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+
+    with psycopg.connect(**connection_parameters(application_name="test-listener"), autocommit=True) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(services.WORK_CHANNEL)))
+        run_bot(scenario, run_worker=False)  # no worker here: only the NOTIFY tells anyone
+        heard = list(conn.notifies(timeout=30, stop_after=1))
+    assert VideoRequest.objects.get(interaction_id=int(payload["id"])).status == "pending"
+    assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS]
