@@ -38,6 +38,8 @@ sys.path.insert(0, str(REPO))
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from bench.cpu import process_seconds  # noqa: E402
+
 USERS = 100_000
 LOAD_SQL = """
 SET session_replication_role = replica;
@@ -71,11 +73,13 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--logs", type=Path, help="keep the bot's logs in this folder")
+    parser.add_argument("--database", help="database name (default veobot_bench_bot_<rows>)")
+    parser.add_argument("--no-memory", action="store_true", help="latency and CPU only")
     args = parser.parse_args()
 
     os.environ.setdefault("SECRET_KEY", "bench-only")
     base = base_dsn()
-    name = f"veobot_bench_bot_{args.rows}"
+    name = args.database or f"veobot_bench_bot_{args.rows}"
     prepare(base, name, args.rows)
     database_url = url_for(base, name)
 
@@ -96,8 +100,9 @@ def main() -> None:
             results["latency_1"] = measure(server, proc, concurrent=1, rounds=args.sequential, user_base=1)
             results["latency_100"] = measure(server, proc, concurrent=100, rounds=args.bursts, user_base=20_000)
         reset_pending(base, name)
-        results["memory"] = memory(server, database_url, Path(tmp), in_flight=args.in_flight)
-        reset_pending(base, name)
+        if not args.no_memory:
+            results["memory"] = memory(server, database_url, Path(tmp), in_flight=args.in_flight)
+            reset_pending(base, name)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -281,7 +286,9 @@ def measure(server, proc, *, concurrent: int, rounds: int, user_base: int) -> di
     warm = [slash_command("veo", {"prompt": "warm-up video of a fox"}, author=user(90_000 + i)) for i in range(5)]
     wait_answered(server, send(server, proc, warm))
 
+    idle_rate = idle_cpu_rate(proc.pid)
     latencies, deferred = [], 0
+    cpu_start, wall_start = process_seconds([proc.pid]), time.monotonic()
     for round_ in range(rounds):
         payloads = [
             slash_command(
@@ -298,6 +305,7 @@ def measure(server, proc, *, concurrent: int, rounds: int, user_base: int) -> di
             latencies.append((callback_at - at) * 1000)
             deferred += kind == 5
         time.sleep(0.5 if concurrent > 1 else 0.02)
+    cpu, wall = process_seconds([proc.pid]) - cpu_start, time.monotonic() - wall_start
     latencies.sort()
     return {
         "invocations": len(latencies),
@@ -305,7 +313,21 @@ def measure(server, proc, *, concurrent: int, rounds: int, user_base: int) -> di
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
         "max_ms": round(latencies[-1], 1),
         "deferred": deferred,
+        # The bot process's CPU (user + system, all threads, from /proc) over the rounds, per
+        # interaction; "net" takes off what the process spends idle (heartbeat, worker polls)
+        # at the rate measured just before, over the rounds' wall time.
+        "cpu_ms_per_interaction": round(cpu * 1000 / len(latencies), 2),
+        "idle_cpu_ms_per_s": round(idle_rate * 1000, 2),
+        "net_cpu_ms_per_interaction": round(max(cpu - idle_rate * wall, 0) * 1000 / len(latencies), 2),
     }
+
+
+def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
+    """CPU seconds per second the process spends with nothing to answer."""
+    time.sleep(1)  # let the warm-up's own work finish
+    before = process_seconds([pid])
+    time.sleep(seconds)
+    return (process_seconds([pid]) - before) / seconds
 
 
 def rss_kb(pid: int, field: str = "VmRSS") -> int:

@@ -36,7 +36,6 @@ from discordbot.answers import (
 from discordbot.discord_delivery import DiscordDelivery
 from discordbot.frames import FrameFetcher
 from discordbot.shards import shard_of
-from generation import wakeup
 from generation.admission import Admitter, Decision
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, capabilities, images, selectors, services
@@ -267,9 +266,6 @@ async def handle_veo(
         public=decision.admitted,
         shard=shard_of(interaction.client, interaction.guild_id),
     )
-    if decision.admitted and not decision.duplicate and not decision.degraded:
-        # After the answer, not before: the user waits for the reply, not for other processes.
-        await aio.run(wakeup.notify_workers)
 
 
 async def prepare_then_handle(

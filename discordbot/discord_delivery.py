@@ -44,6 +44,8 @@ CHANNEL_SIZE_LIMIT = 10 * 1024 * 1024
 TOKEN_LOOKUP_TIMEOUT = 2.0
 # How long delivery waits for the first answer to go out (it may still be on its way).
 ACK_WAIT = 5.0
+# How often the replies held are swept for expired tokens (seconds).
+SWEEP_EVERY = 10.0
 EXPIRED_TOKEN, UNKNOWN_MESSAGE, ALREADY_ACKNOWLEDGED, MISSING_PERMISSIONS = 50027, 10008, 40060, 50013
 
 
@@ -87,6 +89,7 @@ class DiscordDelivery:
         self.live: dict[int, LiveReply] = {}  # interaction id -> reply, this process only
         self._unkept: list[services.ReplyTokenRow] = []  # answered, their tokens not yet written
         self._keeping: asyncio.Task | None = None
+        self._swept_at = -SWEEP_EVERY
 
     # -- bookkeeping for /veo -------------------------------------------------------------------
 
@@ -103,7 +106,13 @@ class DiscordDelivery:
         return interaction_id in self.live
 
     def _forget_expired(self) -> None:
-        # Requests delivered by another process never come back here: their tokens expire.
+        # Requests delivered by another process never come back here: their tokens expire. A sweep
+        # reads every reply held, so it runs once per SWEEP_EVERY rather than on every /veo (a
+        # reply kept past its token's life is never used: _reply checks ``usable``).
+        now = time.monotonic()
+        if now - self._swept_at < SWEEP_EVERY:
+            return
+        self._swept_at = now
         for interaction_id in [i for i, reply in self.live.items() if not reply.usable]:
             del self.live[interaction_id]
 

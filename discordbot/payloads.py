@@ -10,6 +10,7 @@ outside any error handler), and the user would see a generic error or no answer 
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import discord
@@ -73,7 +74,7 @@ def user_id(interaction: discord.Interaction) -> int | None:
 def _options_problem(command: app_commands.Command, options: Any, *, resolved: Any) -> str | None:
     if not isinstance(options, list) or not all(isinstance(option, dict) for option in options):
         return f"the options of /{command.name} arrived malformed"
-    parameters = {parameter.display_name: parameter for parameter in command.parameters}
+    parameters = _parameters(command)
     seen = set()
     for option in options:
         name = option.get("name")
@@ -92,6 +93,20 @@ def _options_problem(command: app_commands.Command, options: Any, *, resolved: A
     if missing:
         return f"the option {missing[0]} is required"
     return None
+
+
+# Command -> its options by name. discord.py builds Command.parameters anew on every read, and
+# this runs on every interaction; a command's options are fixed once the bot is built.
+_PARAMETERS: weakref.WeakKeyDictionary[app_commands.Command, dict[str, app_commands.Parameter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _parameters(command: app_commands.Command) -> dict[str, app_commands.Parameter]:
+    parameters = _PARAMETERS.get(command)
+    if parameters is None:
+        parameters = _PARAMETERS[command] = {parameter.display_name: parameter for parameter in command.parameters}
+    return parameters
 
 
 def _value_problem(parameter: app_commands.Parameter, option: dict) -> str | None:

@@ -317,8 +317,14 @@ def _admit_and_estimate(
     if answer.status != Status.PENDING:
         return answer, None
     try:
-        return answer, selectors.queue_estimate(
+        estimate = selectors.queue_estimate(
             request_id=answer.request_id, duration_seconds=params.duration_seconds, resolution=params.resolution
         )
     except DATABASE_DOWN:
-        return answer, None  # admitted all the same; the reply just has no estimate
+        estimate = None  # admitted all the same; the reply just has no estimate
+    if answer.admitted and not answer.duplicate:
+        # Other processes' workers hear of it from here, on this thread and connection: a trip of
+        # its own through the pool would cost the bot more than the statement. Our own worker is
+        # woken directly (Admitter._admit_in_database), so our listener ignores this one.
+        wakeup.notify_workers(woken_here=True)
+    return answer, estimate

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from generation.health import listen_parameters
 from generation.runtime import sleep_unless
+from generation.wakeup import THIS_PROCESS
 from tracking.services import WORK_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,9 @@ async def listen_for_work(wake: asyncio.Event, *, stop: asyncio.Event, worker: s
                     log.info("worker %s: listening for new work again", worker)
                 retry, unreachable = RETRY_FIRST, False
                 wake.set()  # whatever was admitted while nobody listened
-                async for _ in conn.notifies():
-                    wake.set()
+                async for notification in conn.notifies():
+                    if for_us(notification):
+                        wake.set()
         except Exception as error:  # whatever it is, polling carries on; say so once per outage
             if not unreachable:
                 log.warning(
@@ -59,3 +61,9 @@ async def listen_for_work(wake: asyncio.Event, *, stop: asyncio.Event, worker: s
             unreachable = True
         await sleep_unless(stop, retry)
         retry = min(retry * 2, RETRY_MAX)
+
+
+def for_us(notification: psycopg.Notify) -> bool:
+    """Whether a notification is news to this process: not when this process sent it for work it
+    had already woken its own workers for (the bot's admissions); a second claim would be empty."""
+    return notification.payload != THIS_PROCESS

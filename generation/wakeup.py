@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,11 +53,19 @@ def wake_local_workers() -> None:
             pass  # that loop just closed: its worker has stopped
 
 
-def notify_workers() -> None:
+# This process, as it names itself in a NOTIFY whose work it has already woken its own workers
+# for: its listeners leave those alone (a second claim right after the first would find nothing).
+# The random part keeps two containers of one hostname, each its pid 1, apart.
+THIS_PROCESS = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def notify_workers(*, woken_here: bool = False) -> None:
     """NOTIFY the workers of other processes (blocking: call it on a database thread). Never
-    raises for the database: without the hint they find the work at their next poll."""
+    raises for the database: without the hint they find the work at their next poll.
+    ``woken_here``: wake_local_workers() has run for this work, so this process's listeners
+    ignore the notification."""
     try:
-        services.notify_work()
+        services.notify_work(sender=THIS_PROCESS if woken_here else "")
     except DatabaseError as error:
         log.debug("could not notify workers of new work (%s); they will find it by polling", type(error).__name__)
 

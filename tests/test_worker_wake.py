@@ -14,11 +14,15 @@ import sys
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection
+from psycopg import sql
 
 from generation import wakeup
 from generation.delivery import CliDelivery
+from generation.health import connection_parameters
+from generation.listener import for_us
 from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
 from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
@@ -36,6 +40,7 @@ from tests.workers import (
     waited,
     worker_thread,
 )
+from tracking import services
 from tracking.models import VideoRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -185,3 +190,31 @@ def test_shutdown_is_prompt_while_the_listener_waits(db_settings, tmp_path):
     assert stop_process(worker) < IDLE_POLL.total_seconds() / 4
     assert worker.returncode == 0
     wait_for(lambda: not listeners(), what="the listener's connection closed")
+
+
+def test_a_listener_leaves_the_notifications_its_own_process_woke_its_workers_for():
+    # The bot's admission wakes its own worker directly and names its process in the NOTIFY it
+    # sends other processes; without a name (manage.py veo) or with another one, it is news.
+    with psycopg.connect(**connection_parameters(application_name="test-listener"), autocommit=True) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(services.WORK_CHANNEL)))
+        wakeup.notify_workers(woken_here=True)
+        services.notify_work(sender="another-host:4242")
+        wakeup.notify_workers()
+        heard = list(conn.notifies(timeout=30, stop_after=3))
+    assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS, "another-host:4242", ""]
+    assert [for_us(notification) for notification in heard] == [False, True, True]
+
+
+def test_the_bots_admission_notifies_other_processes_in_its_own_name(server, settings, tmp_path, veo_fake):
+    quick_bot_settings(settings, tmp_path)
+    payload = slash_command("veo", {"prompt": "a kite over a windy beach"})
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+
+    with psycopg.connect(**connection_parameters(application_name="test-listener"), autocommit=True) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(services.WORK_CHANNEL)))
+        run_bot(scenario, run_worker=False)  # no worker here: only the NOTIFY tells anyone
+        heard = list(conn.notifies(timeout=30, stop_after=1))
+    assert VideoRequest.objects.get(interaction_id=int(payload["id"])).status == "pending"
+    assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS]

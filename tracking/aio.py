@@ -49,7 +49,10 @@ async def run_within(seconds: float, fn: Callable[..., T], /, **kwargs: Any) -> 
     """``run``, given up after ``seconds`` with ``NoAnswer``. The call itself cannot be stopped: its
     thread finishes whenever the database answers, so what it does must be safe to do late (an
     admission is: the caller records what it told the user, and replay reconciles the two)."""
+    loop = asyncio.get_running_loop()
+    # The executor's future itself, not a coroutine around it: wait_for then makes no task of its own.
+    answer = loop.run_in_executor(_pool(), functools.partial(_call_and_release, fn, kwargs))
     try:
-        return await asyncio.wait_for(run(fn, **kwargs), seconds)
+        return await asyncio.wait_for(answer, seconds)
     except TimeoutError:
         raise NoAnswer(f"PostgreSQL did not answer within {seconds:g} s") from None

@@ -48,6 +48,8 @@ def step(
     """Log one lifecycle step of a request: ``request 12 admitted user=… guild=… admit_ms=3.1``.
 
     Timings are passed as ``*_ms`` floats and rounded; the same fields go into JSON output."""
+    if not logger.isEnabledFor(level):
+        return  # on every /veo: not even the line's fields are worth building for nobody
     fields = {
         key: round(value, 1) if isinstance(value, float) else value
         for key, value in fields.items()

@@ -218,13 +218,13 @@ def admit_request(
 
 
 # Admissions announce new work on this channel (NOTIFY) and idle workers LISTEN on it, so they
-# start at once instead of at their next poll (generation.wakeup). The payload is empty: a
-# notification only means "look now"; the claim decides what is there.
+# start at once instead of at their next poll (generation.wakeup). A notification only means
+# "look now"; the claim decides what is there. The payload names the sending process, or is empty.
 WORK_CHANNEL = "veobot_work"
 
 
-def notify_work() -> None:
+def notify_work(*, sender: str = "") -> None:
     """Tell listening workers that work was admitted. Call it after the admission has committed,
     never inside it: NOTIFY takes a database-wide lock at commit, which admission should not pay."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, '')", [WORK_CHANNEL])
+        cursor.execute("SELECT pg_notify(%s, %s)", [WORK_CHANNEL, sender])
