@@ -92,7 +92,7 @@ def _measure(conn: psycopg.Connection, days: int, repeat: int) -> tuple[float, s
         started = time.perf_counter()
         conn.execute(query, args).fetchall()
         times.append((time.perf_counter() - started) * 1000)
-    plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + query, args).fetchall()
+    plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) {}").format(sql.SQL(query)), args).fetchall()
     scan = next((line for (line,) in plan if "Scan" in line and "video_requests" in line), "?")
     return statistics.median(times[1:]), scan.strip()
 
