@@ -266,4 +266,15 @@ def test_an_absent_word_is_looked_up_in_the_index_where_the_old_plan_scanned(mon
     listed = VideoRequest.objects.filter(search.prompt_matches(phrase)).order_by(*NEWEST_FIRST)
     planners = json.loads(listed.order_by().explain(format="json"))[0]["Plan"]["Plan Rows"]
     assert planners < search.CANDIDATE_CAP  # the premise: the look-up would go first, and wait out its budget
-    assert search._estimated_matches(listed, search.word_pairs_query(phrase)) >= search.CANDIDATE_CAP
+    assert search._estimated_matches(listed, phrase, search.word_pairs_query(phrase)) >= 0.5 * 75000  # the truth
+
+    # A common word the filters leave none of (no prompt here is 1080p), and the look-up out of
+    # time: the walk read many rows without a page, so the matches are sparse, and the index
+    # sorts them at once instead of a second walk through everything.
+    monkeypatch.setattr(search, "WALK_MS", 20)
+    monkeypatch.setattr(search, "PROBE_MS", 1)
+    monkeypatch.setattr(search, "SPARSE_AFTER", 50)
+    monkeypatch.setattr(search, "SECOND_WALK_MS", 60_000)  # a second walk would surely end, and say so
+    listed = VideoRequest.objects.filter(search.prompt_matches("fox"), resolution="1080p").order_by(*NEWEST_FIRST)
+    page = search.search_page(listed, "fox", offset=0, limit=50)
+    assert page.rows == [] and page.path == "index by date"

@@ -19,9 +19,10 @@ budget bounds the loss. When neither finishes in its budget:
   of all rows): the walk ran out of time on a busy server, so it walks on without a budget
   (the index would sort every match);
 - otherwise the candidates are many but the matches few or old (a common word the filters
-  leave nearly nothing of), or the pages were cold and the estimate low: the walk has a second
-  go of SECOND_WALK_MS, then the index answers in date order, with the memory to keep its
-  bitmap exact.
+  leave nearly nothing of), or the pages were cold and the estimate low: a walk that read
+  little (cold pages) has a second go of SECOND_WALK_MS; one that read SPARSE_AFTER rows without
+  a page has shown the matches sparse. Then the index answers in date order, with the memory to
+  keep its bitmap exact.
 
 These last steps have no budget but the panel's 5 s guard; docs/BENCHMARKS.md has what they
 cost at 10M rows. A word common in older history yet absent from the newest rows is the case
@@ -33,7 +34,7 @@ every path gives the same rows, only the time differs. A query the empty prompt 
 Orders other than newest first take the probe, then leave the order to the planner (with many
 matches it orders them well: its statistics know common words); a word the statistics know as
 common goes to the planner at once. A phrase also asks for its word pairs (prompt_matches),
-which the pairs index answers.
+which the pairs index answers; the pairs' statistics also correct the phrase's estimate.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from tracking import selectors
 WALK_MS = 100
 PROBE_MS = 150
 SECOND_WALK_MS = 1000
+SPARSE_AFTER = 10_000  # rows a walk may read in its budget without a page before matches count as sparse
 CANDIDATE_CAP = 5_000
 COMMON = 0.05  # a share of all rows the planner's estimate must reach to call a search common
 
@@ -162,7 +164,7 @@ def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> Se
     ordering = tuple(dict.fromkeys(searched.query.order_by))  # the admin's list repeats its default
     probe = not matches_everything
     with transaction.atomic():  # SET LOCAL lasts until this block ends
-        estimate = _estimated_matches(searched, word_pairs_query(text)) if probe else 0.0
+        estimate = _estimated_matches(searched, text, word_pairs_query(text)) if probe else 0.0
         if ordering == NEWEST_FIRST:
             ids, path = _newest(searched, need, probe=probe, estimate=estimate)
             rows = _in_order(searched, ids[offset:need])
@@ -177,9 +179,12 @@ def _newest(searched: QuerySet, need: int, *, probe: bool, estimate: float) -> t
         with planner(WALKING):
             return list(newest[:need]), "walk"
     listed = None  # what the probe found: every match, a full cap of them, or None (out of time)
+    walked = 0  # rows the walk read before its budget ran out
     for step in ("walk", "index") if estimate >= CANDIDATE_CAP else ("index", "walk"):
         if step == "walk":
+            before = _rows_read()
             found = _within(WALK_MS, WALKING, lambda: list(newest[:need]))
+            walked = _rows_read() - before
         else:
             listed = _candidates(searched)
             complete = listed is not None and len(listed) < CANDIDATE_CAP
@@ -192,11 +197,13 @@ def _newest(searched: QuerySet, need: int, *, probe: bool, estimate: float) -> t
         with planner(WALKING):
             return list(newest[:need]), "long walk"
     # The look-up ran out of time without saying how many match, and the estimate may be far
-    # off (a phrase's is crude): on a cold page cache, many matches can miss both budgets. The
-    # walk has a longer second go before the index sorts every match by date.
-    found = _within(SECOND_WALK_MS, WALKING, lambda: list(newest[:need]))
-    if found is not None:
-        return found, "walk again"
+    # off: on a cold page cache, many matches can miss both budgets. A walk held up by cold
+    # pages (it read little) has a longer second go before the index sorts every match by date;
+    # one that read many rows without a page found the matches sparse, and would again.
+    if walked < SPARSE_AFTER:
+        found = _within(SECOND_WALK_MS, WALKING, lambda: list(newest[:need]))
+        if found is not None:
+            return found, "walk again"
     with planner(THROUGH_THE_INDEX):
         return list(newest[:need]), "index by date"
 
@@ -221,25 +228,65 @@ def _candidates(searched: QuerySet) -> list[tuple] | None:
     return _within(PROBE_MS, THROUGH_THE_INDEX, lambda: list(unordered[:CANDIDATE_CAP]))
 
 
+def _rows_read() -> int:
+    """Rows of the table this transaction has read so far, by any scan (a statement cancelled
+    for its budget counts what it read)."""
+    with connection.cursor() as cursor:
+        cursor.execute(ROWS_READ)
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+ROWS_READ = (
+    "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
+    " WHERE relid = 'video_requests'::regclass"
+)
+
+
 def _common(estimate: float) -> bool:
     total = selectors.estimated_request_count()  # 0 until the table is first analysed
     return total > 0 and estimate >= COMMON * total
 
 
-def _estimated_matches(searched: QuerySet, pairs: str | None) -> float:
+def _estimated_matches(searched: QuerySet, text: str, pairs: str | None) -> float:
     """The planner's estimate of the rows ``searched`` holds (a plan, not a count).
 
     A phrase's word pairs hold wherever the phrase does, but the planner takes the two
     conditions as independent and multiplies their shares: a common phrase came out a hundred
-    times too rare, went to the look-up first, and waited out its budget. So the pairs' share
-    is divided back out; yet no more match than hold the pairs (words that meet in many
-    prompts but never side by side: the pairs' statistics know that, the words' do not)."""
+    times too rare, went to the look-up first, and waited out its budget. When the statistics
+    know every pair (they list the common ones), the pairs' share stands for the phrase's, in
+    place of the words' (whose product misses that they go together: "red fox"). Otherwise
+    the pairs' share is divided back out; yet no more match than hold the pairs (words that
+    meet in many prompts but never side by side)."""
     estimate = _plan_rows(searched)
     total = selectors.estimated_request_count()
     if pairs is None or total <= 0:
         return estimate
+    if _pairs_known(pairs):
+        words = _plan_rows(searched.model.objects.filter(RawSQL(MATCHES, [text], output_field=BooleanField())))
+        return min(float(total), estimate * total / max(words, 1.0))
     with_pairs = _plan_rows(searched.model.objects.filter(RawSQL(PAIRS_MATCH, [pairs], output_field=BooleanField())))
     return min(with_pairs, estimate * total / max(with_pairs, 1.0))
+
+
+def _pairs_known(pairs: str) -> bool:
+    """Whether the pairs index's statistics list every one of these pairs among the common."""
+    wanted = [_unquoted(lexeme) for lexeme in re.findall(_LEXEME, pairs)]
+    with connection.cursor() as cursor:
+        cursor.execute(PAIRS_KNOWN, [wanted])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+# pg_stats keeps an expression index's statistics under the index's name.
+PAIRS_KNOWN = (
+    "SELECT most_common_elems::text::text[] @> %s::text[] FROM pg_stats"
+    " WHERE schemaname = current_schema() AND tablename = 'video_requests_prompt_pairs_idx'"
+)
+
+
+def _unquoted(lexeme: str) -> str:
+    return re.sub(r"\\(.)", r"\1", lexeme[1:-1].replace("''", "'"))
 
 
 def _plan_rows(listed: QuerySet) -> float:
