@@ -38,14 +38,10 @@ log = logging.getLogger(__name__)
 
 # Tokens last 15 minutes; stop using one a little earlier so an upload does not straddle it.
 TOKEN_USABLE_FOR = timedelta(minutes=14, seconds=30)
-# Every channel accepts at least this much per file; the real limit is only known from an interaction.
-CHANNEL_SIZE_LIMIT = 10 * 1024 * 1024
-# How long delivery waits for a kept token: past that, the outcome goes to the channel.
-TOKEN_LOOKUP_TIMEOUT = 2.0
-# How long delivery waits for the first answer to go out (it may still be on its way).
-ACK_WAIT = 5.0
-# How often the replies held are swept for expired tokens (seconds).
-SWEEP_EVERY = 10.0
+CHANNEL_SIZE_LIMIT = 10 * 1024 * 1024  # any channel takes this per file; an interaction tells the real limit
+TOKEN_LOOKUP_TIMEOUT = 2.0  # seconds to wait for a kept token: past that, the outcome goes to the channel
+ACK_WAIT = 5.0  # seconds to wait for the first answer to go out (it may still be on its way)
+SWEEP_EVERY = 10.0  # seconds between two sweeps of the replies held, for expired tokens
 EXPIRED_TOKEN, UNKNOWN_MESSAGE, ALREADY_ACKNOWLEDGED, MISSING_PERMISSIONS = 50027, 10008, 40060, 50013
 
 
@@ -107,12 +103,11 @@ class DiscordDelivery:
 
     def _forget_expired(self) -> None:
         # Requests delivered by another process never come back here: their tokens expire. A sweep
-        # reads every reply held, so it runs once per SWEEP_EVERY rather than on every /veo (a
-        # reply kept past its token's life is never used: _reply checks ``usable``).
-        now = time.monotonic()
-        if now - self._swept_at < SWEEP_EVERY:
+        # reads every reply held, so it runs once per SWEEP_EVERY, not per /veo (_reply checks
+        # ``usable``, so a reply kept past its token's life is never used).
+        if time.monotonic() - self._swept_at < SWEEP_EVERY:
             return
-        self._swept_at = now
+        self._swept_at = time.monotonic()
         for interaction_id in [i for i, reply in self.live.items() if not reply.usable]:
             del self.live[interaction_id]
 

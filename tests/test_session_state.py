@@ -37,6 +37,7 @@ ON_THE_DIRECT_DATABASE = {
     "tracking/sql_migrations.py": "the runner's lock, on its own direct connection for the run",
     "generation/listener.py": "LISTEN, on a connection to the direct database",
     "tests/test_dashboards.py": "holds the refresh lock as another worker would, on a direct connection",
+    "tests/test_worker_wake.py": "LISTENs as a worker would, on a connection to the direct database",
     "tests/test_session_state.py": "this test's own patterns",
     "tests/test_schema_file.py": "pg_dump's output as text to clean, never run",
 }

@@ -195,7 +195,9 @@ def test_shutdown_is_prompt_while_the_listener_waits(db_settings, tmp_path):
 def test_a_listener_leaves_the_notifications_its_own_process_woke_its_workers_for():
     # The bot's admission wakes its own worker directly and names its process in the NOTIFY it
     # sends other processes; without a name (manage.py veo) or with another one, it is news.
-    with psycopg.connect(**connection_parameters(application_name="test-listener"), autocommit=True) as conn:
+    with psycopg.connect(
+        **connection_parameters(application_name="test-listener", alias="direct"), autocommit=True
+    ) as conn:
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(services.WORK_CHANNEL)))
         wakeup.notify_workers(woken_here=True)
         services.notify_work(sender="another-host:4242")
@@ -212,7 +214,9 @@ def test_the_bots_admission_notifies_other_processes_in_its_own_name(server, set
     async def scenario(bot):
         await deliver_and_wait(bot, payload, server=server)
 
-    with psycopg.connect(**connection_parameters(application_name="test-listener"), autocommit=True) as conn:
+    with psycopg.connect(
+        **connection_parameters(application_name="test-listener", alias="direct"), autocommit=True
+    ) as conn:
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(services.WORK_CHANNEL)))
         run_bot(scenario, run_worker=False)  # no worker here: only the NOTIFY tells anyone
         heard = list(conn.notifies(timeout=30, stop_after=1))
