@@ -1,5 +1,5 @@
-"""Spend selectors: per day by guild or model, the top spenders, a user's spend, and the budgets
-a member is under (what /quota shows)."""
+"""Spend selectors: a user's spend, and the budgets a member is under (what /quota shows). The
+dashboard's spend per day and top spenders: tests/test_dashboard_spend.py."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,26 +28,7 @@ def history():
     _spent("0", user_id=3, guild_id=10, status="rejected", created_at=DAY_1)
 
 
-def test_spend_per_day_by_guild_and_by_model(history):
-    by_guild = selectors_spend.spend_per_day(by="guild", since=DAY_1 - timedelta(hours=1), until=DAY_2 + timedelta(1))
-    assert [(d.day.isoformat(), d.key, d.usd, d.requests) for d in by_guild] == [
-        ("2026-12-01", "10", Decimal("3.6000"), 2),
-        ("2026-12-02", "DM", Decimal("1.6000"), 1),
-    ]
-    by_model = selectors_spend.spend_per_day(by="model", since=DAY_1, until=DAY_2)  # until is exclusive
-    assert [(d.key, d.usd) for d in by_model] == [
-        ("veo-3.1-generate-001", Decimal("3.2000")),
-        ("veo-3.1-fast-generate-001", Decimal("0.4000")),
-    ]
-    with pytest.raises(ValueError, match="guild or model"):
-        selectors_spend.spend_per_day(by="user", since=DAY_1, until=DAY_2)
-
-
-def test_top_spenders_and_a_users_spend(history):
-    assert selectors_spend.top_spenders(since=DAY_1 - timedelta(days=1)) == [
-        (1, Decimal("3.2000"), 1),
-        (2, Decimal("2.0000"), 2),
-    ]
+def test_a_users_spend(history):
     spend = selectors_spend.user_spend(user_id=2, window=timedelta(days=3650))
     assert (spend.total_usd, spend.window_usd, spend.unpriced) == (Decimal("2.0000"), Decimal("2.0000"), 0)
 

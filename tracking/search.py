@@ -154,7 +154,7 @@ def _phrase_parts(term: str) -> list | None:
 def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> SearchPage:
     """Rows ``offset`` to ``offset + limit`` of ``searched``: a list of requests with its
     filters, its order, and prompt_matches(text)."""
-    has_lexemes, matches_everything = _shape(text)
+    has_lexemes, matches_everything, query = _shape(text)
     if not has_lexemes:
         raise EmptySearch(
             f"Nothing to search for in {text!r}: the search leaves out very common words "
@@ -164,7 +164,7 @@ def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> Se
     ordering = tuple(dict.fromkeys(searched.query.order_by))  # the admin's list repeats its default
     probe = not matches_everything
     with transaction.atomic():  # SET LOCAL lasts until this block ends
-        estimate = _estimated_matches(searched, text, word_pairs_query(text)) if probe else 0.0
+        estimate = _estimated_matches(searched, text, _pairs_of(query)) if probe else 0.0
         if ordering == NEWEST_FIRST:
             ids, path = _newest(searched, need, probe=probe, estimate=estimate)
             rows = _in_order(searched, ids[offset:need])
@@ -311,12 +311,13 @@ def _in_order(searched: QuerySet, ids: list[int]) -> list:
     return [by_id[id_] for id_ in ids if id_ in by_id]
 
 
-def _shape(text: str) -> tuple[bool, bool]:
-    """Whether the query holds anything to look for, and whether it matches the empty prompt
-    (only negations: the text index can serve it only by reading every entry)."""
+def _shape(text: str) -> tuple[bool, bool, str]:
+    """Whether the query holds anything to look for, whether it matches the empty prompt (only
+    negations: the text index can serve it only by reading every entry), and its tsquery text."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT numnode(query) > 0, ''::tsvector @@ query FROM websearch_to_tsquery('english'::regconfig, %s) query",
+            "SELECT numnode(query) > 0, ''::tsvector @@ query, query::text"
+            " FROM websearch_to_tsquery('english'::regconfig, %s) query",
             [text],
         )
         return cursor.fetchone()

@@ -1,18 +1,15 @@
-"""Reads about money: the budgets a member is under and what is left of them (/quota), a user's
-spend (the moderation panel), and spend per day by guild or model and the top spenders (for a
-dashboard). Amounts are the estimated costs of requests that count toward quota, as admission
+"""Reads about money: the budgets a member is under and what is left of them (/quota), and a
+user's spend (the moderation panel; the dashboard's spend is tracking.analytics_spend). Amounts are the estimated costs of requests that count toward quota, as admission
 counts them (migrations_sql/0020_costs_budgets_roles.sql)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-
-from tracking.rows import fetch_tuples
 
 OPERATOR_WINDOW = timedelta(days=1)  # VEO_BUDGET_USD_PER_DAY is a rolling day
 
@@ -88,38 +85,3 @@ def user_spend(*, user_id: int, window: timedelta = timedelta(days=30)) -> UserS
         )
         total, recent, unpriced = cursor.fetchone()
     return UserSpend(total_usd=total, window_usd=recent, window=window, unpriced=unpriced)
-
-
-@dataclass(frozen=True)
-class DailySpend:
-    day: date  # UTC
-    key: str  # the guild id ("DM" for direct messages) or the model
-    usd: Decimal
-    requests: int
-
-
-def spend_per_day(*, by: str, since: datetime, until: datetime) -> list[DailySpend]:
-    """Spend per UTC day and guild (``by="guild"``) or model (``by="model"``), oldest day first
-    and the largest spender first within a day."""
-    if by not in ("guild", "model"):
-        raise ValueError(f"spend is grouped by guild or model, not {by!r}")
-    rows = fetch_tuples(
-        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day,"
-        " CASE WHEN %(by)s = 'model' THEN model ELSE COALESCE(guild_id::text, 'DM') END AS key,"
-        " sum(cost_estimated_usd), count(*)"
-        " FROM video_requests"
-        " WHERE counts_toward_quota AND cost_estimated_usd > 0 AND created_at >= %(since)s AND created_at < %(until)s"
-        " GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
-        {"by": by, "since": since, "until": until},
-    )
-    return [DailySpend(day, key, usd, count) for day, key, usd, count in rows]
-
-
-def top_spenders(*, since: datetime, limit: int = 10) -> list[tuple[int, Decimal, int]]:
-    """(user id, USD, requests) of the users who spent most since ``since``."""
-    return fetch_tuples(
-        "SELECT user_id, sum(cost_estimated_usd), count(*) FROM video_requests"
-        " WHERE counts_toward_quota AND cost_estimated_usd > 0 AND created_at >= %s"
-        " GROUP BY user_id ORDER BY 2 DESC, 1 LIMIT %s",
-        [since, max(1, min(limit, 100))],
-    )
