@@ -7,8 +7,8 @@ and role policy in play, alternating, on a priced copy of the admission benchmar
 
 The history (request_history: 90 days, 100k users) is loaded into --dbname, then priced: each
 row gets the cost the insert trigger would have given it at the Veo 3.1 (or 3.1 Fast) price of
-its resolution and audio, and the operator's ledger what its triggers would have written (the
-triggers were off while loading). "budgets + roles" adds, for each of the 2,000
+its resolution and audio, and the operator's and guilds' ledgers what their triggers would have
+written (the triggers were off while loading). "budgets + roles" adds, for each of the 2,000
 guilds the script draws from, a guild policy with a guild budget and two role policies (one with
 a per-user budget), passes the member's three role ids and the operator's daily cap. Every
 budget is large enough to admit, so the admitted path (every sum read) is what is measured. The
@@ -53,11 +53,20 @@ FROM (VALUES ('veo-3.0-generate-001', 'veo-3.1-generate-001'), ('veo-3.0-fast-ge
      veo_prices p
 WHERE r.model = m.loaded AND p.model = m.model AND p.resolution = r.resolution AND p.generate_audio = r.generate_audio
 """
-# What the ledger's triggers would have written for that history.
+# What the ledgers' triggers would have written for that history (a database priced before the
+# guild ledger existed got it from the migration that added it).
 LEDGER = """
 INSERT INTO operator_spend_hours (hour, shard, usd)
 SELECT date_trunc('hour', created_at, 'UTC'), user_id % 8, sum(cost_estimated_usd) FROM video_requests
 WHERE counts_toward_quota AND cost_estimated_usd > 0 GROUP BY 1, 2
+"""
+GUILD_LEDGER = """
+INSERT INTO guild_spend_ledger (guild_id, hours, starts, usd)
+SELECT guild_id, 1, date_trunc('hour', created_at, 'UTC'), sum(cost_estimated_usd) FROM video_requests
+WHERE counts_toward_quota AND cost_estimated_usd > 0 AND guild_id IS NOT NULL GROUP BY 1, 3
+UNION ALL
+SELECT guild_id, 24, date_trunc('day', created_at, 'UTC'), sum(cost_estimated_usd) FROM video_requests
+WHERE counts_toward_quota AND cost_estimated_usd > 0 AND guild_id IS NOT NULL GROUP BY 1, 3
 """
 
 POLICIES = """
@@ -99,6 +108,7 @@ def price_history(conn) -> None:
     conn.execute(PRICE_HISTORY)
     conn.execute("RESET session_replication_role")
     conn.execute(LEDGER)
+    conn.execute(GUILD_LEDGER)
     conn.execute("VACUUM (ANALYZE) video_requests")
 
 

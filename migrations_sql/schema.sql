@@ -71,6 +71,9 @@ DECLARE
     v_guild_window interval;
     v_guild_spent  numeric;
     v_operator_spent numeric;
+    v_shard   integer;
+    v_shard_spent numeric;
+    v_allowance numeric;
     v_left    numeric;
     v_scope   text;
     v_frees   timestamptz;
@@ -90,8 +93,8 @@ BEGIN
     -- statement, reads with a snapshot taken after the lock was granted.
     PERFORM pg_advisory_xact_lock(1986161410, hashint8(p_user_id));
     -- Money shared by many users needs its own locks, always in this order (user, guild,
-    -- operator), each in an earlier statement than the sums, and only when a budget is set: a
-    -- guild without a guild budget never serialises its members.
+    -- operator's shards), each in an earlier statement than the sums, and only when a budget is
+    -- set: a guild without a guild budget never serialises its members.
     IF p_guild_id IS NOT NULL THEN
         SELECT q.guild_budget_usd, q.guild_budget_window INTO v_guild_budget, v_guild_window
         FROM quota_policies q
@@ -100,8 +103,15 @@ BEGIN
             PERFORM pg_advisory_xact_lock(1986161420, hashint8(p_guild_id));
         END IF;
     END IF;
+    -- The operator's cap: only this user's shard of it (operator_spend_allowances), unless the
+    -- cap was never split or has changed, when every shard's lock is taken to split it again.
     IF p_operator_budget_usd IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(1986161421, 0);
+        v_shard := p_user_id % 8;
+        PERFORM pg_advisory_xact_lock(1986161422, a.shard) FROM operator_spend_allowances a
+        WHERE a.shard = v_shard AND a.cap_usd = p_operator_budget_usd;
+        IF NOT FOUND THEN
+            PERFORM operator_allowances_split(p_operator_budget_usd, clock_timestamp() - interval '1 day');
+        END IF;
     END IF;
     v_now := clock_timestamp();
 
@@ -148,13 +158,25 @@ BEGIN
     -- The guild's and the operator's sums are statements of their own, run only when their budget
     -- is set (after their locks, like the SELECT above): inside that SELECT, a term that depends on
     -- whether a budget is passed made PL/pgSQL plan the whole query again on every call.
+    -- The guild's from its ledger (guild_spend_since, inline: an SQL function with a FROM clause
+    -- is planned again at every call): the first day's hours, then whole days.
     IF v_guild_budget IS NOT NULL THEN
-        SELECT COALESCE(sum(r.cost_estimated_usd), 0) INTO v_guild_spent FROM video_requests r
-        WHERE r.guild_id = p_guild_id AND r.counts_toward_quota AND r.cost_estimated_usd > 0
-          AND r.created_at > v_now - v_guild_window;
+        SELECT COALESCE((SELECT sum(l.usd) FROM guild_spend_ledger l
+                         WHERE l.guild_id = p_guild_id AND l.hours = 1
+                           AND l.starts >= w.first_hour AND l.starts < w.first_day), 0)
+             + COALESCE((SELECT sum(l.usd) FROM guild_spend_ledger l
+                         WHERE l.guild_id = p_guild_id AND l.hours = 24 AND l.starts >= w.first_day), 0)
+        INTO v_guild_spent
+        FROM (SELECT h AS first_hour, date_trunc('day', h - interval '1 hour', 'UTC') + interval '24 hours' AS first_day
+              FROM date_trunc('hour', v_now - v_guild_window, 'UTC') AS h) AS w;
     END IF;
+    -- The operator's: everyone's (what is left, to say so) and this shard's with its allowance
+    -- (what decides), in one pass over the ledger's last 25 hours.
     IF p_operator_budget_usd IS NOT NULL THEN
-        SELECT COALESCE(sum(h.usd), 0) INTO v_operator_spent FROM operator_spend_hours h
+        SELECT COALESCE(sum(h.usd), 0), COALESCE(sum(h.usd) FILTER (WHERE h.shard = v_shard), 0),
+               (SELECT a.usd FROM operator_spend_allowances a WHERE a.shard = v_shard)
+        INTO v_operator_spent, v_shard_spent, v_allowance
+        FROM operator_spend_hours h
         WHERE h.hour >= date_trunc('hour', v_now - interval '1 day', 'UTC');
     END IF;
 
@@ -238,12 +260,19 @@ BEGIN
             v_left := v_budget - v_guild_spent;
             v_frees := budget_frees_at('guild', p_guild_id, v_window, v_now, v_budget, v.cost);
             v_reason := 'this server''s spending budget';
-        ELSIF p_operator_budget_usd IS NOT NULL AND v_operator_spent + v.cost > p_operator_budget_usd THEN
-            v_code := 'budget_operator';
-            v_budget := p_operator_budget_usd; v_window := interval '1 day';
-            v_left := v_budget - v_operator_spent;
-            v_frees := budget_frees_at('operator', 0, v_window, v_now, v_budget, v.cost);
-            v_reason := 'the bot''s daily spending budget';
+        ELSIF p_operator_budget_usd IS NOT NULL AND v_shard_spent + v.cost > COALESCE(v_allowance, 0) THEN
+            -- This shard lacks room: borrow the rest from the others (under their locks).
+            v_allowance := operator_allowance_borrow(v_shard, v_shard_spent + v.cost - COALESCE(v_allowance, 0),
+                                                     v_now - interval '1 day');
+            IF v_shard_spent + v.cost > v_allowance THEN
+                v_code := 'budget_operator';
+                v_budget := p_operator_budget_usd; v_window := interval '1 day';
+                -- What this admission could reach: less than the cap's room only while another
+                -- admission held a shard it skipped.
+                v_left := LEAST(v_budget - v_operator_spent, v_allowance - v_shard_spent);
+                v_frees := budget_frees_at('operator', 0, v_window, v_now, v_budget, v.cost);
+                v_reason := 'the bot''s daily spending budget';
+            END IF;
         END IF;
         IF v_code IS NOT NULL THEN
             v_scope := substr(v_code, 8);
@@ -376,19 +405,26 @@ CREATE FUNCTION public.budget_frees_at(p_scope text, p_key bigint, p_window inte
     LANGUAGE plpgsql STABLE
     AS $$
 DECLARE
-    v_spent numeric := spend_in_window(p_scope, p_key, p_now - p_window);
+    -- What admission counted: for a guild, its ledger (spend_in_window, the dashboard's figure,
+    -- sums the guild's requests exactly and may be up to an hour's spend lower).
+    v_spent numeric := CASE WHEN p_scope = 'guild' THEN guild_spend_since(p_key, p_now - p_window)
+                            ELSE spend_in_window(p_scope, p_key, p_now - p_window) END;
     v_row   record;
     v_freed numeric := 0;
 BEGIN
     IF p_need > p_budget THEN
         RETURN NULL;
     END IF;
-    IF p_scope = 'operator' THEN
-        -- By the ledger's hours: an hour's money frees when the whole hour has left the window.
+    IF p_scope IN ('operator', 'guild') THEN
         FOR v_row IN
             SELECT h.hour, sum(h.usd) AS usd FROM operator_spend_hours h
-            WHERE h.hour >= date_trunc('hour', p_now - p_window, 'UTC')
-            GROUP BY h.hour ORDER BY h.hour
+            WHERE p_scope = 'operator' AND h.hour >= date_trunc('hour', p_now - p_window, 'UTC')
+            GROUP BY h.hour
+            UNION ALL
+            SELECT l.starts, l.usd FROM guild_spend_ledger l
+            WHERE p_scope = 'guild' AND l.guild_id = p_key AND l.hours = 1
+              AND l.starts >= date_trunc('hour', p_now - p_window, 'UTC')
+            ORDER BY 1
         LOOP
             v_freed := v_freed + v_row.usd;
             IF v_spent - v_freed + p_need <= p_budget THEN
@@ -400,7 +436,7 @@ BEGIN
     FOR v_row IN
         SELECT r.created_at, r.cost_estimated_usd FROM video_requests r
         WHERE r.counts_toward_quota AND r.cost_estimated_usd > 0 AND r.created_at > p_now - p_window
-          AND CASE p_scope WHEN 'user' THEN r.user_id = p_key ELSE r.guild_id = p_key END
+          AND r.user_id = p_key
         ORDER BY r.created_at
     LOOP
         v_freed := v_freed + v_row.cost_estimated_usd;
@@ -634,6 +670,21 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.guild_spend_since(p_guild_id bigint, p_since timestamp with time zone) RETURNS numeric
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    RETURN (
+        SELECT COALESCE((SELECT sum(l.usd) FROM guild_spend_ledger l
+                         WHERE l.guild_id = p_guild_id AND l.hours = 1
+                           AND l.starts >= w.first_hour AND l.starts < w.first_day), 0)
+             + COALESCE((SELECT sum(l.usd) FROM guild_spend_ledger l
+                         WHERE l.guild_id = p_guild_id AND l.hours = 24 AND l.starts >= w.first_day), 0)
+        FROM (SELECT h AS first_hour, date_trunc('day', h - interval '1 hour', 'UTC') + interval '24 hours' AS first_day
+              FROM date_trunc('hour', p_since, 'UTC') AS h) AS w);
+END;
+$$;
+
 CREATE FUNCTION public.login_attempt(p_username_key text, p_client_ip text, p_window interval, p_max_per_user integer, p_max_per_ip integer) RETURNS interval
     LANGUAGE plpgsql
     AS $$
@@ -706,19 +757,61 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION public.operator_spend_record() RETURNS trigger
+CREATE FUNCTION public.operator_allowance_borrow(p_shard integer, p_need numeric, p_since timestamp with time zone) RETURNS numeric
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_donor integer;
+    v_room  numeric;
+    v_take  numeric;
+    v_got   numeric := 0;
+    v_allowance numeric;
+BEGIN
+    FOR i IN 1..7 LOOP
+        v_donor := (p_shard + i) % 8;
+        IF v_donor > p_shard THEN
+            PERFORM pg_advisory_xact_lock(1986161422, v_donor);
+        ELSIF NOT pg_try_advisory_xact_lock(1986161422, v_donor) THEN
+            CONTINUE;
+        END IF;
+        SELECT a.usd - COALESCE((SELECT sum(h.usd) FROM operator_spend_hours h
+                                 WHERE h.shard = v_donor AND h.hour >= date_trunc('hour', p_since, 'UTC')), 0)
+        INTO v_room FROM operator_spend_allowances a WHERE a.shard = v_donor;
+        IF v_room > 0 THEN
+            v_take := LEAST(v_room, GREATEST(p_need - v_got, trunc(v_room / 2, 6)));
+            UPDATE operator_spend_allowances SET usd = usd - v_take WHERE shard = v_donor;
+            v_got := v_got + v_take;
+            EXIT WHEN v_got >= p_need;
+        END IF;
+    END LOOP;
+    UPDATE operator_spend_allowances SET usd = usd + v_got WHERE shard = p_shard RETURNING usd INTO v_allowance;
+    RETURN COALESCE(v_allowance, 0);
+END;
+$$;
+
+CREATE FUNCTION public.operator_allowances_split(p_cap numeric, p_since timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO operator_spend_hours AS h (hour, shard, usd)
-        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), NEW.user_id % 8, NEW.cost_estimated_usd)
-        ON CONFLICT (hour, shard) DO UPDATE SET usd = h.usd + EXCLUDED.usd;
-    ELSE
-        UPDATE operator_spend_hours SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
-        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = OLD.user_id % 8;
+    FOR s IN 0..7 LOOP
+        PERFORM pg_advisory_xact_lock(1986161422, s);
+    END LOOP;
+    -- A later statement than the locks: another admission may have split it meanwhile. Rows
+    -- are written whole (an upsert), so a lost row is put back rather than read as no limit.
+    IF (SELECT count(*) FROM operator_spend_allowances WHERE cap_usd = p_cap) = 8 THEN
+        RETURN;
     END IF;
-    RETURN NULL;
+    INSERT INTO operator_spend_allowances AS a (shard, cap_usd, usd)
+    SELECT spent.shard, p_cap,
+           trunc(CASE WHEN total.usd <= p_cap THEN spent.usd + (p_cap - total.usd) / 8
+                      ELSE spent.usd * p_cap / total.usd END, 6)
+    FROM (SELECT s.shard, COALESCE(sum(h.usd), 0) AS usd
+          FROM generate_series(0, 7) AS s (shard)
+          LEFT JOIN operator_spend_hours h ON h.shard = s.shard AND h.hour >= date_trunc('hour', p_since, 'UTC')
+          GROUP BY s.shard) AS spent,
+         (SELECT COALESCE(sum(h.usd), 0) AS usd FROM operator_spend_hours h
+          WHERE h.hour >= date_trunc('hour', p_since, 'UTC')) AS total
+    ON CONFLICT (shard) DO UPDATE SET cap_usd = EXCLUDED.cap_usd, usd = EXCLUDED.usd;
 END;
 $$;
 
@@ -982,6 +1075,34 @@ BEGIN
         RAISE EXCEPTION 'unknown spending scope %', p_scope USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN COALESCE(v_spent, 0);
+END;
+$$;
+
+CREATE FUNCTION public.spend_ledgers_record() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO operator_spend_hours AS h (hour, shard, usd)
+        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), NEW.user_id % 8, NEW.cost_estimated_usd)
+        ON CONFLICT (hour, shard) DO UPDATE SET usd = h.usd + EXCLUDED.usd;
+        IF NEW.guild_id IS NOT NULL THEN
+            INSERT INTO guild_spend_ledger AS l (guild_id, hours, starts, usd)
+            VALUES (NEW.guild_id, 1, date_trunc('hour', NEW.created_at, 'UTC'), NEW.cost_estimated_usd),
+                   (NEW.guild_id, 24, date_trunc('day', NEW.created_at, 'UTC'), NEW.cost_estimated_usd)
+            ON CONFLICT (guild_id, hours, starts) DO UPDATE SET usd = l.usd + EXCLUDED.usd;
+        END IF;
+    ELSE
+        UPDATE operator_spend_hours SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
+        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = OLD.user_id % 8;
+        IF OLD.guild_id IS NOT NULL THEN
+            UPDATE guild_spend_ledger SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
+            WHERE guild_id = OLD.guild_id
+              AND ((hours = 1 AND starts = date_trunc('hour', OLD.created_at, 'UTC'))
+                   OR (hours = 24 AND starts = date_trunc('day', OLD.created_at, 'UTC')));
+        END IF;
+    END IF;
+    RETURN NULL;
 END;
 $$;
 
@@ -1346,6 +1467,19 @@ CREATE TABLE public.fair_share_clock (
 
 COMMENT ON TABLE public.fair_share_clock IS 'The fair-share virtual time: the highest round a started request had (one row; only grows).';
 
+CREATE TABLE public.guild_spend_ledger (
+    guild_id bigint NOT NULL,
+    hours smallint NOT NULL,
+    starts timestamp with time zone NOT NULL,
+    usd numeric(14,4) NOT NULL,
+    CONSTRAINT guild_spend_ledger_guild_id_check CHECK ((guild_id > 0)),
+    CONSTRAINT guild_spend_ledger_hours_check CHECK ((hours = ANY (ARRAY[1, 24]))),
+    CONSTRAINT guild_spend_ledger_usd_check CHECK ((usd >= (0)::numeric))
+)
+WITH (fillfactor='70');
+
+COMMENT ON TABLE public.guild_spend_ledger IS 'Estimated cost of a guild''s requests that count, per UTC hour (hours 1) and per UTC day (hours 24) of creation: guild budgets read it.';
+
 CREATE TABLE public.journal_quarantine (
     id bigint NOT NULL,
     entry_key text NOT NULL,
@@ -1420,6 +1554,17 @@ ALTER TABLE public.moderation_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE public.operator_spend_allowances (
+    shard smallint NOT NULL,
+    cap_usd numeric(14,4),
+    usd numeric(20,6) DEFAULT 0 NOT NULL,
+    CONSTRAINT operator_spend_allowances_cap_usd_check CHECK ((cap_usd >= (0)::numeric)),
+    CONSTRAINT operator_spend_allowances_shard_check CHECK (((shard >= 0) AND (shard <= 7))),
+    CONSTRAINT operator_spend_allowances_usd_check CHECK ((usd >= (0)::numeric))
+);
+
+COMMENT ON TABLE public.operator_spend_allowances IS 'The operator''s daily cap split per shard of operator_spend_hours: each shard''s admissions may spend up to its allowance.';
 
 CREATE TABLE public.operator_spend_hours (
     hour timestamp with time zone NOT NULL,
@@ -1740,6 +1885,9 @@ ALTER TABLE ONLY public.discord_actions
 ALTER TABLE ONLY public.fair_share_clock
     ADD CONSTRAINT fair_share_clock_pkey PRIMARY KEY (only_row);
 
+ALTER TABLE ONLY public.guild_spend_ledger
+    ADD CONSTRAINT guild_spend_ledger_pkey PRIMARY KEY (guild_id, hours, starts);
+
 ALTER TABLE ONLY public.journal_quarantine
     ADD CONSTRAINT journal_quarantine_entry_key_key UNIQUE (entry_key);
 
@@ -1751,6 +1899,9 @@ ALTER TABLE ONLY public.login_failures
 
 ALTER TABLE ONLY public.moderation_log
     ADD CONSTRAINT moderation_log_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.operator_spend_allowances
+    ADD CONSTRAINT operator_spend_allowances_pkey PRIMARY KEY (shard);
 
 ALTER TABLE ONLY public.operator_spend_hours
     ADD CONSTRAINT operator_spend_hours_pkey PRIMARY KEY (hour, shard);
@@ -1951,10 +2102,6 @@ CREATE TRIGGER video_requests_guard_update BEFORE UPDATE ON public.video_request
 
 CREATE TRIGGER video_requests_moderation_audit AFTER UPDATE ON public.video_requests FOR EACH ROW WHEN ((current_setting('veobot.moderator'::text, true) <> ''::text)) EXECUTE FUNCTION public.moderation_audit();
 
-CREATE TRIGGER video_requests_operator_refund AFTER UPDATE OF counts_toward_quota ON public.video_requests FOR EACH ROW WHEN ((old.counts_toward_quota AND (NOT new.counts_toward_quota) AND (old.cost_estimated_usd > (0)::numeric))) EXECUTE FUNCTION public.operator_spend_record();
-
-CREATE TRIGGER video_requests_operator_spend AFTER INSERT ON public.video_requests FOR EACH ROW WHEN ((new.counts_toward_quota AND (new.cost_estimated_usd > (0)::numeric))) EXECUTE FUNCTION public.operator_spend_record();
-
 CREATE TRIGGER video_requests_record_changes AFTER UPDATE ON public.video_requests FOR EACH ROW WHEN (((new.status IS DISTINCT FROM old.status) OR (old.counts_toward_quota AND (NOT new.counts_toward_quota)) OR (new.review_status IS DISTINCT FROM old.review_status) OR ((new.delivered_at IS NOT NULL) AND (old.delivered_at IS NULL)))) EXECUTE FUNCTION public.video_requests_record_events();
 
 CREATE TRIGGER video_requests_record_events AFTER INSERT ON public.video_requests FOR EACH ROW EXECUTE FUNCTION public.video_requests_record_events();
@@ -1962,6 +2109,10 @@ CREATE TRIGGER video_requests_record_events AFTER INSERT ON public.video_request
 CREATE TRIGGER video_requests_review_queue_insert AFTER INSERT ON public.video_requests FOR EACH ROW WHEN (((new.status = 'rejected'::text) OR (new.safety_filtered_count > 0))) EXECUTE FUNCTION public.review_queue_request();
 
 CREATE TRIGGER video_requests_review_queue_update AFTER UPDATE OF safety_filtered_count ON public.video_requests FOR EACH ROW WHEN (((new.safety_filtered_count > 0) AND (old.safety_filtered_count = 0))) EXECUTE FUNCTION public.review_queue_request();
+
+CREATE TRIGGER video_requests_spend_ledgers AFTER INSERT ON public.video_requests FOR EACH ROW WHEN ((new.counts_toward_quota AND (new.cost_estimated_usd > (0)::numeric))) EXECUTE FUNCTION public.spend_ledgers_record();
+
+CREATE TRIGGER video_requests_spend_refund AFTER UPDATE OF counts_toward_quota ON public.video_requests FOR EACH ROW WHEN ((old.counts_toward_quota AND (NOT new.counts_toward_quota) AND (old.cost_estimated_usd > (0)::numeric))) EXECUTE FUNCTION public.spend_ledgers_record();
 
 CREATE TRIGGER video_requests_take_turn BEFORE INSERT ON public.video_requests FOR EACH ROW EXECUTE FUNCTION public.video_requests_take_turn();
 

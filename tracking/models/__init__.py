@@ -5,7 +5,7 @@ every model with information_schema so the two cannot drift apart. One module pe
 import them from here (``from tracking.models import VideoRequest``).
 """
 
-from tracking.models.costs import OperatorSpendHour, PriceResolution, VeoPrice
+from tracking.models.costs import GuildSpendLedger, OperatorSpendAllowance, OperatorSpendHour, PriceResolution, VeoPrice
 from tracking.models.moderation import (
     BlockedTerm,
     BlockedTermKind,
@@ -74,6 +74,8 @@ __all__ = [
     "DURATION_CHOICES",
     "QuotaPolicy",
     "VeoPrice",
+    "GuildSpendLedger",
+    "OperatorSpendAllowance",
     "OperatorSpendHour",
     "PriceResolution",
     "UserBan",

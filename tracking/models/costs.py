@@ -50,3 +50,32 @@ class OperatorSpendHour(models.Model):
     class Meta:
         managed = False
         db_table = "operator_spend_hours"
+
+
+class GuildSpendLedger(models.Model):
+    """A guild's ledger: estimated cost of its requests that count, per UTC hour (hours=1) and
+    per UTC day (hours=24) of their creation. Written only by the database's triggers; read by
+    guild budgets (guild_spend_since)."""
+
+    pk = models.CompositePrimaryKey("guild_id", "hours", "starts")
+    guild_id = models.BigIntegerField()
+    hours = models.SmallIntegerField()
+    starts = models.DateTimeField()
+    usd = models.DecimalField(max_digits=14, decimal_places=4)
+
+    class Meta:
+        managed = False
+        db_table = "guild_spend_ledger"
+
+
+class OperatorSpendAllowance(models.Model):
+    """The operator's daily cap split per shard of the operator's ledger: admissions of a shard
+    may spend up to its allowance; allowances add up to cap_usd. Written only by admission."""
+
+    shard = models.SmallIntegerField(primary_key=True)
+    cap_usd = models.DecimalField(max_digits=14, decimal_places=4, null=True)
+    usd = models.DecimalField(max_digits=20, decimal_places=6)
+
+    class Meta:
+        managed = False
+        db_table = "operator_spend_allowances"
