@@ -165,19 +165,22 @@ BEGIN
                          WHERE l.guild_id = p_guild_id AND l.hours = 1
                            AND l.starts >= w.first_hour AND l.starts < w.first_day), 0)
              + COALESCE((SELECT sum(l.usd) FROM guild_spend_ledger l
-                         WHERE l.guild_id = p_guild_id AND l.hours = 24 AND l.starts >= w.first_day), 0)
+                         WHERE l.guild_id = p_guild_id AND l.hours = 24 AND l.starts BETWEEN w.first_day AND v_now), 0)
         INTO v_guild_spent
         FROM (SELECT h AS first_hour, date_trunc('day', h - interval '1 hour', 'UTC') + interval '24 hours' AS first_day
               FROM date_trunc('hour', v_now - v_guild_window, 'UTC') AS h) AS w;
     END IF;
     -- The operator's: everyone's (what is left, to say so) and this shard's with its allowance
-    -- (what decides), in one pass over the ledger's last 25 hours.
+    -- (what decides), in one pass over the ledger's last 25 hours. Ranges in the ledgers are
+    -- closed (up to now): the plan PL/pgSQL keeps is generic, and for an open range on a
+    -- parameter it expects a third of the table and reads it from the heap; a closed one it
+    -- expects small, and takes the index.
     IF p_operator_budget_usd IS NOT NULL THEN
         SELECT COALESCE(sum(h.usd), 0), COALESCE(sum(h.usd) FILTER (WHERE h.shard = v_shard), 0),
                (SELECT a.usd FROM operator_spend_allowances a WHERE a.shard = v_shard)
         INTO v_operator_spent, v_shard_spent, v_allowance
         FROM operator_spend_hours h
-        WHERE h.hour >= date_trunc('hour', v_now - interval '1 day', 'UTC');
+        WHERE h.hour BETWEEN date_trunc('hour', v_now - interval '1 day', 'UTC') AND v_now;
     END IF;
 
     -- The tightest of the budgets that apply: the least money left, before this request.
@@ -1475,8 +1478,7 @@ CREATE TABLE public.guild_spend_ledger (
     CONSTRAINT guild_spend_ledger_guild_id_check CHECK ((guild_id > 0)),
     CONSTRAINT guild_spend_ledger_hours_check CHECK ((hours = ANY (ARRAY[1, 24]))),
     CONSTRAINT guild_spend_ledger_usd_check CHECK ((usd >= (0)::numeric))
-)
-WITH (fillfactor='70');
+);
 
 COMMENT ON TABLE public.guild_spend_ledger IS 'Estimated cost of a guild''s requests that count, per UTC hour (hours 1) and per UTC day (hours 24) of creation: guild budgets read it.';
 
@@ -1886,7 +1888,7 @@ ALTER TABLE ONLY public.fair_share_clock
     ADD CONSTRAINT fair_share_clock_pkey PRIMARY KEY (only_row);
 
 ALTER TABLE ONLY public.guild_spend_ledger
-    ADD CONSTRAINT guild_spend_ledger_pkey PRIMARY KEY (guild_id, hours, starts);
+    ADD CONSTRAINT guild_spend_ledger_pkey PRIMARY KEY (guild_id, hours, starts) INCLUDE (usd);
 
 ALTER TABLE ONLY public.journal_quarantine
     ADD CONSTRAINT journal_quarantine_entry_key_key UNIQUE (entry_key);
