@@ -80,6 +80,11 @@ def recreate_database(server: Server, dbname: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
 
 
+def remove_benchmark_rows(conn: psycopg.Connection, last_loaded_id: int) -> None:
+    """Back to the loaded history: every row a benchmark added since is deleted (quietly)."""
+    _remove_benchmark_rows(conn, last_loaded_id, log=lambda *_: None)
+
+
 def _remove_benchmark_rows(conn: psycopg.Connection, last_loaded_id: int, log) -> None:
     # The loaded history has no events (its triggers were off), so every event belongs to an
     # earlier benchmark run: truncating them lets the delete skip the per-row cascade.

@@ -297,5 +297,6 @@ CREATE TRIGGER video_requests_operator_refund AFTER UPDATE OF counts_toward_quot
     FOR EACH ROW WHEN (OLD.counts_toward_quota AND NOT NEW.counts_toward_quota AND OLD.cost_estimated_usd > 0)
     EXECUTE FUNCTION operator_spend_record();
 
+DROP FUNCTION operator_spend_shard(bigint);
 DROP FUNCTION guild_spend_since(bigint, timestamptz);
 DROP TABLE guild_spend_ledger;

@@ -55,6 +55,14 @@ BEGIN
 END;
 $$;
 
+-- The operator ledger's shard of a user: a hash, not 0020's user_id % 8, which put ids that are
+-- multiples of 8 (every user of the benchmark's history) in one shard. Rows written by the old
+-- rule stay where they are: the cap's check needs each shard's spend to be what that shard's
+-- admissions recorded, and a refund of an older row taken from another shard moves spend
+-- between shards without changing the total (refused early at worst, for a day).
+CREATE FUNCTION operator_spend_shard(p_user_id bigint) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT hashint8(p_user_id) & 7 $$;
+
 -- Both ledgers, one trigger: an insert that counts adds to the operator's hour (its shard) and
 -- to the guild's hour and day; a refund takes the same amounts back out.
 CREATE FUNCTION spend_ledgers_record() RETURNS trigger
@@ -62,7 +70,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO operator_spend_hours AS h (hour, shard, usd)
-        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), NEW.user_id % 8, NEW.cost_estimated_usd)
+        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), operator_spend_shard(NEW.user_id), NEW.cost_estimated_usd)
         ON CONFLICT (hour, shard) DO UPDATE SET usd = h.usd + EXCLUDED.usd;
         IF NEW.guild_id IS NOT NULL THEN
             INSERT INTO guild_spend_ledger AS l (guild_id, hours, starts, usd)
@@ -72,7 +80,7 @@ BEGIN
         END IF;
     ELSE
         UPDATE operator_spend_hours SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
-        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = OLD.user_id % 8;
+        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = operator_spend_shard(OLD.user_id);
         IF OLD.guild_id IS NOT NULL THEN
             UPDATE guild_spend_ledger SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
             WHERE guild_id = OLD.guild_id
@@ -93,17 +101,17 @@ CREATE TRIGGER video_requests_spend_refund AFTER UPDATE OF counts_toward_quota O
     FOR EACH ROW WHEN (OLD.counts_toward_quota AND NOT NEW.counts_toward_quota AND OLD.cost_estimated_usd > 0)
     EXECUTE FUNCTION spend_ledgers_record();
 
--- The operator's daily cap, split into one allowance per shard of the operator's ledger (a
--- user's admissions are recorded in shard user_id % 8). The allowances always add up to the
--- cap they were split from, and an admission is let through only if its shard's spend in the
--- window, with it, stays within the shard's allowance, under that shard's lock: so the total
--- can never pass the cap, and admissions of users in different shards do not wait for each
--- other. A shard without room borrows unused allowance from the others (their room: allowance
--- minus spend), under their locks too, so the sum stays the cap. Spend leaving the window or
--- refunded frees room in its shard. Locks: the shards above one's own are waited for, in
--- increasing order; those below are only tried (a busy one is skipped), so no two admissions
--- wait for each other in a cycle. A skipped shard can make an admission near the cap be
--- refused while the cap as a whole still has room for it: early, never late.
+-- The operator's daily cap, split into one allowance per shard of the operator's ledger (a user's
+-- admissions are recorded in shard operator_spend_shard(user_id)). The allowances always add up
+-- to the cap they were split from, and an admission is let through only if its shard's spend in
+-- the window, with it, stays within the shard's allowance, under that shard's lock: so the total
+-- can never pass the cap, and admissions of users in different shards do not wait for each other.
+-- A shard without room borrows unused allowance from the others (their room: allowance minus
+-- spend), under their locks too, so the sum stays the cap. Spend leaving the window or refunded
+-- frees room in its shard. Locks: the shards above one's own are waited for, in increasing order;
+-- those below are only tried (a busy one is skipped), so no two admissions wait for each other in
+-- a cycle. A skipped shard can make an admission near the cap be refused while the cap as a whole
+-- still has room for it: early, never late.
 CREATE TABLE operator_spend_allowances (
     shard smallint PRIMARY KEY CONSTRAINT operator_spend_allowances_shard_check CHECK (shard BETWEEN 0 AND 7),
     -- The cap the allowances were split from; NULL until the first admission under a cap.
@@ -284,7 +292,7 @@ BEGIN
     -- The operator's cap: only this user's shard of it (operator_spend_allowances), unless the
     -- cap was never split or has changed, when every shard's lock is taken to split it again.
     IF p_operator_budget_usd IS NOT NULL THEN
-        v_shard := p_user_id % 8;
+        v_shard := operator_spend_shard(p_user_id);
         PERFORM pg_advisory_xact_lock(1986161422, a.shard) FROM operator_spend_allowances a
         WHERE a.shard = v_shard AND a.cap_usd = p_operator_budget_usd;
         IF NOT FOUND THEN

@@ -106,7 +106,7 @@ BEGIN
     -- The operator's cap: only this user's shard of it (operator_spend_allowances), unless the
     -- cap was never split or has changed, when every shard's lock is taken to split it again.
     IF p_operator_budget_usd IS NOT NULL THEN
-        v_shard := p_user_id % 8;
+        v_shard := operator_spend_shard(p_user_id);
         PERFORM pg_advisory_xact_lock(1986161422, a.shard) FROM operator_spend_allowances a
         WHERE a.shard = v_shard AND a.cap_usd = p_operator_budget_usd;
         IF NOT FOUND THEN
@@ -818,6 +818,10 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.operator_spend_shard(p_user_id bigint) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT hashint8(p_user_id) & 7 $$;
+
 CREATE FUNCTION public.prompt_word_pairs(v tsvector) RETURNS tsvector
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
@@ -1087,7 +1091,7 @@ CREATE FUNCTION public.spend_ledgers_record() RETURNS trigger
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO operator_spend_hours AS h (hour, shard, usd)
-        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), NEW.user_id % 8, NEW.cost_estimated_usd)
+        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), operator_spend_shard(NEW.user_id), NEW.cost_estimated_usd)
         ON CONFLICT (hour, shard) DO UPDATE SET usd = h.usd + EXCLUDED.usd;
         IF NEW.guild_id IS NOT NULL THEN
             INSERT INTO guild_spend_ledger AS l (guild_id, hours, starts, usd)
@@ -1097,7 +1101,7 @@ BEGIN
         END IF;
     ELSE
         UPDATE operator_spend_hours SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
-        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = OLD.user_id % 8;
+        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = operator_spend_shard(OLD.user_id);
         IF OLD.guild_id IS NOT NULL THEN
             UPDATE guild_spend_ledger SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
             WHERE guild_id = OLD.guild_id

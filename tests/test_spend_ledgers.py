@@ -124,6 +124,7 @@ def test_the_operators_allowances_add_up_to_the_cap_and_one_user_can_use_all_of_
     assert sum(usd for _, usd in _allowances()) == Decimal("5.00")
     assert all(cap == Decimal("5.00") for cap, _ in _allowances())
     assert all(room >= 0 for room in _shard_room())
+    assert _rows("SELECT operator_spend_shard(5021) <> operator_spend_shard(5022)") == [(True,)]
     assert admit(user_id=5022).reason_code == "budget_operator"  # another shard: the room went to 5021's
 
 
@@ -142,9 +143,13 @@ def test_a_new_cap_splits_the_allowances_again_from_what_was_spent(settings):
 
 def test_lost_allowance_rows_are_put_back_not_read_as_no_limit(settings):
     settings.VEO_BUDGET_USD_PER_DAY = Decimal("2.00")
-    _rows("DELETE FROM operator_spend_allowances WHERE shard IN (0, 3) RETURNING 1")
-    assert admit(user_id=5040).admitted  # shard 0
-    assert admit(user_id=5043).reason_code == "budget_operator"  # shard 3
+    lost = _rows(
+        "DELETE FROM operator_spend_allowances WHERE shard IN (operator_spend_shard(5040), operator_spend_shard(5043))"
+        " RETURNING shard"
+    )
+    assert len(lost) == 2  # two shards
+    assert admit(user_id=5040).admitted
+    assert admit(user_id=5043).reason_code == "budget_operator"
     assert sum(usd for _, usd in _allowances()) == Decimal("2.00")
 
 
@@ -180,7 +185,7 @@ def test_a_storm_from_every_shard_never_spends_past_the_operators_cap(db_setting
         with psycopg.connect(info, autocommit=True) as conn:
             together.wait()
             for n in range(3):
-                user = first + number * 3 + n  # consecutive ids: every shard
+                user = first + number * 3 + n  # 48 users: every shard
                 answers.append(conn.execute(OPERATOR_ADMIT, [user, user, cap]).fetchone())
 
     threads = [threading.Thread(target=lane, args=(number,)) for number in range(16)]

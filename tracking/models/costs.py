@@ -39,7 +39,7 @@ class VeoPrice(models.Model):
 
 class OperatorSpendHour(models.Model):
     """The operator's ledger: estimated cost of the requests that count, per UTC hour of their
-    creation and shard (user_id % 8). Written only by the database's triggers; read by the
+    creation and shard (operator_spend_shard(user_id)). Written only by the database's triggers; read by the
     operator's daily cap (spend_in_window) and for spend over time."""
 
     pk = models.CompositePrimaryKey("hour", "shard")
