@@ -12,7 +12,8 @@
 -- window's oldest hour whole: it may refuse up to an hour early, never late. Kept by the same
 -- triggers as the operator's ledger, on every path; a refund takes its money out of both rows.
 -- One row per guild and hour, not sharded: two members of one guild admitted at once wait for
--- each other's commit on that row, which a guild budget's lock makes them do anyway.
+-- each other's commit on that row (a guild budget's lock makes them do so anyway; a guild
+-- without one now waits too, for a commit, where it did not before).
 CREATE TABLE guild_spend_ledger (
     guild_id bigint NOT NULL CONSTRAINT guild_spend_ledger_guild_id_check CHECK (guild_id > 0),
     hours smallint NOT NULL CONSTRAINT guild_spend_ledger_hours_check CHECK (hours IN (1, 24)),
