@@ -290,8 +290,10 @@ DECLARE
     v_key    integer;
     v_medians jsonb := '{}';
     v_pair   text;
-    v_round  bigint;
-    v_turn   integer;
+    v_answers admission_result[] := '{}';
+    v_pairs  text[] := '{}';
+    v_pending bigint[] := '{}';
+    v_aheads jsonb := '{}';
 BEGIN
     IF jsonb_typeof(p_requests) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'admit_video_requests takes a jsonb array of requests' USING ERRCODE = 'invalid_parameter_value';
@@ -322,35 +324,24 @@ BEGIN
     END IF;
 
     FOR e IN
-        SELECT x.*, n::integer AS n
+        SELECT x.*
         FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS j(element, n)
         CROSS JOIN LATERAL jsonb_to_record(j.element) AS x(
             interaction_id bigint, user_id bigint, guild_id bigint, channel_id bigint, prompt text,
             negative_prompt text, duration_seconds smallint, aspect_ratio text, resolution text,
             generate_audio boolean, person_generation text, seed bigint, model text, parent_id bigint,
             derived_as text, image_uri text, last_frame_uri text, video_input_uri text, role_ids bigint[])
-        ORDER BY n
+        ORDER BY j.n
     LOOP
         a := admit_video_request(
             e.interaction_id, e.user_id, e.guild_id, e.channel_id, e.prompt, e.negative_prompt,
             e.duration_seconds, e.aspect_ratio, e.resolution, e.generate_audio, e.person_generation, e.seed,
             e.model, p_source, p_default_limit, p_default_window, p_default_max_in_flight, e.parent_id,
             e.derived_as, e.image_uri, e.last_frame_uri, e.video_input_uri, e.role_ids, p_operator_budget_usd);
-        ordinal := e.n;
-        request_id := a.request_id; admitted := a.admitted; duplicate := a.duplicate; status := a.status;
-        reason_code := a.reason_code; reason := a.reason; used := a.used; quota_limit := a.quota_limit;
-        remaining := a.remaining; reset_at := a.reset_at; cost_usd := a.cost_usd;
-        money_left_usd := a.money_left_usd; money_scope := a.money_scope; money_frees_at := a.money_frees_at;
-        ahead := NULL; median_ms := NULL;
+        v_answers := v_answers || a;
+        v_pair := e.duration_seconds || '/' || e.resolution;
         IF a.status = 'pending' THEN
-            -- Its place first, so that the count is a range of the fair queue's index (ahead of
-            -- it only), not a filter over every pending row.
-            SELECT r.fair_round, r.fair_turn INTO v_round, v_turn FROM video_requests r WHERE r.id = a.request_id;
-            SELECT count(*)::integer INTO ahead
-            FROM (SELECT 1 FROM video_requests w
-                  WHERE w.status = 'pending' AND (w.fair_round, w.fair_turn, w.id) < (v_round, v_turn, a.request_id)
-                  LIMIT p_position_cap) AS before_me;
-            v_pair := e.duration_seconds || '/' || e.resolution;
+            v_pending := v_pending || a.request_id;
             IF NOT v_medians ? v_pair THEN
                 v_medians := v_medians || jsonb_build_object(v_pair, (
                     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY recent.duration_ms)
@@ -359,7 +350,39 @@ BEGIN
                             AND r.resolution = e.resolution
                           ORDER BY r.completed_at DESC LIMIT p_eta_sample) AS recent));
             END IF;
-            median_ms := (v_medians ->> v_pair)::double precision;
+        END IF;
+        v_pairs := v_pairs || v_pair;
+    END LOOP;
+
+    -- Places in the queue, for all the batch's pending requests at once: one read of the head of
+    -- the fair queue's index (as far as the cap, plus the batch), where a count per request read
+    -- it again for each. A request past the head is at least the cap down.
+    IF cardinality(v_pending) > 0 THEN
+        WITH head AS MATERIALIZED (
+            SELECT w.fair_round, w.fair_turn, w.id FROM video_requests w
+            WHERE w.status = 'pending'
+            ORDER BY w.fair_round, w.fair_turn, w.id
+            LIMIT p_position_cap + cardinality(v_pending))
+        SELECT jsonb_object_agg(me.id::text, LEAST(
+                   (SELECT count(*) FROM head h
+                    WHERE (h.fair_round, h.fair_turn, h.id) < (me.fair_round, me.fair_turn, me.id)),
+                   p_position_cap))
+        INTO v_aheads
+        FROM video_requests me
+        WHERE me.id = ANY (v_pending);
+    END IF;
+
+    FOR i IN 1 .. cardinality(v_answers) LOOP
+        a := v_answers[i];
+        ordinal := i;
+        request_id := a.request_id; admitted := a.admitted; duplicate := a.duplicate; status := a.status;
+        reason_code := a.reason_code; reason := a.reason; used := a.used; quota_limit := a.quota_limit;
+        remaining := a.remaining; reset_at := a.reset_at; cost_usd := a.cost_usd;
+        money_left_usd := a.money_left_usd; money_scope := a.money_scope; money_frees_at := a.money_frees_at;
+        ahead := NULL; median_ms := NULL;
+        IF a.status = 'pending' THEN
+            ahead := (v_aheads ->> a.request_id::text)::integer;
+            median_ms := (v_medians ->> v_pairs[i])::double precision;
         END IF;
         RETURN NEXT;
     END LOOP;

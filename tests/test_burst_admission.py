@@ -109,8 +109,13 @@ def test_a_batch_admits_in_its_order_against_the_quota(settings):
         (False, "quota_exceeded", 0),
         (True, None, 4),
     ]
-    # The estimate of each pending one comes from the same statement; none for a refusal.
-    assert answers[0].ahead == 0 and answers[1].ahead >= 1 and answers[2].ahead is None
+    # The estimate of each pending one comes from the same statement, the figures the single
+    # path asks for (selectors.queue_estimate) once the batch is in; none for a refusal.
+    for answer in answers[:2] + answers[3:]:
+        estimate = selectors.queue_estimate(request_id=answer.admission.request_id, duration_seconds=4, resolution="720p")
+        assert (answer.ahead, answer.median_generation_ms) == (estimate.ahead, estimate.median_generation_ms)
+    assert sorted(a.ahead for a in answers if a.ahead is not None) == [0, 1, 2]
+    assert answers[2].ahead is None and answers[2].median_generation_ms is None
     rows = VideoRequest.objects.filter(user_id=ALICE, created_at__gt=timezone.now() - timedelta(minutes=1))
     assert sorted(r.prompt for r in rows if r.status == "pending") == ["fox 0", "fox 1"]
 
