@@ -61,6 +61,12 @@ class AdmissionBatches:
                     refusal = OperationalError("PostgreSQL did not answer the admissions before this one")
                     for _, answer in waiting:
                         _settle(answer, error=refusal)
+        except asyncio.CancelledError:
+            # The loop is closing: nobody is left to admit the rest, so nobody waits for them.
+            waiting, self._waiting = self._waiting, []
+            for _, answer in waiting:
+                answer.cancel()
+            raise
         finally:
             self._draining = False
 
@@ -70,11 +76,13 @@ class AdmissionBatches:
         metrics.ADMISSION_BATCH_SIZE.observe(len(calls))
         try:
             outcomes, retried = await aio.run_within(ANSWER_TIMEOUT, admit_batch, calls=calls)
-        except BaseException as error:  # every waiter gets it: DATABASE_DOWN, NoAnswer, or a bug
+        except asyncio.CancelledError:
+            for _, answer in batch:
+                answer.cancel()
+            raise
+        except Exception as error:  # every waiter gets it: DATABASE_DOWN, NoAnswer, or a bug
             for _, answer in batch:
                 _settle(answer, error=error)
-            if isinstance(error, asyncio.CancelledError):
-                raise
             return not isinstance(error, aio.NoAnswer)
         if retried:
             metrics.ADMISSION_BATCHES_RETRIED.inc()

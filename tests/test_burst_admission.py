@@ -112,7 +112,9 @@ def test_a_batch_admits_in_its_order_against_the_quota(settings):
     # The estimate of each pending one comes from the same statement, the figures the single
     # path asks for (selectors.queue_estimate) once the batch is in; none for a refusal.
     for answer in answers[:2] + answers[3:]:
-        estimate = selectors.queue_estimate(request_id=answer.admission.request_id, duration_seconds=4, resolution="720p")
+        estimate = selectors.queue_estimate(
+            request_id=answer.admission.request_id, duration_seconds=4, resolution="720p"
+        )
         assert (answer.ahead, answer.median_generation_ms) == (estimate.ahead, estimate.median_generation_ms)
     assert sorted(a.ahead for a in answers if a.ahead is not None) == [0, 1, 2]
     assert answers[2].ahead is None and answers[2].median_generation_ms is None
