@@ -15,12 +15,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from generation import metrics, wakeup
+from generation.admission_batch import AdmissionBatches
 from generation.degraded import DegradedRunner
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from generation.limiter import LocalLimiter
-from tracking import aio, selectors, selectors_spend, services
+from tracking import aio, selectors, selectors_spend
 from tracking.models import Source, Status, VideoRequest
 from tracking.services import VideoParameters
+from tracking.services.burst import AdmissionCall
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Admitter:
         self.health = health
         self.runner = runner
         self.limiter = limiter
+        self.batches = AdmissionBatches()
         self._journaled: dict[int, Decision] = {}  # degraded admissions, for duplicate interactions
         # user id -> interaction ids admitted here while degraded and not yet replayed. The
         # database cannot count those, so their users stay on the local limiter until it can.
@@ -158,18 +161,19 @@ class Admitter:
         params: VideoParameters,
         role_ids: list[int] | None,
     ) -> Decision:
-        # One trip to the database thread pool for both statements: under a burst of /veo the
-        # pool's queue, not the statements, is what the user waits for.
-        answer, estimate = await aio.run_within(
-            ANSWER_TIMEOUT,
-            _admit_and_estimate,
-            interaction_id=interaction_id,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            params=params,
-            role_ids=role_ids,
+        # In the next batch (generation.admission_batch): one statement and one commit for all the
+        # admissions that arrive meanwhile, where each used to queue for a pooled connection.
+        burst = await self.batches.admit(
+            AdmissionCall(
+                interaction_id=interaction_id,
+                user_id=user_id,
+                guild_id=guild_id,
+                channel_id=channel_id,
+                params=params,
+                role_ids=role_ids,
+            )
         )
+        answer = burst.admission
         if answer.admitted and not answer.duplicate:
             wakeup.wake_local_workers()  # our own worker starts it now; other processes hear NOTIFY later
         self.limiter.remember(
@@ -203,8 +207,7 @@ class Admitter:
             answer.reset_at,
             cost_usd=answer.cost_usd,
         )
-        if estimate is not None:
-            decision.ahead, decision.median_ms = estimate.ahead, estimate.median_generation_ms
+        decision.ahead, decision.median_ms = burst.ahead, burst.median_generation_ms
         return decision
 
     async def _admit_locally(
@@ -295,36 +298,3 @@ def _quota_and_budgets(
         selectors.quota_status(user_id=user_id, guild_id=guild_id, role_ids=role_ids),
         selectors_spend.budgets(user_id=user_id, guild_id=guild_id, role_ids=role_ids),
     )
-
-
-def _admit_and_estimate(
-    *,
-    interaction_id: int,
-    user_id: int,
-    guild_id: int | None,
-    channel_id: int | None,
-    params: VideoParameters,
-    role_ids: list[int] | None,
-) -> tuple[services.Admission, selectors.QueueEstimate | None]:
-    answer = services.admit_request(
-        interaction_id=interaction_id,
-        user_id=user_id,
-        guild_id=guild_id,
-        channel_id=channel_id,
-        params=params,
-        role_ids=role_ids,
-    )
-    if answer.status != Status.PENDING:
-        return answer, None
-    try:
-        estimate = selectors.queue_estimate(
-            request_id=answer.request_id, duration_seconds=params.duration_seconds, resolution=params.resolution
-        )
-    except DATABASE_DOWN:
-        estimate = None  # admitted all the same; the reply just has no estimate
-    if answer.admitted and not answer.duplicate:
-        # Other processes' workers hear of it from here, on this thread and connection: a trip of
-        # its own through the pool would cost the bot more than the statement. Our own worker is
-        # woken directly (Admitter._admit_in_database), so our listener ignores this one.
-        wakeup.notify_workers(woken_here=True)
-    return answer, estimate

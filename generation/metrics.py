@@ -31,6 +31,15 @@ ADMISSION_SECONDS = Histogram(
     ["mode"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10),
 )
+ADMISSION_BATCH_SIZE = Histogram(
+    "veobot_admission_batch_size",
+    "/veo admissions per statement sent to the database: its count is the statements, its sum the admissions.",
+    buckets=(1, 2, 5, 10, 20, 50),
+)
+ADMISSION_BATCHES_RETRIED = Counter(
+    "veobot_admission_batches_retried_total",
+    "Batches of admissions the database refused as a whole, admitted again one by one.",
+)
 GENERATION_SECONDS = Histogram(
     "veobot_generation_seconds",
     "Veo operation time, from its start to its outcome (video, or an error code such as content_filtered).",

@@ -313,6 +313,116 @@ $_$;
 
 COMMENT ON FUNCTION public.admit_video_request(p_interaction_id bigint, p_user_id bigint, p_guild_id bigint, p_channel_id bigint, p_prompt text, p_negative_prompt text, p_duration_seconds smallint, p_aspect_ratio text, p_resolution text, p_generate_audio boolean, p_person_generation text, p_seed bigint, p_model text, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, p_parent_id bigint, p_derived_as text, p_image_uri text, p_last_frame_uri text, p_video_input_uri text, p_role_ids bigint[], p_operator_budget_usd numeric) IS 'Race-free, idempotent admission in one round trip, with quotas, budgets and role policies; see migrations_sql/README.md.';
 
+CREATE FUNCTION public.admit_video_requests(p_requests jsonb, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, p_operator_budget_usd numeric, p_position_cap integer, p_eta_sample integer) RETURNS TABLE(ordinal integer, request_id bigint, admitted boolean, duplicate boolean, status text, reason_code text, reason text, used integer, quota_limit integer, remaining integer, reset_at timestamp with time zone, cost_usd numeric, money_left_usd numeric, money_scope text, money_frees_at timestamp with time zone, ahead integer, median_ms double precision)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    e        record;
+    a        admission_result;
+    v_key    integer;
+    v_medians jsonb := '{}';
+    v_pair   text;
+    v_answers admission_result[] := '{}';
+    v_pairs  text[] := '{}';
+    v_pending bigint[] := '{}';
+    v_aheads jsonb := '{}';
+BEGIN
+    IF jsonb_typeof(p_requests) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'admit_video_requests takes a jsonb array of requests' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- One batch at a time, whichever process sends it: each insert of a priced request takes a
+    -- row of operator_spend_hours (one per user_id % 8) until the commit, so two batches taking
+    -- those rows in their elements' orders could deadlock. Singles take one row, last, and wait
+    -- for nothing after it, so they need no such lock.
+    PERFORM pg_advisory_xact_lock(1986161422, 0);
+    FOR v_key IN
+        SELECT DISTINCT hashint8((r ->> 'user_id')::bigint) AS k FROM jsonb_array_elements(p_requests) AS r ORDER BY k
+    LOOP
+        PERFORM pg_advisory_xact_lock(1986161410, v_key);
+    END LOOP;
+    -- The same guilds as admit_video_request locks: those with a guild budget.
+    FOR v_key IN
+        SELECT DISTINCT hashint8(q.guild_id) AS k
+        FROM quota_policies q
+        WHERE q.user_id IS NULL AND q.role_id IS NULL AND q.guild_budget_usd IS NOT NULL
+          AND q.guild_id IN (SELECT (r ->> 'guild_id')::bigint FROM jsonb_array_elements(p_requests) AS r)
+        ORDER BY k
+    LOOP
+        PERFORM pg_advisory_xact_lock(1986161420, v_key);
+    END LOOP;
+    IF p_operator_budget_usd IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(1986161421, 0);
+    END IF;
+
+    FOR e IN
+        SELECT x.*
+        FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS j(element, n)
+        CROSS JOIN LATERAL jsonb_to_record(j.element) AS x(
+            interaction_id bigint, user_id bigint, guild_id bigint, channel_id bigint, prompt text,
+            negative_prompt text, duration_seconds smallint, aspect_ratio text, resolution text,
+            generate_audio boolean, person_generation text, seed bigint, model text, parent_id bigint,
+            derived_as text, image_uri text, last_frame_uri text, video_input_uri text, role_ids bigint[])
+        ORDER BY j.n
+    LOOP
+        a := admit_video_request(
+            e.interaction_id, e.user_id, e.guild_id, e.channel_id, e.prompt, e.negative_prompt,
+            e.duration_seconds, e.aspect_ratio, e.resolution, e.generate_audio, e.person_generation, e.seed,
+            e.model, p_source, p_default_limit, p_default_window, p_default_max_in_flight, e.parent_id,
+            e.derived_as, e.image_uri, e.last_frame_uri, e.video_input_uri, e.role_ids, p_operator_budget_usd);
+        v_answers := v_answers || a;
+        v_pair := e.duration_seconds || '/' || e.resolution;
+        IF a.status = 'pending' THEN
+            v_pending := v_pending || a.request_id;
+            IF NOT v_medians ? v_pair THEN
+                v_medians := v_medians || jsonb_build_object(v_pair, (
+                    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY recent.duration_ms)
+                    FROM (SELECT r.duration_ms FROM video_requests r
+                          WHERE r.status = 'completed' AND r.duration_seconds = e.duration_seconds
+                            AND r.resolution = e.resolution
+                          ORDER BY r.completed_at DESC LIMIT p_eta_sample) AS recent));
+            END IF;
+        END IF;
+        v_pairs := v_pairs || v_pair;
+    END LOOP;
+
+    -- Places in the queue, for all the batch's pending requests at once: one read of the head of
+    -- the fair queue's index (as far as the cap, plus the batch), where a count per request read
+    -- it again for each. A request past the head is at least the cap down.
+    IF cardinality(v_pending) > 0 THEN
+        WITH head AS MATERIALIZED (
+            SELECT w.fair_round, w.fair_turn, w.id FROM video_requests w
+            WHERE w.status = 'pending'
+            ORDER BY w.fair_round, w.fair_turn, w.id
+            LIMIT p_position_cap + cardinality(v_pending))
+        SELECT jsonb_object_agg(me.id::text, LEAST(
+                   (SELECT count(*) FROM head h
+                    WHERE (h.fair_round, h.fair_turn, h.id) < (me.fair_round, me.fair_turn, me.id)),
+                   p_position_cap))
+        INTO v_aheads
+        FROM video_requests me
+        WHERE me.id = ANY (v_pending);
+    END IF;
+
+    FOR i IN 1 .. cardinality(v_answers) LOOP
+        a := v_answers[i];
+        ordinal := i;
+        request_id := a.request_id; admitted := a.admitted; duplicate := a.duplicate; status := a.status;
+        reason_code := a.reason_code; reason := a.reason; used := a.used; quota_limit := a.quota_limit;
+        remaining := a.remaining; reset_at := a.reset_at; cost_usd := a.cost_usd;
+        money_left_usd := a.money_left_usd; money_scope := a.money_scope; money_frees_at := a.money_frees_at;
+        ahead := NULL; median_ms := NULL;
+        IF a.status = 'pending' THEN
+            ahead := (v_aheads ->> a.request_id::text)::integer;
+            median_ms := (v_medians ->> v_pairs[i])::double precision;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION public.admit_video_requests(p_requests jsonb, p_source text, p_default_limit integer, p_default_window interval, p_default_max_in_flight integer, p_operator_budget_usd numeric, p_position_cap integer, p_eta_sample integer) IS 'Many admissions in one statement and one commit, each by admit_video_request, locks in key order first; see 0024_burst_admission.sql.';
+
 CREATE FUNCTION public.blocked_term_problem(p_kind text, p_pattern text) RETURNS text
     LANGUAGE plpgsql
     AS $$

@@ -13,7 +13,7 @@ from generation.journal import degraded_journals
 from tests.bot_process import BotProcess, bot_environment
 from tests.fakes import discord_server as fake
 from tests.fakes.discord_server import FakeDiscordServer
-from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command
+from tests.fakes.interactions import CHANNEL_ID, USER_ID, slash_command, user
 from tests.fakes.veo_server import FakeVeoServer, scenario
 from tests.helpers import next_interaction
 from tests.tcp_proxy import TcpProxy
@@ -448,3 +448,45 @@ def test_a_bot_killed_between_a_delivery_and_its_record_leaves_it_to_its_success
     assert server.messages_in(CHANNEL_ID) == [server.original_response(payload["id"])]  # no second post
     assert lifecycle(request.id)[-1] == ("delivered", None)
     assert "delivered recorded from" in successor.log()
+
+
+def test_database_partitioned_under_a_burst_every_veo_answered_once_and_run_once(
+    bots, server, db_settings, tmp_path, veo_fake
+):
+    # The burst's first batch goes out as the packets stop and is never answered (each of its
+    # requests is held, for the database may yet admit it); those waiting for the next batch
+    # never reached the database and are admitted here. Every one is answered once, in time,
+    # and runs once when the partition heals.
+    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
+        bot = bots("bot", seconds=1, database=through(proxy, db_settings))
+        before = veo("a calm lake before the partition")
+        bot.send(server, before)
+        wait_for(lambda: (r := row(before)) and r.delivered_at, what="delivery before the partition")
+
+        proxy.partition()
+        burst = [
+            slash_command("veo", {"prompt": f"a heron number {n}"}, author=user(USER_ID + 1 + n, f"u{n}"))
+            for n in range(8)
+        ]
+        for payload in burst:
+            bot.send(server, payload)
+        answered = lambda p: (r := server.original_response(p["id"])) and (r["embeds"] or r["content"])  # noqa: E731
+        wait_for(lambda: all(answered(p) for p in burst), timeout=30, what="every answer in the burst")
+        footers = [server.original_response(p["id"])["embeds"][0].get("footer", {}).get("text", "") for p in burst]
+        proxy.restore()
+        wait_for(lambda: all((r := row(p)) and r.delivered_at for p in burst), timeout=60, what="every delivery")
+        wait_for(lambda: not degraded_journals(tmp_path / "journal"), what="the journal emptied")
+        assert bot.stop() == 0
+
+    assert any("did not answer in time" in footer for footer in footers)  # the batch in flight: held
+    for payload in burst:
+        assert server.interaction(payload["id"]).acknowledged_after < fake.INTERACTION_DEADLINE
+        assert len([r for r in server.requests("POST /interactions/*/callback") if payload["id"] in r.path]) == 1
+        request = row(payload)
+        assert (request.status, request.counts_toward_quota) == ("completed", True)
+        assert [kind for kind, _ in lifecycle(request.id)].count("delivered") == 1
+    assert VideoRequest.objects.filter(interaction_id__in=[int(p["id"]) for p in burst]).count() == len(burst)
+    assert sorted(create.prompt for create in veo_fake.creates()) == sorted(
+        payload["data"]["options"][0]["value"] for payload in (before, *burst)
+    )  # one Veo start each
+    assert "Traceback" not in bot.log()

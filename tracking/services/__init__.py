@@ -8,7 +8,7 @@ refusals into ``tracking.errors``. Callers use them as ``services.admit_request(
 # The review queue, appeals, the bot's notices and the audit log's attribution are used as
 # modules (services.review.claim, services.appeals.file_appeal, services.notices.notice_sent):
 # their verbs would be ambiguous here.
-from tracking.services import appeals, audit, notices, prices, review
+from tracking.services import appeals, audit, burst, notices, prices, review
 from tracking.services.admission import (
     WORK_CHANNEL,
     Admission,
@@ -121,6 +121,7 @@ __all__ = [
     "refund",
     "appeals",
     "audit",
+    "burst",
     "notices",
     "review",
     "prices",

@@ -162,6 +162,26 @@ def require_snowflake(field: str, value: int | None, *, required: bool) -> None:
         raise InvalidInput(field, f"{field} must be a positive 64-bit Discord id (got {value!r})")
 
 
+def checked_admission(
+    *,
+    interaction_id: int,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    params: VideoParameters,
+    source: str,
+    role_ids: Sequence[int] | None,
+) -> tuple[list[int], VideoParameters]:
+    """An admission's ids checked (InvalidInput otherwise): its role ids and clean parameters."""
+    require_snowflake("interaction_id", interaction_id, required=True)
+    require_snowflake("user_id", user_id, required=True)
+    require_snowflake("guild_id", guild_id, required=False)
+    require_snowflake("channel_id", channel_id, required=False)
+    require_choice("source", source, Source.values)
+    roles = clean_role_ids(role_ids) if guild_id is not None else []
+    return roles, clean_parameters(params)
+
+
 def admit_request(
     *,
     interaction_id: int,
@@ -174,13 +194,15 @@ def admit_request(
 ) -> Admission:
     """Admit or refuse a request in one database round trip (see admit_video_request in SQL).
     ``role_ids``: the member's Discord roles in ``guild_id`` (none in DMs), for role policies."""
-    require_snowflake("interaction_id", interaction_id, required=True)
-    require_snowflake("user_id", user_id, required=True)
-    require_snowflake("guild_id", guild_id, required=False)
-    require_snowflake("channel_id", channel_id, required=False)
-    require_choice("source", source, Source.values)
-    roles = clean_role_ids(role_ids) if guild_id is not None else []
-    clean = clean_parameters(params)
+    roles, clean = checked_admission(
+        interaction_id=interaction_id,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        params=params,
+        source=source,
+        role_ids=role_ids,
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining, reset_at,"

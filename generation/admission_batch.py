@@ -1,0 +1,163 @@
+"""Group commit for /veo admissions: the interactions that arrive while a batch is in the
+database go together in the next one, one statement and one commit for all of them.
+
+The first admission after a quiet spell goes at once, alone; under a burst the batches grow by
+themselves (up to MAX_BATCH), so the pooled connections carry a few transactions instead of one
+per interaction. Every caller still gets its own answer or its own exception:
+
+- the database down (refused, or no answer in time): every admission of the batch gets that
+  error, so each falls back to the degraded path as a single one would (Admitter.admit); those
+  still waiting for a batch of their own get a plain refusal (they never reached the database,
+  so none of them is held);
+- an element that is not admissible (InvalidInput) gets its error; the others go on;
+- the database refusing the batch for anything else (one element's interaction id belonging to
+  another user fails the whole statement): that batch is admitted again one by one, so each
+  element gets the answer, or the error, a single admission would have given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from django.db import OperationalError
+
+from generation import metrics, wakeup
+from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN
+from tracking import aio, selectors, services
+from tracking.models import Status
+from tracking.services.burst import AdmissionCall, BurstAnswer
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 50  # past this, a statement's own time outgrows what waiting for the next one saves
+
+
+class AdmissionBatches:
+    def __init__(self, *, max_batch: int = MAX_BATCH):
+        self.max_batch = max_batch
+        self._waiting: list[tuple[AdmissionCall, asyncio.Future]] = []
+        self._draining = False
+
+    async def admit(self, call: AdmissionCall) -> BurstAnswer:
+        """``call``'s answer, from the next batch; raises what its admission raised."""
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append((call, answer))
+        if not self._draining:
+            self._draining = True
+            asyncio.ensure_future(self._drain())
+        return await answer
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+                if not await self._run(batch):
+                    # That batch got no answer: the database is away, and the ones still waiting
+                    # never reached it. They go the degraded way at once, not after a timeout of their own.
+                    waiting, self._waiting = self._waiting, []
+                    refusal = OperationalError("PostgreSQL did not answer the admissions before this one")
+                    for _, answer in waiting:
+                        _settle(answer, error=refusal)
+        except asyncio.CancelledError:
+            # The loop is closing: nobody is left to admit the rest, so nobody waits for them.
+            waiting, self._waiting = self._waiting, []
+            for _, answer in waiting:
+                answer.cancel()
+            raise
+        finally:
+            self._draining = False
+
+    async def _run(self, batch: list[tuple[AdmissionCall, asyncio.Future]]) -> bool:
+        """Admit ``batch``, settling every future; False when the database gave no answer."""
+        calls = [call for call, _ in batch]
+        metrics.ADMISSION_BATCH_SIZE.observe(len(calls))
+        try:
+            outcomes, retried = await aio.run_within(ANSWER_TIMEOUT, admit_batch, calls=calls)
+        except asyncio.CancelledError:
+            for _, answer in batch:
+                answer.cancel()
+            raise
+        except Exception as error:  # every waiter gets it: DATABASE_DOWN, NoAnswer, or a bug
+            for _, answer in batch:
+                _settle(answer, error=error)
+            return not isinstance(error, aio.NoAnswer)
+        if retried:
+            metrics.ADMISSION_BATCHES_RETRIED.inc()
+        for (_, answer), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                _settle(answer, error=outcome)
+            else:
+                _settle(answer, value=outcome)
+        return True
+
+
+def _settle(answer: asyncio.Future, *, value: BurstAnswer | None = None, error: BaseException | None = None) -> None:
+    if answer.done():
+        return  # its caller has gone (cancelled)
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(value)
+
+
+def admit_batch(*, calls: Sequence[AdmissionCall]) -> tuple[list[BurstAnswer | Exception], bool]:
+    """On a database thread: each call's answer (or its own exception), in order, and whether the
+    batch had to be admitted one by one. Raises DATABASE_DOWN when the database is away."""
+    outcomes: list[BurstAnswer | Exception | None] = [None] * len(calls)
+    elements, positions = [], []
+    for position, call in enumerate(calls):
+        try:
+            elements.append(services.burst.checked_element(call))
+        except Exception as error:  # InvalidInput: this caller's answer; the others go on
+            outcomes[position] = error
+        else:
+            positions.append(position)
+    retried = False
+    if elements:
+        try:
+            answers = services.burst.admit_requests(
+                elements=elements, position_cap=selectors.POSITION_CAP, eta_sample=selectors.ETA_SAMPLE
+            )
+        except DATABASE_DOWN:
+            raise
+        except Exception as error:
+            log.warning("a batch of %d admissions was refused (%s): admitting them one by one", len(elements), error)
+            retried = True
+            for position in positions:
+                outcomes[position] = _admit_singly(calls[position])
+        else:
+            for position, answer in zip(positions, answers, strict=True):
+                outcomes[position] = answer
+    if any(isinstance(o, BurstAnswer) and o.admission.admitted and not o.admission.duplicate for o in outcomes):
+        # Other processes' workers hear of it from here, after the commit, once for the batch.
+        # Our own are woken directly (Admitter._admit_in_database): our listener ignores this one.
+        wakeup.notify_workers(woken_here=True)
+    return outcomes, retried
+
+
+def _admit_singly(call: AdmissionCall) -> BurstAnswer | Exception:
+    try:
+        answer = services.admit_request(
+            interaction_id=call.interaction_id,
+            user_id=call.user_id,
+            guild_id=call.guild_id,
+            channel_id=call.channel_id,
+            params=call.params,
+            role_ids=call.role_ids,
+        )
+    except Exception as error:
+        return error
+    if answer.status != Status.PENDING:
+        return BurstAnswer(answer, None, None)
+    try:
+        estimate = selectors.queue_estimate(
+            request_id=answer.request_id,
+            duration_seconds=call.params.duration_seconds,
+            resolution=call.params.resolution,
+        )
+    except DATABASE_DOWN:
+        return BurstAnswer(answer, None, None)  # admitted all the same; the reply just has no estimate
+    return BurstAnswer(answer, estimate.ahead, estimate.median_generation_ms)

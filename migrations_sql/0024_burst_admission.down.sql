@@ -1,0 +1,1 @@
+DROP FUNCTION admit_video_requests(jsonb, text, integer, interval, integer, numeric, integer, integer);

@@ -1,0 +1,261 @@
+"""Burst admission: many /veo in one statement (admit_video_requests, generation.admission_batch).
+
+Through the real bot and the fake Discord: a burst is admitted in fewer statements than it has
+interactions, each answered once with its own outcome. In SQL: a batch keeps its input order
+against the quota, and two batches (or a batch and single admissions) never deadlock.
+"""
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.utils import timezone
+from prometheus_client import REGISTRY
+
+from tests.bot_harness import run_bot
+from tests.bot_harness import veo_command as veo
+from tests.concurrency import conninfo
+from tests.factories import VideoRequestFactory
+from tests.fakes import discord_server as fake
+from tests.fakes.interactions import deliver, user
+from tests.helpers import next_interaction
+from tracking import selectors, services
+from tracking.models import VideoRequest
+from tracking.services.burst import AdmissionCall
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("bot_settings")]
+
+ALICE, OTHERS = 4_100_000_001, range(4_100_000_100, 4_100_000_112)
+
+
+def batch_size_metric() -> tuple[float, float]:
+    """(statements, admissions) the batches sent so far in this process."""
+    return (
+        REGISTRY.get_sample_value("veobot_admission_batch_size_count") or 0,
+        REGISTRY.get_sample_value("veobot_admission_batch_size_sum") or 0,
+    )
+
+
+def test_a_burst_is_admitted_in_fewer_statements_than_interactions_each_answered_once(server, settings):
+    settings.VEO_QUOTA_LIMIT = 2
+    alice = [veo(f"alice's fox number {n}", author=user(ALICE, "alice")) for n in range(3)]
+    others = [veo(f"a heron number {n}", author=user(user_id, f"u{user_id}")) for n, user_id in enumerate(OTHERS)]
+    seen = veo("a fox seen before", author=user(OTHERS[0], "again"))
+    VideoRequestFactory(interaction_id=int(seen["id"]), user_id=OTHERS[0], status="pending", created_at=timezone.now())
+    burst = [*alice, *others, seen]
+    statements, admissions = batch_size_metric()
+    retried = REGISTRY.get_sample_value("veobot_admission_batches_retried_total") or 0
+
+    async def scenario(bot):
+        tasks = [task for payload in burst for task in deliver(bot, payload, server=server)]
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+
+    run_bot(scenario, run_worker=False)
+
+    sent_statements, sent_admissions = (
+        a - b for a, b in zip(batch_size_metric(), (statements, admissions), strict=True)
+    )
+    assert sent_admissions == len(burst)
+    assert sent_statements < len(burst)
+    assert (REGISTRY.get_sample_value("veobot_admission_batches_retried_total") or 0) == retried  # none one by one
+    callbacks = server.requests("POST /interactions/*/callback")
+    assert sorted(int(r.path.split("/")[2]) for r in callbacks) == sorted(int(p["id"]) for p in burst)
+    replies = {p["id"]: server.original_response(p["id"]) for p in burst}
+    # Alice's three in one burst: her quota of two admits the first two she sent.
+    outcomes = [VideoRequest.objects.get(interaction_id=p["id"]) for p in alice]
+    assert [(r.status, r.error_code) for r in outcomes] == [("pending", None), ("pending", None)] + [
+        ("rejected", "quota_exceeded")
+    ]
+    assert [bool(replies[p["id"]]["flags"] & fake.EPHEMERAL) for p in alice] == [False, False, True]
+    assert replies[alice[2]["id"]]["content"].startswith("You have used all 2 of your videos for now.")
+    for payload in others:
+        assert replies[payload["id"]]["embeds"][0]["title"] == "Queued"
+    # The duplicate: answered as the request it already is, not admitted again.
+    assert VideoRequest.objects.filter(interaction_id=seen["id"]).count() == 1
+    assert replies[seen["id"]]["embeds"][0]["title"] == "Queued"
+    assert VideoRequest.objects.filter(interaction_id__in=[int(p["id"]) for p in burst]).count() == len(burst)
+
+
+def element(user_id: int, *, guild_id: int | None = None, prompt: str = "a red fox in snow") -> dict:
+    return services.burst.checked_element(
+        AdmissionCall(
+            interaction_id=next_interaction(),
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=None,
+            params=services.clean_parameters(services.VideoParameters(prompt=prompt)),
+        )
+    )
+
+
+def admit(elements) -> list:
+    return services.burst.admit_requests(
+        elements=elements, position_cap=selectors.POSITION_CAP, eta_sample=selectors.ETA_SAMPLE
+    )
+
+
+def test_a_batch_admits_in_its_order_against_the_quota(settings):
+    settings.VEO_QUOTA_LIMIT = 5
+    for _ in range(3):
+        VideoRequestFactory(user_id=ALICE, created_at=timezone.now() - timedelta(hours=1))
+    answers = admit([element(ALICE, prompt=f"fox {n}") for n in range(3)] + [element(OTHERS[0])])
+
+    assert [(a.admission.admitted, a.admission.reason_code, a.admission.remaining) for a in answers] == [
+        (True, None, 1),
+        (True, None, 0),
+        (False, "quota_exceeded", 0),
+        (True, None, 4),
+    ]
+    # The estimate of each pending one comes from the same statement, the figures the single
+    # path asks for (selectors.queue_estimate) once the batch is in; none for a refusal.
+    for answer in answers[:2] + answers[3:]:
+        estimate = selectors.queue_estimate(
+            request_id=answer.admission.request_id, duration_seconds=4, resolution="720p"
+        )
+        assert (answer.ahead, answer.median_generation_ms) == (estimate.ahead, estimate.median_generation_ms)
+    assert sorted(a.ahead for a in answers if a.ahead is not None) == [0, 1, 2]
+    assert answers[2].ahead is None and answers[2].median_generation_ms is None
+    rows = VideoRequest.objects.filter(user_id=ALICE, created_at__gt=timezone.now() - timedelta(minutes=1))
+    assert sorted(r.prompt for r in rows if r.status == "pending") == ["fox 0", "fox 1"]
+
+
+def test_a_batch_of_nothing_admissible_is_refused_with_a_message():
+    with pytest.raises(Exception, match="jsonb array"), psycopg.connect(**conninfo(_db()), autocommit=True) as conn:
+        conn.execute("SELECT * FROM admit_video_requests('{}'::jsonb, 'discord', 5, '1 day', 0, NULL, 10, 10)")
+
+
+def _db() -> dict:
+    from django.db import connection
+
+    return dict(connection.settings_dict)
+
+
+def test_two_batches_with_the_same_users_in_opposite_orders_both_complete(settings):
+    """Admitting element by element, each batch would hold the locks of the users it had done
+    while waiting for the next: held up at the same user, each would then wait for the other."""
+    settings.VEO_QUOTA_LIMIT = 50
+    users = list(OTHERS[:10])
+    forward = [element(u) for u in users]
+    backward = [element(u) for u in reversed(users)]
+    info = conninfo(_db())
+    results, errors = {}, []
+
+    def run(name, elements):
+        try:
+            with psycopg.connect(**info, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT admitted FROM admit_video_requests(%s, 'discord', 50, '1 day', 0, NULL, 10, 10)",
+                    [psycopg.types.json.Jsonb(elements)],
+                ).fetchall()
+                results[name] = [admitted for (admitted,) in rows]
+        except Exception as error:  # a deadlock lands here
+            errors.append(error)
+
+    with psycopg.connect(**info) as blocker:  # holds the middle user's lock until both batches wait
+        blocker.execute("SELECT pg_advisory_xact_lock(1986161410, hashint8(%s::bigint))", [users[4]])
+        threads = [threading.Thread(target=run, args=args) for args in (("f", forward), ("b", backward))]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            (waiting,) = blocker.execute(  # on the user's lock, or on the other batch's transaction
+                "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                " WHERE NOT l.granted AND a.datname = current_database() AND l.pid <> pg_backend_pid()"
+            ).fetchone()
+            if waiting >= 2:
+                break
+            time.sleep(0.02)
+        assert waiting >= 2, "both batches should be waiting for a lock"
+        blocker.commit()
+    for thread in threads:
+        thread.join(20)
+
+    assert errors == []
+    assert results == {"f": [True] * 10, "b": [True] * 10}
+
+
+def test_batches_and_single_admissions_at_once_all_complete(settings):
+    """Single admissions lock user -> guild; a batch locks all its users, then its guilds."""
+    from django.db import connection
+
+    settings.VEO_QUOTA_LIMIT = 1000
+    guild = 4_200_000_001
+    with connection.cursor() as cursor:  # a guild budget: admissions in it take the guild's lock too
+        cursor.execute(
+            "INSERT INTO quota_policies (guild_id, quota_limit, quota_window, guild_budget_usd, guild_budget_window)"
+            " VALUES (%s, 1000, '1 day', 1000, '1 day')",
+            [guild],
+        )
+    users = list(OTHERS[:6])
+    info = conninfo(_db())
+    errors: list[Exception] = []
+    single = (
+        "SELECT admitted FROM admit_video_request(%s, %s, %s, NULL, 'a red fox in snow', NULL, 4::smallint,"
+        " '16:9', '720p', true, 'allow_adult', NULL, %s, 'discord', 1000, interval '1 day', 0)"
+    )
+    model = services.clean_parameters(services.VideoParameters(prompt="x" * 10)).model
+
+    def batches(order):
+        try:
+            with psycopg.connect(**info, autocommit=True) as conn:
+                for _ in range(15):
+                    batch = [element(u, guild_id=guild) for u in order]
+                    conn.execute(
+                        "SELECT * FROM admit_video_requests(%s, 'discord', 1000, '1 day', 0, NULL, 10, 10)",
+                        [psycopg.types.json.Jsonb(batch)],
+                    )
+        except Exception as error:
+            errors.append(error)
+
+    def singles(user_id):
+        try:
+            with psycopg.connect(**info, autocommit=True) as conn:
+                for _ in range(15):
+                    conn.execute(single, [next_interaction(), user_id, guild, model])
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=batches, args=(order,)) for order in (users, users[::-1])]
+    threads += [threading.Thread(target=singles, args=(u,)) for u in users[:3]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assert VideoRequest.objects.filter(guild_id=guild).count() == 2 * 15 * 6 + 3 * 15
+
+
+def test_batches_of_different_users_whose_spend_rows_cross_both_complete(settings):
+    """Each priced insert takes its user's row of operator_spend_hours (user_id % 8) until the
+    commit: two batches of different users meeting those rows in opposite orders would each
+    wait for the other, were batches not taken one at a time."""
+    settings.VEO_QUOTA_LIMIT = 1000
+    info = conninfo(_db())
+    errors: list[Exception] = []
+    base = 4_300_000_000  # base % 8 == 0: user base + k is on row k
+
+    def batches(users):
+        try:
+            with psycopg.connect(**info, autocommit=True) as conn:
+                for _ in range(20):
+                    conn.execute(
+                        "SELECT * FROM admit_video_requests(%s, 'discord', 1000, '1 day', 0, NULL, 10, 10)",
+                        [psycopg.types.json.Jsonb([element(u) for u in users])],
+                    )
+        except Exception as error:
+            errors.append(error)
+
+    forward = [base + k for k in range(8)]
+    backward = [base + 8 + k for k in reversed(range(8))]
+    threads = [threading.Thread(target=batches, args=(users,)) for users in (forward, backward)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assert VideoRequest.objects.filter(user_id__in=forward + backward, status="pending").count() == 2 * 20 * 8

@@ -1,0 +1,99 @@
+"""Admitting a burst of requests in one statement and one commit (admit_video_requests in SQL).
+
+Each element is admitted by admit_video_request, as ``admit_request`` does one; the batch only
+saves the round trips and commits: under a burst of /veo the bot's pooled connections, each
+carrying one committed transaction at a time, were what the interactions queued for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+from psycopg.types.json import Jsonb
+
+from tracking.models import Source
+from tracking.services.admission import Admission, VideoParameters, checked_admission
+
+
+@dataclass(frozen=True)
+class AdmissionCall:
+    """One interaction to admit, as ``admit_request`` takes it."""
+
+    interaction_id: int
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    params: VideoParameters
+    role_ids: Sequence[int] | None = None
+
+
+@dataclass(frozen=True)
+class BurstAnswer:
+    admission: Admission
+    # Where a pending request stands (selectors.queue_estimate's figures, from the same
+    # statement); None for requests that are not pending.
+    ahead: int | None
+    median_generation_ms: int | None
+
+
+def checked_element(call: AdmissionCall, *, source: str = Source.DISCORD) -> dict:
+    """``call`` as an element of admit_video_requests' array; InvalidInput when it is not admissible."""
+    roles, clean = checked_admission(
+        interaction_id=call.interaction_id,
+        user_id=call.user_id,
+        guild_id=call.guild_id,
+        channel_id=call.channel_id,
+        params=call.params,
+        source=source,
+        role_ids=call.role_ids,
+    )
+    return {
+        "interaction_id": call.interaction_id,
+        "user_id": call.user_id,
+        "guild_id": call.guild_id,
+        "channel_id": call.channel_id,
+        "prompt": clean.prompt,
+        "negative_prompt": clean.negative_prompt,
+        "duration_seconds": clean.duration_seconds,
+        "aspect_ratio": clean.aspect_ratio,
+        "resolution": clean.resolution,
+        "generate_audio": clean.generate_audio,
+        "person_generation": clean.person_generation,
+        "seed": clean.seed,
+        "model": clean.model,
+        "parent_id": clean.parent_id,
+        "derived_as": clean.derived_as,
+        "image_uri": clean.image_uri,
+        "last_frame_uri": clean.last_frame_uri,
+        "video_input_uri": clean.video_input_uri,
+        "role_ids": roles,
+    }
+
+
+def admit_requests(
+    *, elements: Sequence[dict], position_cap: int, eta_sample: int, source: str = Source.DISCORD
+) -> list[BurstAnswer]:
+    """Admit ``elements`` (from ``checked_element``) in one statement, in order: one answer each.
+    An element the database refuses outright (an interaction id of another user's) fails the
+    whole statement, and nothing of it commits."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining,"
+            " reset_at, cost_usd, money_left_usd, money_scope, money_frees_at, ahead, median_ms"
+            " FROM admit_video_requests(%s, %s, %s, %s, %s, %s::numeric, %s, %s) ORDER BY ordinal",
+            [
+                Jsonb(list(elements)),
+                source,
+                settings.VEO_QUOTA_LIMIT,
+                settings.VEO_QUOTA_WINDOW,
+                settings.VEO_QUOTA_MAX_IN_FLIGHT,
+                settings.VEO_BUDGET_USD_PER_DAY,
+                position_cap,
+                eta_sample,
+            ],
+        )
+        rows = cursor.fetchall()
+    return [BurstAnswer(Admission(*row[:14]), row[14], round(row[15]) if row[15] is not None else None) for row in rows]
