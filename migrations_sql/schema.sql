@@ -331,11 +331,11 @@ BEGIN
         RAISE EXCEPTION 'admit_video_requests takes a jsonb array of requests' USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    -- One batch at a time, whichever process sends it: each insert of a priced request takes a
-    -- row of operator_spend_hours (one per user_id % 8) until the commit, so two batches taking
-    -- those rows in their elements' orders could deadlock. Singles take one row, last, and wait
-    -- for nothing after it, so they need no such lock.
-    PERFORM pg_advisory_xact_lock(1986161422, 0);
+    -- One batch at a time, whichever process sends it: each counted insert takes a row of each
+    -- spend ledger (operator_spend_hours: the user's shard; guild_spend_ledger: the guild's hour
+    -- and day) until the commit, so two batches taking those rows in their elements' orders
+    -- could deadlock. Singles take one row of each, and wait for nothing after them.
+    PERFORM pg_advisory_xact_lock(1986161423, 0);
     FOR v_key IN
         SELECT DISTINCT hashint8((r ->> 'user_id')::bigint) AS k FROM jsonb_array_elements(p_requests) AS r ORDER BY k
     LOOP
@@ -351,8 +351,14 @@ BEGIN
     LOOP
         PERFORM pg_advisory_xact_lock(1986161420, v_key);
     END LOOP;
+    -- The operator's cap: every shard of it, in order (operator_allowances_split's order). A
+    -- single admission waits only for shards above its own, so none holding one the batch
+    -- waits for can be waiting for one the batch holds; and the batch's elements, whose shards
+    -- (and those they borrow from) it all holds, never wait.
     IF p_operator_budget_usd IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(1986161421, 0);
+        FOR v_key IN 0 .. 7 LOOP
+            PERFORM pg_advisory_xact_lock(1986161422, v_key);
+        END LOOP;
     END IF;
 
     FOR e IN
