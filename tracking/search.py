@@ -51,6 +51,7 @@ from django.db.models.expressions import RawSQL
 from psycopg.errors import QueryCanceled
 
 from tracking import selectors
+from tracking.search_facets import narrowed
 
 WALK_MS = 100
 PROBE_MS = 150
@@ -205,7 +206,7 @@ def _newest(searched: QuerySet, need: int, *, probe: bool, estimate: float) -> t
         if found is not None:
             return found, "walk again"
     with planner(THROUGH_THE_INDEX):
-        return list(newest[:need]), "index by date"
+        return list(narrowed(searched).order_by(*NEWEST_FIRST).values_list("id", flat=True)[:need]), "index by date"
 
 
 def _ordered(
@@ -221,10 +222,11 @@ def _ordered(
 
 
 def _candidates(searched: QuerySet) -> list[tuple] | None:
-    """Matches as (created_at, id), through the text index, in no order: every one when fewer
+    """Matches as (created_at, id), through the search index, in no order: every one when fewer
     than CANDIDATE_CAP, else the first CANDIDATE_CAP; None when listing them takes more than
-    PROBE_MS."""
-    unordered = searched.order_by().values_list("created_at", "id")
+    PROBE_MS. The index is also asked for the filters' facets: it intersects them with the words,
+    and reads from the table only the rows that hold both."""
+    unordered = narrowed(searched).order_by().values_list("created_at", "id")
     return _within(PROBE_MS, THROUGH_THE_INDEX, lambda: list(unordered[:CANDIDATE_CAP]))
 
 
