@@ -19,7 +19,7 @@
 -- splits words there), and the same names as the admin's filters. The day is the UTC day
 -- (days since 2000-01-01), so that a date range asks for its days.
 -- An SQL function of one expression: the planner inlines it, in the index as in a query.
-CREATE FUNCTION request_facets(
+CREATE OR REPLACE FUNCTION request_facets(
     status text, review_status text, resolution text, aspect_ratio text, duration_seconds smallint,
     source text, guild_id bigint, safety_filtered_count integer, delivered_at timestamptz, created_at timestamptz
 ) RETURNS tsvector

@@ -57,7 +57,7 @@ def facets_query(searched: QuerySet) -> str | None:
     where = searched.query.where
     if where.negated or where.connector != AND:
         return None
-    alias = searched.query.get_initial_alias()
+    alias = searched.query.base_table
     terms, since, until = [], [], []
     for condition in where.children:
         if not isinstance(condition, Lookup) or not isinstance(condition.lhs, Col):
