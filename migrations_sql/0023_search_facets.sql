@@ -41,9 +41,10 @@ CREATE INDEX IF NOT EXISTS video_requests_search_idx ON video_requests USING gin
     prompt_tsv,
     request_facets(status, review_status, resolution, aspect_ratio, duration_seconds, source, guild_id,
                    safety_filtered_count, delivered_at, created_at));
-DROP INDEX IF EXISTS video_requests_prompt_tsv_idx;
 -- Statistics on the facets (the planner's estimate of a filtered search's index scan).
 ANALYZE video_requests;
+-- Last: dropping an index locks the table against reads too, until the migration commits.
+DROP INDEX IF EXISTS video_requests_prompt_tsv_idx;
 
 COMMENT ON FUNCTION request_facets(text, text, text, text, smallint, text, bigint, integer, timestamptz, timestamptz) IS
     'A request''s filter values as lexemes ("status failed", "day 20430"), the second column of the search index.';
