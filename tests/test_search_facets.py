@@ -14,7 +14,7 @@ from django.db.models.expressions import RawSQL
 from tracking import search
 from tracking.admin.filters import CreatedFromFilter, CreatedToFilter
 from tracking.models import VideoRequest
-from tracking.search_facets import facets_query
+from tracking.search_facets import FACET_STATISTICS, facet_shares, facets_query, worth_asking
 
 pytestmark = [pytest.mark.django_db]
 
@@ -235,3 +235,34 @@ def test_the_request_lists_filters_become_facets(as_role):
     dm = {"'guild none'", "'source discord'", "'resolution 1080p'"}
     assert set(facets_query(response.context["cl"].queryset).split(" & ")) == dm
     assert [row.id for row in response.context["cl"].result_list] == []
+
+
+def test_within_a_budget_the_rarest_facets_are_asked_for_up_to_a_share_of_the_entries():
+    shares = {"status completed": 0.85, "resolution 1080p": 0.25, "duration 6": 0.26, "guild 1": 0.016}
+    terms = ["'duration 6'", "'guild 1'", "'resolution 1080p'", "'status completed'"]
+    assert worth_asking(terms, shares) == [
+        "'guild 1'",
+        "'resolution 1080p'",
+    ]  # 0.266 of the rows; a quarter more is too many
+    # the rarest is asked for whatever its share: nothing else would rule a row out in the index
+    assert worth_asking(["'status completed'"], shares) == ["'status completed'"]
+    # a group's share is its lexemes' together; a lexeme the statistics do not list is rare
+    days = "('day 1' | 'day 2')"
+    assert worth_asking([days, "'status completed'"], {"day 1": 0.1, "day 2": 0.1, **shares}) == [days]
+    assert worth_asking([days, "'resolution 1080p'"], {"day 1": 0.1, "day 2": 0.1, **shares}) == [
+        days,
+        "'resolution 1080p'",
+    ]
+    assert worth_asking(["'guild 7'", "'status completed'"], shares) == ["'guild 7'"]
+
+
+@pytest.mark.sql
+@pytest.mark.usefixtures("dataset")
+def test_the_facets_shares_come_from_the_search_indexs_statistics():
+    shares = facet_shares()
+    assert shares["resolution 720p"] == pytest.approx(398 / 400)
+    assert shares["status completed"] == pytest.approx(320 / 400)
+    assert "resolution 1080p" not in shares or shares["resolution 1080p"] < 0.01
+    with connection.cursor() as cursor:
+        cursor.execute(FACET_STATISTICS)
+        assert cursor.fetchone() is not None  # the premise: the statistics are where it looks

@@ -214,7 +214,8 @@ def _newest(searched: QuerySet, need: int, *, probe: bool, estimate: float) -> t
         if found is not None:
             return found, "walk again"
     with planner(THROUGH_THE_INDEX):
-        return list(narrowed(searched).order_by(*NEWEST_FIRST).values_list("id", flat=True)[:need]), "index by date"
+        by_date = narrowed(searched, every=True).order_by(*NEWEST_FIRST).values_list("id", flat=True)
+        return list(by_date[:need]), "index by date"
 
 
 def _ordered(
