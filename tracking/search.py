@@ -38,7 +38,8 @@ which the pairs index answers; the pairs' statistics also correct the phrase's e
 
 Filters: the look-up and the index in date order also ask the search index for the facets the
 list's filters require (tracking/search_facets.py: "status failed", "resolution 1080p", the
-days of a date range, ...), which its second column holds (migration 0023). GIN intersects them
+days of a date range, ...), which its second column holds (migration 0023): the look-up only
+the rarest (GIN reads every entry of each), the index in date order all. GIN intersects them
 with the words inside the index, so a common word the filters leave few or none of is answered
 by the look-up within its budget, reading only the rows that match: before, every candidate was
 read from the table to check the filters (0.9 s for "lighthouse", failed, 1080p at 10M rows;

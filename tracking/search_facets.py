@@ -1,7 +1,7 @@
 """A search's filters as facets of the search index, so that GIN intersects them with the words.
 
 The search index (migration 0023) holds, beside each prompt's words, its request's facets:
-"status failed", "resolution 1080p", "guild 42", "day 20430" (UTC days since 2000-01-01), ...
+"status failed", "resolution 1080p", "guild 42", "day 9770" (UTC days since 2000-01-01), ...
 A common word with filters that leave few or no rows of it ("lighthouse", failed, 1080p: none)
 was answered by reading each of the word's rows from the table to check the filters; asked for
 the facets as well, the index intersects the word's entries with the facets' and reads the
@@ -10,7 +10,9 @@ table only for the rows that hold them all.
 The facets asked for are read from the filters of the list's queryset: its top-level AND of
 plain comparisons on the request's own columns. They are a condition every row of the list
 already meets (a day range covers the dates asked for, whole days), so adding it changes no
-result; a filter this does not recognise simply adds no facet.
+result; a filter this does not recognise simply adds no facet. GIN reads every entry of each
+facet asked for, so where a budget applies (the look-up) only the rarest are asked for, by the
+index's statistics; where none does (the index in date order), all of them.
 """
 
 from __future__ import annotations
