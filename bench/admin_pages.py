@@ -126,7 +126,14 @@ def _time(client, url: str, repeat: int, *, expect: int = 200, post: bool = Fals
 
 
 def measure(
-    params: dict, dbname: str, *, rows: int, repeat: int, baseline_repeat: int, only: str | None = None
+    params: dict,
+    dbname: str,
+    *,
+    rows: int,
+    repeat: int,
+    baseline_repeat: int,
+    only: str | None = None,
+    classes: list[str] | None = None,
 ) -> dict:
     _setup_django(params, dbname)
     from django.contrib.auth import get_user_model
@@ -210,7 +217,9 @@ def measure(
         results.append(entry)
     searches = None
     if only is None or "search" in only:  # the search set (bench/search_set.py)
-        searches = measure_searches(client, repeat=repeat, baseline_repeat=baseline_repeat, timed=_samples)
+        searches = measure_searches(
+            client, repeat=repeat, baseline_repeat=baseline_repeat, timed=_samples, classes=classes
+        )
     return {
         "rows": actual_rows,
         "searches": searches,
@@ -275,6 +284,9 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only", help="measure only the pages whose label contains this text")
+    parser.add_argument(
+        "--search-class", action="append", help="with --only search: only the searches of this class (repeatable)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
     params = server_conninfo()
@@ -284,7 +296,13 @@ def main() -> None:
     if args.load_only:
         return
     results = measure(
-        params, dbname, rows=args.rows, repeat=args.repeat, baseline_repeat=args.baseline_repeat, only=args.only
+        params,
+        dbname,
+        rows=args.rows,
+        repeat=args.repeat,
+        baseline_repeat=args.baseline_repeat,
+        only=args.only,
+        classes=args.search_class,
     )
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
     if args.json:

@@ -4,7 +4,8 @@ Run by bench/admin_pages.py (``--only search``). Each search is a list address; 
 what decides how hard it is for PostgreSQL: absent words (no row matches), rare words (a few
 hundred to a few thousand rows), common words (a sixteenth of the rows and more), phrases
 (including two common words that occur together but never side by side), negations, and any
-of these with filters, a date range or another order. A search stopped by the 5 s guard
+of these with filters, a date range or another order, and a common word the filters leave few
+or none of (sparse). A search stopped by the 5 s guard
 answers with a redirect (HTTP 302) and is counted as stopped.
 
 The baseline is Django's default admin with ``search_fields = ["prompt"]`` (``icontains``),
@@ -55,6 +56,23 @@ SEARCHES = [
     ("filtered", "zyzzyva", {"o": "1"}),
     ("filtered", "lighthouse", {"p": "3"}),
     ("filtered", "kraken", {"p": "3"}),  # the third page
+    # A common word the filters leave few or none of, one filter of the list each beside
+    # 1080p (none of "lighthouse"'s or "fox"'s prompts is 1080p in this data), and a few rows.
+    ("sparse", "lighthouse", {"resolution__exact": "1080p"}),
+    ("sparse", "lighthouse", {"resolution__exact": "1080p", "status__exact": "completed"}),
+    ("sparse", "lighthouse", {"resolution__exact": "1080p", "review_status__exact": "flagged"}),
+    ("sparse", "fox -kraken", {"resolution__exact": "1080p", "aspect_ratio__exact": "9:16"}),
+    ("sparse", "lighthouse", {"resolution__exact": "1080p", "duration_seconds__exact": "6"}),
+    ("sparse", '"red fox"', {"resolution__exact": "1080p", "delivered": "yes"}),
+    ("sparse", "lighthouse", {"resolution__exact": "1080p", "safety": "no"}),
+    ("sparse", "lighthouse", {"resolution__exact": "1080p", "guild": "1"}),
+    ("sparse", "lighthouse", {"resolution__exact": "1080p", "created_from": "2026-10-01", "created_to": "2026-10-15"}),
+    # about 900 rows of 626,000: timeout, 9:16 and 8 s
+    (
+        "sparse",
+        "lighthouse",
+        {"status__exact": "timeout", "aspect_ratio__exact": "9:16", "duration_seconds__exact": "8"},
+    ),
 ]
 
 # One search per class the default admin can express, for the baseline.
@@ -77,11 +95,14 @@ def percentile(times: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-def measure_searches(client, *, repeat: int, baseline_repeat: int, timed) -> dict:
+def measure_searches(client, *, repeat: int, baseline_repeat: int, timed, classes: list[str] | None = None) -> dict:
     """Every search ``repeat`` times (after a warm-up) through ``timed(client, url, n)`` (which
-    returns the samples or an error), then the figures per class, ours and the baseline's."""
+    returns the samples or an error), then the figures per class, ours and the baseline's; only
+    the searches of ``classes`` when given."""
     rows, per_class, stopped = [], {}, 0
     for kind, words, extra in SEARCHES:
+        if classes and kind not in classes:
+            continue
         result = timed(client, address(LIST, words, extra), repeat)
         stopped += result.get("status") == 302
         samples = result.pop("samples", [])
@@ -90,6 +111,8 @@ def measure_searches(client, *, repeat: int, baseline_repeat: int, timed) -> dic
         print(json.dumps(rows[-1]), flush=True)
     baseline = {}
     for kind, words, extra in BASELINE_SEARCHES:
+        if classes and kind not in classes:
+            continue
         result = timed(client, address(BASELINE, words, extra), baseline_repeat)
         baseline[kind] = {"search": words, **summary(result.get("samples", [])), "error": result.get("error")}
         print(json.dumps({"baseline": kind, **baseline[kind]}), flush=True)

@@ -1,8 +1,9 @@
 """What the moderation schema costs the hot writes: admission and a worker's two transitions
 (generating, completed), with the schema at 0016, 0017 (stored text vector), 0018 (review
-queue and audit triggers) and 0019 (the phrase pairs index).
+queue and audit triggers) and 0019 (the phrase pairs index); or other versions (--versions).
 
     .venv/bin/python bench/write_costs.py --rows 1000000 --calls 2000
+    .venv/bin/python bench/write_costs.py --rows 1000000 --versions 21,23   # 0023, the search facets
 
 It uses (or loads) the database of bench/admin_pages.py with --rows rows, rolls the
 migrations back to each version and forward again, interleaved over --rounds rounds so that a
@@ -69,19 +70,26 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--versions",
+        default=",".join(map(str, VERSIONS)),
+        help="schema versions to compare, each one migration after the one before (e.g. 21,23)",
+    )
+    parser.add_argument("--dbname", help="a database of bench/admin_pages.py's data with --rows rows, by name")
     args = parser.parse_args()
     os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
     params = server_conninfo()
-    dbname = f"veobot_bench_admin_{args.rows}"
+    dbname = args.dbname or f"veobot_bench_admin_{args.rows}"
+    versions = tuple(int(v) for v in args.versions.split(","))
     load(params, dbname, args.rows)
     migrations = runner(params, dbname)
     interaction = 8 * 10**15 + int(time.time()) * 10**5  # new interactions (and users) on every run
-    results: dict[int, list[dict]] = {version: [] for version in VERSIONS}
+    results: dict[int, list[dict]] = {version: [] for version in versions}
     migrations.migrate()
     for _round in range(args.rounds):
         # From the newest down, one migration at a time; then all of them up again.
-        for version in sorted(VERSIONS, reverse=True):
-            if version != max(VERSIONS):
+        for version in sorted(versions, reverse=True):
+            if version != max(versions):
                 migrations.rollback()
             with psycopg.connect(**params, dbname=dbname, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE video_requests")

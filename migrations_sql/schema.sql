@@ -1085,6 +1085,24 @@ $$;
 
 COMMENT ON FUNCTION public.replay_video_request(p_request jsonb, p_steps jsonb, p_actor text, OUT request_id bigint, OUT inserted boolean) IS 'Idempotent replay of one journaled request with its original timestamps; transitions still validated.';
 
+CREATE FUNCTION public.request_facets(status text, review_status text, resolution text, aspect_ratio text, duration_seconds smallint, source text, guild_id bigint, safety_filtered_count integer, delivered_at timestamp with time zone, created_at timestamp with time zone) RETURNS tsvector
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT array_to_tsvector(ARRAY[
+        'status ' || status,
+        'review ' || review_status,
+        'resolution ' || resolution,
+        'aspect ' || aspect_ratio,
+        'duration ' || duration_seconds::text,
+        'source ' || source,
+        'guild ' || coalesce(guild_id::text, 'none'),
+        CASE WHEN safety_filtered_count > 0 THEN 'safety yes' ELSE 'safety no' END,
+        CASE WHEN delivered_at IS NULL THEN 'delivered no' ELSE 'delivered yes' END,
+        'day ' || floor(extract(epoch FROM created_at - timestamptz '2000-01-01 00:00:00+00') / 86400)::bigint::text])
+$$;
+
+COMMENT ON FUNCTION public.request_facets(status text, review_status text, resolution text, aspect_ratio text, duration_seconds smallint, source text, guild_id bigint, safety_filtered_count integer, delivered_at timestamp with time zone, created_at timestamp with time zone) IS 'A request''s filter values as lexemes ("status failed", "day 20430"), the second column of the search index.';
+
 CREATE FUNCTION public.resolve_quota_policy(p_user_id bigint, p_guild_id bigint, p_role_ids bigint[], p_default_limit integer, p_default_window interval, p_default_max_in_flight integer) RETURNS TABLE(quota_limit integer, quota_window interval, max_in_flight integer, budget_usd numeric, budget_window interval, priority smallint, policy_id bigint)
     LANGUAGE sql STABLE ROWS 1
     AS $$
@@ -2166,8 +2184,6 @@ CREATE INDEX video_requests_parent_idx ON public.video_requests USING btree (par
 CREATE INDEX video_requests_prompt_pairs_idx ON public.video_requests USING gin (public.prompt_word_pairs(prompt_tsv));
 ALTER INDEX public.video_requests_prompt_pairs_idx ALTER COLUMN 1 SET STATISTICS 1000;
 
-CREATE INDEX video_requests_prompt_tsv_idx ON public.video_requests USING gin (prompt_tsv);
-
 CREATE INDEX video_requests_queue_idx ON public.video_requests USING btree (available_at, id) WHERE (status = 'pending'::text);
 
 CREATE INDEX video_requests_quota_idx ON public.video_requests USING btree (user_id, created_at DESC) WHERE counts_toward_quota;
@@ -2175,6 +2191,8 @@ CREATE INDEX video_requests_quota_idx ON public.video_requests USING btree (user
 CREATE INDEX video_requests_review_created_idx ON public.video_requests USING btree (review_status, created_at DESC) WHERE (review_status <> 'unreviewed'::text);
 
 CREATE INDEX video_requests_safety_created_idx ON public.video_requests USING btree (created_at DESC) WHERE (safety_filtered_count > 0);
+
+CREATE INDEX video_requests_search_idx ON public.video_requests USING gin (prompt_tsv, public.request_facets(status, review_status, resolution, aspect_ratio, duration_seconds, source, guild_id, safety_filtered_count, delivered_at, created_at));
 
 CREATE INDEX video_requests_spend_idx ON public.video_requests USING btree (created_at) INCLUDE (user_id, guild_id, model, cost_estimated_usd, cost_final_usd) WHERE (cost_estimated_usd > (0)::numeric);
 

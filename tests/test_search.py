@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tracking import search
 from tracking.models import VideoRequest
+from tracking.search_facets import narrowed
 
 pytestmark = [pytest.mark.django_db]
 
@@ -241,7 +242,7 @@ def test_an_absent_word_is_looked_up_in_the_index_where_the_old_plan_scanned(mon
     assert rows_read() - before < 30000  # the cut-short walk, then the index: no scan
     with search.planner(search.THROUGH_THE_INDEX):
         plan = VideoRequest.objects.filter(search.prompt_matches("zyzzyva")).values_list("id")[:5].explain()
-    assert "video_requests_prompt_tsv_idx" in plan
+    assert "video_requests_search_idx" in plan
 
     # A phrase whose words meet in 15,000 prompts ("a red fox walking in the forest"), never side
     # by side: no prompt holds the pair, and the pairs index (0019) says so without reading one.
@@ -278,3 +279,17 @@ def test_an_absent_word_is_looked_up_in_the_index_where_the_old_plan_scanned(mon
     listed = VideoRequest.objects.filter(search.prompt_matches("fox"), resolution="1080p").order_by(*NEWEST_FIRST)
     page = search.search_page(listed, "fox", offset=0, limit=50)
     assert page.rows == [] and page.path == "index by date"
+
+    # The same, as the look-up asks: the search index also holds each request's facets (0023),
+    # and intersects the word's 75,000 prompts with the 1080p ones (none) without reading a row.
+    with search.planner(search.THROUGH_THE_INDEX):
+        plan = narrowed(listed).order_by().values_list("id").explain()
+        before = rows_read()
+        assert list(narrowed(listed).order_by().values_list("id")) == []
+        facets_read = rows_read() - before
+        before = rows_read()
+        assert list(listed.order_by().values_list("id")) == []
+        words_read = rows_read() - before
+    assert "video_requests_search_idx" in plan and "'resolution 1080p'" in plan, plan
+    assert facets_read == 0
+    assert words_read == 75000  # the premise: the word alone has each of its rows read to check it

@@ -35,6 +35,15 @@ Orders other than newest first take the probe, then leave the order to the plann
 matches it orders them well: its statistics know common words); a word the statistics know as
 common goes to the planner at once. A phrase also asks for its word pairs (prompt_matches),
 which the pairs index answers; the pairs' statistics also correct the phrase's estimate.
+
+Filters: the look-up and the index in date order also ask the search index for the facets the
+list's filters require (tracking/search_facets.py: "status failed", "resolution 1080p", the
+days of a date range, ...), which its second column holds (migration 0023): the look-up only
+the rarest (GIN reads every entry of each), the index in date order all. GIN intersects them
+with the words inside the index, so a common word the filters leave few or none of is answered
+by the look-up within its budget, reading only the rows that match: before, every candidate was
+read from the table to check the filters (0.9 s for "lighthouse", failed, 1080p at 10M rows;
+with 1080p alone, the guard).
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from django.db.models.expressions import RawSQL
 from psycopg.errors import QueryCanceled
 
 from tracking import selectors
+from tracking.search_facets import narrowed
 
 WALK_MS = 100
 PROBE_MS = 150
@@ -205,7 +215,8 @@ def _newest(searched: QuerySet, need: int, *, probe: bool, estimate: float) -> t
         if found is not None:
             return found, "walk again"
     with planner(THROUGH_THE_INDEX):
-        return list(newest[:need]), "index by date"
+        by_date = narrowed(searched, every=True).order_by(*NEWEST_FIRST).values_list("id", flat=True)
+        return list(by_date[:need]), "index by date"
 
 
 def _ordered(
@@ -221,10 +232,11 @@ def _ordered(
 
 
 def _candidates(searched: QuerySet) -> list[tuple] | None:
-    """Matches as (created_at, id), through the text index, in no order: every one when fewer
+    """Matches as (created_at, id), through the search index, in no order: every one when fewer
     than CANDIDATE_CAP, else the first CANDIDATE_CAP; None when listing them takes more than
-    PROBE_MS."""
-    unordered = searched.order_by().values_list("created_at", "id")
+    PROBE_MS. The index is also asked for the filters' facets: it intersects them with the words,
+    and reads from the table only the rows that hold both."""
+    unordered = narrowed(searched).order_by().values_list("created_at", "id")
     return _within(PROBE_MS, THROUGH_THE_INDEX, lambda: list(unordered[:CANDIDATE_CAP]))
 
 

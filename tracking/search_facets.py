@@ -1,0 +1,186 @@
+"""A search's filters as facets of the search index, so that GIN intersects them with the words.
+
+The search index (migration 0023) holds, beside each prompt's words, its request's facets:
+"status failed", "resolution 1080p", "guild 42", "day 9770" (UTC days since 2000-01-01), ...
+A common word with filters that leave few or no rows of it ("lighthouse", failed, 1080p: none)
+was answered by reading each of the word's rows from the table to check the filters; asked for
+the facets as well, the index intersects the word's entries with the facets' and reads the
+table only for the rows that hold them all.
+
+The facets asked for are read from the filters of the list's queryset: its top-level AND of
+plain comparisons on the request's own columns. They are a condition every row of the list
+already meets (a day range covers the dates asked for, whole days), so adding it changes no
+result; a filter this does not recognise simply adds no facet. GIN reads every entry of each
+facet asked for, so where a budget applies (the look-up) only the rarest are asked for, by the
+index's statistics; where none does (the index in date order), all of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection
+from django.db.models import BooleanField, Lookup, QuerySet
+from django.db.models.expressions import Col, RawSQL
+from django.db.models.sql.where import AND
+
+# Written exactly as the index's second column.
+FACETS_MATCH = (
+    "request_facets(status, review_status, resolution, aspect_ratio, duration_seconds, source, guild_id,"
+    " safety_filtered_count, delivered_at, created_at) @@ %s::tsquery"
+)
+
+# Columns whose value is the facet: the facet's name (as in request_facets).
+VALUED = {
+    "status": "status",
+    "review_status": "review",
+    "resolution": "resolution",
+    "aspect_ratio": "aspect",
+    "duration_seconds": "duration",
+    "source": "source",
+}
+LONGEST_VALUE = 64  # the columns' CHECK constraints allow only short values: a longer one matches no row
+MOST_DAYS = 92  # a longer date range asks for no day facet (a query of hundreds of terms gains little)
+DAY_ZERO = datetime(2000, 1, 1, tzinfo=UTC)
+# Within a budget the facets asked for hold together at most ENTRIES_SHARE of the rows (the
+# rarest is always asked). GIN reads every entry of each: at 10M rows "lighthouse" & "resolution
+# 1080p" took 97 ms in the index, with "duration 6" too (another quarter of the rows) 128 ms, with
+# "status completed" (85 %) 187 ms, for ruling out nothing more; but "guild 1" (1.6 %) alone
+# left 10,279 rows to read from the table (152 ms), with "resolution 1080p" none (52 ms).
+ENTRIES_SHARE = 0.45
+
+
+def narrowed(searched: QuerySet, *, every: bool = False) -> QuerySet:
+    """``searched``, also asking the search index for the facets its filters require (the same
+    rows, found through the index when the filters leave few of a common word's): those worth
+    it within a budget, or ``every`` one (where no budget applies, ruling rows out matters more
+    than reading entries)."""
+    terms = facet_terms(searched)
+    query = " & ".join(terms if every else worth_asking(terms, facet_shares()))
+    if not query:
+        return searched
+    return searched.filter(RawSQL(FACETS_MATCH, [query], output_field=BooleanField()))
+
+
+def worth_asking(terms: list[str], shares: dict[str, float]) -> list[str]:
+    """The terms worth asking the index for within a budget. GIN reads every entry of each (of
+    the stretches a common word touches), so the rarest first, then the next rarest while those
+    asked together hold at most ENTRIES_SHARE of the rows. A term's share is the sum of its
+    lexemes' (from the statistics; one they do not list is rare)."""
+    by_share = sorted((sum(shares.get(_unquoted(lexeme), 0.0) for lexeme in _lexemes(term)), term) for term in terms)
+    asked, read = [], 0.0
+    for share, term in by_share:
+        if asked and read + share > ENTRIES_SHARE:
+            break
+        asked.append(term)
+        read += share
+    return asked
+
+
+def facet_shares() -> dict[str, float]:
+    """The share of rows holding each facet the statistics list (none before ANALYZE)."""
+    with connection.cursor() as cursor:
+        cursor.execute(FACET_STATISTICS)
+        row = cursor.fetchone()
+    return dict(zip(row[0], row[1], strict=False)) if row and row[0] else {}
+
+
+# pg_stats keeps an expression index's statistics under the index's name.
+FACET_STATISTICS = (
+    "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
+    " WHERE schemaname = current_schema() AND tablename = 'video_requests_search_idx' AND attname = 'request_facets'"
+)
+
+
+def facets_query(searched: QuerySet) -> str | None:
+    """The facets every row of ``searched`` holds, as a tsquery ("'status failed' & ('day 1' |
+    'day 2')"), or None when its filters require none."""
+    return " & ".join(facet_terms(searched)) or None
+
+
+def facet_terms(searched: QuerySet) -> list[str]:
+    """facets_query's terms, sorted."""
+    where = searched.query.where
+    if where.negated or where.connector != AND:
+        return []
+    alias = searched.query.base_table
+    terms, since, until = [], [], []
+    for condition in where.children:
+        if not isinstance(condition, Lookup) or not isinstance(condition.lhs, Col):
+            continue
+        column, lookup, value = condition.lhs, condition.lookup_name, condition.rhs
+        if column.alias != alias or column.target.model is not searched.model:
+            continue
+        name = column.target.attname
+        if name == "created_at" and isinstance(value, datetime) and value.tzinfo is not None:
+            if lookup in ("gt", "gte", "exact"):
+                since.append(value)
+            if lookup in ("lt", "lte", "exact"):
+                until.append(value - timedelta(microseconds=1) if lookup == "lt" else value)
+            continue
+        term = _facet(name, lookup, value)
+        if term:
+            terms.append(term)
+    if since and until:
+        terms.append(_days(max(since), min(until)))
+    return sorted({term for term in terms if term})  # (a date range too long for days gives none)
+
+
+def _facet(name: str, lookup: str, value) -> str | None:
+    """One filter as a tsquery term, or None when it names no facet."""
+    if name in VALUED and lookup == "exact":
+        return _any(VALUED[name], [value])
+    if name in VALUED and lookup == "in" and isinstance(value, Iterable) and not isinstance(value, str):
+        return _any(VALUED[name], list(value))
+    if name == "guild_id" and lookup == "exact" and isinstance(value, int):
+        return _lexeme(f"guild {value}")
+    if name == "guild_id" and lookup == "isnull" and value is True:
+        return _lexeme("guild none")
+    if name == "delivered_at" and lookup == "isnull" and isinstance(value, bool):
+        return _lexeme("delivered no" if value else "delivered yes")
+    if name == "safety_filtered_count" and isinstance(value, int) and not isinstance(value, bool):
+        if (lookup, value) in (("gt", 0), ("gte", 1)):
+            return _lexeme("safety yes")
+        if (lookup, value) in (("exact", 0), ("lt", 1), ("lte", 0)):
+            return _lexeme("safety no")
+    return None
+
+
+def _any(facet: str, values: list) -> str | None:
+    """Any of these values of a facet; None when one is not a plain value (then no facet)."""
+    if not values or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values):
+        return None
+    values = [v for v in values if len(str(v)) <= LONGEST_VALUE]  # a longer one matches no row anyway
+    if not values:
+        return None
+    lexemes = [_lexeme(f"{facet} {v}") for v in dict.fromkeys(values)]
+    return lexemes[0] if len(lexemes) == 1 else "(" + " | ".join(lexemes) + ")"
+
+
+def _days(first: datetime, last: datetime) -> str | None:
+    """The UTC days from ``first`` to ``last`` (both included), as in the index."""
+    start, end = _day(first), _day(last)
+    if not 0 <= end - start < MOST_DAYS:  # an empty range the walk answers at once; a long one
+        return None
+        return None
+    lexemes = [_lexeme(f"day {day}") for day in range(start, end + 1)]
+    return lexemes[0] if len(lexemes) == 1 else "(" + " | ".join(lexemes) + ")"
+
+
+def _day(moment: datetime) -> int:
+    return int((moment - DAY_ZERO) // timedelta(days=1))
+
+
+def _lexemes(term: str) -> list[str]:
+    return re.findall(r"'(?:[^'\\]|''|\\.)*'", term)
+
+
+def _unquoted(lexeme: str) -> str:
+    return re.sub(r"\\(.)", r"\1", lexeme[1:-1].replace("''", "'"))
+
+
+def _lexeme(text: str) -> str:
+    """A tsquery lexeme, quoted as tsquery reads it (a quote doubled, a backslash escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
