@@ -202,18 +202,37 @@ def main() -> int:
             request_history.prepare(server, dbname=data.dbname, rows=args.rows, reload=False)
 
     print(
-        f"\nmedians of {args.rounds} round(s)\n{'variant':22} {'clients':>7} {'tps':>7} {'p50 ms':>7} {'cpu us':>7} {'cpu/prev':>8}"
+        f"\nmedians of {args.rounds} round(s)\n{'variant':22} {'clients':>7} {'tps':>7} {'p50 ms':>7} {'cpu us':>7}"
+        f" {'cpu/prev':>8} {'round ratios':>12}"
     )
     for clients in args.clients:
-        previous = statistics.median(r.server_cpu_us or 0 for r in results[(variants[0][0], clients)])
+        previous = results[(variants[0][0], clients)]
         for label, _ in variants:
             rs = results[(label, clients)]
-            cpu_us = statistics.median(r.server_cpu_us or 0 for r in rs)
             print(
                 f"{label:22} {clients:>7} {statistics.median(r.tps for r in rs):>7.0f} "
-                f"{statistics.median(r.p50_ms for r in rs):>7.3f} {cpu_us:>7.0f} "
-                f"{cpu_us / previous if previous else float('nan'):>8.2f}"
+                f"{statistics.median(r.p50_ms for r in rs):>7.3f} {_median_cpu(rs):>7.0f} "
+                f"{_median_cpu(rs) / _median_cpu(previous):>8.2f} {_median_ratio(rs, previous):>12.2f}"
             )
+    return 0
+
+
+def _median_cpu(results: list) -> float:
+    """A reading of no CPU at all is a failed one (the backends were not yet the measured ones)."""
+    readings = [r.server_cpu_us for r in results if r.server_cpu_us]
+    return statistics.median(readings) if readings else float("nan")
+
+
+def _median_ratio(results: list, previous: list) -> float:
+    """The median of each round's ratio to the previous function's reading of the same round:
+    measurements side by side in time, so a drift that moves a whole round moves both."""
+    ratios = [
+        r.server_cpu_us / p.server_cpu_us
+        for r, p in zip(results, previous, strict=True)
+        if r.server_cpu_us and p.server_cpu_us
+    ]
+    return statistics.median(ratios) if ratios else float("nan")
+
     return 0
 
 
