@@ -172,10 +172,11 @@ def main() -> int:
             for number in range(1, args.rounds + 1):
                 for clients in args.clients:
                     # Every other round backwards, and each measurement from the loaded history:
-                    # the requests a measurement admits stay pending, and the fair-share insert
-                    # trigger's turn look-up (0021) slows as they pile up (its plan, chosen while
-                    # none were pending, reads them all): in one run, server CPU per admission
-                    # went from 2 ms in round 1 to 7-12 ms in round 3, whatever the variant.
+                    # the requests a measurement admits stay pending, and before 0025 the
+                    # fair-share insert trigger's turn look-up slowed as they piled up (its plan,
+                    # chosen while none were pending, read them all): in one run, server CPU per
+                    # admission went from 2 ms in round 1 to 7-12 ms in round 3, whatever the
+                    # variant. Every measurement still starts from the same queue.
                     for label, script in variants if number % 2 else variants[::-1]:
                         request_history.remove_benchmark_rows(conn, data.last_loaded_id)
                         cpu.wait_until_quiet(max_seconds=5)

@@ -16,6 +16,19 @@
 -- selectors.queue_estimate asks: pending rows ahead in the claim's order, capped, and the
 -- median generation time of the latest completions of that length and resolution), each asked
 -- once for the batch. NOTIFY stays with the caller, after the commit.
+-- The first p_limit pending requests in the claim's order, read from the fair queue's index.
+-- Told not to sort: that index is partial (pending rows only) and rows pass through it, so
+-- between two vacuums of a large table it holds mostly dead pages, which the planner costs it
+-- by; with statistics taken while few requests waited, it preferred reading every pending row
+-- by status and sorting them, which under a long queue is every admission's cost.
+CREATE FUNCTION fair_queue_head(p_limit integer) RETURNS TABLE (fair_round bigint, fair_turn integer, id bigint)
+LANGUAGE sql STABLE SET enable_sort = off AS $$
+    SELECT w.fair_round, w.fair_turn, w.id FROM video_requests w
+    WHERE w.status = 'pending'
+    ORDER BY w.fair_round, w.fair_turn, w.id
+    LIMIT p_limit
+$$;
+
 CREATE FUNCTION admit_video_requests(
     p_requests jsonb, p_source text, p_default_limit integer, p_default_window interval,
     p_default_max_in_flight integer, p_operator_budget_usd numeric, p_position_cap integer, p_eta_sample integer)
@@ -105,10 +118,7 @@ BEGIN
     -- it again for each. A request past the head is at least the cap down.
     IF cardinality(v_pending) > 0 THEN
         WITH head AS MATERIALIZED (
-            SELECT w.fair_round, w.fair_turn, w.id FROM video_requests w
-            WHERE w.status = 'pending'
-            ORDER BY w.fair_round, w.fair_turn, w.id
-            LIMIT p_position_cap + cardinality(v_pending))
+            SELECT * FROM fair_queue_head(p_position_cap + cardinality(v_pending)))
         SELECT jsonb_object_agg(me.id::text, LEAST(
                    (SELECT count(*) FROM head h
                     WHERE (h.fair_round, h.fair_turn, h.id) < (me.fair_round, me.fair_turn, me.id)),

@@ -397,10 +397,7 @@ BEGIN
     -- it again for each. A request past the head is at least the cap down.
     IF cardinality(v_pending) > 0 THEN
         WITH head AS MATERIALIZED (
-            SELECT w.fair_round, w.fair_turn, w.id FROM video_requests w
-            WHERE w.status = 'pending'
-            ORDER BY w.fair_round, w.fair_turn, w.id
-            LIMIT p_position_cap + cardinality(v_pending))
+            SELECT * FROM fair_queue_head(p_position_cap + cardinality(v_pending)))
         SELECT jsonb_object_agg(me.id::text, LEAST(
                    (SELECT count(*) FROM head h
                     WHERE (h.fair_round, h.fair_turn, h.id) < (me.fair_round, me.fair_turn, me.id)),
@@ -787,6 +784,16 @@ BEGIN
     END IF;
     RETURN NEW;
 END;
+$$;
+
+CREATE FUNCTION public.fair_queue_head(p_limit integer) RETURNS TABLE(fair_round bigint, fair_turn integer, id bigint)
+    LANGUAGE sql STABLE
+    SET enable_sort TO 'off'
+    AS $$
+    SELECT w.fair_round, w.fair_turn, w.id FROM video_requests w
+    WHERE w.status = 'pending'
+    ORDER BY w.fair_round, w.fair_turn, w.id
+    LIMIT p_limit
 $$;
 
 CREATE FUNCTION public.guild_spend_since(p_guild_id bigint, p_since timestamp with time zone) RETURNS numeric
@@ -1432,6 +1439,7 @@ CREATE FUNCTION public.video_requests_take_turn() RETURNS trigger
 DECLARE
     v_clock bigint;
     v_last  bigint;
+    v_guild bigint := COALESCE(NEW.guild_id, -NEW.user_id);
 BEGIN
     SELECT fair_round INTO v_last FROM video_requests WHERE user_id = NEW.user_id ORDER BY id DESC LIMIT 1;
     IF NEW.status <> 'pending' THEN
@@ -1442,13 +1450,12 @@ BEGIN
     END IF;
     SELECT COALESCE(max(round), 0) INTO v_clock FROM fair_share_clock;  -- 0 if its row were ever lost
     NEW.fair_round := GREATEST(v_clock - NEW.priority, v_last + 1);  -- GREATEST ignores a NULL v_last
-    -- ORDER BY ... LIMIT 1 rather than max(): the index's order answers it with one entry whatever
-    -- the statistics say (with none, max() was planned as a read of the guild's whole round).
-    SELECT fair_turn + 1 INTO NEW.fair_turn FROM video_requests
-    WHERE status = 'pending' AND COALESCE(guild_id, -user_id) = COALESCE(NEW.guild_id, -NEW.user_id)
-      AND fair_round = NEW.fair_round
-    ORDER BY fair_turn DESC LIMIT 1;
-    NEW.fair_turn := COALESCE(NEW.fair_turn, 0);
+    INSERT INTO fair_share_turns AS t (guild_key, round, turns) VALUES (v_guild, NEW.fair_round, 1)
+    ON CONFLICT (guild_key, round) DO UPDATE SET turns = t.turns + 1
+    RETURNING t.turns - 1 INTO NEW.fair_turn;
+    IF NEW.fair_turn = 0 THEN
+        DELETE FROM fair_share_turns WHERE guild_key = v_guild AND round < v_clock - 100;
+    END IF;
     RETURN NEW;
 END;
 $$;
@@ -1607,6 +1614,15 @@ CREATE TABLE public.fair_share_clock (
 );
 
 COMMENT ON TABLE public.fair_share_clock IS 'The fair-share virtual time: the highest round a started request had (one row; only grows).';
+
+CREATE TABLE public.fair_share_turns (
+    guild_key bigint NOT NULL,
+    round bigint NOT NULL,
+    turns integer NOT NULL,
+    CONSTRAINT fair_share_turns_turns_check CHECK ((turns > 0))
+);
+
+COMMENT ON TABLE public.fair_share_turns IS 'How many requests each guild has put into each fair-share round: the next one''s turn (0025).';
 
 CREATE TABLE public.guild_spend_ledger (
     guild_id bigint NOT NULL,
@@ -2025,6 +2041,9 @@ ALTER TABLE ONLY public.discord_actions
 ALTER TABLE ONLY public.fair_share_clock
     ADD CONSTRAINT fair_share_clock_pkey PRIMARY KEY (only_row);
 
+ALTER TABLE ONLY public.fair_share_turns
+    ADD CONSTRAINT fair_share_turns_pkey PRIMARY KEY (guild_key, round);
+
 ALTER TABLE ONLY public.guild_spend_ledger
     ADD CONSTRAINT guild_spend_ledger_pkey PRIMARY KEY (guild_id, hours, starts) INCLUDE (usd);
 
@@ -2168,8 +2187,6 @@ CREATE INDEX video_request_events_request_idx ON public.video_request_events USI
 CREATE INDEX video_requests_created_at_idx ON public.video_requests USING btree (created_at DESC);
 
 CREATE INDEX video_requests_eta_idx ON public.video_requests USING btree (duration_seconds, resolution, completed_at DESC) WHERE (status = 'completed'::text);
-
-CREATE INDEX video_requests_fair_guild_idx ON public.video_requests USING btree (COALESCE(guild_id, (- user_id)), fair_round, fair_turn) WHERE (status = 'pending'::text);
 
 CREATE INDEX video_requests_fair_queue_idx ON public.video_requests USING btree (fair_round, fair_turn, id) WHERE (status = 'pending'::text);
 

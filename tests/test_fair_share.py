@@ -8,7 +8,7 @@ import random
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from tests.factories import snowflake
 from tests.workers import truncate_requests
@@ -166,3 +166,55 @@ def test_a_users_next_request_waits_for_at_most_two_starts_of_each_other_user():
                 starts_seen.setdefault(queue[0], {})
         assert all(count <= 2 for seen in starts_seen.values() for count in seen.values()), starts_seen
     assert len(owner) > 100  # the mix really queued and started a good number
+
+
+# A long queue whose pending rows passed through the partial indexes in numbers, as they do
+# between two vacuums of a large table: loaded as a restore would (no per-row triggers).
+CHURNED = """
+INSERT INTO video_requests (source, interaction_id, user_id, guild_id, channel_id, prompt, duration_seconds,
+    aspect_ratio, resolution, model, status, counts_toward_quota, fair_round, fair_turn)
+SELECT 'discord', %(base)s + g, 7000 + g, 9000 + g %% 40, 1, 'a fox', 4, '16:9', '720p', 'veo-3.1-generate-001',
+       'pending', true, 1, g / 40
+FROM generate_series(1, %(rows)s) AS g
+"""
+
+
+def _index_entries_read() -> int:
+    """Entries this transaction's index scans of video_requests returned, over all its indexes."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sum(pg_stat_get_xact_tuples_returned(indexrelid))::bigint FROM pg_index"
+            " WHERE indrelid = 'video_requests'::regclass"
+        )
+        return cursor.fetchone()[0] or 0
+
+
+def test_a_long_queue_is_not_read_again_by_each_insert_and_claim():
+    """The turn of a new request and the claim's next request read a few entries, not the queue:
+    with 20,000 requests gone through the pending indexes and 2,000 waiting since the statistics
+    were taken, the plans that read every waiting row (by status, or the whole round) were what
+    the planner chose for 0021's look-up and claim (docs/BENCHMARKS.md, 0025)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(CHURNED, {"base": 10**12, "rows": 20000})
+        cursor.execute("UPDATE video_requests SET status = 'cancelled', counts_toward_quota = false")
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE video_requests")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(CHURNED, {"base": 2 * 10**12, "rows": 2000})
+        cursor.execute("UPDATE fair_share_clock SET round = 1")  # round 1 is being started
+    with transaction.atomic():
+        before = _index_entries_read()
+        # Ten new users of one guild the waiting rows do not hold: each joins round 1, the round
+        # of all 2,000, as the guild's next turn. PL/pgSQL plans generically from the sixth call.
+        for user in range(10):
+            _queue(50 + user, guild_id=77)
+        inserts = _index_entries_read() - before
+        assert sorted(VideoRequest.objects.filter(guild_id=77).values_list("fair_turn", flat=True)) == list(range(10))
+        before = _index_entries_read()
+        for _ in range(6):
+            assert len(_claim()) == 1
+        claims = _index_entries_read() - before
+    assert inserts < 10 * 20, inserts  # the user's last round and a few entries each, not 2,000
+    assert claims < 6 * 50, claims

@@ -97,9 +97,9 @@ def runworker_process(env: dict, log_path: Path) -> subprocess.Popen:
 
 def truncate_requests() -> None:
     """Workers claim whatever is queued, so worker tests start from an empty queue (and the
-    spend ledgers, which sum those requests, from nothing)."""
+    spend ledgers, which sum those requests, and the guilds' fair-share turns from nothing)."""
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE video_requests, operator_spend_hours, guild_spend_ledger CASCADE")
+        cursor.execute("TRUNCATE video_requests, operator_spend_hours, guild_spend_ledger, fair_share_turns CASCADE")
 
 
 def watch_for_second_deliveries(db: dict, server, *, lease: timedelta, claim_poll: timedelta) -> None:

@@ -36,6 +36,20 @@ class FairShareClock(models.Model):
         return f"fair-share round {self.round}"
 
 
+class FairShareTurns(models.Model):
+    """How many requests a guild (or, for direct messages, -user id) has put into a fair-share
+    round: the next one's turn. Written only by the insert trigger (0025)."""
+
+    pk = models.CompositePrimaryKey("guild_key", "round")
+    guild_key = models.BigIntegerField()
+    round = models.BigIntegerField()
+    turns = models.IntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "fair_share_turns"
+
+
 class VeoStartSlot(models.Model):
     id = models.BigAutoField(primary_key=True)
     request = models.ForeignKey(
