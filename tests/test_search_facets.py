@@ -237,23 +237,31 @@ def test_the_request_lists_filters_become_facets(as_role):
     assert [row.id for row in response.context["cl"].result_list] == []
 
 
-def test_within_a_budget_the_rarest_facets_are_asked_for_up_to_a_share_of_the_entries():
+def test_within_a_budget_a_facet_is_asked_for_when_the_rows_it_rules_out_cost_more_than_its_entries():
     shares = {"status completed": 0.85, "resolution 1080p": 0.25, "duration 6": 0.26, "guild 1": 0.016}
     terms = ["'duration 6'", "'guild 1'", "'resolution 1080p'", "'status completed'"]
-    assert worth_asking(terms, shares) == [
-        "'guild 1'",
+    # a word in a sixteenth of the rows ("lighthouse"): "guild 1" and "resolution 1080p" leave
+    # 2,500 rows of 10M, which cost about what "duration 6"'s entries would: it is not asked
+    assert worth_asking(terms, shares, matching=1 / 16) == ["'guild 1'", "'resolution 1080p'"]
+    # without the guild, 1080p leaves 156k rows of 10M: "duration 6" too
+    assert worth_asking(["'duration 6'", "'resolution 1080p'"], shares, matching=1 / 16) == [
         "'resolution 1080p'",
-    ]  # 0.266 of the rows; a quarter more is too many
-    # the rarest is asked for whatever its share: nothing else would rule a row out in the index
-    assert worth_asking(["'status completed'"], shares) == ["'status completed'"]
+        "'duration 6'",
+    ]
+    # a word in every row: more facets pay, but not "status completed" (85 % of the entries to
+    # rule out 15 % of what the others leave)
+    assert worth_asking(terms, shares, matching=1.0) == ["'guild 1'", "'resolution 1080p'", "'duration 6'"]
+    # a rare word (500 rows of 10M): reading them costs less than a common facet's entries ...
+    assert worth_asking(["'resolution 1080p'", "'status completed'"], shares, matching=0.00005) == []
+    # ... not than a rare facet's, which rules out nearly all of them
+    assert worth_asking(terms, shares, matching=0.00005) == ["'guild 1'"]
     # a group's share is its lexemes' together; a lexeme the statistics do not list is rare
     days = "('day 1' | 'day 2')"
-    assert worth_asking([days, "'status completed'"], {"day 1": 0.1, "day 2": 0.1, **shares}) == [days]
-    assert worth_asking([days, "'resolution 1080p'"], {"day 1": 0.1, "day 2": 0.1, **shares}) == [
-        days,
-        "'resolution 1080p'",
-    ]
-    assert worth_asking(["'guild 7'", "'status completed'"], shares) == ["'guild 7'"]
+    in_days = {"day 1": 0.1, "day 2": 0.1, **shares}
+    assert worth_asking([days, "'status completed'"], in_days, matching=1 / 16) == [days, "'status completed'"]
+    assert worth_asking([days, "'status completed'"], in_days, matching=0.001) == [days]
+    assert worth_asking([days, "'resolution 1080p'"], in_days, matching=1 / 16) == [days, "'resolution 1080p'"]
+    assert worth_asking(["'guild 7'", "'status completed'"], shares, matching=1 / 16) == ["'guild 7'"]
 
 
 @pytest.mark.sql

@@ -54,6 +54,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import BooleanField, QuerySet
@@ -75,6 +76,8 @@ CANDIDATE_CAP = 5_000
 COMMON = 0.05  # a share of all rows the planner's estimate must reach to call a search common
 
 NEWEST_FIRST = ("-created_at", "-id")
+
+LookUp = Callable[[], QuerySet]  # the search as the look-up asks the index for it (_look_up)
 
 # Written exactly as the column is generated, so that GIN on prompt_tsv serves it.
 MATCHES = "prompt_tsv @@ websearch_to_tsquery('english'::regconfig, %s)"
@@ -180,17 +183,18 @@ def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> Se
     probe = not matches_everything
     with transaction.atomic():  # SET LOCAL lasts until this block ends
         estimate = _estimated_matches(searched, text, _pairs_of(query)) if probe else 0.0
+        look_up = partial(_look_up, searched, text) if probe else None  # made only where the look-up runs
         if ordering == NEWEST_FIRST:
-            ids, path = _newest(searched, need, probe=probe, estimate=estimate)
+            ids, path = _newest(searched, need, look_up=look_up, estimate=estimate)
             rows = _in_order(searched, ids[offset:need])
         else:
-            rows, path = _ordered(searched, ordering, offset, need, probe=probe, estimate=estimate)
+            rows, path = _ordered(searched, ordering, offset, need, look_up=look_up, estimate=estimate)
     return SearchPage(rows=rows[:limit], more=len(rows) > limit, path=path)
 
 
-def _newest(searched: QuerySet, need: int, *, probe: bool, estimate: float) -> tuple[list[int], str]:
+def _newest(searched: QuerySet, need: int, *, look_up: LookUp | None, estimate: float) -> tuple[list[int], str]:
     newest = searched.order_by(*NEWEST_FIRST).values_list("id", flat=True)
-    if not probe:
+    if look_up is None:
         with planner(WALKING):
             return list(newest[:need]), "walk"
     listed = None  # what the probe found: every match, a full cap of them, or None (out of time)
@@ -203,7 +207,7 @@ def _newest(searched: QuerySet, need: int, *, probe: bool, estimate: float) -> t
             found = _within(walk_ms, WALKING, lambda: list(newest[:need]))
             walked = _rows_read() - before
         else:
-            listed = _candidates(searched)
+            listed = _candidates(look_up())
             complete = listed is not None and len(listed) < CANDIDATE_CAP
             found = [id_ for _, id_ in sorted(listed, reverse=True)[:need]] if complete else None
         if found is not None:
@@ -227,23 +231,34 @@ def _newest(searched: QuerySet, need: int, *, probe: bool, estimate: float) -> t
 
 
 def _ordered(
-    searched: QuerySet, ordering: Sequence[str], offset: int, need: int, *, probe: bool, estimate: float
+    searched: QuerySet, ordering: Sequence[str], offset: int, need: int, *, look_up: LookUp | None, estimate: float
 ) -> tuple[list, str]:
     # A word the statistics know as common (they know those well) needs no look-up: listing
     # its matches would only run out of time before the planner orders them anyway.
-    candidates = _candidates(searched) if probe and not _common(estimate) else None
+    candidates = _candidates(look_up()) if look_up is not None and not _common(estimate) else None
     if candidates is not None and len(candidates) < CANDIDATE_CAP:
         ids = [id_ for _, id_ in candidates]
         return list(searched.filter(id__in=ids).order_by(*ordering)[offset:need]), "index"
     return list(searched.order_by(*ordering)[offset:need]), "planner"
 
 
-def _candidates(searched: QuerySet) -> list[tuple] | None:
-    """Matches as (created_at, id), through the search index, in no order: every one when fewer
-    than CANDIDATE_CAP, else the first CANDIDATE_CAP; None when listing them takes more than
-    PROBE_MS. The index is also asked for the filters' facets: it intersects them with the words,
-    and reads from the table only the rows that hold both."""
-    unordered = narrowed(searched).order_by().values_list("created_at", "id")
+def _look_up(searched: QuerySet, text: str) -> QuerySet:
+    """``searched`` as the look-up asks the search index for it: also for the filters' facets
+    worth their entries beside the words' matches (the planner's estimate of the words alone:
+    its statistics know common words well). The index intersects them with the words, and
+    reads from the table only the rows that hold both."""
+    if not facet_terms(searched):
+        return searched
+    total = selectors.estimated_request_count()
+    words = _plan_rows(searched.model.objects.filter(prompt_matches(text)))
+    return narrowed(searched, matching=min(1.0, words / total) if total > 0 else 1.0)
+
+
+def _candidates(look_up: QuerySet) -> list[tuple] | None:
+    """The look-up's matches as (created_at, id), in no order: every one when fewer than
+    CANDIDATE_CAP, else the first CANDIDATE_CAP; None when listing them takes more than
+    PROBE_MS."""
+    unordered = look_up.order_by().values_list("created_at", "id")
     return _within(PROBE_MS, THROUGH_THE_INDEX, lambda: list(unordered[:CANDIDATE_CAP]))
 
 

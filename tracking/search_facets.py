@@ -11,8 +11,10 @@ The facets asked for are read from the filters of the list's queryset: its top-l
 plain comparisons on the request's own columns. They are a condition every row of the list
 already meets (a day range covers the dates asked for, whole days), so adding it changes no
 result; a filter this does not recognise simply adds no facet. GIN reads every entry of each
-facet asked for, so where a budget applies (the look-up) only the rarest are asked for, by the
-index's statistics; where none does (the index in date order), all of them.
+facet asked for, so where a budget applies (the look-up) a facet is asked for only when the rows
+it rules out would cost more to read from the table than its entries (by the index's statistics
+and the planner's estimate of the words' matches); where none does (the index in date order),
+all of them.
 """
 
 from __future__ import annotations
@@ -44,38 +46,40 @@ VALUED = {
 LONGEST_VALUE = 64  # the columns' CHECK constraints allow only short values: a longer one matches no row
 MOST_DAYS = 92  # a longer date range asks for no day facet (a query of hundreds of terms gains little)
 DAY_ZERO = datetime(2000, 1, 1, tzinfo=UTC)
-# Within a budget the facets asked for hold together at most ENTRIES_SHARE of the rows (the
-# rarest is always asked). GIN reads every entry of each: at 10M rows "lighthouse" & "resolution
-# 1080p" took 97 ms in the index, with "duration 6" too (another quarter of the rows) 128 ms, with
-# "status completed" (85 %) 187 ms, for ruling out nothing more; but "guild 1" (1.6 %) alone
-# left 10,279 rows to read from the table (152 ms), with "resolution 1080p" none (52 ms).
-ENTRIES_SHARE = 0.45
+# What the look-up pays for a facet against a row (10M rows, docs/BENCHMARKS.md): GIN reads a
+# facet's entries at about ENTRY_US each ("lighthouse" & "resolution 1080p" 97 ms in the index,
+# with "duration 6", another quarter of the rows, 128 ms), the table a row at about ROW_US ("guild
+# 1" alone left 10,279 rows of "lighthouse" to read: 152 ms; with "resolution 1080p" none, 52 ms).
+ENTRY_US = 0.012
+ROW_US = 15.0
 
 
-def narrowed(searched: QuerySet, *, every: bool = False) -> QuerySet:
+def narrowed(searched: QuerySet, *, matching: float = 1.0, every: bool = False) -> QuerySet:
     """``searched``, also asking the search index for the facets its filters require (the same
     rows, found through the index when the filters leave few of a common word's): those worth
-    it within a budget, or ``every`` one (where no budget applies, ruling rows out matters more
-    than reading entries)."""
+    it within a budget for words that match ``matching`` of all rows, or ``every`` one (where
+    no budget applies, ruling rows out matters more than reading entries)."""
     terms = facet_terms(searched)
-    query = " & ".join(terms if every else worth_asking(terms, facet_shares()))
+    query = " & ".join(terms if every else worth_asking(terms, facet_shares(), matching=matching))
     if not query:
         return searched
     return searched.filter(RawSQL(FACETS_MATCH, [query], output_field=BooleanField()))
 
 
-def worth_asking(terms: list[str], shares: dict[str, float]) -> list[str]:
-    """The terms worth asking the index for within a budget. GIN reads every entry of each (of
-    the stretches a common word touches), so the rarest first, then the next rarest while those
-    asked together hold at most ENTRIES_SHARE of the rows. A term's share is the sum of its
-    lexemes' (from the statistics; one they do not list is rare)."""
+def worth_asking(terms: list[str], shares: dict[str, float], *, matching: float) -> list[str]:
+    """The terms worth asking the index for within a budget: those whose entries cost GIN less
+    than reading from the table the rows they rule out, of the words' ``matching`` share of all
+    rows. The rarest first, each leaving its share of the rows before the next (as if
+    independent); a commoner one costs more entries for fewer rows, so the first not worth it
+    ends the list. A term's share is the sum of its lexemes' (from the statistics; one they do
+    not list is rare)."""
     by_share = sorted((sum(shares.get(_unquoted(lexeme), 0.0) for lexeme in _lexemes(term)), term) for term in terms)
-    asked, read = [], 0.0
+    asked, left = [], matching
     for share, term in by_share:
-        if asked and read + share > ENTRIES_SHARE:
+        if share * ENTRY_US >= left * (1 - share) * ROW_US:
             break
         asked.append(term)
-        read += share
+        left *= share
     return asked
 
 
@@ -162,8 +166,7 @@ def _any(facet: str, values: list) -> str | None:
 def _days(first: datetime, last: datetime) -> str | None:
     """The UTC days from ``first`` to ``last`` (both included), as in the index."""
     start, end = _day(first), _day(last)
-    if not 0 <= end - start < MOST_DAYS:  # an empty range the walk answers at once; a long one
-        return None
+    if not 0 <= end - start < MOST_DAYS:  # an empty range the walk answers at once; a long one gains little
         return None
     lexemes = [_lexeme(f"day {day}") for day in range(start, end + 1)]
     return lexemes[0] if len(lexemes) == 1 else "(" + " | ".join(lexemes) + ")"
