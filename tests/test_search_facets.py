@@ -163,6 +163,28 @@ def test_the_index_by_date_asks_for_the_facets_too(monkeypatch):
     assert paths.count("index by date") >= 5, paths
 
 
+@pytest.mark.sql
+@pytest.mark.usefixtures("dataset")
+def test_the_walk_goes_first_only_where_it_can_meet_a_page_within_its_budget(monkeypatch):
+    # Many matches expected (any estimate passes the cap), and a walk that reads at most 100
+    # rows in its budget (40 beside facets): "lighthouse" is in all 400 prompts.
+    monkeypatch.setattr(search, "CANDIDATE_CAP", 1)
+    monkeypatch.setattr(search, "SPARSE_AFTER", 100)
+    cases = [
+        ({}, True),  # every row a match: 11 rows read for a page of 10
+        ({"aspect_ratio": "9:16"}, False),  # 8 rows of 400: a page would mean reading ~550
+        ({"status": "failed"}, True),  # the walk reads only the 40 failed rows, each a match
+        # the walk reads only the range (48 rows, each a match) or the guild's rows (10, each one)
+        (from_to("2026-11-10", "2026-11-11") | {"resolution": "720p"}, True),
+        ({"guild_id": 2002}, True),
+    ]
+    for filters, first in cases:
+        listed = VideoRequest.objects.filter(search.prompt_matches("lighthouse"), **filters).order_by(*NEWEST_FIRST)
+        estimate = search._estimated_matches(listed, "lighthouse", None)
+        walk_ms = round(search.WALK_MS * search.FACETED_WALK_SHARE) if filters else search.WALK_MS
+        assert search._walk_first(listed, 11, estimate, walk_ms) is first, filters
+
+
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [
@@ -240,28 +262,35 @@ def test_the_request_lists_filters_become_facets(as_role):
 def test_within_a_budget_a_facet_is_asked_for_when_the_rows_it_rules_out_cost_more_than_its_entries():
     shares = {"status completed": 0.85, "resolution 1080p": 0.25, "duration 6": 0.26, "guild 1": 0.016}
     terms = ["'duration 6'", "'guild 1'", "'resolution 1080p'", "'status completed'"]
-    # a word in a sixteenth of the rows ("lighthouse"): "guild 1" and "resolution 1080p" leave
-    # 2,500 rows of 10M, which cost about what "duration 6"'s entries would: it is not asked
-    assert worth_asking(terms, shares, matching=1 / 16) == ["'guild 1'", "'resolution 1080p'"]
-    # without the guild, 1080p leaves 156k rows of 10M: "duration 6" too
-    assert worth_asking(["'duration 6'", "'resolution 1080p'"], shares, matching=1 / 16) == [
+    rows = 10_000_000
+    # a word in a sixteenth of the rows ("lighthouse"): two quarters of the rows are worth their
+    # entries (156k rows of it left by the first), "status completed" is not (its entries alone
+    # take longer than FACETS_MS)
+    assert worth_asking(
+        ["'duration 6'", "'resolution 1080p'", "'status completed'"], shares, matching=1 / 16, rows=rows
+    ) == ["'resolution 1080p'", "'duration 6'"]
+    # after "guild 1" and 1080p, 2,500 rows are left: fewer than "duration 6"'s entries cost
+    assert worth_asking(terms, shares, matching=1 / 16, rows=rows) == ["'guild 1'", "'resolution 1080p'"]
+    # a rare word (500 rows of 10M): reading them costs less than a common facet's entries ...
+    assert worth_asking(["'resolution 1080p'", "'status completed'"], shares, matching=0.00005, rows=rows) == []
+    # ... not than a rare facet's, which rules out nearly all of them
+    assert worth_asking(terms, shares, matching=0.00005, rows=rows) == ["'guild 1'"]
+    # at 100k rows a word in every row: the three, within far less than FACETS_MS; but not
+    # "status completed", which would rule out 15 of the 104 rows they leave
+    assert worth_asking(terms, shares, matching=1.0, rows=100_000) == [
+        "'guild 1'",
         "'resolution 1080p'",
         "'duration 6'",
     ]
-    # a word in every row: more facets pay, but not "status completed" (85 % of the entries to
-    # rule out 15 % of what the others leave)
-    assert worth_asking(terms, shares, matching=1.0) == ["'guild 1'", "'resolution 1080p'", "'duration 6'"]
-    # a rare word (500 rows of 10M): reading them costs less than a common facet's entries ...
-    assert worth_asking(["'resolution 1080p'", "'status completed'"], shares, matching=0.00005) == []
-    # ... not than a rare facet's, which rules out nearly all of them
-    assert worth_asking(terms, shares, matching=0.00005) == ["'guild 1'"]
     # a group's share is its lexemes' together; a lexeme the statistics do not list is rare
     days = "('day 1' | 'day 2')"
     in_days = {"day 1": 0.1, "day 2": 0.1, **shares}
-    assert worth_asking([days, "'status completed'"], in_days, matching=1 / 16) == [days, "'status completed'"]
-    assert worth_asking([days, "'status completed'"], in_days, matching=0.001) == [days]
-    assert worth_asking([days, "'resolution 1080p'"], in_days, matching=1 / 16) == [days, "'resolution 1080p'"]
-    assert worth_asking(["'guild 7'", "'status completed'"], shares, matching=1 / 16) == ["'guild 7'"]
+    assert worth_asking([days, "'resolution 1080p'"], in_days, matching=1 / 16, rows=rows) == [
+        days,
+        "'resolution 1080p'",
+    ]
+    assert worth_asking([days, "'status completed'"], in_days, matching=1 / 16, rows=rows) == [days]
+    assert worth_asking(["'guild 7'", "'status completed'"], shares, matching=1 / 16, rows=rows) == ["'guild 7'"]
 
 
 @pytest.mark.sql

@@ -50,6 +50,7 @@ with 1080p alone, the guard).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,11 +59,11 @@ from functools import partial
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import BooleanField, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import Col, RawSQL
 from psycopg.errors import QueryCanceled
 
 from tracking import selectors
-from tracking.search_facets import facet_terms, narrowed
+from tracking.search_facets import facet_terms, for_look_up, narrowed
 
 WALK_MS = 100
 PROBE_MS = 150
@@ -77,7 +78,7 @@ COMMON = 0.05  # a share of all rows the planner's estimate must reach to call a
 
 NEWEST_FIRST = ("-created_at", "-id")
 
-LookUp = Callable[[], QuerySet]  # the search as the look-up asks the index for it (_look_up)
+LookUp = Callable[[], tuple[QuerySet, int]]  # the search as the look-up asks the index for it, and its budget
 
 # Written exactly as the column is generated, so that GIN on prompt_tsv serves it.
 MATCHES = "prompt_tsv @@ websearch_to_tsquery('english'::regconfig, %s)"
@@ -183,7 +184,9 @@ def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> Se
     probe = not matches_everything
     with transaction.atomic():  # SET LOCAL lasts until this block ends
         estimate = _estimated_matches(searched, text, _pairs_of(query)) if probe else 0.0
-        look_up = partial(_look_up, searched, text) if probe else None  # made only where the look-up runs
+        look_up = (
+            partial(_look_up, searched, text, _pairs_of(query)) if probe else None
+        )  # made only where the look-up runs
         if ordering == NEWEST_FIRST:
             ids, path = _newest(searched, need, look_up=look_up, estimate=estimate)
             rows = _in_order(searched, ids[offset:need])
@@ -201,7 +204,7 @@ def _newest(searched: QuerySet, need: int, *, look_up: LookUp | None, estimate: 
     walked = 0  # rows the walk read before its budget ran out
     # (at least 1 ms: a statement_timeout of 0 is none)
     walk_ms = max(1, round(WALK_MS * FACETED_WALK_SHARE)) if facet_terms(searched) else WALK_MS
-    for step in ("walk", "index") if estimate >= CANDIDATE_CAP else ("index", "walk"):
+    for step in ("walk", "index") if _walk_first(searched, need, estimate, walk_ms) else ("index", "walk"):
         if step == "walk":
             before = _rows_read()
             found = _within(walk_ms, WALKING, lambda: list(newest[:need]))
@@ -226,8 +229,36 @@ def _newest(searched: QuerySet, need: int, *, look_up: LookUp | None, estimate: 
         if found is not None:
             return found, "walk again"
     with planner(THROUGH_THE_INDEX):
-        by_date = narrowed(searched, every=True).order_by(*NEWEST_FIRST).values_list("id", flat=True)
+        by_date = narrowed(searched).order_by(*NEWEST_FIRST).values_list("id", flat=True)
         return list(by_date[:need]), "index by date"
+
+
+def _walk_first(searched: QuerySet, need: int, estimate: float, walk_ms: int) -> bool:
+    """Whether the walk goes first: the planner expects many matches (CANDIDATE_CAP or more),
+    and dense enough among the rows the walk reads for it to meet a page of them within its
+    budget (it reads about SPARSE_AFTER rows in WALK_MS). A common word with filters the planner
+    takes as independent can be expected many yet sparse ("lighthouse", 1080p, 6 s: 39,000 of
+    10M rows, one in 256): the walk would only spend its budget before the look-up answers."""
+    if estimate < CANDIDATE_CAP:
+        return False
+    readable = SPARSE_AFTER * walk_ms / WALK_MS
+    return need * _plan_rows(_walked(searched)) / estimate <= readable
+
+
+# The columns of the indexes in date order (created_at last) a walk can take: the rows it reads
+# are those of the list's conditions on these; the others (the words, 1080p, 6 s) it checks.
+WALK_INDEXED = frozenset({"created_at", "status", "guild_id", "review_status", "safety_filtered_count", "user_id"})
+
+
+def _walked(searched: QuerySet) -> QuerySet:
+    """The rows a walk through ``searched`` reads: the list with only its conditions on WALK_INDEXED."""
+    walked = searched.order_by()
+    walked.query.where.children = [
+        condition
+        for condition in walked.query.where.children
+        if isinstance(getattr(condition, "lhs", None), Col) and condition.lhs.target.attname in WALK_INDEXED
+    ]
+    return walked
 
 
 def _ordered(
@@ -242,24 +273,29 @@ def _ordered(
     return list(searched.order_by(*ordering)[offset:need]), "planner"
 
 
-def _look_up(searched: QuerySet, text: str) -> QuerySet:
-    """``searched`` as the look-up asks the search index for it: also for the filters' facets
-    worth their entries beside the words' matches (the planner's estimate of the words alone:
-    its statistics know common words well). The index intersects them with the words, and
-    reads from the table only the rows that hold both."""
+def _look_up(searched: QuerySet, text: str, pairs: str | None) -> tuple[QuerySet, int]:
+    """``searched`` as the look-up asks the search index for it, and the look-up's budget: also
+    for the filters' facets worth their entries beside the words' matches (the planner's estimate
+    of the words alone: its statistics know common words well), with the time GIN takes to read
+    those entries added to PROBE_MS. The index intersects them with the words, and reads from the
+    table only the rows that hold both."""
+    rows = selectors.estimated_request_count()
+    if rows <= 0:  # never analysed: no sizes to weigh, every facet
+        return narrowed(searched), PROBE_MS
     if not facet_terms(searched):
-        return searched
-    total = selectors.estimated_request_count()
-    words = _plan_rows(searched.model.objects.filter(prompt_matches(text)))
-    return narrowed(searched, matching=min(1.0, words / total) if total > 0 else 1.0)
+        return searched, PROBE_MS
+    words = _estimated_matches(searched.model.objects.filter(prompt_matches(text)), text, pairs)
+    asking, entries_ms = for_look_up(searched, matching=min(1.0, words / rows), rows=rows)
+    return asking, PROBE_MS + math.ceil(entries_ms)
 
 
-def _candidates(look_up: QuerySet) -> list[tuple] | None:
+def _candidates(look_up: tuple[QuerySet, int]) -> list[tuple] | None:
     """The look-up's matches as (created_at, id), in no order: every one when fewer than
-    CANDIDATE_CAP, else the first CANDIDATE_CAP; None when listing them takes more than
-    PROBE_MS."""
-    unordered = look_up.order_by().values_list("created_at", "id")
-    return _within(PROBE_MS, THROUGH_THE_INDEX, lambda: list(unordered[:CANDIDATE_CAP]))
+    CANDIDATE_CAP, else the first CANDIDATE_CAP; None when listing them takes more than its
+    budget."""
+    searched, budget_ms = look_up
+    unordered = searched.order_by().values_list("created_at", "id")
+    return _within(budget_ms, THROUGH_THE_INDEX, lambda: list(unordered[:CANDIDATE_CAP]))
 
 
 def _rows_read() -> int:

@@ -13,8 +13,8 @@ already meets (a day range covers the dates asked for, whole days), so adding it
 result; a filter this does not recognise simply adds no facet. GIN reads every entry of each
 facet asked for, so where a budget applies (the look-up) a facet is asked for only when the rows
 it rules out would cost more to read from the table than its entries (by the index's statistics
-and the planner's estimate of the words' matches); where none does (the index in date order),
-all of them.
+and the planner's estimate of the words' matches), within a time for entries the budget grows
+by; where none applies (the index in date order), all of them.
 """
 
 from __future__ import annotations
@@ -46,41 +46,65 @@ VALUED = {
 LONGEST_VALUE = 64  # the columns' CHECK constraints allow only short values: a longer one matches no row
 MOST_DAYS = 92  # a longer date range asks for no day facet (a query of hundreds of terms gains little)
 DAY_ZERO = datetime(2000, 1, 1, tzinfo=UTC)
-# What the look-up pays for a facet against a row (10M rows, docs/BENCHMARKS.md): GIN reads a
-# facet's entries at about ENTRY_US each ("lighthouse" & "resolution 1080p" 97 ms in the index,
-# with "duration 6", another quarter of the rows, 128 ms), the table a row at about ROW_US ("guild
-# 1" alone left 10,279 rows of "lighthouse" to read: 152 ms; with "resolution 1080p" none, 52 ms).
-ENTRY_US = 0.012
+# What the look-up pays for a facet against a row (10M rows, docs/BENCHMARKS.md). GIN reads a
+# facet's entries at about ENTRY_US each beside a common word ("lighthouse" & "resolution 1080p"
+# 105 ms, with "duration 6" too 145 ms, with "status completed" instead 178 ms); the table a row
+# at about ROW_US ("guild 1" alone left 10,279 rows of "lighthouse" to read: 152 ms). A facet is
+# asked for when the rows it rules out cost more to read than its entries, and the facets asked
+# for cost at most FACETS_MS, which the look-up's budget then adds to its own.
+ENTRY_US = 0.025
 ROW_US = 15.0
+FACETS_MS = 150
 
 
-def narrowed(searched: QuerySet, *, matching: float = 1.0, every: bool = False) -> QuerySet:
-    """``searched``, also asking the search index for the facets its filters require (the same
-    rows, found through the index when the filters leave few of a common word's): those worth
-    it within a budget for words that match ``matching`` of all rows, or ``every`` one (where
-    no budget applies, ruling rows out matters more than reading entries)."""
-    terms = facet_terms(searched)
-    query = " & ".join(terms if every else worth_asking(terms, facet_shares(), matching=matching))
-    if not query:
+def narrowed(searched: QuerySet) -> QuerySet:
+    """``searched``, also asking the search index for every facet its filters require (the
+    same rows, found through the index when the filters leave few of a common word's): for
+    the index in date order, which has no budget, where ruling rows out matters more than
+    reading entries."""
+    return with_facets(searched, facet_terms(searched))
+
+
+def for_look_up(searched: QuerySet, *, matching: float, rows: float) -> tuple[QuerySet, float]:
+    """``searched``, also asking the search index for the facets worth it within a budget
+    (worth_asking), and the time GIN is expected to spend on their entries."""
+    shares = facet_shares()
+    asked = worth_asking(facet_terms(searched), shares, matching=matching, rows=rows)
+    return with_facets(searched, asked), sum(entries_ms(term_share(term, shares), rows) for term in asked)
+
+
+def with_facets(searched: QuerySet, terms: list[str]) -> QuerySet:
+    """``searched``, also asking the search index for these facets (of facet_terms)."""
+    if not terms:
         return searched
-    return searched.filter(RawSQL(FACETS_MATCH, [query], output_field=BooleanField()))
+    return searched.filter(RawSQL(FACETS_MATCH, [" & ".join(terms)], output_field=BooleanField()))
 
 
-def worth_asking(terms: list[str], shares: dict[str, float], *, matching: float) -> list[str]:
-    """The terms worth asking the index for within a budget: those whose entries cost GIN less
-    than reading from the table the rows they rule out, of the words' ``matching`` share of all
-    rows. The rarest first, each leaving its share of the rows before the next (as if
-    independent); a commoner one costs more entries for fewer rows, so the first not worth it
-    ends the list. A term's share is the sum of its lexemes' (from the statistics; one they do
-    not list is rare)."""
-    by_share = sorted((sum(shares.get(_unquoted(lexeme), 0.0) for lexeme in _lexemes(term)), term) for term in terms)
-    asked, left = [], matching
-    for share, term in by_share:
-        if share * ENTRY_US >= left * (1 - share) * ROW_US:
+def worth_asking(terms: list[str], shares: dict[str, float], *, matching: float, rows: float) -> list[str]:
+    """The terms a look-up within a budget asks the index for, when the words match ``matching``
+    of the ``rows``: the rarest first, each leaving its share of the rows (as if independent),
+    while the rows it rules out would cost more to read from the table than its entries, and
+    all those asked cost at most FACETS_MS (a commoner one costs more entries for fewer rows, so
+    the first not worth it ends the list). A term's share is the sum of its lexemes' (from the
+    statistics; one they do not list is rare)."""
+    asked, left, spent = [], matching * rows, 0.0
+    for share, term in sorted((term_share(term, shares), term) for term in terms):
+        entries = entries_ms(share, rows)
+        if spent + entries > FACETS_MS or entries * 1000 >= left * (1 - share) * ROW_US:
             break
         asked.append(term)
+        spent += entries
         left *= share
     return asked
+
+
+def entries_ms(share: float, rows: float) -> float:
+    """What GIN spends reading the entries of a facet that ``share`` of the ``rows`` hold."""
+    return share * rows * ENTRY_US / 1000
+
+
+def term_share(term: str, shares: dict[str, float]) -> float:
+    return sum(shares.get(_unquoted(lexeme), 0.0) for lexeme in _lexemes(term))
 
 
 def facet_shares() -> dict[str, float]:
