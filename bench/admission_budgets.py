@@ -112,14 +112,35 @@ def price_history(conn) -> None:
     conn.execute("VACUUM (ANALYZE) video_requests")
 
 
+# Each variant: its label, the function it calls and what it passes beyond the 17 arguments.
+VARIANTS = (
+    ("previous admission", PREVIOUS, ""),
+    ("current, no budgets", "admit_video_request", ""),
+    ("budgets + roles", "admit_video_request", ROLES_AND_CAP),
+)
+
+
+def install_variants(conn) -> None:
+    """The policies "budgets + roles" reads, and 0019's function beside today's."""
+    conn.execute(POLICIES, {"limit": QUOTA_LIMIT, "guilds": GUILDS})
+    remove_previous(conn)
+    conn.execute(PREVIOUS_RESULT)
+    conn.execute(previous_admission_sql())
+
+
+def remove_variants(conn) -> None:
+    remove_previous(conn)
+    conn.execute("DELETE FROM quota_policies")
+
+
+def remove_previous(conn) -> None:
+    conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}").format(sql.Identifier(PREVIOUS)))
+    conn.execute("DROP TYPE IF EXISTS admission_result_previous")
+
+
 def scripts(scratch: Path) -> tuple[tuple[str, str], ...]:
-    variants = (
-        ("previous admission", PREVIOUS, ""),
-        ("current, no budgets", "admit_video_request", ""),
-        ("budgets + roles", "admit_video_request", ROLES_AND_CAP),
-    )
     written = []
-    for label, function, extra in variants:
+    for label, function, extra in VARIANTS:
         path = scratch / f"{label.replace(' ', '_').replace(',', '').replace('+', 'and')}.sql"
         path.write_text(CALL.format(guilds=GUILDS, function=function, extra=extra))
         written.append((label, str(path)))
@@ -139,7 +160,6 @@ def main() -> int:
     server = Server.from_dsn(args.dsn) if args.dsn else Server.embedded()
     dbname = args.dbname or f"veobot_bench_costs_{args.rows}"
     data = request_history.prepare(server, dbname=dbname, rows=args.rows, reload=False)
-    body = previous_admission_sql()
     results: dict[tuple[str, int], list[pgbench_driver.Result]] = {}
     scratch = tempfile.TemporaryDirectory(prefix="veobot-admission-budgets-")
     variants = scripts(Path(scratch.name))
@@ -156,7 +176,7 @@ def main() -> int:
         print("machine:", ", ".join(f"{k} {v}" for k, v in machine_description().items()))
         print("server: ", ", ".join(f"{k} {v}" for k, v in server_description(conn).items()))
         price_history(conn)
-        conn.execute(POLICIES, {"limit": QUOTA_LIMIT, "guilds": GUILDS})
+        install_variants(conn)
         counted = conn.execute(
             "SELECT count(*) FROM video_requests WHERE counts_toward_quota AND cost_estimated_usd > 0"
             " AND created_at > now() - interval '1 day'"
@@ -164,10 +184,6 @@ def main() -> int:
         print(
             f"dataset: {data.dbname}, {data.rows:,} rows ({counted:,} spent in the last day); previous: 0019's, from 0020's down migration"
         )
-        conn.execute("DROP FUNCTION IF EXISTS admit_video_request_previous")
-        conn.execute("DROP TYPE IF EXISTS admission_result_previous")
-        conn.execute(PREVIOUS_RESULT)
-        conn.execute(body)
         try:
             for number in range(1, args.rounds + 1):
                 for clients in args.clients:
@@ -197,9 +213,7 @@ def main() -> int:
                             flush=True,
                         )
         finally:
-            conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}").format(sql.Identifier(PREVIOUS)))
-            conn.execute("DROP TYPE IF EXISTS admission_result_previous")
-            conn.execute("DELETE FROM quota_policies")
+            remove_variants(conn)
             request_history.prepare(server, dbname=data.dbname, rows=args.rows, reload=False)
 
     print(
@@ -233,8 +247,6 @@ def _median_ratio(results: list, previous: list) -> float:
         if r.server_cpu_us and p.server_cpu_us
     ]
     return statistics.median(ratios) if ratios else float("nan")
-
-    return 0
 
 
 if __name__ == "__main__":
