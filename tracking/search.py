@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from psycopg.errors import QueryCanceled
 
 from tracking import selectors
 from tracking.search_facets import facet_terms, for_look_up, narrowed
+from tracking.tsquery_text import lexemes, pairs_of, unquoted
 
 WALK_MS = 100
 PROBE_MS = 150
@@ -125,10 +125,6 @@ def prompt_matches(text: str) -> RawSQL:
 # Written exactly as the pairs index's expression.
 PAIRS_MATCH = "prompt_word_pairs(prompt_tsv) @@ %s::tsquery"
 
-# A lexeme as tsquery prints it: quoted, a quote inside doubled, a backslash escaped.
-_LEXEME = r"'(?:[^'\\]|''|\\.)*'"
-_PHRASE_PART = re.compile(rf"({_LEXEME})|(<->)|(<\d+>)")
-
 
 def word_pairs_query(text: str) -> str | None:
     """The pairs of neighbouring words every match must hold, as a tsquery ("'a b' & 'b c'"),
@@ -137,37 +133,7 @@ def word_pairs_query(text: str) -> str | None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT websearch_to_tsquery('english'::regconfig, %s)::text", [text])
         (query,) = cursor.fetchone()
-    return _pairs_of(query)
-
-
-def _pairs_of(query: str) -> str | None:
-    """word_pairs_query's reading of a tsquery's text."""
-    if "|" in query or "(" in query:
-        return None
-    pairs = []
-    for term in query.split(" & "):
-        parts = _phrase_parts(term)
-        if parts is None:
-            continue  # a negation, or something this does not read: it requires no pair
-        pairs += [f"{a[:-1]} {b[1:]}" for a, op, b in zip(parts[::2], parts[1::2], parts[2::2], strict=False) if op]
-    return " & ".join(dict.fromkeys(pairs)) or None
-
-
-def _phrase_parts(term: str) -> list | None:
-    """A conjunct as [lexeme, adjacent?, lexeme, ...] (adjacent: joined by <->, not <N>), or None."""
-    parts, at = [], 0
-    for match in _PHRASE_PART.finditer(term):
-        if term[at : match.start()].strip():
-            return None
-        lexeme, next_to, apart = match.groups()
-        expect_lexeme = len(parts) % 2 == 0
-        if expect_lexeme != (lexeme is not None):
-            return None
-        parts.append(lexeme if lexeme is not None else bool(next_to))
-        at = match.end()
-    if term[at:].strip() or len(parts) % 2 == 0:
-        return None
-    return parts
+    return pairs_of(query)
 
 
 def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> SearchPage:
@@ -183,9 +149,9 @@ def search_page(searched: QuerySet, text: str, *, offset: int, limit: int) -> Se
     ordering = tuple(dict.fromkeys(searched.query.order_by))  # the admin's list repeats its default
     probe = not matches_everything
     with transaction.atomic():  # SET LOCAL lasts until this block ends
-        estimate = _estimated_matches(searched, text, _pairs_of(query)) if probe else 0.0
+        estimate = _estimated_matches(searched, text, pairs_of(query)) if probe else 0.0
         look_up = (
-            partial(_look_up, searched, text, _pairs_of(query)) if probe else None
+            partial(_look_up, searched, text, pairs_of(query)) if probe else None
         )  # made only where the look-up runs
         if ordering == NEWEST_FIRST:
             ids, path = _newest(searched, need, look_up=look_up, estimate=estimate)
@@ -341,7 +307,7 @@ def _estimated_matches(searched: QuerySet, text: str, pairs: str | None) -> floa
 
 def _pairs_known(pairs: str) -> bool:
     """Whether the pairs index's statistics list every one of these pairs among the common."""
-    wanted = [_unquoted(lexeme) for lexeme in re.findall(_LEXEME, pairs)]
+    wanted = [unquoted(lexeme) for lexeme in lexemes(pairs)]
     with connection.cursor() as cursor:
         cursor.execute(PAIRS_KNOWN, [wanted])
         row = cursor.fetchone()
@@ -353,10 +319,6 @@ PAIRS_KNOWN = (
     "SELECT most_common_elems::text::text[] @> %s::text[] FROM pg_stats"
     " WHERE schemaname = current_schema() AND tablename = 'video_requests_prompt_pairs_idx'"
 )
-
-
-def _unquoted(lexeme: str) -> str:
-    return re.sub(r"\\(.)", r"\1", lexeme[1:-1].replace("''", "'"))
 
 
 def _plan_rows(listed: QuerySet) -> float:

@@ -19,7 +19,6 @@ by; where none applies (the index in date order), all of them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +26,8 @@ from django.db import connection
 from django.db.models import BooleanField, Lookup, QuerySet
 from django.db.models.expressions import Col, RawSQL
 from django.db.models.sql.where import AND
+
+from tracking.tsquery_text import lexemes, unquoted
 
 # Written exactly as the index's second column.
 FACETS_MATCH = (
@@ -104,7 +105,7 @@ def entries_ms(share: float, rows: float) -> float:
 
 
 def term_share(term: str, shares: dict[str, float]) -> float:
-    return sum(shares.get(_unquoted(lexeme), 0.0) for lexeme in _lexemes(term))
+    return sum(shares.get(unquoted(lexeme), 0.0) for lexeme in lexemes(term))
 
 
 def facet_shares() -> dict[str, float]:
@@ -198,14 +199,6 @@ def _days(first: datetime, last: datetime) -> str | None:
 
 def _day(moment: datetime) -> int:
     return int((moment - DAY_ZERO) // timedelta(days=1))
-
-
-def _lexemes(term: str) -> list[str]:
-    return re.findall(r"'(?:[^'\\]|''|\\.)*'", term)
-
-
-def _unquoted(lexeme: str) -> str:
-    return re.sub(r"\\(.)", r"\1", lexeme[1:-1].replace("''", "'"))
 
 
 def _lexeme(text: str) -> str:
