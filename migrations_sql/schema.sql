@@ -2203,7 +2203,7 @@ ALTER INDEX public.video_requests_prompt_pairs_idx ALTER COLUMN 1 SET STATISTICS
 
 CREATE INDEX video_requests_queue_idx ON public.video_requests USING btree (available_at, id) WHERE (status = 'pending'::text);
 
-CREATE INDEX video_requests_quota_idx ON public.video_requests USING btree (user_id, created_at DESC) WHERE counts_toward_quota;
+CREATE INDEX video_requests_quota_idx ON public.video_requests USING btree (user_id, created_at DESC) INCLUDE (cost_estimated_usd) WHERE counts_toward_quota;
 
 CREATE INDEX video_requests_review_created_idx ON public.video_requests USING btree (review_status, created_at DESC) WHERE (review_status <> 'unreviewed'::text);
 

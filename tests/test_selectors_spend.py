@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection, transaction
 
 from tests.factories import QuotaPolicyFactory, VideoRequestFactory
 from tracking import selectors_spend
@@ -31,6 +32,22 @@ def history():
 def test_a_users_spend(history):
     spend = selectors_spend.user_spend(user_id=2, window=timedelta(days=3650))
     assert (spend.total_usd, spend.window_usd, spend.unpriced) == (Decimal("2.0000"), Decimal("2.0000"), 0)
+
+
+@pytest.mark.sql
+@pytest.mark.django_db(transaction=True)  # VACUUM runs outside a transaction
+def test_a_users_spend_is_read_from_the_quota_index_alone(history):
+    # Vacuumed (the index can then vouch for its pages), with the table's other ways off: the
+    # sums come from the index entries, no row read from the table (a heavy user's history).
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) video_requests")
+    with transaction.atomic(), connection.cursor() as cursor:
+        for setting in ("enable_seqscan", "enable_bitmapscan"):
+            cursor.execute("SELECT set_config(%s, 'off', true)", [setting])
+        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + selectors_spend.USER_SPEND, [timedelta(days=30), 2])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Only Scan using video_requests_quota_idx" in plan, plan
+    assert "Heap Fetches: 0" in plan, plan
 
 
 def test_budgets_name_each_scope_with_what_is_left(settings):

@@ -74,14 +74,18 @@ class UserSpend:
     unpriced: int  # requests that counted with no known price (not in the sums)
 
 
+# From video_requests_quota_idx alone, which holds each counted row's cost (0026): a heavy user's
+# whole history is index entries, not table rows.
+USER_SPEND = (
+    "SELECT COALESCE(sum(cost_estimated_usd), 0),"
+    " COALESCE(sum(cost_estimated_usd) FILTER (WHERE created_at > clock_timestamp() - %s), 0),"
+    " count(*) FILTER (WHERE cost_estimated_usd IS NULL)"
+    " FROM video_requests WHERE user_id = %s AND counts_toward_quota"
+)
+
+
 def user_spend(*, user_id: int, window: timedelta = timedelta(days=30)) -> UserSpend:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COALESCE(sum(cost_estimated_usd), 0),"
-            " COALESCE(sum(cost_estimated_usd) FILTER (WHERE created_at > clock_timestamp() - %s), 0),"
-            " count(*) FILTER (WHERE cost_estimated_usd IS NULL)"
-            " FROM video_requests WHERE user_id = %s AND counts_toward_quota",
-            [window, user_id],
-        )
+        cursor.execute(USER_SPEND, [window, user_id])
         total, recent, unpriced = cursor.fetchone()
     return UserSpend(total_usd=total, window_usd=recent, window=window, unpriced=unpriced)
