@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
+from psycopg import sql
 
 from tests.factories import QuotaPolicyFactory, VideoRequestFactory
 from tracking import selectors_spend
@@ -44,7 +45,8 @@ def test_a_users_spend_is_read_from_the_quota_index_alone(history):
     with transaction.atomic(), connection.cursor() as cursor:
         for setting in ("enable_seqscan", "enable_bitmapscan"):
             cursor.execute("SELECT set_config(%s, 'off', true)", [setting])
-        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + selectors_spend.USER_SPEND, [timedelta(days=30), 2])
+        explain = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) {}").format(sql.SQL(selectors_spend.USER_SPEND))
+        cursor.execute(explain, [timedelta(days=30), 2])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Index Only Scan using video_requests_quota_idx" in plan, plan
     assert "Heap Fetches: 0" in plan, plan
