@@ -104,7 +104,7 @@ class Admitter:
         self.health = health
         self.runner = runner
         self.limiter = limiter
-        self.batches = AdmissionBatches()
+        self.batches = AdmissionBatches(health=health)
         self._journaled: dict[int, Decision] = {}  # degraded admissions, for duplicate interactions
         # user id -> interaction ids admitted here while degraded and not yet replayed. The
         # database cannot count those, so their users stay on the local limiter until it can.

@@ -8,7 +8,9 @@ per interaction. Every caller still gets its own answer or its own exception:
 - the database down (refused, or no answer in time): every admission of the batch gets that
   error, so each falls back to the degraded path as a single one would (Admitter.admit); those
   still waiting for a batch of their own get a plain refusal (they never reached the database,
-  so none of them is held);
+  so none of them is held). They get it as soon as the process declares the outage (the
+  heartbeat notices a partition within HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT), not once the
+  batch ahead of them has waited out ANSWER_TIMEOUT: their users are answered that much sooner;
 - an element that is not admissible (InvalidInput) gets its error; the others go on;
 - the database refusing the batch for anything else (one element's interaction id belonging to
   another user fails the whole statement): that batch is admitted again one by one, so each
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from django.db import OperationalError
 
 from generation import metrics, wakeup
-from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN
+from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, selectors, services
 from tracking.models import Status
 from tracking.services.burst import AdmissionCall, BurstAnswer
@@ -35,10 +37,12 @@ MAX_BATCH = 50  # past this, a statement's own time outgrows what waiting for th
 
 
 class AdmissionBatches:
-    def __init__(self, *, max_batch: int = MAX_BATCH):
+    def __init__(self, *, max_batch: int = MAX_BATCH, health: DatabaseHealth | None = None):
         self.max_batch = max_batch
         self._waiting: list[tuple[AdmissionCall, asyncio.Future]] = []
         self._draining = False
+        if health is not None:
+            health.on_outage(lambda: self._refuse_waiting("PostgreSQL is unreachable (an outage began)"))
 
     async def admit(self, call: AdmissionCall) -> BurstAnswer:
         """``call``'s answer, from the next batch; raises what its admission raised."""
@@ -57,10 +61,7 @@ class AdmissionBatches:
                 if not await self._run(batch):
                     # That batch got no answer: the database is away, and the ones still waiting
                     # never reached it. They go the degraded way at once, not after a timeout of their own.
-                    waiting, self._waiting = self._waiting, []
-                    refusal = OperationalError("PostgreSQL did not answer the admissions before this one")
-                    for _, answer in waiting:
-                        _settle(answer, error=refusal)
+                    self._refuse_waiting("PostgreSQL did not answer the admissions before this one")
         except asyncio.CancelledError:
             # The loop is closing: nobody is left to admit the rest, so nobody waits for them.
             waiting, self._waiting = self._waiting, []
@@ -69,6 +70,13 @@ class AdmissionBatches:
             raise
         finally:
             self._draining = False
+
+    def _refuse_waiting(self, reason: str) -> None:
+        """Every admission still waiting for a batch gets a refusal: none of them reached the database."""
+        waiting, self._waiting = self._waiting, []
+        refusal = OperationalError(reason)
+        for _, answer in waiting:
+            _settle(answer, error=refusal)
 
     async def _run(self, batch: list[tuple[AdmissionCall, asyncio.Future]]) -> bool:
         """Admit ``batch``, settling every future; False when the database gave no answer."""

@@ -82,6 +82,12 @@ class DatabaseHealth:
         self.meanwhile = meanwhile  # what this process does during an outage, for the warning
         self.down_since: float | None = None
         self.last_heard: float | None = None  # time.monotonic() of the heartbeat's last answer
+        self._outage_listeners: list[Callable[[], None]] = []
+
+    def on_outage(self, listener: Callable[[], None]) -> None:
+        """``listener()`` as each outage begins, on the event loop (where ``failed`` is called): what
+        waits for the database without having reached it can go the degraded way at once."""
+        self._outage_listeners.append(listener)
 
     def heard(self) -> None:
         """The heartbeat was answered."""
@@ -118,6 +124,8 @@ class DatabaseHealth:
                 self.meanwhile,
                 extra={"fields": {"event": "degraded", "status": "degraded"}},
             )
+            for listener in self._outage_listeners:
+                listener()
 
     @staticmethod
     def probe() -> bool:

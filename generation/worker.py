@@ -226,6 +226,10 @@ async def serve_standalone(
     metrics.watch_journal(journal)
     replayer = JournalReplayer(journal=journal, under_way=set, health=worker.health)
     try:
+        # Started during an outage, the replay's first call would wait out the pool's connect
+        # timeout before degraded mode began (the bot probes first for the same reason).
+        if not await asyncio.to_thread(worker.health.probe):
+            worker.health.failed(ConnectionError("no answer to the start-up probe"))
         # Before the first claim: a start a killed worker wrote ahead must be recorded before its
         # request, claimable again once that worker's lease runs out, could be started twice.
         await replayer.replay()

@@ -6,6 +6,7 @@ against the quota, and two batches (or a batch and single admissions) never dead
 """
 
 import asyncio
+import json
 import threading
 import time
 from datetime import timedelta
@@ -15,14 +16,17 @@ import pytest
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from tests.bot_harness import run_bot
+from generation.admission import Admitter
+from generation.health import DatabaseHealth
+from tests.bot_harness import eventually, run_bot
 from tests.bot_harness import veo_command as veo
 from tests.concurrency import conninfo
+from tests.degraded_harness import Degraded
 from tests.factories import VideoRequestFactory
 from tests.fakes import discord_server as fake
 from tests.fakes.interactions import deliver, user
 from tests.helpers import next_interaction
-from tracking import selectors, services
+from tracking import aio, selectors, services
 from tracking.models import VideoRequest
 from tracking.services.burst import AdmissionCall
 
@@ -259,3 +263,58 @@ def test_batches_of_different_users_whose_spend_rows_cross_both_complete(setting
 
     assert errors == []
     assert VideoRequest.objects.filter(user_id__in=forward + backward, status="pending").count() == 2 * 20 * 8
+
+
+def test_admissions_waiting_behind_an_unanswered_batch_go_the_degraded_way_as_soon_as_the_outage_is_declared(
+    settings, db_settings
+):
+    """A batch is in the database and unanswered (here: held up on its user's admission lock) when
+    the process declares the database down, as its heartbeat does in a partition. An admission
+    waiting for the next batch never reached the database: it is admitted here at once (journaled,
+    not held), not after the batch ahead of it has waited out its answer timeout."""
+    params = services.clean_parameters(services.VideoParameters(prompt="a red fox in snow"))
+    here = Degraded(settings.VEO_JOURNAL_DIR, settings.VEO_MEDIA_ROOT)
+    health = DatabaseHealth(meanwhile="admissions go to the journal")
+    admitter = Admitter(health=health, limiter=here.limiter, runner=here.runner)
+
+    def admit(user_id: int):
+        return asyncio.ensure_future(
+            admitter.admit(
+                interaction_id=next_interaction(), user_id=user_id, guild_id=None, channel_id=8, params=params
+            )
+        )
+
+    def lock_waits() -> int:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            return cursor.fetchone()[0]
+
+    async def scenario(blocker):
+        in_flight = admit(ALICE)
+        await eventually(lock_waits, what="the first batch waiting in the database")
+        waiting = admit(OTHERS[0])
+        await asyncio.sleep(0)  # queued for the next batch
+        health.failed(aio.NoAnswer("PostgreSQL did not answer a heartbeat within 1 s"))
+        local = await waiting
+        still_waiting = not in_flight.done()
+        await asyncio.to_thread(blocker.commit)
+        return local, still_waiting, await in_flight
+
+    try:
+        with psycopg.connect(**conninfo(db_settings)) as blocker:
+            blocker.execute("SELECT pg_advisory_xact_lock(1986161410, hashint8(%s::bigint))", [ALICE])
+            local, still_waiting, answered = asyncio.run(scenario(blocker))
+    finally:
+        health.recovered()
+        here.journal.close()
+
+    assert still_waiting  # answered while the batch ahead of it still waited for the database
+    assert (local.degraded, local.held, local.admitted) == (True, False, True)
+    journaled = [json.loads(line) for line in here.journal.path.read_text().splitlines()]
+    assert {"kind": "request", "interaction_id": local.request.interaction_id} in [
+        {key: entry.get(key) for key in ("kind", "interaction_id")} for entry in journaled
+    ]  # in the journal, for the replay to give the database
+    assert (answered.degraded, answered.admitted) == (False, True)  # the batch's own answer, from the database
+    assert VideoRequest.objects.filter(user_id=OTHERS[0]).count() == 0
