@@ -223,6 +223,9 @@ def test_a_command_without_its_database_says_so_in_one_line(args):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("veobot: the database at 127.0.0.1:9/veobot is unreachable: ")
+    # PostgreSQL's own reason: a one-shot command keeps no pool, which would retry for its
+    # timeout and then say only that it got no connection
+    assert "Connection refused" in lines[0], lines[0]
     assert "s3cret-pass" not in result.stdout + result.stderr
 
 

@@ -29,10 +29,13 @@ def parsed_url(name: str) -> tuple[dict, dict]:
     return db, options
 
 
-def entry(name: str, *, pooled: bool, max_connections: int, base_dir: Path) -> dict:
+def entry(name: str, *, pooled: bool, max_connections: int, base_dir: Path, own_pool: bool = True) -> dict:
     """A DATABASES entry for the URL in ``name`` (unset: the embedded server). ``pooled``: it goes
     through a transaction-pooling PgBouncer, which refuses the `options` startup parameter, so
-    the statement timeout comes from PgBouncer's connect_query (docs/OPERATIONS.md) instead."""
+    the statement timeout comes from PgBouncer's connect_query (docs/OPERATIONS.md) instead.
+    ``own_pool``: the process keeps psycopg's pool of connections (a serving process does; a
+    one-shot command does not: the pool retries an unreachable server for CONNECT_TIMEOUT and
+    then names no reason, where one connection fails at once with PostgreSQL's)."""
     if config.is_set(name):
         db, options = parsed_url(name)
     else:
@@ -54,6 +57,6 @@ def entry(name: str, *, pooled: bool, max_connections: int, base_dir: Path) -> d
         "keepalives_count": 3,
         **({} if pooled else {"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}),
         "application_name": "veobot",
-        "pool": {"min_size": 1, "max_size": max_connections, "timeout": CONNECT_TIMEOUT},
+        **({"pool": {"min_size": 1, "max_size": max_connections, "timeout": CONNECT_TIMEOUT}} if own_pool else {}),
     }
     return db
