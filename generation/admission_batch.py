@@ -74,9 +74,10 @@ class AdmissionBatches:
     def _refuse_waiting(self, reason: str) -> None:
         """Every admission still waiting for a batch gets a refusal: none of them reached the database."""
         waiting, self._waiting = self._waiting, []
-        refusal = OperationalError(reason)
         for _, answer in waiting:
-            _settle(answer, error=refusal)
+            # One exception each: a raised exception gathers the traceback of every place it is
+            # raised from, and these are raised in as many handlers.
+            _settle(answer, error=OperationalError(reason))
 
     async def _run(self, batch: list[tuple[AdmissionCall, asyncio.Future]]) -> bool:
         """Admit ``batch``, settling every future; False when the database gave no answer."""
