@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from veosite import config
@@ -29,13 +30,12 @@ def parsed_url(name: str) -> tuple[dict, dict]:
     return db, options
 
 
-def entry(name: str, *, pooled: bool, max_connections: int, base_dir: Path, own_pool: bool = True) -> dict:
+def entry(name: str, *, pooled: bool, max_connections: int, base_dir: Path) -> dict:
     """A DATABASES entry for the URL in ``name`` (unset: the embedded server). ``pooled``: it goes
     through a transaction-pooling PgBouncer, which refuses the `options` startup parameter, so
     the statement timeout comes from PgBouncer's connect_query (docs/OPERATIONS.md) instead.
-    ``own_pool``: the process keeps psycopg's pool of connections (a serving process does; a
-    one-shot command does not: the pool retries an unreachable server for CONNECT_TIMEOUT and
-    then names no reason, where one connection fails at once with PostgreSQL's)."""
+    A serving process keeps psycopg's pool of connections; a one-shot command does not
+    (one_shot)."""
     if config.is_set(name):
         db, options = parsed_url(name)
     else:
@@ -57,6 +57,14 @@ def entry(name: str, *, pooled: bool, max_connections: int, base_dir: Path, own_
         "keepalives_count": 3,
         **({} if pooled else {"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}),
         "application_name": "veobot",
-        **({"pool": {"min_size": 1, "max_size": max_connections, "timeout": CONNECT_TIMEOUT}} if own_pool else {}),
+        **({} if one_shot() else {"pool": {"min_size": 1, "max_size": max_connections, "timeout": CONNECT_TIMEOUT}}),
     }
     return db
+
+
+def one_shot() -> bool:
+    """Whether this process is a one-shot command: manage.py marks every command but the serving
+    ones (runbot, runworker, runserver). It keeps no pool: the pool retries an unreachable server
+    for CONNECT_TIMEOUT and then names no reason, where one connection fails at once with
+    PostgreSQL's."""
+    return os.environ.get("VEOBOT_ONE_SHOT") == "1"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -82,17 +81,10 @@ DATABASE_STATEMENT_TIMEOUT_MS = databases.STATEMENT_TIMEOUT_MS
 # and Django migrations (a session advisory lock, long DDL), the workers' LISTEN, schema dumps
 # and the test database's creation. Unset: both aliases name the same server, unpooled.
 DATABASE_POOLED = config.get_str("DATABASE_DIRECT_URL", "") != ""
-# manage.py marks every command but the serving ones (runbot, runworker, runserver) as one-shot:
-# those keep no pool of connections, so an unreachable database fails them at once.
-DATABASE_OWN_POOL = os.environ.get("VEOBOT_ONE_SHOT") != "1"
 if DATABASE_POOLED and not config.is_set("DATABASE_URL"):
     raise ConfigError("DATABASE_DIRECT_URL is set but DATABASE_URL is not: set DATABASE_URL to the PgBouncer")
 _default = databases.entry(
-    "DATABASE_URL",
-    pooled=DATABASE_POOLED,
-    max_connections=DATABASE_MAX_CONNECTIONS,
-    base_dir=BASE_DIR,
-    own_pool=DATABASE_OWN_POOL,
+    "DATABASE_URL", pooled=DATABASE_POOLED, max_connections=DATABASE_MAX_CONNECTIONS, base_dir=BASE_DIR
 )
 DATABASES = {
     "default": _default,
@@ -100,11 +92,7 @@ DATABASES = {
     "direct": {
         **(
             databases.entry(
-                "DATABASE_DIRECT_URL",
-                pooled=False,
-                max_connections=DATABASE_MAX_CONNECTIONS,
-                base_dir=BASE_DIR,
-                own_pool=DATABASE_OWN_POOL,
+                "DATABASE_DIRECT_URL", pooled=False, max_connections=DATABASE_MAX_CONNECTIONS, base_dir=BASE_DIR
             )
             if DATABASE_POOLED
             else copy.deepcopy(_default)
