@@ -24,7 +24,7 @@ from generation import metrics
 from generation.delivery import Delivery
 from generation.engine import Engine, Run, Superseded
 from generation.health import DATABASE_DOWN, DatabaseHealth, watch_database
-from generation.housekeeping import keep_dashboards_fresh
+from generation.housekeeping import keep_dashboards_fresh, keep_ledgers_pruned
 from generation.journal import Journal, WriteAhead
 from generation.listener import listen_for_work
 from generation.replay import JournalReplayer
@@ -85,6 +85,7 @@ class Worker:
         wake = asyncio.Event()
         chores = [
             asyncio.create_task(keep_dashboards_fresh(stop), name="dashboards"),
+            asyncio.create_task(keep_ledgers_pruned(stop), name="ledgers"),
             asyncio.create_task(self._stopping(stop), name="stopping"),
         ]
         if settings.VEO_WORKER_LISTEN:

@@ -10,7 +10,7 @@ from django.db import connection
 
 from tests.factories import QuotaPolicyFactory
 from tests.helpers import admit
-from tracking import services
+from tracking import ledgers, services
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sql]
 
@@ -203,3 +203,31 @@ def test_a_storm_from_every_shard_never_spends_past_the_operators_cap(db_setting
     assert after <= cap and after - before == admitted * VIDEO
     assert 1 <= admitted <= 10
     assert allowances == (cap, cap, cap)
+
+
+def test_pruning_deletes_only_ledger_rows_no_budget_window_can_read():
+    now = datetime(2027, 6, 1, 12, 30, tzinfo=UTC)
+    old, kept = now - ledgers.KEEP - timedelta(hours=1), now - timedelta(days=366) + timedelta(minutes=30)
+    with connection.cursor() as cursor:
+        for starts, usd in [(old, "5.00"), (kept, "1.00"), (now - DAY, "2.00")]:
+            cursor.execute(
+                "INSERT INTO guild_spend_ledger (guild_id, hours, starts, usd) VALUES"
+                " (%s, 1, date_trunc('hour', %s::timestamptz, 'UTC'), %s),"
+                " (%s, 24, date_trunc('day', %s::timestamptz, 'UTC'), %s)",
+                [GUILD, starts, usd, GUILD, starts, usd],
+            )
+            cursor.execute(
+                "INSERT INTO operator_spend_hours (hour, shard, usd) VALUES (date_trunc('hour', %s::timestamptz, 'UTC'), 3, %s)",
+                [starts, usd],
+            )
+    # What the longest guild budget (366 days) reads, before and after: the same.
+    longest = [now - timedelta(days=366), now - timedelta(days=366) + timedelta(minutes=59)]
+    spent = "SELECT guild_spend_since(%s, %s::timestamptz)"
+    before = [_rows(spent, [GUILD, since])[0][0] for since in longest]
+
+    assert ledgers.prune_spend_ledgers(now=now) == 3  # the old hour and day rows, the old operator hour
+    assert [_rows(spent, [GUILD, since])[0][0] for since in longest] == before
+    assert before[0] == Decimal("3.0000")  # the premise: the kept hour's 1.00 and the last day's 2.00
+    assert _rows("SELECT count(*) FROM guild_spend_ledger WHERE usd = 5") == [(0,)]
+    assert _rows("SELECT count(*), sum(usd) FROM operator_spend_hours") == [(2, Decimal("3.0000"))]
+    assert ledgers.prune_spend_ledgers(now=now) == 0
