@@ -42,8 +42,8 @@ CALL = (
     "nextval('bench_interaction_ids'), %(user)s, %(guild)s, %(channel)s, %(prompt)s, NULL, 8::smallint, '16:9',"
     " '720p', true, 'allow_adult', NULL, 'veo-3.1-fast-generate-001', 'discord', %(limit)s, interval '1 day', 0{extra})"
 )
-ROLES_AND_CAP = ", NULL, NULL, NULL, NULL, NULL, %(roles)s::bigint[], 1000000"
-EXTRA = {"": "", admission_budgets.ROLES_AND_CAP: ROLES_AND_CAP}
+# What each variant passes beyond the 17 arguments, by admission_budgets' pgbench form of it.
+EXTRA = {"": "", admission_budgets.ROLES_AND_CAP: ", NULL, NULL, NULL, NULL, NULL, %(roles)s::bigint[], 1000000"}
 COLLECTED = ("PortalRun", "CommitTransactionCommand")
 TOTALS = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
@@ -108,8 +108,11 @@ def admissions(count: int, seed: int) -> list[dict]:
     for _ in range(count):
         guild = draw.randint(1, admission_budgets.GUILDS)
         user = KNOWN_USERS.step * draw.randint(1, KNOWN_USERS.count)
-        calls.append({"user": user, "guild": guild, "channel": guild * 100 + draw.randint(1, 20), "prompt": PROMPT})
-        calls[-1].update(limit=QUOTA_LIMIT, roles=[guild * 10 + 1, guild * 10 + 2, 99])
+        channel = guild * 100 + draw.randint(1, 20)
+        roles = [guild * 10 + 1, guild * 10 + 2, 99]
+        calls.append(
+            {"user": user, "guild": guild, "channel": channel, "prompt": PROMPT, "limit": QUOTA_LIMIT, "roles": roles}
+        )
     return calls
 
 

@@ -218,7 +218,7 @@ WALK_INDEXED = frozenset({"created_at", "status", "guild_id", "review_status", "
 
 def _walked(searched: QuerySet) -> QuerySet:
     """The rows a walk through ``searched`` reads: the list with only its conditions on WALK_INDEXED."""
-    walked = searched.order_by()
+    walked = searched.order_by()  # a clone: its query and that query's conditions are its own
     walked.query.where.children = [
         condition
         for condition in walked.query.where.children
@@ -248,10 +248,11 @@ def _look_up(searched: QuerySet, text: str, pairs: str | None) -> tuple[QuerySet
     rows = selectors.estimated_request_count()
     if rows <= 0:  # never analysed: no sizes to weigh, every facet
         return narrowed(searched), PROBE_MS
-    if not facet_terms(searched):
+    terms = facet_terms(searched)
+    if not terms:
         return searched, PROBE_MS
     words = _estimated_matches(searched.model.objects.filter(prompt_matches(text)), text, pairs)
-    asking, entries_ms = for_look_up(searched, matching=min(1.0, words / rows), rows=rows)
+    asking, entries_ms = for_look_up(searched, terms, matching=min(1.0, words / rows), rows=rows)
     return asking, PROBE_MS + math.ceil(entries_ms)
 
 

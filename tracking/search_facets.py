@@ -66,11 +66,11 @@ def narrowed(searched: QuerySet) -> QuerySet:
     return with_facets(searched, facet_terms(searched))
 
 
-def for_look_up(searched: QuerySet, *, matching: float, rows: float) -> tuple[QuerySet, float]:
-    """``searched``, also asking the search index for the facets worth it within a budget
-    (worth_asking), and the time GIN is expected to spend on their entries."""
+def for_look_up(searched: QuerySet, terms: list[str], *, matching: float, rows: float) -> tuple[QuerySet, float]:
+    """``searched``, also asking the search index for those of its facet ``terms`` worth it within
+    a budget (worth_asking), and the time GIN is expected to spend on their entries."""
     shares = facet_shares()
-    asked = worth_asking(facet_terms(searched), shares, matching=matching, rows=rows)
+    asked = worth_asking(terms, shares, matching=matching, rows=rows)
     return with_facets(searched, asked), sum(entries_ms(term_share(term, shares), rows) for term in asked)
 
 
@@ -184,8 +184,7 @@ def _any(facet: str, values: list) -> str | None:
     values = [v for v in values if len(str(v)) <= LONGEST_VALUE]  # a longer one matches no row anyway
     if not values:
         return None
-    lexemes = [_lexeme(f"{facet} {v}") for v in dict.fromkeys(values)]
-    return lexemes[0] if len(lexemes) == 1 else "(" + " | ".join(lexemes) + ")"
+    return _either([_lexeme(f"{facet} {v}") for v in dict.fromkeys(values)])
 
 
 def _days(first: datetime, last: datetime) -> str | None:
@@ -193,12 +192,16 @@ def _days(first: datetime, last: datetime) -> str | None:
     start, end = _day(first), _day(last)
     if not 0 <= end - start < MOST_DAYS:  # an empty range the walk answers at once; a long one gains little
         return None
-    lexemes = [_lexeme(f"day {day}") for day in range(start, end + 1)]
-    return lexemes[0] if len(lexemes) == 1 else "(" + " | ".join(lexemes) + ")"
+    return _either([_lexeme(f"day {day}") for day in range(start, end + 1)])
 
 
 def _day(moment: datetime) -> int:
     return int((moment - DAY_ZERO) // timedelta(days=1))
+
+
+def _either(quoted: list[str]) -> str:
+    """Any one of these lexemes, as a tsquery term."""
+    return quoted[0] if len(quoted) == 1 else "(" + " | ".join(quoted) + ")"
 
 
 def _lexeme(text: str) -> str:
