@@ -1,6 +1,7 @@
-"""Admission's server work counted in instructions: bench/admission_budgets.py's three variants, the
-same admissions for each, counted by callgrind in the backend that runs them. Server CPU time
-from /proc moves with the machine's load by more than the 10% being measured; instructions do not.
+"""Admission's server work counted in instructions: bench/admission_budgets.py's three variants
+and today's function with nothing configured, the same admissions for each, counted by callgrind
+in the backend that runs them. Server CPU time from /proc moves with the machine's load by more
+than the 10% being measured; instructions do not.
 
     .venv/bin/python bench/admission_instructions.py --pg-bin /usr/lib/postgresql/15/bin \\
         --datadir /srv/bench-cluster --port 5433 --as-user postgres --rows 1000000
@@ -45,6 +46,11 @@ CALL = (
 # What each variant passes beyond the 17 arguments, by admission_budgets' pgbench form of it.
 EXTRA = {"": "", admission_budgets.ROLES_AND_CAP: ", NULL, NULL, NULL, NULL, NULL, %(roles)s::bigint[], 1000000"}
 COLLECTED = ("PortalRun", "CommitTransactionCommand")
+# Today's function with nothing configured: the same admissions in guilds without a policy (their
+# ids moved past the 2,000 that have one), no roles, no cap. Against "previous admission" it is
+# what admission costs without budgets; against "budgets + roles", what the budgets' reads cost.
+UNCONFIGURED = ("current, nothing configured", "admit_video_request", "")
+UNCONFIGURED_GUILDS = 100_000
 TOTALS = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
 
@@ -101,12 +107,13 @@ class Cluster:
                 time.sleep(1)
 
 
-def admissions(count: int, seed: int) -> list[dict]:
-    """The same admissions for every variant: known users, guilds 1..2,000, as the pgbench script draws them."""
+def admissions(count: int, seed: int, guild_offset: int = 0) -> list[dict]:
+    """The same admissions for every variant: known users, guilds 1..2,000 (plus guild_offset), as
+    the pgbench script draws them."""
     draw = random.Random(seed)
     calls = []
     for _ in range(count):
-        guild = draw.randint(1, admission_budgets.GUILDS)
+        guild = draw.randint(1, admission_budgets.GUILDS) + guild_offset
         user = KNOWN_USERS.step * draw.randint(1, KNOWN_USERS.count)
         channel = guild * 100 + draw.randint(1, 20)
         roles = [guild * 10 + 1, guild * 10 + 2, 99]
@@ -183,14 +190,21 @@ def main() -> int:
     if was_running:
         cluster.stop()
     data = prepare(cluster, args.rows)
-    warmup, calls = admissions(args.warmup, seed=1), admissions(args.calls, seed=2)
+    draws = {
+        offset: (
+            admissions(args.warmup, seed=1, guild_offset=offset),
+            admissions(args.calls, seed=2, guild_offset=offset),
+        )
+        for offset in (0, UNCONFIGURED_GUILDS)
+    }
+    variants = (*admission_budgets.VARIANTS, UNCONFIGURED)
     print(f"dataset: {data.dbname}, {data.rows:,} rows; {args.calls} admissions per variant after {args.warmup}")
     per_call: dict[str, list[float]] = {}
     cluster.start(counted=True)
     try:
         for number in range(1, args.rounds + 1):
-            variants = admission_budgets.VARIANTS if number % 2 else admission_budgets.VARIANTS[::-1]
-            for label, function, extra in variants:
+            for label, function, extra in variants if number % 2 else variants[::-1]:
+                warmup, calls = draws[UNCONFIGURED_GUILDS if label == UNCONFIGURED[0] else 0]
                 instructions = count(cluster, data, function, extra, warmup=warmup, calls=calls)
                 per_call.setdefault(label, []).append(instructions)
                 print(f"round {number}: {label}: {instructions:,.0f} instructions per admission", flush=True)
@@ -204,7 +218,7 @@ def main() -> int:
 
     previous = min(per_call[admission_budgets.VARIANTS[0][0]])
     print(f"\n{'variant':22} {'instructions per admission (per round)':>40} {'min/previous':>13}")
-    for label, *_ in admission_budgets.VARIANTS:
+    for label, *_ in variants:
         rounds = " ".join(f"{value:,.0f}" for value in per_call[label])
         print(f"{label:22} {rounds:>40} {min(per_call[label]) / previous:>13.3f}")
     return 0

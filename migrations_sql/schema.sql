@@ -79,6 +79,14 @@ DECLARE
     v_frees   timestamptz;
     v_budget  numeric;
     v_window  interval;
+    v_hour    timestamptz;
+    v_first_hour timestamptz;
+    v_first_day timestamptz;
+    v_closed  numeric;  -- this shard's spend in its 24 closed hours
+    v_counted boolean;
+    v_all_counted boolean;
+    v_current numeric;
+    v_locked  text;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'admit_video_request needs READ COMMITTED (the per-user lock relies on a fresh snapshot per statement)'
@@ -96,12 +104,11 @@ BEGIN
     -- operator's shards), each in an earlier statement than the sums, and only when a budget is
     -- set: a guild without a guild budget never serialises its members.
     IF p_guild_id IS NOT NULL THEN
-        SELECT q.guild_budget_usd, q.guild_budget_window INTO v_guild_budget, v_guild_window
+        -- The budget and its lock in one statement: the lock is taken only where the row is found.
+        SELECT q.guild_budget_usd, q.guild_budget_window, pg_advisory_xact_lock(1986161420, hashint8(p_guild_id))
+        INTO v_guild_budget, v_guild_window, v_locked
         FROM quota_policies q
         WHERE q.guild_id = p_guild_id AND q.user_id IS NULL AND q.role_id IS NULL AND q.guild_budget_usd IS NOT NULL;
-        IF v_guild_budget IS NOT NULL THEN
-            PERFORM pg_advisory_xact_lock(1986161420, hashint8(p_guild_id));
-        END IF;
     END IF;
     -- The operator's cap: only this user's shard of it (operator_spend_allowances), unless the
     -- cap was never split or has changed, when every shard's lock is taken to split it again.
@@ -114,6 +121,7 @@ BEGIN
         END IF;
     END IF;
     v_now := clock_timestamp();
+    v_hour := date_trunc('hour', v_now, 'UTC');
 
     SELECT existing.id AS existing_id, existing.user_id AS existing_user_id, existing.status AS existing_status,
            existing.error_code AS existing_code, existing.error_message AS existing_message,
@@ -159,28 +167,44 @@ BEGIN
     -- is set (after their locks, like the SELECT above): inside that SELECT, a term that depends on
     -- whether a budget is passed made PL/pgSQL plan the whole query again on every call.
     -- The guild's from its ledger (guild_spend_since, inline: an SQL function with a FROM clause
-    -- is planned again at every call): the first day's hours, then whole days.
+    -- is planned again at every call): the first day's hours, then whole days, as one sum (one
+    -- aggregate to start instead of two). Ranges in the ledgers are closed (up to now): the plan
+    -- PL/pgSQL keeps is generic, and for an open range on a parameter it expects a third of the
+    -- table and reads it from the heap; a closed one it expects small, and takes the index.
     IF v_guild_budget IS NOT NULL THEN
-        SELECT COALESCE((SELECT sum(l.usd) FROM guild_spend_ledger l
-                         WHERE l.guild_id = p_guild_id AND l.hours = 1
-                           AND l.starts >= w.first_hour AND l.starts < w.first_day), 0)
-             + COALESCE((SELECT sum(l.usd) FROM guild_spend_ledger l
-                         WHERE l.guild_id = p_guild_id AND l.hours = 24 AND l.starts BETWEEN w.first_day AND v_now), 0)
-        INTO v_guild_spent
-        FROM (SELECT h AS first_hour, date_trunc('day', h - interval '1 hour', 'UTC') + interval '24 hours' AS first_day
-              FROM date_trunc('hour', v_now - v_guild_window, 'UTC') AS h) AS w;
+        v_first_hour := date_trunc('hour', v_now - v_guild_window, 'UTC');
+        v_first_day := date_trunc('day', v_first_hour - interval '1 hour', 'UTC') + interval '24 hours';
+        SELECT COALESCE(sum(u.usd), 0) INTO v_guild_spent
+        FROM (SELECT l.usd FROM guild_spend_ledger l
+              WHERE l.guild_id = p_guild_id AND l.hours = 1 AND l.starts >= v_first_hour AND l.starts < v_first_day
+              UNION ALL
+              SELECT l.usd FROM guild_spend_ledger l
+              WHERE l.guild_id = p_guild_id AND l.hours = 24 AND l.starts BETWEEN v_first_day AND v_now) AS u;
     END IF;
-    -- The operator's: everyone's (what is left, to say so) and this shard's with its allowance
-    -- (what decides), in one pass over the ledger's last 25 hours. Ranges in the ledgers are
-    -- closed (up to now): the plan PL/pgSQL keeps is generic, and for an open range on a
-    -- parameter it expects a third of the table and reads it from the heap; a closed one it
-    -- expects small, and takes the index.
+    -- The operator's: this shard's with its allowance (what decides) and everyone's (what is left,
+    -- to say so), each shard's being its 24 closed hours, counted by its first admission of the
+    -- hour under its lock and kept (operator_spend_allowances.closed_usd), plus the current hour's
+    -- ledger row: 8 rows of each table instead of 25 hours of 8 shards, and an equality PostgreSQL
+    -- keeps one plan for (the range over 25 hours it planned again at every call, which cost more
+    -- than the sum). Until every shard has been counted this hour, everyone's is summed whole.
     IF p_operator_budget_usd IS NOT NULL THEN
-        SELECT COALESCE(sum(h.usd), 0), COALESCE(sum(h.usd) FILTER (WHERE h.shard = v_shard), 0),
-               (SELECT a.usd FROM operator_spend_allowances a WHERE a.shard = v_shard)
-        INTO v_operator_spent, v_shard_spent, v_allowance
-        FROM operator_spend_hours h
-        WHERE h.hour BETWEEN date_trunc('hour', v_now - interval '1 day', 'UTC') AND v_now;
+        SELECT max(a.usd) FILTER (WHERE a.shard = v_shard),
+               bool_or(COALESCE(a.closed_until = v_hour, false)) FILTER (WHERE a.shard = v_shard),
+               max(a.closed_usd) FILTER (WHERE a.shard = v_shard), COALESCE(max(h.usd) FILTER (WHERE a.shard = v_shard), 0),
+               sum(a.closed_usd + COALESCE(h.usd, 0)), bool_and(COALESCE(a.closed_until = v_hour, false))
+        INTO v_allowance, v_counted, v_closed, v_current, v_operator_spent, v_all_counted
+        FROM operator_spend_allowances a
+        LEFT JOIN operator_spend_hours h ON h.hour = v_hour AND h.shard = a.shard;
+        IF NOT COALESCE(v_counted, false) THEN
+            SELECT COALESCE(sum(h.usd), 0) INTO v_closed FROM operator_spend_hours h
+            WHERE h.shard = v_shard AND h.hour BETWEEN v_hour - interval '24 hours' AND v_hour - interval '1 hour';
+            UPDATE operator_spend_allowances SET closed_until = v_hour, closed_usd = v_closed WHERE shard = v_shard;
+        END IF;
+        IF NOT COALESCE(v_all_counted, false) THEN
+            SELECT COALESCE(sum(h.usd), 0) INTO v_operator_spent FROM operator_spend_hours h
+            WHERE h.hour BETWEEN v_hour - interval '24 hours' AND v_now;
+        END IF;
+        v_shard_spent := v_closed + v_current;
     END IF;
 
     -- The tightest of the budgets that apply: the least money left, before this request.
@@ -941,6 +965,14 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION public.operator_closed_adjust(p_user_id bigint, p_hour timestamp with time zone, p_usd numeric) RETURNS void
+    LANGUAGE sql
+    AS $$
+    UPDATE operator_spend_allowances SET closed_usd = GREATEST(closed_usd + p_usd, 0)
+    WHERE shard = operator_spend_shard(p_user_id)
+      AND p_hour >= closed_until - interval '24 hours' AND p_hour < closed_until
+$$;
+
 CREATE FUNCTION public.operator_spend_shard(p_user_id bigint) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT hashint8(p_user_id) & 7 $$;
@@ -1229,24 +1261,32 @@ $$;
 CREATE FUNCTION public.spend_ledgers_record() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
+DECLARE
+    v_hour timestamptz;
 BEGIN
     IF TG_OP = 'INSERT' THEN
+        v_hour := date_trunc('hour', NEW.created_at, 'UTC');
+        IF v_hour < date_trunc('hour', clock_timestamp(), 'UTC') THEN
+            PERFORM operator_closed_adjust(NEW.user_id, v_hour, NEW.cost_estimated_usd);
+        END IF;
         INSERT INTO operator_spend_hours AS h (hour, shard, usd)
-        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), operator_spend_shard(NEW.user_id), NEW.cost_estimated_usd)
+        VALUES (v_hour, operator_spend_shard(NEW.user_id), NEW.cost_estimated_usd)
         ON CONFLICT (hour, shard) DO UPDATE SET usd = h.usd + EXCLUDED.usd;
         IF NEW.guild_id IS NOT NULL THEN
             INSERT INTO guild_spend_ledger AS l (guild_id, hours, starts, usd)
-            VALUES (NEW.guild_id, 1, date_trunc('hour', NEW.created_at, 'UTC'), NEW.cost_estimated_usd),
+            VALUES (NEW.guild_id, 1, v_hour, NEW.cost_estimated_usd),
                    (NEW.guild_id, 24, date_trunc('day', NEW.created_at, 'UTC'), NEW.cost_estimated_usd)
             ON CONFLICT (guild_id, hours, starts) DO UPDATE SET usd = l.usd + EXCLUDED.usd;
         END IF;
     ELSE
+        v_hour := date_trunc('hour', OLD.created_at, 'UTC');
+        PERFORM operator_closed_adjust(OLD.user_id, v_hour, -OLD.cost_estimated_usd);
         UPDATE operator_spend_hours SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
-        WHERE hour = date_trunc('hour', OLD.created_at, 'UTC') AND shard = operator_spend_shard(OLD.user_id);
+        WHERE hour = v_hour AND shard = operator_spend_shard(OLD.user_id);
         IF OLD.guild_id IS NOT NULL THEN
             UPDATE guild_spend_ledger SET usd = GREATEST(usd - OLD.cost_estimated_usd, 0)
             WHERE guild_id = OLD.guild_id
-              AND ((hours = 1 AND starts = date_trunc('hour', OLD.created_at, 'UTC'))
+              AND ((hours = 1 AND starts = v_hour)
                    OR (hours = 24 AND starts = date_trunc('day', OLD.created_at, 'UTC')));
         END IF;
     END IF;
@@ -1715,12 +1755,16 @@ CREATE TABLE public.operator_spend_allowances (
     shard smallint NOT NULL,
     cap_usd numeric(14,4),
     usd numeric(20,6) DEFAULT 0 NOT NULL,
+    closed_until timestamp with time zone,
+    closed_usd numeric(20,6) DEFAULT 0 NOT NULL,
     CONSTRAINT operator_spend_allowances_cap_usd_check CHECK ((cap_usd >= (0)::numeric)),
     CONSTRAINT operator_spend_allowances_shard_check CHECK (((shard >= 0) AND (shard <= 7))),
     CONSTRAINT operator_spend_allowances_usd_check CHECK ((usd >= (0)::numeric))
 );
 
 COMMENT ON TABLE public.operator_spend_allowances IS 'The operator''s daily cap split per shard of operator_spend_hours: each shard''s admissions may spend up to its allowance.';
+
+COMMENT ON COLUMN public.operator_spend_allowances.closed_usd IS 'This shard''s spend in the 24 hours before closed_until (an hour''s start), counted once an hour by admission (0027).';
 
 CREATE TABLE public.operator_spend_hours (
     hour timestamp with time zone NOT NULL,

@@ -75,6 +75,9 @@ class OperatorSpendAllowance(models.Model):
     shard = models.SmallIntegerField(primary_key=True)
     cap_usd = models.DecimalField(max_digits=14, decimal_places=4, null=True)
     usd = models.DecimalField(max_digits=20, decimal_places=6)
+    # This shard's spend in the 24 hours before closed_until, counted once an hour by admission.
+    closed_until = models.DateTimeField(null=True)
+    closed_usd = models.DecimalField(max_digits=20, decimal_places=6)
 
     class Meta:
         managed = False
