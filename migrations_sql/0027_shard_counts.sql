@@ -10,12 +10,13 @@
 --
 -- Why a kept count stays right: the hours before the current one receive no more admissions
 -- (an admission's created_at is its clock under its shard's lock, and whoever counts next waits
--- for that lock, so for its commit). What still changes them, a refund or a row inserted with an
--- earlier created_at, changes the count that covers its hour in the same trigger that changes the
--- ledger, before the ledger's row, in the same order of rows as admission (the shard's allowance
--- row, then the ledger's), so that neither waits for the other in a cycle. A refund that races
--- the hourly count is missed by it at worst: the count is then too high for the rest of the
--- hour, which can only refuse early, never late.
+-- for that lock, so for its commit). A row inserted with a created_at from before its transaction
+-- began (a journal replay, an import) takes that shard's lock too, so a count either sees it
+-- committed or is adjusted by it. Both that row and a refund change the count that covers their
+-- hour in the same trigger that changes the ledger, before the ledger's row, in the same order of
+-- rows as admission (the shard's allowance row, then the ledger's), so that neither waits for the
+-- other in a cycle. A refund takes no lock: one racing the hourly count is missed by it at worst,
+-- and the count is then too high for the rest of the hour, which can only refuse early, never late.
 
 ALTER TABLE operator_spend_allowances
     ADD COLUMN closed_until timestamptz,
@@ -42,8 +43,13 @@ DECLARE
 BEGIN
     IF TG_OP = 'INSERT' THEN
         v_hour := date_trunc('hour', NEW.created_at, 'UTC');
-        IF v_hour < date_trunc('hour', clock_timestamp(), 'UTC') THEN
-            PERFORM operator_closed_adjust(NEW.user_id, v_hour, NEW.cost_estimated_usd);
+        -- Not an admission (whose created_at is its clock, taken under its shard's lock): an
+        -- earlier request recorded now waits for a count in progress, or makes one wait for it.
+        IF NEW.created_at < now() THEN
+            PERFORM pg_advisory_xact_lock(1986161422, operator_spend_shard(NEW.user_id));
+            IF v_hour < date_trunc('hour', clock_timestamp(), 'UTC') THEN
+                PERFORM operator_closed_adjust(NEW.user_id, v_hour, NEW.cost_estimated_usd);
+            END IF;
         END IF;
         INSERT INTO operator_spend_hours AS h (hour, shard, usd)
         VALUES (v_hour, operator_spend_shard(NEW.user_id), NEW.cost_estimated_usd)

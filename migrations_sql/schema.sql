@@ -1266,8 +1266,13 @@ DECLARE
 BEGIN
     IF TG_OP = 'INSERT' THEN
         v_hour := date_trunc('hour', NEW.created_at, 'UTC');
-        IF v_hour < date_trunc('hour', clock_timestamp(), 'UTC') THEN
-            PERFORM operator_closed_adjust(NEW.user_id, v_hour, NEW.cost_estimated_usd);
+        -- Not an admission (whose created_at is its clock, taken under its shard's lock): an
+        -- earlier request recorded now waits for a count in progress, or makes one wait for it.
+        IF NEW.created_at < now() THEN
+            PERFORM pg_advisory_xact_lock(1986161422, operator_spend_shard(NEW.user_id));
+            IF v_hour < date_trunc('hour', clock_timestamp(), 'UTC') THEN
+                PERFORM operator_closed_adjust(NEW.user_id, v_hour, NEW.cost_estimated_usd);
+            END IF;
         END IF;
         INSERT INTO operator_spend_hours AS h (hour, shard, usd)
         VALUES (v_hour, operator_spend_shard(NEW.user_id), NEW.cost_estimated_usd)

@@ -170,3 +170,55 @@ def test_hours_older_than_the_window_never_enter_a_count(settings):
     _insert_earlier(6101, hours_ago=25)
     assert _rows("SELECT closed_usd FROM operator_spend_allowances WHERE shard = %s", [_shard(6101)]) == before
     assert all(kept == ledger for _, kept, ledger in _counted_against_ledger())
+
+
+EARLIER_SQL = (
+    "INSERT INTO video_requests (interaction_id, user_id, guild_id, channel_id, prompt, duration_seconds,"
+    " aspect_ratio, resolution, generate_audio, model, source, status, counts_toward_quota, created_at)"
+    " VALUES (%s, %s, NULL, 3001, 'a red fox in snow', 4, '16:9', '720p', true, 'veo-3.1-generate-001',"
+    " 'discord', 'pending', true, date_trunc('hour', now(), 'UTC') - interval '2 hours')"
+)
+CAPPED_ADMIT = (
+    "SELECT admitted FROM admit_video_request(%s, %s, NULL, NULL, 'a red fox in snow', NULL, 4::smallint, '16:9',"
+    " '720p', true, 'allow_adult', NULL, 'veo-3.1-generate-001', 'discord', 1000, interval '1 day', 0,"
+    " p_operator_budget_usd => 100000)"
+)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_count_waits_for_an_earlier_request_being_recorded_in_its_shard(db_settings):
+    """A journal replay inserting a request of an earlier hour, still uncommitted, while the
+    shard's first admission of the hour counts: the count waits for it and includes it (read
+    without waiting, it would miss it for the rest of the hour and let the cap be passed)."""
+    import threading
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from tests.concurrency import conninfo
+
+    info = make_conninfo("", **{k: v for k, v in conninfo(db_settings).items() if v is not None})
+    user = 6150
+    with psycopg.connect(info) as replay, psycopg.connect(info, autocommit=True) as admission:
+        admission.execute("UPDATE operator_spend_allowances SET closed_until = NULL")  # every shard counts anew
+        replay.execute(EARLIER_SQL, [next_interaction(), user])  # uncommitted: its transaction stays open
+        answered = threading.Event()
+        admitted = []
+        counting = threading.Thread(
+            target=lambda: (
+                admitted.append(admission.execute(CAPPED_ADMIT, [next_interaction(), user]).fetchone()[0]),
+                answered.set(),
+            )
+        )
+        counting.start()
+        assert not answered.wait(1.0)  # the count waits for the replay's commit
+        replay.commit()
+        counting.join(10)
+        assert admitted == [True]
+        kept, ledger = admission.execute(
+            "SELECT a.closed_usd, (SELECT sum(h.usd) FROM operator_spend_hours h WHERE h.shard = a.shard"
+            " AND h.hour >= a.closed_until - interval '24 hours' AND h.hour < a.closed_until)"
+            " FROM operator_spend_allowances a WHERE a.shard = operator_spend_shard(%s)",
+            [user],
+        ).fetchone()
+    assert kept == ledger and kept >= VIDEO
