@@ -130,13 +130,12 @@ class Worker:
         core as the answer). The poll still claims on time: what frees the cap (a generation here
         ending) or what a claim also finds (a finished row to deliver, an expired lease) does not
         depend on the hint."""
-        deadline = asyncio.get_running_loop().time() + settings.VEO_WORKER_IDLE_POLL.total_seconds()
-        while not stop.is_set():
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return
-            await sleep_unless(stop, left, wake=wake)
-            if not wake.is_set() or not self.holds_the_cap():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.VEO_WORKER_IDLE_POLL.total_seconds()
+        while True:
+            # Always through the loop once, even with no time left: a poll of 0 s must not spin.
+            await sleep_unless(stop, max(deadline - loop.time(), 0), wake=wake)
+            if stop.is_set() or not wake.is_set() or not self.holds_the_cap():
                 return
             wake.clear()
 

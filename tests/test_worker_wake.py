@@ -222,3 +222,28 @@ def test_the_bots_admission_notifies_other_processes_in_its_own_name(server, set
         heard = list(conn.notifies(timeout=30, stop_after=1))
     assert VideoRequest.objects.get(interaction_id=int(payload["id"])).status == "pending"
     assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS]
+
+
+def test_while_its_own_generations_fill_the_cap_an_admission_does_not_make_the_worker_claim(settings, monkeypatch):
+    # claim_video_request counts generating rows (and pending ones under a live lease) against
+    # VEO_MAX_CONCURRENT: a worker whose own runs fill it knows a claim for new work would come
+    # back empty, so an admission's wake-up costs it no round trip.
+    settings.VEO_MAX_CONCURRENT = 1
+    claims = []
+    real_claim = services.claim_work
+    monkeypatch.setattr(services, "claim_work", lambda **kwargs: claims.append(kwargs) or real_claim(**kwargs))
+    worker = standalone_worker(
+        backend=OfflineBackend(seconds=30), deliveries={"discord": CliDelivery(), "cli": CliDelivery()}
+    )
+    with worker_thread(worker):
+        wait_for(listeners, what="the worker listening")
+        first = admit(user_id=640).request_id
+        wakeup.notify_workers()
+        wait_for(started(first), timeout=IDLE_POLL.total_seconds() / 2, what="the first start")
+        wait_for(worker.holds_the_cap, what="the cap held by this worker's run")
+        before = len(claims)
+        second = admit(user_id=641).request_id
+        wakeup.notify_workers()
+        time.sleep(1)  # a wake-up claim would have come and gone
+        assert len(claims) == before
+        assert VideoRequest.objects.get(id=second).status == "pending"
