@@ -128,7 +128,10 @@ def admit_batch(*, calls: Sequence[AdmissionCall]) -> tuple[list[BurstAnswer | E
     if elements:
         try:
             answers = services.burst.admit_requests(
-                elements=elements, position_cap=selectors.POSITION_CAP, eta_sample=selectors.ETA_SAMPLE
+                elements=elements,
+                position_cap=selectors.POSITION_CAP,
+                eta_sample=selectors.ETA_SAMPLE,
+                reply_tokens=[calls[position].reply_token for position in positions],
             )
         except DATABASE_DOWN:
             raise
