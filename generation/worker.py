@@ -92,7 +92,7 @@ class Worker:
         if settings.VEO_WORKER_LISTEN:
             chores.append(asyncio.create_task(listen_for_work(wake, stop=stop, worker=self.name), name="listener"))
         try:
-            with woken_by_local_admissions(wake):
+            with woken_by_local_admissions(wake, holds_the_cap=self.holds_the_cap):
                 while not stop.is_set():
                     await free.acquire()
                     wanted = 1
