@@ -21,7 +21,7 @@ from discord.app_commands import Choice
 from discord.ext import commands
 from django.conf import settings
 
-from discordbot import display, money
+from discordbot import display, money, reply_tokens
 from discordbot.answers import (
     DEFER_AFTER,
     ELSEWHERE,
@@ -199,6 +199,8 @@ async def handle_veo(
             channel_id=interaction.channel_id,
             params=clean,
             role_ids=money.member_role_ids(interaction),
+            # Kept in the admission's own statement: no round trip of its own after the answer.
+            reply_token=reply_tokens.token_row(interaction) if owner else None,
         )
     )
     answer = None
@@ -254,7 +256,9 @@ async def handle_veo(
     # Answered here or by another instance (40060): either way the original reply exists and
     # this process holds its token, so delivery may edit it. Otherwise it goes to the channel.
     replies.answered(interaction.id, ok=decision.admitted and answer in (SENT, ELSEWHERE))
-    if decision.admitted and answer == SENT and not decision.duplicate and not decision.degraded:
+    if decision.token_kept and answer not in (SENT, ELSEWHERE):
+        replies.tokens.forget(interaction.id)  # kept for a reply that is not there
+    elif decision.admitted and answer == SENT and not (decision.duplicate or decision.degraded or decision.token_kept):
         replies.keep_token(interaction)
     logs.step(
         log,

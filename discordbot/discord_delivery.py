@@ -27,6 +27,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from discordbot import display
+from discordbot.reply_tokens import TOKEN_USABLE_FOR, TokenKeeper
 from generation.delivery import DeliveryUnavailable, Receipt
 from generation.engine import PROGRESS_EVERY
 from generation.storage import FILE_SCHEME, GCS_SCHEME, LocalStorage, StorageError
@@ -36,8 +37,6 @@ from veosite import logs
 
 log = logging.getLogger(__name__)
 
-# Tokens last 15 minutes; stop using one a little earlier so an upload does not straddle it.
-TOKEN_USABLE_FOR = timedelta(minutes=14, seconds=30)
 CHANNEL_SIZE_LIMIT = 10 * 1024 * 1024  # any channel takes this per file; an interaction tells the real limit
 TOKEN_LOOKUP_TIMEOUT = 2.0  # seconds to wait for a kept token: past that, the outcome goes to the channel
 ACK_WAIT = 5.0  # seconds to wait for the first answer to go out (it may still be on its way)
@@ -83,8 +82,7 @@ class DiscordDelivery:
         self.storage = storage
         self.result_view = result_view  # the buttons on a delivered video (discordbot.buttons)
         self.live: dict[int, LiveReply] = {}  # interaction id -> reply, this process only
-        self._unkept: list[services.ReplyTokenRow] = []  # answered, their tokens not yet written
-        self._keeping: asyncio.Task | None = None
+        self.tokens = TokenKeeper()
         self._swept_at = -SWEEP_EVERY
 
     # -- bookkeeping for /veo -------------------------------------------------------------------
@@ -122,29 +120,8 @@ class DiscordDelivery:
             self.live.pop(interaction_id, None)
 
     def keep_token(self, interaction: discord.Interaction) -> None:
-        """After a queued answer, its token goes to the database, off the answer's path: whichever
-        process delivers the outcome, this one after a restart included, edits this reply. Written
-        in batches by one task at a time, so a burst of /veo takes one pooled connection for its
-        tokens, not one per answer from the admissions still waiting."""
-        self._unkept.append(
-            services.ReplyTokenRow(
-                interaction_id=interaction.id,
-                application_id=interaction.application_id,
-                token=interaction.token,
-                size_limit=interaction.filesize_limit,
-                expires_at=interaction.created_at + TOKEN_USABLE_FOR,
-            )
-        )
-        if self._keeping is None or self._keeping.done():
-            self._keeping = asyncio.create_task(self._keep_tokens())
-
-    async def _keep_tokens(self) -> None:
-        while self._unkept:
-            rows, self._unkept = self._unkept, []
-            try:
-                await aio.run(services.keep_reply_tokens, rows=rows)
-            except DatabaseError as error:
-                log.info("%d reply token(s) not kept (%s)", len(rows), type(error).__name__)
+        """After a queued answer whose admission did not keep its token (discordbot.reply_tokens)."""
+        self.tokens.keep(interaction)
 
     async def _resumed(self, request: VideoRequest) -> LiveReply | None:
         """The reply of a request answered elsewhere (or before a restart), while its token lives."""

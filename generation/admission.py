@@ -21,7 +21,7 @@ from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from generation.limiter import LocalLimiter
 from tracking import aio, selectors, selectors_spend
 from tracking.models import Source, Status, VideoRequest
-from tracking.services import VideoParameters
+from tracking.services import ReplyTokenRow, VideoParameters
 from tracking.services.burst import AdmissionCall
 
 
@@ -43,6 +43,7 @@ class Decision:
     held: bool = False
     admit_ms: float = 0.0
     cost_usd: Decimal | None = None  # the estimate (None: no price known)
+    token_kept: bool = False  # the reply token given to Admitter.admit was written with the admission
 
 
 def unsaved_request(
@@ -119,9 +120,11 @@ class Admitter:
         channel_id: int | None,
         params: VideoParameters,
         role_ids: list[int] | None = None,
+        reply_token: ReplyTokenRow | None = None,
     ) -> Decision:
         """``params`` must already be clean (services.clean_parameters); ``role_ids``: the
-        member's Discord roles, for role policies (none in DMs)."""
+        member's Discord roles, for role policies (none in DMs); ``reply_token``: the reply's
+        token, written with the admission if it admits a new request (``Decision.token_kept``)."""
         started = time.perf_counter()
         held = False
         if not self.health.degraded and not self._unreplayed.get(user_id):
@@ -133,6 +136,7 @@ class Admitter:
                     channel_id=channel_id,
                     params=params,
                     role_ids=role_ids,
+                    reply_token=reply_token,
                 )
             except DATABASE_DOWN as error:
                 self.health.failed(error)
@@ -160,6 +164,7 @@ class Admitter:
         channel_id: int | None,
         params: VideoParameters,
         role_ids: list[int] | None,
+        reply_token: ReplyTokenRow | None,
     ) -> Decision:
         # In the next batch (generation.admission_batch): one statement and one commit for all the
         # admissions that arrive meanwhile, where each used to queue for a pooled connection.
@@ -171,6 +176,7 @@ class Admitter:
                 channel_id=channel_id,
                 params=params,
                 role_ids=role_ids,
+                reply_token=reply_token,
             )
         )
         answer = burst.admission
@@ -206,6 +212,7 @@ class Admitter:
             answer.remaining,
             answer.reset_at,
             cost_usd=answer.cost_usd,
+            token_kept=burst.token_kept,
         )
         decision.ahead, decision.median_ms = burst.ahead, burst.median_generation_ms
         return decision

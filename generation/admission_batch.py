@@ -84,7 +84,9 @@ class AdmissionBatches:
         calls = [call for call, _ in batch]
         metrics.ADMISSION_BATCH_SIZE.observe(len(calls))
         try:
-            outcomes, retried = await aio.run_within(ANSWER_TIMEOUT, admit_batch, calls=calls)
+            # Decided here, on the worker's loop: no NOTIFY while our own worker fills the cap.
+            notify = not wakeup.cap_held_here()
+            outcomes, retried = await aio.run_within(ANSWER_TIMEOUT, admit_batch, calls=calls, notify=notify)
         except asyncio.CancelledError:
             for _, answer in batch:
                 answer.cancel()
@@ -112,9 +114,10 @@ def _settle(answer: asyncio.Future, *, value: BurstAnswer | None = None, error: 
         answer.set_result(value)
 
 
-def admit_batch(*, calls: Sequence[AdmissionCall]) -> tuple[list[BurstAnswer | Exception], bool]:
+def admit_batch(*, calls: Sequence[AdmissionCall], notify: bool = True) -> tuple[list[BurstAnswer | Exception], bool]:
     """On a database thread: each call's answer (or its own exception), in order, and whether the
-    batch had to be admitted one by one. Raises DATABASE_DOWN when the database is away."""
+    batch had to be admitted one by one. Raises DATABASE_DOWN when the database is away.
+    ``notify``: other processes' workers are told of new work (wakeup.cap_held_here says when not)."""
     outcomes: list[BurstAnswer | Exception | None] = [None] * len(calls)
     elements, positions = [], []
     for position, call in enumerate(calls):
@@ -128,7 +131,10 @@ def admit_batch(*, calls: Sequence[AdmissionCall]) -> tuple[list[BurstAnswer | E
     if elements:
         try:
             answers = services.burst.admit_requests(
-                elements=elements, position_cap=selectors.POSITION_CAP, eta_sample=selectors.ETA_SAMPLE
+                elements=elements,
+                position_cap=selectors.POSITION_CAP,
+                eta_sample=selectors.ETA_SAMPLE,
+                reply_tokens=[calls[position].reply_token for position in positions],
             )
         except DATABASE_DOWN:
             raise
@@ -140,7 +146,9 @@ def admit_batch(*, calls: Sequence[AdmissionCall]) -> tuple[list[BurstAnswer | E
         else:
             for position, answer in zip(positions, answers, strict=True):
                 outcomes[position] = answer
-    if any(isinstance(o, BurstAnswer) and o.admission.admitted and not o.admission.duplicate for o in outcomes):
+    if notify and any(
+        isinstance(o, BurstAnswer) and o.admission.admitted and not o.admission.duplicate for o in outcomes
+    ):
         # Other processes' workers hear of it from here, after the commit, once for the batch.
         # Our own are woken directly (Admitter._admit_in_database): our listener ignores this one.
         wakeup.notify_workers(woken_here=True)

@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.db import DatabaseError
@@ -27,19 +27,37 @@ log = logging.getLogger(__name__)
 # admission may come from another thread (the CLI's, a test's) than the worker's loop.
 _lock = threading.Lock()
 _wake_events: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+_cap_checks: set[tuple[asyncio.AbstractEventLoop, Callable[[], bool]]] = set()
 
 
 @contextmanager
-def woken_by_local_admissions(wake: asyncio.Event) -> Iterator[None]:
-    """While the block runs, admissions in this process set ``wake`` (call it on ``wake``'s loop)."""
-    entry = (asyncio.get_running_loop(), wake)
+def woken_by_local_admissions(
+    wake: asyncio.Event, *, holds_the_cap: Callable[[], bool] | None = None
+) -> Iterator[None]:
+    """While the block runs, admissions in this process set ``wake`` (call it on ``wake``'s loop);
+    ``holds_the_cap`` says whether that worker's own runs fill VEO_MAX_CONCURRENT (``cap_held_here``)."""
+    loop = asyncio.get_running_loop()
+    entry, check = (loop, wake), (loop, holds_the_cap) if holds_the_cap is not None else None
     with _lock:
         _wake_events.add(entry)
+        if check is not None:
+            _cap_checks.add(check)
     try:
         yield
     finally:
         with _lock:
             _wake_events.discard(entry)
+            _cap_checks.discard(check)
+
+
+def cap_held_here() -> bool:
+    """Whether a worker of this process (on the calling loop) holds the global cap on generations
+    by itself: then no worker anywhere can start new work until one of its runs ends, and a NOTIFY
+    would only make the others claim in vain (they poll all the same)."""
+    loop = asyncio.get_running_loop()
+    with _lock:
+        checks = [check for owner, check in _cap_checks if owner is loop]
+    return any(check() for check in checks)
 
 
 def wake_local_workers() -> None:

@@ -67,6 +67,7 @@ class Worker:
         self.store = PostgresStore(
             worker=self.name, lost_database=health.failed, stopping=self._stop.is_set, ahead=ahead
         )
+        self._runs: dict[int, Run] = {}  # request id -> its run here, while it is handled
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class Worker:
         if settings.VEO_WORKER_LISTEN:
             chores.append(asyncio.create_task(listen_for_work(wake, stop=stop, worker=self.name), name="listener"))
         try:
-            with woken_by_local_admissions(wake):
+            with woken_by_local_admissions(wake, holds_the_cap=self.holds_the_cap):
                 while not stop.is_set():
                     await free.acquire()
                     wanted = 1
@@ -110,7 +111,7 @@ class Worker:
                         running.add(task)
                         task.add_done_callback(lambda done: (running.discard(done), free.release()))
                     if len(got) < wanted:  # nothing more to take now: another claim would come back empty
-                        await sleep_unless(stop, settings.VEO_WORKER_IDLE_POLL.total_seconds(), wake=wake)
+                        await self._idle(stop, wake)
         finally:
             for task in (*running, *chores):
                 task.cancel()
@@ -121,6 +122,29 @@ class Worker:
             if self.store.ahead is not None:
                 self.store.ahead.close()  # what a handed-back start left unrecorded stays for replay
             log.info("worker %s stopped", self.name)
+
+    async def _idle(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Until the next poll, or sooner when work is admitted -- unless this worker alone holds
+        the global cap on generations: then a new pending request cannot start anyway, and a claim
+        for it would come back empty (on a busy bot, one wasted round trip per /veo, on the same
+        core as the answer). The poll still claims on time: what frees the cap (a generation here
+        ending) or what a claim also finds (a finished row to deliver, an expired lease) does not
+        depend on the hint."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.VEO_WORKER_IDLE_POLL.total_seconds()
+        while True:
+            # Always through the loop once, even with no time left: a poll of 0 s must not spin.
+            await sleep_unless(stop, max(deadline - loop.time(), 0), wake=wake)
+            if stop.is_set() or not wake.is_set() or not self.holds_the_cap():
+                return
+            wake.clear()
+
+    def holds_the_cap(self) -> bool:
+        """Whether the requests this worker is starting or generating are VEO_MAX_CONCURRENT or
+        more: claim_video_request counts exactly those (status generating, or pending under a
+        live lease) against the cap, so no pending request can start anywhere until one ends."""
+        busy = (Status.PENDING, Status.GENERATING)
+        return sum(run.request.status in busy for run in self._runs.values()) >= settings.VEO_MAX_CONCURRENT
 
     async def _stopping(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -153,6 +177,7 @@ class Worker:
         me, request_id = asyncio.current_task(), request.id
         keeper = asyncio.create_task(self._keep_lease(run, me))
         self.store.handling[request_id] = me
+        self._runs[request_id] = run
         try:
             await self.engine.run(run)
         except Superseded:
@@ -177,6 +202,8 @@ class Worker:
             keeper.cancel()
             if self.store.handling.get(request_id) is me:  # not handed back and claimed anew meanwhile
                 del self.store.handling[request_id]
+            if self._runs.get(request_id) is run:
+                del self._runs[request_id]
 
     async def _keep_lease(self, run: Run, owner: asyncio.Task) -> bool:
         """Renew the lease every third of its length. Returns True (and stops the owner) when the

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from tests.bot_harness import delivered, eventually, run_bot
+from tests.fakes import discord_server as fake
 from tests.fakes.interactions import CHANNEL_ID, USER_ID, deliver_and_wait, slash_command
 from tracking.models import ReplyToken, VideoRequest
 
@@ -89,3 +90,22 @@ def test_expired_tokens_are_swept_by_the_next_ones(server):
     assert expired.count() == 10  # 20 swept by the insert
     answered_by_one_process(server)
     assert expired.count() == 0 and ReplyToken.objects.count() == 2
+
+
+def test_a_token_kept_for_a_reply_never_sent_is_forgotten(server):
+    # The admission keeps the token in its own statement, before the answer goes out; an answer
+    # Discord refused leaves no reply to edit, so the token must not say there is one.
+    server.fail("POST /interactions/*/callback", fake.UNKNOWN_INTERACTION, times=1)
+    payload = slash_command("veo", {"prompt": "a lantern drifting down a river at dusk"})
+    interaction_id = int(payload["id"])
+
+    async def scenario(bot):
+        await deliver_and_wait(bot, payload, server=server)
+        # The request and its token commit together: once the request is there, so was the token.
+        await eventually(VideoRequest.objects.filter(interaction_id=interaction_id).exists, what="the admission")
+        await eventually(
+            lambda: not ReplyToken.objects.filter(interaction_id=interaction_id).exists(), what="the token forgotten"
+        )
+
+    run_bot(scenario, run_worker=False)
+    assert server.original_response(payload["id"]) is None

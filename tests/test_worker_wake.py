@@ -20,6 +20,7 @@ from django.db import connection
 from psycopg import sql
 
 from generation import wakeup
+from generation.admission_batch import AdmissionBatches
 from generation.delivery import CliDelivery
 from generation.health import connection_parameters
 from generation.listener import for_us
@@ -27,7 +28,7 @@ from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
 from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
 from tests.fakes.interactions import deliver_and_wait, slash_command
-from tests.helpers import admit
+from tests.helpers import admit, next_interaction
 from tests.tcp_proxy import TcpProxy
 from tests.workers import (
     ROOT,
@@ -42,6 +43,8 @@ from tests.workers import (
 )
 from tracking import services
 from tracking.models import VideoRequest
+from tracking.services import VideoParameters
+from tracking.services.burst import AdmissionCall
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -222,3 +225,55 @@ def test_the_bots_admission_notifies_other_processes_in_its_own_name(server, set
         heard = list(conn.notifies(timeout=30, stop_after=1))
     assert VideoRequest.objects.get(interaction_id=int(payload["id"])).status == "pending"
     assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS]
+
+
+def test_while_its_own_generations_fill_the_cap_an_admission_does_not_make_the_worker_claim(settings, monkeypatch):
+    # claim_video_request counts generating rows (and pending ones under a live lease) against
+    # VEO_MAX_CONCURRENT: a worker whose own runs fill it knows a claim for new work would come
+    # back empty, so an admission's wake-up costs it no round trip.
+    settings.VEO_MAX_CONCURRENT = 1
+    claims = []
+    real_claim = services.claim_work
+    monkeypatch.setattr(services, "claim_work", lambda **kwargs: claims.append(kwargs) or real_claim(**kwargs))
+    worker = standalone_worker(
+        backend=OfflineBackend(seconds=30), deliveries={"discord": CliDelivery(), "cli": CliDelivery()}
+    )
+    with worker_thread(worker):
+        wait_for(listeners, what="the worker listening")
+        first = admit(user_id=640).request_id
+        wakeup.notify_workers()
+        wait_for(started(first), timeout=IDLE_POLL.total_seconds() / 2, what="the first start")
+        wait_for(worker.holds_the_cap, what="the cap held by this worker's run")
+        before = len(claims)
+        second = admit(user_id=641).request_id
+        wakeup.notify_workers()
+        time.sleep(1)  # a wake-up claim would have come and gone
+        assert len(claims) == before
+        assert VideoRequest.objects.get(id=second).status == "pending"
+
+
+def test_no_notify_for_an_admission_while_this_processs_worker_holds_the_cap():
+    # Then no worker anywhere can start it until one of ours ends: the others would claim in vain.
+    def call(user_id: int) -> AdmissionCall:
+        return AdmissionCall(
+            interaction_id=next_interaction(),
+            user_id=user_id,
+            guild_id=2001,
+            channel_id=3001,
+            params=VideoParameters(prompt="a paper boat on a puddle"),
+        )
+
+    async def admit_twice() -> None:
+        batches = AdmissionBatches()
+        with wakeup.woken_by_local_admissions(asyncio.Event(), holds_the_cap=lambda: True):
+            assert (await batches.admit(call(650))).admission.admitted
+        with wakeup.woken_by_local_admissions(asyncio.Event(), holds_the_cap=lambda: False):
+            assert (await batches.admit(call(651))).admission.admitted
+
+    with psycopg.connect(
+        **connection_parameters(application_name="test-listener", alias="direct"), autocommit=True
+    ) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(services.WORK_CHANNEL)))
+        asyncio.run(admit_twice())
+        heard = list(conn.notifies(timeout=5, stop_after=2))
+    assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS]  # the second one's only

@@ -72,6 +72,14 @@ def clean_role_ids(role_ids: Sequence[int] | None) -> list[int]:
     return sorted(set(roles))
 
 
+# Django builds a choices enum's ``values`` anew on every read (a list through ``choices``):
+# read once here, not for every /veo.
+_RESOLUTIONS = tuple(Resolution.values)
+_PERSON_GENERATION = tuple(PersonGeneration.values)
+_DERIVED_AS = tuple(DerivedAs.values)
+_SOURCES = tuple(Source.values)
+
+
 def clean_parameters(params: VideoParameters) -> VideoParameters:
     """Validate and normalise parameters; raise InvalidInput with a specific message."""
     prompt = " ".join(prompt_text("prompt", params.prompt).split())
@@ -94,7 +102,7 @@ def clean_parameters(params: VideoParameters) -> VideoParameters:
     can = capabilities.of(model_id)
     require_choice("duration_seconds", params.duration_seconds, can.durations)
     require_choice("aspect_ratio", params.aspect_ratio, can.aspect_ratios)
-    require_choice("resolution", params.resolution, [r for r in Resolution.values if r in can.resolutions])
+    require_choice("resolution", params.resolution, [r for r in _RESOLUTIONS if r in can.resolutions])
     if params.duration_seconds not in can.lengths_at(params.resolution):
         lengths = " or ".join(str(length) for length in can.lengths_at(params.resolution))
         raise InvalidInput(
@@ -103,9 +111,7 @@ def clean_parameters(params: VideoParameters) -> VideoParameters:
             f" (got {params.duration_seconds}): choose {lengths} seconds, or another resolution",
         )
     require_choice(
-        "person_generation",
-        params.person_generation,
-        [p for p in PersonGeneration.values if p in can.person_generation],
+        "person_generation", params.person_generation, [p for p in _PERSON_GENERATION if p in can.person_generation]
     )
     check_inputs(params, model_id=model_id, can=can)
     if not isinstance(params.generate_audio, bool):
@@ -140,7 +146,7 @@ def check_inputs(params: VideoParameters, *, model_id: str, can: capabilities.Mo
     if (params.parent_id is None) != (params.derived_as is None):
         raise InvalidInput("parent", "a derived request names both its parent and how it was derived")
     if params.derived_as is not None:
-        require_choice("derived_as", params.derived_as, DerivedAs.values)
+        require_choice("derived_as", params.derived_as, _DERIVED_AS)
     if params.video_input_uri and params.derived_as != DerivedAs.EXTEND:
         raise InvalidInput("video", "only an extension of a request takes a video")
     for field in ("image_uri", "last_frame_uri", "video_input_uri"):
@@ -177,7 +183,7 @@ def checked_admission(
     require_snowflake("user_id", user_id, required=True)
     require_snowflake("guild_id", guild_id, required=False)
     require_snowflake("channel_id", channel_id, required=False)
-    require_choice("source", source, Source.values)
+    require_choice("source", source, _SOURCES)
     roles = clean_role_ids(role_ids) if guild_id is not None else []
     return roles, clean_parameters(params)
 

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from tracking.models import Source
 from tracking.services.admission import Admission, VideoParameters, checked_admission
+from tracking.services.replies import ReplyTokenRow
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class AdmissionCall:
     channel_id: int | None
     params: VideoParameters
     role_ids: Sequence[int] | None = None
+    # The reply's token, kept with the admission when it admits a new request (one commit for
+    # both, where the token used to take a round trip of its own after the answer).
+    reply_token: ReplyTokenRow | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class BurstAnswer:
     # statement); None for requests that are not pending.
     ahead: int | None
     median_generation_ms: int | None
+    token_kept: bool = False  # the call's reply_token was written with this admission
 
 
 def checked_element(call: AdmissionCall, *, source: str = Source.DISCORD) -> dict:
@@ -73,27 +78,70 @@ def checked_element(call: AdmissionCall, *, source: str = Source.DISCORD) -> dic
     }
 
 
+_ANSWER_COLUMNS = (
+    "request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining,"
+    " reset_at, cost_usd, money_left_usd, money_scope, money_frees_at, ahead, median_ms"
+)
+_ADMIT_SQL = (
+    "SELECT " + _ANSWER_COLUMNS + " FROM admit_video_requests(%s, %s, %s, %s, %s, %s::numeric, %s, %s) ORDER BY ordinal"
+)
+# The same, and the reply tokens of the elements it admits anew (by ordinal: the element's place
+# in the array, 1-based), with replies.keep_reply_tokens' sweep of expired ones.
+_ADMIT_KEEPING_TOKENS_SQL = (
+    "WITH answers AS MATERIALIZED ("
+    " SELECT * FROM admit_video_requests(%s, %s, %s, %s, %s, %s::numeric, %s, %s)),"
+    " swept AS (DELETE FROM reply_tokens WHERE interaction_id IN"
+    " (SELECT interaction_id FROM reply_tokens WHERE expires_at < clock_timestamp() LIMIT 20)),"
+    " kept AS ("
+    " INSERT INTO reply_tokens (interaction_id, application_id, token, size_limit, expires_at)"
+    " SELECT t.interaction_id, t.application_id, t.token, t.size_limit, t.expires_at"
+    " FROM unnest(%s::integer[], %s::bigint[], %s::bigint[], %s::text[], %s::integer[], %s::timestamptz[])"
+    " AS t (ordinal, interaction_id, application_id, token, size_limit, expires_at)"
+    " JOIN answers a ON a.ordinal = t.ordinal"
+    " WHERE a.admitted AND NOT a.duplicate"
+    " ON CONFLICT (interaction_id) DO NOTHING)"
+    " SELECT " + _ANSWER_COLUMNS + " FROM answers ORDER BY ordinal"
+)
+
+
 def admit_requests(
-    *, elements: Sequence[dict], position_cap: int, eta_sample: int, source: str = Source.DISCORD
+    *,
+    elements: Sequence[dict],
+    position_cap: int,
+    eta_sample: int,
+    source: str = Source.DISCORD,
+    reply_tokens: Sequence[ReplyTokenRow | None] = (),
 ) -> list[BurstAnswer]:
     """Admit ``elements`` (from ``checked_element``) in one statement, in order: one answer each.
     An element the database refuses outright (an interaction id of another user's) fails the
-    whole statement, and nothing of it commits."""
+    whole statement, and nothing of it commits. ``reply_tokens``, one per element or none: the
+    token of each element admitted anew is kept in the same statement."""
+    arguments = [
+        Jsonb(list(elements)),
+        source,
+        settings.VEO_QUOTA_LIMIT,
+        settings.VEO_QUOTA_WINDOW,
+        settings.VEO_QUOTA_MAX_IN_FLIGHT,
+        settings.VEO_BUDGET_USD_PER_DAY,
+        position_cap,
+        eta_sample,
+    ]
+    tokens = [(ordinal, row) for ordinal, row in enumerate(reply_tokens, start=1) if row is not None]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT request_id, admitted, duplicate, status, reason_code, reason, used, quota_limit, remaining,"
-            " reset_at, cost_usd, money_left_usd, money_scope, money_frees_at, ahead, median_ms"
-            " FROM admit_video_requests(%s, %s, %s, %s, %s, %s::numeric, %s, %s) ORDER BY ordinal",
-            [
-                Jsonb(list(elements)),
-                source,
-                settings.VEO_QUOTA_LIMIT,
-                settings.VEO_QUOTA_WINDOW,
-                settings.VEO_QUOTA_MAX_IN_FLIGHT,
-                settings.VEO_BUDGET_USD_PER_DAY,
-                position_cap,
-                eta_sample,
-            ],
-        )
+        if tokens:
+            columns = [[ordinal for ordinal, _ in tokens]]
+            columns += [[getattr(row, name) for _, row in tokens] for name in ReplyTokenRow.__dataclass_fields__]
+            cursor.execute(_ADMIT_KEEPING_TOKENS_SQL, arguments + columns)
+        else:
+            cursor.execute(_ADMIT_SQL, arguments)
         rows = cursor.fetchall()
-    return [BurstAnswer(Admission(*row[:14]), row[14], round(row[15]) if row[15] is not None else None) for row in rows]
+    with_token = {ordinal for ordinal, _ in tokens}
+    return [
+        BurstAnswer(
+            Admission(*row[:14]),
+            row[14],
+            round(row[15]) if row[15] is not None else None,
+            token_kept=ordinal in with_token and row[1] and not row[2],
+        )
+        for ordinal, row in enumerate(rows, start=1)
+    ]
