@@ -65,17 +65,19 @@ def _window_spend() -> Decimal:
     )[0][0]
 
 
+# A request that counts, created `hours_ago` hours before the current one began (a journal
+# replay, an import): through the triggers, as any insert.
+EARLIER_SQL = (
+    "INSERT INTO video_requests (interaction_id, user_id, guild_id, channel_id, prompt, duration_seconds,"
+    " aspect_ratio, resolution, generate_audio, model, source, status, counts_toward_quota, created_at)"
+    " VALUES (%s, %s, NULL, 3001, 'a red fox in snow', 4, '16:9', '720p', true, 'veo-3.1-generate-001',"
+    " 'discord', 'pending', true, date_trunc('hour', now(), 'UTC') - %s * interval '1 hour' + interval '7 minutes')"
+    " RETURNING id"
+)
+
+
 def _insert_earlier(user_id: int, hours_ago: int) -> int:
-    """A request that counts, created `hours_ago` hours before this one began (an import, a
-    restored row): through the triggers, as any insert."""
-    return _rows(
-        "INSERT INTO video_requests (interaction_id, user_id, guild_id, channel_id, prompt, duration_seconds,"
-        " aspect_ratio, resolution, generate_audio, model, source, status, counts_toward_quota, created_at)"
-        " VALUES (%s, %s, NULL, 3001, 'a red fox in snow', 4, '16:9', '720p', true, 'veo-3.1-generate-001',"
-        " 'discord', 'pending', true, date_trunc('hour', now(), 'UTC') - %s * interval '1 hour' + interval '7 minutes')"
-        " RETURNING id",
-        [next_interaction(), user_id, hours_ago],
-    )[0][0]
+    return _rows(EARLIER_SQL, [next_interaction(), user_id, hours_ago])[0][0]
 
 
 def test_a_shards_first_admission_of_the_hour_counts_its_closed_hours_and_everyone_is_read_from_the_counts(settings):
@@ -172,12 +174,6 @@ def test_hours_older_than_the_window_never_enter_a_count(settings):
     assert all(kept == ledger for _, kept, ledger in _counted_against_ledger())
 
 
-EARLIER_SQL = (
-    "INSERT INTO video_requests (interaction_id, user_id, guild_id, channel_id, prompt, duration_seconds,"
-    " aspect_ratio, resolution, generate_audio, model, source, status, counts_toward_quota, created_at)"
-    " VALUES (%s, %s, NULL, 3001, 'a red fox in snow', 4, '16:9', '720p', true, 'veo-3.1-generate-001',"
-    " 'discord', 'pending', true, date_trunc('hour', now(), 'UTC') - interval '2 hours')"
-)
 CAPPED_ADMIT = (
     "SELECT admitted FROM admit_video_request(%s, %s, NULL, NULL, 'a red fox in snow', NULL, 4::smallint, '16:9',"
     " '720p', true, 'allow_adult', NULL, 'veo-3.1-generate-001', 'discord', 1000, interval '1 day', 0,"
@@ -201,7 +197,7 @@ def test_a_count_waits_for_an_earlier_request_being_recorded_in_its_shard(db_set
     user = 6150
     with psycopg.connect(info) as replay, psycopg.connect(info, autocommit=True) as admission:
         admission.execute("UPDATE operator_spend_allowances SET closed_until = NULL")  # every shard counts anew
-        replay.execute(EARLIER_SQL, [next_interaction(), user])  # uncommitted: its transaction stays open
+        replay.execute(EARLIER_SQL, [next_interaction(), user, 2])  # uncommitted: its transaction stays open
         answered = threading.Event()
         admitted = []
         counting = threading.Thread(
