@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from django.db import OperationalError
 
 from generation import metrics, wakeup
-from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
+from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth, rolled_back
 from tracking import aio, selectors, services
 from tracking.models import Status
 from tracking.services.burst import AdmissionCall, BurstAnswer
@@ -136,8 +136,17 @@ def admit_batch(*, calls: Sequence[AdmissionCall], notify: bool = True) -> tuple
                 eta_sample=selectors.ETA_SAMPLE,
                 reply_tokens=[calls[position].reply_token for position in positions],
             )
-        except DATABASE_DOWN:
-            raise
+        except DATABASE_DOWN as error:
+            if not rolled_back(error):
+                raise
+            # Ended to break a deadlock (a refund of several requests takes the ledgers' rows in its
+            # own order): nothing of it committed, and it is done again one admission at a time.
+            log.warning(
+                "a batch of %d admissions was rolled back (%s): admitting them one by one", len(elements), error
+            )
+            retried = True
+            for position in positions:
+                outcomes[position] = _admit_singly(calls[position])
         except Exception as error:
             log.warning("a batch of %d admissions was refused (%s): admitting them one by one", len(elements), error)
             retried = True
@@ -155,7 +164,7 @@ def admit_batch(*, calls: Sequence[AdmissionCall], notify: bool = True) -> tuple
     return outcomes, retried
 
 
-def _admit_singly(call: AdmissionCall) -> BurstAnswer | Exception:
+def _admit_singly(call: AdmissionCall, *, attempts: int = 2) -> BurstAnswer | Exception:
     try:
         answer = services.admit_request(
             interaction_id=call.interaction_id,
@@ -166,6 +175,8 @@ def _admit_singly(call: AdmissionCall) -> BurstAnswer | Exception:
             role_ids=call.role_ids,
         )
     except Exception as error:
+        if attempts > 1 and rolled_back(error):
+            return _admit_singly(call, attempts=attempts - 1)
         return error
     if answer.status != Status.PENDING:
         return BurstAnswer(answer, None, None)

@@ -31,6 +31,16 @@ from tracking.sql_migrations import DIRECT_DB_ALIAS
 log = logging.getLogger(__name__)
 
 DATABASE_DOWN = (OperationalError, InterfaceError)  # the database went away (pool timeouts included)
+ROLLED_BACK = {"40P01", "40001"}  # deadlock_detected, serialization_failure: see rolled_back
+
+
+def rolled_back(error: BaseException) -> bool:
+    """Whether PostgreSQL ended the statement's transaction to break a deadlock (or for a
+    serialization failure): an OperationalError like an outage, but the database is there, nothing
+    of the transaction committed, and the same work can simply be done again."""
+    return getattr(error.__cause__, "sqlstate", None) in ROLLED_BACK
+
+
 PROBE_TIMEOUT = 2  # seconds: a probe answers fast or the database counts as down
 # Seconds a call a Discord user waits on may take. Not Discord's 3 s: the bot has deferred by then
 # (discordbot.answers.DEFER_AFTER) and has 15 min to answer. Long enough that a slow but

@@ -318,3 +318,62 @@ def test_admissions_waiting_behind_an_unanswered_batch_go_the_degraded_way_as_so
     ]  # in the journal, for the replay to give the database
     assert (answered.degraded, answered.admitted) == (False, True)  # the batch's own answer, from the database
     assert VideoRequest.objects.filter(user_id=OTHERS[0]).count() == 0
+
+
+def test_a_batch_ended_to_break_a_deadlock_is_admitted_again_not_taken_for_an_outage(settings):
+    """A refund holding a guild's day row in the ledger, then wanting the operator's hour row
+    the batch's insert holds, while the batch's insert waits for that day row: PostgreSQL ends the
+    batch (it waited first). Nothing of it committed; it is admitted again, one by one, once the
+    refund is through, and its caller gets an answer, not the degraded path."""
+    from generation.admission_batch import admit_batch
+
+    settings.VEO_QUOTA_LIMIT = 1000
+    guild, member = 7_700_001, 7_700_002
+    call = AdmissionCall(
+        interaction_id=next_interaction(),
+        user_id=member,
+        guild_id=guild,
+        channel_id=None,
+        params=services.clean_parameters(services.VideoParameters(prompt="a red fox in snow")),
+    )
+    hour, day = "date_trunc('hour', now(), 'UTC')", "date_trunc('day', now(), 'UTC')"
+    with psycopg.connect(**conninfo(_db()), autocommit=True) as setup:  # the rows both will want, there before
+        setup.execute(f"INSERT INTO guild_spend_ledger VALUES (%s, 24, {day}, 1) ON CONFLICT DO NOTHING", [guild])
+        setup.execute(
+            f"INSERT INTO operator_spend_hours VALUES ({hour}, operator_spend_shard(%s), 1) ON CONFLICT DO NOTHING",
+            [member],
+        )
+    outcome: list = []
+
+    def batch():
+        from django.db import connection
+
+        try:
+            outcome.append(admit_batch(calls=[call], notify=False))
+        except Exception as error:
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    with psycopg.connect(**conninfo(_db())) as refund:
+        refund.execute(
+            f"UPDATE guild_spend_ledger SET usd = usd WHERE guild_id = %s AND hours = 24 AND starts = {day}", [guild]
+        )
+        admitting = threading.Thread(target=batch)
+        admitting.start()
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))"
+        deadline = time.monotonic() + 20
+        while refund.execute(blocked).fetchone()[0] != 1:  # the batch waits for the day row
+            assert time.monotonic() < deadline, "the batch never came to wait for the day row"
+            time.sleep(0.05)
+        refund.execute(
+            f"UPDATE operator_spend_hours SET usd = usd WHERE hour = {hour} AND shard = operator_spend_shard(%s)",
+            [member],
+        )
+        refund.commit()
+        admitting.join(30)
+
+    assert not isinstance(outcome[0], Exception), outcome[0]
+    outcomes, retried = outcome[0]
+    assert retried and outcomes[0].admission.admitted
+    assert VideoRequest.objects.get(interaction_id=call.interaction_id).status == "pending"
