@@ -336,11 +336,14 @@ def test_a_batch_ended_to_break_a_deadlock_is_admitted_again_not_taken_for_an_ou
         channel_id=None,
         params=services.clean_parameters(services.VideoParameters(prompt="a red fox in snow")),
     )
-    hour, day = "date_trunc('hour', now(), 'UTC')", "date_trunc('day', now(), 'UTC')"
     with psycopg.connect(**conninfo(_db()), autocommit=True) as setup:  # the rows both will want, there before
-        setup.execute(f"INSERT INTO guild_spend_ledger VALUES (%s, 24, {day}, 1) ON CONFLICT DO NOTHING", [guild])
         setup.execute(
-            f"INSERT INTO operator_spend_hours VALUES ({hour}, operator_spend_shard(%s), 1) ON CONFLICT DO NOTHING",
+            "INSERT INTO guild_spend_ledger VALUES (%s, 24, date_trunc('day', now(), 'UTC'), 1) ON CONFLICT DO NOTHING",
+            [guild],
+        )
+        setup.execute(
+            "INSERT INTO operator_spend_hours VALUES (date_trunc('hour', now(), 'UTC'), operator_spend_shard(%s), 1)"
+            " ON CONFLICT DO NOTHING",
             [member],
         )
     outcome: list = []
@@ -357,7 +360,9 @@ def test_a_batch_ended_to_break_a_deadlock_is_admitted_again_not_taken_for_an_ou
 
     with psycopg.connect(**conninfo(_db())) as refund:
         refund.execute(
-            f"UPDATE guild_spend_ledger SET usd = usd WHERE guild_id = %s AND hours = 24 AND starts = {day}", [guild]
+            "UPDATE guild_spend_ledger SET usd = usd WHERE guild_id = %s AND hours = 24"
+            " AND starts = date_trunc('day', now(), 'UTC')",
+            [guild],
         )
         admitting = threading.Thread(target=batch)
         admitting.start()
@@ -367,7 +372,8 @@ def test_a_batch_ended_to_break_a_deadlock_is_admitted_again_not_taken_for_an_ou
             assert time.monotonic() < deadline, "the batch never came to wait for the day row"
             time.sleep(0.05)
         refund.execute(
-            f"UPDATE operator_spend_hours SET usd = usd WHERE hour = {hour} AND shard = operator_spend_shard(%s)",
+            "UPDATE operator_spend_hours SET usd = usd WHERE hour = date_trunc('hour', now(), 'UTC')"
+            " AND shard = operator_spend_shard(%s)",
             [member],
         )
         refund.commit()
