@@ -13,7 +13,8 @@ per interaction. Every caller still gets its own answer or its own exception:
   batch ahead of them has waited out ANSWER_TIMEOUT: their users are answered that much sooner;
 - an element that is not admissible (InvalidInput) gets its error; the others go on;
 - the database refusing the batch for anything else (one element's interaction id belonging to
-  another user fails the whole statement): that batch is admitted again one by one, so each
+  another user fails the whole statement), or ending it to break a deadlock (health.rolled_back:
+  the database is there, nothing committed): that batch is admitted again one by one, so each
   element gets the answer, or the error, a single admission would have given.
 """
 
@@ -136,18 +137,12 @@ def admit_batch(*, calls: Sequence[AdmissionCall], notify: bool = True) -> tuple
                 eta_sample=selectors.ETA_SAMPLE,
                 reply_tokens=[calls[position].reply_token for position in positions],
             )
-        except DATABASE_DOWN as error:
-            if not rolled_back(error):
-                raise
-            # Ended to break a deadlock (a refund of several requests takes the ledgers' rows in its
-            # own order): nothing of it committed, and it is done again one admission at a time.
-            log.warning(
-                "a batch of %d admissions was rolled back (%s): admitting them one by one", len(elements), error
-            )
-            retried = True
-            for position in positions:
-                outcomes[position] = _admit_singly(calls[position])
         except Exception as error:
+            # The database down is every caller's (the degraded path). Refused for anything else, or
+            # ended to break a deadlock (a refund of several requests takes the ledgers' rows in its
+            # own order): nothing of it committed, and it is done again one admission at a time.
+            if isinstance(error, DATABASE_DOWN) and not rolled_back(error):
+                raise
             log.warning("a batch of %d admissions was refused (%s): admitting them one by one", len(elements), error)
             retried = True
             for position in positions:

@@ -76,3 +76,12 @@ def get_without_database(path: str) -> tuple[int, float, str, str]:
     first, body = result.stdout.split("\n", 1)
     status, seconds = first.split()
     return int(status), float(seconds), body.strip(), result.stdout + result.stderr
+
+
+def sql_rows(query: str, params=()) -> list[tuple]:
+    """The rows of ``query`` on Django's connection (the test's transaction)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall()

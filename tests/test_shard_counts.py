@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.test import override_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import admit, next_interaction
+from tests.helpers import admit, next_interaction, sql_rows
 from tests.hypothesis_profiles import examples
 from tracking import services
 
@@ -38,19 +37,13 @@ def one_hour():
         time.sleep(61 - now.second)
 
 
-def _rows(query: str, params=()) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(query, params)
-        return cursor.fetchall()
-
-
 def _shard(user_id: int) -> int:
-    return _rows("SELECT operator_spend_shard(%s)", [user_id])[0][0]
+    return sql_rows("SELECT operator_spend_shard(%s)", [user_id])[0][0]
 
 
 def _counted_against_ledger() -> list[tuple[int, Decimal, Decimal]]:
     """Every shard counted this hour: its kept count, and its ledger's 24 hours before this one."""
-    return _rows(
+    return sql_rows(
         "SELECT a.shard, a.closed_usd, COALESCE((SELECT sum(h.usd) FROM operator_spend_hours h WHERE h.shard = a.shard"
         " AND h.hour >= a.closed_until - interval '24 hours' AND h.hour < a.closed_until), 0)"
         " FROM operator_spend_allowances a WHERE a.closed_until = date_trunc('hour', now(), 'UTC') ORDER BY 1"
@@ -59,7 +52,7 @@ def _counted_against_ledger() -> list[tuple[int, Decimal, Decimal]]:
 
 def _window_spend() -> Decimal:
     """Everyone's spend in the operator's window, from the ledger."""
-    return _rows(
+    return sql_rows(
         "SELECT COALESCE(sum(usd), 0) FROM operator_spend_hours"
         " WHERE hour >= date_trunc('hour', now(), 'UTC') - interval '24 hours'"
     )[0][0]
@@ -77,20 +70,20 @@ EARLIER_SQL = (
 
 
 def _insert_earlier(user_id: int, hours_ago: int) -> int:
-    return _rows(EARLIER_SQL, [next_interaction(), user_id, hours_ago])[0][0]
+    return sql_rows(EARLIER_SQL, [next_interaction(), user_id, hours_ago])[0][0]
 
 
 def test_a_shards_first_admission_of_the_hour_counts_its_closed_hours_and_everyone_is_read_from_the_counts(settings):
     settings.VEO_BUDGET_USD_PER_DAY = Decimal("1000.00")
     for hours_ago, usd in ((1, "2.00"), (5, "1.00"), (24, "0.50"), (25, "8.00")):  # the last: out of the window
         for shard in (_shard(6101), (_shard(6101) + 3) % 8):
-            _rows(
+            sql_rows(
                 "INSERT INTO operator_spend_hours (hour, shard, usd) VALUES"
                 " (date_trunc('hour', now(), 'UTC') - %s * interval '1 hour', %s, %s) RETURNING 1",
                 [hours_ago, shard, usd],
             )
     first = admit(user_id=6101, guild_id=None)
-    assert _rows(
+    assert sql_rows(
         "SELECT closed_usd, closed_until = date_trunc('hour', now(), 'UTC') FROM operator_spend_allowances"
         " WHERE shard = %s",
         [_shard(6101)],
@@ -122,7 +115,7 @@ def test_a_request_inserted_with_an_earlier_hour_after_the_count_is_counted(sett
 
 def test_a_count_left_from_an_earlier_hour_is_counted_again_not_read(settings):
     settings.VEO_BUDGET_USD_PER_DAY = Decimal("1000.00")
-    _rows(
+    sql_rows(
         "UPDATE operator_spend_allowances SET closed_until = date_trunc('hour', now(), 'UTC') - interval '1 hour',"
         " closed_usd = 999 WHERE shard = %s RETURNING 1",
         [_shard(6101)],
@@ -168,9 +161,9 @@ def test_the_kept_counts_and_the_cap_agree_with_the_ledger_whatever_changes_it(a
 def test_hours_older_than_the_window_never_enter_a_count(settings):
     settings.VEO_BUDGET_USD_PER_DAY = Decimal("1000.00")
     assert admit(user_id=6101, guild_id=None).admitted
-    before = _rows("SELECT closed_usd FROM operator_spend_allowances WHERE shard = %s", [_shard(6101)])
+    before = sql_rows("SELECT closed_usd FROM operator_spend_allowances WHERE shard = %s", [_shard(6101)])
     _insert_earlier(6101, hours_ago=25)
-    assert _rows("SELECT closed_usd FROM operator_spend_allowances WHERE shard = %s", [_shard(6101)]) == before
+    assert sql_rows("SELECT closed_usd FROM operator_spend_allowances WHERE shard = %s", [_shard(6101)]) == before
     assert all(kept == ledger for _, kept, ledger in _counted_against_ledger())
 
 

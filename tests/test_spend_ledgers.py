@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from tests.factories import QuotaPolicyFactory
-from tests.helpers import admit
+from tests.helpers import admit, sql_rows
 from tracking import ledgers, services
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sql]
@@ -26,18 +26,12 @@ def priced(settings):
     settings.VEO_QUOTA_LIMIT = 50
 
 
-def _rows(query: str, params=()) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(query, params)
-        return cursor.fetchall()
-
-
 def _ledger_against_requests(guild_id: int) -> tuple[list[tuple], list[tuple]]:
     """The guild's ledger rows (hours, starts, usd) and the same figures summed from its requests."""
-    ledger = _rows(
+    ledger = sql_rows(
         "SELECT hours, starts, usd FROM guild_spend_ledger WHERE guild_id = %s AND usd > 0 ORDER BY 1, 2", [guild_id]
     )
-    summed = _rows(
+    summed = sql_rows(
         "SELECT 1, date_trunc('hour', created_at, 'UTC'), sum(cost_estimated_usd) FROM video_requests"
         " WHERE guild_id = %s AND counts_toward_quota AND cost_estimated_usd > 0 GROUP BY 2"
         " UNION ALL SELECT 24, date_trunc('day', created_at, 'UTC'), sum(cost_estimated_usd) FROM video_requests"
@@ -78,7 +72,7 @@ def test_a_refund_gives_the_guild_budget_its_money_back():
 
 
 def _spend_since(guild_id: int, since: datetime) -> Decimal:
-    return _rows("SELECT guild_spend_since(%s, %s)", [guild_id, since])[0][0]
+    return sql_rows("SELECT guild_spend_since(%s, %s)", [guild_id, since])[0][0]
 
 
 def test_a_window_reads_its_first_day_by_the_hour_then_whole_days_counting_the_first_hour_whole():
@@ -87,7 +81,7 @@ def test_a_window_reads_its_first_day_by_the_hour_then_whole_days_counting_the_f
     spend += [(day - DAY + timedelta(hours=23), 4), (day + timedelta(hours=1), 8)]
     for at, usd in spend:  # what the trigger writes for one request at `at`
         for hours, starts in ((1, at), (24, at.replace(hour=0))):
-            _rows(
+            sql_rows(
                 "INSERT INTO guild_spend_ledger AS l (guild_id, hours, starts, usd) VALUES (9001, %s, %s, %s)"
                 " ON CONFLICT (guild_id, hours, starts) DO UPDATE SET usd = l.usd + EXCLUDED.usd RETURNING 1",
                 [hours, starts, usd],
@@ -101,14 +95,14 @@ def test_a_window_reads_its_first_day_by_the_hour_then_whole_days_counting_the_f
 
 
 def _allowances() -> list[tuple[Decimal | None, Decimal]]:
-    return _rows("SELECT cap_usd, usd FROM operator_spend_allowances ORDER BY shard")
+    return sql_rows("SELECT cap_usd, usd FROM operator_spend_allowances ORDER BY shard")
 
 
 def _shard_room() -> list[Decimal]:
     """Each shard's allowance minus its spend in the last day (by the ledger's hours)."""
     return [
         room
-        for (room,) in _rows(
+        for (room,) in sql_rows(
             "SELECT a.usd - COALESCE((SELECT sum(h.usd) FROM operator_spend_hours h WHERE h.shard = a.shard"
             " AND h.hour >= date_trunc('hour', now() - interval '1 day', 'UTC')), 0)"
             " FROM operator_spend_allowances a ORDER BY a.shard"
@@ -124,7 +118,7 @@ def test_the_operators_allowances_add_up_to_the_cap_and_one_user_can_use_all_of_
     assert sum(usd for _, usd in _allowances()) == Decimal("5.00")
     assert all(cap == Decimal("5.00") for cap, _ in _allowances())
     assert all(room >= 0 for room in _shard_room())
-    assert _rows("SELECT operator_spend_shard(5021) <> operator_spend_shard(5022)") == [(True,)]
+    assert sql_rows("SELECT operator_spend_shard(5021) <> operator_spend_shard(5022)") == [(True,)]
     assert admit(user_id=5022).reason_code == "budget_operator"  # another shard: the room went to 5021's
 
 
@@ -143,7 +137,7 @@ def test_a_new_cap_splits_the_allowances_again_from_what_was_spent(settings):
 
 def test_lost_allowance_rows_are_put_back_not_read_as_no_limit(settings):
     settings.VEO_BUDGET_USD_PER_DAY = Decimal("2.00")
-    lost = _rows(
+    lost = sql_rows(
         "DELETE FROM operator_spend_allowances WHERE shard IN (operator_spend_shard(5040), operator_spend_shard(5043))"
         " RETURNING shard"
     )
@@ -223,11 +217,11 @@ def test_pruning_deletes_only_ledger_rows_no_budget_window_can_read():
     # What the longest guild budget (366 days) reads, before and after: the same.
     longest = [now - timedelta(days=366), now - timedelta(days=366) + timedelta(minutes=59)]
     spent = "SELECT guild_spend_since(%s, %s::timestamptz)"
-    before = [_rows(spent, [GUILD, since])[0][0] for since in longest]
+    before = [sql_rows(spent, [GUILD, since])[0][0] for since in longest]
 
     assert ledgers.prune_spend_ledgers(now=now) == 3  # the old hour and day rows, the old operator hour
-    assert [_rows(spent, [GUILD, since])[0][0] for since in longest] == before
+    assert [sql_rows(spent, [GUILD, since])[0][0] for since in longest] == before
     assert before[0] == Decimal("3.0000")  # the premise: the kept hour's 1.00 and the last day's 2.00
-    assert _rows("SELECT count(*) FROM guild_spend_ledger WHERE usd = 5") == [(0,)]
-    assert _rows("SELECT count(*), sum(usd) FROM operator_spend_hours") == [(2, Decimal("3.0000"))]
+    assert sql_rows("SELECT count(*) FROM guild_spend_ledger WHERE usd = 5") == [(0,)]
+    assert sql_rows("SELECT count(*), sum(usd) FROM operator_spend_hours") == [(2, Decimal("3.0000"))]
     assert ledgers.prune_spend_ledgers(now=now) == 0
