@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from django.db import OperationalError
 
 from generation import metrics, wakeup
-from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth, rolled_back
+from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, selectors, services
 from tracking.models import Status
+from tracking.retries import rolled_back
 from tracking.services.burst import AdmissionCall, BurstAnswer
 
 log = logging.getLogger(__name__)
@@ -159,8 +160,8 @@ def admit_batch(*, calls: Sequence[AdmissionCall], notify: bool = True) -> tuple
     return outcomes, retried
 
 
-def _admit_singly(call: AdmissionCall, *, attempts: int = 2) -> BurstAnswer | Exception:
-    try:
+def _admit_singly(call: AdmissionCall) -> BurstAnswer | Exception:
+    try:  # services.admit_request is itself done again when a deadlock ends it
         answer = services.admit_request(
             interaction_id=call.interaction_id,
             user_id=call.user_id,
@@ -170,8 +171,6 @@ def _admit_singly(call: AdmissionCall, *, attempts: int = 2) -> BurstAnswer | Ex
             role_ids=call.role_ids,
         )
     except Exception as error:
-        if attempts > 1 and rolled_back(error):
-            return _admit_singly(call, attempts=attempts - 1)
         return error
     if answer.status != Status.PENDING:
         return BurstAnswer(answer, None, None)

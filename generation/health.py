@@ -26,20 +26,14 @@ from psycopg_pool import PoolClosed, PoolTimeout
 from generation import metrics
 from generation.runtime import sleep_unless
 from tracking.aio import NoAnswer
+from tracking.retries import first_line, rolled_back
 from tracking.sql_migrations import DIRECT_DB_ALIAS
 
 log = logging.getLogger(__name__)
 
-DATABASE_DOWN = (OperationalError, InterfaceError)  # the database went away (pool timeouts included)
-ROLLED_BACK = {"40P01", "40001"}  # deadlock_detected, serialization_failure: see rolled_back
-
-
-def rolled_back(error: BaseException) -> bool:
-    """Whether PostgreSQL ended the statement's transaction to break a deadlock (or for a
-    serialization failure): an OperationalError like an outage, but the database is there, nothing
-    of the transaction committed, and the same work can simply be done again."""
-    return getattr(error.__cause__, "sqlstate", None) in ROLLED_BACK
-
+# The database went away (pool timeouts included). A transaction ended to break a deadlock raises
+# one of these too, though the database is there: tracking.retries.rolled_back tells it apart.
+DATABASE_DOWN = (OperationalError, InterfaceError)
 
 PROBE_TIMEOUT = 2  # seconds: a probe answers fast or the database counts as down
 # Seconds a call a Discord user waits on may take. Not Discord's 3 s: the bot has deferred by then
@@ -112,9 +106,13 @@ class DatabaseHealth:
 
     def failed(self, error: BaseException) -> None:
         """A call failed because the database is unreachable: one warning per outage. A call that
-        met a pool closed under it (reset_pool, as an outage ended) says nothing about the
-        database: it is not an outage."""
+        met a pool closed under it (reset_pool, as an outage ended), or whose transaction
+        PostgreSQL ended to break a deadlock (tracking.retries), says nothing about the database:
+        it is not an outage."""
         cause = error.__cause__ or error
+        if rolled_back(error):
+            log.info("a database call was ended to break a deadlock (%s); not an outage", first_line(error))
+            return
         if isinstance(cause, PoolClosed):
             log.info("a database call met the connection pool closed under it (%s); not an outage", error)
             return
@@ -126,7 +124,7 @@ class DatabaseHealth:
         if self.down_since is None:
             self.down_since = time.monotonic()
             metrics.set_degraded(True)
-            first = (str(error).strip().splitlines() or [""])[0][:200]
+            first = first_line(error)
             log.warning(
                 "DEGRADED: PostgreSQL is unreachable (%s: %s); %s",
                 type(error).__name__,

@@ -13,6 +13,7 @@ from django.db import connection
 from tracking import capabilities
 from tracking.errors import InvalidInput
 from tracking.models import AspectRatio, DerivedAs, PersonGeneration, Resolution, Source
+from tracking.retries import redone_if_rolled_back
 from tracking.text import has_visible, prompt_text, storable_text
 
 
@@ -188,6 +189,7 @@ def checked_admission(
     return roles, clean_parameters(params)
 
 
+@redone_if_rolled_back
 def admit_request(
     *,
     interaction_id: int,

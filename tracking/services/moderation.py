@@ -16,6 +16,7 @@ from django.utils import timezone
 from tracking import media
 from tracking.errors import InvalidInput, RequestNotFound
 from tracking.models import BlockedTerm, QuotaPolicy, ReviewStatus
+from tracking.retries import redone_if_rolled_back
 from tracking.services.admission import require_snowflake
 from tracking.services.audit import moderating
 from tracking.services.transitions import _own_statement, refund
@@ -175,6 +176,7 @@ def discard_removed_outputs(*, request_id: int) -> list[str]:
     return uris
 
 
+@redone_if_rolled_back
 def refund_requests(*, request_ids: Sequence[int], actor: str, reason: str) -> list[int]:
     """Give quota slots back; returns the ids refunded now (others never counted or were refunded)."""
     reason = clean_reason(reason)
@@ -194,6 +196,7 @@ RETURNING id
 """
 
 
+@redone_if_rolled_back
 def cancel_requests(*, request_ids: Sequence[int], actor: str, reason: str) -> list[int]:
     """Cancel the pending or generating requests among request_ids (the others are left
     alone); the users get their slots back. Returns the ids cancelled."""
