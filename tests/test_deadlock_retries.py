@@ -83,17 +83,18 @@ def _counting(request_ids: list[int]) -> list[bool]:
     return [counts for _, counts in rows]
 
 
-def test_a_refund_ended_to_break_a_deadlock_is_done_again_and_gives_every_slot_back(caplog):
+@pytest.mark.parametrize("action", [services.refund_requests, services.cancel_requests])
+def test_a_refund_ended_to_break_a_deadlock_is_done_again_and_gives_every_slot_back(action, caplog):
+    """A refund gives the slots back one request at a time, a cancellation in one statement: each
+    takes the ledgers' rows in its requests' order."""
     caplog.set_level(logging.INFO, logger="tracking.retries")
     request_ids = _two_requests_in_two_shards()
     spent_before = sql_rows("SELECT sum(usd) FROM operator_spend_hours")[0][0]
 
-    outcome = _refund_in_a_deadlock(
-        request_ids, lambda ids: services.refund_requests(request_ids=ids, actor="mod", reason="test")
-    )
+    outcome = _refund_in_a_deadlock(request_ids, lambda ids: action(request_ids=ids, actor="mod", reason="test"))
 
-    assert outcome == [request_ids]  # both refunded, by the second attempt
-    assert "refund_requests was ended to break a deadlock; doing it again" in caplog.text
+    assert outcome == [request_ids]  # both given back, by the second attempt
+    assert f"{action.__name__} was ended to break a deadlock; doing it again" in caplog.text
     assert _counting(request_ids) == [False, False]
     cost = sql_rows("SELECT sum(cost_estimated_usd) FROM video_requests WHERE id = ANY(%s)", [request_ids])[0][0]
     assert sql_rows("SELECT sum(usd) FROM operator_spend_hours")[0][0] == spent_before - cost  # given back once
