@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
+import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -22,6 +24,10 @@ log = logging.getLogger(__name__)
 
 ROLLED_BACK = {"40P01", "40001"}  # deadlock_detected, serialization_failure
 ATTEMPTS = 3  # a deadlock needs two transactions meeting again the same way: twice more is plenty
+# Before doing it again, a pause of this many seconds (times the attempt, drawn at random): done
+# at once, the write would take its first row back before the other transaction, woken by its
+# end, got it, and the two would meet in the same deadlock again.
+PAUSE = (0.05, 0.2)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,6 +59,7 @@ def redone_if_rolled_back(write: Callable[P, T]) -> Callable[P, T]:
                 if attempt == ATTEMPTS or connection.in_atomic_block or not rolled_back(error):
                     raise
                 log.info("%s was ended to break a deadlock; doing it again (%s)", write.__name__, first_line(error))
+                time.sleep(random.uniform(*PAUSE) * attempt)
         raise AssertionError("unreachable")
 
     return again

@@ -15,6 +15,7 @@ from tracking import rows
 from tracking.errors import InvalidTransition, RequestNotFound
 from tracking.models import Status, VideoRequest
 from tracking.outcomes import Ending, refunded
+from tracking.retries import redone_if_rolled_back
 from tracking.text import storable_text
 
 
@@ -39,6 +40,7 @@ SELECT * FROM transition_video_request(
 """
 
 
+@redone_if_rolled_back
 def _transition(
     request_id: int,
     status: str,
