@@ -19,7 +19,7 @@ from tests.helpers import admit, sql_rows
 from tracking import services
 from tracking.retries import rolled_back
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sql]
 
 GUILD = 7_810_900
 # The current hour's rows a refund changes, in the order it changes them: the operator's ledger
