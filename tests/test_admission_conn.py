@@ -99,6 +99,7 @@ def test_an_outage_mid_batch_takes_the_degraded_path_and_the_connection_is_made_
     assert VideoRequest.objects.filter(user_id__in=[first, again, last], status="pending").count() == 3
 
 
+@pytest.mark.sql  # .ci/run's PgBouncer pass: where it matters
 def test_the_batches_connection_prepares_nothing_and_keeps_each_statement_to_itself(settings, db_settings):
     """Behind a transaction-pooling PgBouncer (round robin) each statement may run on another
     server connection: a prepared statement, or anything left open, would fail the next one."""
