@@ -130,7 +130,7 @@ def build_bot(
         items=[cancel, delete, report, reroll, edit, extend],
         modals=modals,
         chores=chores,
-        closing=[journal.close],
+        closing=[journal.close, admitter.batches.close],
         starting=probe_first,
         description=f"backend {backend.label}" + ("" if run_worker else " (no worker in this process)"),
     )

@@ -2,8 +2,8 @@
 database go together in the next one, one statement and one commit for all of them.
 
 The first admission after a quiet spell goes at once, alone; under a burst the batches grow by
-themselves (up to MAX_BATCH), so the pooled connections carry a few transactions instead of one
-per interaction. Every caller still gets its own answer or its own exception:
+themselves (up to MAX_BATCH), so the batches' connection (generation.admission_conn, on the event
+loop) carries a few statements instead of one per interaction. Every caller still gets its own answer or its own exception:
 
 - the database down (refused, or no answer in time): every admission of the batch gets that
   error, so each falls back to the degraded path as a single one would (Admitter.admit); those
@@ -13,7 +13,7 @@ per interaction. Every caller still gets its own answer or its own exception:
   batch ahead of them has waited out ANSWER_TIMEOUT: their users are answered that much sooner;
 - an element that is not admissible (InvalidInput) gets its error; the others go on;
 - the database refusing the batch for anything else (one element's interaction id belonging to
-  another user fails the whole statement), or ending it to break a deadlock (health.rolled_back:
+  another user fails the whole statement), or ending it to break a deadlock (tracking.retries.rolled_back:
   the database is there, nothing committed): that batch is admitted again one by one, so each
   element gets the answer, or the error, a single admission would have given.
 """
@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from django.db import OperationalError
 
 from generation import metrics, wakeup
+from generation.admission_conn import AdmissionConnection
 from generation.health import ANSWER_TIMEOUT, DATABASE_DOWN, DatabaseHealth
 from tracking import aio, selectors, services
 from tracking.models import Status
@@ -43,8 +44,12 @@ class AdmissionBatches:
         self.max_batch = max_batch
         self._waiting: list[tuple[AdmissionCall, asyncio.Future]] = []
         self._draining = False
+        self.connection = AdmissionConnection()  # the batches' statements go one at a time: one connection
         if health is not None:
             health.on_outage(lambda: self._refuse_waiting("PostgreSQL is unreachable (an outage began)"))
+
+    def close(self) -> None:
+        self.connection.close()
 
     async def admit(self, call: AdmissionCall) -> BurstAnswer:
         """``call``'s answer, from the next batch; raises what its admission raised."""
@@ -88,7 +93,7 @@ class AdmissionBatches:
         try:
             # Decided here, on the worker's loop: no NOTIFY while our own worker fills the cap.
             notify = not wakeup.cap_held_here()
-            outcomes, retried = await aio.run_within(ANSWER_TIMEOUT, admit_batch, calls=calls, notify=notify)
+            outcomes, retried = await admit_batch(calls=calls, connection=self.connection, notify=notify)
         except asyncio.CancelledError:
             for _, answer in batch:
                 answer.cancel()
@@ -116,9 +121,12 @@ def _settle(answer: asyncio.Future, *, value: BurstAnswer | None = None, error: 
         answer.set_result(value)
 
 
-def admit_batch(*, calls: Sequence[AdmissionCall], notify: bool = True) -> tuple[list[BurstAnswer | Exception], bool]:
-    """On a database thread: each call's answer (or its own exception), in order, and whether the
-    batch had to be admitted one by one. Raises DATABASE_DOWN when the database is away.
+async def admit_batch(
+    *, calls: Sequence[AdmissionCall], connection: AdmissionConnection, notify: bool = True
+) -> tuple[list[BurstAnswer | Exception], bool]:
+    """Each call's answer (or its own exception), in order, and whether the batch had to be admitted
+    one by one. The statement goes over ``connection``, on the event loop; raises one of
+    DATABASE_DOWN when the database is away (NoAnswer: none within ANSWER_TIMEOUT).
     ``notify``: other processes' workers are told of new work (wakeup.cap_held_here says when not)."""
     outcomes: list[BurstAnswer | Exception | None] = [None] * len(calls)
     elements, positions = [], []
@@ -131,23 +139,26 @@ def admit_batch(*, calls: Sequence[AdmissionCall], notify: bool = True) -> tuple
             positions.append(position)
     retried = False
     if elements:
+        statement = services.burst.admission_statement(
+            elements=elements,
+            position_cap=selectors.POSITION_CAP,
+            eta_sample=selectors.ETA_SAMPLE,
+            reply_tokens=[calls[position].reply_token for position in positions],
+        )
         try:
-            answers = services.burst.admit_requests(
-                elements=elements,
-                position_cap=selectors.POSITION_CAP,
-                eta_sample=selectors.ETA_SAMPLE,
-                reply_tokens=[calls[position].reply_token for position in positions],
-            )
+            answers = await connection.admit(statement, seconds=ANSWER_TIMEOUT)
         except Exception as error:
             # The database down is every caller's (the degraded path). Refused for anything else, or
             # ended to break a deadlock (a refund of several requests takes the ledgers' rows in its
-            # own order): nothing of it committed, and it is done again one admission at a time.
+            # own order): nothing of it committed, and it is done again one admission at a time
+            # (on a database thread: the rare path keeps the services' own code).
             if isinstance(error, DATABASE_DOWN) and not rolled_back(error):
                 raise
             log.warning("a batch of %d admissions was refused (%s): admitting them one by one", len(elements), error)
             retried = True
-            for position in positions:
-                outcomes[position] = _admit_singly(calls[position])
+            singly = await aio.run_within(ANSWER_TIMEOUT, _admit_each, calls=[calls[p] for p in positions])
+            for position, outcome in zip(positions, singly, strict=True):
+                outcomes[position] = outcome
         else:
             for position, answer in zip(positions, answers, strict=True):
                 outcomes[position] = answer
@@ -156,8 +167,13 @@ def admit_batch(*, calls: Sequence[AdmissionCall], notify: bool = True) -> tuple
     ):
         # Other processes' workers hear of it from here, after the commit, once for the batch.
         # Our own are woken directly (Admitter._admit_in_database): our listener ignores this one.
-        wakeup.notify_workers(woken_here=True)
+        await connection.notify(sender=wakeup.THIS_PROCESS, seconds=ANSWER_TIMEOUT)
     return outcomes, retried
+
+
+def _admit_each(*, calls: Sequence[AdmissionCall]) -> list[BurstAnswer | Exception]:
+    """On a database thread: each call admitted by itself."""
+    return [_admit_singly(call) for call in calls]
 
 
 def _admit_singly(call: AdmissionCall) -> BurstAnswer | Exception:

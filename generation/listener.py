@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import psycopg
 from django.conf import settings
@@ -45,7 +46,7 @@ async def listen_for_work(wake: asyncio.Event, *, stop: asyncio.Event, worker: s
                     log.info("worker %s: listening for new work again", worker)
                 retry, unreachable = RETRY_FIRST, False
                 wake.set()  # whatever was admitted while nobody listened
-                async for notification in conn.notifies():
+                async for notification in notifications(conn):
                     if for_us(notification):
                         wake.set()
         except Exception as error:  # whatever it is, polling carries on; say so once per outage
@@ -61,6 +62,32 @@ async def listen_for_work(wake: asyncio.Event, *, stop: asyncio.Event, worker: s
             unreachable = True
         await sleep_unless(stop, retry)
         retry = min(retry * 2, RETRY_MAX)
+
+
+async def notifications(conn: psycopg.AsyncConnection) -> AsyncIterator[psycopg.Notify]:
+    """``conn.notifies()``, waiting on the socket through the event loop until it is readable:
+    psycopg's own wakes every 0.1 s (to look for a timeout), which an idle process paid for.
+    Raises psycopg.OperationalError when the connection is lost."""
+    loop = asyncio.get_running_loop()
+    pgconn, encoding = conn.pgconn, conn.info.encoding
+    while True:
+        readable = loop.create_future()
+        fd = pgconn.socket
+        loop.add_reader(fd, _settle, readable)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(fd)
+        pgconn.consume_input()
+        while (notification := pgconn.notifies()) is not None:
+            yield psycopg.Notify(
+                notification.relname.decode(encoding), notification.extra.decode(encoding), notification.be_pid
+            )
+
+
+def _settle(readable: asyncio.Future) -> None:
+    if not readable.done():
+        readable.set_result(None)
 
 
 def for_us(notification: psycopg.Notify) -> bool:

@@ -326,6 +326,7 @@ def test_a_batch_ended_to_break_a_deadlock_is_admitted_again_not_taken_for_an_ou
     batch (it waited first). Nothing of it committed; it is admitted again, one by one, once the
     refund is through, and its caller gets an answer, not the degraded path."""
     from generation.admission_batch import admit_batch
+    from generation.admission_conn import AdmissionConnection
 
     settings.VEO_QUOTA_LIMIT = 1000
     guild, member = 7_700_001, 7_700_002
@@ -349,14 +350,13 @@ def test_a_batch_ended_to_break_a_deadlock_is_admitted_again_not_taken_for_an_ou
     outcome: list = []
 
     def batch():
-        from django.db import connection
-
+        admission = AdmissionConnection()
         try:
-            outcome.append(admit_batch(calls=[call], notify=False))
+            outcome.append(asyncio.run(admit_batch(calls=[call], connection=admission, notify=False)))
         except Exception as error:
             outcome.append(error)
         finally:
-            connection.close()
+            admission.close()
 
     with psycopg.connect(**conninfo(_db())) as refund:
         refund.execute(
@@ -369,8 +369,10 @@ def test_a_batch_ended_to_break_a_deadlock_is_admitted_again_not_taken_for_an_ou
         blocked = "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))"
         deadline = time.monotonic() + 20
         while refund.execute(blocked).fetchone()[0] != 1:  # the batch waits for the day row
-            assert time.monotonic() < deadline, "the batch never came to wait for the day row"
+            assert time.monotonic() < deadline, ("the batch never came to wait for the day row", outcome)
             time.sleep(0.05)
+            # Within a transaction pg_stat_activity is read once: the batch may not have been there yet.
+            refund.execute("SELECT pg_stat_clear_snapshot()")
         refund.execute(
             "UPDATE operator_spend_hours SET usd = usd WHERE hour = date_trunc('hour', now(), 'UTC')"
             " AND shard = operator_spend_shard(%s)",

@@ -23,7 +23,7 @@ from generation import wakeup
 from generation.admission_batch import AdmissionBatches
 from generation.delivery import CliDelivery
 from generation.health import connection_parameters
-from generation.listener import for_us
+from generation.listener import for_us, notifications
 from generation.veo import OfflineBackend
 from generation.worker import standalone_worker
 from tests.bot_harness import eventually, fake_discord, quick_bot_settings, run_bot
@@ -277,3 +277,29 @@ def test_no_notify_for_an_admission_while_this_processs_worker_holds_the_cap():
         asyncio.run(admit_twice())
         heard = list(conn.notifies(timeout=5, stop_after=2))
     assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS]  # the second one's only
+
+
+def test_the_listener_hears_every_notification_of_a_packet_and_a_lost_connection():
+    # generation.listener.notifications waits on the socket through the event loop, not psycopg's
+    # 0.1 s wake-ups: what it reads must still be every notification, and a lost connection an error.
+    async def listen() -> tuple[list[str], BaseException | None]:
+        params = connection_parameters(application_name="test-listener", alias="direct")
+        heard, lost = [], None
+        async with await psycopg.AsyncConnection.connect(**params, autocommit=True) as conn:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(services.WORK_CHANNEL)))
+            with psycopg.connect(**params, autocommit=True) as sender:
+                with sender.transaction():  # delivered together, at the commit
+                    for payload in ("one", "two", "three"):
+                        sender.execute("SELECT pg_notify(%s, %s)", [services.WORK_CHANNEL, payload])
+                try:
+                    async for notification in notifications(conn):
+                        heard.append(notification.payload)
+                        if len(heard) == 3:
+                            sender.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+                except psycopg.OperationalError as error:
+                    lost = error
+        return heard, lost
+
+    heard, lost = asyncio.run(asyncio.wait_for(listen(), 10))
+    assert heard == ["one", "two", "three"]
+    assert lost is not None

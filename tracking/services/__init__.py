@@ -10,6 +10,7 @@ refusals into ``tracking.errors``. Callers use them as ``services.admit_request(
 # their verbs would be ambiguous here.
 from tracking.services import appeals, audit, burst, notices, prices, review
 from tracking.services.admission import (
+    NOTIFY_WORK_SQL,
     WORK_CHANNEL,
     Admission,
     VideoParameters,
@@ -72,6 +73,7 @@ __all__ = [
     "Derivable",
     "derivation_source",
     "derived_parameters",
+    "NOTIFY_WORK_SQL",
     "WORK_CHANNEL",
     "Admission",
     "VideoParameters",

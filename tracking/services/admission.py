@@ -251,10 +251,11 @@ def admit_request(
 # start at once instead of at their next poll (generation.wakeup). A notification only means
 # "look now"; the claim decides what is there. The payload names the sending process, or is empty.
 WORK_CHANNEL = "veobot_work"
+NOTIFY_WORK_SQL = "SELECT pg_notify(%s, %s)"  # [WORK_CHANNEL, sender]
 
 
 def notify_work(*, sender: str = "") -> None:
     """Tell listening workers that work was admitted. Call it after the admission has committed,
     never inside it: NOTIFY takes a database-wide lock at commit, which admission should not pay."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [WORK_CHANNEL, sender])
+        cursor.execute(NOTIFY_WORK_SQL, [WORK_CHANNEL, sender])

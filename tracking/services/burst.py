@@ -116,6 +116,44 @@ def admit_requests(
     An element the database refuses outright (an interaction id of another user's) fails the
     whole statement, and nothing of it commits. ``reply_tokens``, one per element or none: the
     token of each element admitted anew is kept in the same statement."""
+    statement = admission_statement(
+        elements=elements, position_cap=position_cap, eta_sample=eta_sample, source=source, reply_tokens=reply_tokens
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, statement.arguments)
+        return statement.answers(cursor.fetchall())
+
+
+@dataclass(frozen=True)
+class AdmissionStatement:
+    """``admit_requests``' statement and its arguments (for Django's cursor or a psycopg one of
+    our own: generation.admission_conn), and how its rows become the answers."""
+
+    sql: str
+    arguments: list
+    with_token: frozenset[int]  # ordinals (1-based) of the elements given a reply token
+
+    def answers(self, rows: Sequence[Sequence]) -> list[BurstAnswer]:
+        return [
+            BurstAnswer(
+                Admission(*row[:14]),
+                row[14],
+                round(row[15]) if row[15] is not None else None,
+                token_kept=ordinal in self.with_token and row[1] and not row[2],
+            )
+            for ordinal, row in enumerate(rows, start=1)
+        ]
+
+
+def admission_statement(
+    *,
+    elements: Sequence[dict],
+    position_cap: int,
+    eta_sample: int,
+    source: str = Source.DISCORD,
+    reply_tokens: Sequence[ReplyTokenRow | None] = (),
+) -> AdmissionStatement:
+    """The statement ``admit_requests`` runs (same arguments), to run elsewhere."""
     arguments = [
         Jsonb(list(elements)),
         source,
@@ -127,21 +165,8 @@ def admit_requests(
         eta_sample,
     ]
     tokens = [(ordinal, row) for ordinal, row in enumerate(reply_tokens, start=1) if row is not None]
-    with connection.cursor() as cursor:
-        if tokens:
-            columns = [[ordinal for ordinal, _ in tokens]]
-            columns += [[getattr(row, name) for _, row in tokens] for name in ReplyTokenRow.__dataclass_fields__]
-            cursor.execute(_ADMIT_KEEPING_TOKENS_SQL, arguments + columns)
-        else:
-            cursor.execute(_ADMIT_SQL, arguments)
-        rows = cursor.fetchall()
-    with_token = {ordinal for ordinal, _ in tokens}
-    return [
-        BurstAnswer(
-            Admission(*row[:14]),
-            row[14],
-            round(row[15]) if row[15] is not None else None,
-            token_kept=ordinal in with_token and row[1] and not row[2],
-        )
-        for ordinal, row in enumerate(rows, start=1)
-    ]
+    if not tokens:
+        return AdmissionStatement(_ADMIT_SQL, arguments, frozenset())
+    columns = [[ordinal for ordinal, _ in tokens]]
+    columns += [[getattr(row, name) for _, row in tokens] for name in ReplyTokenRow.__dataclass_fields__]
+    return AdmissionStatement(_ADMIT_KEEPING_TOKENS_SQL, arguments + columns, frozenset(o for o, _ in tokens))
