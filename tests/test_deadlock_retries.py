@@ -90,22 +90,22 @@ def _spent() -> tuple:
     return sql_rows("SELECT (SELECT sum(usd) FROM operator_spend_hours), (SELECT sum(usd) FROM guild_spend_ledger)")[0]
 
 
-@pytest.mark.parametrize("action", [services.refund_requests, services.cancel_requests])
-def test_a_refund_ended_to_break_a_deadlock_is_done_again_and_gives_every_slot_back(action, caplog):
-    """A refund gives the slots back one request at a time, a cancellation in one statement: each
-    takes the ledgers' rows in its requests' order."""
+def test_a_refund_ended_to_break_a_deadlock_is_done_again_and_gives_every_slot_back(caplog):
+    """A refund gives the slots back one request at a time, in id order, so the deadlock can be
+    built. (A cancellation, done again the same way, changes its rows in one statement, in an order
+    that depends on the plan: a test of it could not say which row to hold.)"""
     caplog.set_level(logging.INFO, logger="tracking.retries")
     request_ids, (first, second) = _two_requests_in_two_shards()
     spent_before = _spent()[0]
 
     outcome = _in_a_deadlock(
-        lambda: action(request_ids=request_ids, actor="mod", reason="test"),
+        lambda: services.refund_requests(request_ids=request_ids, actor="mod", reason="test"),
         held=(OPERATOR_HOUR, [second]),
         then=(OPERATOR_HOUR, [first]),
     )
 
     assert outcome == [request_ids]  # both given back, by the second attempt
-    assert f"{action.__name__} was ended to break a deadlock; doing it again" in caplog.text
+    assert "refund_requests was ended to break a deadlock; doing it again" in caplog.text
     assert _counting(request_ids) == [False, False]
     cost = sql_rows("SELECT sum(cost_estimated_usd) FROM video_requests WHERE id = ANY(%s)", [request_ids])[0][0]
     assert _spent()[0] == spent_before - cost  # given back once

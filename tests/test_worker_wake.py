@@ -16,7 +16,8 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections
 from psycopg import sql
 
 from generation import wakeup
@@ -165,17 +166,27 @@ def test_a_killed_listener_listens_again_and_loses_no_work(caplog):
 def test_through_a_database_outage_the_worker_polls_and_listens_again_after(db_settings, tmp_path):
     # Short polls: here polling is what is tested.
     env = worker_env(tmp_path, VEO_WORKER_IDLE_POLL="1s")
-    with TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy:
-        url = database_url({**db_settings, "HOST": "127.0.0.1", "PORT": proxy.port})
+    # Behind PgBouncer the worker's LISTEN goes to the server itself (DATABASE_DIRECT_URL): both
+    # ways are cut, as an outage of the database cuts both.
+    direct = connections["direct"].settings_dict
+    with (
+        TcpProxy(host=db_settings["HOST"] or "127.0.0.1", port=int(db_settings["PORT"] or 5432)) as proxy,
+        TcpProxy(host=direct["HOST"] or "127.0.0.1", port=int(direct["PORT"] or 5432)) as direct_proxy,
+    ):
+        urls = {"DATABASE_URL": database_url({**db_settings, "HOST": "127.0.0.1", "PORT": proxy.port})}
+        if settings.DATABASE_POOLED:
+            urls["DATABASE_DIRECT_URL"] = database_url({**direct, "HOST": "127.0.0.1", "PORT": direct_proxy.port})
         log_path = tmp_path / "worker.log"
-        worker = start_worker_process(db_settings, log_path, **env, DATABASE_URL=url)
+        worker = start_worker_process(db_settings, log_path, **env, **urls)
         try:
             wait_for(listeners, timeout=60, what="the worker listening")
             proxy.cut()
+            direct_proxy.cut()
             wait_for(lambda: not listeners(), what="the listener gone")
             during = admit(user_id=620).request_id  # straight into the database, past the cut
             time.sleep(3)  # several attempts to listen again, all refused
             proxy.restore()
+            direct_proxy.restore()
             wait_for(started(during), timeout=60, what="the request admitted during the outage")
             wait_for(listeners, timeout=60, what="listening again")
         finally:

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections
 from google.oauth2.credentials import Credentials
 
 from generation.delivery import CliDelivery
@@ -80,8 +81,13 @@ def database_url(db: dict) -> str:
 
 
 def start_worker_process(db: dict, log_path: Path, **env: str) -> subprocess.Popen:
-    """`manage.py runworker` as a real process on the test database."""
-    return runworker_process({"SECRET_KEY": "tests-only", "DATABASE_URL": database_url(db), **env}, log_path)
+    """`manage.py runworker` as a real process on the test database. When the suite's own
+    connections go through PgBouncer, so do the worker's, with the server itself for what needs a
+    session (its LISTEN), as a deployment behind PgBouncer is configured (docs/OPERATIONS.md)."""
+    urls = {"DATABASE_URL": database_url(db)}
+    if settings.DATABASE_POOLED:
+        urls["DATABASE_DIRECT_URL"] = database_url(connections["direct"].settings_dict)
+    return runworker_process({"SECRET_KEY": "tests-only", **urls, **env}, log_path)
 
 
 def runworker_process(env: dict, log_path: Path) -> subprocess.Popen:
