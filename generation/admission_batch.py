@@ -3,7 +3,8 @@ database go together in the next one, one statement and one commit for all of th
 
 The first admission after a quiet spell goes at once, alone; under a burst the batches grow by
 themselves (up to MAX_BATCH), so the batches' connection (generation.admission_conn, on the event
-loop) carries a few statements instead of one per interaction. Every caller still gets its own answer or its own exception:
+loop) carries a few statements instead of one per interaction. Every caller still gets its own
+answer or its own exception:
 
 - the database down (refused, or no answer in time): every admission of the batch gets that
   error, so each falls back to the degraded path as a single one would (Admitter.admit); those
@@ -13,9 +14,10 @@ loop) carries a few statements instead of one per interaction. Every caller stil
   batch ahead of them has waited out ANSWER_TIMEOUT: their users are answered that much sooner;
 - an element that is not admissible (InvalidInput) gets its error; the others go on;
 - the database refusing the batch for anything else (one element's interaction id belonging to
-  another user fails the whole statement), or ending it to break a deadlock (tracking.retries.rolled_back:
-  the database is there, nothing committed): that batch is admitted again one by one, so each
-  element gets the answer, or the error, a single admission would have given.
+  another user fails the whole statement), or ending it to break a deadlock
+  (tracking.retries.rolled_back: the database is there, nothing committed): that batch is
+  admitted again one by one, so each element gets the answer, or the error, a single admission
+  would have given.
 """
 
 from __future__ import annotations

@@ -3,13 +3,14 @@
 Each batch's statement (tracking.services.burst.admission_statement, the one ``admit_requests``
 runs through Django's cursor) goes over one psycopg ``AsyncConnection`` owned by the batches
 (they go one at a time, so one connection is all they use), not on a trip to a database thread:
-handing each admission to the thread pool and back was a quarter of the bot's CPU per /veo.
+handing each admission to the thread pool and back took a quarter of the bot's samples per /veo
+on a busy machine (docs/BENCHMARKS.md; on a quiet one, little).
 
 What the thread path did, this does too:
 
 - the database away: Django's exceptions (``DATABASE_DOWN``, with psycopg's error as the cause,
-  so tracking.retries.rolled_back still tells a deadlock from an outage), and the connection is dropped;
-  the next batch connects again (after an outage, once the process has seen the database back);
+  so tracking.retries.rolled_back still tells a deadlock from an outage), and the connection is
+  dropped; the next batch connects again (after an outage, once the process has seen the database back);
 - no answer within ``seconds``: ``NoAnswer``. The statement is not cancelled, as the thread's
   call could not be: the connection is abandoned to it, and closed whenever it finishes;
 - behind a transaction-pooling PgBouncer: each statement its own transaction (autocommit), no

@@ -52,14 +52,14 @@ def redone_if_rolled_back(write: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(write)
     def again(*args: P.args, **kwargs: P.kwargs) -> T:
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, ATTEMPTS):
             try:
                 return write(*args, **kwargs)
             except OperationalError as error:
-                if attempt == ATTEMPTS or connection.in_atomic_block or not rolled_back(error):
+                if connection.in_atomic_block or not rolled_back(error):
                     raise
                 log.info("%s was ended to break a deadlock; doing it again (%s)", write.__name__, first_line(error))
                 time.sleep(random.uniform(*PAUSE) * attempt)
-        raise AssertionError("unreachable")
+        return write(*args, **kwargs)  # the last attempt: whatever it raises is the caller's
 
     return again
