@@ -23,11 +23,11 @@ from tracking import services
 
 log = logging.getLogger(__name__)
 
-# Wake events of the workers running in this process, with the loop each belongs to: an
-# admission may come from another thread (the CLI's, a test's) than the worker's loop.
+# The workers running in this process: each one's loop, wake event and, when it has one, its
+# check of whether its own runs fill the cap. An admission may come from another thread (the
+# CLI's, a test's) than the worker's loop.
 _lock = threading.Lock()
-_wake_events: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-_cap_checks: set[tuple[asyncio.AbstractEventLoop, Callable[[], bool]]] = set()
+_workers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event, Callable[[], bool] | None]] = set()
 
 
 @contextmanager
@@ -36,18 +36,14 @@ def woken_by_local_admissions(
 ) -> Iterator[None]:
     """While the block runs, admissions in this process set ``wake`` (call it on ``wake``'s loop);
     ``holds_the_cap`` says whether that worker's own runs fill VEO_MAX_CONCURRENT (``cap_held_here``)."""
-    loop = asyncio.get_running_loop()
-    entry, check = (loop, wake), (loop, holds_the_cap) if holds_the_cap is not None else None
+    entry = (asyncio.get_running_loop(), wake, holds_the_cap)
     with _lock:
-        _wake_events.add(entry)
-        if check is not None:
-            _cap_checks.add(check)
+        _workers.add(entry)
     try:
         yield
     finally:
         with _lock:
-            _wake_events.discard(entry)
-            _cap_checks.discard(check)
+            _workers.discard(entry)
 
 
 def cap_held_here() -> bool:
@@ -55,20 +51,31 @@ def cap_held_here() -> bool:
     by itself: then no worker anywhere can start new work until one of its runs ends, and a NOTIFY
     would only make the others claim in vain (they poll all the same)."""
     loop = asyncio.get_running_loop()
-    with _lock:
-        checks = [check for owner, check in _cap_checks if owner is loop]
-    return any(check() for check in checks)
+    return any(owner is loop and check is not None and check() for owner, _, check in _registered())
 
 
 def wake_local_workers() -> None:
-    """Set the wake event of every worker in this process; safe from any thread."""
-    with _lock:
-        entries = list(_wake_events)
-    for loop, wake in entries:
+    """Set the wake event of every worker in this process; safe from any thread. A worker on the
+    calling loop is woken directly (no trip through the loop's self-pipe), and not at all while it
+    holds the cap: its wait would only start again (Worker._idle) -- on a busy bot, once a /veo."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None  # the CLI's thread, a test's: every worker is on another loop
+    for loop, wake, holds_the_cap in _registered():
+        if loop is here:
+            if holds_the_cap is None or not holds_the_cap():
+                wake.set()
+            continue
         try:
             loop.call_soon_threadsafe(wake.set)
         except RuntimeError:
             pass  # that loop just closed: its worker has stopped
+
+
+def _registered() -> list[tuple[asyncio.AbstractEventLoop, asyncio.Event, Callable[[], bool] | None]]:
+    with _lock:
+        return list(_workers)
 
 
 # This process, as it names itself in a NOTIFY whose work it has already woken its own workers
