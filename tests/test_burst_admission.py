@@ -172,7 +172,7 @@ def test_two_batches_with_the_same_users_in_opposite_orders_both_complete(settin
             if waiting >= 2:
                 break
             time.sleep(0.02)
-        assert waiting >= 2, "both batches should be waiting for a lock"
+        assert waiting >= 2, f"both batches should be waiting for a lock (errors: {errors})"
         blocker.commit()
     for thread in threads:
         thread.join(20)
