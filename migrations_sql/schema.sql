@@ -640,43 +640,7 @@ CREATE TABLE public.video_requests (
     cost_estimated_usd numeric(10,4),
     cost_final_usd numeric(10,4),
     fair_round bigint DEFAULT 0 NOT NULL,
-    fair_turn integer DEFAULT 0 NOT NULL,
-    CONSTRAINT video_requests_aspect_ratio_check CHECK ((aspect_ratio = ANY (ARRAY['16:9'::text, '9:16'::text]))),
-    CONSTRAINT video_requests_attempts_check CHECK ((attempts >= 0)),
-    CONSTRAINT video_requests_channel_id_check CHECK ((channel_id > 0)),
-    CONSTRAINT video_requests_completed_has_output CHECK (((status <> 'completed'::text) OR (cardinality(output_uris) > 0))),
-    CONSTRAINT video_requests_cost_estimated_usd_check CHECK ((cost_estimated_usd >= (0)::numeric)),
-    CONSTRAINT video_requests_cost_final_usd_check CHECK ((cost_final_usd >= (0)::numeric)),
-    CONSTRAINT video_requests_delivery_method_check CHECK ((delivery_method = ANY (ARRAY['interaction'::text, 'channel'::text, 'cli'::text, 'undeliverable'::text]))),
-    CONSTRAINT video_requests_delivery_pair CHECK (((delivered_at IS NULL) = (delivery_method IS NULL))),
-    CONSTRAINT video_requests_derived_as_check CHECK ((derived_as = ANY (ARRAY['reroll'::text, 'edit'::text, 'extend'::text]))),
-    CONSTRAINT video_requests_duration_check CHECK ((duration_seconds = ANY (ARRAY[4, 6, 8]))),
-    CONSTRAINT video_requests_error_code_check CHECK ((error_code ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
-    CONSTRAINT video_requests_error_message_check CHECK ((char_length(error_message) <= 4000)),
-    CONSTRAINT video_requests_failed_has_reason CHECK (((status <> ALL (ARRAY['failed'::text, 'timeout'::text])) OR (error_code IS NOT NULL))),
-    CONSTRAINT video_requests_generating_has_operation CHECK (((status <> 'generating'::text) OR (operation_name IS NOT NULL))),
-    CONSTRAINT video_requests_guild_id_check CHECK ((guild_id > 0)),
-    CONSTRAINT video_requests_image_uri_check CHECK (((char_length(image_uri) >= 1) AND (char_length(image_uri) <= 2000))),
-    CONSTRAINT video_requests_last_frame_needs_image CHECK (((last_frame_uri IS NULL) OR (image_uri IS NOT NULL))),
-    CONSTRAINT video_requests_last_frame_uri_check CHECK (((char_length(last_frame_uri) >= 1) AND (char_length(last_frame_uri) <= 2000))),
-    CONSTRAINT video_requests_lease_pair CHECK (((claimed_by IS NULL) = (lease_expires_at IS NULL))),
-    CONSTRAINT video_requests_model_check CHECK (((char_length(model) >= 1) AND (char_length(model) <= 200))),
-    CONSTRAINT video_requests_negative_prompt_check CHECK ((char_length(negative_prompt) <= 4000)),
-    CONSTRAINT video_requests_output_size_check CHECK ((output_size_bytes >= 0)),
-    CONSTRAINT video_requests_parent_has_kind CHECK (((parent_id IS NULL) OR (derived_as IS NOT NULL))),
-    CONSTRAINT video_requests_person_generation_check CHECK ((person_generation = ANY (ARRAY['dont_allow'::text, 'allow_adult'::text, 'allow_all'::text]))),
-    CONSTRAINT video_requests_priority_check CHECK (((priority >= '-100'::integer) AND (priority <= 100))),
-    CONSTRAINT video_requests_prompt_check CHECK (((char_length(prompt) >= 1) AND (char_length(prompt) <= 4000))),
-    CONSTRAINT video_requests_rejected_has_reason CHECK (((status <> 'rejected'::text) OR (error_code IS NOT NULL))),
-    CONSTRAINT video_requests_rejected_never_counts CHECK (((status <> 'rejected'::text) OR (NOT counts_toward_quota))),
-    CONSTRAINT video_requests_resolution_check CHECK ((resolution = ANY (ARRAY['720p'::text, '1080p'::text]))),
-    CONSTRAINT video_requests_review_status_check CHECK ((review_status = ANY (ARRAY['unreviewed'::text, 'approved'::text, 'flagged'::text, 'removed'::text]))),
-    CONSTRAINT video_requests_safety_filtered_count_check CHECK ((safety_filtered_count >= 0)),
-    CONSTRAINT video_requests_seed_check CHECK (((seed >= 0) AND (seed <= '4294967295'::bigint))),
-    CONSTRAINT video_requests_source_check CHECK ((source = ANY (ARRAY['discord'::text, 'cli'::text]))),
-    CONSTRAINT video_requests_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'generating'::text, 'completed'::text, 'failed'::text, 'timeout'::text, 'cancelled'::text, 'rejected'::text]))),
-    CONSTRAINT video_requests_user_id_check CHECK ((user_id > 0)),
-    CONSTRAINT video_requests_video_input_uri_check CHECK (((char_length(video_input_uri) >= 1) AND (char_length(video_input_uri) <= 2000)))
+    fair_turn integer DEFAULT 0 NOT NULL
 );
 ALTER TABLE ONLY public.video_requests ALTER COLUMN prompt_tsv SET STATISTICS 1000;
 
@@ -1366,12 +1330,80 @@ CREATE FUNCTION public.veobot_reason() RETURNS text
     LANGUAGE sql STABLE
     AS $$ SELECT NULLIF(current_setting('veobot.reason', true), '') $$;
 
+CREATE FUNCTION public.video_request_broken_rule(r public.video_requests) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+BEGIN
+    RETURN CASE
+        WHEN NOT (r.aspect_ratio IN ('16:9', '9:16')) THEN 'video_requests_aspect_ratio_check'
+        WHEN NOT (r.attempts >= 0) THEN 'video_requests_attempts_check'
+        WHEN NOT (r.channel_id > 0) THEN 'video_requests_channel_id_check'
+        WHEN NOT (r.status <> 'completed' OR cardinality(r.output_uris) > 0) THEN 'video_requests_completed_has_output'
+        WHEN NOT (r.cost_estimated_usd >= 0) THEN 'video_requests_cost_estimated_usd_check'
+        WHEN NOT (r.cost_final_usd >= 0) THEN 'video_requests_cost_final_usd_check'
+        WHEN NOT (r.delivery_method IN ('interaction', 'channel', 'cli', 'undeliverable'))
+            THEN 'video_requests_delivery_method_check'
+        WHEN NOT ((r.delivered_at IS NULL) = (r.delivery_method IS NULL)) THEN 'video_requests_delivery_pair'
+        WHEN NOT (r.derived_as IN ('reroll', 'edit', 'extend')) THEN 'video_requests_derived_as_check'
+        WHEN NOT (r.duration_seconds IN (4, 6, 8)) THEN 'video_requests_duration_check'
+        WHEN r.counts_toward_quota  -- its CHECK was NOT (this): broken when this is true
+             AND (r.status IN ('timeout', 'cancelled')
+                  OR (r.status = 'failed' AND r.error_code IS DISTINCT FROM 'content_filtered'))
+            THEN 'video_requests_ended_by_us_never_counts'
+        WHEN NOT (r.error_code ~ '^[a-z][a-z0-9_]{0,62}$') THEN 'video_requests_error_code_check'
+        WHEN NOT (char_length(r.error_message) <= 4000) THEN 'video_requests_error_message_check'
+        WHEN NOT (r.status NOT IN ('failed', 'timeout') OR r.error_code IS NOT NULL) THEN 'video_requests_failed_has_reason'
+        WHEN NOT (r.status <> 'generating' OR r.operation_name IS NOT NULL) THEN 'video_requests_generating_has_operation'
+        WHEN NOT (r.guild_id > 0) THEN 'video_requests_guild_id_check'
+        WHEN NOT (char_length(r.image_uri) BETWEEN 1 AND 2000) THEN 'video_requests_image_uri_check'
+        WHEN NOT (r.last_frame_uri IS NULL OR r.image_uri IS NOT NULL) THEN 'video_requests_last_frame_needs_image'
+        WHEN NOT (char_length(r.last_frame_uri) BETWEEN 1 AND 2000) THEN 'video_requests_last_frame_uri_check'
+        WHEN NOT ((r.claimed_by IS NULL) = (r.lease_expires_at IS NULL)) THEN 'video_requests_lease_pair'
+        WHEN NOT (char_length(r.model) BETWEEN 1 AND 200) THEN 'video_requests_model_check'
+        WHEN NOT (char_length(r.negative_prompt) <= 4000) THEN 'video_requests_negative_prompt_check'
+        WHEN NOT (r.output_size_bytes >= 0) THEN 'video_requests_output_size_check'
+        WHEN NOT (r.parent_id IS NULL OR r.derived_as IS NOT NULL) THEN 'video_requests_parent_has_kind'
+        WHEN NOT (r.person_generation IN ('dont_allow', 'allow_adult', 'allow_all'))
+            THEN 'video_requests_person_generation_check'
+        WHEN NOT (r.priority BETWEEN -100 AND 100) THEN 'video_requests_priority_check'
+        WHEN NOT (char_length(r.prompt) BETWEEN 1 AND 4000) THEN 'video_requests_prompt_check'
+        WHEN NOT (r.status <> 'rejected' OR r.error_code IS NOT NULL) THEN 'video_requests_rejected_has_reason'
+        WHEN NOT (r.status <> 'rejected' OR NOT r.counts_toward_quota) THEN 'video_requests_rejected_never_counts'
+        WHEN NOT (r.resolution IN ('720p', '1080p')) THEN 'video_requests_resolution_check'
+        WHEN NOT (r.review_status IN ('unreviewed', 'approved', 'flagged', 'removed')) THEN 'video_requests_review_status_check'
+        WHEN NOT (r.safety_filtered_count >= 0) THEN 'video_requests_safety_filtered_count_check'
+        WHEN NOT (r.seed BETWEEN 0 AND 4294967295) THEN 'video_requests_seed_check'
+        WHEN NOT (r.source IN ('discord', 'cli')) THEN 'video_requests_source_check'
+        WHEN NOT (r.status IN ('pending', 'generating', 'completed', 'failed', 'timeout', 'cancelled', 'rejected'))
+            THEN 'video_requests_status_check'
+        WHEN NOT (r.user_id > 0) THEN 'video_requests_user_id_check'
+        WHEN NOT (char_length(r.video_input_uri) BETWEEN 1 AND 2000) THEN 'video_requests_video_input_uri_check'
+    END;
+END;
+$_$;
+
+COMMENT ON FUNCTION public.video_request_broken_rule(r public.video_requests) IS 'The name of the first rule of video_requests that a row breaks, NULL when it keeps them all (0028).';
+
 CREATE FUNCTION public.video_request_events_append_only() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
     RAISE EXCEPTION 'video_request_events is append-only (% refused)', TG_OP
         USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+
+CREATE FUNCTION public.video_request_keeps_rules(r public.video_requests) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    v_broken text := video_request_broken_rule(r);
+BEGIN
+    IF v_broken IS NOT NULL THEN
+        RAISE EXCEPTION 'new row for relation "video_requests" violates check constraint "%"', v_broken
+            USING ERRCODE = 'check_violation', CONSTRAINT = v_broken, TABLE = 'video_requests';
+    END IF;
+    RETURN true;
 END;
 $$;
 
@@ -2150,14 +2182,14 @@ ALTER TABLE ONLY public.veo_start_slots
 ALTER TABLE ONLY public.video_request_events
     ADD CONSTRAINT video_request_events_pkey PRIMARY KEY (id);
 
-ALTER TABLE public.video_requests
-    ADD CONSTRAINT video_requests_ended_by_us_never_counts CHECK ((NOT (counts_toward_quota AND ((status = ANY (ARRAY['timeout'::text, 'cancelled'::text])) OR ((status = 'failed'::text) AND (error_code IS DISTINCT FROM 'content_filtered'::text)))))) NOT VALID;
-
 ALTER TABLE ONLY public.video_requests
     ADD CONSTRAINT video_requests_interaction_id_key UNIQUE (interaction_id);
 
 ALTER TABLE ONLY public.video_requests
     ADD CONSTRAINT video_requests_pkey PRIMARY KEY (id);
+
+ALTER TABLE public.video_requests
+    ADD CONSTRAINT video_requests_rules CHECK (public.video_request_keeps_rules(video_requests.*)) NOT VALID;
 
 CREATE UNIQUE INDEX appeals_one_open_per_ban ON public.appeals USING btree (ban_id) WHERE (state = 'open'::text);
 

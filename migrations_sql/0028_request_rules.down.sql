@@ -1,0 +1,43 @@
+-- Back to video_requests' 37 CHECK constraints, each its own (as before 0028).
+ALTER TABLE video_requests DROP CONSTRAINT video_requests_rules;
+DROP FUNCTION video_request_keeps_rules(video_requests);
+DROP FUNCTION video_request_broken_rule(video_requests);
+
+ALTER TABLE video_requests
+    ADD CONSTRAINT video_requests_aspect_ratio_check CHECK ((aspect_ratio = ANY (ARRAY['16:9'::text, '9:16'::text]))),
+    ADD CONSTRAINT video_requests_attempts_check CHECK ((attempts >= 0)),
+    ADD CONSTRAINT video_requests_channel_id_check CHECK ((channel_id > 0)),
+    ADD CONSTRAINT video_requests_completed_has_output CHECK (((status <> 'completed'::text) OR (cardinality(output_uris) > 0))),
+    ADD CONSTRAINT video_requests_cost_estimated_usd_check CHECK ((cost_estimated_usd >= (0)::numeric)),
+    ADD CONSTRAINT video_requests_cost_final_usd_check CHECK ((cost_final_usd >= (0)::numeric)),
+    ADD CONSTRAINT video_requests_delivery_method_check CHECK ((delivery_method = ANY (ARRAY['interaction'::text, 'channel'::text, 'cli'::text, 'undeliverable'::text]))),
+    ADD CONSTRAINT video_requests_delivery_pair CHECK (((delivered_at IS NULL) = (delivery_method IS NULL))),
+    ADD CONSTRAINT video_requests_derived_as_check CHECK ((derived_as = ANY (ARRAY['reroll'::text, 'edit'::text, 'extend'::text]))),
+    ADD CONSTRAINT video_requests_duration_check CHECK ((duration_seconds = ANY (ARRAY[4, 6, 8]))),
+    ADD CONSTRAINT video_requests_ended_by_us_never_counts CHECK ((NOT (counts_toward_quota AND ((status = ANY (ARRAY['timeout'::text, 'cancelled'::text])) OR ((status = 'failed'::text) AND (error_code IS DISTINCT FROM 'content_filtered'::text)))))) NOT VALID,
+    ADD CONSTRAINT video_requests_error_code_check CHECK ((error_code ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
+    ADD CONSTRAINT video_requests_error_message_check CHECK ((char_length(error_message) <= 4000)),
+    ADD CONSTRAINT video_requests_failed_has_reason CHECK (((status <> ALL (ARRAY['failed'::text, 'timeout'::text])) OR (error_code IS NOT NULL))),
+    ADD CONSTRAINT video_requests_generating_has_operation CHECK (((status <> 'generating'::text) OR (operation_name IS NOT NULL))),
+    ADD CONSTRAINT video_requests_guild_id_check CHECK ((guild_id > 0)),
+    ADD CONSTRAINT video_requests_image_uri_check CHECK (((char_length(image_uri) >= 1) AND (char_length(image_uri) <= 2000))),
+    ADD CONSTRAINT video_requests_last_frame_needs_image CHECK (((last_frame_uri IS NULL) OR (image_uri IS NOT NULL))),
+    ADD CONSTRAINT video_requests_last_frame_uri_check CHECK (((char_length(last_frame_uri) >= 1) AND (char_length(last_frame_uri) <= 2000))),
+    ADD CONSTRAINT video_requests_lease_pair CHECK (((claimed_by IS NULL) = (lease_expires_at IS NULL))),
+    ADD CONSTRAINT video_requests_model_check CHECK (((char_length(model) >= 1) AND (char_length(model) <= 200))),
+    ADD CONSTRAINT video_requests_negative_prompt_check CHECK ((char_length(negative_prompt) <= 4000)),
+    ADD CONSTRAINT video_requests_output_size_check CHECK ((output_size_bytes >= 0)),
+    ADD CONSTRAINT video_requests_parent_has_kind CHECK (((parent_id IS NULL) OR (derived_as IS NOT NULL))),
+    ADD CONSTRAINT video_requests_person_generation_check CHECK ((person_generation = ANY (ARRAY['dont_allow'::text, 'allow_adult'::text, 'allow_all'::text]))),
+    ADD CONSTRAINT video_requests_priority_check CHECK (((priority >= '-100'::integer) AND (priority <= 100))),
+    ADD CONSTRAINT video_requests_prompt_check CHECK (((char_length(prompt) >= 1) AND (char_length(prompt) <= 4000))),
+    ADD CONSTRAINT video_requests_rejected_has_reason CHECK (((status <> 'rejected'::text) OR (error_code IS NOT NULL))),
+    ADD CONSTRAINT video_requests_rejected_never_counts CHECK (((status <> 'rejected'::text) OR (NOT counts_toward_quota))),
+    ADD CONSTRAINT video_requests_resolution_check CHECK ((resolution = ANY (ARRAY['720p'::text, '1080p'::text]))),
+    ADD CONSTRAINT video_requests_review_status_check CHECK ((review_status = ANY (ARRAY['unreviewed'::text, 'approved'::text, 'flagged'::text, 'removed'::text]))),
+    ADD CONSTRAINT video_requests_safety_filtered_count_check CHECK ((safety_filtered_count >= 0)),
+    ADD CONSTRAINT video_requests_seed_check CHECK (((seed >= 0) AND (seed <= '4294967295'::bigint))),
+    ADD CONSTRAINT video_requests_source_check CHECK ((source = ANY (ARRAY['discord'::text, 'cli'::text]))),
+    ADD CONSTRAINT video_requests_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'generating'::text, 'completed'::text, 'failed'::text, 'timeout'::text, 'cancelled'::text, 'rejected'::text]))),
+    ADD CONSTRAINT video_requests_user_id_check CHECK ((user_id > 0)),
+    ADD CONSTRAINT video_requests_video_input_uri_check CHECK (((char_length(video_input_uri) >= 1) AND (char_length(video_input_uri) <= 2000)));
