@@ -84,7 +84,6 @@ DECLARE
     v_first_day timestamptz;
     v_closed  numeric;  -- this shard's spend in its 24 closed hours
     v_counted boolean;
-    v_all_counted boolean;
     v_current numeric;
     v_locked  text;
 BEGIN
@@ -181,30 +180,23 @@ BEGIN
               SELECT l.usd FROM guild_spend_ledger l
               WHERE l.guild_id = p_guild_id AND l.hours = 24 AND l.starts BETWEEN v_first_day AND v_now) AS u;
     END IF;
-    -- The operator's: this shard's with its allowance (what decides) and everyone's (what is left,
-    -- to say so), each shard's being its 24 closed hours, counted by its first admission of the
-    -- hour under its lock and kept (operator_spend_allowances.closed_usd), plus the current hour's
-    -- ledger row: 8 rows of each table instead of 25 hours of 8 shards, and an equality PostgreSQL
-    -- keeps one plan for (the range over 25 hours it planned again at every call, which cost more
-    -- than the sum). Until every shard has been counted this hour, everyone's is summed whole.
+    -- The operator's: this shard's spend against its allowance, which is what decides: its 24
+    -- closed hours, counted by its first admission of the hour under its lock and kept
+    -- (operator_spend_allowances.closed_usd), plus its current hour's ledger row, two rows read by
+    -- equality. Everyone's spend only says how much of the cap is left; it is summed below, only
+    -- where an answer names the cap (operator_window_spend).
     IF p_operator_budget_usd IS NOT NULL THEN
-        SELECT max(a.usd) FILTER (WHERE a.shard = v_shard),
-               bool_or(COALESCE(a.closed_until = v_hour, false)) FILTER (WHERE a.shard = v_shard),
-               max(a.closed_usd) FILTER (WHERE a.shard = v_shard), COALESCE(max(h.usd) FILTER (WHERE a.shard = v_shard), 0),
-               sum(a.closed_usd + COALESCE(h.usd, 0)), bool_and(COALESCE(a.closed_until = v_hour, false))
-        INTO v_allowance, v_counted, v_closed, v_current, v_operator_spent, v_all_counted
+        SELECT a.usd, COALESCE(a.closed_until = v_hour, false), a.closed_usd, COALESCE(h.usd, 0)
+        INTO v_allowance, v_counted, v_closed, v_current
         FROM operator_spend_allowances a
-        LEFT JOIN operator_spend_hours h ON h.hour = v_hour AND h.shard = a.shard;
+        LEFT JOIN operator_spend_hours h ON h.hour = v_hour AND h.shard = a.shard
+        WHERE a.shard = v_shard;
         IF NOT COALESCE(v_counted, false) THEN
             SELECT COALESCE(sum(h.usd), 0) INTO v_closed FROM operator_spend_hours h
             WHERE h.shard = v_shard AND h.hour BETWEEN v_hour - interval '24 hours' AND v_hour - interval '1 hour';
             UPDATE operator_spend_allowances SET closed_until = v_hour, closed_usd = v_closed WHERE shard = v_shard;
         END IF;
-        IF NOT COALESCE(v_all_counted, false) THEN
-            SELECT COALESCE(sum(h.usd), 0) INTO v_operator_spent FROM operator_spend_hours h
-            WHERE h.hour BETWEEN v_hour - interval '24 hours' AND v_now;
-        END IF;
-        v_shard_spent := v_closed + v_current;
+        v_shard_spent := COALESCE(v_closed, 0) + COALESCE(v_current, 0);
     END IF;
 
     -- The tightest of the budgets that apply: the least money left, before this request.
@@ -216,7 +208,12 @@ BEGIN
         v_left := v_guild_budget - v_guild_spent;
         v_scope := 'guild';
     END IF;
-    IF p_operator_budget_usd IS NOT NULL AND (v_left IS NULL OR p_operator_budget_usd - v_operator_spent < v_left) THEN
+    -- The cap is the last line of defence: an answer names it when it is the only budget that
+    -- applies, or when it refuses (below). Where a user's or a guild's budget applies too, the
+    -- answer says what is left of the tightest of those: whether the cap's room is less would
+    -- take everyone's spend, a read of every shard that cost more than the check itself.
+    IF p_operator_budget_usd IS NOT NULL AND v_left IS NULL THEN
+        v_operator_spent := operator_window_spend(v_hour, v_now);
         v_left := p_operator_budget_usd - v_operator_spent;
         v_scope := 'operator';
     END IF;
@@ -296,6 +293,7 @@ BEGIN
                 v_budget := p_operator_budget_usd; v_window := interval '1 day';
                 -- What this admission could reach: less than the cap's room only while another
                 -- admission held a shard it skipped.
+                v_operator_spent := COALESCE(v_operator_spent, operator_window_spend(v_hour, v_now));
                 v_left := LEAST(v_budget - v_operator_spent, v_allowance - v_shard_spent);
                 v_frees := budget_frees_at('operator', 0, v_window, v_now, v_budget, v.cost);
                 v_reason := 'the bot''s daily spending budget';
@@ -940,6 +938,25 @@ $$;
 CREATE FUNCTION public.operator_spend_shard(p_user_id bigint) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT hashint8(p_user_id) & 7 $$;
+
+CREATE FUNCTION public.operator_window_spend(p_hour timestamp with time zone, p_now timestamp with time zone) RETURNS numeric
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_spent numeric;
+    v_all_counted boolean;
+BEGIN
+    SELECT sum(a.closed_usd + COALESCE(h.usd, 0)), bool_and(COALESCE(a.closed_until = p_hour, false))
+    INTO v_spent, v_all_counted
+    FROM operator_spend_allowances a
+    LEFT JOIN operator_spend_hours h ON h.hour = p_hour AND h.shard = a.shard;
+    IF NOT COALESCE(v_all_counted, false) THEN
+        SELECT COALESCE(sum(h.usd), 0) INTO v_spent FROM operator_spend_hours h
+        WHERE h.hour BETWEEN p_hour - interval '24 hours' AND p_now;
+    END IF;
+    RETURN v_spent;
+END;
+$$;
 
 CREATE FUNCTION public.prompt_word_pairs(v tsvector) RETURNS tsvector
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE

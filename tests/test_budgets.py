@@ -60,6 +60,21 @@ def test_operator_budget_caps_the_whole_bot_per_day(settings):
     assert "$0.40 of $2.00 per 1 day left" in refused.reason
 
 
+def test_an_admitted_answer_names_the_cap_only_where_no_other_budget_applies(settings):
+    """Everyone's spend is read where an answer names the cap (0029): with a user's budget too,
+    an admitted answer says what is left of that one, even with less left of the cap; the cap's
+    refusal still says what is left of it."""
+    settings.VEO_BUDGET_USD_PER_DAY = Decimal("4.00")
+    QuotaPolicyFactory(user_id=4241, quota_limit=50, budget_usd=Decimal("10.00"), budget_window=DAY)
+    budgeted = admit(user_id=4241)
+    alone = admit(user_id=4242)
+    refused = admit(user_id=4241)
+    assert budgeted.admitted and (budgeted.money_scope, budgeted.money_left_usd) == ("user", Decimal("8.40"))
+    assert alone.admitted and (alone.money_scope, alone.money_left_usd) == ("operator", Decimal("0.80"))
+    assert refused.reason_code == "budget_operator" and refused.money_scope == "operator"
+    assert "$0.80 of $4.00 per 1 day left" in refused.reason
+
+
 def test_the_tightest_budget_names_the_refusal_and_each_message_differs(settings):
     settings.VEO_BUDGET_USD_PER_DAY = Decimal("100.00")
     QuotaPolicyFactory(user_id=4231, quota_limit=50, budget_usd=Decimal("1.00"), budget_window=DAY)
