@@ -290,6 +290,30 @@ def test_no_notify_for_an_admission_while_this_processs_worker_holds_the_cap():
     assert [notification.payload for notification in heard] == [wakeup.THIS_PROCESS]  # the second one's only
 
 
+def test_a_worker_on_the_admitting_loop_is_woken_only_while_it_does_not_hold_the_cap():
+    # Woken while holding the cap, its wait would only start again (Worker._idle); from another
+    # thread (the CLI's) it is woken whatever it holds: the check belongs to its own loop.
+    held = True
+
+    async def wake_here_then_from_a_thread() -> list[bool]:
+        wake, seen = asyncio.Event(), []
+        with wakeup.woken_by_local_admissions(wake, holds_the_cap=lambda: held):
+            wakeup.wake_local_workers()
+            seen.append(wake.is_set())
+            nonlocal held
+            held = False
+            wakeup.wake_local_workers()
+            seen.append(wake.is_set())
+            wake.clear()
+            held = True
+            await asyncio.to_thread(wakeup.wake_local_workers)
+            await asyncio.wait_for(wake.wait(), 5)
+            seen.append(wake.is_set())
+        return seen
+
+    assert asyncio.run(wake_here_then_from_a_thread()) == [False, True, True]
+
+
 def test_the_listener_hears_every_notification_of_a_packet_and_a_lost_connection():
     # generation.listener.notifications waits on the socket through the event loop, not psycopg's
     # 0.1 s wake-ups: what it reads must still be every notification, and a lost connection an error.
