@@ -1,9 +1,10 @@
 """video_requests' rules (0028): one CHECK calling video_request_broken_rule, in place of the 37
 CHECK constraints it replaced. The replaced constraints are read from 0028's down migration,
 which restores them, and evaluated on the same rows as the function: for every row, the function
-names a rule exactly when one of them is false, and the first such by name. Rows are drawn per
-column from valid values, each rule's edges, invalid ones and NULL, so every rule is broken, kept
-and unknown (NULL) in turn, alone and together."""
+names a rule exactly when one of them is false, and the first such by name. Each column takes
+valid values, each rule's edges, invalid ones and NULL: every value of every column, alone and
+beside every value of every other column, then whole rows drawn by Hypothesis, so every rule is
+broken, kept and unknown (NULL) in turn, alone and together."""
 
 from __future__ import annotations
 
@@ -168,15 +169,7 @@ def test_every_column_drawn_at_once_agrees(drawn):
     assert_agree([drawn])
 
 
-@pytest.mark.parametrize("rule", sorted(REPLACED))
-def test_each_rule_alone_is_reported_under_its_own_name(rule):
-    """A valid row with what breaks that rule alone changed."""
-    assert verdicts(VALID) == ([], None)
-    breaking = BREAKS[rule]
-    broken, named = verdicts(VALID | breaking)
-    assert broken == [rule] and named == rule, (breaking, broken, named)
-
-
+# What breaks each rule alone, on the valid row.
 BREAKS = {
     "video_requests_aspect_ratio_check": {"aspect_ratio": "4:3"},
     "video_requests_attempts_check": {"attempts": -1},
@@ -216,6 +209,15 @@ BREAKS = {
     "video_requests_user_id_check": {"user_id": 0},
     "video_requests_video_input_uri_check": {"video_input_uri": 2001},
 }
+
+
+@pytest.mark.parametrize("rule", sorted(REPLACED))
+def test_each_rule_alone_is_reported_under_its_own_name(rule):
+    """A valid row with what breaks that rule alone changed."""
+    assert verdicts(VALID) == ([], None)
+    breaking = BREAKS[rule]
+    broken, named = verdicts(VALID | breaking)
+    assert broken == [rule] and named == rule, (breaking, broken, named)
 
 
 def test_a_write_that_breaks_a_rule_is_refused_as_its_constraint_was():
