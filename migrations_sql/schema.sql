@@ -1132,9 +1132,12 @@ CREATE FUNCTION public.resolve_quota_policy(p_user_id bigint, p_guild_id bigint,
     FROM (SELECT 1) AS one
     LEFT JOIN LATERAL (
         SELECT q.* FROM quota_policies q
-        WHERE (q.user_id = p_user_id AND (q.guild_id = p_guild_id OR q.guild_id IS NULL))
-           OR (q.user_id IS NULL AND q.guild_id = p_guild_id
-               AND (q.role_id IS NULL OR q.role_id = ANY (p_role_ids)))
+        WHERE COALESCE(q.user_id, -q.guild_id)
+                  = ANY (ARRAY[CASE WHEN p_user_id > 0 THEN p_user_id END,
+                               CASE WHEN p_guild_id > 0 THEN -p_guild_id END])
+          -- a user's rows: for this guild or for every guild; a guild's: its own, by key
+          AND (q.user_id IS NULL OR q.guild_id = p_guild_id OR q.guild_id IS NULL)
+          AND (q.role_id IS NULL OR q.role_id = ANY (p_role_ids))
         ORDER BY (q.user_id IS NOT NULL) DESC, (q.guild_id IS NOT NULL) DESC, (q.role_id IS NOT NULL) DESC,
                  q.quota_limit DESC, q.quota_window, q.budget_usd DESC NULLS FIRST,
                  q.max_in_flight DESC NULLS FIRST, q.priority DESC, q.id
@@ -2241,6 +2244,8 @@ CREATE INDEX moderation_log_subject_idx ON public.moderation_log USING btree (su
 CREATE INDEX moderation_log_target_idx ON public.moderation_log USING btree (target_table, target_id, id DESC);
 
 CREATE INDEX quota_policies_guild_idx ON public.quota_policies USING btree (guild_id) WHERE (user_id IS NULL);
+
+CREATE INDEX quota_policies_owner_idx ON public.quota_policies USING btree (COALESCE(user_id, (- guild_id)));
 
 CREATE UNIQUE INDEX quota_policies_scope_key ON public.quota_policies USING btree (COALESCE(user_id, (0)::bigint), COALESCE(guild_id, (0)::bigint), COALESCE(role_id, (0)::bigint));
 
