@@ -149,6 +149,32 @@ def test_a_new_price_applies_from_its_date_only():
         assert cursor.fetchone()[0] == Decimal("0.50")
 
 
+def test_admission_estimates_from_the_latest_price_in_effect_as_the_row_records(priced_models):
+    """Admission prices a request itself (its budgets are checked before the row exists): with
+    prices before and after the one in effect, its answer and the recorded cost both take that one."""
+    now = timezone.now()
+    for usd, effective_from in (("0.30", now - timedelta(days=2)), ("0.35", now - timedelta(hours=1))):
+        VeoPrice.objects.create(
+            model=VEO,
+            resolution="720p",
+            generate_audio=True,
+            usd_per_second=Decimal(usd),
+            effective_from=effective_from,
+            source="test",
+        )
+    VeoPrice.objects.create(
+        model=VEO,
+        resolution="720p",
+        generate_audio=True,
+        usd_per_second=Decimal("0.90"),
+        effective_from=now + timedelta(hours=1),
+        source="test",
+    )
+    answer = admit(user_id=4311, model=VEO, resolution="720p", generate_audio=True, duration_seconds=8)
+    row = VideoRequest.objects.get(id=answer.request_id)
+    assert answer.admitted and answer.cost_usd == row.cost_estimated_usd == Decimal("2.80")
+
+
 def test_prices_are_history_past_rows_cannot_change():
     seeded = VeoPrice.objects.get(model=VEO, resolution="720p", generate_audio=True)
     with pytest.raises(IntegrityError, match="add a new price"), transaction.atomic():
