@@ -129,17 +129,22 @@ def _replayed(*, created_at, interaction_id: int) -> VideoRequest:
         return VideoRequest.objects.get(id=cursor.fetchone()[0])
 
 
-def test_a_new_price_applies_from_its_date_only():
-    now = timezone.now()
-    before = _replayed(created_at=now - timedelta(minutes=5), interaction_id=next_interaction())
-    VeoPrice.objects.create(
+def _new_price(usd: str, effective_from, *, source: str = "test") -> VeoPrice:
+    """A price of Veo 3.1 at 720p with audio, the seeded one's successor (or predecessor)."""
+    return VeoPrice.objects.create(
         model=VEO,
         resolution="720p",
         generate_audio=True,
-        usd_per_second=Decimal("0.50"),
-        effective_from=now + timedelta(hours=1),
-        source="test",
+        usd_per_second=Decimal(usd),
+        effective_from=effective_from,
+        source=source,
     )
+
+
+def test_a_new_price_applies_from_its_date_only():
+    now = timezone.now()
+    before = _replayed(created_at=now - timedelta(minutes=5), interaction_id=next_interaction())
+    _new_price("0.50", now + timedelta(hours=1))
     just_before = _replayed(created_at=now + timedelta(minutes=59), interaction_id=next_interaction())
     after = _replayed(created_at=now + timedelta(hours=2), interaction_id=next_interaction())
     costs = [VideoRequest.objects.get(id=r.id).cost_estimated_usd for r in (before, just_before, after)]
@@ -153,23 +158,9 @@ def test_admission_estimates_from_the_latest_price_in_effect_as_the_row_records(
     """Admission prices a request itself (its budgets are checked before the row exists): with
     prices before and after the one in effect, its answer and the recorded cost both take that one."""
     now = timezone.now()
-    for usd, effective_from in (("0.30", now - timedelta(days=2)), ("0.35", now - timedelta(hours=1))):
-        VeoPrice.objects.create(
-            model=VEO,
-            resolution="720p",
-            generate_audio=True,
-            usd_per_second=Decimal(usd),
-            effective_from=effective_from,
-            source="test",
-        )
-    VeoPrice.objects.create(
-        model=VEO,
-        resolution="720p",
-        generate_audio=True,
-        usd_per_second=Decimal("0.90"),
-        effective_from=now + timedelta(hours=1),
-        source="test",
-    )
+    _new_price("0.30", now - timedelta(days=2))
+    _new_price("0.35", now - timedelta(hours=1))  # the one in effect
+    _new_price("0.90", now + timedelta(hours=1))
     answer = admit(user_id=4311, model=VEO, resolution="720p", generate_audio=True, duration_seconds=8)
     row = VideoRequest.objects.get(id=answer.request_id)
     assert answer.admitted and answer.cost_usd == row.cost_estimated_usd == Decimal("2.80")
@@ -181,14 +172,7 @@ def test_prices_are_history_past_rows_cannot_change():
         VeoPrice.objects.filter(id=seeded.id).update(usd_per_second=Decimal("0.01"))
     with pytest.raises(IntegrityError, match="stays as history"), transaction.atomic():
         VeoPrice.objects.filter(id=seeded.id).delete()
-    future = VeoPrice.objects.create(
-        model=VEO,
-        resolution="720p",
-        generate_audio=True,
-        usd_per_second=Decimal("0.45"),
-        effective_from=timezone.now() + timedelta(days=1),
-        source="announced",
-    )
+    future = _new_price("0.45", timezone.now() + timedelta(days=1), source="announced")
     VeoPrice.objects.filter(id=future.id).delete()  # not yet in effect: may be withdrawn
     assert VeoPrice.objects.get(id=seeded.id).usd_per_second == Decimal("0.40")
 
