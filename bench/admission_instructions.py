@@ -16,6 +16,13 @@ calls (the backend starts, the function's plans are made and cached), then those
 more; the difference divided by --calls is the figure. Between variants the admitted rows are deleted and the tables vacuumed,
 so each starts from the same data; every other round runs the variants backwards. The cluster is
 left stopped, or running (normally) if it was. Needs valgrind (apt-get install valgrind).
+
+To weigh a change to admission before writing its migration, --compare FILE NAME [NAME ...]
+counts functions FILE installs beside today's (each with admit_video_request's signature, e.g.
+a copy of it under another name) instead of the variants above: the same admissions, "budgets +
+roles" (or, with --unconfigured, nothing configured), every round in the other order. Counts of
+one function move by up to ~30,000 instructions between counts in one run, so a difference is
+a finding only when it is larger than each function's own spread, which it prints.
 """
 
 from __future__ import annotations
@@ -181,7 +188,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compare", nargs="+", metavar=("FILE", "NAME"), help="SQL installing functions, their names")
+    parser.add_argument("--unconfigured", action="store_true", help="with --compare: nothing configured")
     args = parser.parse_args()
+    if args.compare and len(args.compare) < 2:
+        parser.error("--compare needs the SQL file and at least one function name")
 
     traces = Path(tempfile.mkdtemp(prefix="veobot-callgrind-"))
     traces.chmod(0o777)  # the server, run as its owner, writes here
@@ -190,6 +201,8 @@ def main() -> int:
     if was_running:
         cluster.stop()
     data = prepare(cluster, args.rows)
+    if args.compare:
+        return compare(cluster, data, Path(args.compare[0]), args.compare[1:], args, was_running=was_running)
     draws = {
         offset: (
             admissions(args.warmup, seed=1, guild_offset=offset),
@@ -221,6 +234,39 @@ def main() -> int:
     for label, *_ in variants:
         rounds = " ".join(f"{value:,.0f}" for value in per_call[label])
         print(f"{label:22} {rounds:>40} {min(per_call[label]) / previous:>13.3f}")
+    return 0
+
+
+def compare(cluster: Cluster, data, variants_sql: Path, names: list[str], args, *, was_running: bool) -> int:
+    """--compare: each named function counted once a round, every round in the other order."""
+    cluster.start(counted=False)
+    with cluster.server.connect(data.dbname) as conn:
+        conn.execute(variants_sql.read_text())
+    cluster.stop()
+    offset, extra = (UNCONFIGURED_GUILDS, "") if args.unconfigured else (0, admission_budgets.ROLES_AND_CAP)
+    warmup, calls = (
+        admissions(args.warmup, seed=1, guild_offset=offset),
+        admissions(args.calls, seed=2, guild_offset=offset),
+    )
+    print(f"dataset: {data.dbname}, {data.rows:,} rows; {args.calls} admissions per count after {args.warmup}")
+    counts: dict[str, list[float]] = {name: [] for name in names}
+    cluster.start(counted=True)
+    try:
+        for number in range(1, args.rounds + 1):
+            for name in names if number % 2 else names[::-1]:
+                counts[name].append(count(cluster, data, name, extra, warmup=warmup, calls=calls))
+                print(f"round {number}: {name}: {counts[name][-1]:,.0f} instructions per admission", flush=True)
+    finally:
+        cluster.stop()
+    cluster.start(counted=False)
+    with cluster.server.connect(data.dbname) as conn:
+        admission_budgets.remove_variants(conn)
+    if not was_running:
+        cluster.stop()
+    print(f"\n{'function':30} {'mean':>12} {'spread':>10}  per round")
+    for name, values in counts.items():
+        rounds = " ".join(f"{value:,.0f}" for value in values)
+        print(f"{name:30} {sum(values) / len(values):>12,.0f} {max(values) - min(values):>10,.0f}  {rounds}")
     return 0
 
 
