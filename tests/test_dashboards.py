@@ -111,7 +111,9 @@ def test_recompute_is_a_form_behind_csrf(snapshots, accounts):
 
 
 def test_a_running_worker_keeps_the_snapshots(snapshots):
-    snapshots.DASHBOARD_REFRESH = timedelta(seconds=4)
+    # The worker looks every second (generation.housekeeping: a quarter of this, at least 1 s) and
+    # recomputes a snapshot 2 s old: the recompute comes 2-3 s after the first.
+    snapshots.DASHBOARD_REFRESH = timedelta(seconds=2)
     VideoRequestFactory(user_id=31337)
     worker = standalone_worker(backend=OfflineBackend(seconds=0), deliveries={"cli": CliDelivery()})
     with worker_thread(worker):

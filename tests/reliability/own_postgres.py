@@ -19,6 +19,7 @@ from psycopg import sql
 from tracking.sql_migrations import Runner
 
 PGDATA = Path(__file__).resolve().parents[2] / ".data" / "chaos-postgres"
+_migrated_templates: set[str] = set()  # by this process, on the server under PGDATA
 
 
 class OwnPostgres:
@@ -47,13 +48,26 @@ class OwnPostgres:
         return info is not None and info.is_running()
 
     def fresh_database(self, name: str) -> dict:
-        """(Re)create ``name`` with our SQL schema; returns its Django-style settings."""
+        """(Re)create ``name`` with our SQL schema; returns its Django-style settings. The migrations
+        run once per test process, into ``<name>_template`` (made again: one left by an earlier
+        run may predate a migration); each fresh database after is a copy of it."""
+        template = f"{name}_template"
+        if template not in _migrated_templates:
+            self._recreate(template)
+            Runner(self._settings(template), log=lambda line: None).migrate()
+            _migrated_templates.add(template)
+        self._recreate(name, template=template)
+        return self._settings(name)
+
+    def _settings(self, name: str) -> dict:
+        return {"NAME": name, "USER": "postgres", "PASSWORD": "", "HOST": self.socket_dir, "PORT": ""}
+
+    def _recreate(self, name: str, *, template: str = "template1") -> None:
         with psycopg.connect(host=self.socket_dir, user="postgres", dbname="postgres", autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        db = {"NAME": name, "USER": "postgres", "PASSWORD": "", "HOST": self.socket_dir, "PORT": ""}
-        Runner(db, log=lambda line: None).migrate()
-        return db
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+            )
 
     def stop(self) -> None:
         """A fast shutdown: connections are cut, new ones refused until start()."""
