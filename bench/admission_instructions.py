@@ -223,11 +223,7 @@ def main() -> int:
                 print(f"round {number}: {label}: {instructions:,.0f} instructions per admission", flush=True)
     finally:
         cluster.stop()
-    cluster.start(counted=False)
-    with cluster.server.connect(data.dbname) as conn:
-        admission_budgets.remove_variants(conn)
-    if not was_running:
-        cluster.stop()
+    leave(cluster, data, was_running=was_running)
 
     previous = min(per_call[admission_budgets.VARIANTS[0][0]])
     print(f"\n{'variant':22} {'instructions per admission (per round)':>40} {'min/previous':>13}")
@@ -235,6 +231,15 @@ def main() -> int:
         rounds = " ".join(f"{value:,.0f}" for value in per_call[label])
         print(f"{label:22} {rounds:>40} {min(per_call[label]) / previous:>13.3f}")
     return 0
+
+
+def leave(cluster: Cluster, data, *, was_running: bool) -> None:
+    """The benchmark's policies and functions removed, and the cluster as it was found."""
+    cluster.start(counted=False)
+    with cluster.server.connect(data.dbname) as conn:
+        admission_budgets.remove_variants(conn)
+    if not was_running:
+        cluster.stop()
 
 
 def compare(cluster: Cluster, data, variants_sql: Path, names: list[str], args, *, was_running: bool) -> int:
@@ -258,11 +263,7 @@ def compare(cluster: Cluster, data, variants_sql: Path, names: list[str], args, 
                 print(f"round {number}: {name}: {counts[name][-1]:,.0f} instructions per admission", flush=True)
     finally:
         cluster.stop()
-    cluster.start(counted=False)
-    with cluster.server.connect(data.dbname) as conn:
-        admission_budgets.remove_variants(conn)
-    if not was_running:
-        cluster.stop()
+    leave(cluster, data, was_running=was_running)
     print(f"\n{'function':30} {'mean':>12} {'spread':>10}  per round")
     for name, values in counts.items():
         rounds = " ".join(f"{value:,.0f}" for value in values)
