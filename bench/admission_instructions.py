@@ -21,7 +21,7 @@ To weigh a change to admission before writing its migration, --compare FILE NAME
 counts functions FILE installs beside today's (each with admit_video_request's signature, e.g.
 a copy of it under another name) instead of the variants above: the same admissions, "budgets +
 roles" (or, with --unconfigured, nothing configured), every round in the other order. Counts of
-one function move by up to ~30,000 instructions between counts in one run, so a difference is
+one function move by up to ~60,000 instructions between counts in one run, so a difference is
 a finding only when it is larger than each function's own spread, which it prints.
 """
 

@@ -5,7 +5,8 @@
 -- quota_policies_guild_idx) under a bitmap heap scan, whose plan nodes PostgreSQL starts at every
 -- admission whatever they read: with role policies in play an admission executes about 20,000
 -- instructions fewer (0.6 %, lower in every round counted; docs/BENCHMARKS.md).
--- Same rows chosen, same order, same answer; the two indexes stay for what else reads by them.
+-- Same rows chosen, same order, same answer. The two indexes stay: the guild's by its budget's
+-- look-up and lock (admission, burst admission), the user's by the admin's search by user id.
 
 CREATE INDEX quota_policies_owner_idx ON quota_policies ((COALESCE(user_id, -guild_id)));
 
